@@ -1,0 +1,165 @@
+/**
+ * The configuration schema: what the user writes ({@link Config}, `z.input`) and the validated
+ * data with every default filled ({@link ValidConfig}, `z.output`). Defaults live here and only
+ * here. Unknown keys are rejected, so a typo is an error in YAML and a type error in config.ts.
+ *
+ * `load_config.ts` turns a ValidConfig into a {@link ResolvedConfig}: references parsed, urls
+ * split into scheme and host, paths made absolute.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { Reference } from "../registry/reference.ts";
+
+const seconds = (min: number, max: number, fallback: number) =>
+  z.number().min(min).max(max).default(fallback);
+
+/** Connection settings shared by destination and source registries. */
+const connection = {
+  /** Username for the registry (robot account `org+name` on Quay). */
+  username: z.string().min(1).optional(),
+  /** Password or token for the registry. Use `${VAR}` in YAML. */
+  password: z.string().min(1).optional(),
+  /** A PEM file with the CA(s) to trust for this registry, relative to the config file. */
+  caFile: z.string().min(1).optional(),
+  /** Plain http (no TLS). Loopback hosts default to http like docker does. */
+  insecure: z.boolean().optional(),
+};
+
+/** One destination registry. */
+export const registrySchema = z.strictObject({
+  /** `host[:port]`, optionally with `http://` or `https://`. */
+  url: z.string().min(1),
+  /** Namespace (Quay organization or user) the images go into. */
+  namespace: z.string().min(1),
+  /** Quay organization for the REST API; defaults to `namespace`. */
+  organization: z.string().min(1).optional(),
+  /** `quay` (REST API for repositories) or `registry` (a plain OCI registry). */
+  kind: z.enum(["quay", "registry"]).default("quay"),
+  /** Quay OAuth API token (Bearer) for creating repositories. */
+  apiToken: z.string().min(1).optional(),
+  ...connection,
+});
+
+/** Connection settings for one source registry host (e.g. `docker.io`). */
+export const sourceSchema = z.strictObject(connection);
+
+/** Log settings. */
+export const logSchema = z.strictObject({
+  level: z.enum(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]).default("INFO"),
+  file: z.string().min(1).default("bananna-bot.log"),
+  dir: z.string().min(1).default("logs"),
+  rotationDays: z.number().int().min(1).max(3650).default(7),
+  consoleOutput: z.boolean().default(true),
+  keepArchives: z.number().int().min(0).max(10_000).default(0),
+});
+
+/** Operation settings. */
+export const operationSchema = z.strictObject({
+  engine: z.enum(["docker", "registry"]).default("docker"),
+  continueOnError: z.boolean().default(true),
+  createReposIfNotExists: z.boolean().default(true),
+  cleanupLocalImages: z.boolean().default(false),
+  /** Seconds one docker command may run before it is killed. */
+  dockerTimeout: seconds(1, 86_400, 600),
+  /** Seconds one HTTP request (Quay API, registry metadata) may take. */
+  apiTimeout: seconds(1, 3_600, 30),
+  maxRetries: z.number().int().min(0).max(20).default(3),
+  /** Seconds before the first retry (doubles each time, with jitter). */
+  retryDelay: seconds(0, 3_600, 5),
+  /** Images mirrored at once. */
+  concurrency: z.number().int().min(1).max(64).default(2),
+  /** Move `latest` to the highest mirrored tag when a new tag lands. */
+  updateLatest: z.boolean().default(true),
+  /** Docker engine: the platform to pull, e.g. `linux/amd64`. */
+  platform: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/, {
+    message: "platform must look like os/arch[/variant], e.g. linux/amd64",
+  }).optional(),
+});
+
+/** One image to mirror. */
+export const imageSchema = z.strictObject({
+  /** Names of entries in `registries`. */
+  targets: z.array(z.string().min(1)).min(1),
+  /** Description for the Quay repository when it is created. */
+  description: z.string().optional(),
+  /** Destination repository name (default: last path component of the source). */
+  repository: z.string().min(1).optional(),
+});
+
+/** The whole configuration. */
+export const configSchema = z.strictObject({
+  /** Config format version. */
+  version: z.literal(1).default(1),
+  registries: z.record(z.string().min(1), registrySchema),
+  sources: z.record(z.string().min(1), sourceSchema).default({}),
+  log: logSchema.default(logSchema.parse({})),
+  operation: operationSchema.default(operationSchema.parse({})),
+  images: z.record(z.string().min(1), imageSchema),
+});
+
+/** What the user writes (optional fields optional). */
+export type Config = z.input<typeof configSchema>;
+/** Validated config with defaults filled, before references and paths are resolved. */
+export type ValidConfig = z.output<typeof configSchema>;
+/** Log settings with defaults. */
+export type LogSettings = z.output<typeof logSchema>;
+/** Operation settings with defaults. */
+export type OperationSettings = z.output<typeof operationSchema>;
+
+/**
+ * Type the config object in config.ts: a typo is a type error in the editor and in
+ * `deno task check`.
+ */
+export function defineConfig(config: Config): Config {
+  return config;
+}
+
+/** How to reach one registry host: scheme, TLS and credentials as written in the config. */
+export interface Connection {
+  /** `host[:port]` as used in references (`docker.io`, `quay.example.com`, `127.0.0.1:5000`). */
+  host: string;
+  /** `https` unless `insecure`, an explicit `http://` url, or a loopback host. */
+  scheme: "http" | "https";
+  /** Absolute path of a PEM CA bundle, if configured. */
+  caFile?: string;
+  username?: string;
+  password?: string;
+}
+
+/** A destination registry, resolved. */
+export interface ResolvedRegistry extends Connection {
+  /** The key in `registries`. */
+  name: string;
+  namespace: string;
+  /** Quay organization for the REST API (defaults to namespace). */
+  organization: string;
+  kind: "quay" | "registry";
+  apiToken?: string;
+}
+
+/** One image to mirror, resolved. */
+export interface ResolvedImage {
+  /** The key as written in the config (used in messages and `--only`). */
+  key: string;
+  /** The parsed source reference. */
+  source: Reference;
+  /** Names of the target registries. */
+  targets: string[];
+  description?: string;
+  /** Destination repository name inside the target namespace. */
+  repository: string;
+}
+
+/** A config ready to run: every default filled, every reference parsed, every path absolute. */
+export interface ResolvedConfig {
+  /** The config file path as given (for messages). */
+  file: string;
+  registries: Record<string, ResolvedRegistry>;
+  /** Source connections by host (`docker.io`, `ghcr.io`, ...). */
+  sources: Record<string, Connection>;
+  /** Log settings; `dir` is absolute. */
+  log: LogSettings;
+  operation: OperationSettings;
+  images: ResolvedImage[];
+}

@@ -1,0 +1,67 @@
+/**
+ * The engine contract. An engine copies one image from a source reference to a destination
+ * reference. It knows nothing about plans or config (like crane.Copy and c/image copy.Image).
+ *
+ * What callers may rely on:
+ * - `copy()` never writes a tag that exists with a different image: it checks the destination tag
+ *   right before the write and throws `MirrorError("IMAGE_TAG_DRIFT")` if it holds another image,
+ *   and returns `{ status: "exists" }` if it holds the same one.
+ * - Blobs are complete before their manifest is PUT; children before an index. On abort, no
+ *   partial tag is visible (a tag is written only by a complete manifest PUT).
+ * - Engines never print; they report through `onEvent`.
+ *
+ * @module
+ */
+import type { Code } from "../log/codes.ts";
+import type { Reference } from "../registry/reference.ts";
+
+/** Progress and steps reported by an engine. */
+export type EngineEvent =
+  | {
+    kind: "blob";
+    digest: string;
+    state: "started" | "progress" | "done" | "skipped" | "mounted";
+    /** Bytes moved so far for this blob. */
+    bytes?: number;
+    /** Blob size when known. */
+    total?: number;
+  }
+  | { kind: "step"; code: Code; message: string };
+
+/** One copy. */
+export interface CopyRequest {
+  /** Source; the digest wins when both tag and digest are given. */
+  source: Reference;
+  /** Destination with a tag (or a digest only, for digest-pinned sources). */
+  destination: Reference;
+  /** Docker engine: the platform to pull (`linux/arm64`). */
+  platform?: string;
+  signal?: AbortSignal;
+  onEvent?: (event: EngineEvent) => void;
+}
+
+/** What an engine compares to decide "same image". */
+export type Comparison = "manifest" | "config";
+
+/** The outcome of one copy. */
+export interface CopyResult {
+  /** `pushed`: this copy wrote the tag; `exists`: the tag already held the same image. */
+  status: "pushed" | "exists";
+  /** Digest of the destination manifest. */
+  digest: string;
+  /** Bytes uploaded to the destination (0 when everything existed or was mounted). */
+  bytesUploaded: number;
+}
+
+/** A copy engine. */
+export interface Engine {
+  readonly name: "registry" | "docker";
+  /** `manifest` (registry engine: digests are kept) or `config` (docker: layers recompressed). */
+  readonly comparison: Comparison;
+  /** Check the engine can work (docker: CLI present and daemon answering). Throws MirrorError. */
+  prepare(signal?: AbortSignal): Promise<void>;
+  /** Copy one image. Throws MirrorError with a catalogue code on failure. */
+  copy(request: CopyRequest): Promise<CopyResult>;
+  /** Release what the engine holds (docker: remove images this run pulled, if configured). */
+  close(): Promise<void>;
+}

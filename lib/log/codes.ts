@@ -1,0 +1,100 @@
+/**
+ * The one catalogue of codes. Every log line, every {@link MirrorError} and every report entry
+ * carries one of these. The level is the default level the logger uses for the code.
+ *
+ * @module
+ */
+
+/** Log levels, lowest first. */
+export const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const;
+/** A log level name. */
+export type Level = typeof LEVELS[number];
+
+/** The code catalogue: code -> default level and a one-line meaning (shown in the README). */
+export const CODES = {
+  SUCCESS: { level: "INFO", meaning: "an operation finished as planned" },
+
+  CONFIG_VALID: { level: "INFO", meaning: "the configuration passed validation" },
+  CONFIG_INVALID: { level: "ERROR", meaning: "the configuration has problems (each one listed)" },
+  CONFIG_NOT_FOUND: { level: "ERROR", meaning: "the configuration file does not exist" },
+  CONFIG_WARNING: { level: "WARNING", meaning: "the configuration works but something looks off" },
+
+  LOGIN_SUCCESS: { level: "INFO", meaning: "credentials accepted by a registry" },
+  LOGIN_FAILED: { level: "ERROR", meaning: "a registry refused the credentials" },
+  LOGIN_MISSING_CREDENTIALS: {
+    level: "ERROR",
+    meaning: "a registry needs credentials and none were found (no terminal to ask)",
+  },
+  LOGIN_RATE_LIMITED: { level: "WARNING", meaning: "the registry rate-limited us (429)" },
+
+  IMAGE_NOT_FOUND: { level: "ERROR", meaning: "the source image or tag does not exist" },
+  IMAGE_PULLED: { level: "INFO", meaning: "docker pulled the source image" },
+  IMAGE_TAGGED: { level: "INFO", meaning: "docker tagged the image for a destination" },
+  IMAGE_PUSHED: { level: "INFO", meaning: "the image was copied to the destination" },
+  IMAGE_ALREADY_EXISTS: {
+    level: "INFO",
+    meaning: "the destination tag already holds the same image; nothing written",
+  },
+  IMAGE_TAG_DRIFT: {
+    level: "WARNING",
+    meaning: "the destination tag holds a different image; reported, not touched",
+  },
+  IMAGE_PULL_FAILED: { level: "ERROR", meaning: "reading the source image failed" },
+  IMAGE_PUSH_FAILED: { level: "ERROR", meaning: "writing to the destination failed" },
+  IMAGE_DIGEST_MISMATCH: {
+    level: "ERROR",
+    meaning: "bytes received do not match their digest",
+  },
+  IMAGE_UNSUPPORTED: {
+    level: "ERROR",
+    meaning: "the manifest type cannot be copied (e.g. schema1)",
+  },
+  IMAGE_RATE_LIMITED: { level: "ERROR", meaning: "the registry kept answering 429" },
+  IMAGE_LATEST_UPDATED: { level: "INFO", meaning: "latest now points at the newest mirrored tag" },
+  IMAGE_LATEST_KEPT: {
+    level: "INFO",
+    meaning: "latest was left alone (already newest, or would move backwards)",
+  },
+  IMAGE_TAG_IMMUTABLE: {
+    level: "WARNING",
+    meaning: "the registry refused to move an immutable tag",
+  },
+  IMAGE_CLEANUP: { level: "INFO", meaning: "local docker images from this run were removed" },
+  IMAGE_PLANNED: { level: "INFO", meaning: "dry run: what would be done" },
+
+  REPO_EXISTS: { level: "INFO", meaning: "the Quay repository already exists" },
+  REPO_CREATED: { level: "INFO", meaning: "the Quay repository was created" },
+  REPO_CREATE_FAILED: { level: "ERROR", meaning: "Quay refused to create the repository" },
+  REPO_ACCESS_DENIED: { level: "ERROR", meaning: "the Quay API token lacks a permission" },
+  REPO_API_ERROR: { level: "ERROR", meaning: "the Quay API failed (network, 5xx, timeout)" },
+
+  DOCKER_NOT_AVAILABLE: {
+    level: "ERROR",
+    meaning: "the docker CLI is missing or its daemon does not answer",
+  },
+  DOCKER_COMMAND_FAILED: { level: "ERROR", meaning: "a docker command exited non-zero" },
+  DOCKER_TIMEOUT: {
+    level: "ERROR",
+    meaning: "a docker command ran past dockerTimeout and was killed",
+  },
+
+  MIRROR_START: { level: "INFO", meaning: "a mirror run started" },
+  MIRROR_COMPLETE: { level: "INFO", meaning: "a mirror run finished (statistics follow)" },
+  MIRROR_FAILED: { level: "ERROR", meaning: "a mirror run finished with failures" },
+  MIRROR_INTERRUPTED: {
+    level: "WARNING",
+    meaning: "a mirror run was interrupted (Ctrl-C, SIGTERM)",
+  },
+  MIRROR_LOCKED: { level: "ERROR", meaning: "another run holds the lock" },
+  MIRROR_LOCK_STALE: { level: "WARNING", meaning: "a stale lock from a dead run was taken over" },
+  MIRROR_LOG_ROTATED: { level: "INFO", meaning: "the log was archived and started afresh" },
+  MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
+} as const satisfies Record<string, { level: Level; meaning: string }>;
+
+/** A code from the catalogue. */
+export type Code = keyof typeof CODES;
+
+/** Is `value` a code from the catalogue? */
+export function isCode(value: string): value is Code {
+  return Object.hasOwn(CODES, value);
+}

@@ -1,0 +1,59 @@
+/**
+ * Secrets: every password and token is registered here once, the moment it is read; `mask()`
+ * replaces each with `***` and also masks what looks like a secret even when it was never
+ * registered (Authorization headers, `user:pass@` in URLs, `"password": "..."`, token=... query
+ * parameters). The logger, the report and error messages all go through `mask()`.
+ *
+ * @module
+ */
+
+const MASK = "***";
+
+/** A set of secrets to mask. One per run; the module default {@link secrets} serves the CLI. */
+export class Secrets {
+  #values = new Set<string>();
+
+  /** Register a secret (empty and very short values are ignored: masking "a" would garble text). */
+  add(value: string | undefined | null): void {
+    if (value && value.length >= 3) {
+      this.#values.add(value);
+      // The base64 of user:pass and the password alone are both secrets.
+    }
+  }
+
+  /** Register `user:password` as it appears in Basic auth (base64) too. */
+  addBasic(username: string, password: string): void {
+    this.add(password);
+    this.add(btoa(`${username}:${password}`));
+  }
+
+  /** How many secrets are registered (for tests). */
+  get size(): number {
+    return this.#values.size;
+  }
+
+  /** Replace every registered secret and every secret-looking pattern in `text`. */
+  mask(text: string): string {
+    let out = text;
+    // Longest first so that a secret containing another is masked whole.
+    for (const value of [...this.#values].sort((a, b) => b.length - a.length)) {
+      out = out.split(value).join(MASK);
+    }
+    return maskPatterns(out);
+  }
+}
+
+/** Mask the secret-looking patterns only (no registered values). */
+export function maskPatterns(text: string): string {
+  return text
+    .replace(/(authorization\s*[:=]\s*"?)(basic|bearer)\s+[^\s",}]+/gi, `$1$2 ${MASK}`)
+    .replace(/\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}/gi, `$1 ${MASK}`)
+    .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+):([^/\s@]+)@/gi, `$1$2:${MASK}@`)
+    .replace(
+      /("?(?:password|passwd|secret|token|access_token|refresh_token|identitytoken|apiToken|auth)"?\s*[:=]\s*"?)([^\s",}&]+)/gi,
+      (_m, key: string, value: string) => (value === MASK ? `${key}${value}` : `${key}${MASK}`),
+    );
+}
+
+/** The run-wide secrets the CLI registers into. */
+export const secrets: Secrets = new Secrets();

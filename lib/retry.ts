@@ -1,0 +1,107 @@
+/**
+ * A small, explicit retry policy (after std `async/retry.ts`): exponential backoff with jitter,
+ * `Retry-After` honoured, an AbortSignal that stops both the waits and the attempts.
+ *
+ * @module
+ */
+
+/** Options for {@link retry}. */
+export interface RetryOptions {
+  /** Attempts in all, the first included. @default 3 */
+  maxAttempts?: number;
+  /** First delay in ms. @default 1000 */
+  minDelayMs?: number;
+  /** Longest delay in ms. @default 60000 */
+  maxDelayMs?: number;
+  /** Growth per attempt. @default 2 */
+  multiplier?: number;
+  /** Fraction of the delay drawn at random (0..1). @default 0.2 */
+  jitter?: number;
+  /** Whether an error may pass if tried again. @default () => true */
+  isRetriable?: (error: unknown) => boolean;
+  /** A delay the error itself asks for (e.g. Retry-After), in ms, or undefined. */
+  delayFor?: (error: unknown) => number | undefined;
+  /** Called before each wait. */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Stops waits and attempts. */
+  signal?: AbortSignal;
+}
+
+/** Run `fn` until it succeeds, the error is not retriable, or attempts run out. */
+export async function retry<T>(
+  fn: (attempt: number) => Promise<T>,
+  options: RetryOptions = {},
+): Promise<T> {
+  const {
+    maxAttempts = 3,
+    minDelayMs = 1000,
+    maxDelayMs = 60_000,
+    multiplier = 2,
+    jitter = 0.2,
+    isRetriable = () => true,
+    delayFor,
+    onRetry,
+    signal,
+  } = options;
+  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
+    throw new RangeError(`maxAttempts must be a whole number >= 1, got ${maxAttempts}`);
+  }
+  if (minDelayMs < 0 || maxDelayMs < minDelayMs) {
+    throw new RangeError(
+      `delays must satisfy 0 <= minDelayMs <= maxDelayMs, got ${minDelayMs}, ${maxDelayMs}`,
+    );
+  }
+  if (jitter < 0 || jitter > 1) throw new RangeError(`jitter must be in 0..1, got ${jitter}`);
+  for (let attempt = 1;; attempt++) {
+    signal?.throwIfAborted();
+    try {
+      return await fn(attempt);
+    } catch (error) {
+      if (signal?.aborted || attempt >= maxAttempts || !isRetriable(error)) throw error;
+      const base = Math.min(maxDelayMs, minDelayMs * multiplier ** (attempt - 1));
+      const wanted = delayFor?.(error);
+      const delay = wanted !== undefined
+        ? Math.min(Math.max(wanted, 0), Math.max(maxDelayMs, wanted))
+        : base * (1 - jitter + Math.random() * jitter * 2);
+      onRetry?.(error, attempt, Math.round(delay));
+      await sleep(delay, signal);
+    }
+  }
+}
+
+/** Wait `ms`, or reject at once when `signal` aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    function onAbort() {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    }
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/**
+ * Parse a Retry-After header: delta seconds or an HTTP date. Returns ms, or undefined.
+ *
+ * @example
+ * ```ts
+ * import { parseRetryAfter } from "./retry.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(parseRetryAfter("2"), 2000);
+ * ```
+ */
+export function parseRetryAfter(
+  value: string | null,
+  now: number = Date.now(),
+): number | undefined {
+  if (!value) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
+  const date = Date.parse(trimmed);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
