@@ -1,0 +1,223 @@
+/**
+ * Execute a plan: up to `concurrency` tasks at once; for each push task ensure the Quay
+ * repository, then let the engine copy (the engine re-checks the tag right before writing).
+ * Then, per repository that received a new tag, move `latest` by the rule in latest.ts.
+ *
+ * `continueOnError: false` stops scheduling new tasks after the first failure (running ones
+ * finish); an abort stops scheduling and aborts running copies. Tasks never started are
+ * `skipped`. Reports through `onEvent`; never prints.
+ *
+ * @module
+ */
+import type { Engine, EngineEvent } from "./engine/engine.ts";
+import { errorMessage, MirrorError } from "./errors.ts";
+import type { Code } from "./log/codes.ts";
+import type { MirrorPlan, PlanTask } from "./plan.ts";
+
+/** Final status of a task. */
+export type TaskStatus = "pushed" | "exists" | "drift" | "failed" | "planned" | "skipped";
+
+/** The outcome of one task. */
+export interface TaskResult {
+  task: PlanTask;
+  status: TaskStatus;
+  /** Destination manifest digest (pushed / exists / drift). */
+  digest?: string;
+  code: Code;
+  error?: string;
+  /** What happened to the Quay repository, if this task ensured it. */
+  repo?: "created" | "exists";
+  bytesUploaded?: number;
+  durationMs: number;
+}
+
+/** A repository that received a new tag in this run, with the tags that now hold mirrored images. */
+export interface LatestGroup {
+  target: string;
+  registry: string;
+  repository: string;
+  /** Tags (config order) whose destination holds the mirrored image, with its digest. */
+  candidates: { tag: string; digest: string }[];
+}
+
+/** What happened to `latest` in one repository. */
+export interface LatestOutcome {
+  group: LatestGroup;
+  code: Code;
+  message: string;
+  /** The tag latest now points at, when moved. */
+  tag?: string;
+}
+
+/** Events of a run, for the logger and the terminal. */
+export type MirrorEvent =
+  | { kind: "task-start"; task: PlanTask }
+  | { kind: "repo"; task: PlanTask; outcome: "created" | "exists" }
+  | { kind: "engine"; task: PlanTask; event: EngineEvent }
+  | { kind: "task-done"; result: TaskResult }
+  | { kind: "latest"; outcome: LatestOutcome };
+
+/** Options for {@link runPlan}. */
+export interface RunPlanOptions {
+  engine: Engine;
+  concurrency: number;
+  continueOnError: boolean;
+  platform?: string;
+  signal?: AbortSignal;
+  /** Make sure the Quay repository of a task exists (only called for tasks with `repo`). */
+  ensureRepository?: (task: PlanTask, signal?: AbortSignal) => Promise<"created" | "exists">;
+  /** Move latest in one repository; omitted when updateLatest is off. */
+  updateLatest?: (group: LatestGroup, signal?: AbortSignal) => Promise<LatestOutcome>;
+  onEvent?: (event: MirrorEvent) => void;
+}
+
+/** The results of a run. */
+export interface RunOutcome {
+  results: TaskResult[];
+  latest: LatestOutcome[];
+  interrupted: boolean;
+}
+
+/** Execute the plan. Never throws for a task's failure; those become results. */
+export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promise<RunOutcome> {
+  const emit = options.onEvent ?? (() => {});
+  const results: TaskResult[] = new Array(plan.tasks.length);
+  let stop = false;
+  let next = 0;
+  const ensured = new Map<string, Promise<"created" | "exists">>();
+
+  async function runTask(task: PlanTask): Promise<TaskResult> {
+    const started = performance.now();
+    const done = (result: Omit<TaskResult, "task" | "durationMs">): TaskResult => ({
+      task,
+      durationMs: Math.round(performance.now() - started),
+      ...result,
+    });
+    if (task.action === "exists") {
+      return done({ status: "exists", digest: task.destinationDigest, code: "IMAGE_ALREADY_EXISTS" });
+    }
+    if (task.action === "drift") {
+      return done({
+        status: "drift",
+        digest: task.destinationDigest,
+        code: "IMAGE_TAG_DRIFT",
+        error: task.message,
+      });
+    }
+    if (task.action === "failed") {
+      return done({ status: "failed", code: task.code ?? "IMAGE_PULL_FAILED", error: task.message });
+    }
+    let repo: "created" | "exists" | undefined;
+    try {
+      if (task.repo && options.ensureRepository) {
+        const key = `${task.target}/${task.repo.namespace}/${task.repo.name}`;
+        let pending = ensured.get(key);
+        const first = !pending;
+        if (!pending) {
+          ensured.set(key, pending = options.ensureRepository(task, options.signal));
+        }
+        const outcome = await pending;
+        if (first) {
+          repo = outcome;
+          emit({ kind: "repo", task, outcome });
+        }
+      }
+      const copied = await options.engine.copy({
+        source: task.source,
+        destination: task.destination,
+        platform: options.platform,
+        signal: options.signal,
+        onEvent: (event) => emit({ kind: "engine", task, event }),
+      });
+      return done({
+        status: copied.status === "pushed" ? "pushed" : "exists",
+        digest: copied.digest,
+        code: copied.status === "pushed" ? "IMAGE_PUSHED" : "IMAGE_ALREADY_EXISTS",
+        repo,
+        bytesUploaded: copied.bytesUploaded,
+      });
+    } catch (error) {
+      if (options.signal?.aborted) {
+        return done({ status: "failed", code: "MIRROR_INTERRUPTED", error: "interrupted", repo });
+      }
+      if (error instanceof MirrorError && error.code === "IMAGE_TAG_DRIFT") {
+        return done({ status: "drift", code: "IMAGE_TAG_DRIFT", error: error.message, repo });
+      }
+      const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+      return done({ status: "failed", code, error: errorMessage(error), repo });
+    }
+  }
+
+  const workers = Array.from(
+    { length: Math.max(1, Math.min(options.concurrency, plan.tasks.length)) },
+    async () => {
+      while (next < plan.tasks.length && !stop && !options.signal?.aborted) {
+        const task = plan.tasks[next++];
+        emit({ kind: "task-start", task });
+        const result = await runTask(task);
+        results[task.id] = result;
+        emit({ kind: "task-done", result });
+        if (result.status === "failed" && !options.continueOnError) stop = true;
+      }
+    },
+  );
+  await Promise.all(workers);
+  const interrupted = options.signal?.aborted ?? false;
+  for (const task of plan.tasks) {
+    if (!results[task.id]) {
+      results[task.id] = {
+        task,
+        status: "skipped",
+        code: interrupted ? "MIRROR_INTERRUPTED" : "MIRROR_FAILED",
+        error: interrupted
+          ? "not started: the run was interrupted"
+          : "not started: the run stopped after a failure (continueOnError is off)",
+        durationMs: 0,
+      };
+    }
+  }
+
+  const latest: LatestOutcome[] = [];
+  if (options.updateLatest && !interrupted) {
+    for (const group of latestGroups(results)) {
+      try {
+        const outcome = await options.updateLatest(group, options.signal);
+        latest.push(outcome);
+        emit({ kind: "latest", outcome });
+      } catch (error) {
+        const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+        const outcome = { group, code, message: errorMessage(error) };
+        latest.push(outcome);
+        emit({ kind: "latest", outcome });
+      }
+    }
+  }
+  return { results, latest, interrupted };
+}
+
+/** Repositories that got a new tag in this run, with their candidate tags in config order. */
+export function latestGroups(results: TaskResult[]): LatestGroup[] {
+  const groups = new Map<string, LatestGroup & { pushed: boolean }>();
+  for (const result of results) {
+    const { task } = result;
+    const key = `${task.target}\n${task.destination.registry}/${task.destination.repository}`;
+    let group = groups.get(key);
+    if (!group) {
+      group = {
+        target: task.target,
+        registry: task.destination.registry,
+        repository: task.destination.repository,
+        candidates: [],
+        pushed: false,
+      };
+      groups.set(key, group);
+    }
+    const tag = task.destination.tag;
+    if (tag === undefined || tag === "latest") continue;
+    if ((result.status === "pushed" || result.status === "exists") && result.digest) {
+      group.candidates.push({ tag, digest: result.digest });
+      if (result.status === "pushed") group.pushed = true;
+    }
+  }
+  return [...groups.values()].filter((g) => g.pushed).map(({ pushed: _, ...group }) => group);
+}
