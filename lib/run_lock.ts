@@ -1,7 +1,7 @@
 /**
  * A lock file in the log dir so that two runs never overlap (cron plus a person at a laptop).
  * The file holds the owner's pid, host and start time. A lock whose process is gone (same host,
- * no /proc/<pid>) or that is older than `staleAfterMs` is taken over, and the caller is told so
+ * `ps -p` says so) or that is older than `staleAfterMs` is taken over, and the caller is told so
  * it can warn.
  *
  * @module
@@ -62,7 +62,7 @@ export async function acquireRunLock(dir: string, options: RunLockOptions = {}):
       if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
     }
     const holder = await readHolder(path);
-    if (holder && !isStale(holder, staleAfterMs)) {
+    if (holder && !(await isStale(holder, staleAfterMs))) {
       throw new MirrorError(
         "MIRROR_LOCKED",
         `Another bananna-bot run holds ${path} (pid ${holder.pid} on ${holder.host}, started ${holder.started}); wait for it to finish, or remove the file if that run is gone`,
@@ -86,15 +86,27 @@ async function readHolder(path: string): Promise<LockBody | null> {
   }
 }
 
-function isStale(holder: LockBody, staleAfterMs: number): boolean {
+async function isStale(holder: LockBody, staleAfterMs: number): Promise<boolean> {
   const age = Date.now() - Date.parse(holder.started);
   if (!(age < staleAfterMs)) return true;
   if (holder.host !== Deno.hostname()) return false;
+  return !(await isAlive(holder.pid));
+}
+
+/**
+ * Is process `pid` alive on this host? Asks `ps -p` (Deno needs --allow-all to stat /proc/<pid>,
+ * and Deno.kill has no signal 0). Without `ps` we cannot tell and assume alive: age decides.
+ */
+async function isAlive(pid: number): Promise<boolean> {
   try {
-    Deno.statSync(`/proc/${holder.pid}`);
-    return false;
+    const out = await new Deno.Command("ps", {
+      args: ["-p", String(pid)],
+      stdout: "null",
+      stderr: "null",
+    })
+      .output();
+    return out.success;
   } catch {
-    // No /proc entry: the process is gone (Linux). Elsewhere we cannot tell; age decides.
-    return Deno.build.os === "linux";
+    return true;
   }
 }
