@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import {
+  apiHost,
+  formatReference,
+  isLoopbackHost,
+  parseReference,
+  ReferenceError,
+} from "../../lib/registry/reference.ts";
+
+const D = "sha256:" + "a".repeat(64);
+
+Deno.test("parseReference() normalises good references", async (t) => {
+  const rows: [string, ReturnType<typeof parseReference>][] = [
+    ["nginx", { registry: "docker.io", repository: "library/nginx", tag: "latest" }],
+    ["nginx:1.25", { registry: "docker.io", repository: "library/nginx", tag: "1.25" }],
+    ["docker.io/library/nginx:1.25", {
+      registry: "docker.io",
+      repository: "library/nginx",
+      tag: "1.25",
+    }],
+    ["docker.io/nginx", { registry: "docker.io", repository: "library/nginx", tag: "latest" }],
+    ["index.docker.io/bitnami/redis:7", {
+      registry: "docker.io",
+      repository: "bitnami/redis",
+      tag: "7",
+    }],
+    ["myhost/app", { registry: "docker.io", repository: "myhost/app", tag: "latest" }],
+    ["localhost/app:1", { registry: "localhost", repository: "app", tag: "1" }],
+    ["localhost:5000", { registry: "docker.io", repository: "library/localhost", tag: "5000" }],
+    ["127.0.0.1:5000/ns/app:v1", { registry: "127.0.0.1:5000", repository: "ns/app", tag: "v1" }],
+    ["[::1]:5000/app:1", { registry: "[::1]:5000", repository: "app", tag: "1" }],
+    ["registry.k8s.io/pause:3.9", { registry: "registry.k8s.io", repository: "pause", tag: "3.9" }],
+    ["quay.io/prometheus/node-exporter:v1.8.2", {
+      registry: "quay.io",
+      repository: "prometheus/node-exporter",
+      tag: "v1.8.2",
+    }],
+    [`ghcr.io/org/app@${D}`, { registry: "ghcr.io", repository: "org/app", digest: D }],
+    [`nginx:1.25@${D}`, {
+      registry: "docker.io",
+      repository: "library/nginx",
+      tag: "1.25",
+      digest: D,
+    }],
+    ["a/b__c/d-----e.f_g:T_.-x", {
+      registry: "docker.io",
+      repository: "a/b__c/d-----e.f_g",
+      tag: "T_.-x",
+    }],
+    ["MyHost/app", { registry: "MyHost", repository: "app", tag: "latest" }],
+  ];
+  for (const [input, expected] of rows) {
+    await t.step(input, () => assert.deepEqual(parseReference(input), expected));
+  }
+});
+
+Deno.test("parseReference() rejects malformed references with the reason", async (t) => {
+  const rows: [string, RegExp][] = [
+    ["", /empty/],
+    [" nginx", /spaces/],
+    ["Nginx:1", /lowercase/],
+    ["docker.io/Library/nginx", /lowercase/],
+    ["nginx:-1", /tag/],
+    ["nginx:" + "x".repeat(129), /tag/],
+    ["nginx@sha256:abc", /64 lowercase hex/],
+    [`nginx@sha256:${"A".repeat(64)}`, /64 lowercase hex/],
+    ["nginx@md5:" + "a".repeat(32), /unsupported digest algorithm/],
+    ["a//b", /empty path component/],
+    ["a/b_/c", /path component/],
+    ["-host.io/app", /bad domain/],
+    ["host.io:99999/app", /port/],
+    ["a".repeat(64), /64-byte hexadecimal/],
+    ["quay.io/", /missing repository|empty path/],
+  ];
+  for (const [input, pattern] of rows) {
+    await t.step(JSON.stringify(input).slice(0, 40), () => {
+      assert.throws(() => parseReference(input), (e: unknown) => {
+        assert.ok(e instanceof ReferenceError);
+        assert.match(e.message, pattern);
+        return true;
+      });
+    });
+  }
+});
+
+Deno.test("formatReference() gives the full form back", () => {
+  assert.equal(formatReference(parseReference("nginx")), "docker.io/library/nginx:latest");
+  assert.equal(formatReference(parseReference(`ghcr.io/org/app@${D}`)), `ghcr.io/org/app@${D}`);
+});
+
+Deno.test("apiHost() maps Docker Hub to its API host; isLoopbackHost() knows loopback", () => {
+  assert.equal(apiHost("docker.io"), "registry-1.docker.io");
+  assert.equal(apiHost("quay.io"), "quay.io");
+  for (const host of ["localhost", "localhost:5000", "127.0.0.1", "127.3.2.1:80", "[::1]:5000"]) {
+    assert.ok(isLoopbackHost(host), host);
+  }
+  for (const host of ["quay.io", "10.0.0.1:5000", "127.example.com"]) {
+    assert.ok(!isLoopbackHost(host), host);
+  }
+});
