@@ -69,6 +69,8 @@ export interface BuildPlanOptions {
   signal?: AbortSignal;
   /** Reads at once. @default config.operation.concurrency * 4 */
   concurrency?: number;
+  /** Pairs (source digest, destination digest) earlier runs proved to hold the same image. */
+  isEquivalent?: (destination: string, sourceDigest: string, destinationDigest: string) => boolean;
 }
 
 /** The destination reference of an image on a target registry. */
@@ -119,66 +121,85 @@ export async function buildPlan(
     return value;
   };
 
-  await forEachLimited(tasks, options.concurrency ?? config.operation.concurrency * 4, async (task) => {
-    options.signal?.throwIfAborted();
-    const registry = config.registries[task.target];
-    try {
-      if (task.repo) {
-        const repo = task.repo;
-        repo.state = await once(
-          repoStates,
-          `${registry.name}/${repo.namespace}/${repo.name}`,
-          () => probe.repository(registry, repo.name, options.signal),
+  await forEachLimited(
+    tasks,
+    options.concurrency ?? config.operation.concurrency * 4,
+    async (task) => {
+      options.signal?.throwIfAborted();
+      const registry = config.registries[task.target];
+      try {
+        if (task.repo) {
+          const repo = task.repo;
+          repo.state = await once(
+            repoStates,
+            `${registry.name}/${repo.namespace}/${repo.name}`,
+            () => probe.repository(registry, repo.name, options.signal),
+          );
+        }
+        const sourceKey = formatReference(task.source);
+        const sourceDigest = await once(
+          sourceDigests,
+          sourceKey,
+          () => probe.manifestDigest(task.source, options.signal),
         );
-      }
-      const sourceKey = formatReference(task.source);
-      const sourceDigest = await once(
-        sourceDigests,
-        sourceKey,
-        () => probe.manifestDigest(task.source, options.signal),
-      );
-      if (sourceDigest === null) {
-        return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
-      }
-      task.sourceDigest = sourceDigest;
-      const destinationDigest = task.repo?.state === "missing"
-        ? null
-        : await probe.manifestDigest(task.destination, options.signal);
-      if (destinationDigest === null) {
-        task.action = "push";
-        return;
-      }
-      task.destinationDigest = destinationDigest;
-      if (destinationDigest === sourceDigest) {
-        task.action = "exists";
-        task.comparedBy = "manifest";
-        return;
-      }
-      if (options.comparison === "config") {
-        const [sourceConfig, destinationConfig] = await Promise.all([
-          once(sourceConfigs, sourceKey, () => probe.configDigest(task.source, platform, options.signal)),
-          probe.configDigest(task.destination, platform, options.signal),
-        ]);
-        if (sourceConfig !== null && sourceConfig === destinationConfig) {
+        if (sourceDigest === null) {
+          return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
+        }
+        task.sourceDigest = sourceDigest;
+        const destinationDigest = task.repo?.state === "missing"
+          ? null
+          : await probe.manifestDigest(task.destination, options.signal);
+        if (destinationDigest === null) {
+          task.action = "push";
+          return;
+        }
+        task.destinationDigest = destinationDigest;
+        if (destinationDigest === sourceDigest) {
           task.action = "exists";
+          task.comparedBy = "manifest";
+          return;
+        }
+        if (
+          options.comparison === "config" &&
+          options.isEquivalent?.(formatReference(task.destination), sourceDigest, destinationDigest)
+        ) {
+          task.action = "exists";
+          return;
+        }
+        if (options.comparison === "config") {
+          const [sourceConfig, destinationConfig] = await Promise.all([
+            once(
+              sourceConfigs,
+              sourceKey,
+              () => probe.configDigest(task.source, platform, options.signal),
+            ),
+            probe.configDigest(task.destination, platform, options.signal),
+          ]);
+          if (sourceConfig !== null && sourceConfig === destinationConfig) {
+            task.action = "exists";
+            return;
+          }
+          task.action = "drift";
+          task.code = "IMAGE_TAG_DRIFT";
+          task.message = `${
+            formatReference(task.destination)
+          } holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
           return;
         }
         task.action = "drift";
         task.code = "IMAGE_TAG_DRIFT";
-        task.message =
-          `${formatReference(task.destination)} holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
-        return;
+        task.message = `${
+          formatReference(task.destination)
+        } holds ${destinationDigest}, source has ${sourceDigest}; left untouched`;
+      } catch (error) {
+        if (options.signal?.aborted) {
+          throw error;
+        }
+        const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+        fail(task, code, errorMessage(error));
       }
-      task.action = "drift";
-      task.code = "IMAGE_TAG_DRIFT";
-      task.message =
-        `${formatReference(task.destination)} holds ${destinationDigest}, source has ${sourceDigest}; left untouched`;
-    } catch (error) {
-      if (options.signal?.aborted) throw error;
-      const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
-      fail(task, code, errorMessage(error));
-    }
-  });
+    },
+  );
   return { engine: config.operation.engine, tasks };
 }
 

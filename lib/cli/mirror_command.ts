@@ -17,6 +17,7 @@ import { errorMessage, MirrorError, UsageError } from "../errors.ts";
 import { type Code, CODES, type Level } from "../log/codes.ts";
 import { Logger } from "../log/logger.ts";
 import { secrets } from "../log/redact.ts";
+import { MirrorState } from "../mirror_state.ts";
 import { buildPlan, type MirrorPlan, type PlanProbe } from "../plan.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
 import { formatReference, isLoopbackHost, manifestRef } from "../registry/reference.ts";
@@ -163,10 +164,12 @@ class MirrorRun {
       if (!cmd.dryRun) await engine.prepare(io.signal);
       await this.resolveCredentials(engine);
       if (!cmd.dryRun) await this.checkQuayTokens();
+      const state = await MirrorState.load(config.log.dir);
       const plan = await buildPlan(config, this.probe(), {
         comparison: engine.comparison,
         images: this.images,
         signal: io.signal,
+        isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
       });
       for (const task of plan.tasks) {
         const broken = this.#quayBroken.get(task.target);
@@ -189,6 +192,16 @@ class MirrorRun {
           : undefined,
         onEvent: (event) => this.onEvent(event),
       });
+      if (engine.comparison === "config") {
+        for (const r of outcome.results) {
+          if ((r.status === "pushed" || r.status === "exists") && r.task.sourceDigest && r.digest) {
+            state.record(formatReference(r.task.destination), r.task.sourceDigest, r.digest);
+          }
+        }
+        await state.save().catch((error) =>
+          logger.warn("MIRROR_FAILED", OP, `Cannot save ${config.log.dir}/.mirror-state.json: ${errorMessage(error)}`)
+        );
+      }
       const report = buildReport(outcome.results, {
         version: VERSION,
         engine: op.engine,

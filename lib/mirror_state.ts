@@ -1,0 +1,63 @@
+/**
+ * What earlier runs proved, so that a no-op re-run needs only HEADs.
+ *
+ * The docker engine cannot keep digests (docker recompresses layers on push), so "same image"
+ * means the same config digest, which costs manifest GETs on both sides (and a GET on Docker Hub
+ * counts as a pull). Once a run has pushed or compared a destination tag, it records the pair
+ * (source manifest digest, destination manifest digest) here. A later run that HEADs the same pair
+ * knows the answer without a GET; if either digest changed, the full comparison runs again.
+ * Losing or deleting the file costs only those GETs. Stored as `<log dir>/.mirror-state.json`.
+ *
+ * @module
+ */
+
+/** Recorded equivalences: destination reference -> `source digest|destination digest`. */
+export class MirrorState {
+  #path: string;
+  #pairs: Map<string, string>;
+  #dirty = false;
+
+  private constructor(path: string, pairs: Map<string, string>) {
+    this.#path = path;
+    this.#pairs = pairs;
+  }
+
+  /** Load the state file in `dir` (an unreadable or corrupt file is an empty state). */
+  static async load(dir: string): Promise<MirrorState> {
+    const path = `${dir}/.mirror-state.json`;
+    const pairs = new Map<string, string>();
+    try {
+      const parsed = JSON.parse(await Deno.readTextFile(path));
+      for (const [key, value] of Object.entries(parsed?.equivalent ?? {})) {
+        if (typeof value === "string") pairs.set(key, value);
+      }
+    } catch {
+      // Missing or corrupt: start empty; the comparison just costs GETs again.
+    }
+    return new MirrorState(path, pairs);
+  }
+
+  /** Did an earlier run prove `destination` (at `destinationDigest`) holds `sourceDigest`'s image? */
+  isEquivalent(destination: string, sourceDigest: string, destinationDigest: string): boolean {
+    return this.#pairs.get(destination) === `${sourceDigest}|${destinationDigest}`;
+  }
+
+  /** Record that `destination` at `destinationDigest` holds the image of `sourceDigest`. */
+  record(destination: string, sourceDigest: string, destinationDigest: string): void {
+    const value = `${sourceDigest}|${destinationDigest}`;
+    if (this.#pairs.get(destination) !== value) {
+      this.#pairs.set(destination, value);
+      this.#dirty = true;
+    }
+  }
+
+  /** Write the file if anything changed (temp file + rename: never a half-written state). */
+  async save(): Promise<void> {
+    if (!this.#dirty) return;
+    const tmp = `${this.#path}.tmp-${Deno.pid}`;
+    const equivalent = Object.fromEntries([...this.#pairs].sort(([a], [b]) => a.localeCompare(b)));
+    await Deno.writeTextFile(tmp, JSON.stringify({ version: 1, equivalent }, null, 1) + "\n");
+    await Deno.rename(tmp, this.#path);
+    this.#dirty = false;
+  }
+}
