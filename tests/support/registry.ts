@@ -1,0 +1,316 @@
+/**
+ * A real registry for tests: Debian's `docker-registry` (CNCF distribution 2.8.2), one per test,
+ * in a temp dir on a free loopback port, with no auth, htpasswd Basic auth, or token auth (the
+ * token server in token_server.ts), and optionally TLS with a CA made by openssl.
+ *
+ * ```ts
+ * await using reg = await startRegistry({ auth: "htpasswd", tls: true });
+ * ```
+ *
+ * @module
+ */
+
+/** A running test registry. */
+export interface TestRegistry extends AsyncDisposable {
+  /** `127.0.0.1:PORT`, as used in image references. */
+  host: string;
+  scheme: "http" | "https";
+  /** `scheme://host`. */
+  url: string;
+  /** PEM of the CA that signed the server certificate (TLS only). */
+  caFile?: string;
+  /** Credentials of the first user (htpasswd and token auth). */
+  username?: string;
+  password?: string;
+  /** All users (htpasswd and token auth). */
+  users: Record<string, string>;
+  /** Storage root (filesystem driver). */
+  dataDir: string;
+  /** The temp dir holding config, certs, storage and logs. */
+  dir: string;
+  /** Access log lines so far: `METHOD PATH STATUS`, e.g. `HEAD /v2/a/manifests/1 200`. */
+  accessLog(): Promise<string[]>;
+  /** Token requests served so far (token auth only): one entry per request, its scope params. */
+  tokenRequests(): string[][];
+  /** Stop the registry (also done on dispose). */
+  stop(): Promise<void>;
+}
+
+/** Options for {@link startRegistry}. */
+export interface StartRegistryOptions {
+  auth?: "none" | "htpasswd" | "token";
+  tls?: boolean;
+  /** Users for htpasswd/token auth. Default: one user `mirror` with a random password. */
+  users?: Record<string, string>;
+  /** Token auth: may anonymous callers pull? @default false */
+  anonymousPull?: boolean;
+  /** Serve read-only (maintenance mode): writes fail with 405. */
+  readOnly?: boolean;
+}
+
+const BINARY = "/usr/bin/docker-registry";
+
+/** Is Debian's docker-registry installed? Tests are ignored, with this reason, when it is not. */
+export function registryBinaryAvailable(): boolean {
+  try {
+    return Deno.statSync(BINARY).isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** A free TCP port on 127.0.0.1 (bind port 0, read it, close). */
+export function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  return port;
+}
+
+/** Run a command, throw with its stderr on failure. */
+export async function run(
+  cmd: string,
+  args: string[],
+  options: { cwd?: string; stdin?: string } = {},
+): Promise<string> {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: options.cwd,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const out = await child.output();
+  if (!out.success) {
+    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
+  }
+  return new TextDecoder().decode(out.stdout);
+}
+
+/** Make a CA and a server certificate for 127.0.0.1/localhost with openssl. */
+export async function makeCertificates(
+  dir: string,
+): Promise<{ ca: string; cert: string; key: string }> {
+  // The CA certificate sits alone in its folder: skopeo and docker take a folder of *.crt and
+  // would read a *.key beside it as a client certificate.
+  await Deno.mkdir(`${dir}/ca`, { recursive: true });
+  const ca = `${dir}/ca/ca.crt`;
+  const caKey = `${dir}/ca.key`;
+  const cert = `${dir}/server.pem`;
+  const key = `${dir}/server.key`;
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=bananna-bot test CA",
+    "-keyout",
+    caKey,
+    "-out",
+    ca,
+  ]);
+  await run("openssl", [
+    "req",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-subj",
+    "/CN=127.0.0.1",
+    "-keyout",
+    key,
+    "-out",
+    `${dir}/server.csr`,
+  ]);
+  await Deno.writeTextFile(
+    `${dir}/san.ext`,
+    "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+  );
+  await run("openssl", [
+    "x509",
+    "-req",
+    "-in",
+    `${dir}/server.csr`,
+    "-CA",
+    ca,
+    "-CAkey",
+    caKey,
+    "-CAcreateserial",
+    "-days",
+    "2",
+    "-CAserial",
+    `${dir}/ca.srl`,
+    "-extfile",
+    `${dir}/san.ext`,
+    "-out",
+    cert,
+  ]);
+  return { ca, cert, key };
+}
+
+function randomPassword(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return "pw-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** Start a real registry. */
+export async function startRegistry(options: StartRegistryOptions = {}): Promise<TestRegistry> {
+  if (!registryBinaryAvailable()) {
+    throw new Error(`${BINARY} is not installed (apt-get install docker-registry)`);
+  }
+  const auth = options.auth ?? "none";
+  const dir = await Deno.makeTempDir({ prefix: "bb-registry-" });
+  const dataDir = `${dir}/data`;
+  await Deno.mkdir(dataDir);
+  const users = auth === "none" ? {} : options.users ?? { mirror: randomPassword() };
+  const lines: string[] = [
+    "version: 0.1",
+    "log:",
+    "  level: info",
+    "  formatter: text",
+    "  accesslog:",
+    "    disabled: false",
+    "storage:",
+    "  filesystem:",
+    `    rootdirectory: ${dataDir}`,
+    "  delete:",
+    "    enabled: true",
+  ];
+  if (options.readOnly) lines.push("  maintenance:", "    readonly:", "      enabled: true");
+  let caFile: string | undefined;
+  let tokenServer: { stop(): Promise<void>; requests: string[][] } | undefined;
+  const tls = options.tls ? await makeCertificates(dir) : undefined;
+  caFile = tls?.ca;
+  if (auth === "htpasswd") {
+    let htpasswd = "";
+    for (const [user, password] of Object.entries(users)) {
+      htpasswd += await run("htpasswd", ["-Bbn", user, password]);
+    }
+    await Deno.writeTextFile(`${dir}/htpasswd`, htpasswd);
+    lines.push("auth:", "  htpasswd:", "    realm: bananna-test", `    path: ${dir}/htpasswd`);
+  } else if (auth === "token") {
+    const { startTokenServer } = await import("./token_server.ts");
+    const server = await startTokenServer({
+      dir,
+      users,
+      anonymousPull: options.anonymousPull ?? false,
+    });
+    tokenServer = server;
+    lines.push(
+      "auth:",
+      "  token:",
+      `    realm: ${server.realm}`,
+      `    service: ${server.service}`,
+      `    issuer: ${server.issuer}`,
+      `    rootcertbundle: ${server.certFile}`,
+    );
+  }
+  for (let attempt = 0;; attempt++) {
+    const port = freePort();
+    const host = `127.0.0.1:${port}`;
+    const httpLines = ["http:", `  addr: ${host}`, "  secret: bananna-test-secret"];
+    if (tls) httpLines.push("  tls:", `    certificate: ${tls.cert}`, `    key: ${tls.key}`);
+    await Deno.writeTextFile(`${dir}/config.yml`, [...lines, ...httpLines].join("\n") + "\n");
+    const logFile = `${dir}/registry.log`;
+    const log = await Deno.open(logFile, { write: true, create: true, truncate: true });
+    const child = new Deno.Command(BINARY, {
+      args: ["serve", `${dir}/config.yml`],
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    // Both streams go to one log file; the access log is on stdout.
+    const pumps = Promise.all([
+      child.stdout.pipeTo(log.writable, { preventClose: true }).catch(() => {}),
+      child.stderr.pipeTo(
+        new WritableStream({ write: (chunk) => void log.writeSync(chunk) }),
+      ).catch(() => {}),
+    ]).finally(() => log.close());
+    const scheme = tls ? "https" : "http";
+    const url = `${scheme}://${host}`;
+    const client = tls
+      ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(tls.ca)] })
+      : undefined;
+    let up = false;
+    for (let i = 0; i < 100 && !up; i++) {
+      try {
+        const res = await fetch(`${url}/v2/`, { client });
+        await res.body?.cancel();
+        up = res.status === 200 || res.status === 401;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    client?.close();
+    let stopped = false;
+    const stop = async () => {
+      if (stopped) return;
+      stopped = true;
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // already gone
+      }
+      await child.status;
+      await pumps;
+      await tokenServer?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    };
+    if (!up) {
+      const text = await Deno.readTextFile(logFile).catch(() => "");
+      if (stopped === false) {
+        try {
+          child.kill("SIGKILL");
+        } catch { /* gone */ }
+        await child.status;
+        await pumps;
+      }
+      if (attempt < 3 && /address already in use/.test(text)) continue;
+      await tokenServer?.stop();
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      throw new Error(`docker-registry did not start:\n${text}`);
+    }
+    const [username, password] = Object.entries(users)[0] ?? [];
+    return {
+      host,
+      scheme,
+      url,
+      caFile,
+      username,
+      password,
+      users,
+      dataDir,
+      dir,
+      async accessLog() {
+        const text = await Deno.readTextFile(logFile).catch(() => "");
+        const out: string[] = [];
+        // distribution logs one "response completed" line per request on stderr.
+        for (const line of text.split("\n")) {
+          if (!line.includes('msg="response completed')) continue;
+          const field = (name: string) =>
+            new RegExp(`${name}=("(?:[^"\\\\]|\\\\.)*"|\\S+)`).exec(line)?.[1]?.replace(
+              /^"|"$/g,
+              "",
+            );
+          out.push(
+            `${field("http.request.method")} ${field("http.request.uri")} ${
+              field("http.response.status")
+            }`,
+          );
+        }
+        return out;
+      },
+      tokenRequests: () => tokenServer?.requests ?? [],
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
+  }
+}

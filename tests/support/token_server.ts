@@ -1,0 +1,136 @@
+/**
+ * A token server for distribution's `auth: token` (shared/registry-protocols.md §3.3, §3.6): checks
+ * Basic credentials, grants the requested actions to known users (pull to anonymous callers only
+ * when allowed), and signs RS256 JWTs with WebCrypto; the key is referenced by an `x5c` chain whose
+ * certificate is the registry's `rootcertbundle`. Counts requests so tests can assert that a client
+ * shares one token per scope.
+ *
+ * @module
+ */
+import { run } from "./registry.ts";
+
+/** A running token server. */
+export interface TokenServer {
+  realm: string;
+  service: string;
+  issuer: string;
+  /** PEM certificate for the registry's rootcertbundle. */
+  certFile: string;
+  /** Scope parameters of each token request, in order. */
+  requests: string[][];
+  stop(): Promise<void>;
+}
+
+function b64url(bytes: Uint8Array | string): string {
+  const data = typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes;
+  let binary = "";
+  for (const b of data) binary += String.fromCharCode(b);
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+function pemBody(pem: string): Uint8Array {
+  const base64 = pem.replace(/-----[^-]+-----/g, "").replace(/\s+/g, "");
+  return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+}
+
+/** Start a token server on a free loopback port. */
+export async function startTokenServer(
+  options: { dir: string; users: Record<string, string>; anonymousPull: boolean },
+): Promise<TokenServer> {
+  const keyFile = `${options.dir}/token.key`;
+  const certFile = `${options.dir}/token.crt`;
+  await run("openssl", [
+    "req",
+    "-x509",
+    "-newkey",
+    "rsa:2048",
+    "-nodes",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=bananna-bot token issuer",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+  ]);
+  const key = await crypto.subtle.importKey(
+    "pkcs8",
+    pemBody(await Deno.readTextFile(keyFile)),
+    { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const x5c = btoa(String.fromCharCode(...pemBody(await Deno.readTextFile(certFile))));
+  const service = "bananna-test-registry";
+  const issuer = "bananna-test-issuer";
+  const requests: string[][] = [];
+  const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const scopes = url.searchParams.getAll("scope");
+    requests.push(scopes);
+    let user: string | null = null;
+    const header = req.headers.get("authorization");
+    if (header?.toLowerCase().startsWith("basic ")) {
+      const decoded = atob(header.slice(6));
+      const sep = decoded.indexOf(":");
+      const name = decoded.slice(0, sep);
+      if (options.users[name] === undefined || options.users[name] !== decoded.slice(sep + 1)) {
+        return Response.json(
+          { errors: [{ code: "UNAUTHORIZED", message: "invalid username or password" }] },
+          { status: 401 },
+        );
+      }
+      user = name;
+    }
+    const access = [];
+    for (const scope of scopes.flatMap((s) => s.split(" "))) {
+      const match = /^repository:(.+):([a-z*,]+)$/.exec(scope);
+      if (!match) continue;
+      const wanted = match[2].split(",");
+      const actions = user
+        ? wanted
+        : options.anonymousPull
+        ? wanted.filter((a) => a === "pull")
+        : [];
+      access.push({ type: "repository", name: match[1], actions });
+    }
+    const now = Math.floor(Date.now() / 1000);
+    const head = b64url(JSON.stringify({ alg: "RS256", typ: "JWT", x5c: [x5c] }));
+    const claims = b64url(JSON.stringify({
+      iss: issuer,
+      sub: user ?? "",
+      aud: service,
+      exp: now + 300,
+      nbf: now - 10,
+      iat: now,
+      jti: crypto.randomUUID(),
+      access,
+    }));
+    const signature = new Uint8Array(
+      await crypto.subtle.sign(
+        "RSASSA-PKCS1-v1_5",
+        key,
+        new TextEncoder().encode(`${head}.${claims}`),
+      ),
+    );
+    const token = `${head}.${claims}.${b64url(signature)}`;
+    return Response.json({
+      token,
+      access_token: token,
+      expires_in: 300,
+      issued_at: new Date().toISOString(),
+    });
+  });
+  const addr = server.addr as Deno.NetAddr;
+  return {
+    realm: `http://127.0.0.1:${addr.port}/token`,
+    service,
+    issuer,
+    certFile,
+    requests,
+    async stop() {
+      await server.shutdown();
+    },
+  };
+}
