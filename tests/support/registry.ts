@@ -185,10 +185,9 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     "    enabled: true",
   ];
   if (options.readOnly) lines.push("  maintenance:", "    readonly:", "      enabled: true");
-  let caFile: string | undefined;
   let tokenServer: { stop(): Promise<void>; requests: string[][] } | undefined;
   const tls = options.tls ? await makeCertificates(dir) : undefined;
-  caFile = tls?.ca;
+  const caFile = tls?.ca;
   if (auth === "htpasswd") {
     let htpasswd = "";
     for (const [user, password] of Object.entries(users)) {
