@@ -1,0 +1,198 @@
+/**
+ * The logger: one line per event, in the seed's format, local time:
+ *
+ * ```
+ * 2025-10-04 04:30:15 [INFO] [IMAGE_PUSHED] Mirror: docker.io/library/nginx:1.25 -> prod ...
+ * ```
+ *
+ * Every message is masked (lib/log/redact.ts) before it reaches the file or the console, and a
+ * multi-line message is folded into one line (" | "), so one event is one line. Each line is
+ * appended to the file at once with a synchronous write: concurrent tasks never interleave within a
+ * line and a crash loses nothing already logged. The console sink belongs to the caller (the CLI
+ * decides colour and TTY). Rotation (rotation.ts) runs at open and, for long runs, when the period
+ * passes: lines logged during a rotation wait in memory and are written right after it.
+ *
+ * @module
+ */
+import type { LogSettings } from "../config/schema.ts";
+import { type Code, CODES, type Level, LEVELS } from "./codes.ts";
+import { type Secrets, secrets as runSecrets } from "./redact.ts";
+import { rotateIfDue } from "./rotation.ts";
+
+/** Options for {@link Logger.open}. */
+export interface LoggerOptions {
+  /** Log settings; `dir` must be absolute. */
+  settings: LogSettings;
+  /** Where console lines go (only when settings.consoleOutput). */
+  console?: (line: string, level: Level) => void;
+  /** The clock. @default () => new Date() */
+  clock?: () => Date;
+  /** Secrets to mask. @default the run-wide set */
+  secrets?: Secrets;
+}
+
+/** Format a log line: `YYYY-MM-DD HH:MM:SS [LEVEL] [CODE] Operation: message` (local time). */
+export function formatLine(
+  date: Date,
+  level: Level,
+  code: Code,
+  operation: string,
+  message: string,
+): string {
+  const p = (n: number) => String(n).padStart(2, "0");
+  const time = `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${
+    p(date.getHours())
+  }:${p(date.getMinutes())}:${p(date.getSeconds())}`;
+  return `${time} [${level}] [${code}] ${operation}: ${message}`;
+}
+
+/** The logger. Open with {@link Logger.open}; close when done. */
+export class Logger {
+  #settings: LogSettings;
+  #console?: (line: string, level: Level) => void;
+  #clock: () => Date;
+  #secrets: Secrets;
+  #file: Deno.FsFile | null;
+  #path: string;
+  #minLevel: number;
+  #nextCheck = 0;
+  #rotating: Promise<void> | null = null;
+  #pending: string[] = [];
+  #encoder = new TextEncoder();
+
+  private constructor(options: LoggerOptions, path: string, file: Deno.FsFile) {
+    this.#settings = options.settings;
+    this.#console = options.console;
+    this.#clock = options.clock ?? (() => new Date());
+    this.#secrets = options.secrets ?? runSecrets;
+    this.#path = path;
+    this.#file = file;
+    this.#minLevel = LEVELS.indexOf(options.settings.level);
+  }
+
+  /** Create the log dir, rotate if due, and open the log for appending. */
+  static async open(options: LoggerOptions): Promise<Logger> {
+    const { settings } = options;
+    await Deno.mkdir(settings.dir, { recursive: true });
+    const rotation = await rotateIfDue({
+      dir: settings.dir,
+      file: settings.file,
+      rotationDays: settings.rotationDays,
+      keepArchives: settings.keepArchives,
+      clock: options.clock,
+    });
+    const path = `${settings.dir}/${settings.file}`;
+    const file = await Deno.open(path, { append: true, create: true });
+    const logger = new Logger(options, path, file);
+    logger.#nextCheck = logger.#clock().getTime() + 60_000;
+    if (rotation.rotated) {
+      logger.info("MIRROR_LOG_ROTATED", "Log", `Archived the previous log to ${rotation.archive}`);
+    }
+    for (const deleted of rotation.deleted) {
+      logger.info("MIRROR_LOG_ROTATED", "Log", `Deleted old archive ${deleted} (keepArchives)`);
+    }
+    return logger;
+  }
+
+  /** The log file path. */
+  get path(): string {
+    return this.#path;
+  }
+
+  /** Log one event. Below the configured level it is dropped. */
+  log(level: Level, code: Code, operation: string, message: string): void {
+    if (LEVELS.indexOf(level) < this.#minLevel) return;
+    const text = this.#secrets.mask(message).replace(/\r?\n\s*/g, " | ");
+    const line = formatLine(this.#clock(), level, code, operation, text);
+    if (this.#settings.consoleOutput) this.#console?.(line, level);
+    this.#maybeRotate();
+    if (this.#rotating) {
+      this.#pending.push(line);
+      return;
+    }
+    this.#write(line);
+  }
+
+  /** Log at the code's level from the catalogue, or INFO. */
+  info(code: Code, operation: string, message: string): void {
+    this.log(levelFor(code, "INFO"), code, operation, message);
+  }
+
+  /** Log at WARNING. */
+  warn(code: Code, operation: string, message: string): void {
+    this.log("WARNING", code, operation, message);
+  }
+
+  /** Log at ERROR. */
+  error(code: Code, operation: string, message: string): void {
+    this.log("ERROR", code, operation, message);
+  }
+
+  /** Log at DEBUG. */
+  debug(code: Code, operation: string, message: string): void {
+    this.log("DEBUG", code, operation, message);
+  }
+
+  /** Wait for a rotation under way and write what waited for it. */
+  async flush(): Promise<void> {
+    while (this.#rotating) await this.#rotating;
+  }
+
+  /** Flush and close the file. */
+  async close(): Promise<void> {
+    await this.flush();
+    this.#file?.close();
+    this.#file = null;
+  }
+
+  #write(line: string): void {
+    if (!this.#file) return;
+    const bytes = this.#encoder.encode(line + "\n");
+    let offset = 0;
+    while (offset < bytes.length) offset += this.#file.writeSync(bytes.subarray(offset));
+  }
+
+  #maybeRotate(): void {
+    const now = this.#clock().getTime();
+    if (this.#rotating || now < this.#nextCheck) return;
+    this.#nextCheck = now + 60_000;
+    this.#rotating = (async () => {
+      try {
+        const result = await rotateIfDue({
+          dir: this.#settings.dir,
+          file: this.#settings.file,
+          rotationDays: this.#settings.rotationDays,
+          keepArchives: this.#settings.keepArchives,
+          clock: this.#clock,
+        });
+        if (result.rotated) {
+          this.#pending.unshift(formatLine(
+            this.#clock(),
+            "INFO",
+            "MIRROR_LOG_ROTATED",
+            "Log",
+            `Archived the previous log to ${result.archive}`,
+          ));
+        }
+      } catch (error) {
+        this.#pending.unshift(formatLine(
+          this.#clock(),
+          "WARNING",
+          "MIRROR_LOG_ROTATED",
+          "Log",
+          `Rotation failed, logging on: ${this.#secrets.mask(String(error))}`,
+        ));
+      } finally {
+        // The file was truncated in place; an append handle keeps writing at the new end.
+        const lines = this.#pending;
+        this.#pending = [];
+        this.#rotating = null;
+        for (const line of lines) this.#write(line);
+      }
+    })();
+  }
+}
+
+function levelFor(code: Code, fallback: Level): Level {
+  return CODES[code]?.level ?? fallback;
+}

@@ -1,0 +1,100 @@
+import assert from "node:assert/strict";
+import { formatLine, Logger } from "../../lib/log/logger.ts";
+import { Secrets } from "../../lib/log/redact.ts";
+import type { LogSettings } from "../../lib/config/schema.ts";
+import type { Level } from "../../lib/log/codes.ts";
+
+function settings(dir: string, extra: Partial<LogSettings> = {}): LogSettings {
+  return {
+    level: "INFO",
+    file: "bananna-bot.log",
+    dir,
+    rotationDays: 7,
+    consoleOutput: true,
+    keepArchives: 0,
+    ...extra,
+  };
+}
+
+Deno.test("formatLine() gives the seed's exact format in local time", () => {
+  const date = new Date(2025, 9, 4, 4, 30, 15);
+  assert.equal(
+    formatLine(date, "INFO", "SUCCESS", "bananna-bot Startup", "bananna-bot 1.0.0 starting up"),
+    "2025-10-04 04:30:15 [INFO] [SUCCESS] bananna-bot Startup: bananna-bot 1.0.0 starting up",
+  );
+});
+
+Deno.test("Logger writes one line per event, filters by level, and masks secrets everywhere", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const secrets = new Secrets();
+    secrets.addBasic("robot+mirror", "s3cret-password-1");
+    secrets.add("quay-api-token-XYZ123");
+    const consoleLines: [string, Level][] = [];
+    const logger = await Logger.open({
+      settings: settings(`${dir}/logs`),
+      console: (line, level) => consoleLines.push([line, level]),
+      clock: () => new Date(2025, 9, 4, 4, 30, 15),
+      secrets,
+    });
+    logger.debug("SUCCESS", "Debug", "dropped below INFO");
+    logger.info("IMAGE_PUSHED", "Mirror", "nginx:1.25 -> prod");
+    logger.error("LOGIN_FAILED", "Login", "password s3cret-password-1 refused\nsecond line");
+    logger.warn("REPO_ACCESS_DENIED", "Quay", "Authorization: Bearer quay-api-token-XYZ123");
+    logger.info(
+      "SUCCESS",
+      "Net",
+      "https://robot:other-pass@quay.example/v2/ and Basic " +
+        btoa("robot+mirror:s3cret-password-1"),
+    );
+    await logger.close();
+    const text = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+    const lines = text.trimEnd().split("\n");
+    assert.equal(lines.length, 4);
+    assert.equal(lines[0], "2025-10-04 04:30:15 [INFO] [IMAGE_PUSHED] Mirror: nginx:1.25 -> prod");
+    assert.equal(
+      lines[1],
+      "2025-10-04 04:30:15 [ERROR] [LOGIN_FAILED] Login: password *** refused | second line",
+    );
+    for (
+      const secret of [
+        "s3cret-password-1",
+        "quay-api-token-XYZ123",
+        "other-pass",
+        btoa("robot+mirror:s3cret-password-1"),
+      ]
+    ) {
+      assert.ok(!text.includes(secret), `file leaks ${secret}`);
+      assert.ok(!consoleLines.some(([l]) => l.includes(secret)), `console leaks ${secret}`);
+    }
+    assert.deepEqual(consoleLines.map(([, level]) => level), ["INFO", "ERROR", "WARNING", "INFO"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Logger keeps console quiet when consoleOutput is false and rotates at open when due", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const clock = { now: new Date(2025, 0, 1).getTime() };
+    const open = () =>
+      Logger.open({
+        settings: settings(dir, { consoleOutput: false, rotationDays: 1 }),
+        console: () => assert.fail("console used"),
+        clock: () => new Date(clock.now),
+      });
+    const first = await open();
+    first.info("SUCCESS", "Op", "day one");
+    await first.close();
+    clock.now += 2 * 86_400_000;
+    const second = await open();
+    second.info("SUCCESS", "Op", "day three");
+    await second.close();
+    const text = await Deno.readTextFile(`${dir}/bananna-bot.log`);
+    assert.match(text, /\[MIRROR_LOG_ROTATED\] Log: Archived the previous log to .*\.log\.gz/);
+    assert.match(text, /day three/);
+    assert.doesNotMatch(text, /day one/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
