@@ -1,0 +1,497 @@
+/**
+ * RegistryClient: the OCI distribution API for one registry host (method names after regclient).
+ * It maps methods to endpoints; TLS, timeouts and redirects live in registry_http.ts, challenges
+ * and tokens in registry_auth.ts. Absence is a value (404 -> null); every other failure throws a
+ * RegistryError with a catalogue code. Requests that can pass (network, 408, 429, 5xx) are retried
+ * with backoff and jitter, honouring Retry-After; 400/401/403/404 never are.
+ *
+ * Blobs stream: a GET body is piped into the upload while its sha256 is computed on the way, so
+ * memory stays bounded whatever the blob size; a digest mismatch aborts the upload.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import type { Credential } from "../credentials/credential.ts";
+import type { Code } from "../log/codes.ts";
+import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
+import { retry } from "../retry.ts";
+import { MANIFEST_ACCEPT, parseManifest, selectPlatform, sha256Digest } from "./manifest.ts";
+import { apiHost } from "./reference.ts";
+import { RegistryAuth } from "./registry_auth.ts";
+import {
+  isRetryable,
+  parseErrorBody,
+  readCapped,
+  redactUrl,
+  RegistryError,
+} from "./registry_error.ts";
+import { type HttpRequest, RegistryHttp } from "./registry_http.ts";
+import { parseRetryAfter } from "../retry.ts";
+
+/** Options for {@link RegistryClient}. */
+export interface RegistryClientOptions {
+  /** Registry name as in references: `docker.io`, `quay.io`, `127.0.0.1:5000`. */
+  host: string;
+  scheme: "http" | "https";
+  caFile?: string;
+  credential?: Credential | null;
+  /** Time until response headers, per request. @default 30000 */
+  timeoutMs?: number;
+  /** @default 3 */
+  maxRetries?: number;
+  /** @default 1000 */
+  retryDelayMs?: number;
+  /** @default the run-wide secrets */
+  secrets?: Secrets;
+}
+
+/** A descriptor as a HEAD reports it. */
+export interface Descriptor {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** A manifest's exact bytes. */
+export interface ManifestBytes {
+  mediaType: string;
+  digest: string;
+  bytes: Uint8Array;
+}
+
+interface Call {
+  method: string;
+  /** Path below /v2/ or an absolute URL (upload locations). */
+  path: string | URL;
+  repository: string;
+  /** Scopes beyond `repository:<repository>:<actions>`. */
+  extraScopes?: string[];
+  write?: boolean;
+  headers?: Record<string, string>;
+  body?: () => BodyInit | null | Promise<BodyInit | null>;
+  signal?: AbortSignal;
+  /** Statuses that are not failures. */
+  ok: number[];
+  /** Do not retry (streamed bodies that cannot be re-opened). */
+  once?: boolean;
+}
+
+/** The OCI distribution API for one host. */
+export class RegistryClient {
+  /** The registry name as in references. */
+  readonly host: string;
+  #base: string;
+  #http: RegistryHttp;
+  #auth: RegistryAuth;
+  #maxRetries: number;
+  #retryDelayMs: number;
+
+  /** Create a client. Reads `caFile` at once. */
+  constructor(options: RegistryClientOptions) {
+    this.host = options.host;
+    this.#base = `${options.scheme}://${apiHost(options.host)}`;
+    this.#http = new RegistryHttp({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+    const secrets = options.secrets ?? runSecrets;
+    const credential = options.credential ?? null;
+    if (credential?.kind === "basic") secrets.addBasic(credential.username, credential.password);
+    if (credential && credential.kind !== "basic") secrets.add(credential.token);
+    this.#auth = new RegistryAuth(this.#http, credential, secrets);
+    this.#maxRetries = options.maxRetries ?? 3;
+    this.#retryDelayMs = options.retryDelayMs ?? 1000;
+  }
+
+  /** Token requests made so far (tests and benchmarks). */
+  get tokenRequests(): number {
+    return this.#auth.tokenRequests;
+  }
+
+  /**
+   * Check that the credentials work for `repository` with `actions` (a missing repository is
+   * fine). Throws RegistryError LOGIN_FAILED when the registry refuses them.
+   */
+  async checkAccess(
+    repository: string,
+    actions: ("pull" | "push")[],
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const res = await this.#call({
+      method: "GET",
+      path: `${repository}/tags/list?n=1`,
+      repository,
+      write: actions.includes("push"),
+      signal,
+      ok: [200, 404],
+    });
+    await res.body?.cancel();
+  }
+
+  /** HEAD a manifest: its descriptor, or null when absent. */
+  async manifestHead(
+    repository: string,
+    ref: string,
+    signal?: AbortSignal,
+  ): Promise<Descriptor | null> {
+    const res = await this.#call({
+      method: "HEAD",
+      path: `${repository}/manifests/${ref}`,
+      repository,
+      headers: { accept: MANIFEST_ACCEPT },
+      signal,
+      ok: [200, 404],
+    });
+    await res.body?.cancel();
+    if (res.status === 404) return null;
+    const digest = res.headers.get("docker-content-digest");
+    if (!digest) {
+      // Old registries omit the digest on HEAD: hash the GET (gotcha 6).
+      const manifest = await this.manifestGet(repository, ref, signal);
+      return manifest &&
+        { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
+    }
+    return {
+      mediaType: (res.headers.get("content-type") ?? "").split(";")[0],
+      digest,
+      size: Number(res.headers.get("content-length") ?? 0),
+    };
+  }
+
+  /** GET a manifest's exact bytes, digest verified; null when absent. */
+  async manifestGet(
+    repository: string,
+    ref: string,
+    signal?: AbortSignal,
+  ): Promise<ManifestBytes | null> {
+    const res = await this.#call({
+      method: "GET",
+      path: `${repository}/manifests/${ref}`,
+      repository,
+      headers: { accept: MANIFEST_ACCEPT },
+      signal,
+      ok: [200, 404],
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    const digest = sha256Digest(bytes);
+    const where = `${this.host}/${repository}:${ref}`;
+    const expected = ref.includes(":") ? ref : res.headers.get("docker-content-digest");
+    if (expected && expected.startsWith("sha256:") && expected !== digest) {
+      throw new RegistryError(
+        "IMAGE_DIGEST_MISMATCH",
+        `${where}: manifest bytes hash to ${digest}, expected ${expected}`,
+        { status: res.status },
+      );
+    }
+    const contentType = res.headers.get("content-type") ?? "";
+    const parsed = parseManifest(bytes, contentType, where);
+    return { mediaType: parsed.mediaType, digest, bytes };
+  }
+
+  /** PUT exact manifest bytes under `ref` (tag or digest); returns the digest, verified. */
+  async manifestPut(
+    repository: string,
+    ref: string,
+    manifest: { mediaType: string; bytes: Uint8Array },
+    signal?: AbortSignal,
+  ): Promise<string> {
+    const digest = sha256Digest(manifest.bytes);
+    const res = await this.#call({
+      method: "PUT",
+      path: `${repository}/manifests/${ref}`,
+      repository,
+      write: true,
+      headers: { "content-type": manifest.mediaType },
+      body: () => new Blob([manifest.bytes as Uint8Array<ArrayBuffer>]),
+      signal,
+      ok: [200, 201, 202],
+    });
+    await res.body?.cancel();
+    const answered = res.headers.get("docker-content-digest");
+    if (answered && answered !== digest) {
+      throw new RegistryError(
+        "IMAGE_DIGEST_MISMATCH",
+        `${this.host}/${repository}:${ref}: registry stored ${answered}, we sent ${digest}`,
+        { status: res.status },
+      );
+    }
+    return digest;
+  }
+
+  /** HEAD a blob: its size, or null when absent. */
+  async blobHead(repository: string, digest: string, signal?: AbortSignal): Promise<number | null> {
+    const res = await this.#call({
+      method: "HEAD",
+      path: `${repository}/blobs/${digest}`,
+      repository,
+      signal,
+      ok: [200, 404],
+    });
+    await res.body?.cancel();
+    return res.status === 404 ? null : Number(res.headers.get("content-length") ?? 0);
+  }
+
+  /** GET a blob as a stream (redirects to storage followed without Authorization). */
+  async blobGet(
+    repository: string,
+    digest: string,
+    signal?: AbortSignal,
+  ): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
+    const res = await this.#call({
+      method: "GET",
+      path: `${repository}/blobs/${digest}`,
+      repository,
+      signal,
+      ok: [200],
+    });
+    if (!res.body) {
+      throw new RegistryError("IMAGE_PULL_FAILED", `blob ${digest}: empty body`, {
+        status: res.status,
+      });
+    }
+    return { size: Number(res.headers.get("content-length") ?? -1), body: res.body };
+  }
+
+  /** Mount a blob from another repository of the same registry. True when mounted. */
+  async blobMount(
+    repository: string,
+    digest: string,
+    from: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const res = await this.#call({
+      method: "POST",
+      path: `${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${
+        encodeURIComponent(from)
+      }`,
+      repository,
+      extraScopes: [`repository:${from}:pull`],
+      write: true,
+      signal,
+      ok: [201, 202],
+    });
+    await res.body?.cancel();
+    if (res.status === 201) return true;
+    // 202: the registry opened an upload session instead; close it (gotcha 12).
+    const location = res.headers.get("location");
+    if (location) {
+      await this.#call({
+        method: "DELETE",
+        path: this.#resolve(location),
+        repository,
+        write: true,
+        signal,
+        ok: [200, 202, 204, 404],
+        once: true,
+      }).then((r) => r.body?.cancel()).catch(() => {});
+    }
+    return false;
+  }
+
+  /**
+   * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). `open` gives
+   * a fresh stream per attempt; its bytes are hashed on the way and must match `blob.digest`.
+   */
+  async blobUpload(
+    repository: string,
+    blob: { digest: string; size: number },
+    open: () => Promise<ReadableStream<Uint8Array>>,
+    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
+  ): Promise<void> {
+    await retry(async () => {
+      const post = await this.#call({
+        method: "POST",
+        path: `${repository}/blobs/uploads/`,
+        repository,
+        write: true,
+        headers: { "content-length": "0" },
+        signal: options.signal,
+        ok: [202],
+      });
+      await post.body?.cancel();
+      const location = post.headers.get("location");
+      if (!location) {
+        throw new RegistryError(
+          "IMAGE_PUSH_FAILED",
+          `${this.host}/${repository}: upload session has no Location`,
+          {
+            status: post.status,
+          },
+        );
+      }
+      const url = this.#resolve(location);
+      url.searchParams.set("digest", blob.digest);
+      const source = await open();
+      const verified = source.pipeThrough(verifyDigest(blob.digest, options.onProgress));
+      const put = await this.#call({
+        method: "PUT",
+        path: url,
+        repository,
+        write: true,
+        headers: {
+          "content-type": "application/octet-stream",
+          "content-length": String(blob.size),
+        },
+        body: () => verified,
+        signal: options.signal,
+        ok: [201, 204],
+        once: true,
+      });
+      await put.body?.cancel();
+    }, this.#retryPolicy(options.signal));
+  }
+
+  /** All tags of a repository (follows Link pagination). */
+  async tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
+    const tags: string[] = [];
+    let next: string | URL | null = `${repository}/tags/list?n=1000`;
+    for (let page = 0; next && page < 1000; page++) {
+      const res: Response = await this.#call({
+        method: "GET",
+        path: next,
+        repository,
+        signal,
+        ok: [200, 404],
+      });
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return [];
+      }
+      const body = await res.json();
+      tags.push(...(Array.isArray(body?.tags) ? body.tags : []));
+      const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "");
+      next = link ? this.#resolve(link[1]) : null;
+    }
+    return tags;
+  }
+
+  /** Release connections. */
+  close(): void {
+    this.#http.close();
+  }
+
+  #resolve(location: string): URL {
+    return new URL(location, `${this.#base}/v2/`);
+  }
+
+  #retryPolicy(signal?: AbortSignal) {
+    return {
+      maxAttempts: this.#maxRetries + 1,
+      minDelayMs: this.#retryDelayMs,
+      isRetriable: isRetryable,
+      delayFor: (
+        error: unknown,
+      ) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
+      signal,
+    };
+  }
+
+  async #call(call: Call): Promise<Response> {
+    const attempt = async () => {
+      const url = call.path instanceof URL ? call.path : new URL(`${this.#base}/v2/${call.path}`);
+      const scopes = [
+        `repository:${call.repository}:${call.write ? "pull,push" : "pull"}`,
+        ...(call.extraScopes ?? []),
+      ];
+      const request: HttpRequest = {
+        method: call.method,
+        url,
+        headers: call.headers,
+        body: call.body,
+        signal: call.signal,
+      };
+      const res = await this.#auth.send(request, scopes);
+      if (call.ok.includes(res.status)) return res;
+      throw await this.#failure(call, url, res);
+    };
+    return call.once ? await attempt() : await retry(attempt, this.#retryPolicy(call.signal));
+  }
+
+  async #failure(call: Call, url: URL, res: Response): Promise<RegistryError> {
+    const entries = call.method === "HEAD" ? [] : parseErrorBody(await readCapped(res));
+    if (call.method === "HEAD") await res.body?.cancel();
+    const detail = entries.map((e) => `${e.code}: ${e.message}`).join("; ");
+    let code: Code;
+    let hint = "";
+    if (res.status === 401 || res.status === 403) {
+      code = "LOGIN_FAILED";
+      hint = res.status === 401 ? " (credentials missing or refused)" : " (access denied)";
+    } else if (res.status === 404) {
+      code = "IMAGE_NOT_FOUND";
+    } else if (res.status === 429) {
+      code = "IMAGE_RATE_LIMITED";
+      const remaining = res.headers.get("ratelimit-remaining");
+      const wait = parseRetryAfter(res.headers.get("retry-after"));
+      hint = ` (rate limited${remaining ? `, ratelimit-remaining ${remaining}` : ""}${
+        wait !== undefined ? `, retry after ${Math.round(wait / 1000)} s` : ""
+      })`;
+    } else {
+      code = call.write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED";
+    }
+    return new RegistryError(
+      code,
+      `${call.method} ${redactUrl(url)} answered ${res.status}${detail ? ` ${detail}` : ""}${hint}`,
+      {
+        status: res.status,
+        errors: entries,
+        retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+      },
+    );
+  }
+}
+
+/** A pass-through stream that hashes and counts, and errors at the end on a digest mismatch. */
+function verifyDigest(
+  digest: string,
+  onProgress?: (bytes: number) => void,
+): TransformStream<Uint8Array, Uint8Array> {
+  const hash = createHash("sha256");
+  return new TransformStream({
+    transform(chunk, controller) {
+      hash.update(chunk);
+      onProgress?.(chunk.length);
+      controller.enqueue(chunk);
+    },
+    flush(controller) {
+      const actual = `sha256:${hash.digest("hex")}`;
+      if (actual !== digest) {
+        controller.error(
+          new RegistryError(
+            "IMAGE_DIGEST_MISMATCH",
+            `blob bytes hash to ${actual}, expected ${digest}`,
+            { status: 0 },
+          ),
+        );
+      }
+    },
+  });
+}
+
+/**
+ * The config digest (image ID) of `ref`; for an index, of the child for `platform`
+ * (default linux/amd64). Null when the image is absent.
+ */
+export async function imageConfigDigest(
+  client: RegistryClient,
+  repository: string,
+  ref: string,
+  options: { platform?: string; signal?: AbortSignal } = {},
+): Promise<string | null> {
+  const top = await client.manifestGet(repository, ref, options.signal);
+  if (!top) return null;
+  let parsed = parseManifest(top.bytes, top.mediaType, `${client.host}/${repository}:${ref}`);
+  if (parsed.kind === "index") {
+    const platform = options.platform ?? "linux/amd64";
+    const child = selectPlatform(parsed.manifests, platform);
+    if (!child) return null;
+    const manifest = await client.manifestGet(repository, child.digest, options.signal);
+    if (!manifest) return null;
+    parsed = parseManifest(
+      manifest.bytes,
+      manifest.mediaType,
+      `${client.host}/${repository}@${child.digest}`,
+    );
+  }
+  return parsed.kind === "image" ? parsed.config.digest : null;
+}

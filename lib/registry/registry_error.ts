@@ -1,0 +1,125 @@
+/**
+ * HTTP failures from a registry, kept as data: status, the registry's own error codes and
+ * messages, the method, a redacted URL, and a retry verdict (after ggcr's transport.Error).
+ *
+ * @module
+ */
+import { MirrorError } from "../errors.ts";
+import type { Code } from "../log/codes.ts";
+import { maskPatterns } from "../log/redact.ts";
+
+/** One entry of an OCI error body. */
+export interface RegistryErrorEntry {
+  code: string;
+  message: string;
+}
+
+/** A failed registry request. */
+export class RegistryError extends MirrorError {
+  /** HTTP status (0 for a network failure). */
+  readonly status: number;
+  /** The registry's error entries (`errors[]`), if any. */
+  readonly errors: RegistryErrorEntry[];
+  /** Worth retrying (network, 408, 429, 5xx)? */
+  readonly retryable: boolean;
+  /** Delay the registry asked for (Retry-After), in ms. */
+  readonly retryAfterMs?: number;
+
+  /** Create the error. */
+  constructor(
+    code: Code,
+    message: string,
+    options: {
+      status: number;
+      errors?: RegistryErrorEntry[];
+      retryAfterMs?: number;
+      cause?: unknown;
+    },
+  ) {
+    super(code, message, { cause: options.cause });
+    this.name = "RegistryError";
+    this.status = options.status;
+    this.errors = options.errors ?? [];
+    this.retryable = isRetryableStatus(options.status);
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/** Network errors (status 0), 408, 429 and 5xx are worth another try; nothing else is. */
+export function isRetryableStatus(status: number): boolean {
+  return status === 0 || status === 408 || status === 429 || status >= 500;
+}
+
+/** Is `error` worth retrying? */
+export function isRetryable(error: unknown): boolean {
+  if (error instanceof RegistryError) return error.retryable;
+  if (error instanceof MirrorError) return false;
+  // Network failures surface as TypeError (fetch) or Deno connection errors.
+  return error instanceof TypeError || error instanceof Deno.errors.ConnectionReset ||
+    error instanceof Deno.errors.ConnectionRefused ||
+    error instanceof Deno.errors.ConnectionAborted ||
+    error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.UnexpectedEof ||
+    (error instanceof DOMException && error.name === "TimeoutError");
+}
+
+/** A URL for messages: no credentials, no query values that look like secrets. */
+export function redactUrl(url: string | URL): string {
+  try {
+    const u = new URL(url);
+    u.username = "";
+    u.password = "";
+    for (const key of [...u.searchParams.keys()]) {
+      if (/token|sig|signature|auth|key|verify|state|credential/i.test(key)) {
+        u.searchParams.set(key, "***");
+      }
+    }
+    return decodeURIComponent(u.href);
+  } catch {
+    return maskPatterns(String(url));
+  }
+}
+
+/** Read at most `limit` bytes of a body as text. */
+export async function readCapped(res: Response, limit = 64 * 1024): Promise<string> {
+  if (!res.body) return "";
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (size < limit) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+      size += value.length;
+    }
+  } finally {
+    await reader.cancel().catch(() => {});
+  }
+  const all = new Uint8Array(Math.min(size, limit));
+  let offset = 0;
+  for (const c of chunks) {
+    const part = c.subarray(0, Math.min(c.length, all.length - offset));
+    all.set(part, offset);
+    offset += part.length;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** Parse an OCI error body leniently (JSON errors[], Quay's `error`/`message`, or text). */
+export function parseErrorBody(text: string): RegistryErrorEntry[] {
+  try {
+    const body = JSON.parse(text);
+    if (Array.isArray(body?.errors)) {
+      return body.errors.map((e: { code?: unknown; message?: unknown }) => ({
+        code: String(e?.code ?? "UNKNOWN"),
+        message: String(e?.message ?? ""),
+      }));
+    }
+    const message = body?.error ?? body?.message ?? body?.detail;
+    if (typeof message === "string") return [{ code: "UNKNOWN", message }];
+  } catch {
+    // not JSON
+  }
+  const trimmed = text.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ").trim().slice(0, 200);
+  return trimmed ? [{ code: "UNKNOWN", message: trimmed }] : [];
+}

@@ -1,0 +1,134 @@
+/**
+ * The bottom transport layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout
+ * until the response headers arrive (the body may then stream for as long as it takes), and
+ * redirects followed by hand: at most 10 hops, 303 becomes GET, https never downgrades to http,
+ * and the Authorization header is dropped as soon as scheme, host or port change
+ * (shared/registry-protocols.md §2.10, gotcha 1). A body is a function, so a redirected or
+ * retried request gets a fresh stream.
+ *
+ * @module
+ */
+import { MirrorError } from "../errors.ts";
+import { redactUrl, RegistryError } from "./registry_error.ts";
+
+/** Options for {@link RegistryHttp}. */
+export interface RegistryHttpOptions {
+  /** PEM CA bundle to trust in addition to the system roots. */
+  caFile?: string;
+  /** Time until response headers, per request. @default 30000 */
+  timeoutMs?: number;
+}
+
+/** One request. */
+export interface HttpRequest {
+  method: string;
+  url: URL;
+  headers?: Record<string, string>;
+  /** `Authorization` value; sent only to the request's own origin. */
+  authorization?: string | null;
+  /** A fresh body per call (redirects and retries call it again). */
+  body?: () => BodyInit | null | Promise<BodyInit | null>;
+  signal?: AbortSignal;
+}
+
+/** fetch for registries. */
+export class RegistryHttp {
+  #client?: Deno.HttpClient;
+  #timeoutMs: number;
+
+  /** Create the transport (reads the CA file at once, so a bad path fails early). */
+  constructor(options: RegistryHttpOptions = {}) {
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    if (options.caFile) {
+      let pem: string;
+      try {
+        pem = Deno.readTextFileSync(options.caFile);
+      } catch (cause) {
+        throw new MirrorError("CONFIG_INVALID", `Cannot read caFile ${options.caFile}`, { cause });
+      }
+      this.#client = Deno.createHttpClient({ caCerts: [pem] });
+    }
+  }
+
+  /** Send one request, following redirects. Network failures throw RegistryError status 0. */
+  async send(request: HttpRequest): Promise<Response> {
+    let url = request.url;
+    let method = request.method;
+    let body = request.body;
+    const origin = url.origin;
+    for (let hop = 0; hop <= 10; hop++) {
+      const headers = new Headers(request.headers);
+      if (request.authorization && url.origin === origin) {
+        headers.set("authorization", request.authorization);
+      }
+      const res = await this.#fetchWithTimeout(url, {
+        method,
+        headers,
+        body: body ? await body() : undefined,
+        redirect: "manual",
+        signal: request.signal,
+      });
+      if (![301, 302, 303, 307, 308].includes(res.status)) return res;
+      const location = res.headers.get("location");
+      await res.body?.cancel();
+      if (!location) return res;
+      const next = new URL(location, url);
+      if (url.protocol === "https:" && next.protocol === "http:") {
+        throw new RegistryError(
+          "IMAGE_PULL_FAILED",
+          `${method} ${redactUrl(url)}: refused a redirect from https to http (${redactUrl(next)})`,
+          { status: res.status },
+        );
+      }
+      if (res.status === 303) {
+        method = "GET";
+        body = undefined;
+      }
+      url = next;
+    }
+    throw new RegistryError(
+      "IMAGE_PULL_FAILED",
+      `${request.method} ${redactUrl(request.url)}: too many redirects`,
+      {
+        status: 0,
+      },
+    );
+  }
+
+  async #fetchWithTimeout(url: URL, init: RequestInit): Promise<Response> {
+    const outer = init.signal ?? undefined;
+    const timeout = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      timeout.abort(new DOMException("timed out", "TimeoutError"));
+    }, this.#timeoutMs);
+    // The timeout covers the wait for headers only; the caller's signal also aborts the body.
+    const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
+    try {
+      return await fetch(url, { ...init, signal, client: this.#client });
+    } catch (cause) {
+      if (outer?.aborted) throw outer.reason ?? cause;
+      const what = timedOut ? `no answer within ${this.#timeoutMs / 1000} s` : describe(cause);
+      throw new RegistryError("IMAGE_PULL_FAILED", `${init.method} ${redactUrl(url)}: ${what}`, {
+        status: 0,
+        cause,
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Release the connection pool. */
+  close(): void {
+    this.#client?.close();
+  }
+}
+
+function describe(cause: unknown): string {
+  const text = cause instanceof Error ? cause.message : String(cause);
+  if (/certificate|UnknownIssuer|invalid peer/i.test(text)) {
+    return `TLS verification failed (${text}); set caFile for this registry`;
+  }
+  return text;
+}
