@@ -81,7 +81,9 @@ export function chooseLatest(choice: LatestChoice): LatestDecision {
   }
   const order = byVersion ? "version" : "config";
   if (choice.current === null) return { action: "move", tag: best, order };
-  if (choice.current === best) return { action: "keep", reason: `latest already points at ${best}` };
+  if (choice.current === best) {
+    return { action: "keep", reason: `latest already points at ${best}` };
+  }
   const current = parseVersion(choice.current);
   const bestVersion = parseVersion(best);
   if (byVersion && current && bestVersion && compareVersions(bestVersion, current) < 0) {
@@ -93,7 +95,10 @@ export function chooseLatest(choice: LatestChoice): LatestDecision {
   if (!byVersion) {
     const currentIndex = candidates.indexOf(choice.current);
     if (currentIndex > candidates.indexOf(best)) {
-      return { action: "keep", reason: `latest points at ${choice.current}, later in config order` };
+      return {
+        action: "keep",
+        reason: `latest points at ${choice.current}, later in config order`,
+      };
     }
   }
   return { action: "move", tag: best, order };

@@ -38,7 +38,13 @@ export interface Report {
   endedAt: string;
   totals: Record<TaskStatus, number>;
   entries: ReportEntry[];
-  latest: { target: string; repository: string; code: string; tag: string | null; message: string }[];
+  latest: {
+    target: string;
+    repository: string;
+    code: string;
+    tag: string | null;
+    message: string;
+  }[];
 }
 
 /** Options for {@link buildReport}. */

@@ -39,7 +39,7 @@ export async function acquireRunLock(dir: string, options: RunLockOptions = {}):
   const staleAfterMs = options.staleAfterMs ?? 24 * 3600_000;
   const body: LockBody = {
     pid: options.pid ?? Deno.pid,
-    host: Deno.hostname(),
+    host: hostname(),
     started: new Date().toISOString(),
   };
   await Deno.mkdir(dir, { recursive: true });
@@ -89,7 +89,7 @@ async function readHolder(path: string): Promise<LockBody | null> {
 async function isStale(holder: LockBody, staleAfterMs: number): Promise<boolean> {
   const age = Date.now() - Date.parse(holder.started);
   if (!(age < staleAfterMs)) return true;
-  if (holder.host !== Deno.hostname()) return false;
+  if (holder.host !== hostname()) return false;
   return !(await isAlive(holder.pid));
 }
 
@@ -108,5 +108,16 @@ async function isAlive(pid: number): Promise<boolean> {
     return out.success;
   } catch {
     return true;
+  }
+}
+
+/** This machine's name without --allow-sys: $HOSTNAME, /etc/hostname, or "localhost". */
+export function hostname(): string {
+  const fromEnv = Deno.env.get("HOSTNAME");
+  if (fromEnv) return fromEnv;
+  try {
+    return Deno.readTextFileSync("/etc/hostname").trim() || "localhost";
+  } catch {
+    return "localhost";
   }
 }

@@ -94,7 +94,11 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
       ...result,
     });
     if (task.action === "exists") {
-      return done({ status: "exists", digest: task.destinationDigest, code: "IMAGE_ALREADY_EXISTS" });
+      return done({
+        status: "exists",
+        digest: task.destinationDigest,
+        code: "IMAGE_ALREADY_EXISTS",
+      });
     }
     if (task.action === "drift") {
       return done({
@@ -105,7 +109,11 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
       });
     }
     if (task.action === "failed") {
-      return done({ status: "failed", code: task.code ?? "IMAGE_PULL_FAILED", error: task.message });
+      return done({
+        status: "failed",
+        code: task.code ?? "IMAGE_PULL_FAILED",
+        error: task.message,
+      });
     }
     let repo: "created" | "exists" | undefined;
     try {

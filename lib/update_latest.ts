@@ -39,7 +39,11 @@ export async function updateLatest(
   const decision = chooseLatest({ candidates: group.candidates.map((c) => c.tag), current });
   const where = `${group.registry}/${group.repository}`;
   if (decision.action === "keep") {
-    return { group, code: "IMAGE_LATEST_KEPT", message: `${where}:latest kept: ${decision.reason}` };
+    return {
+      group,
+      code: "IMAGE_LATEST_KEPT",
+      message: `${where}:latest kept: ${decision.reason}`,
+    };
   }
   const order = decision.order === "version" ? "highest version" : "last in config order";
   if (options.dryRun) {
@@ -65,7 +69,9 @@ export async function updateLatest(
       return {
         group,
         code: "IMAGE_TAG_IMMUTABLE",
-        message: `${where}:latest is immutable; not moved to ${decision.tag} (${errorMessage(error)})`,
+        message: `${where}:latest is immutable; not moved to ${decision.tag} (${
+          errorMessage(error)
+        })`,
       };
     }
     throw error;

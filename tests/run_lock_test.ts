@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { MirrorError } from "../lib/errors.ts";
-import { acquireRunLock } from "../lib/run_lock.ts";
+import { acquireRunLock, hostname } from "../lib/run_lock.ts";
 
 Deno.test("acquireRunLock() refuses a second run while the first holds the lock", async () => {
   const dir = await Deno.makeTempDir();
@@ -29,7 +29,7 @@ Deno.test("acquireRunLock() takes over a lock whose process is gone, and says so
     await child.status;
     await Deno.writeTextFile(
       `${dir}/.bananna-bot.lock`,
-      JSON.stringify({ pid: child.pid, host: Deno.hostname(), started: new Date().toISOString() }),
+      JSON.stringify({ pid: child.pid, host: hostname(), started: new Date().toISOString() }),
     );
     await using lock = await acquireRunLock(dir);
     assert.match(lock.tookOverFrom ?? "", new RegExp(`pid ${child.pid}`));
@@ -45,7 +45,7 @@ Deno.test("acquireRunLock() takes over a lock older than staleAfterMs", async ()
   try {
     await Deno.writeTextFile(
       `${dir}/.bananna-bot.lock`,
-      JSON.stringify({ pid: Deno.pid, host: Deno.hostname(), started: "2020-01-01T00:00:00Z" }),
+      JSON.stringify({ pid: Deno.pid, host: hostname(), started: "2020-01-01T00:00:00Z" }),
     );
     await using lock = await acquireRunLock(dir, { staleAfterMs: 1000 });
     assert.match(lock.tookOverFrom ?? "", /2020-01-01/);

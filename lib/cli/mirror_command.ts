@@ -50,12 +50,17 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     secrets,
   });
   try {
-    logger.info("SUCCESS", "bananna-bot Startup", `bananna-bot ${VERSION} starting up (config ${config.file})`);
+    logger.info(
+      "SUCCESS",
+      "bananna-bot Startup",
+      `bananna-bot ${VERSION} starting up (config ${config.file})`,
+    );
     let lock;
     try {
       lock = await acquireRunLock(config.log.dir);
     } catch (error) {
-      logger.error("MIRROR_LOCKED", OP, errorMessage(error));
+      if (!(error instanceof MirrorError)) throw error;
+      logger.error(error.code, OP, error.message);
       return 1;
     }
     await using _lock = lock;
@@ -87,7 +92,9 @@ export function selectImages(images: ResolvedImage[], patterns: string[]): Resol
   );
   if (selected.length === 0) {
     throw new UsageError(
-      `--only ${patterns.join(", ")} matched no image (images: ${images.map((i) => i.key).join(", ")})`,
+      `--only ${patterns.join(", ")} matched no image (images: ${
+        images.map((i) => i.key).join(", ")
+      })`,
     );
   }
   return selected;
@@ -97,7 +104,9 @@ function registerSecrets(config: ResolvedConfig): void {
   for (const registry of Object.values(config.registries)) {
     secrets.add(registry.password);
     secrets.add(registry.apiToken);
-    if (registry.username && registry.password) secrets.addBasic(registry.username, registry.password);
+    if (registry.username && registry.password) {
+      secrets.addBasic(registry.username, registry.password);
+    }
   }
   for (const source of Object.values(config.sources)) {
     secrets.add(source.password);
@@ -157,7 +166,9 @@ class MirrorRun {
     logger.info(
       "MIRROR_START",
       OP,
-      `${cmd.dryRun ? "Dry run" : "Run"}: ${this.images.length} image(s), ${pairs} image x target, engine ${op.engine}, concurrency ${op.concurrency}`,
+      `${
+        cmd.dryRun ? "Dry run" : "Run"
+      }: ${this.images.length} image(s), ${pairs} image x target, engine ${op.engine}, concurrency ${op.concurrency}`,
     );
     const engine = await this.makeEngine();
     try {
@@ -199,7 +210,11 @@ class MirrorRun {
           }
         }
         await state.save().catch((error) =>
-          logger.warn("MIRROR_FAILED", OP, `Cannot save ${config.log.dir}/.mirror-state.json: ${errorMessage(error)}`)
+          logger.warn(
+            "MIRROR_FAILED",
+            OP,
+            `Cannot save ${config.log.dir}/.mirror-state.json: ${errorMessage(error)}`,
+          )
         );
       }
       const report = buildReport(outcome.results, {
@@ -247,7 +262,10 @@ class MirrorRun {
     const hosts = new Map<string, { repository: string; destination: boolean }>();
     for (const image of this.images) {
       if (!hosts.has(image.source.registry)) {
-        hosts.set(image.source.registry, { repository: image.source.repository, destination: false });
+        hosts.set(image.source.registry, {
+          repository: image.source.repository,
+          destination: false,
+        });
       }
       for (const target of image.targets) {
         const registry = config.registries[target];
@@ -313,7 +331,11 @@ class MirrorRun {
         );
       }
       this.#credentials.set(host, credential);
-      logger.info("LOGIN_SUCCESS", "Login", `${host}: credentials from ${credential.source} accepted`);
+      logger.info(
+        "LOGIN_SUCCESS",
+        "Login",
+        `${host}: credentials from ${credential.source} accepted`,
+      );
       if (engine.name === "docker" && !this.cmd.dryRun && credential.kind === "basic") {
         const docker = engine as Engine & { login(host: string, c: Credential): Promise<void> };
         await docker.login(host, credential);
@@ -331,7 +353,11 @@ class MirrorRun {
       if (registry.kind !== "quay" || !registry.apiToken) continue;
       try {
         const who = await this.quayFor(name).checkToken(this.io.signal);
-        this.logger.info("LOGIN_SUCCESS", "Quay API", `${registry.host}: API token of ${who.username} accepted`);
+        this.logger.info(
+          "LOGIN_SUCCESS",
+          "Quay API",
+          `${registry.host}: API token of ${who.username} accepted`,
+        );
       } catch (error) {
         if (!(error instanceof MirrorError)) throw error;
         this.logger.error(error.code, "Quay API", error.message);
@@ -371,7 +397,11 @@ class MirrorRun {
       repository: async (registry, name, signal) => {
         if (this.#quayBroken.has(registry.name) || !registry.apiToken) return "unknown";
         try {
-          const repo = await this.quayFor(registry.name).getRepository(registry.organization, name, signal);
+          const repo = await this.quayFor(registry.name).getRepository(
+            registry.organization,
+            name,
+            signal,
+          );
           return repo ? "exists" : "missing";
         } catch (error) {
           if ((error as { status?: number }).status === 403) return "unknown";
@@ -383,7 +413,11 @@ class MirrorRun {
 
   async ensureRepo(
     target: string,
-    task: { repo: { namespace: string; name: string } | null; description?: string; source: { registry: string; repository: string } },
+    task: {
+      repo: { namespace: string; name: string } | null;
+      description?: string;
+      source: { registry: string; repository: string };
+    },
     signal?: AbortSignal,
   ): Promise<"created" | "exists"> {
     const repo = task.repo;
@@ -405,8 +439,9 @@ class MirrorRun {
       case "repo": {
         const { repo, target } = event.task;
         const where = `${this.config.registries[target].host}/${repo?.namespace}/${repo?.name}`;
-        if (event.outcome === "created") logger.info("REPO_CREATED", "Repository", `${where} created (private)`);
-        else logger.info("REPO_EXISTS", "Repository", `${where} exists`);
+        if (event.outcome === "created") {
+          logger.info("REPO_CREATED", "Repository", `${where} created (private)`);
+        } else logger.info("REPO_EXISTS", "Repository", `${where} exists`);
         break;
       }
       case "engine":
@@ -423,7 +458,12 @@ class MirrorRun {
         logResult(logger, event.result);
         break;
       case "latest":
-        logger.log(levelOf(event.outcome.code), event.outcome.code, "Latest", event.outcome.message);
+        logger.log(
+          levelOf(event.outcome.code),
+          event.outcome.code,
+          "Latest",
+          event.outcome.message,
+        );
         break;
     }
   }
@@ -442,7 +482,9 @@ class MirrorRun {
       const t = result.task;
       const dst = `${t.target} ${formatReference(t.destination)}`;
       const repoNote = t.repo && t.repo.state !== "exists"
-        ? ` (create repository ${t.repo.namespace}/${t.repo.name}${t.repo.state === "unknown" ? " if missing" : ""})`
+        ? ` (create repository ${t.repo.namespace}/${t.repo.name}${
+          t.repo.state === "unknown" ? " if missing" : ""
+        })`
         : "";
       const line = result.status === "planned"
         ? `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`
@@ -470,7 +512,11 @@ class MirrorRun {
           latest.push(outcome);
           logger.info("IMAGE_PLANNED", "Plan", outcome.message);
         } catch (error) {
-          logger.warn("IMAGE_PLANNED", "Plan", `latest in ${group.repository}: ${errorMessage(error)}`);
+          logger.warn(
+            "IMAGE_PLANNED",
+            "Plan",
+            `latest in ${group.repository}: ${errorMessage(error)}`,
+          );
         }
       }
     }
@@ -495,7 +541,8 @@ class MirrorRun {
     const lines = formatStatistics(report);
     for (const line of lines) terminal.line(line);
     const code = exitStatus(report);
-    const summary = `${report.totals.pushed} pushed, ${report.totals.exists} already mirrored, ${report.totals.drift} drift, ${report.totals.failed} failed` +
+    const summary =
+      `${report.totals.pushed} pushed, ${report.totals.exists} already mirrored, ${report.totals.drift} drift, ${report.totals.failed} failed` +
       (report.totals.skipped ? `, ${report.totals.skipped} not started` : "") +
       (report.dryRun ? `, ${report.totals.planned} would be pushed (dry run)` : "");
     if (report.interrupted) logger.warn("MIRROR_INTERRUPTED", OP, `Interrupted: ${summary}`);
@@ -508,7 +555,11 @@ class MirrorRun {
       try {
         await Deno.writeTextFile(path, json);
       } catch (error) {
-        logger.error("MIRROR_FAILED", "Report", `Cannot write the report to ${path}: ${errorMessage(error)}`);
+        logger.error(
+          "MIRROR_FAILED",
+          "Report",
+          `Cannot write the report to ${path}: ${errorMessage(error)}`,
+        );
       }
     }
     terminal.line(`Report: ${paths.join(", ")}`);
@@ -529,7 +580,11 @@ function logResult(logger: Logger, result: TaskResult): void {
       logger.info("IMAGE_PUSHED", OP, `${src} -> ${dst} (${result.digest})`);
       break;
     case "exists":
-      logger.info("IMAGE_ALREADY_EXISTS", OP, `${dst} already holds ${src} (${result.digest}, compared by ${t.comparedBy} digest)`);
+      logger.info(
+        "IMAGE_ALREADY_EXISTS",
+        OP,
+        `${dst} already holds ${src} (${result.digest}, compared by ${t.comparedBy} digest)`,
+      );
       break;
     case "drift":
       logger.warn("IMAGE_TAG_DRIFT", OP, result.error ?? `${dst} holds another image`);

@@ -95,7 +95,9 @@ export class RegistryAuth {
       const header = await this.#header(all, request.signal);
       return await this.#http.send({ ...request, authorization: header });
     }
-    if (basic && this.#credential?.kind === "basic" && this.#mode !== "basic") {
+    // Retry with Basic unless this very request already carried it (concurrent requests may all
+    // meet the first challenge).
+    if (basic && this.#credential?.kind === "basic" && !first?.startsWith("Basic ")) {
       this.#mode = "basic";
       await res.body?.cancel();
       return await this.#http.send({ ...request, authorization: await this.#header(scopes) });

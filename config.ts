@@ -1,0 +1,38 @@
+/**
+ * Your bananna-bot configuration. `deno task validate` tells you what is left to fill in.
+ * Every key is documented in README.md ("Configuration"). Secrets come from the environment:
+ * never write a password or token into this file.
+ */
+import { defineConfig } from "./lib/config/schema.ts";
+
+export default defineConfig({
+  registries: {
+    prod: {
+      url: "quay.example.com", // YOUR Quay host, e.g. quay-registry.apps.ocp.internal
+      namespace: "YOUR_ORGANIZATION",
+      kind: "quay",
+      apiToken: Deno.env.get("QUAY_PROD_TOKEN") ?? "YOUR_TOKEN_HERE",
+      username: Deno.env.get("QUAY_PROD_USER"), // a robot account, e.g. myorg+mirror
+      password: Deno.env.get("QUAY_PROD_PASSWORD"),
+    },
+  },
+  log: {
+    level: "INFO",
+    dir: "logs",
+    rotationDays: 7,
+    keepArchives: 12,
+  },
+  operation: {
+    engine: "docker",
+    platform: "linux/amd64",
+    continueOnError: true,
+    createReposIfNotExists: true,
+    cleanupLocalImages: true,
+    concurrency: 2,
+  },
+  images: {
+    "nginx:1.27": { targets: ["prod"], description: "NGINX web server, mirrored from Docker Hub" },
+    "registry.k8s.io/pause:3.9": { targets: ["prod"] },
+    "quay.io/prometheus/node-exporter:v1.8.2": { targets: ["prod"] },
+  },
+});

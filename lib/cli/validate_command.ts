@@ -1,0 +1,45 @@
+/**
+ * `bananna-bot validate`: load and check the config, print every problem with its path (errors
+ * and warnings), or a short summary. Makes no network request. Returns 0 or 2.
+ *
+ * @module
+ */
+import type { ValidateCommand } from "./args.ts";
+import type { Io } from "./io.ts";
+import { createTerminal } from "./terminal.ts";
+import { checkConfig } from "../config/load_config.ts";
+
+/** Run `validate`. */
+export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number> {
+  const terminal = createTerminal({
+    stdout: io.stdout,
+    stderr: io.stderr,
+    isTerminal: io.isTerminal,
+    noColor: Boolean(io.env.NO_COLOR),
+  });
+  const check = await checkConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  const errors = check.problems.filter((p) => p.severity !== "warning");
+  const warnings = check.problems.filter((p) => p.severity === "warning");
+  for (const p of errors) terminal.error(`error: ${p.path ? `${p.path}: ` : ""}${p.message}`);
+  for (const p of warnings) terminal.warn(`warning: ${p.path ? `${p.path}: ` : ""}${p.message}`);
+  if (errors.length > 0 || !check.config) {
+    terminal.error(
+      `${check.file}: ${errors.length} error(s)${
+        warnings.length ? `, ${warnings.length} warning(s)` : ""
+      } [CONFIG_INVALID]`,
+    );
+    return 2;
+  }
+  const config = check.config;
+  const pairs = config.images.reduce((n, i) => n + i.targets.length, 0);
+  terminal.line(`${check.file}: valid [CONFIG_VALID]`);
+  for (const r of Object.values(config.registries)) {
+    terminal.line(
+      `  registry ${r.name}: ${r.kind} ${r.scheme}://${r.host} namespace ${r.namespace}`,
+    );
+  }
+  terminal.line(
+    `  ${config.images.length} image(s), ${pairs} image x target, engine ${config.operation.engine}, logs in ${config.log.dir}`,
+  );
+  return 0;
+}

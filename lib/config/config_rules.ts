@@ -1,0 +1,193 @@
+/**
+ * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
+ * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
+ * name rules, and warnings (docker engine without a platform, insecure remote hosts, passwords
+ * written into a YAML file).
+ *
+ * @module
+ */
+import type { ConfigProblem } from "../errors.ts";
+import { isLoopbackHost } from "../registry/reference.ts";
+import type { ResolvedConfig, ValidConfig } from "./schema.ts";
+
+/** Options for {@link checkRules}. */
+export interface RuleOptions {
+  /** Paths of secrets written literally in a YAML/JSON file (not from `${VAR}`). */
+  literalSecrets?: string[];
+}
+
+const PLACEHOLDER =
+  /YOUR_[A-Z0-9_]*|CHANGE_?ME|REPLACE_?ME|^<.*>$|^x{3,}$|^\.\.\.$|\bexample\.(com|org|net)\b|^TODO$/i;
+const QUAY_NAMESPACE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*$/;
+const QUAY_REPOSITORY = /^(?=.{0,255}$)[a-z0-9][.a-z0-9_-]*(?:\/[a-z0-9][.a-z0-9_-]*)*$/;
+const OCI_COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
+
+function key(name: string): string {
+  return /^[A-Za-z_$][A-Za-z0-9_$]*$/.test(name) ? `.${name}` : `[${JSON.stringify(name)}]`;
+}
+
+/** Check the rules; returns problems (severity "warning" for warnings). */
+export async function checkRules(
+  config: ResolvedConfig,
+  data: ValidConfig,
+  options: RuleOptions,
+): Promise<ConfigProblem[]> {
+  const problems: ConfigProblem[] = [];
+  const err = (path: string, message: string) => problems.push({ path, message });
+  const warn = (path: string, message: string) =>
+    problems.push({ path, message, severity: "warning" });
+  const known = Object.keys(config.registries);
+
+  for (const [name, raw] of Object.entries(data.registries)) {
+    const at = `registries${key(name)}`;
+    const fields: [string, string | undefined][] = [
+      ["url", raw.url],
+      ["namespace", raw.namespace],
+      ["organization", raw.organization],
+      ["apiToken", raw.apiToken],
+      ["username", raw.username],
+      ["password", raw.password],
+    ];
+    for (const [field, value] of fields) {
+      if (value !== undefined && PLACEHOLDER.test(value)) {
+        err(
+          `${at}.${field}`,
+          `placeholder "${field === "apiToken" || field === "password" ? "***" : value}" left in: ${
+            fillHint(field)
+          }`,
+        );
+      }
+    }
+    const registry = config.registries[name];
+    if (registry.kind === "quay") {
+      if (
+        !PLACEHOLDER.test(registry.namespace) &&
+        (!QUAY_NAMESPACE.test(registry.namespace) || registry.namespace.length < 2)
+      ) {
+        err(
+          `${at}.namespace`,
+          `"${registry.namespace}" is not a valid Quay namespace (lowercase letters, digits, . _ -; 2-255 characters)`,
+        );
+      }
+      if (data.operation.createReposIfNotExists && !raw.apiToken) {
+        err(
+          `${at}.apiToken`,
+          "missing: a Quay registry needs an OAuth API token (repo:create) to create repositories; set apiToken (\${QUAY_TOKEN} in YAML), or set operation.createReposIfNotExists: false",
+        );
+      }
+    } else if (!registry.namespace.split("/").every((c) => OCI_COMPONENT.test(c))) {
+      err(`${at}.namespace`, `"${registry.namespace}" is not a valid repository path component`);
+    }
+    if (raw.username && !raw.password) err(`${at}.password`, "username is set but password is not");
+    if (raw.password && !raw.username) err(`${at}.username`, "password is set but username is not");
+    if (registry.scheme === "http" && !isLoopbackHost(registry.host)) {
+      warn(
+        `${at}.insecure`,
+        `${registry.host} is reached over plain http: credentials and images travel unencrypted`,
+      );
+    }
+    if (registry.caFile) await checkReadable(registry.caFile, `${at}.caFile`, err);
+  }
+  for (const [host, source] of Object.entries(config.sources)) {
+    if (source.caFile) await checkReadable(source.caFile, `sources${key(host)}.caFile`, err);
+  }
+
+  const destinations = new Map<string, string>();
+  for (const image of config.images) {
+    const at = `images${key(image.key)}`;
+    image.targets.forEach((target, i) => {
+      if (!config.registries[target]) {
+        err(
+          `${at}.targets[${i}]`,
+          `unknown registry "${target}" (known: ${known.join(", ") || "none"})`,
+        );
+        return;
+      }
+      const registry = config.registries[target];
+      const ref = image.source.tag ?? image.source.digest;
+      const destination = `${target}:${registry.namespace}/${image.repository}:${ref}`;
+      const other = destinations.get(destination);
+      if (other) {
+        err(
+          `${at}.targets[${i}]`,
+          `"${image.key}" and "${other}" both map to ${registry.host}/${registry.namespace}/${image.repository}:${ref} in "${target}"; set repository on one of them`,
+        );
+      } else {
+        destinations.set(destination, image.key);
+      }
+    });
+    if (new Set(image.targets).size !== image.targets.length) {
+      err(`${at}.targets`, "a target is listed twice");
+    }
+    const repository = image.repository;
+    const repoOk = repository.split("/").every((c) => OCI_COMPONENT.test(c)) &&
+      QUAY_REPOSITORY.test(repository);
+    if (!repoOk) {
+      err(
+        `${at}${data.images[image.key]?.repository ? ".repository" : ""}`,
+        `"${repository}" is not a valid destination repository name (lowercase letters, digits, separators . _ -)`,
+      );
+    }
+    if (image.source.tag === undefined && data.operation.updateLatest) {
+      warn(
+        at,
+        "pinned by digest only: mirrored by digest, no tag is written, and latest cannot point at it",
+      );
+    }
+    if (image.source.tag === "latest") {
+      warn(
+        at,
+        "mirrors the tag latest: when upstream moves it, the run reports drift instead of following",
+      );
+    }
+  }
+  for (const path of options.literalSecrets ?? []) {
+    warn(
+      path,
+      "secret written literally in the config file: pass it from the environment as ${VAR}",
+    );
+  }
+  if (data.operation.engine === "docker" && !data.operation.platform) {
+    warn(
+      "operation.platform",
+      "docker engine without a platform: multi-arch images are mirrored for the docker daemon's platform only (the registry engine keeps all of them)",
+    );
+  }
+  return problems;
+}
+
+function fillHint(field: string): string {
+  switch (field) {
+    case "url":
+      return "put your registry's host[:port] here, e.g. quay.apps.ocp.internal";
+    case "namespace":
+    case "organization":
+      return "put the Quay organization (or user) that receives the images";
+    case "apiToken":
+      return "create an OAuth token in Quay (Organization -> Applications -> Generate Token, with repo:create) and pass it as ${QUAY_TOKEN}";
+    case "username":
+      return "use a robot account, e.g. myorg+mirror";
+    default:
+      return "pass the secret from the environment, e.g. ${QUAY_PASSWORD}";
+  }
+}
+
+async function checkReadable(
+  path: string,
+  at: string,
+  err: (path: string, message: string) => void,
+) {
+  try {
+    const text = await Deno.readTextFile(path);
+    if (!text.includes("-----BEGIN CERTIFICATE-----")) err(at, `${path} holds no PEM certificate`);
+  } catch (error) {
+    const why = error instanceof Deno.errors.NotFound
+      ? "no such file"
+      : error instanceof Deno.errors.PermissionDenied
+      ? "permission denied"
+      : error instanceof Error
+      ? error.message
+      : String(error);
+    err(at, `cannot read CA file ${path}: ${why}`);
+  }
+}

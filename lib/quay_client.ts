@@ -1,0 +1,293 @@
+/**
+ * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
+ * repositories, set descriptions. Bearer OAuth token; fetch with `apiTimeout`, TLS from caFile,
+ * retries on network errors, 429 and 5xx only. Quay's four error shapes are parsed leniently.
+ *
+ * Quay's permission rules matter here: a token whose user may create repositories but is not
+ * org admin gets 403, not 404, for a missing repository; "already exists" is a 400; a write
+ * without a valid token is a 403 "CSRF" body. The client reports what Quay said; the rule of the
+ * mirror run lives in {@link ensureRepository}.
+ *
+ * @module
+ */
+import { MirrorError } from "./errors.ts";
+import type { Code } from "./log/codes.ts";
+import { type Secrets, secrets as runSecrets } from "./log/redact.ts";
+import { retry } from "./retry.ts";
+
+/** Options for {@link QuayClient}. */
+export interface QuayClientOptions {
+  /** `https://quay.example.com`. */
+  baseUrl: string;
+  token: string;
+  caFile?: string;
+  /** @default 30000 */
+  timeoutMs?: number;
+  /** @default 3 */
+  maxRetries?: number;
+  /** @default 1000 */
+  retryDelayMs?: number;
+  secrets?: Secrets;
+}
+
+/** A repository as Quay describes it. */
+export interface QuayRepository {
+  namespace: string;
+  name: string;
+  description: string | null;
+  is_public: boolean;
+  state?: string;
+}
+
+/** A failed Quay API call. */
+export class QuayError extends MirrorError {
+  readonly status: number;
+  readonly errorType?: string;
+  readonly detail: string;
+  /** Create the error. */
+  constructor(
+    code: Code,
+    message: string,
+    options: { status: number; errorType?: string; detail: string },
+  ) {
+    super(code, message);
+    this.name = "QuayError";
+    this.status = options.status;
+    this.errorType = options.errorType;
+    this.detail = options.detail;
+  }
+}
+
+/** Quay's REST API for one Quay host. */
+export class QuayClient {
+  #base: string;
+  #token: string;
+  #client?: Deno.HttpClient;
+  #timeoutMs: number;
+  #maxRetries: number;
+  #retryDelayMs: number;
+
+  /** Create the client. */
+  constructor(options: QuayClientOptions) {
+    this.#base = options.baseUrl.replace(/\/+$/, "");
+    this.#token = options.token;
+    (options.secrets ?? runSecrets).add(options.token);
+    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#maxRetries = options.maxRetries ?? 3;
+    this.#retryDelayMs = options.retryDelayMs ?? 1000;
+    if (options.caFile) {
+      this.#client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(options.caFile)] });
+    }
+  }
+
+  /** Who the token belongs to (`GET /api/v1/user/`); a refused token is LOGIN_FAILED. */
+  async checkToken(signal?: AbortSignal): Promise<{ username: string }> {
+    const res = await this.#request("GET", "/api/v1/user/", undefined, signal);
+    if (res.status === 200) {
+      const body = await res.json();
+      if (body?.anonymous === true || typeof body?.username !== "string") {
+        throw new QuayError(
+          "LOGIN_FAILED",
+          `Quay at ${this.#base} does not accept the API token (anonymous)`,
+          {
+            status: 200,
+            detail: "anonymous",
+          },
+        );
+      }
+      return { username: body.username };
+    }
+    const error = await this.#error(res, "check the API token");
+    throw new QuayError(
+      res.status === 401 || res.status === 403 ? "LOGIN_FAILED" : error.code,
+      res.status === 401
+        ? `Quay at ${this.#base} rejected the API token (401 ${error.detail}); create a new OAuth token`
+        : error.message,
+      { status: res.status, errorType: error.errorType, detail: error.detail },
+    );
+  }
+
+  /** The repository, or null when Quay says 404. 401/403 throw (see the module doc). */
+  async getRepository(
+    namespace: string,
+    name: string,
+    signal?: AbortSignal,
+  ): Promise<QuayRepository | null> {
+    const res = await this.#request(
+      "GET",
+      `/api/v1/repository/${namespace}/${name}?includeTags=false`,
+      undefined,
+      signal,
+    );
+    if (res.status === 200) return await res.json();
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    throw await this.#error(res, `read repository ${namespace}/${name}`);
+  }
+
+  /** Create a repository: "created" (201) or "exists" (400 "Repository already exists"). */
+  async createRepository(
+    repo: {
+      namespace: string;
+      name: string;
+      description: string;
+      visibility?: "private" | "public";
+    },
+    signal?: AbortSignal,
+  ): Promise<"created" | "exists"> {
+    const res = await this.#request("POST", "/api/v1/repository", {
+      namespace: repo.namespace,
+      repository: repo.name,
+      visibility: repo.visibility ?? "private",
+      description: repo.description,
+      repo_kind: "image",
+    }, signal);
+    if (res.status === 201) {
+      await res.body?.cancel();
+      return "created";
+    }
+    const error = await this.#error(
+      res,
+      `create repository ${repo.namespace}/${repo.name}`,
+      "REPO_CREATE_FAILED",
+    );
+    if (res.status === 400 && /already exists/i.test(error.detail)) return "exists";
+    throw error;
+  }
+
+  /** Set a repository's description. */
+  async setDescription(
+    namespace: string,
+    name: string,
+    description: string,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const res = await this.#request("PUT", `/api/v1/repository/${namespace}/${name}`, {
+      description,
+    }, signal);
+    if (res.status === 200) {
+      await res.body?.cancel();
+      return;
+    }
+    throw await this.#error(res, `set the description of ${namespace}/${name}`);
+  }
+
+  /** Release connections. */
+  close(): void {
+    this.#client?.close();
+  }
+
+  async #request(
+    method: string,
+    path: string,
+    body: unknown,
+    signal?: AbortSignal,
+  ): Promise<Response> {
+    return await retry(async () => {
+      const timeout = AbortSignal.timeout(this.#timeoutMs);
+      let res: Response;
+      try {
+        res = await fetch(`${this.#base}${path}`, {
+          method,
+          headers: {
+            authorization: `Bearer ${this.#token}`,
+            accept: "application/json",
+            ...(body === undefined ? {} : { "content-type": "application/json" }),
+          },
+          body: body === undefined ? undefined : JSON.stringify(body),
+          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+          client: this.#client,
+        });
+      } catch (cause) {
+        if (signal?.aborted) throw cause;
+        throw new QuayError(
+          "REPO_API_ERROR",
+          `Quay API ${method} ${this.#base}${path.split("?")[0]}: ${
+            timeout.aborted
+              ? `no answer within ${this.#timeoutMs / 1000} s`
+              : cause instanceof Error
+              ? cause.message
+              : cause
+          }`,
+          { status: 0, detail: "network" },
+        );
+      }
+      if (res.status === 429 || res.status >= 500) {
+        throw await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
+      }
+      return res;
+    }, {
+      maxAttempts: this.#maxRetries + 1,
+      minDelayMs: this.#retryDelayMs,
+      isRetriable: (e) =>
+        e instanceof QuayError && (e.status === 0 || e.status === 429 || e.status >= 500),
+      signal,
+    });
+  }
+
+  async #error(
+    res: Response,
+    doing: string,
+    fallback: Code = "REPO_API_ERROR",
+  ): Promise<QuayError> {
+    const text = (await res.text().catch(() => "")).slice(0, 4096);
+    let detail = text.trim().slice(0, 300);
+    let errorType: string | undefined;
+    try {
+      const body = JSON.parse(text);
+      detail = String(body.detail ?? body.error_message ?? body.error ?? body.message ?? detail);
+      errorType = body.error_type ?? body.title;
+    } catch {
+      // not JSON
+    }
+    let code: Code = fallback;
+    let hint = "";
+    if (res.status === 403 && /CSRF/i.test(detail)) {
+      code = "REPO_ACCESS_DENIED";
+      hint = " (Quay ignored the API token: it is invalid or expired)";
+    } else if (res.status === 401) {
+      code = "REPO_ACCESS_DENIED";
+      hint = " (the API token is invalid or missing)";
+    } else if (res.status === 403) {
+      code = "REPO_ACCESS_DENIED";
+      hint =
+        " (the token's user lacks the permission: it needs repo:create, or admin on the organization)";
+    }
+    return new QuayError(
+      code,
+      `Quay could not ${doing}: ${res.status} ${detail}${hint}`,
+      { status: res.status, errorType, detail },
+    );
+  }
+}
+
+/**
+ * The mirror run's rule for a destination repository: GET it; 404 -> create; 403 -> try to create
+ * (a creator who is not org admin cannot see a missing repository), where "already exists" means
+ * it exists; 401 and other failures -> error.
+ */
+export async function ensureRepository(
+  client: QuayClient,
+  repo: { namespace: string; name: string; description: string; signal?: AbortSignal },
+): Promise<"exists" | "created"> {
+  try {
+    const found = await client.getRepository(repo.namespace, repo.name, repo.signal);
+    if (found) return "exists";
+  } catch (error) {
+    if (!(error instanceof QuayError && error.status === 403)) throw error;
+  }
+  try {
+    return await client.createRepository(repo, repo.signal);
+  } catch (error) {
+    if (error instanceof QuayError && error.code !== "REPO_API_ERROR") {
+      throw new QuayError(
+        error.status === 403 || error.status === 401 ? "REPO_ACCESS_DENIED" : "REPO_CREATE_FAILED",
+        error.message,
+        { status: error.status, errorType: error.errorType, detail: error.detail },
+      );
+    }
+    throw error;
+  }
+}
