@@ -4,9 +4,9 @@
  * possible the test is reported as ignored, with that reason in its name.
  */
 import assert from "node:assert/strict";
-import { fromFileUrl } from "node:url";
+import { fileURLToPath } from "node:url";
 
-const root = fromFileUrl(new URL("../../", import.meta.url));
+const root = fileURLToPath(new URL("../../", import.meta.url));
 const denort = Deno.env.get("DENORT_BIN");
 const reason = denort ? "" : " (ignored: DENORT_BIN is not set; deno compile must download denort)";
 

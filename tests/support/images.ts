@@ -99,7 +99,9 @@ export function tarOf(name: string, content: Uint8Array): Uint8Array {
 
 /** gzip bytes with CompressionStream (deterministic: no name, no mtime). */
 export async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
-  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
+  const stream = new Blob([bytes as Uint8Array<ArrayBuffer>]).stream().pipeThrough(
+    new CompressionStream("gzip"),
+  );
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
@@ -280,7 +282,7 @@ class Pusher {
     const put = await this.#fetch(repo, location.href, {
       method: "PUT",
       headers: { "content-type": "application/octet-stream" },
-      body: bytes,
+      body: bytes as Uint8Array<ArrayBuffer>,
     });
     const text = await put.text();
     if (put.status !== 201) throw new Error(`upload PUT ${repo} ${digest}: ${put.status} ${text}`);
@@ -291,7 +293,7 @@ class Pusher {
     const res = await this.#fetch(repo, `${this.#reg.url}/v2/${repo}/manifests/${ref}`, {
       method: "PUT",
       headers: { "content-type": mediaType },
-      body: bytes,
+      body: bytes as Uint8Array<ArrayBuffer>,
     });
     const text = await res.text();
     if (res.status !== 201) throw new Error(`manifest PUT ${repo}:${ref}: ${res.status} ${text}`);

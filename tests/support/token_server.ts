@@ -56,7 +56,7 @@ export async function startTokenServer(
   ]);
   const key = await crypto.subtle.importKey(
     "pkcs8",
-    pemBody(await Deno.readTextFile(keyFile)),
+    pemBody(await Deno.readTextFile(keyFile)) as Uint8Array<ArrayBuffer>,
     { name: "RSASSA-PKCS1-v1_5", hash: "SHA-256" },
     false,
     ["sign"],

@@ -1,0 +1,82 @@
+/**
+ * Run the CLI as a subprocess with the same permissions as `deno task mirror`:
+ * exit code, stdout and stderr come back separately.
+ *
+ * @module
+ */
+import { fileURLToPath } from "node:url";
+
+/** The repository root. */
+export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
+
+/** What a CLI run gave back. */
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Options for {@link runCli}. */
+export interface RunCliOptions {
+  /** Extra environment (on top of PATH, HOME, DOCKER_*). */
+  env?: Record<string, string>;
+  cwd?: string;
+  stdin?: string;
+  /** Kill after this many ms. @default 120000 */
+  timeoutMs?: number;
+}
+
+/** Permission flags of the mirror/validate tasks. */
+export const CLI_PERMISSIONS = [
+  "--allow-net",
+  "--allow-read",
+  "--allow-write",
+  "--allow-env",
+  "--allow-run",
+];
+
+/** The argv that runs main.ts (for tmux and other wrappers). */
+export function cliArgv(args: string[]): string[] {
+  return ["deno", "run", "--frozen", ...CLI_PERMISSIONS, `${ROOT}/main.ts`, ...args];
+}
+
+/** Run `main.ts` with `args`. */
+export async function runCli(args: string[], options: RunCliOptions = {}): Promise<CliResult> {
+  const base: Record<string, string> = {};
+  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR", "DOCKER_HOST", "DOCKER_CONFIG"]) {
+    const value = Deno.env.get(key);
+    if (value !== undefined) base[key] = value;
+  }
+  const [cmd, ...rest] = cliArgv(args);
+  const child = new Deno.Command(cmd, {
+    args: rest,
+    cwd: options.cwd ?? ROOT,
+    env: { ...base, NO_COLOR: "1", ...options.env },
+    clearEnv: true,
+    stdin: options.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (options.stdin !== undefined) {
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(options.stdin));
+    await writer.close();
+  }
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // gone
+    }
+  }, options.timeoutMs ?? 120_000);
+  try {
+    const out = await child.output();
+    return {
+      code: out.code,
+      stdout: new TextDecoder().decode(out.stdout),
+      stderr: new TextDecoder().decode(out.stderr),
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}
