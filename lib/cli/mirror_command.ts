@@ -55,6 +55,9 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       "bananna-bot Startup",
       `bananna-bot ${VERSION} starting up (config ${config.file})`,
     );
+    for (const w of config.warnings) {
+      logger.warn("CONFIG_WARNING", "Config", `${w.path ? `${w.path}: ` : ""}${w.message}`);
+    }
     let lock;
     try {
       lock = await acquireRunLock(config.log.dir);
@@ -119,6 +122,8 @@ class MirrorRun {
   #credentials = new Map<string, Credential | null>();
   #quay = new Map<string, QuayClient>();
   #quayBroken = new Map<string, MirrorError>();
+  /** Hosts whose login failed: their tasks fail with this error (continueOnError) instead of the run. */
+  #hostBroken = new Map<string, MirrorError>();
 
   constructor(
     readonly config: ResolvedConfig,
@@ -277,69 +282,87 @@ class MirrorRun {
     }
     for (const [host, { repository, destination }] of hosts) {
       this.io.signal.throwIfAborted();
-      const connection = this.connection(host);
-      const probe = (credential: Credential | null) =>
-        new RegistryClient({
-          host,
-          scheme: connection.scheme,
-          caFile: connection.caFile,
-          credential,
-          timeoutMs: config.operation.apiTimeout * 1000,
-          maxRetries: config.operation.maxRetries,
-          retryDelayMs: config.operation.retryDelay * 1000,
-          secrets,
-        });
-      const verify = async (credential: Credential | null): Promise<boolean> => {
-        const client = probe(credential);
-        try {
-          await client.checkAccess(repository, ["pull"], this.io.signal);
-          return true;
-        } catch (error) {
-          if (error instanceof MirrorError && error.code === "LOGIN_FAILED") return false;
-          throw error;
-        } finally {
-          client.close();
-        }
-      };
-      let credential = await resolveCredential(host, {
-        config: { username: connection.username, password: connection.password },
-        env: this.io.env,
-        prompt: false,
+      try {
+        await this.#login(engine, host, repository, destination, interactive);
+      } catch (error) {
+        if (!(error instanceof MirrorError) || this.io.signal.aborted) throw error;
+        logger.error(error.code, "Login", error.message);
+        if (!config.operation.continueOnError) throw error;
+        this.#hostBroken.set(host, error);
+      }
+    }
+  }
+
+  async #login(
+    engine: Engine,
+    host: string,
+    repository: string,
+    destination: boolean,
+    interactive: boolean,
+  ): Promise<void> {
+    const { config, logger } = this;
+    const connection = this.connection(host);
+    const probe = (credential: Credential | null) =>
+      new RegistryClient({
+        host,
+        scheme: connection.scheme,
+        caFile: connection.caFile,
+        credential,
+        timeoutMs: config.operation.apiTimeout * 1000,
+        maxRetries: config.operation.maxRetries,
+        retryDelayMs: config.operation.retryDelay * 1000,
         secrets,
       });
-      if (credential === null) {
-        // Anonymous may be enough (public source, open test registry).
-        if (await verify(null)) {
-          this.#credentials.set(host, null);
-          logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
-          continue;
-        }
-        if (!interactive) throw missingCredentialsError(host);
-        credential = await resolveCredential(host, {
-          prompt: true,
-          env: this.io.env,
-          secrets,
-          verify: (c: Credential) => verify(c),
-        });
-        if (credential === null) throw missingCredentialsError(host);
-      } else if (!(await verify(credential))) {
-        throw new MirrorError(
-          "LOGIN_FAILED",
-          `${host} refused the credentials from ${credential.source}${
-            destination ? "" : " (source registry)"
-          }`,
-        );
+    const verify = async (credential: Credential | null): Promise<boolean> => {
+      const client = probe(credential);
+      try {
+        await client.checkAccess(repository, ["pull"], this.io.signal);
+        return true;
+      } catch (error) {
+        if (error instanceof MirrorError && error.code === "LOGIN_FAILED") return false;
+        throw error;
+      } finally {
+        client.close();
       }
-      this.#credentials.set(host, credential);
-      logger.info(
-        "LOGIN_SUCCESS",
-        "Login",
-        `${host}: credentials from ${credential.source} accepted`,
+    };
+    let credential = await resolveCredential(host, {
+      config: { username: connection.username, password: connection.password },
+      env: this.io.env,
+      prompt: false,
+      secrets,
+    });
+    if (credential === null) {
+      // Anonymous may be enough (public source, open test registry).
+      if (await verify(null)) {
+        this.#credentials.set(host, null);
+        logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
+        return;
+      }
+      if (!interactive) throw missingCredentialsError(host);
+      credential = await resolveCredential(host, {
+        prompt: true,
+        env: this.io.env,
+        secrets,
+        verify: (c: Credential) => verify(c),
+      });
+      if (credential === null) throw missingCredentialsError(host);
+    } else if (!(await verify(credential))) {
+      throw new MirrorError(
+        "LOGIN_FAILED",
+        `${host} refused the credentials from ${credential.source}${
+          destination ? "" : " (source registry)"
+        }`,
       );
-      if (engine.name === "docker" && !this.cmd.dryRun && credential.kind === "basic") {
-        const docker = engine as Engine & { login(host: string, c: Credential): Promise<void> };
-        await docker.login(host, credential);
-      }
+    }
+    this.#credentials.set(host, credential);
+    logger.info(
+      "LOGIN_SUCCESS",
+      "Login",
+      `${host}: credentials from ${credential.source} accepted`,
+    );
+    if (engine.name === "docker" && !this.cmd.dryRun && credential.kind === "basic") {
+      const docker = engine as Engine & { login(host: string, c: Credential): Promise<void> };
+      await docker.login(host, credential);
     }
   }
 
@@ -384,17 +407,28 @@ class MirrorRun {
     return quay;
   }
 
+  #failIfBroken(host: string): void {
+    const broken = this.#hostBroken.get(host);
+    if (broken) throw broken;
+  }
+
   probe(): PlanProbe {
     return {
       manifestDigest: async (ref, signal) =>
-        (await this.clientFor(ref.registry).manifestHead(ref.repository, manifestRef(ref), signal))
+        (this.#failIfBroken(ref.registry),
+          await this.clientFor(ref.registry).manifestHead(ref.repository, manifestRef(ref), signal))
           ?.digest ?? null,
-      configDigest: (ref, platform, signal) =>
+      configDigest: (
+        ref,
+        platform,
+        signal,
+      ) => (this.#failIfBroken(ref.registry),
         imageConfigDigest(this.clientFor(ref.registry), ref.repository, manifestRef(ref), {
           platform,
           signal,
-        }),
+        })),
       repository: async (registry, name, signal) => {
+        this.#failIfBroken(registry.host);
         if (this.#quayBroken.has(registry.name) || !registry.apiToken) return "unknown";
         try {
           const repo = await this.quayFor(registry.name).getRepository(
