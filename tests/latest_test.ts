@@ -10,7 +10,7 @@ Deno.test("parseVersion() reads plain, v-prefixed and pre-release versions", () 
 });
 
 Deno.test("compareVersions() orders numerically, pre-releases below releases", () => {
-  const v = (s: string) => parseVersion(s)!;
+  const v = (s: string) => parseVersion(s) ?? assert.fail(s);
   assert.ok(compareVersions(v("1.10"), v("1.9")) > 0);
   assert.ok(compareVersions(v("1.25.0"), v("1.25")) === 0);
   assert.ok(compareVersions(v("2.0-rc1"), v("2.0")) < 0);

@@ -55,8 +55,9 @@ Deno.test("runPlan() without continueOnError starts no task after a failure", as
   };
   const copies: string[] = [];
   const out = await runPlan(plan, {
-    engine: engine(async (req) => {
+    engine: engine((req) => {
       if (req.source.repository === "library/a") throw new MirrorError("IMAGE_PUSH_FAILED", "boom");
+      return Promise.resolve();
     }, copies),
     concurrency: 1,
     continueOnError: false,
@@ -70,8 +71,9 @@ Deno.test("runPlan() with continueOnError goes on after a failure", async () => 
   const plan: MirrorPlan = { engine: "registry", tasks: [task(0, "a:1"), task(1, "b:1")] };
   const copies: string[] = [];
   const out = await runPlan(plan, {
-    engine: engine(async (req) => {
+    engine: engine((req) => {
       if (req.source.repository === "library/a") throw new MirrorError("IMAGE_PUSH_FAILED", "boom");
+      return Promise.resolve();
     }, copies),
     concurrency: 2,
     continueOnError: true,
@@ -86,8 +88,9 @@ Deno.test("runPlan() ensures each repository once and reports drift found by the
   };
   const ensured: string[] = [];
   const out = await runPlan(plan, {
-    engine: engine(async (req) => {
+    engine: engine((req) => {
       if (req.source.tag === "2") throw new MirrorError("IMAGE_TAG_DRIFT", "holds another image");
+      return Promise.resolve();
     }, []),
     concurrency: 2,
     continueOnError: true,
@@ -106,9 +109,9 @@ Deno.test("runPlan() stops on abort and marks the rest skipped", async () => {
   const controller = new AbortController();
   const plan: MirrorPlan = { engine: "registry", tasks: [task(0, "a:1"), task(1, "b:1")] };
   const out = await runPlan(plan, {
-    engine: engine(async () => {
+    engine: engine(() => {
       controller.abort();
-      throw new Error("aborted");
+      return Promise.reject(new Error("aborted"));
     }, []),
     concurrency: 1,
     continueOnError: true,

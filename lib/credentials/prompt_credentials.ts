@@ -32,17 +32,19 @@ export async function promptCredentials(
   const { input, password } = await import("@inquirer/prompts");
   const attempts = options.attempts ?? 3;
   const say = options.say ?? (() => {});
+  let refused = "";
   for (let attempt = 1; attempt <= attempts; attempt++) {
-    const username = (await input({ message: `Username for ${host}:`, required: true })).trim();
+    // The prompt library redraws its lines, so the refusal is part of the next question.
+    const username = (await input({ message: `${refused}Username for ${host}:`, required: true }))
+      .trim();
     const secret = await password({ message: `Password for ${username}@${host}:`, mask: false });
     options.onSecret?.(secret);
     const credential: Credential = { kind: "basic", username, password: secret, source: "prompt" };
     if (await options.verify(credential)) return credential;
-    say(
-      attempt < attempts
-        ? `${host} refused these credentials; try again (${attempts - attempt} attempt(s) left)`
-        : `${host} refused these credentials ${attempts} times; giving up`,
-    );
+    refused = `${host} refused these credentials; try again (${
+      attempts - attempt
+    } attempt(s) left). `;
+    if (attempt === attempts) say(`${host} refused these credentials ${attempts} times; giving up`);
   }
   return null;
 }
