@@ -1,0 +1,465 @@
+// deno-lint-ignore-file no-console
+/**
+ * `deno task bench`: bananna-bot against skopeo sync, a plain docker loop and the loopback floor
+ * (issue 6). Starts its own source and destination `docker-registry` (destination with htpasswd)
+ * and a dockerd (vfs), pushes seeded corpora, measures, prints one table, writes
+ * bench/results/<YYYY-MM-DD>.json.
+ *
+ * ```
+ * deno task bench                      # full sizes (several minutes)
+ * deno task bench --quick              # tiny corpora, 2 runs (development); or BENCH_QUICK=1
+ * deno task bench --runs 5 --only small,many --no-docker
+ * ```
+ *
+ * @module
+ */
+import { parseArgs } from "node:util";
+import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
+import { type Corpus, FULL, pushBig, pushMany, pushSmall, QUICK } from "./corpora.ts";
+import {
+  type CaseResult,
+  environment,
+  evaluateTargets,
+  formatTable,
+  type Sample,
+} from "./table.ts";
+import {
+  banannaConfig,
+  check,
+  NAMESPACE,
+  runBananna,
+  runDockerLoop,
+  runFloor,
+  type RunResult,
+  runSkopeoSync,
+  runValidate,
+} from "./tools.ts";
+
+const SCENARIOS = ["small", "many", "big", "validate"] as const;
+
+const { values: flags } = parseArgs({
+  args: Deno.args,
+  options: {
+    quick: { type: "boolean", default: Deno.env.get("BENCH_QUICK") === "1" },
+    runs: { type: "string" },
+    only: { type: "string", default: SCENARIOS.join(",") },
+    "no-docker": { type: "boolean", default: false },
+    concurrency: { type: "string", default: "4" },
+    "floor-parallel": { type: "string", default: "4" },
+    out: { type: "string" },
+  },
+});
+const sizes = flags.quick ? QUICK : FULL;
+const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
+const only = new Set(flags.only.split(","));
+const concurrency = Number(flags.concurrency);
+const floorParallel = Number(flags["floor-parallel"]);
+
+const cases: CaseResult[] = [];
+const workDir = await Deno.makeTempDir({ prefix: "bb-bench-" });
+const log = (text: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${text}`);
+
+/** A destination registry that can be replaced by an empty one (the wipe before a cold run). */
+class Destination {
+  reg?: TestRegistry;
+  async fresh(): Promise<TestRegistry> {
+    await this.reg?.stop();
+    this.reg = await startRegistry({ auth: "htpasswd" });
+    return this.reg;
+  }
+  async stop() {
+    await this.reg?.stop();
+  }
+}
+
+async function logLength(reg: TestRegistry): Promise<number> {
+  return (await reg.accessLog()).length;
+}
+
+/** Requests since `from` lines of the access log (the registry logs after responding). */
+async function requestsSince(reg: TestRegistry, from: number): Promise<string[]> {
+  await new Promise((r) => setTimeout(r, 200));
+  return (await reg.accessLog()).slice(from);
+}
+
+/** HEAD every tag of the corpus in `dest`; with `sameDigest`, the digest must equal the source's. */
+async function verify(src: TestRegistry, dest: TestRegistry, corpus: Corpus, sameDigest: boolean) {
+  const auth = `Basic ${btoa(`${dest.username}:${dest.password}`)}`;
+  const accept = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+  ].join(", ");
+  const problems: string[] = [];
+  for (const image of corpus.images) {
+    const repo = `${NAMESPACE}/${image.repository.split("/").pop()}`;
+    const d = await fetch(`${dest.url}/v2/${repo}/manifests/${image.tag}`, {
+      method: "HEAD",
+      headers: { accept, authorization: auth },
+    });
+    if (d.status !== 200) {
+      problems.push(`${repo}:${image.tag} missing (${d.status})`);
+      continue;
+    }
+    if (!sameDigest) continue;
+    const s = await fetch(`${src.url}/v2/${image.repository}/manifests/${image.tag}`, {
+      method: "HEAD",
+      headers: { accept },
+    });
+    if (s.headers.get("docker-content-digest") !== d.headers.get("docker-content-digest")) {
+      problems.push(`${repo}:${image.tag} digest differs from the source`);
+    }
+  }
+  if (problems.length) {
+    throw new Error(`destination check failed: ${problems.slice(0, 5).join("; ")}`);
+  }
+}
+
+/** A contender in a scenario: how to run it once, and whether the result keeps digests. */
+interface Contender {
+  tool: string;
+  docker?: boolean;
+  sameDigest: boolean;
+  run(dest: TestRegistry, logDir: string, dockerEnv: Record<string, string>): Promise<RunResult>;
+}
+
+interface Docker {
+  env: { DOCKER_HOST: string; DOCKER_CONFIG: string };
+  prune(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function startDocker(): Promise<Docker | string> {
+  if (flags["no-docker"]) return "--no-docker";
+  try {
+    const { startDockerd, dockerdAvailability } = await import("../tests/support/dockerd.ts");
+    const availability = await dockerdAvailability();
+    if (!availability.ok) return availability.reason;
+    const d = await startDockerd();
+    return {
+      env: d.env,
+      prune: async () => {
+        const out = await d.docker(["image", "prune", "-a", "-f"]);
+        if (out.code !== 0) throw new Error(`docker image prune: ${out.stderr}`);
+      },
+      stop: d.stop,
+    };
+  } catch (error) {
+    return `dockerd did not start: ${error instanceof Error ? error.message : error}`;
+  }
+}
+
+/** A private DOCKER_CONFIG per run, so no login carries over. */
+async function dockerEnvFor(docker: Docker): Promise<Record<string, string>> {
+  const dir = await Deno.makeTempDir({ dir: workDir, prefix: "docker-config-" });
+  await Deno.writeTextFile(`${dir}/config.json`, "{}\n");
+  return { DOCKER_HOST: docker.env.DOCKER_HOST, DOCKER_CONFIG: dir };
+}
+
+function caseFor(scenario: CaseResult["scenario"], tool: string, bytes?: number): CaseResult {
+  const c: CaseResult = { scenario, tool, status: "ok", samples: [], bytes };
+  cases.push(c);
+  return c;
+}
+
+function fail(c: CaseResult, error: unknown) {
+  c.status = "failed";
+  c.note = (error instanceof Error ? error.message : String(error)).split("\n").slice(0, 6).join(
+    " | ",
+  );
+  log(`  ${c.scenario} / ${c.tool} FAILED: ${c.note}`);
+}
+
+/** Cold runs, interleaved round-robin so drift in machine load hits every contender alike. */
+async function cold(
+  scenario: CaseResult["scenario"],
+  src: TestRegistry,
+  corpus: Corpus,
+  contenders: Contender[],
+  docker: Docker | string,
+  count: number,
+) {
+  const dest = new Destination();
+  const rows = contenders.map((c) => ({ c, result: caseFor(scenario, c.tool, corpus.bytes) }));
+  try {
+    for (let i = 0; i < count; i++) {
+      for (const { c, result } of rows) {
+        if (result.status !== "ok") continue;
+        if (c.docker && typeof docker === "string") {
+          result.status = "not runnable";
+          result.note = docker;
+          continue;
+        }
+        try {
+          const reg = await dest.fresh();
+          let env: Record<string, string> = {};
+          if (c.docker && typeof docker !== "string") {
+            await docker.prune();
+            env = await dockerEnvFor(docker);
+          }
+          const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
+          const srcFrom = await logLength(src);
+          const out = check(await c.run(reg, logDir, env), c.tool);
+          const srcLog = await requestsSince(src, srcFrom);
+          const dstLog = await requestsSince(reg, 0);
+          if (i === 0 && c.tool !== "floor (curl)") await verify(src, reg, corpus, c.sameDigest);
+          result.samples.push({
+            ms: out.ms,
+            rssKb: out.rssKb,
+            srcRequests: srcLog.length,
+            dstRequests: dstLog.length,
+          });
+          log(`  ${scenario} / ${c.tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s`);
+        } catch (error) {
+          fail(result, error);
+        }
+      }
+    }
+  } finally {
+    await dest.stop();
+  }
+}
+
+/** No-op re-runs: each contender gets its own destination, mirrors once, then re-runs. */
+async function noop(
+  src: TestRegistry,
+  corpus: Corpus,
+  contenders: Contender[],
+  docker: Docker | string,
+) {
+  const prepared: {
+    c: Contender;
+    result: CaseResult;
+    reg: TestRegistry;
+    logDir: string;
+    env: Record<string, string>;
+  }[] = [];
+  try {
+    for (const c of contenders) {
+      const result = caseFor("many no-op", c.tool);
+      if (c.docker && typeof docker === "string") {
+        result.status = "not runnable";
+        result.note = docker;
+        continue;
+      }
+      const reg = await startRegistry({ auth: "htpasswd" });
+      const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
+      const env = c.docker && typeof docker !== "string" ? await dockerEnvFor(docker) : {};
+      prepared.push({ c, result, reg, logDir, env });
+      try {
+        const first = check(await c.run(reg, logDir, env), `${c.tool} (first mirror)`);
+        await verify(src, reg, corpus, c.sameDigest);
+        result.note = `first mirror ${(first.ms / 1000).toFixed(2)} s`;
+        log(`  many / ${c.tool} first mirror: ${(first.ms / 1000).toFixed(2)} s`);
+      } catch (error) {
+        fail(result, error);
+      }
+    }
+    for (let i = 0; i < runs; i++) {
+      for (const { c, result, reg, logDir, env } of prepared) {
+        if (result.status !== "ok") continue;
+        try {
+          const srcFrom = await logLength(src);
+          const dstFrom = await logLength(reg);
+          const out = check(await c.run(reg, logDir, env), c.tool);
+          const srcLog = await requestsSince(src, srcFrom);
+          const dstLog = await requestsSince(reg, dstFrom);
+          const sample: Sample = {
+            ms: out.ms,
+            rssKb: out.rssKb,
+            srcRequests: srcLog.length,
+            dstRequests: dstLog.length,
+            srcManifestGets: srcLog.filter((l) => /^GET \S+\/manifests\//.test(l)).length,
+          };
+          result.samples.push(sample);
+          if (i === 0) {
+            await Deno.writeTextFile(
+              `${workDir}/noop-${c.tool.replace(/\W+/g, "-")}.log`,
+              [...srcLog.map((l) => `src ${l}`), ...dstLog.map((l) => `dst ${l}`)].join("\n") +
+                "\n",
+            );
+          }
+          log(
+            `  many no-op / ${c.tool} run ${i + 1}: ${
+              (out.ms / 1000).toFixed(2)
+            } s, src ${sample.srcRequests} req (${sample.srcManifestGets} manifest GETs), dst ${sample.dstRequests} req`,
+          );
+        } catch (error) {
+          fail(result, error);
+        }
+      }
+    }
+  } finally {
+    for (const p of prepared) await p.reg.stop();
+  }
+}
+
+function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contender[] {
+  const all: Contender[] = [
+    {
+      tool: "bananna registry",
+      sameDigest: true,
+      run: (dest, logDir) =>
+        runBananna({ src, dest, corpus, engine: "registry", concurrency, logDir, workDir }),
+    },
+    {
+      tool: "bananna docker",
+      docker: true,
+      sameDigest: false,
+      run: (dest, logDir, env) =>
+        runBananna({ src, dest, corpus, engine: "docker", concurrency, logDir, workDir, env }),
+    },
+    {
+      tool: "skopeo sync",
+      sameDigest: true,
+      run: (dest) => runSkopeoSync({ src, dest, corpus, workDir }),
+    },
+    {
+      tool: "docker loop",
+      docker: true,
+      sameDigest: false,
+      run: (dest, _logDir, env) => runDockerLoop({ src, dest, corpus, workDir, dockerEnv: env }),
+    },
+    {
+      tool: "floor (curl)",
+      sameDigest: false,
+      run: (dest) =>
+        runFloor({
+          src,
+          dest,
+          corpus,
+          workDir,
+          parallel: corpus.name === "big" ? 1 : floorParallel,
+        }),
+    },
+  ];
+  return all.filter((c) => which.includes(c.tool) && !(c.docker && flags["no-docker"]));
+}
+
+async function main() {
+  log(`bench: ${flags.quick ? "QUICK" : "full"} sizes, ${runs} runs, work dir ${workDir}`);
+  const env = await environment();
+  await using src = await startRegistry();
+  const needsDocker = only.has("small") || only.has("many");
+  const docker = needsDocker ? await startDocker() : "not needed";
+  if (typeof docker === "string") log(`docker cases not runnable: ${docker}`);
+  const corpora: Record<string, { images: number; blobs: number; bytes: number }> = {};
+  try {
+    if (only.has("small") || only.has("validate")) {
+      log("pushing corpus small");
+      const small = await pushSmall(src, sizes);
+      corpora.small = {
+        images: small.images.length,
+        blobs: small.blobs.length,
+        bytes: small.bytes,
+      };
+      if (only.has("small")) {
+        log(
+          `small: ${small.images.length} tags, ${small.blobs.length} blobs, ${
+            (small.bytes / 1e6).toFixed(1)
+          } MB`,
+        );
+        await cold(
+          "small cold",
+          src,
+          small,
+          contenders(src, small, [
+            "bananna registry",
+            "bananna docker",
+            "skopeo sync",
+            "docker loop",
+            "floor (curl)",
+          ]),
+          docker,
+          runs,
+        );
+      }
+      if (only.has("validate")) await validate(src, small);
+    }
+    if (only.has("many")) {
+      log("pushing corpus many");
+      const many = await pushMany(src, sizes);
+      corpora.many = { images: many.images.length, blobs: many.blobs.length, bytes: many.bytes };
+      await noop(
+        src,
+        many,
+        contenders(src, many, ["bananna registry", "bananna docker", "skopeo sync"]),
+        docker,
+      );
+    }
+    if (typeof docker !== "string") await docker.stop();
+    if (only.has("big")) {
+      log("pushing corpus big");
+      const big = await pushBig(src, sizes);
+      corpora.big = { images: 1, blobs: big.blobs.length, bytes: big.bytes };
+      await cold(
+        "big cold",
+        src,
+        big,
+        contenders(src, big, ["bananna registry", "skopeo sync", "floor (curl)"]),
+        "not needed",
+        Math.min(runs, flags.quick ? 2 : 2),
+      );
+    }
+  } finally {
+    if (typeof docker !== "string") await docker.stop();
+  }
+  const manyTags = corpora.many?.images ?? 0;
+  const targets = evaluateTargets(cases, manyTags);
+  console.log("\n" + formatTable(cases, targets));
+  const date = new Date().toISOString().slice(0, 10);
+  const out = flags.out ??
+    new URL(`./results/${date}${flags.quick ? "-quick" : ""}.json`, import.meta.url).pathname;
+  await Deno.mkdir(out.replace(/\/[^/]+$/, ""), { recursive: true });
+  await Deno.writeTextFile(
+    out,
+    JSON.stringify(
+      {
+        date: new Date().toISOString(),
+        quick: flags.quick,
+        runs,
+        settings: { concurrency, floorParallel, updateLatest: false },
+        ...env,
+        corpora,
+        cases,
+        targets,
+      },
+      null,
+      2,
+    ) + "\n",
+  );
+  log(`results written to ${out}`);
+  await Deno.remove(workDir, { recursive: true }).catch(() => {});
+}
+
+/** `main.ts validate` on the small corpus's registry-engine config, after one warm-up run. */
+async function validate(src: TestRegistry, small: Corpus) {
+  const result = caseFor("validate", "bananna validate");
+  try {
+    const file = `${workDir}/validate.yaml`;
+    const fake = { host: "127.0.0.1:1", username: "mirror", password: "x" } as TestRegistry;
+    await Deno.writeTextFile(
+      file,
+      banannaConfig({
+        src,
+        dest: fake,
+        corpus: small,
+        engine: "registry",
+        concurrency,
+        logDir: `${workDir}/validate-logs`,
+        workDir,
+      }),
+    );
+    check(await runValidate(file, workDir), "validate (warm-up)");
+    for (let i = 0; i < Math.max(runs, 5); i++) {
+      const out = check(await runValidate(file, workDir), "validate");
+      result.samples.push({ ms: out.ms, rssKb: out.rssKb });
+    }
+    log(`  validate: ${result.samples.map((s) => s.ms.toFixed(0)).join(", ")} ms`);
+  } catch (error) {
+    fail(result, error);
+  }
+}
+
+await main();

@@ -1,0 +1,281 @@
+/**
+ * The contenders, each run as a subprocess under `/usr/bin/time -v` (wall time measured here,
+ * peak RSS read from time's "Maximum resident set size"):
+ * bananna-bot (`main.ts mirror` with a generated YAML config), `skopeo sync --src yaml`, a plain
+ * `docker pull/tag/push` loop, and the floor (the corpus's unique blobs moved with curl).
+ *
+ * Passwords never go to argv: bananna-bot reads `${BENCH_DEST_PASSWORD}`, skopeo an auth file,
+ * docker `login --password-stdin`, curl a netrc file.
+ *
+ * @module
+ */
+import type { TestRegistry } from "../tests/support/registry.ts";
+import { type Corpus, tagsByRepository } from "./corpora.ts";
+
+/** Destination namespace every contender writes into (`<dest>/mirror/<last path component>`). */
+export const NAMESPACE = "mirror";
+
+/** One finished subprocess. */
+export interface RunResult {
+  ms: number;
+  /** Peak RSS in KiB (from /usr/bin/time -v). */
+  rssKb?: number;
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
+
+/** Run `cmd` under `/usr/bin/time -v`; wall time is measured around the child. */
+export async function timed(
+  cmd: string,
+  args: string[],
+  options: { env?: Record<string, string>; cwd?: string; workDir: string },
+): Promise<RunResult> {
+  const timeFile = `${options.workDir}/time-${crypto.randomUUID()}.txt`;
+  const start = performance.now();
+  const out = await new Deno.Command("/usr/bin/time", {
+    args: ["-v", "-o", timeFile, cmd, ...args],
+    env: options.env,
+    cwd: options.cwd ?? ROOT,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const ms = performance.now() - start;
+  const time = await Deno.readTextFile(timeFile).catch(() => "");
+  await Deno.remove(timeFile).catch(() => {});
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(time);
+  return {
+    ms,
+    rssKb: rss ? Number(rss[1]) : undefined,
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+}
+
+/** Throw with the output tail when a run failed. */
+export function check(result: RunResult, what: string): RunResult {
+  if (result.code !== 0) {
+    const tail = (result.stdout + "\n" + result.stderr).trim().split("\n").slice(-15).join("\n");
+    throw new Error(`${what} exited ${result.code}:\n${tail}`);
+  }
+  return result;
+}
+
+/** Options for a bananna-bot run. */
+export interface BanannaOptions {
+  src: TestRegistry;
+  dest: TestRegistry;
+  corpus: Corpus;
+  engine: "registry" | "docker";
+  concurrency: number;
+  /** Log dir (also holds the mirror state file): fresh for a cold run, kept for a re-run. */
+  logDir: string;
+  workDir: string;
+  /** Extra environment (DOCKER_HOST, DOCKER_CONFIG for the docker engine). */
+  env?: Record<string, string>;
+  /** Extra deno flags, e.g. `--cpu-prof`. */
+  denoFlags?: string[];
+}
+
+/** The YAML config bananna-bot gets for a corpus. */
+export function banannaConfig(options: BanannaOptions): string {
+  const lines = [
+    "version: 1",
+    "registries:",
+    "  bench:",
+    `    url: http://${options.dest.host}`,
+    `    namespace: ${NAMESPACE}`,
+    "    kind: registry",
+    `    username: ${options.dest.username}`,
+    "    password: ${BENCH_DEST_PASSWORD}",
+    "operation:",
+    `  engine: ${options.engine}`,
+    `  concurrency: ${options.concurrency}`,
+    "  updateLatest: false",
+    "  retryDelay: 1",
+    "log:",
+    `  dir: ${options.logDir}`,
+    "images:",
+  ];
+  for (const image of options.corpus.images) {
+    lines.push(`  "${options.src.host}/${image.repository}:${image.tag}":`, "    targets: [bench]");
+  }
+  return lines.join("\n") + "\n";
+}
+
+/** Write the config and run `main.ts mirror` once. */
+export async function runBananna(options: BanannaOptions): Promise<RunResult> {
+  const file = `${options.workDir}/bananna-${options.corpus.name}-${options.engine}.yaml`;
+  await Deno.writeTextFile(file, banannaConfig(options));
+  return await timed("deno", [
+    "run",
+    "--frozen",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    ...(options.denoFlags ?? []),
+    "main.ts",
+    "mirror",
+    "--config",
+    file,
+    "--non-interactive",
+  ], {
+    workDir: options.workDir,
+    env: { ...baseEnv(), ...options.env, BENCH_DEST_PASSWORD: options.dest.password ?? "" },
+  });
+}
+
+/** Run `main.ts validate` on a config file. */
+export async function runValidate(file: string, workDir: string): Promise<RunResult> {
+  return await timed("deno", [
+    "run",
+    "--frozen",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    "main.ts",
+    "validate",
+    "--config",
+    file,
+  ], { workDir, env: { ...baseEnv(), BENCH_DEST_PASSWORD: "validate-only" } });
+}
+
+/** A small environment: PATH, HOME, DENO_DIR (so deno finds its cache). */
+export function baseEnv(): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const key of ["PATH", "HOME", "DENO_DIR", "XDG_CACHE_HOME", "TMPDIR"]) {
+    const value = Deno.env.get(key);
+    if (value !== undefined) env[key] = value;
+  }
+  env.NO_COLOR = "1";
+  return env;
+}
+
+/** A docker-style auth file for `reg` (skopeo --dest-authfile, DOCKER_CONFIG/config.json). */
+export async function writeAuthFile(reg: TestRegistry, file: string): Promise<void> {
+  const auth = btoa(`${reg.username}:${reg.password}`);
+  await Deno.writeTextFile(file, JSON.stringify({ auths: { [reg.host]: { auth } } }));
+  await Deno.chmod(file, 0o600);
+}
+
+/** `skopeo sync --all --preserve-digests --src yaml --dest docker`: one process for the corpus. */
+export async function runSkopeoSync(
+  options: { src: TestRegistry; dest: TestRegistry; corpus: Corpus; workDir: string },
+): Promise<RunResult> {
+  const { src, dest, corpus, workDir } = options;
+  const yaml = [`${src.host}:`, "  tls-verify: false", "  images:"];
+  for (const [repository, tags] of tagsByRepository(corpus)) {
+    yaml.push(`    ${repository}: [${tags.map((t) => `"${t}"`).join(", ")}]`);
+  }
+  const yamlFile = `${workDir}/skopeo-${corpus.name}.yaml`;
+  await Deno.writeTextFile(yamlFile, yaml.join("\n") + "\n");
+  const authFile = `${workDir}/skopeo-auth.json`;
+  await writeAuthFile(dest, authFile);
+  return await timed("skopeo", [
+    "sync",
+    "--all",
+    "--preserve-digests",
+    "--src",
+    "yaml",
+    "--dest",
+    "docker",
+    "--dest-tls-verify=false",
+    "--dest-authfile",
+    authFile,
+    yamlFile,
+    `${dest.host}/${NAMESPACE}`,
+  ], { workDir, env: { ...baseEnv(), TMPDIR: workDir } });
+}
+
+/** A plain sequential `docker login; for each tag: pull, tag, push` loop in bash. */
+export async function runDockerLoop(
+  options: {
+    src: TestRegistry;
+    dest: TestRegistry;
+    corpus: Corpus;
+    workDir: string;
+    dockerEnv: Record<string, string>;
+  },
+): Promise<RunResult> {
+  const { src, dest, corpus, workDir } = options;
+  const script = [
+    "set -euo pipefail",
+    `printf '%s' "$BENCH_DEST_PASSWORD" | docker login -u '${dest.username}' --password-stdin ${dest.host} >/dev/null`,
+  ];
+  for (const image of corpus.images) {
+    const from = `${src.host}/${image.repository}:${image.tag}`;
+    const to = `${dest.host}/${NAMESPACE}/${image.repository.split("/").pop()}:${image.tag}`;
+    script.push(`docker pull -q ${from} >/dev/null`, `docker tag ${from} ${to}`);
+    script.push(`docker push -q ${to} >/dev/null`);
+  }
+  const file = `${workDir}/docker-loop-${corpus.name}.sh`;
+  await Deno.writeTextFile(file, script.join("\n") + "\n");
+  return await timed("bash", [file], {
+    workDir,
+    env: { ...baseEnv(), ...options.dockerEnv, BENCH_DEST_PASSWORD: dest.password ?? "" },
+  });
+}
+
+/**
+ * The floor: every unique blob of the corpus moved with curl, `parallel` at a time (xargs -P):
+ * POST an upload into the destination, then `curl GET source | curl -T - PUT location&digest=`.
+ * Manifests are not moved (they are a few KB).
+ */
+export async function runFloor(
+  options: {
+    src: TestRegistry;
+    dest: TestRegistry;
+    corpus: Corpus;
+    workDir: string;
+    parallel: number;
+  },
+): Promise<RunResult> {
+  const { src, dest, corpus, workDir } = options;
+  const netrc = `${workDir}/netrc`;
+  await Deno.writeTextFile(
+    netrc,
+    `machine 127.0.0.1 login ${dest.username} password ${dest.password}\n`,
+  );
+  await Deno.chmod(netrc, 0o600);
+  const list = `${workDir}/floor-${corpus.name}.txt`;
+  await Deno.writeTextFile(
+    list,
+    corpus.blobs.map((b) =>
+      `${b.repository} ${b.digest} ${NAMESPACE}/${b.repository.split("/").pop()}\n`
+    ).join(""),
+  );
+  const script = `set -euo pipefail
+copy() {
+  set -euo pipefail
+  local loc
+  loc=$(curl -sSf --netrc-file "$NETRC" -X POST -o /dev/null -w '%header{location}' \\
+    "$DST/v2/$3/blobs/uploads/")
+  case "$loc" in http*) ;; *) loc="$DST$loc" ;; esac
+  curl -sSf "$SRC/v2/$1/blobs/$2" |
+    curl -sSf --netrc-file "$NETRC" -T - -o /dev/null "$loc&digest=$2"
+}
+export -f copy
+xargs -P "$PARALLEL" -n 3 bash -c 'copy "$@"' _ < "$LIST"
+`;
+  const file = `${workDir}/floor.sh`;
+  await Deno.writeTextFile(file, script);
+  return await timed("bash", [file], {
+    workDir,
+    env: {
+      ...baseEnv(),
+      NETRC: netrc,
+      SRC: src.url,
+      DST: dest.url,
+      LIST: list,
+      PARALLEL: String(options.parallel),
+    },
+  });
+}
