@@ -90,7 +90,10 @@ export class RegistryAuth {
       const wanted = new Set(scopes);
       for (const s of (bearer.params.scope ?? "").split(" ")) if (s) wanted.add(s);
       const all = [...wanted];
-      this.#tokens.delete(this.#key(all));
+      // Drop the cached token only if this request carried it and it was refused; requests that
+      // went out before any token existed share the one being fetched.
+      const cached = this.#tokens.get(this.#key(all));
+      if (cached && first === `Bearer ${cached.token}`) this.#tokens.delete(this.#key(all));
       await res.body?.cancel();
       const header = await this.#header(all, request.signal);
       return await this.#http.send({ ...request, authorization: header });

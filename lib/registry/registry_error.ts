@@ -34,13 +34,15 @@ export class RegistryError extends MirrorError {
       errors?: RegistryErrorEntry[];
       retryAfterMs?: number;
       cause?: unknown;
+      /** Override the verdict (e.g. a TLS failure is a network error that will not pass). */
+      retryable?: boolean;
     },
   ) {
     super(code, message, { cause: options.cause });
     this.name = "RegistryError";
     this.status = options.status;
     this.errors = options.errors ?? [];
-    this.retryable = isRetryableStatus(options.status);
+    this.retryable = options.retryable ?? isRetryableStatus(options.status);
     this.retryAfterMs = options.retryAfterMs;
   }
 }

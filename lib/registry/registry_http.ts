@@ -109,10 +109,18 @@ export class RegistryHttp {
       return await fetch(url, { ...init, signal, client: this.#client });
     } catch (cause) {
       if (outer?.aborted) throw outer.reason ?? cause;
-      const what = timedOut ? `no answer within ${this.#timeoutMs / 1000} s` : describe(cause);
+      const tls = !timedOut && isTlsFailure(cause);
+      const what = timedOut
+        ? `no answer within ${this.#timeoutMs / 1000} s`
+        : tls
+        ? `TLS verification failed (${
+          causes(cause)
+        }); set caFile for this registry, or insecure: true for plain http`
+        : causes(cause);
       throw new RegistryError("IMAGE_PULL_FAILED", `${init.method} ${redactUrl(url)}: ${what}`, {
         status: 0,
         cause,
+        retryable: !tls,
       });
     } finally {
       clearTimeout(timer);
@@ -125,10 +133,18 @@ export class RegistryHttp {
   }
 }
 
-function describe(cause: unknown): string {
-  const text = cause instanceof Error ? cause.message : String(cause);
-  if (/certificate|UnknownIssuer|invalid peer/i.test(text)) {
-    return `TLS verification failed (${text}); set caFile for this registry`;
+/** The messages of an error and its causes, joined. */
+function causes(error: unknown): string {
+  const parts: string[] = [];
+  for (let e = error, depth = 0; e && depth < 5; depth++) {
+    parts.push(e instanceof Error ? e.message : String(e));
+    e = e instanceof Error ? e.cause : undefined;
   }
-  return text;
+  return [...new Set(parts)].join(": ");
+}
+
+function isTlsFailure(error: unknown): boolean {
+  return /certificate|UnknownIssuer|invalid peer|InvalidCertificate|tls|handshake/i.test(
+    causes(error),
+  );
 }
