@@ -1,14 +1,27 @@
 /**
- * The docker engine: the copy goes through the docker CLI (`pull`, `tag`, `push`, via
- * Deno.Command), every look at a registry goes through the registry client, so an image that is
- * already mirrored is never pulled.
+ * The docker engine: the copy goes through the docker CLI (`pull`, `tag`, `push`), every look at a
+ * registry goes through the registry client, so an image that is already mirrored is never pulled.
  *
- * Docker recompresses layers on push, so the destination manifest digest differs from the
- * source's even for a single-arch image; "same image" here means the same config digest (image ID)
- * for the platform pulled. Every docker call runs under `dockerTimeout` (killed on expiry:
- * DOCKER_TIMEOUT) and is killed when the run is aborted. Passwords go to `docker login` on stdin,
- * never in argv. `close()` removes exactly the images this engine pulled (that were not on the
- * daemon before) and the tags it made, when cleanup is on.
+ * Why "same image" means "same config digest" here: docker recompresses layers on push (measured
+ * with dockerd 20.10: every layer digest changes when the destination is another registry, and
+ * the pushed manifest is a Docker schema2 manifest), so the destination manifest digest differs
+ * from the source's even for a single-arch image. The config digest (docker's image ID) survives,
+ * so existence and drift checks compare config digests for the platform mirrored.
+ *
+ * What callers may rely on:
+ * - The destination tag is checked (HEAD + config digest) before the pull and again right before
+ *   the push: same config -> `{ status: "exists" }`, another config -> IMAGE_TAG_DRIFT, untouched.
+ * - The source is pulled by the manifest digest the registry client saw, so what was checked is
+ *   what is pushed; the pulled image ID is compared with the source config digest.
+ * - A multi-arch source without a configured platform is mirrored for the daemon's platform only,
+ *   with a CONFIG_WARNING event.
+ * - Every docker call runs under `dockerTimeoutMs` and is killed (its whole process group) on
+ *   expiry (DOCKER_TIMEOUT) or on abort. Failures that may pass (network, 5xx, 429, timeouts) are
+ *   retried `maxRetries` times; credentials refused and not-found are not.
+ * - Passwords reach `docker login` on stdin only; docker's messages are masked before they reach
+ *   an error. docker's output is never printed.
+ * - `close()` removes (when `cleanupLocalImages`) exactly the references this engine pulled or
+ *   tagged that were not on the daemon before; other images are never touched.
  *
  * @module
  */
@@ -16,320 +29,359 @@ import type { Credential } from "../credentials/credential.ts";
 import { MirrorError } from "../errors.ts";
 import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
 import { retry } from "../retry.ts";
-import { parseManifest } from "../registry/manifest.ts";
-import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
+import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
+import { DOCKER_HUB, DOCKER_HUB_API, formatReference, manifestRef } from "../registry/reference.ts";
+import type { Reference } from "../registry/reference.ts";
 import { imageConfigDigest, type RegistryClient } from "../registry/registry_client.ts";
-import type { CopyRequest, CopyResult, Engine } from "./engine.ts";
+import { DockerCli, DockerError } from "./_docker_cli.ts";
+import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
 
 /** Options for {@link DockerEngine}. */
 export interface DockerEngineOptions {
+  /** The registry client for a registry host (every registry read goes through it). */
   clientFor: (registryHost: string) => RegistryClient;
+  /** Each docker call is killed after this long (DOCKER_TIMEOUT). */
   dockerTimeoutMs: number;
+  /** Retries for failures that may pass (0 = one attempt). */
   maxRetries: number;
+  /** First delay between retries, in ms (doubles each time). */
   retryDelayMs: number;
-  /** Platform to pull (`linux/arm64`); default: the daemon's. */
+  /** Platform to pull from a multi-arch source (`linux/arm64`). @default the daemon's */
   platform?: string;
+  /** Remove, in `close()`, what this engine pulled and tagged. */
   cleanupLocalImages: boolean;
-  /** Environment for docker (DOCKER_HOST, DOCKER_CONFIG, PATH...). @default Deno.env */
+  /** The complete environment of docker (DOCKER_HOST, DOCKER_CONFIG, PATH ...). @default Deno.env */
   env?: Record<string, string | undefined>;
   /** @default "docker" */
   dockerBinary?: string;
-  /** Called with the argv of every docker process (tests count pulls, check argv for secrets). */
+  /** Told the argv of every docker process before it starts (tests count pulls, check argv). */
   onDockerCall?: (args: string[]) => void;
+  /** Engine-wide events (login, cleanup); copy events go to `CopyRequest.onEvent`. */
+  onEvent?: (event: EngineEvent) => void;
+  /** Where secrets are registered and masked. @default the run-wide `secrets` */
   secrets?: Secrets;
 }
 
-interface DockerResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
+const HUB_HOSTS = new Set([DOCKER_HUB, DOCKER_HUB_API, "index.docker.io"]);
 
-/** Copies with the docker CLI. */
+/** Copies images with the docker CLI; see the module doc. */
 export class DockerEngine implements Engine {
+  /** Engine name. */
   readonly name = "docker" as const;
+  /** Docker recompresses layers: same image = same config digest. */
   readonly comparison = "config" as const;
   #options: DockerEngineOptions;
-  #daemonPlatform?: string;
-  #pulled = new Set<string>();
-  #tagged = new Set<string>();
+  #cli: DockerCli;
   #secrets: Secrets;
+  #daemonPlatform?: string;
+  /** References this engine created on the daemon, in creation order. */
+  #created: string[] = [];
 
-  /** Create the engine. */
+  /**
+   * Create the engine (nothing runs yet).
+   *
+   * @throws {RangeError} when `dockerTimeoutMs` is not positive.
+   */
   constructor(options: DockerEngineOptions) {
     this.#options = options;
     this.#secrets = options.secrets ?? runSecrets;
+    this.#cli = new DockerCli({
+      binary: options.dockerBinary,
+      env: options.env ?? Deno.env.toObject(),
+      timeoutMs: options.dockerTimeoutMs,
+      onDockerCall: options.onDockerCall,
+      secrets: this.#secrets,
+    });
   }
 
-  /** Check the CLI and the daemon answer; learn the daemon's platform. */
+  /** The daemon's `os/arch`, known after {@link prepare}. */
+  get daemonPlatform(): string | undefined {
+    return this.#daemonPlatform;
+  }
+
+  /** References this engine pulled or tagged that `close()` would remove. */
+  get localImages(): string[] {
+    return [...this.#created];
+  }
+
+  /**
+   * Check the CLI is installed and the daemon answers (`docker version`); learn its platform.
+   *
+   * @throws {MirrorError} DOCKER_NOT_AVAILABLE saying what to do.
+   */
   async prepare(signal?: AbortSignal): Promise<void> {
-    const host = this.#env().DOCKER_HOST ?? "the default socket";
-    let result: DockerResult;
+    const env = this.#options.env ?? Deno.env.toObject();
+    const where = env.DOCKER_HOST ? `DOCKER_HOST=${env.DOCKER_HOST}` : "the default socket";
+    const advice = "Start the daemon (sudo systemctl start docker), point DOCKER_HOST at a " +
+      "running one, make sure this user may use its socket (docker group), or use " +
+      "operation.engine: registry (no daemon needed)";
+    let result;
     try {
-      result = await this.#docker(["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"], {
-        signal,
-      });
+      result = await this.#cli.run(
+        ["version", "--format", "{{.Server.Os}}/{{.Server.Arch}}"],
+        { signal },
+      );
     } catch (error) {
-      if (error instanceof MirrorError && error.code === "DOCKER_TIMEOUT") {
+      if (error instanceof DockerError && error.code === "DOCKER_TIMEOUT") {
         throw new MirrorError(
           "DOCKER_NOT_AVAILABLE",
-          `The docker daemon at ${host} does not answer (timed out)`,
+          `The docker daemon at ${where} did not answer within dockerTimeout. ${advice}`,
+          { cause: error },
         );
       }
       throw error;
     }
-    if (result.code !== 0) {
+    const platform = result.stdout.trim();
+    if (result.code !== 0 || !/^[a-z0-9]+\/[a-z0-9_]+$/.test(platform)) {
       throw new MirrorError(
         "DOCKER_NOT_AVAILABLE",
-        `The docker daemon at ${host} does not answer: ${
-          lastLines(this.#secrets.mask(result.stderr))
-        }. ` +
-          `Start it (systemctl start docker), set DOCKER_HOST, or use operation.engine: registry (no daemon needed)`,
+        `The docker daemon at ${where} does not answer (${this.#cli.message(result)}). ${advice}`,
       );
     }
-    this.#daemonPlatform = result.stdout.trim() || "linux/amd64";
+    this.#daemonPlatform = platform;
   }
 
-  /** `docker login --password-stdin` (the password never in argv or logs). */
-  async login(host: string, credential: Credential): Promise<void> {
-    if (credential.kind !== "basic") return;
-    const result = await this.#docker(
-      ["login", "--username", credential.username, "--password-stdin", host],
-      { stdin: credential.password },
-    );
-    if (result.code !== 0) {
+  /**
+   * `docker login --username U --password-stdin HOST`: the password on stdin only. Docker Hub
+   * hosts log in to docker's default index. Identity and registry tokens that came from docker's
+   * own config or credential helpers are already docker's: nothing to do.
+   *
+   * @throws {MirrorError} LOGIN_FAILED with docker's message (masked); DOCKER_TIMEOUT.
+   */
+  async login(
+    host: string,
+    credential: Credential,
+    options: { signal?: AbortSignal; onEvent?: (event: EngineEvent) => void } = {},
+  ): Promise<void> {
+    const emit = options.onEvent ?? this.#options.onEvent ?? (() => {});
+    if (credential.kind !== "basic") {
+      if (credential.source === "docker-config" || credential.source === "credential-helper") {
+        return;
+      }
       throw new MirrorError(
         "LOGIN_FAILED",
-        `docker login ${host} as ${credential.username} failed: ${
-          lastLines(this.#secrets.mask(result.stderr))
-        }`,
+        `${host}: docker login takes a username and password, not the ${credential.kind} from ` +
+          `${credential.source}; log in with docker yourself or use operation.engine: registry`,
       );
     }
+    this.#secrets.addBasic(credential.username, credential.password);
+    const args = ["login", "--username", credential.username, "--password-stdin"];
+    if (!HUB_HOSTS.has(host)) args.push(host);
+    try {
+      await this.#withRetry(async () => {
+        const result = await this.#cli.run(args, {
+          stdin: credential.password,
+          signal: options.signal,
+        });
+        if (result.code !== 0) throw this.#cli.failure(args, result, "LOGIN_FAILED");
+      }, options.signal);
+    } catch (error) {
+      if (!(error instanceof DockerError) || error.code !== "LOGIN_FAILED") throw error;
+      throw new MirrorError(
+        "LOGIN_FAILED",
+        `docker login to ${host} as ${credential.username} failed: ${error.detail}`,
+        { cause: error },
+      );
+    }
+    emit({
+      kind: "step",
+      code: "LOGIN_SUCCESS",
+      message: `docker login to ${host} as ${credential.username} succeeded`,
+    });
   }
 
-  /** Copy one image through docker; see the module doc. */
+  /** Copy one image through docker; see the module doc for what is guaranteed. */
   async copy(request: CopyRequest): Promise<CopyResult> {
     const { source, destination, signal } = request;
     const emit = request.onEvent ?? (() => {});
+    const srcText = formatReference(source);
+    if (!destination.tag) {
+      throw new MirrorError(
+        "IMAGE_UNSUPPORTED",
+        `${srcText}: the docker engine pushes tags and docker changes the manifest digest, so a ` +
+          `digest-only destination cannot be kept; give the image a tag or use operation.engine: registry`,
+      );
+    }
     const src = this.#options.clientFor(source.registry);
     const dst = this.#options.clientFor(destination.registry);
-    const srcText = formatReference(source);
-    const dstText = formatReference(destination);
-    const top = await src.manifestGet(source.repository, manifestRef(source), signal);
-    if (!top) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${srcText} does not exist`);
-    const parsed = parseManifest(top.bytes, top.mediaType, srcText);
-    const platform = request.platform ?? this.#options.platform ?? this.#daemonPlatform ??
-      "linux/amd64";
-    if (parsed.kind === "index" && !(request.platform ?? this.#options.platform)) {
+    const head = await src.manifestHead(source.repository, manifestRef(source), signal);
+    if (!head) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${srcText} does not exist`);
+    const isIndex = INDEX_TYPES.has(head.mediaType);
+    const configured = request.platform ?? this.#options.platform;
+    let platform = configured ?? "";
+    if (isIndex && !configured) {
+      if (!this.#daemonPlatform) await this.prepare(signal);
+      platform = this.#daemonPlatform as string;
       emit({
         kind: "step",
         code: "CONFIG_WARNING",
-        message:
-          `${srcText} is multi-arch; the docker engine mirrors only ${platform} (the daemon's platform). The registry engine keeps every platform`,
+        message: `${srcText} is multi-arch and no platform is configured: the docker engine ` +
+          `mirrors only ${platform} (the daemon's platform); the registry engine keeps all of them`,
       });
     }
-    const sourceConfig = await imageConfigDigest(src, source.repository, top.digest, {
-      platform,
+    const sourceConfig = await imageConfigDigest(src, source.repository, head.digest, {
+      platform: platform || undefined,
       signal,
     });
     if (!sourceConfig) {
       throw new MirrorError("IMAGE_NOT_FOUND", `${srcText} has no image for platform ${platform}`);
     }
-    const existing = await this.#destinationState(dst, destination, sourceConfig, platform, signal);
-    if (existing) return existing;
+    const early = await this.#destinationState(destination, sourceConfig, platform, signal);
+    if (early) return early;
 
-    const pullRef = source.digest
-      ? `${source.registry}/${source.repository}@${source.digest}`
-      : srcText;
-    const wasLocal =
-      (await this.#docker(["image", "inspect", "--format", "{{.Id}}", pullRef], { signal }))
-        .code === 0;
-    await this.#withRetry(["pull", "--platform", platform, pullRef], signal);
-    if (!wasLocal) this.#pulled.add(pullRef);
-    emit({ kind: "step", code: "IMAGE_PULLED", message: `pulled ${pullRef} (${platform})` });
-    const pushRef = destination.tag
-      ? dstText
-      : `${destination.registry}/${destination.repository}:mirror-${
-        (destination.digest ?? "").slice(7, 19)
-      }`;
-    await this.#checked(["tag", pullRef, pushRef], signal);
-    this.#tagged.add(pushRef);
-    emit({ kind: "step", code: "IMAGE_TAGGED", message: `tagged ${pullRef} as ${pushRef}` });
+    // Pull by the digest the registry client saw: what was checked is what is pushed.
+    const pullRef = `${source.registry}/${source.repository}@${head.digest}`;
+    const before = await this.#imageId(pullRef, signal);
+    if (before !== sourceConfig) {
+      const args = ["pull", ...(isIndex ? ["--platform", platform] : []), pullRef];
+      await this.#withRetry(() => this.#cli.checked(args, { signal }), signal);
+      if (before === null) this.#created.push(pullRef);
+      const pulled = await this.#imageId(pullRef, signal);
+      if (pulled !== sourceConfig) {
+        throw new MirrorError(
+          "IMAGE_DIGEST_MISMATCH",
+          `docker pulled ${pullRef} as image ${pulled}, the registry says ${sourceConfig}` +
+            `${platform ? ` for ${platform}` : ""}`,
+        );
+      }
+      emit({
+        kind: "step",
+        code: "IMAGE_PULLED",
+        message: `pulled ${srcText} (${head.digest}${platform ? `, ${platform}` : ""})`,
+      });
+    }
+    const dstText = formatReference(destination);
+    const hadTag = (await this.#imageId(dstText, signal)) !== null;
+    await this.#cli.checked(["tag", pullRef, dstText], { signal });
+    if (!hadTag) this.#created.push(dstText);
+    emit({ kind: "step", code: "IMAGE_TAGGED", message: `tagged ${srcText} as ${dstText}` });
+
     // The never-overwrite rule, checked again right before the push.
-    const late = await this.#destinationState(dst, destination, sourceConfig, platform, signal);
+    const late = await this.#destinationState(destination, sourceConfig, platform, signal);
     if (late) return late;
-    await this.#withRetry(["push", pushRef], signal);
-    const pushed = await dst.manifestHead(
-      destination.repository,
-      destination.tag ?? "latest",
+    const push = await this.#withRetry(
+      () => this.#cli.checked(["push", dstText], { signal }),
       signal,
     );
-    const digest = pushed?.digest ?? "unknown";
+    const pushed = await dst.manifestGet(destination.repository, destination.tag, signal);
+    const parsed = pushed && parseManifest(pushed.bytes, pushed.mediaType, dstText);
+    if (!pushed || parsed?.kind !== "image" || parsed.config.digest !== sourceConfig) {
+      throw new MirrorError(
+        "IMAGE_PUSH_FAILED",
+        `docker pushed ${dstText}, but the registry now holds ${
+          pushed ? `manifest ${pushed.digest}` : "nothing"
+        } there, not image ${sourceConfig}`,
+      );
+    }
+    const bytesUploaded = await this.#uploadedBytes(dst, destination, parsed, push.stdout, signal);
     emit({
       kind: "step",
       code: "IMAGE_PUSHED",
-      message: `${srcText} -> ${pushRef} (${digest}, image ${sourceConfig})`,
+      message: `${srcText} -> ${dstText} (manifest ${pushed.digest}, image ${sourceConfig})`,
     });
-    return { status: "pushed", digest, bytesUploaded: 0 };
+    return { status: "pushed", digest: pushed.digest, bytesUploaded };
   }
 
-  /** Remove what this engine pulled and tagged, when cleanup is on. */
+  /** When `cleanupLocalImages`: `docker rmi` each reference this engine created, newest first. */
   async close(): Promise<void> {
     if (!this.#options.cleanupLocalImages) return;
-    const refs = [...this.#tagged, ...this.#pulled];
-    this.#tagged.clear();
-    this.#pulled.clear();
+    const refs = this.#created.reverse();
+    this.#created = [];
     const failures: string[] = [];
+    const removed: string[] = [];
     for (const ref of refs) {
-      const result = await this.#docker(["rmi", ref]);
-      if (result.code !== 0 && !/No such image/i.test(result.stderr)) {
-        failures.push(`${ref}: ${lastLines(result.stderr)}`);
+      try {
+        const result = await this.#cli.run(["rmi", ref]);
+        if (result.code === 0) removed.push(ref);
+        else if (!/no such image/i.test(result.stderr)) {
+          failures.push(`${ref}: ${this.#cli.message(result)}`);
+        }
+      } catch (error) {
+        failures.push(`${ref}: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
+    if (removed.length) {
+      this.#options.onEvent?.({
+        kind: "step",
+        code: "IMAGE_CLEANUP",
+        message: `removed ${removed.length} local image reference(s): ${removed.join(", ")}`,
+      });
+    }
     if (failures.length) {
-      throw new MirrorError(
-        "DOCKER_COMMAND_FAILED",
-        `docker rmi failed for ${failures.join("; ")}`,
-      );
+      throw new MirrorError("DOCKER_COMMAND_FAILED", `docker rmi failed: ${failures.join("; ")}`);
     }
   }
 
-  /** The images this engine pulled and tagged so far (for the cleanup log). */
-  get localImages(): string[] {
-    return [...this.#tagged, ...this.#pulled];
-  }
-
+  /** null: the tag is free; `exists`: it holds the same image; throws IMAGE_TAG_DRIFT otherwise. */
   async #destinationState(
-    dst: RegistryClient,
     destination: Reference,
     sourceConfig: string,
     platform: string,
     signal?: AbortSignal,
   ): Promise<CopyResult | null> {
+    const dst = this.#options.clientFor(destination.registry);
     const head = await dst.manifestHead(destination.repository, manifestRef(destination), signal);
     if (!head) return null;
     const config = await imageConfigDigest(dst, destination.repository, head.digest, {
-      platform,
+      platform: platform || undefined,
       signal,
     });
     if (config === sourceConfig) return { status: "exists", digest: head.digest, bytesUploaded: 0 };
     throw new MirrorError(
       "IMAGE_TAG_DRIFT",
-      `${
-        formatReference(destination)
-      } holds image ${config} (manifest ${head.digest}), the source has image ${sourceConfig}; left untouched`,
+      `${formatReference(destination)} holds ${
+        config ? `image ${config}` : `no image for ${platform || "this platform"}`
+      } (manifest ${head.digest}); the source has image ${sourceConfig}; left untouched`,
     );
   }
 
-  async #checked(args: string[], signal?: AbortSignal): Promise<DockerResult> {
-    const result = await this.#docker(args, { signal });
-    if (result.code !== 0) throw this.#failure(args, result);
-    return result;
+  /** The local image ID of `ref`, or null when the daemon does not have it. */
+  async #imageId(ref: string, signal?: AbortSignal): Promise<string | null> {
+    const result = await this.#cli.run(["image", "inspect", "--format", "{{.Id}}", ref], {
+      signal,
+    });
+    return result.code === 0 ? result.stdout.trim() : null;
   }
 
-  async #withRetry(args: string[], signal?: AbortSignal): Promise<void> {
-    await retry(() => this.#checked(args, signal), {
+  /**
+   * Layer bytes docker reported as `Pushed` (not mounted, not already there). docker names layers
+   * by the short diff ID; the pushed config maps diff IDs to the manifest's layers.
+   */
+  async #uploadedBytes(
+    dst: RegistryClient,
+    destination: Reference,
+    manifest: { config: { digest: string }; layers: { size: number }[] },
+    stdout: string,
+    signal?: AbortSignal,
+  ): Promise<number> {
+    const pushed = new Set([...stdout.matchAll(/^([0-9a-f]{12}): Pushed\s*$/gm)].map((m) => m[1]));
+    if (pushed.size === 0) return 0;
+    try {
+      const blob = await dst.blobGet(destination.repository, manifest.config.digest, signal);
+      const config = JSON.parse(await new Response(blob.body).text());
+      const diffIds: string[] = config?.rootfs?.diff_ids ?? [];
+      let bytes = 0;
+      diffIds.forEach((id, i) => {
+        if (pushed.has(id.replace(/^sha256:/, "").slice(0, 12))) {
+          bytes += manifest.layers[i]?.size ?? 0;
+        }
+      });
+      return bytes;
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      return 0; // statistics only: never fail a finished push over them
+    }
+  }
+
+  /** Run `fn` with the retry policy: DockerErrors that may pass are retried. */
+  #withRetry<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return retry(fn, {
       maxAttempts: this.#options.maxRetries + 1,
       minDelayMs: this.#options.retryDelayMs,
+      maxDelayMs: Math.max(60_000, this.#options.retryDelayMs),
       signal,
-      isRetriable: (error) =>
-        error instanceof MirrorError &&
-        (error.code === "DOCKER_TIMEOUT" ||
-          (error.code === "DOCKER_COMMAND_FAILED" && isTransient(error.message))),
+      isRetriable: (error) => error instanceof DockerError && error.retryable,
     });
   }
-
-  #failure(args: string[], result: DockerResult): MirrorError {
-    const text = lastLines(this.#secrets.mask(result.stderr || result.stdout));
-    const what = `docker ${args[0]} ${args[args.length - 1]}`;
-    if (/unauthorized|authentication required|denied|no basic auth credentials/i.test(text)) {
-      return new MirrorError("LOGIN_FAILED", `${what}: ${text}`);
-    }
-    if (
-      args[0] === "pull" && /not found|manifest unknown|no such image|does not exist/i.test(text)
-    ) {
-      return new MirrorError("IMAGE_NOT_FOUND", `${what}: ${text}`);
-    }
-    return new MirrorError("DOCKER_COMMAND_FAILED", `${what} exited ${result.code}: ${text}`);
-  }
-
-  #env(): Record<string, string | undefined> {
-    return this.#options.env ?? Deno.env.toObject();
-  }
-
-  async #docker(
-    args: string[],
-    options: { stdin?: string; signal?: AbortSignal } = {},
-  ): Promise<DockerResult> {
-    this.#options.onDockerCall?.(args);
-    const env = Object.fromEntries(
-      Object.entries(this.#env()).filter((e): e is [string, string] => e[1] !== undefined),
-    );
-    let child: Deno.ChildProcess;
-    try {
-      child = new Deno.Command(this.#options.dockerBinary ?? "docker", {
-        args,
-        env,
-        clearEnv: true,
-        stdin: options.stdin === undefined ? "null" : "piped",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-    } catch (error) {
-      if (error instanceof Deno.errors.NotFound) {
-        throw new MirrorError(
-          "DOCKER_NOT_AVAILABLE",
-          "The docker CLI is not installed (not on PATH). Install docker, or use operation.engine: registry",
-        );
-      }
-      throw error;
-    }
-    let timedOut = false;
-    const kill = () => {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // already gone
-      }
-    };
-    const timer = setTimeout(() => {
-      timedOut = true;
-      kill();
-    }, this.#options.dockerTimeoutMs);
-    options.signal?.addEventListener("abort", kill, { once: true });
-    try {
-      if (options.stdin !== undefined) {
-        const writer = child.stdin.getWriter();
-        await writer.write(new TextEncoder().encode(options.stdin));
-        await writer.close();
-      }
-      const out = await child.output();
-      if (timedOut) {
-        throw new MirrorError(
-          "DOCKER_TIMEOUT",
-          `docker ${args[0]} ${args[args.length - 1]} ran past dockerTimeout (${
-            this.#options.dockerTimeoutMs / 1000
-          } s) and was killed`,
-        );
-      }
-      options.signal?.throwIfAborted();
-      return {
-        code: out.code,
-        stdout: new TextDecoder().decode(out.stdout),
-        stderr: new TextDecoder().decode(out.stderr),
-      };
-    } finally {
-      clearTimeout(timer);
-      options.signal?.removeEventListener("abort", kill);
-    }
-  }
-}
-
-function lastLines(text: string, count = 3): string {
-  return text.trim().split("\n").slice(-count).join(" | ") || "no message";
-}
-
-function isTransient(message: string): boolean {
-  return /timeout|timed out|connection reset|connection refused|EOF|50[0-9]|too many requests|TLS handshake|i\/o/i
-    .test(message);
 }
