@@ -1,0 +1,35 @@
+import assert from "node:assert/strict";
+import { maskPatterns, Secrets } from "../../lib/log/redact.ts";
+
+Deno.test("Secrets.mask() hides registered secrets, longest first, and their Basic form", () => {
+  const s = new Secrets();
+  s.addBasic("robot+mirror", "pa55word-xyz");
+  s.add("pa55word-xyz-longer");
+  s.add("ab"); // too short to mask without garbling text
+  const text = `pw=pa55word-xyz-longer and pa55word-xyz, basic ${
+    btoa("robot+mirror:pa55word-xyz")
+  }, ab`;
+  const masked = s.mask(text);
+  assert.ok(!masked.includes("pa55word"));
+  assert.ok(!masked.includes(btoa("robot+mirror:pa55word-xyz")));
+  assert.match(masked, /, ab$/);
+});
+
+Deno.test("maskPatterns() hides secrets nobody registered", async (t) => {
+  const rows: [string, string][] = [
+    ["Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.payload.sig", "eyJhbGci"],
+    ["authorization=Basic dXNlcjpwYXNzd29yZA==", "dXNlcjpw"],
+    ["https://user:s3cr3t@quay.example/v2/", "s3cr3t"],
+    ['{"password": "hunter22"}', "hunter22"],
+    ["GET /token?account=x&token=abcdef123", "abcdef123"],
+    ['identitytoken: "refresh-me-123"', "refresh-me-123"],
+  ];
+  for (const [input, secret] of rows) {
+    await t.step(input.slice(0, 30), () => {
+      const out = maskPatterns(input);
+      assert.ok(!out.includes(secret), out);
+      assert.match(out, /\*\*\*/);
+    });
+  }
+  assert.equal(maskPatterns("nothing secret here: nginx:1.25"), "nothing secret here: nginx:1.25");
+});
