@@ -18,6 +18,7 @@ export interface FaultRule {
   fault:
     | { kind: "status"; status: number; retryAfter?: string }
     | { kind: "cut"; afterBytes: number }
+    | { kind: "delay"; ms: number }
     | { kind: "redirect" };
 }
 
@@ -77,6 +78,10 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
           headers,
         },
       );
+    }
+    if (rule?.fault.kind === "delay") {
+      count("delay");
+      await new Promise((r) => setTimeout(r, (rule.fault as { ms: number }).ms));
     }
     if (rule?.fault.kind === "redirect") {
       count("redirect");
