@@ -47,9 +47,20 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string", default: "4" },
     "floor-parallel": { type: "string", default: "4" },
     out: { type: "string" },
+    /** Keep the work dir (configs, bananna-bot logs, no-op request logs) for inspection. */
+    keep: { type: "boolean", default: false },
+    /** Size of the big layer in MiB (default 1024; 32 with --quick). */
+    "big-mb": { type: "string" },
+    /** Only these contenders (comma list, e.g. "bananna registry,floor (curl)"). */
+    tools: { type: "string" },
+    /** Write a V8 CPU profile of every bananna-bot run into this dir (bench/cpu_profile.ts reads it). */
+    "cpu-prof": { type: "string" },
   },
 });
-const sizes = flags.quick ? QUICK : FULL;
+const sizes = { ...(flags.quick ? QUICK : FULL) };
+if (flags["big-mb"]) sizes.bigBytes = Number(flags["big-mb"]) * 1024 * 1024;
+const onlyTools = flags.tools?.split(",").map((t) => t.trim());
+const denoFlags = flags["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${flags["cpu-prof"]}`] : [];
 const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
 const only = new Set(flags.only.split(","));
 const concurrency = Number(flags.concurrency);
@@ -72,14 +83,33 @@ class Destination {
   }
 }
 
-async function logLength(reg: TestRegistry): Promise<number> {
-  return (await reg.accessLog()).length;
+/**
+ * Every request the registry answered, `METHOD URI STATUS`, in log order. `accessLog()` of
+ * tests/support/registry.ts lists the "response completed" lines only; distribution logs a 401
+ * challenge as "error authorizing context" instead, so those are added here as `... 401`.
+ */
+async function requestLog(reg: TestRegistry): Promise<string[]> {
+  const text = await Deno.readTextFile(`${reg.dir}/registry.log`).catch(() => "");
+  const field = (line: string, name: string) =>
+    new RegExp(`${name}=("(?:[^"\\\\]|\\\\.)*"|\\S+)`).exec(line)?.[1]?.replace(/^"|"$/g, "");
+  const out: string[] = [];
+  for (const line of text.split("\n")) {
+    const completed = line.includes('msg="response completed');
+    if (!completed && !line.includes('msg="error authorizing context')) continue;
+    const status = completed ? field(line, "http.response.status") : "401";
+    out.push(`${field(line, "http.request.method")} ${field(line, "http.request.uri")} ${status}`);
+  }
+  return out;
 }
 
-/** Requests since `from` lines of the access log (the registry logs after responding). */
+async function logLength(reg: TestRegistry): Promise<number> {
+  return (await requestLog(reg)).length;
+}
+
+/** Requests since `from` lines of the log (the registry logs after responding). */
 async function requestsSince(reg: TestRegistry, from: number): Promise<string[]> {
   await new Promise((r) => setTimeout(r, 200));
-  return (await reg.accessLog()).slice(from);
+  return (await requestLog(reg)).slice(from);
 }
 
 /** HEAD every tag of the corpus in `dest`; with `sameDigest`, the digest must equal the source's. */
@@ -143,7 +173,13 @@ async function startDocker(): Promise<Docker | string> {
         const out = await d.docker(["image", "prune", "-a", "-f"]);
         if (out.code !== 0) throw new Error(`docker image prune: ${out.stderr}`);
       },
-      stop: d.stop,
+      // dockerd.ts's stop() lists /proc to find a lingering containerd, which Deno allows only
+      // with --allow-all; dockerd itself is already stopped by then, so finish the clean-up here.
+      stop: async () => {
+        await d.stop().catch(async () => {
+          await new Deno.Command("rm", { args: ["-rf", d.dir] }).output();
+        });
+      },
     };
   } catch (error) {
     return `dockerd did not start: ${error instanceof Error ? error.message : error}`;
@@ -200,9 +236,10 @@ async function cold(
           }
           const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
           const srcFrom = await logLength(src);
+          const dstFrom = await logLength(reg);
           const out = check(await c.run(reg, logDir, env), c.tool);
           const srcLog = await requestsSince(src, srcFrom);
-          const dstLog = await requestsSince(reg, 0);
+          const dstLog = await requestsSince(reg, dstFrom);
           if (i === 0 && c.tool !== "floor (curl)") await verify(src, reg, corpus, c.sameDigest);
           result.samples.push({
             ms: out.ms,
@@ -301,14 +338,33 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
       tool: "bananna registry",
       sameDigest: true,
       run: (dest, logDir) =>
-        runBananna({ src, dest, corpus, engine: "registry", concurrency, logDir, workDir }),
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency,
+          logDir,
+          workDir,
+          denoFlags,
+        }),
     },
     {
       tool: "bananna docker",
       docker: true,
       sameDigest: false,
       run: (dest, logDir, env) =>
-        runBananna({ src, dest, corpus, engine: "docker", concurrency, logDir, workDir, env }),
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "docker",
+          concurrency,
+          logDir,
+          workDir,
+          env,
+          denoFlags,
+        }),
     },
     {
       tool: "skopeo sync",
@@ -334,7 +390,10 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
         }),
     },
   ];
-  return all.filter((c) => which.includes(c.tool) && !(c.docker && flags["no-docker"]));
+  return all.filter((c) =>
+    which.includes(c.tool) && !(c.docker && flags["no-docker"]) &&
+    (!onlyTools || onlyTools.includes(c.tool))
+  );
 }
 
 async function main() {
@@ -430,7 +489,8 @@ async function main() {
     ) + "\n",
   );
   log(`results written to ${out}`);
-  await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  if (flags.keep) log(`work dir kept: ${workDir}`);
+  else await Deno.remove(workDir, { recursive: true }).catch(() => {});
 }
 
 /** `main.ts validate` on the small corpus's registry-engine config, after one warm-up run. */
