@@ -29,7 +29,7 @@ import type { Credential } from "../credentials/credential.ts";
 import { MirrorError } from "../errors.ts";
 import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
 import { retry } from "../retry.ts";
-import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
+import { parseManifest, selectPlatform } from "../registry/manifest.ts";
 import { DOCKER_HUB, DOCKER_HUB_API, formatReference, manifestRef } from "../registry/reference.ts";
 import type { Reference } from "../registry/reference.ts";
 import { imageConfigDigest, type RegistryClient } from "../registry/registry_client.ts";
@@ -62,7 +62,6 @@ export interface DockerEngineOptions {
   secrets?: Secrets;
 }
 
-const INDEX_TYPES = new Set<string>([MEDIA_TYPES.ociIndex, MEDIA_TYPES.dockerList]);
 const HUB_HOSTS = new Set([DOCKER_HUB, DOCKER_HUB_API, "index.docker.io"]);
 
 /** Copies images with the docker CLI; see the module doc. */
@@ -205,36 +204,50 @@ export class DockerEngine implements Engine {
     }
     const src = this.#options.clientFor(source.registry);
     const dst = this.#options.clientFor(destination.registry);
-    const head = await src.manifestHead(source.repository, manifestRef(source), signal);
-    if (!head) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${srcText} does not exist`);
-    const isIndex = INDEX_TYPES.has(head.mediaType);
+    const top = await src.manifestGet(source.repository, manifestRef(source), signal);
+    if (!top) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${srcText} does not exist`);
+    const parsed = parseManifest(top.bytes, top.mediaType, srcText);
     const configured = request.platform ?? this.#options.platform;
     let platform = configured ?? "";
-    if (isIndex && !configured) {
-      if (!this.#daemonPlatform) await this.prepare(signal);
-      platform = this.#daemonPlatform as string;
-      emit({
-        kind: "step",
-        code: "CONFIG_WARNING",
-        message: `${srcText} is multi-arch and no platform is configured: the docker engine ` +
-          `mirrors only ${platform} (the daemon's platform); the registry engine keeps all of them`,
-      });
+    // The image manifest docker pulls: the top one, or an index's child for the platform. Pulling
+    // a child by its own digest keeps platforms apart on the daemon (dockerd 20.10 refuses to
+    // point `repo@<index digest>` at a second platform: "Cannot overwrite digest").
+    let imageDigest = top.digest;
+    if (parsed.kind === "index") {
+      if (!configured) {
+        if (!this.#daemonPlatform) await this.prepare(signal);
+        platform = this.#daemonPlatform as string;
+        emit({
+          kind: "step",
+          code: "CONFIG_WARNING",
+          message: `${srcText} is multi-arch and no platform is configured: the docker engine ` +
+            `mirrors only ${platform} (the daemon's platform); the registry engine keeps all of them`,
+        });
+      }
+      const child = selectPlatform(parsed.manifests, platform);
+      if (!child) {
+        const offered = parsed.manifests.map((m) =>
+          [m.platform?.os, m.platform?.architecture, m.platform?.variant].filter(Boolean).join("/")
+        );
+        throw new MirrorError(
+          "IMAGE_NOT_FOUND",
+          `${srcText} has no image for platform ${platform} (it has ${offered.join(", ")})`,
+        );
+      }
+      imageDigest = child.digest;
     }
-    const sourceConfig = await imageConfigDigest(src, source.repository, head.digest, {
-      platform: platform || undefined,
-      signal,
-    });
+    const sourceConfig = await imageConfigDigest(src, source.repository, imageDigest, { signal });
     if (!sourceConfig) {
-      throw new MirrorError("IMAGE_NOT_FOUND", `${srcText} has no image for platform ${platform}`);
+      throw new MirrorError("IMAGE_NOT_FOUND", `${srcText}: manifest ${imageDigest} is gone`);
     }
     const early = await this.#destinationState(destination, sourceConfig, platform, signal);
     if (early) return early;
 
     // Pull by the digest the registry client saw: what was checked is what is pushed.
-    const pullRef = `${source.registry}/${source.repository}@${head.digest}`;
+    const pullRef = `${source.registry}/${source.repository}@${imageDigest}`;
     const before = await this.#imageId(pullRef, signal);
     if (before !== sourceConfig) {
-      const args = ["pull", ...(isIndex ? ["--platform", platform] : []), pullRef];
+      const args = ["pull", ...(parsed.kind === "index" ? ["--platform", platform] : []), pullRef];
       await this.#withRetry(() => this.#cli.checked(args, { signal }), signal);
       if (before === null) this.#created.push(pullRef);
       const pulled = await this.#imageId(pullRef, signal);
@@ -248,7 +261,7 @@ export class DockerEngine implements Engine {
       emit({
         kind: "step",
         code: "IMAGE_PULLED",
-        message: `pulled ${srcText} (${head.digest}${platform ? `, ${platform}` : ""})`,
+        message: `pulled ${srcText} (${imageDigest}${platform ? `, ${platform}` : ""})`,
       });
     }
     const dstText = formatReference(destination);
@@ -265,8 +278,8 @@ export class DockerEngine implements Engine {
       signal,
     );
     const pushed = await dst.manifestGet(destination.repository, destination.tag, signal);
-    const parsed = pushed && parseManifest(pushed.bytes, pushed.mediaType, dstText);
-    if (!pushed || parsed?.kind !== "image" || parsed.config.digest !== sourceConfig) {
+    const written = pushed && parseManifest(pushed.bytes, pushed.mediaType, dstText);
+    if (!pushed || written?.kind !== "image" || written.config.digest !== sourceConfig) {
       throw new MirrorError(
         "IMAGE_PUSH_FAILED",
         `docker pushed ${dstText}, but the registry now holds ${
@@ -274,7 +287,7 @@ export class DockerEngine implements Engine {
         } there, not image ${sourceConfig}`,
       );
     }
-    const bytesUploaded = await this.#uploadedBytes(dst, destination, parsed, push.stdout, signal);
+    const bytesUploaded = await this.#uploadedBytes(dst, destination, written, push.stdout, signal);
     emit({
       kind: "step",
       code: "IMAGE_PUSHED",
