@@ -11,9 +11,9 @@ export default defineConfig({
       url: "quay.example.com", // YOUR Quay host, e.g. quay-registry.apps.ocp.internal
       namespace: "YOUR_ORGANIZATION",
       kind: "quay",
-      apiToken: Deno.env.get("QUAY_PROD_TOKEN") ?? "YOUR_TOKEN_HERE",
-      username: Deno.env.get("QUAY_PROD_USER"), // a robot account, e.g. myorg+mirror
-      password: Deno.env.get("QUAY_PROD_PASSWORD"),
+      apiToken: Deno.env.get("QUAY_TOKEN") ?? "YOUR_TOKEN_HERE",
+      username: Deno.env.get("QUAY_USER"), // a robot account, e.g. myorg+mirror
+      password: Deno.env.get("QUAY_PASSWORD"),
     },
   },
   log: {

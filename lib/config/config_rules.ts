@@ -164,11 +164,11 @@ function fillHint(field: string): string {
     case "organization":
       return "put the Quay organization (or user) that receives the images";
     case "apiToken":
-      return "create an OAuth token in Quay (Organization -> Applications -> Generate Token, with repo:create) and pass it as ${QUAY_TOKEN}";
+      return 'create an OAuth token in Quay (Organization -> Applications -> Generate Token, with repo:create) and pass it from the environment (config.ts: Deno.env.get("QUAY_TOKEN"); YAML: ${QUAY_TOKEN})';
     case "username":
       return "use a robot account, e.g. myorg+mirror";
     default:
-      return "pass the secret from the environment, e.g. ${QUAY_PASSWORD}";
+      return 'pass the secret from the environment (config.ts: Deno.env.get("QUAY_PASSWORD"); YAML: ${QUAY_PASSWORD})';
   }
 }
 

@@ -49,8 +49,14 @@ export function maskPatterns(text: string): string {
     .replace(/(authorization\s*[:=]\s*"?)(basic|bearer)\s+[^\s",}]+/gi, `$1$2 ${MASK}`)
     .replace(/\b(basic|bearer)\s+[A-Za-z0-9+/=._~-]{8,}/gi, `$1 ${MASK}`)
     .replace(/(\b[a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+):([^/\s@]+)@/gi, `$1$2:${MASK}@`)
+    // JSON `"password": "x"` and query/env `token=x`; a plain `password: word` in prose is left
+    // alone (it is how our own messages name a field).
     .replace(
-      /("?(?:password|passwd|secret|token|access_token|refresh_token|identitytoken|apiToken|auth)"?\s*[:=]\s*"?)([^\s",}&]+)/gi,
+      /("(?:password|passwd|secret|token|access_token|refresh_token|identitytoken|registrytoken|apiToken|auth|Secret)"\s*:\s*")([^"]+)/g,
+      (_m, key: string, value: string) => (value === MASK ? `${key}${value}` : `${key}${MASK}`),
+    )
+    .replace(
+      /(\b(?:password|passwd|secret|token|access_token|refresh_token|apiToken)=)([^\s"&,}]+)/gi,
       (_m, key: string, value: string) => (value === MASK ? `${key}${value}` : `${key}${MASK}`),
     );
 }

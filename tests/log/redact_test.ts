@@ -22,7 +22,7 @@ Deno.test("maskPatterns() hides secrets nobody registered", async (t) => {
     ["https://user:s3cr3t@quay.example/v2/", "s3cr3t"],
     ['{"password": "hunter22"}', "hunter22"],
     ["GET /token?account=x&token=abcdef123", "abcdef123"],
-    ['identitytoken: "refresh-me-123"', "refresh-me-123"],
+    ['{"identitytoken": "refresh-me-123"}', "refresh-me-123"],
   ];
   for (const [input, secret] of rows) {
     await t.step(input.slice(0, 30), () => {
@@ -32,4 +32,5 @@ Deno.test("maskPatterns() hides secrets nobody registered", async (t) => {
     });
   }
   assert.equal(maskPatterns("nothing secret here: nginx:1.25"), "nothing secret here: nginx:1.25");
+  assert.equal(maskPatterns("apiToken: placeholder left in"), "apiToken: placeholder left in");
 });
