@@ -5,16 +5,13 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
+import { type ProcessResult, runProcess } from "./process.ts";
 
 /** The repository root. */
 export const ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(/\/$/, "");
 
 /** What a CLI run gave back. */
-export interface CliResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+export type CliResult = ProcessResult;
 
 /** Options for {@link runCli}. */
 export interface RunCliOptions {
@@ -48,35 +45,11 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
     if (value !== undefined) base[key] = value;
   }
   const [cmd, ...rest] = cliArgv(args);
-  const child = new Deno.Command(cmd, {
-    args: rest,
+  return await runProcess(cmd, rest, {
     cwd: options.cwd ?? ROOT,
     env: { ...base, NO_COLOR: "1", ...options.env },
     clearEnv: true,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const timer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch {
-      // gone
-    }
-  }, options.timeoutMs ?? 120_000);
-  try {
-    const out = await child.output();
-    return {
-      code: out.code,
-      stdout: new TextDecoder().decode(out.stdout),
-      stderr: new TextDecoder().decode(out.stderr),
-    };
-  } finally {
-    clearTimeout(timer);
-  }
+    stdin: options.stdin,
+    timeoutMs: options.timeoutMs,
+  });
 }

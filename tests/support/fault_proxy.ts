@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { forward } from "./proxy.ts";
 import type { TestRegistry } from "./registry.ts";
 
 /** One fault. */
@@ -94,17 +95,7 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
         },
       });
     }
-    const headers = new Headers(req.headers);
-    headers.delete("host");
-    const res = await fetch(new URL(url.pathname + url.search, upstream.url), {
-      method: req.method,
-      headers,
-      body: req.body,
-      redirect: "manual",
-    });
-    const out = new Headers(res.headers);
-    const location = out.get("location");
-    if (location) out.set("location", location.replace(upstream.url, `http://${host}`));
+    const res = await forward(req, upstream.url, host);
     if (rule?.fault.kind === "cut" && res.body) {
       count("cut");
       const limit = rule.fault.afterBytes;
@@ -125,9 +116,9 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
         },
         cancel: () => reader.cancel(),
       });
-      return new Response(body, { status: res.status, headers: out });
+      return new Response(body, { status: res.status, headers: res.headers });
     }
-    return new Response(res.body, { status: res.status, headers: out });
+    return res;
   });
   host = `127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
   const stop = async () => {

@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { forward } from "./proxy.ts";
 import type { TestRegistry } from "./registry.ts";
 
 /** Who a token belongs to and what its OAuth scopes allow. */
@@ -211,25 +212,9 @@ export function startQuayDouble(upstream: TestRegistry, fixtures: QuayFixtures):
     return shapeA(404, "not_found", "Not Found", host);
   }
 
-  async function proxy(req: Request, url: URL): Promise<Response> {
-    const target = new URL(url.pathname + url.search, upstream.url);
-    const headers = new Headers(req.headers);
-    headers.delete("host");
-    const res = await fetch(target, {
-      method: req.method,
-      headers,
-      body: req.body,
-      redirect: "manual",
-    });
-    const out = new Headers(res.headers);
-    const location = out.get("location");
-    if (location) out.set("location", location.replace(upstream.url, `http://${host}`));
-    return new Response(res.body, { status: res.status, headers: out });
-  }
-
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
-    if (!url.pathname.startsWith("/api/")) return await proxy(req, url);
+    if (!url.pathname.startsWith("/api/")) return await forward(req, upstream.url, host);
     const res = await api(req, url);
     requests.push(`${req.method} ${url.pathname} ${res.status}`);
     return res;

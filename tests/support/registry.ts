@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { runProcess } from "./process.ts";
 
 /** A running test registry. */
 export interface TestRegistry extends AsyncDisposable {
@@ -73,23 +74,9 @@ export async function run(
   args: string[],
   options: { cwd?: string; stdin?: string } = {},
 ): Promise<string> {
-  const child = new Deno.Command(cmd, {
-    args,
-    cwd: options.cwd,
-    stdin: options.stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (options.stdin !== undefined) {
-    const writer = child.stdin.getWriter();
-    await writer.write(new TextEncoder().encode(options.stdin));
-    await writer.close();
-  }
-  const out = await child.output();
-  if (!out.success) {
-    throw new Error(`${cmd} ${args.join(" ")} failed: ${new TextDecoder().decode(out.stderr)}`);
-  }
-  return new TextDecoder().decode(out.stdout);
+  const out = await runProcess(cmd, args, options);
+  if (out.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed: ${out.stderr}`);
+  return out.stdout;
 }
 
 /** Make a CA and a server certificate for 127.0.0.1/localhost with openssl. */
