@@ -11,10 +11,8 @@ import { createTerminal, type Terminal } from "./terminal.ts";
 import { loadConfig } from "../config/load_config.ts";
 import type { Connection, ResolvedConfig, ResolvedImage } from "../config/schema.ts";
 import type { Credential } from "../credentials/credential.ts";
-import { missingCredentialsError, resolveCredential } from "../credentials/credential_chain.ts";
 import type { Engine } from "../engine/engine.ts";
 import { errorMessage, MirrorError, UsageError } from "../errors.ts";
-import { type Code, CODES, type Level } from "../log/codes.ts";
 import { Logger } from "../log/logger.ts";
 import { secrets } from "../log/redact.ts";
 import { MirrorState } from "../mirror_state.ts";
@@ -22,11 +20,13 @@ import { buildPlan, type MirrorPlan, type PlanProbe } from "../plan.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
 import { formatReference, isLoopbackHost, manifestRef } from "../registry/reference.ts";
 import { imageConfigDigest, RegistryClient } from "../registry/registry_client.ts";
-import { buildReport, exitStatus, formatStatistics, type Report } from "../report.ts";
+import { buildReport, type Report } from "../report.ts";
 import { acquireRunLock } from "../run_lock.ts";
-import { latestGroups, type MirrorEvent, runPlan, type TaskResult } from "../run_plan.ts";
+import { latestGroups, type MirrorEvent, runPlan } from "../run_plan.ts";
 import { updateLatest } from "../update_latest.ts";
 import { VERSION } from "../version.ts";
+import { loginAll } from "./mirror_logins.ts";
+import { finishRun, logEvent, planLine, planResults } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
 
 const OP = "Mirror";
@@ -260,110 +260,22 @@ class MirrorRun {
     });
   }
 
-  /** Credentials for every destination and every source that needs them, before image work. */
+  /** Credentials for every destination and source host, before image work (mirror_logins.ts). */
   async resolveCredentials(engine: Engine): Promise<void> {
-    const { config, logger } = this;
-    const interactive = this.io.isTerminal && !this.cmd.nonInteractive;
-    const hosts = new Map<string, { repository: string; destination: boolean }>();
-    for (const image of this.images) {
-      if (!hosts.has(image.source.registry)) {
-        hosts.set(image.source.registry, {
-          repository: image.source.repository,
-          destination: false,
-        });
-      }
-      for (const target of image.targets) {
-        const registry = config.registries[target];
-        hosts.set(registry.host, {
-          repository: `${registry.namespace}/${image.repository}`,
-          destination: true,
-        });
-      }
-    }
-    for (const [host, { repository, destination }] of hosts) {
-      this.io.signal.throwIfAborted();
-      try {
-        await this.#login(engine, host, repository, destination, interactive);
-      } catch (error) {
-        if (!(error instanceof MirrorError) || this.io.signal.aborted) throw error;
-        logger.error(error.code, "Login", error.message);
-        if (!config.operation.continueOnError) throw error;
-        this.#hostBroken.set(host, error);
-      }
-    }
-  }
-
-  async #login(
-    engine: Engine,
-    host: string,
-    repository: string,
-    destination: boolean,
-    interactive: boolean,
-  ): Promise<void> {
-    const { config, logger } = this;
-    const connection = this.connection(host);
-    const probe = (credential: Credential | null) =>
-      new RegistryClient({
-        host,
-        scheme: connection.scheme,
-        caFile: connection.caFile,
-        credential,
-        timeoutMs: config.operation.apiTimeout * 1000,
-        maxRetries: config.operation.maxRetries,
-        retryDelayMs: config.operation.retryDelay * 1000,
-        secrets,
-      });
-    const verify = async (credential: Credential | null): Promise<boolean> => {
-      const client = probe(credential);
-      try {
-        await client.checkAccess(repository, ["pull"], this.io.signal);
-        return true;
-      } catch (error) {
-        if (error instanceof MirrorError && error.code === "LOGIN_FAILED") return false;
-        throw error;
-      } finally {
-        client.close();
-      }
-    };
-    let credential = await resolveCredential(host, {
-      config: { username: connection.username, password: connection.password },
-      env: this.io.env,
-      prompt: false,
+    const logins = await loginAll({
+      config: this.config,
+      images: this.images,
+      io: this.io,
+      logger: this.logger,
       secrets,
+      engine,
+      interactive: this.io.isTerminal && !this.cmd.nonInteractive,
+      dockerLogin: !this.cmd.dryRun,
+      connection: (host) => this.connection(host),
+      say: (text) => this.terminal.warn(text),
     });
-    if (credential === null) {
-      // Anonymous may be enough (public source, open test registry).
-      if (await verify(null)) {
-        this.#credentials.set(host, null);
-        logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
-        return;
-      }
-      if (!interactive) throw missingCredentialsError(host);
-      credential = await resolveCredential(host, {
-        prompt: true,
-        env: this.io.env,
-        secrets,
-        verify: (c: Credential) => verify(c),
-      });
-      if (credential === null) throw missingCredentialsError(host);
-    } else if (!(await verify(credential))) {
-      throw new MirrorError(
-        "LOGIN_FAILED",
-        `${host} refused the credentials from ${credential.source}${
-          destination ? "" : " (source registry)"
-        }`,
-      );
-    }
-    this.#credentials.set(host, credential);
-    logger.info(
-      "LOGIN_SUCCESS",
-      "Login",
-      `${host}: credentials from ${credential.source} accepted`,
-    );
-    if (engine.name === "docker" && !this.cmd.dryRun && credential.kind === "basic") {
-      const docker = engine as Engine & { login(host: string, c: Credential): Promise<void> };
-      await docker.login(host, credential);
-    }
+    this.#credentials = logins.credentials;
+    this.#hostBroken = logins.broken;
   }
 
   /** Once per run per Quay registry: check the API token, so a bad one fails once, early. */
@@ -467,68 +379,14 @@ class MirrorRun {
   }
 
   onEvent(event: MirrorEvent): void {
-    const { logger } = this;
     this.progress.onEvent(event);
-    switch (event.kind) {
-      case "repo": {
-        const { repo, target } = event.task;
-        const where = `${this.config.registries[target].host}/${repo?.namespace}/${repo?.name}`;
-        if (event.outcome === "created") {
-          logger.info("REPO_CREATED", "Repository", `${where} created (private)`);
-        } else logger.info("REPO_EXISTS", "Repository", `${where} exists`);
-        break;
-      }
-      case "engine":
-        if (event.event.kind === "step") {
-          logger.log(
-            event.event.code === "IMAGE_PUSHED" ? "DEBUG" : levelOf(event.event.code),
-            event.event.code,
-            "Image",
-            event.event.message,
-          );
-        }
-        break;
-      case "task-done":
-        logResult(logger, event.result);
-        break;
-      case "latest":
-        logger.log(
-          levelOf(event.outcome.code),
-          event.outcome.code,
-          "Latest",
-          event.outcome.message,
-        );
-        break;
-    }
+    logEvent(this.logger, this.config.registries, event);
   }
 
   async finishDryRun(plan: MirrorPlan, startedAt: Date): Promise<number> {
-    const { terminal, logger } = this;
-    const results: TaskResult[] = plan.tasks.map((task) => ({
-      task,
-      status: task.action === "push" ? "planned" : task.action,
-      digest: task.destinationDigest,
-      code: task.action === "push" ? "IMAGE_PLANNED" : task.code ?? "IMAGE_ALREADY_EXISTS",
-      error: task.message,
-      durationMs: 0,
-    }));
-    for (const result of results) {
-      const t = result.task;
-      const dst = `${t.target} ${formatReference(t.destination)}`;
-      const repoNote = t.repo && t.repo.state !== "exists"
-        ? ` (create repository ${t.repo.namespace}/${t.repo.name}${
-          t.repo.state === "unknown" ? " if missing" : ""
-        })`
-        : "";
-      const line = result.status === "planned"
-        ? `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`
-        : result.status === "exists"
-        ? `exists       ${dst} (${t.comparedBy} digest matches)`
-        : result.status === "drift"
-        ? `drift        ${dst}: ${t.message}`
-        : `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
-      logger.info("IMAGE_PLANNED", "Plan", line);
-    }
+    const { logger } = this;
+    const results = planResults(plan);
+    for (const result of results) logger.info("IMAGE_PLANNED", "Plan", planLine(result));
     // Predict latest moves: repositories that would get a new tag.
     const predicted = latestGroups(results.map((r) => ({
       ...r,
@@ -565,68 +423,16 @@ class MirrorRun {
       latest,
       secrets,
     });
-    void terminal;
     return await this.finish(report);
   }
 
   async finish(report: Report): Promise<number> {
-    const { logger, terminal, config } = this;
     this.progress.clear();
-    const lines = formatStatistics(report);
-    for (const line of lines) terminal.line(line);
-    const code = exitStatus(report);
-    const summary =
-      `${report.totals.pushed} pushed, ${report.totals.exists} already mirrored, ${report.totals.drift} drift, ${report.totals.failed} failed` +
-      (report.totals.skipped ? `, ${report.totals.skipped} not started` : "") +
-      (report.dryRun ? `, ${report.totals.planned} would be pushed (dry run)` : "");
-    if (report.interrupted) logger.warn("MIRROR_INTERRUPTED", OP, `Interrupted: ${summary}`);
-    else if (code === 0) logger.info("MIRROR_COMPLETE", OP, summary);
-    else logger.error("MIRROR_FAILED", OP, summary);
-    const json = JSON.stringify(report, null, 2) + "\n";
-    const paths = [`${config.log.dir}/last-report.json`];
-    if (this.cmd.report) paths.push(this.cmd.report);
-    for (const path of paths) {
-      try {
-        await Deno.writeTextFile(path, json);
-      } catch (error) {
-        logger.error(
-          "MIRROR_FAILED",
-          "Report",
-          `Cannot write the report to ${path}: ${errorMessage(error)}`,
-        );
-      }
-    }
-    terminal.line(`Report: ${paths.join(", ")}`);
-    return code;
-  }
-}
-
-function levelOf(code: Code): Level {
-  return CODES[code].level;
-}
-
-function logResult(logger: Logger, result: TaskResult): void {
-  const t = result.task;
-  const src = formatReference(t.source);
-  const dst = `${t.target} ${formatReference(t.destination)}`;
-  switch (result.status) {
-    case "pushed":
-      logger.info("IMAGE_PUSHED", OP, `${src} -> ${dst} (${result.digest})`);
-      break;
-    case "exists":
-      logger.info(
-        "IMAGE_ALREADY_EXISTS",
-        OP,
-        `${dst} already holds ${src} (${result.digest}, compared by ${t.comparedBy} digest)`,
-      );
-      break;
-    case "drift":
-      logger.warn("IMAGE_TAG_DRIFT", OP, result.error ?? `${dst} holds another image`);
-      break;
-    case "failed":
-      logger.error(result.code, OP, `${src} -> ${dst}: ${result.error}`);
-      break;
-    default:
-      break;
+    return await finishRun(report, {
+      logger: this.logger,
+      terminal: this.terminal,
+      logDir: this.config.log.dir,
+      reportPath: this.cmd.report,
+    });
   }
 }

@@ -1,0 +1,155 @@
+/**
+ * What a mirror run tells the world: one log line per event, the dry-run plan lines, and the end
+ * (statistics on the console, the summary line in the log, the JSON report in the log dir and at
+ * `--report`). Pure formatting over the logger and terminal the command gives it.
+ *
+ * @module
+ */
+import type { ResolvedRegistry } from "../config/schema.ts";
+import { errorMessage } from "../errors.ts";
+import { type Code, CODES, type Level } from "../log/codes.ts";
+import type { Logger } from "../log/logger.ts";
+import type { MirrorPlan } from "../plan.ts";
+import { formatReference } from "../registry/reference.ts";
+import { exitStatus, formatStatistics, type Report } from "../report.ts";
+import type { MirrorEvent, TaskResult } from "../run_plan.ts";
+import type { Terminal } from "./terminal.ts";
+
+const OP = "Mirror";
+
+function levelOf(code: Code): Level {
+  return CODES[code].level;
+}
+
+/** Log one event of a run. */
+export function logEvent(
+  logger: Logger,
+  registries: Record<string, ResolvedRegistry>,
+  event: MirrorEvent,
+): void {
+  switch (event.kind) {
+    case "repo": {
+      const { repo, target } = event.task;
+      const where = `${registries[target].host}/${repo?.namespace}/${repo?.name}`;
+      if (event.outcome === "created") {
+        logger.info("REPO_CREATED", "Repository", `${where} created (private)`);
+      } else logger.info("REPO_EXISTS", "Repository", `${where} exists`);
+      break;
+    }
+    case "engine":
+      if (event.event.kind === "step") {
+        // The task's own IMAGE_PUSHED line follows; the engine's detail goes to DEBUG.
+        const code = event.event.code;
+        logger.log(
+          code === "IMAGE_PUSHED" ? "DEBUG" : levelOf(code),
+          code,
+          "Image",
+          event.event.message,
+        );
+      }
+      break;
+    case "task-done":
+      logResult(logger, event.result);
+      break;
+    case "latest":
+      logger.log(levelOf(event.outcome.code), event.outcome.code, "Latest", event.outcome.message);
+      break;
+    default:
+      break;
+  }
+}
+
+function logResult(logger: Logger, result: TaskResult): void {
+  const t = result.task;
+  const src = formatReference(t.source);
+  const dst = `${t.target} ${formatReference(t.destination)}`;
+  switch (result.status) {
+    case "pushed":
+      logger.info("IMAGE_PUSHED", OP, `${src} -> ${dst} (${result.digest})`);
+      break;
+    case "exists":
+      logger.info(
+        "IMAGE_ALREADY_EXISTS",
+        OP,
+        `${dst} already holds ${src} (${result.digest}, compared by ${t.comparedBy} digest)`,
+      );
+      break;
+    case "drift":
+      logger.warn("IMAGE_TAG_DRIFT", OP, result.error ?? `${dst} holds another image`);
+      break;
+    case "failed":
+      logger.error(result.code, OP, `${src} -> ${dst}: ${result.error}`);
+      break;
+    default:
+      break;
+  }
+}
+
+/** The plan as results with status `planned` for what would be pushed. */
+export function planResults(plan: MirrorPlan): TaskResult[] {
+  return plan.tasks.map((task) => ({
+    task,
+    status: task.action === "push" ? "planned" : task.action,
+    digest: task.destinationDigest,
+    code: task.action === "push" ? "IMAGE_PLANNED" : task.code ?? "IMAGE_ALREADY_EXISTS",
+    error: task.message,
+    durationMs: 0,
+  }));
+}
+
+/** One dry-run line per image x target. */
+export function planLine(result: TaskResult): string {
+  const t = result.task;
+  const dst = `${t.target} ${formatReference(t.destination)}`;
+  const repoNote = t.repo && t.repo.state !== "exists"
+    ? ` (create repository ${t.repo.namespace}/${t.repo.name}${
+      t.repo.state === "unknown" ? " if missing" : ""
+    })`
+    : "";
+  switch (result.status) {
+    case "planned":
+      return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
+    case "exists":
+      return `exists       ${dst} (${t.comparedBy} digest matches)`;
+    case "drift":
+      return `drift        ${dst}: ${t.message}`;
+    default:
+      return `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
+  }
+}
+
+/** Print the statistics, log the summary, write the JSON report; returns the exit code. */
+export async function finishRun(
+  report: Report,
+  options: { logger: Logger; terminal: Terminal; logDir: string; reportPath?: string },
+): Promise<number> {
+  const { logger, terminal } = options;
+  for (const line of formatStatistics(report)) terminal.line(line);
+  const code = exitStatus(report);
+  const t = report.totals;
+  const summary =
+    `${t.pushed} pushed, ${t.exists} already mirrored, ${t.drift} drift, ${t.failed} failed` +
+    (t.skipped ? `, ${t.skipped} not started` : "") +
+    (report.dryRun ? `, ${t.planned} would be pushed (dry run)` : "");
+  if (report.interrupted) logger.warn("MIRROR_INTERRUPTED", OP, `Interrupted: ${summary}`);
+  else if (code === 0) logger.info("MIRROR_COMPLETE", OP, summary);
+  else logger.error("MIRROR_FAILED", OP, summary);
+  const json = JSON.stringify(report, null, 2) + "\n";
+  const paths = [
+    `${options.logDir}/last-report.json`,
+    ...(options.reportPath ? [options.reportPath] : []),
+  ];
+  for (const path of paths) {
+    try {
+      await Deno.writeTextFile(path, json);
+    } catch (error) {
+      logger.error(
+        "MIRROR_FAILED",
+        "Report",
+        `Cannot write the report to ${path}: ${errorMessage(error)}`,
+      );
+    }
+  }
+  terminal.line(`Report: ${paths.join(", ")}`);
+  return code;
+}
