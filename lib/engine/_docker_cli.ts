@@ -138,12 +138,17 @@ export class DockerCli {
       const feed = options.stdin === undefined
         ? Promise.resolve()
         : feedStdin(child, options.stdin);
-      const [stdout, stderr, status] = await Promise.all([
-        tail(child.stdout),
-        tail(child.stderr),
-        child.status,
-        feed,
-      ]);
+      const out = tail(child.stdout);
+      const err = tail(child.stderr);
+      const status = await child.status;
+      // The process is gone; its pipes end now unless a descendant that left the group holds
+      // them: give them a moment, then stop reading.
+      const grace = setTimeout(() => {
+        out.cancel();
+        err.cancel();
+      }, 2000);
+      const [stdout, stderr] = await Promise.all([out.text, err.text, feed]);
+      clearTimeout(grace);
       if (timedOut) {
         throw new DockerError(
           "DOCKER_TIMEOUT",
@@ -225,22 +230,34 @@ async function feedStdin(child: Deno.ChildProcess, text: string): Promise<void> 
   }
 }
 
-/** Read a stream to its end, keeping only its last {@link TAIL_BYTES}. */
-async function tail(stream: ReadableStream<Uint8Array>): Promise<string> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for await (const chunk of stream) {
-    chunks.push(chunk);
-    size += chunk.length;
-    while (size - chunks[0].length >= TAIL_BYTES) size -= (chunks.shift() as Uint8Array).length;
-  }
-  const all = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    all.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return new TextDecoder().decode(all.subarray(Math.max(0, size - TAIL_BYTES)));
+/** Read a stream to its end (or until cancelled), keeping only its last {@link TAIL_BYTES}. */
+function tail(stream: ReadableStream<Uint8Array>): { text: Promise<string>; cancel(): void } {
+  const reader = stream.getReader();
+  const read = async () => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        size += value.length;
+        while (size - chunks[0].length >= TAIL_BYTES) {
+          size -= (chunks.shift() as Uint8Array).length;
+        }
+      }
+    } catch {
+      // cancelled: keep what was read
+    }
+    const all = new Uint8Array(size);
+    let offset = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return new TextDecoder().decode(all.subarray(Math.max(0, size - TAIL_BYTES)));
+  };
+  return { text: read(), cancel: () => void reader.cancel().catch(() => {}) };
 }
 
 /** `pull 127.0.0.1:5000/a/b:1`: the subcommand and its last argument (never stdin). */

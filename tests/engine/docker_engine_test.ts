@@ -335,6 +335,35 @@ Deno.test(`DockerEngine on a real dockerd and real registries${suffix}`, {
       },
     );
 
+    await t.step(
+      "`copy()` does not retry a push the registry refuses (no credentials)",
+      async () => {
+        // A docker config without the login: the registry client (with credentials) can read, docker
+        // cannot push.
+        const emptyConfig = await Deno.makeTempDir({ prefix: "bb-docker-config-" });
+        try {
+          const calls: string[][] = [];
+          const engine = engineFor(dockerd, clients, {
+            calls,
+            maxRetries: 2,
+            env: { ...Deno.env.toObject(), ...dockerd.env, DOCKER_CONFIG: emptyConfig },
+          });
+          const error = await rejectsWith(
+            engine.copy({
+              source: ref(src, "src/app:1.0"),
+              destination: ref(dst, "mirror/noauth:1.0"),
+            }),
+            "DOCKER_COMMAND_FAILED",
+          );
+          assert.match(error.message, /no basic auth credentials|unauthorized/i);
+          assert.equal(calls.filter((a) => a[0] === "push").length, 1, "not retried");
+          assert.equal(calls.filter((a) => a[0] === "pull").length, 0, "already local: not pulled");
+        } finally {
+          await Deno.remove(emptyConfig, { recursive: true });
+        }
+      },
+    );
+
     await t.step("`copy()` with platform linux/arm64 mirrors the arm64 image", async () => {
       const calls: string[][] = [];
       const engine = engineFor(dockerd, clients, { calls, platform: "linux/arm64" });
