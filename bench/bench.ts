@@ -55,6 +55,8 @@ const { values: flags } = parseArgs({
     tools: { type: "string" },
     /** Write a V8 CPU profile of every bananna-bot run into this dir (bench/cpu_profile.ts reads it). */
     "cpu-prof": { type: "string" },
+    /** Log every docker CLI call (subcommand, ms) of the docker contenders through a PATH shim. */
+    "trace-docker": { type: "boolean", default: false },
   },
 });
 const sizes = { ...(flags.quick ? QUICK : FULL) };
@@ -186,11 +188,45 @@ async function startDocker(): Promise<Docker | string> {
   }
 }
 
-/** A private DOCKER_CONFIG per run, so no login carries over. */
+/**
+ * A private DOCKER_CONFIG per run, so no login carries over. With --trace-docker, a `docker`
+ * shim first on PATH appends `<subcommand> <ms>` per call to `$BENCH_DOCKER_TRACE`.
+ */
 async function dockerEnvFor(docker: Docker): Promise<Record<string, string>> {
   const dir = await Deno.makeTempDir({ dir: workDir, prefix: "docker-config-" });
   await Deno.writeTextFile(`${dir}/config.json`, "{}\n");
-  return { DOCKER_HOST: docker.env.DOCKER_HOST, DOCKER_CONFIG: dir };
+  const env: Record<string, string> = { DOCKER_HOST: docker.env.DOCKER_HOST, DOCKER_CONFIG: dir };
+  if (flags["trace-docker"]) {
+    const shim = `${workDir}/docker-shim`;
+    await Deno.mkdir(shim, { recursive: true });
+    const real =
+      (await new Deno.Command("sh", { args: ["-c", "command -v docker"], stdout: "piped" })
+        .output()).stdout;
+    await Deno.writeTextFile(
+      `${shim}/docker`,
+      `#!/bin/bash\ns=$(date +%s%N)\n${new TextDecoder().decode(real).trim()} "$@"\nrc=$?\n` +
+        `echo "$1 $(( ($(date +%s%N) - s) / 1000000 ))" >> "$BENCH_DOCKER_TRACE"\nexit $rc\n`,
+    );
+    await Deno.chmod(`${shim}/docker`, 0o755);
+    env.PATH = `${shim}:${Deno.env.get("PATH")}`;
+    env.BENCH_DOCKER_TRACE = `${dir}/trace.txt`;
+  }
+  return env;
+}
+
+/** `{ subcommand: { n, ms } }` from a docker trace file (see dockerEnvFor). */
+async function dockerTrace(env: Record<string, string>) {
+  if (!env.BENCH_DOCKER_TRACE) return undefined;
+  const text = await Deno.readTextFile(env.BENCH_DOCKER_TRACE).catch(() => "");
+  await Deno.remove(env.BENCH_DOCKER_TRACE).catch(() => {});
+  const out: Record<string, { n: number; ms: number }> = {};
+  for (const line of text.trim().split("\n").filter(Boolean)) {
+    const [cmd, ms] = line.split(" ");
+    out[cmd] ??= { n: 0, ms: 0 };
+    out[cmd].n++;
+    out[cmd].ms += Number(ms);
+  }
+  return out;
 }
 
 function caseFor(scenario: CaseResult["scenario"], tool: string, bytes?: number): CaseResult {
@@ -241,13 +277,19 @@ async function cold(
           const srcLog = await requestsSince(src, srcFrom);
           const dstLog = await requestsSince(reg, dstFrom);
           if (i === 0 && c.tool !== "floor (curl)") await verify(src, reg, corpus, c.sameDigest);
+          const dockerCalls = await dockerTrace(env);
           result.samples.push({
             ms: out.ms,
             rssKb: out.rssKb,
             srcRequests: srcLog.length,
             dstRequests: dstLog.length,
+            dockerCalls,
           });
-          log(`  ${scenario} / ${c.tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s`);
+          log(
+            `  ${scenario} / ${c.tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s${
+              dockerCalls ? ` docker calls ${JSON.stringify(dockerCalls)}` : ""
+            }`,
+          );
         } catch (error) {
           fail(result, error);
         }

@@ -14,6 +14,8 @@ export interface Sample {
   dstRequests?: number;
   /** Manifest GETs on the source (a no-op run should only HEAD). */
   srcManifestGets?: number;
+  /** docker CLI calls by subcommand (with --trace-docker): count and summed wall ms. */
+  dockerCalls?: Record<string, { n: number; ms: number }>;
 }
 
 /** Scenarios. */
