@@ -144,21 +144,27 @@ class MirrorRun {
     return { host, scheme: isLoopbackHost(host) ? "http" : "https" };
   }
 
+  /** A registry client for `host` with this run's timeouts and retries. */
+  newClient(host: string, credential: Credential | null): RegistryClient {
+    const connection = this.connection(host);
+    const op = this.config.operation;
+    return new RegistryClient({
+      host,
+      scheme: connection.scheme,
+      caFile: connection.caFile,
+      credential,
+      timeoutMs: op.apiTimeout * 1000,
+      maxRetries: op.maxRetries,
+      retryDelayMs: op.retryDelay * 1000,
+      secrets,
+    });
+  }
+
+  /** The one client per host (login hands over the client it verified the credential with). */
   clientFor = (host: string): RegistryClient => {
     let client = this.#clients.get(host);
     if (!client) {
-      const connection = this.connection(host);
-      const op = this.config.operation;
-      client = new RegistryClient({
-        host,
-        scheme: connection.scheme,
-        caFile: connection.caFile,
-        credential: this.#credentials.get(host) ?? null,
-        timeoutMs: op.apiTimeout * 1000,
-        maxRetries: op.maxRetries,
-        retryDelayMs: op.retryDelay * 1000,
-        secrets,
-      });
+      client = this.newClient(host, this.#credentials.get(host) ?? null);
       this.#clients.set(host, client);
     }
     return client;
@@ -272,10 +278,13 @@ class MirrorRun {
       interactive: this.io.isTerminal && !this.cmd.nonInteractive,
       dockerLogin: !this.cmd.dryRun,
       connection: (host) => this.connection(host),
+      newClient: (host, credential) => this.newClient(host, credential),
       say: (text) => this.terminal.warn(text),
     });
     this.#credentials = logins.credentials;
     this.#hostBroken = logins.broken;
+    // Reuse the verified clients: their auth scheme, tokens and connections are known good.
+    for (const [host, client] of logins.clients) this.#clients.set(host, client);
   }
 
   /** Once per run per Quay registry: check the API token, so a bad one fails once, early. */

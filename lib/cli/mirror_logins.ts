@@ -17,7 +17,7 @@ import type { Engine } from "../engine/engine.ts";
 import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
-import { RegistryClient } from "../registry/registry_client.ts";
+import type { RegistryClient } from "../registry/registry_client.ts";
 import type { Io } from "./io.ts";
 
 /** What the login step needs. */
@@ -33,13 +33,19 @@ export interface LoginOptions {
   /** Log docker in (not in a dry run). */
   dockerLogin: boolean;
   connection: (host: string) => Connection;
+  /** A client for a host with the run's settings. */
+  newClient: (host: string, credential: Credential | null) => RegistryClient;
   /** Where messages for the person at the prompt go. */
   say: (text: string) => void;
 }
 
-/** The outcome: a credential (or null = anonymous) per host, and hosts that could not log in. */
+/**
+ * The outcome: a credential (or null = anonymous) per host, the client that verified it (for the
+ * run to reuse), and hosts that could not log in.
+ */
 export interface Logins {
   credentials: Map<string, Credential | null>;
+  clients: Map<string, RegistryClient>;
   broken: Map<string, MirrorError>;
 }
 
@@ -59,11 +65,13 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
       });
     }
   }
-  const logins: Logins = { credentials: new Map(), broken: new Map() };
+  const logins: Logins = { credentials: new Map(), clients: new Map(), broken: new Map() };
   for (const [host, { repository, destination }] of hosts) {
     options.io.signal.throwIfAborted();
     try {
-      logins.credentials.set(host, await login(options, host, repository, destination));
+      const { credential, client } = await login(options, host, repository, destination);
+      logins.credentials.set(host, credential);
+      logins.clients.set(host, client);
     } catch (error) {
       if (!(error instanceof MirrorError) || options.io.signal.aborted) throw error;
       logger.error(error.code, "Login", error.message);
@@ -79,28 +87,20 @@ async function login(
   host: string,
   repository: string,
   destination: boolean,
-): Promise<Credential | null> {
-  const { config, logger, io, secrets } = options;
+): Promise<{ credential: Credential | null; client: RegistryClient }> {
+  const { logger, io, secrets } = options;
   const connection = options.connection(host);
+  let verified: RegistryClient | undefined;
   const verify = async (credential: Credential | null): Promise<boolean> => {
-    const client = new RegistryClient({
-      host,
-      scheme: connection.scheme,
-      caFile: connection.caFile,
-      credential,
-      timeoutMs: config.operation.apiTimeout * 1000,
-      maxRetries: config.operation.maxRetries,
-      retryDelayMs: config.operation.retryDelay * 1000,
-      secrets,
-    });
+    const client = options.newClient(host, credential);
     try {
       await client.checkAccess(repository, ["pull"], io.signal);
+      verified = client;
       return true;
     } catch (error) {
+      client.close();
       if (error instanceof MirrorError && error.code === "LOGIN_FAILED") return false;
       throw error;
-    } finally {
-      client.close();
     }
   };
   let credential = await resolveCredential(host, {
@@ -112,7 +112,7 @@ async function login(
     // Anonymous may be enough (a public source, an open registry).
     if (await verify(null)) {
       logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
-      return null;
+      return { credential: null, client: verified as RegistryClient };
     }
     if (!options.interactive) throw missingCredentialsError(host);
     credential = await resolveCredential(host, {
@@ -134,7 +134,10 @@ async function login(
   logger.info("LOGIN_SUCCESS", "Login", `${host}: credentials from ${credential.source} accepted`);
   if (options.dockerLogin && options.engine.name === "docker" && credential.kind === "basic") {
     const docker = options.engine as Engine & { login(host: string, c: Credential): Promise<void> };
-    await docker.login(host, credential);
+    await docker.login(host, credential).catch((error) => {
+      verified?.close();
+      throw error;
+    });
   }
-  return credential;
+  return { credential, client: verified as RegistryClient };
 }
