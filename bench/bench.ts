@@ -30,6 +30,7 @@ import {
   runBananna,
   runDockerLoop,
   runFloor,
+  runHeadFloor,
   type RunResult,
   runSkopeoSync,
   runValidate,
@@ -154,6 +155,8 @@ interface Contender {
   docker?: boolean;
   sameDigest: boolean;
   run(dest: TestRegistry, logDir: string, dockerEnv: Record<string, string>): Promise<RunResult>;
+  /** The first mirror of a no-op case, when `run` cannot fill the destination itself. */
+  fill?(dest: TestRegistry, logDir: string): Promise<RunResult>;
 }
 
 interface Docker {
@@ -327,7 +330,10 @@ async function noop(
       const env = c.docker && typeof docker !== "string" ? await dockerEnvFor(docker) : {};
       prepared.push({ c, result, reg, logDir, env });
       try {
-        const first = check(await c.run(reg, logDir, env), `${c.tool} (first mirror)`);
+        const first = check(
+          await (c.fill ?? c.run)(reg, logDir, env),
+          `${c.tool} (first mirror)`,
+        );
         await verify(src, reg, corpus, c.sameDigest);
         result.note = `first mirror ${(first.ms / 1000).toFixed(2)} s`;
         log(`  many / ${c.tool} first mirror: ${(first.ms / 1000).toFixed(2)} s`);
@@ -420,6 +426,14 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
       run: (dest, _logDir, env) => runDockerLoop({ src, dest, corpus, workDir, dockerEnv: env }),
     },
     {
+      // No-op only: the HEADs no tool can skip, with a destination filled by the registry engine.
+      tool: "floor (HEAD)",
+      sameDigest: true,
+      fill: (dest, logDir) =>
+        runBananna({ src, dest, corpus, engine: "registry", concurrency, logDir, workDir }),
+      run: (dest) => runHeadFloor({ src, dest, corpus, workDir, parallel: 16 }),
+    },
+    {
       tool: "floor (curl)",
       sameDigest: false,
       run: (dest) =>
@@ -485,7 +499,12 @@ async function main() {
       await noop(
         src,
         many,
-        contenders(src, many, ["bananna registry", "bananna docker", "skopeo sync"]),
+        contenders(src, many, [
+          "bananna registry",
+          "bananna docker",
+          "skopeo sync",
+          "floor (HEAD)",
+        ]),
         docker,
       );
     }

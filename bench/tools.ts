@@ -279,3 +279,55 @@ xargs -P "$PARALLEL" -n 3 bash -c 'copy "$@"' _ < "$LIST"
     },
   });
 }
+
+/**
+ * The no-op floor: the reads a no-op re-run cannot skip (a HEAD of every source tag and every
+ * destination tag, with the destination's Basic credentials), made by two `curl --parallel`
+ * processes at once. What is left of a tool's no-op time above this is the tool's own.
+ */
+export async function runHeadFloor(
+  options: {
+    src: TestRegistry;
+    dest: TestRegistry;
+    corpus: Corpus;
+    workDir: string;
+    parallel: number;
+  },
+): Promise<RunResult> {
+  const { src, dest, corpus, workDir } = options;
+  const accept = [
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+  ].join(", ");
+  const urls = (base: string, repo: (r: string) => string) =>
+    corpus.images.map((i) => `url = "${base}/v2/${repo(i.repository)}/manifests/${i.tag}"\n`)
+      .join("");
+  const srcList = `${workDir}/head-floor-src.txt`;
+  const dstList = `${workDir}/head-floor-dst.txt`;
+  await Deno.writeTextFile(srcList, urls(src.url, (r) => r));
+  await Deno.writeTextFile(
+    dstList,
+    `user = "${dest.username}:${dest.password}"\n` +
+      urls(dest.url, (r) => `${NAMESPACE}/${r.split("/").pop()}`),
+  );
+  const curl = `curl -sSf --head --parallel --parallel-max "$PARALLEL" -H "Accept: $ACCEPT"`;
+  const script = `set -euo pipefail
+${curl} -K "$SRC_LIST" >/dev/null & a=$!
+${curl} -K "$DST_LIST" >/dev/null & b=$!
+wait $a; wait $b
+`;
+  const file = `${workDir}/head-floor.sh`;
+  await Deno.writeTextFile(file, script);
+  return await timed("bash", [file], {
+    workDir,
+    env: {
+      ...baseEnv(),
+      ACCEPT: accept,
+      SRC_LIST: srcList,
+      DST_LIST: dstList,
+      PARALLEL: String(options.parallel),
+    },
+  });
+}
