@@ -1,6 +1,7 @@
 /**
  * The bottom transport layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout
- * until the response headers arrive (the body may then stream for as long as it takes), and
+ * until the response headers arrive that a streamed request body resets with every chunk (an
+ * upload may take as long as it needs, a stalled one fails; a response body then streams), and
  * redirects followed by hand: at most 10 hops, 303 becomes GET, https never downgrades to http,
  * and the Authorization header is dropped as soon as scheme, host or port change
  * (shared/registry-protocols.md §2.10, gotcha 1). A body is a function, so a redirected or
@@ -15,7 +16,7 @@ import { redactUrl, RegistryError } from "./registry_error.ts";
 export interface RegistryHttpOptions {
   /** PEM CA bundle to trust in addition to the system roots. */
   caFile?: string;
-  /** Time until response headers, per request. @default 30000 */
+  /** Time without progress until response headers, per request. @default 30000 */
   timeoutMs?: number;
 }
 
@@ -98,30 +99,63 @@ export class RegistryHttp {
   async #fetchWithTimeout(url: URL, init: RequestInit): Promise<Response> {
     const outer = init.signal ?? undefined;
     const timeout = new AbortController();
+    const limit = this.#timeoutMs;
     let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      timeout.abort(new DOMException("timed out", "TimeoutError"));
-    }, this.#timeoutMs);
-    // The timeout covers the wait for headers only; the caller's signal also aborts the body.
+    // Until the response headers arrive, `limit` ms without progress aborts: with no body that is
+    // the whole wait; a streamed body (a blob upload) counts as progress with every chunk sent, so
+    // a large layer may take as long as it needs while a stalled one still fails.
+    let lastProgress = performance.now();
+    const arm = (ms: number): ReturnType<typeof setTimeout> =>
+      setTimeout(() => {
+        const idle = performance.now() - lastProgress;
+        if (idle < limit) {
+          timer = arm(limit - idle);
+          return;
+        }
+        timedOut = true;
+        timeout.abort(new DOMException("timed out", "TimeoutError"));
+      }, ms);
+    let timer = arm(limit);
+    let body = init.body;
+    const streamed = body instanceof ReadableStream;
+    if (body instanceof ReadableStream) {
+      body = body.pipeThrough(
+        new TransformStream<Uint8Array, Uint8Array>({
+          transform(chunk, controller) {
+            lastProgress = performance.now();
+            controller.enqueue(chunk);
+          },
+        }),
+      );
+    }
+    // The caller's signal also aborts the response body.
     const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
     try {
-      return await fetch(url, { ...init, signal, client: this.#client });
+      return await fetch(url, { ...init, body, signal, client: this.#client });
     } catch (cause) {
       if (outer?.aborted) throw outer.reason ?? cause;
       const tls = !timedOut && isTlsFailure(cause);
       const what = timedOut
-        ? `no answer within ${this.#timeoutMs / 1000} s`
+        ? streamed
+          ? `no progress for ${
+            limit / 1000
+          } s (apiTimeout) while sending the body or awaiting the answer`
+          : `no answer within ${limit / 1000} s (apiTimeout)`
         : tls
         ? `TLS verification failed (${
           causes(cause)
         }); set caFile for this registry, or insecure: true for plain http`
         : causes(cause);
-      throw new RegistryError("IMAGE_PULL_FAILED", `${init.method} ${redactUrl(url)}: ${what}`, {
-        status: 0,
-        cause,
-        retryable: !tls,
-      });
+      const write = ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
+      throw new RegistryError(
+        write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED",
+        `${init.method} ${redactUrl(url)}: ${what}`,
+        {
+          status: 0,
+          cause,
+          retryable: !tls,
+        },
+      );
     } finally {
       clearTimeout(timer);
     }

@@ -17,7 +17,10 @@ import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../su
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
-function engineFor(regs: { host: string; reg: TestRegistry }[]) {
+function engineFor(
+  regs: { host: string; reg: TestRegistry }[],
+  options: { timeoutMs?: number; maxRetries?: number } = {},
+) {
   const clients = new Map<string, RegistryClient>();
   const clientFor = (host: string) => {
     let c = clients.get(host);
@@ -37,8 +40,9 @@ function engineFor(regs: { host: string; reg: TestRegistry }[]) {
             source: "config",
           }
           : null,
-        maxRetries: 4,
+        maxRetries: options.maxRetries ?? 4,
         retryDelayMs: 20,
+        timeoutMs: options.timeoutMs,
         secrets: new Secrets(),
       });
       clients.set(host, c);
@@ -185,5 +189,71 @@ Deno.test({
       c.close();
     }
     assert.ok(Date.now() - started < 30_000);
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: apiTimeout bounds silence, not a whole upload (slow blob copies, stalled fails)${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1", {
+      kind: "oci",
+      seed: 73,
+      layerSize: 64 * 1024,
+    });
+    // Every blob GET trickles 8 KiB per 100 ms: the 64 KiB layer takes ~0.8 s, longer than the 500 ms
+    // timeout, yet bytes keep coming.
+    {
+      await using proxy = startFaultProxy(src, [
+        {
+          method: "GET",
+          path: /\/blobs\/sha256:/,
+          times: 10,
+          fault: { kind: "trickle", chunkBytes: 8 * 1024, pauseMs: 100 },
+        },
+      ]);
+      using e = engineFor([{ host: proxy.host, reg: src }, { host: dst.host, reg: dst }], {
+        timeoutMs: 500,
+        maxRetries: 0,
+      });
+      const started = Date.now();
+      const result = await e.engine.copy({
+        source: parseReference(`${proxy.host}/team/app:1`),
+        destination: parseReference(`${dst.host}/mirror/slow:1`),
+      });
+      assert.equal(result.digest, image.digest);
+      assert.ok(proxy.injected.trickle >= 1);
+      assert.ok(Date.now() - started > 500, "the copy took longer than the timeout");
+    }
+    // A blob that stops flowing (1.5 s pauses) fails on the timeout, as a push failure.
+    {
+      await using proxy = startFaultProxy(src, [
+        {
+          method: "GET",
+          path: /\/blobs\/sha256:/,
+          times: 10,
+          fault: { kind: "trickle", chunkBytes: 32 * 1024, pauseMs: 1500 },
+        },
+      ]);
+      using e = engineFor([{ host: proxy.host, reg: src }, { host: dst.host, reg: dst }], {
+        timeoutMs: 500,
+        maxRetries: 0,
+      });
+      const error = await e.engine.copy({
+        source: parseReference(`${proxy.host}/team/app:1`),
+        destination: parseReference(`${dst.host}/mirror/stalled:1`),
+      }).then(() => undefined, (err) => err);
+      assert.ok(error instanceof MirrorError, String(error));
+      assert.equal(error.code, "IMAGE_PUSH_FAILED");
+      assert.match(error.message, /no progress for 0\.5 s/);
+      assert.equal(
+        (await dst.accessLog()).filter((l) => /^PUT \/v2\/mirror\/stalled\/manifests\//.test(l)).length,
+        0,
+        "no tag written",
+      );
+    }
   },
 });

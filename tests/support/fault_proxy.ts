@@ -1,7 +1,8 @@
 /**
  * A fault-injecting reverse proxy in front of a real registry, on loopback: by rule (method, path
  * pattern, how many times) it answers 503, answers 429 with Retry-After, cuts a body off after N
- * bytes (a reset mid-blob), or redirects blob GETs to a second server on 127.0.0.2 that serves the
+ * bytes (a reset mid-blob), trickles a body in small pieces with pauses (a slow or stalled link),
+ * or redirects blob GETs to a second server on 127.0.0.2 that serves the
  * blob and records whether an Authorization header came along. Location headers from upstream are
  * rewritten to the proxy. Everything else streams through untouched.
  *
@@ -20,6 +21,7 @@ export interface FaultRule {
     | { kind: "status"; status: number; retryAfter?: string }
     | { kind: "cut"; afterBytes: number }
     | { kind: "delay"; ms: number }
+    | { kind: "trickle"; chunkBytes: number; pauseMs: number }
     | { kind: "redirect" };
 }
 
@@ -113,6 +115,26 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
           }
           sent += value.length;
           controller.enqueue(value);
+        },
+        cancel: () => reader.cancel(),
+      });
+      return new Response(body, { status: res.status, headers: res.headers });
+    }
+    if (rule?.fault.kind === "trickle" && res.body) {
+      count("trickle");
+      const { chunkBytes, pauseMs } = rule.fault;
+      const reader = res.body.getReader();
+      let pending = new Uint8Array(0);
+      const body = new ReadableStream<Uint8Array>({
+        async pull(controller) {
+          if (pending.length === 0) {
+            const { done, value } = await reader.read();
+            if (done) return controller.close();
+            pending = value;
+          }
+          await new Promise((r) => setTimeout(r, pauseMs));
+          controller.enqueue(pending.slice(0, chunkBytes));
+          pending = pending.subarray(chunkBytes);
         },
         cancel: () => reader.cancel(),
       });
