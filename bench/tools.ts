@@ -114,6 +114,8 @@ export async function runBananna(options: BanannaOptions): Promise<RunResult> {
   return await timed("deno", [
     "run",
     "--frozen",
+    // As `deno task mirror` and the compiled binary run it (deno.json).
+    "--v8-flags=--max-semi-space-size=1",
     "--allow-net",
     "--allow-read",
     "--allow-write",
