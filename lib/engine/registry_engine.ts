@@ -200,7 +200,8 @@ class CopyJob {
     await this.#dst.blobUpload(
       dstRepo,
       { digest: blob.digest, size: blob.size },
-      async () => (await this.#src.blobGet(this.#source.repository, blob.digest, signal)).body,
+      async (reading) =>
+        (await this.#src.blobGet(this.#source.repository, blob.digest, reading)).body,
       {
         signal,
         onProgress: (bytes) => {

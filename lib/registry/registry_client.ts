@@ -6,7 +6,8 @@
  * with backoff and jitter, honouring Retry-After; 400/401/403/404 never are.
  *
  * Blobs stream: a GET body is piped into the upload while its sha256 is computed on the way, so
- * memory stays bounded whatever the blob size; a digest mismatch aborts the upload.
+ * memory stays bounded whatever the blob size (one chunk, at most 8 MiB, when the registry wants
+ * chunks); a digest mismatch aborts the upload.
  *
  * @module
  */
@@ -75,6 +76,10 @@ interface Call {
   /** Do not retry (streamed bodies that cannot be re-opened). */
   once?: boolean;
 }
+
+/** First PATCH size once a registry refused a whole blob, and the smallest it halves to. */
+const CHUNK_START = 8 * 1024 * 1024;
+const CHUNK_MIN = 256 * 1024;
 
 /** The OCI distribution API for one host. */
 export class RegistryClient {
@@ -275,71 +280,201 @@ export class RegistryClient {
     if (res.status === 201) return true;
     // 202: the registry opened an upload session instead; close it (gotcha 12).
     const location = res.headers.get("location");
-    if (location) {
-      await this.#call({
-        method: "DELETE",
-        path: this.#resolve(location),
-        repository,
-        write: true,
-        signal,
-        ok: [200, 202, 204, 404],
-        once: true,
-      }).then((r) => r.body?.cancel()).catch(() => {});
-    }
+    if (location) await this.#cancelUpload(repository, this.#resolve(location));
     return false;
   }
 
   /**
-   * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). `open` gives
-   * a fresh stream per attempt; its bytes are hashed on the way and must match `blob.digest`.
+   * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). A registry, or
+   * a proxy in front of it, that refuses a body that large (413) gets the blob in PATCH chunks from
+   * then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB (or the registry's
+   * `OCI-Chunk-Min-Length`) and halving on each further 413. `open` gives a fresh stream per
+   * attempt; its bytes are hashed on the way and must match `blob.digest`.
    */
   async blobUpload(
     repository: string,
     blob: { digest: string; size: number },
-    open: () => Promise<ReadableStream<Uint8Array>>,
+    open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
     options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
   ): Promise<void> {
     await retry(async () => {
-      const post = await this.#call({
-        method: "POST",
-        path: `${repository}/blobs/uploads/`,
-        repository,
-        write: true,
-        headers: { "content-length": "0" },
-        signal: options.signal,
-        ok: [202],
-      });
-      await post.body?.cancel();
-      const location = post.headers.get("location");
-      if (!location) {
-        throw new RegistryError(
-          "IMAGE_PUSH_FAILED",
-          `${this.host}/${repository}: upload session has no Location`,
-          {
-            status: post.status,
-          },
-        );
+      for (;;) {
+        // One source stream per try; aborted when the try ends early (a 413), so no GET lingers.
+        const reading = new AbortController();
+        const signal = options.signal
+          ? AbortSignal.any([options.signal, reading.signal])
+          : reading.signal;
+        const session = await this.#startUpload(repository, options.signal);
+        let done = false;
+        try {
+          const verified = (await open(signal)).pipeThrough(
+            verifyDigest(blob.digest, options.onProgress),
+          );
+          done = this.#chunkBytes === null
+            ? await this.#putWhole(repository, blob, verified, session.url, options.signal)
+            : await this.#putChunks(repository, blob, verified, session, options.signal);
+        } finally {
+          reading.abort();
+          if (!done) await this.#cancelUpload(repository, session.url);
+        }
+        if (done) return;
       }
-      const url = this.#resolve(location);
-      url.searchParams.set("digest", blob.digest);
-      const source = await open();
-      const verified = source.pipeThrough(verifyDigest(blob.digest, options.onProgress));
-      const put = await this.#call({
-        method: "PUT",
-        path: url,
+    }, this.#retryPolicy(options.signal));
+  }
+
+  /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
+  #chunkBytes: number | null = null;
+
+  async #startUpload(
+    repository: string,
+    signal?: AbortSignal,
+  ): Promise<{ url: URL; minChunk: number }> {
+    const post = await this.#call({
+      method: "POST",
+      path: `${repository}/blobs/uploads/`,
+      repository,
+      write: true,
+      headers: { "content-length": "0" },
+      signal,
+      ok: [202],
+    });
+    await post.body?.cancel();
+    const location = post.headers.get("location");
+    if (!location) {
+      throw new RegistryError(
+        "IMAGE_PUSH_FAILED",
+        `${this.host}/${repository}: upload session has no Location`,
+        { status: post.status },
+      );
+    }
+    return {
+      url: this.#resolve(location),
+      minChunk: Number(post.headers.get("oci-chunk-min-length")) || 0,
+    };
+  }
+
+  /** One PUT with the whole blob. False when the body is too large (413): chunks from now on. */
+  async #putWhole(
+    repository: string,
+    blob: { digest: string; size: number },
+    body: ReadableStream<Uint8Array>,
+    session: URL,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const url = new URL(session);
+    url.searchParams.set("digest", blob.digest);
+    const put = await this.#call({
+      method: "PUT",
+      path: url,
+      repository,
+      write: true,
+      headers: {
+        "content-type": "application/octet-stream",
+        "content-length": String(blob.size),
+      },
+      body: () => body,
+      signal,
+      ok: [201, 204, 413],
+      once: true,
+    });
+    await put.body?.cancel();
+    if (put.status !== 413) return true;
+    this.#chunkBytes = CHUNK_START;
+    return false;
+  }
+
+  /** PATCH the blob in chunks, then PUT the digest. False on a 413 (smaller chunks next time). */
+  async #putChunks(
+    repository: string,
+    blob: { digest: string; size: number },
+    body: ReadableStream<Uint8Array>,
+    session: { url: URL; minChunk: number },
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const size = Math.max(this.#chunkBytes ?? CHUNK_START, session.minChunk);
+    let location = session.url;
+    let offset = 0;
+    let chunk = new Uint8Array(size);
+    let filled = 0;
+    const send = async (): Promise<boolean> => {
+      const bytes = chunk.subarray(0, filled);
+      const res = await this.#call({
+        method: "PATCH",
+        path: location,
         repository,
         write: true,
         headers: {
           "content-type": "application/octet-stream",
-          "content-length": String(blob.size),
+          "content-range": `${offset}-${offset + filled - 1}`,
+          "content-length": String(filled),
         },
-        body: () => verified,
-        signal: options.signal,
-        ok: [201, 204],
+        body: () => bytes,
+        signal,
+        ok: [202, 413],
         once: true,
       });
-      await put.body?.cancel();
-    }, this.#retryPolicy(options.signal));
+      await res.body?.cancel();
+      if (res.status === 413) {
+        if (size <= CHUNK_MIN) {
+          throw new RegistryError(
+            "IMAGE_PUSH_FAILED",
+            `${this.host}/${repository}: the registry refuses even ${size}-byte chunks (413)`,
+            { status: 413 },
+          );
+        }
+        this.#chunkBytes = Math.max(CHUNK_MIN, Math.floor(size / 2));
+        return false;
+      }
+      const next = res.headers.get("location");
+      if (next) location = new URL(next, location);
+      offset += filled;
+      chunk = new Uint8Array(size);
+      filled = 0;
+      return true;
+    };
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let at = 0; at < value.length;) {
+          const n = Math.min(size - filled, value.length - at);
+          chunk.set(value.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled === size && !(await send())) return false;
+        }
+      }
+      if (filled > 0 && !(await send())) return false;
+    } finally {
+      reader.releaseLock();
+    }
+    const url = new URL(location);
+    url.searchParams.set("digest", blob.digest);
+    const put = await this.#call({
+      method: "PUT",
+      path: url,
+      repository,
+      write: true,
+      headers: { "content-length": "0" },
+      signal,
+      ok: [201, 204],
+      once: true,
+    });
+    await put.body?.cancel();
+    return true;
+  }
+
+  /** Close an upload session that will not be finished (errors ignored). */
+  async #cancelUpload(repository: string, session: URL): Promise<void> {
+    await this.#call({
+      method: "DELETE",
+      path: session,
+      repository,
+      write: true,
+      ok: [200, 202, 204, 404],
+      once: true,
+    }).then((r) => r.body?.cancel()).catch(() => {});
   }
 
   /** All tags of a repository (follows Link pagination). */

@@ -250,9 +250,70 @@ Deno.test({
       assert.equal(error.code, "IMAGE_PUSH_FAILED");
       assert.match(error.message, /no progress for 0\.5 s/);
       assert.equal(
-        (await dst.accessLog()).filter((l) => /^PUT \/v2\/mirror\/stalled\/manifests\//.test(l)).length,
+        (await dst.accessLog()).filter((l) => /^PUT \/v2\/mirror\/stalled\/manifests\//.test(l))
+          .length,
         0,
         "no tag written",
+      );
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: a destination that refuses large bodies (413) gets the blob in chunks${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    // Two layers of 1.5 MiB; a proxy in front of the destination refuses bodies over 1 MiB
+    // (nginx's default client_max_body_size), as an OpenShift route or ingress may.
+    const image = await pushTestImage(src, "team/app:1", {
+      kind: "schema2",
+      seed: 79,
+      layers: 2,
+      layerSize: 1536 * 1024,
+    });
+    await using proxy = startFaultProxy(dst, [
+      {
+        path: /\/blobs\/uploads\//,
+        times: 1000,
+        fault: { kind: "limit", maxBodyBytes: 1024 * 1024 },
+      },
+    ]);
+    using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }], {
+      maxRetries: 0,
+    });
+    const result = await e.engine.copy({
+      source: parseReference(`${src.host}/team/app:1`),
+      destination: parseReference(`${proxy.host}/mirror/app:1`),
+    });
+    assert.equal(result.status, "pushed");
+    assert.equal(result.digest, image.digest);
+    assert.equal((await skopeoInspectRaw(dst, "mirror/app:1")).digest, image.digest);
+    // A whole-blob PUT was refused for each layer in flight before the client learned (2 layers
+    // copy at once); then 8 MiB, 4 and 2 MiB chunks were refused in turn (at most once per layer
+    // in flight), and 1 MiB chunks fit. Small blobs (config, manifests) were never refused.
+    const put = proxy.injected["limit-PUT"];
+    const patch = proxy.injected["limit-PATCH"];
+    assert.ok(put >= 1 && put <= 2, `refused PUTs: ${put}`);
+    assert.ok(patch >= 3 && patch <= 6, `refused PATCHes: ${patch}`);
+    const log = await dst.accessLog();
+    const patches = log.filter((l) => /^PATCH \/v2\/mirror\/app\/blobs\/uploads\/\S+ 202$/.test(l));
+    assert.ok(patches.length >= 4, `chunks of at most 1 MiB: ${patches.length} PATCHes`);
+    // Every layer is whole at the destination: the registry checked its digest on the final PUT.
+    for (const layer of image.layers) {
+      const res = await fetch(`${dst.url}/v2/mirror/app/blobs/${layer}`, {
+        headers: { authorization: `Basic ${btoa(`${dst.username}:${dst.password}`)}` },
+      });
+      const bytes = new Uint8Array(await res.arrayBuffer());
+      assert.equal(res.status, 200);
+      const hash = await crypto.subtle.digest("SHA-256", bytes);
+      assert.equal(
+        `sha256:${
+          Array.from(new Uint8Array(hash), (b) => b.toString(16).padStart(2, "0")).join("")
+        }`,
+        layer,
       );
     }
   },

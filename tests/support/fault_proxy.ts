@@ -2,7 +2,7 @@
  * A fault-injecting reverse proxy in front of a real registry, on loopback: by rule (method, path
  * pattern, how many times) it answers 503, answers 429 with Retry-After, cuts a body off after N
  * bytes (a reset mid-blob), trickles a body in small pieces with pauses (a slow or stalled link),
- * or redirects blob GETs to a second server on 127.0.0.2 that serves the
+ * refuses request bodies over a size with 413 as nginx's client_max_body_size does, or redirects blob GETs to a second server on 127.0.0.2 that serves the
  * blob and records whether an Authorization header came along. Location headers from upstream are
  * rewritten to the proxy. Everything else streams through untouched.
  *
@@ -22,6 +22,8 @@ export interface FaultRule {
     | { kind: "cut"; afterBytes: number }
     | { kind: "delay"; ms: number }
     | { kind: "trickle"; chunkBytes: number; pauseMs: number }
+    /** Matches only requests whose Content-Length is larger (missing = larger). */
+    | { kind: "limit"; maxBodyBytes: number }
     | { kind: "redirect" };
 }
 
@@ -64,8 +66,10 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
+    const length = Number(req.headers.get("content-length") ?? Infinity);
     const index = rules.findIndex((r, i) =>
-      left[i] > 0 && (!r.method || r.method === req.method) && r.path.test(url.pathname)
+      left[i] > 0 && (!r.method || r.method === req.method) && r.path.test(url.pathname) &&
+      (r.fault.kind !== "limit" || length > r.fault.maxBodyBytes)
     );
     const rule = index >= 0 ? rules[index] : undefined;
     if (rule) left[index]--;
@@ -80,6 +84,14 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
           status: rule.fault.status,
           headers,
         },
+      );
+    }
+    if (rule?.fault.kind === "limit") {
+      count(`limit-${req.method}`);
+      await req.body?.cancel();
+      return new Response(
+        "<html><head><title>413 Request Entity Too Large</title></head></html>",
+        { status: 413, headers: { "content-type": "text/html" } },
       );
     }
     if (rule?.fault.kind === "delay") {
