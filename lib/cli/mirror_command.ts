@@ -13,6 +13,7 @@ import type { Connection, ResolvedConfig, ResolvedImage } from "../config/schema
 import type { Credential } from "../credentials/credential.ts";
 import type { Engine } from "../engine/engine.ts";
 import { errorMessage, MirrorError, UsageError } from "../errors.ts";
+import { RegistryError } from "../registry/registry_error.ts";
 import { Logger } from "../log/logger.ts";
 import { secrets } from "../log/redact.ts";
 import { MirrorState } from "../mirror_state.ts";
@@ -157,6 +158,16 @@ class MirrorRun {
       maxRetries: op.maxRetries,
       retryDelayMs: op.retryDelay * 1000,
       secrets,
+      onRetry: (error, retry, delayMs) => {
+        const rateLimited = error instanceof RegistryError && error.status === 429;
+        this.logger.warn(
+          rateLimited ? "LOGIN_RATE_LIMITED" : "MIRROR_RETRY",
+          "Retry",
+          `${errorMessage(error)}; retry ${retry} of ${op.maxRetries} in ${
+            (delayMs / 1000).toFixed(1)
+          } s`,
+        );
+      },
     });
   }
 

@@ -87,6 +87,10 @@ export const CODES = {
   },
   MIRROR_LOCKED: { level: "ERROR", meaning: "another run holds the lock" },
   MIRROR_LOCK_STALE: { level: "WARNING", meaning: "a stale lock from a dead run was taken over" },
+  MIRROR_RETRY: {
+    level: "WARNING",
+    meaning: "a request failed in a way that can pass; tried again after a wait",
+  },
   MIRROR_LOG_ROTATED: { level: "INFO", meaning: "the log was archived and started afresh" },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;

@@ -44,6 +44,8 @@ export interface RegistryClientOptions {
   retryDelayMs?: number;
   /** @default the run-wide secrets */
   secrets?: Secrets;
+  /** Told before each wait for a retry: the failure, the retry number (1..) and the wait. */
+  onRetry?: (error: unknown, retry: number, delayMs: number) => void;
 }
 
 /** A descriptor as a HEAD reports it. */
@@ -90,6 +92,7 @@ export class RegistryClient {
   #auth: RegistryAuth;
   #maxRetries: number;
   #retryDelayMs: number;
+  #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
 
   /** Create a client. Reads `caFile` at once. */
   constructor(options: RegistryClientOptions) {
@@ -103,6 +106,7 @@ export class RegistryClient {
     this.#auth = new RegistryAuth(this.#http, credential, secrets);
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
+    this.#onRetry = options.onRetry;
   }
 
   /** Token requests made so far (tests and benchmarks). */
@@ -518,6 +522,7 @@ export class RegistryClient {
       delayFor: (
         error: unknown,
       ) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
+      onRetry: this.#onRetry,
       signal,
     };
   }

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { runCli } from "../support/cli.ts";
+import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/report.ts";
@@ -176,6 +177,52 @@ Deno.test({
         assert.equal(run.report.entries[0].status, "failed");
         assert.equal(run.report.entries[0].code, "IMAGE_NOT_FOUND");
       });
+
+      await t.step(
+        "a rate-limited source (429) waits Retry-After, logs the wait, and fails when it lasts",
+        async () => {
+          const limited = {
+            method: "HEAD",
+            path: /\/manifests\//,
+            fault: {
+              kind: "status" as const,
+              status: 429,
+              retryAfter: "1",
+              headers: { "ratelimit-remaining": "0;w=21600" },
+            },
+          };
+          await pushTestImage(src, "team/limited:1", { kind: "oci", seed: 9 });
+          {
+            await using proxy = startFaultProxy(src, [{ ...limited, times: 1 }]);
+            await writeConfig(
+              dir,
+              config({ [`${proxy.host}/team/limited:1`]: { targets: ["dr"] } }),
+            );
+            const run = await mirror(env, [], vars);
+            assert.equal(run.code, 0, run.stderr);
+            assert.equal(run.report.entries[0].status, "pushed");
+            assert.equal(proxy.injected["status-429"], 1);
+            const log = await Deno.readTextFile(`${env.logDir}/bananna-bot.log`);
+            assert.match(
+              log,
+              /\[WARNING\] \[LOGIN_RATE_LIMITED\] Retry: HEAD \S+ answered 429 .*ratelimit-remaining 0;w=21600, retry after 1 s\); retry 1 of 1 in 1\.0 s/,
+            );
+          }
+          {
+            await using proxy = startFaultProxy(src, [{ ...limited, times: 100 }]);
+            await writeConfig(
+              dir,
+              config({ [`${proxy.host}/team/limited:1`]: { targets: ["dr"] } }),
+            );
+            const run = await mirror(env, [], vars);
+            assert.equal(run.code, 1);
+            assert.equal(run.report.entries[0].status, "failed");
+            assert.equal(run.report.entries[0].code, "IMAGE_RATE_LIMITED");
+            assert.match(run.report.entries[0].error ?? "", /retry after 1 s/);
+            assert.equal(proxy.injected["status-429"], 2, "maxRetries 1: two tries in all");
+          }
+        },
+      );
 
       await t.step("no password or token in logs, reports or output", async () => {
         const texts = [

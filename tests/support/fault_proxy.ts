@@ -18,7 +18,7 @@ export interface FaultRule {
   /** How many matching requests get the fault. */
   times: number;
   fault:
-    | { kind: "status"; status: number; retryAfter?: string }
+    | { kind: "status"; status: number; retryAfter?: string; headers?: Record<string, string> }
     | { kind: "cut"; afterBytes: number }
     | { kind: "delay"; ms: number }
     | { kind: "trickle"; chunkBytes: number; pauseMs: number }
@@ -78,6 +78,7 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
       await req.body?.cancel();
       const headers: Record<string, string> = { "content-type": "application/json" };
       if (rule.fault.retryAfter) headers["retry-after"] = rule.fault.retryAfter;
+      Object.assign(headers, rule.fault.headers);
       return new Response(
         JSON.stringify({ errors: [{ code: "UNAVAILABLE", message: "injected fault" }] }),
         {
