@@ -2,8 +2,9 @@
  * The credentials step of a mirror run, before any image work: for every destination and every
  * source host the selected images use, find a credential (config, docker config.json, credential
  * helper), or find that anonymous access works, or ask a person at a terminal (checked at once,
- * three tries), and log docker in with it for the docker engine. Without a terminal a missing
- * credential is LOGIN_MISSING_CREDENTIALS naming the registry and the ways to provide it.
+ * three tries), and hand it to the docker engine, which logs docker in before its first pull or
+ * push on that host. Without a terminal a missing credential is LOGIN_MISSING_CREDENTIALS naming
+ * the registry and the ways to provide it.
  *
  * A host that fails stops the run, or with continueOnError only its own tasks (it lands in
  * `broken`).
@@ -133,11 +134,9 @@ async function login(
   }
   logger.info("LOGIN_SUCCESS", "Login", `${host}: credentials from ${credential.source} accepted`);
   if (options.dockerLogin && options.engine.name === "docker" && credential.kind === "basic") {
-    const docker = options.engine as Engine & { login(host: string, c: Credential): Promise<void> };
-    await docker.login(host, credential).catch((error) => {
-      verified?.close();
-      throw error;
-    });
+    // docker login happens right before the first pull or push that needs this host.
+    const docker = options.engine as Engine & { useCredential(host: string, c: Credential): void };
+    docker.useCredential(host, credential);
   }
   return { credential, client: verified as RegistryClient };
 }

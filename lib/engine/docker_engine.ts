@@ -76,6 +76,8 @@ export class DockerEngine implements Engine {
   #daemonPlatform?: string;
   /** References this engine created on the daemon, in creation order. */
   #created: string[] = [];
+  /** Credentials to log docker in with, per host, and the login once it started. */
+  #logins = new Map<string, { credential: Credential; done?: Promise<void> }>();
 
   /**
    * Create the engine (nothing runs yet).
@@ -190,6 +192,25 @@ export class DockerEngine implements Engine {
     });
   }
 
+  /**
+   * Log docker in to `host` with `credential` right before the first pull or push that needs it,
+   * once per run: a run with nothing to copy (the nightly no-op) never calls `docker login`.
+   */
+  useCredential(host: string, credential: Credential): void {
+    this.#logins.set(host, { credential });
+  }
+
+  async #ensureLogin(
+    host: string,
+    signal: AbortSignal | undefined,
+    onEvent: (event: EngineEvent) => void,
+  ): Promise<void> {
+    const entry = this.#logins.get(host);
+    if (!entry) return;
+    entry.done ??= this.login(host, entry.credential, { signal, onEvent });
+    await entry.done;
+  }
+
   /** Copy one image through docker; see the module doc for what is guaranteed. */
   async copy(request: CopyRequest): Promise<CopyResult> {
     const { source, destination, signal } = request;
@@ -247,6 +268,7 @@ export class DockerEngine implements Engine {
     const pullRef = `${source.registry}/${source.repository}@${imageDigest}`;
     const before = await this.#imageId(pullRef, signal);
     if (before !== sourceConfig) {
+      await this.#ensureLogin(source.registry, signal, emit);
       const args = ["pull", ...(parsed.kind === "index" ? ["--platform", platform] : []), pullRef];
       await this.#withRetry(() => this.#cli.checked(args, { signal }), signal);
       if (before === null) this.#created.push(pullRef);
@@ -273,6 +295,7 @@ export class DockerEngine implements Engine {
     // The never-overwrite rule, checked again right before the push.
     const late = await this.#destinationState(destination, sourceConfig, platform, signal);
     if (late) return late;
+    await this.#ensureLogin(destination.registry, signal, emit);
     const push = await this.#withRetry(
       () => this.#cli.checked(["push", dstText], { signal }),
       signal,
