@@ -519,7 +519,7 @@ async function main() {
         big,
         contenders(src, big, ["bananna registry", "skopeo sync", "floor (curl)"]),
         "not needed",
-        Math.min(runs, flags.quick ? 2 : 2),
+        runs,
       );
     }
   } finally {
