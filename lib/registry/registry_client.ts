@@ -290,9 +290,9 @@ export class RegistryClient {
 
   /**
    * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). A registry, or
-   * a proxy in front of it, that refuses a body that large (413) gets the blob in PATCH chunks from
-   * then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB (or the registry's
-   * `OCI-Chunk-Min-Length`) and halving on each further 413. `open` gives a fresh stream per
+   * a proxy in front of it, that refuses that body (413 too large, 411 length required) gets blobs
+   * in PATCH chunks from then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB
+   * (or the registry's `OCI-Chunk-Min-Length`) and halving what was refused on each further 413. `open` gives a fresh stream per
    * attempt; its bytes are hashed on the way and must match `blob.digest`.
    */
   async blobUpload(
@@ -357,7 +357,11 @@ export class RegistryClient {
     };
   }
 
-  /** One PUT with the whole blob. False when the body is too large (413): chunks from now on. */
+  /**
+   * One PUT with the whole blob (fetch streams it with chunked transfer encoding). False when the
+   * body is refused as too large (413) or for its missing length (411, some proxies): chunks, each
+   * with its Content-Length, from now on.
+   */
   async #putWhole(
     repository: string,
     blob: { digest: string; size: number },
@@ -365,25 +369,18 @@ export class RegistryClient {
     session: URL,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    const url = new URL(session);
-    url.searchParams.set("digest", blob.digest);
-    const put = await this.#call({
-      method: "PUT",
-      path: url,
-      repository,
-      write: true,
+    const put = await this.#closeUpload(repository, session, blob.digest, {
       headers: {
         "content-type": "application/octet-stream",
         "content-length": String(blob.size),
       },
-      body: () => body,
+      body,
       signal,
-      ok: [201, 204, 413],
-      once: true,
+      ok: [201, 204, 411, 413],
     });
-    await put.body?.cancel();
-    if (put.status !== 413) return true;
-    this.#chunkBytes = CHUNK_START;
+    if (put.status !== 411 && put.status !== 413) return true;
+    // Blobs in flight may all meet the limit: keep what another one learned already.
+    this.#chunkBytes ??= CHUNK_START;
     return false;
   }
 
@@ -426,7 +423,11 @@ export class RegistryClient {
             { status: 413 },
           );
         }
-        this.#chunkBytes = Math.max(CHUNK_MIN, Math.floor(size / 2));
+        // Half of what was refused (a short last chunk says more than the chunk size).
+        this.#chunkBytes = Math.min(
+          this.#chunkBytes ?? size,
+          Math.max(CHUNK_MIN, Math.floor(filled / 2)),
+        );
         return false;
       }
       const next = res.headers.get("location");
@@ -453,20 +454,42 @@ export class RegistryClient {
     } finally {
       reader.releaseLock();
     }
-    const url = new URL(location);
-    url.searchParams.set("digest", blob.digest);
+    await this.#closeUpload(repository, location, blob.digest, {
+      headers: { "content-length": "0" },
+      signal,
+      ok: [201, 204],
+    });
+    return true;
+  }
+
+  /** The final `PUT <session>?digest=` of an upload, with the body or without; body released. */
+  async #closeUpload(
+    repository: string,
+    session: URL,
+    digest: string,
+    options: {
+      headers: Record<string, string>;
+      body?: ReadableStream<Uint8Array>;
+      signal?: AbortSignal;
+      ok: number[];
+    },
+  ): Promise<Response> {
+    const url = new URL(session);
+    url.searchParams.set("digest", digest);
+    const body = options.body;
     const put = await this.#call({
       method: "PUT",
       path: url,
       repository,
       write: true,
-      headers: { "content-length": "0" },
-      signal,
-      ok: [201, 204],
+      headers: options.headers,
+      body: body ? () => body : undefined,
+      signal: options.signal,
+      ok: options.ok,
       once: true,
     });
     await put.body?.cancel();
-    return true;
+    return put;
   }
 
   /** Close an upload session that will not be finished (errors ignored). */

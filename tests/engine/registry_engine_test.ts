@@ -291,16 +291,16 @@ Deno.test({
     assert.equal(result.status, "pushed");
     assert.equal(result.digest, image.digest);
     assert.equal((await skopeoInspectRaw(dst, "mirror/app:1")).digest, image.digest);
-    // A whole-blob PUT was refused for each layer in flight before the client learned (2 layers
-    // copy at once); then 8 MiB, 4 and 2 MiB chunks were refused in turn (at most once per layer
-    // in flight), and 1 MiB chunks fit. Small blobs (config, manifests) were never refused.
+    // fetch streams a whole-blob PUT without Content-Length, which this proxy refuses: once for each
+    // blob in flight (2 layers and the config) before the client learned. Then a PATCH holding a
+    // whole 1.5 MiB layer was refused (at most once per layer in flight), and 768 KiB chunks fit.
     const put = proxy.injected["limit-PUT"];
     const patch = proxy.injected["limit-PATCH"];
-    assert.ok(put >= 1 && put <= 2, `refused PUTs: ${put}`);
-    assert.ok(patch >= 3 && patch <= 6, `refused PATCHes: ${patch}`);
+    assert.ok(put >= 1 && put <= 3, `refused PUTs: ${put}`);
+    assert.ok(patch >= 1 && patch <= 2, `refused PATCHes: ${patch}`);
     const log = await dst.accessLog();
     const patches = log.filter((l) => /^PATCH \/v2\/mirror\/app\/blobs\/uploads\/\S+ 202$/.test(l));
-    assert.ok(patches.length >= 4, `chunks of at most 1 MiB: ${patches.length} PATCHes`);
+    assert.ok(patches.length >= 4, `two chunks a layer: ${patches.length} PATCHes`);
     // Every layer is whole at the destination: the registry checked its digest on the final PUT.
     for (const layer of image.layers) {
       const res = await fetch(`${dst.url}/v2/mirror/app/blobs/${layer}`, {

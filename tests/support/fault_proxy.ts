@@ -22,7 +22,7 @@ export interface FaultRule {
     | { kind: "cut"; afterBytes: number }
     | { kind: "delay"; ms: number }
     | { kind: "trickle"; chunkBytes: number; pauseMs: number }
-    /** Matches only requests whose Content-Length is larger (missing = larger). */
+    /** Matches only requests whose body is larger (a body without Content-Length counts). */
     | { kind: "limit"; maxBodyBytes: number }
     | { kind: "redirect" };
 }
@@ -66,7 +66,10 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
-    const length = Number(req.headers.get("content-length") ?? Infinity);
+    // A body without Content-Length (chunked) counts as too large; no body as empty.
+    const length = Number(
+      req.headers.get("content-length") ?? (req.headers.has("transfer-encoding") ? Infinity : 0),
+    );
     const index = rules.findIndex((r, i) =>
       left[i] > 0 && (!r.method || r.method === req.method) && r.path.test(url.pathname) &&
       (r.fault.kind !== "limit" || length > r.fault.maxBodyBytes)
