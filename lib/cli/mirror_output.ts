@@ -124,7 +124,7 @@ export async function finishRun(
   options: { logger: Logger; terminal: Terminal; logDir: string; reportPath?: string },
 ): Promise<number> {
   const { logger, terminal } = options;
-  for (const line of formatStatistics(report)) terminal.line(line);
+  for (const line of formatStatistics(report)) terminal.line(paintStatistic(terminal, line));
   const code = exitStatus(report);
   const t = report.totals;
   const summary =
@@ -152,4 +152,14 @@ export async function finishRun(
   }
   terminal.line(`Report: ${paths.join(", ")}`);
   return code;
+}
+
+/** Colour on a terminal (none with NO_COLOR or elsewhere): heading bold, counts that matter lit. */
+function paintStatistic(terminal: Terminal, line: string): string {
+  const { color } = terminal;
+  if (line.startsWith("Mirror statistics")) return color.bold(line);
+  if (/^ {2}(Pushed|Would push): +[1-9]/.test(line)) return color.green(line);
+  if (/^ {2}Drift \(untouched\): +[1-9]/.test(line)) return color.yellow(line);
+  if (/^ {2}(Failed|Not started): +[1-9]/.test(line)) return color.red(line);
+  return line;
 }

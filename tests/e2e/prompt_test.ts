@@ -8,41 +8,13 @@ import { stringify } from "yaml";
 import { cliArgv } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-
-function hasTmux(): boolean {
-  try {
-    return new Deno.Command("tmux", { args: ["-V"], stdout: "null", stderr: "null" }).outputSync()
-      .success;
-  } catch {
-    return false;
-  }
-}
+import { hasTmux, shellQuote, tmux, waitFor } from "../support/tmux.ts";
 
 const why = !registryBinaryAvailable()
   ? " (ignored: docker-registry is not installed)"
   : !hasTmux()
   ? " (ignored: tmux is not installed)"
   : "";
-
-async function tmux(...args: string[]): Promise<string> {
-  const out = await new Deno.Command("tmux", { args, stdout: "piped", stderr: "piped" }).output();
-  return new TextDecoder().decode(out.stdout);
-}
-
-async function waitFor(session: string, pattern: RegExp, timeoutMs = 30_000): Promise<string> {
-  const end = Date.now() + timeoutMs;
-  let screen = "";
-  while (Date.now() < end) {
-    screen = await tmux("capture-pane", "-p", "-J", "-S", "-200", "-t", session);
-    if (pattern.test(screen)) return screen;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${pattern} on the screen:\n${screen}`);
-}
-
-function shellQuote(s: string): string {
-  return `'${s.replace(/'/g, `'\\''`)}'`;
-}
 
 /** argv of every process on the machine (to prove the password is in none). */
 async function allCmdlines(): Promise<string> {
