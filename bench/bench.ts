@@ -14,6 +14,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { type Corpus, FULL, pushBig, pushMany, pushSmall, QUICK } from "./corpora.ts";
 import {
@@ -118,12 +119,7 @@ async function requestsSince(reg: TestRegistry, from: number): Promise<string[]>
 /** HEAD every tag of the corpus in `dest`; with `sameDigest`, the digest must equal the source's. */
 async function verify(src: TestRegistry, dest: TestRegistry, corpus: Corpus, sameDigest: boolean) {
   const auth = `Basic ${btoa(`${dest.username}:${dest.password}`)}`;
-  const accept = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-  ].join(", ");
+  const accept = MANIFEST_ACCEPT;
   const problems: string[] = [];
   for (const image of corpus.images) {
     const repo = `${NAMESPACE}/${image.repository.split("/").pop()}`;

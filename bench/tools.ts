@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 import type { TestRegistry } from "../tests/support/registry.ts";
 import { type Corpus, tagsByRepository } from "./corpora.ts";
 
@@ -226,19 +227,22 @@ export async function runDockerLoop(
   });
 }
 
+/** What a floor needs: both registries, the corpus, a work dir, and how many at once. */
+export interface FloorOptions {
+  src: TestRegistry;
+  dest: TestRegistry;
+  corpus: Corpus;
+  workDir: string;
+  parallel: number;
+}
+
 /**
  * The floor: every unique blob of the corpus moved with curl, `parallel` at a time (xargs -P):
  * POST an upload into the destination, then `curl GET source | curl -T - PUT location&digest=`.
  * Manifests are not moved (they are a few KB).
  */
 export async function runFloor(
-  options: {
-    src: TestRegistry;
-    dest: TestRegistry;
-    corpus: Corpus;
-    workDir: string;
-    parallel: number;
-  },
+  options: FloorOptions,
 ): Promise<RunResult> {
   const { src, dest, corpus, workDir } = options;
   const netrc = `${workDir}/netrc`;
@@ -288,21 +292,10 @@ xargs -P "$PARALLEL" -n 3 bash -c 'copy "$@"' _ < "$LIST"
  * processes at once. What is left of a tool's no-op time above this is the tool's own.
  */
 export async function runHeadFloor(
-  options: {
-    src: TestRegistry;
-    dest: TestRegistry;
-    corpus: Corpus;
-    workDir: string;
-    parallel: number;
-  },
+  options: FloorOptions,
 ): Promise<RunResult> {
   const { src, dest, corpus, workDir } = options;
-  const accept = [
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-  ].join(", ");
+  const accept = MANIFEST_ACCEPT;
   const urls = (base: string, repo: (r: string) => string) =>
     corpus.images.map((i) => `url = "${base}/v2/${repo(i.repository)}/manifests/${i.tag}"\n`)
       .join("");
