@@ -177,6 +177,43 @@ Deno.test({
 
 Deno.test({
   name:
+    `RegistryClient with an identity token uses the OAuth2 refresh-token POST (token auth)${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using reg = await startRegistry({ auth: "token" });
+    const image = await pushTestImage(reg, "team/app:1", { kind: "oci", seed: 45 });
+    const secrets = new Secrets();
+    const c = client(reg, {
+      secrets,
+      credential: {
+        kind: "identity-token",
+        token: reg.refreshToken ?? "",
+        source: "docker-config",
+      },
+    });
+    try {
+      assert.equal((await c.manifestHead("team/app", "1"))?.digest, image.digest);
+      await c.checkAccess("team/other", ["pull", "push"]);
+      const last = reg.tokenRequests().at(-1) ?? [];
+      assert.deepEqual(last, ["repository:team/other:pull,push"], "scopes went in the form");
+      assert.deepEqual(reg.tokenPosts(), ["refresh_token", "refresh_token"], "POSTs, no GET");
+      assert.ok(secrets.mask(`x ${reg.refreshToken} y`).includes("***"), "refresh token masked");
+    } finally {
+      c.close();
+    }
+    const wrong = client(reg, {
+      credential: { kind: "identity-token", token: "rt-not-issued", source: "docker-config" },
+    });
+    try {
+      await rejectsWith(() => wrong.manifestHead("team/app", "1"), "LOGIN_FAILED", /401/);
+    } finally {
+      wrong.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
     `RegistryClient follows a blob redirect to another host without the Authorization header${skip}`,
   ignore: Boolean(skip),
   async fn() {

@@ -33,6 +33,10 @@ export interface TestRegistry extends AsyncDisposable {
   accessLog(): Promise<string[]>;
   /** Token requests served so far (token auth only): one entry per request, its scope params. */
   tokenRequests(): string[][];
+  /** The first user's refresh (identity) token for the OAuth2 POST (token auth only). */
+  refreshToken?: string;
+  /** OAuth2 token POSTs served so far, by grant_type (token auth only). */
+  tokenPosts(): string[];
   /** Stop the registry (also done on dispose). */
   stop(): Promise<void>;
 }
@@ -172,7 +176,14 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
     "    enabled: true",
   ];
   if (options.readOnly) lines.push("  maintenance:", "    readonly:", "      enabled: true");
-  let tokenServer: { stop(): Promise<void>; requests: string[][] } | undefined;
+  let tokenServer:
+    | {
+      stop(): Promise<void>;
+      requests: string[][];
+      refreshTokens: Record<string, string>;
+      posts: string[];
+    }
+    | undefined;
   const tls = options.tls ? await makeCertificates(dir) : undefined;
   const caFile = tls?.ca;
   if (auth === "htpasswd") {
@@ -295,6 +306,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
         return out;
       },
       tokenRequests: () => tokenServer?.requests ?? [],
+      refreshToken: tokenServer?.refreshTokens[Object.keys(users)[0]],
+      tokenPosts: () => tokenServer?.posts ?? [],
       stop,
       [Symbol.asyncDispose]: stop,
     };

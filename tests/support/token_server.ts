@@ -2,8 +2,9 @@
  * A token server for distribution's `auth: token` (shared/registry-protocols.md §3.3, §3.6): checks
  * Basic credentials, grants the requested actions to known users (pull to anonymous callers only
  * when allowed), and signs RS256 JWTs with WebCrypto; the key is referenced by an `x5c` chain whose
- * certificate is the registry's `rootcertbundle`. Counts requests so tests can assert that a client
- * shares one token per scope.
+ * certificate is the registry's `rootcertbundle`. Also the OAuth2 variant (§3.3): a form POST with
+ * `grant_type=refresh_token` and a user's refresh (identity) token, answered with `access_token`
+ * only. Counts requests so tests can assert that a client shares one token per scope.
  *
  * @module
  */
@@ -18,6 +19,10 @@ export interface TokenServer {
   certFile: string;
   /** Scope parameters of each token request, in order. */
   requests: string[][];
+  /** Refresh (identity) token per user, for the OAuth2 POST. */
+  refreshTokens: Record<string, string>;
+  /** OAuth2 POSTs served (each with its grant_type). */
+  posts: string[];
   stop(): Promise<void>;
 }
 
@@ -65,13 +70,30 @@ export async function startTokenServer(
   const service = "bananna-test-registry";
   const issuer = "bananna-test-issuer";
   const requests: string[][] = [];
+  const posts: string[] = [];
+  const refreshTokens: Record<string, string> = {};
+  for (const name of Object.keys(options.users)) refreshTokens[name] = `rt-${crypto.randomUUID()}`;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
-    const scopes = url.searchParams.getAll("scope");
-    requests.push(scopes);
+    let scopes = url.searchParams.getAll("scope");
     let user: string | null = null;
+    const oauth = req.method === "POST";
+    if (oauth) {
+      const form = new URLSearchParams(await req.text());
+      posts.push(form.get("grant_type") ?? "");
+      scopes = (form.get("scope") ?? "").split(" ").filter(Boolean);
+      const owner = Object.entries(refreshTokens).find(([, t]) => t === form.get("refresh_token"));
+      if (form.get("grant_type") !== "refresh_token" || !owner || form.get("service") !== service) {
+        return Response.json(
+          { errors: [{ code: "UNAUTHORIZED", message: "invalid refresh token" }] },
+          { status: 401 },
+        );
+      }
+      user = owner[0];
+    }
+    requests.push(scopes);
     const header = req.headers.get("authorization");
-    if (header?.toLowerCase().startsWith("basic ")) {
+    if (!oauth && header?.toLowerCase().startsWith("basic ")) {
       const decoded = atob(header.slice(6));
       const sep = decoded.indexOf(":");
       const name = decoded.slice(0, sep);
@@ -115,6 +137,9 @@ export async function startTokenServer(
       ),
     );
     const token = `${head}.${claims}.${b64url(signature)}`;
+    if (oauth) {
+      return Response.json({ access_token: token, expires_in: 300, scope: scopes.join(" ") });
+    }
     return Response.json({
       token,
       access_token: token,
@@ -129,6 +154,8 @@ export async function startTokenServer(
     issuer,
     certFile,
     requests,
+    refreshTokens,
+    posts,
     async stop() {
       await server.shutdown();
     },
