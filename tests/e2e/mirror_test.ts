@@ -170,6 +170,32 @@ Deno.test({
         assert.ok(run.report.latest.some((l) => l.code === "IMAGE_LATEST_KEPT"));
       });
 
+      await t.step("an immutable latest (Quay's 409) is a warning; the new tag lands", async () => {
+        const newer = await pushTestImage(src, "team/app:3.0", { kind: "oci", seed: 30 });
+        await using proxy = startFaultProxy(dst, [{
+          method: "PUT",
+          path: /^\/v2\/mirror\/app\/manifests\/latest$/,
+          times: 10,
+          fault: { kind: "status", status: 409 },
+        }]);
+        const viaProxy = config({ [`${src.host}/team/app:3.0`]: { targets: ["dr"] } }) as {
+          registries: { dr: { url: string } };
+        };
+        viaProxy.registries.dr.url = proxy.host;
+        await writeConfig(dir, viaProxy);
+        const run = await mirror(env, [], vars);
+        assert.equal(run.code, 0, run.stderr);
+        assert.equal(run.report.entries[0].status, "pushed");
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:3.0")).digest, newer.digest);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:latest")).digest, a2.digest);
+        assert.equal(proxy.injected["status-409"], 1, "one try, no retry of a 409");
+        assert.deepEqual(run.report.latest.map((l) => l.code), ["IMAGE_TAG_IMMUTABLE"]);
+        assert.match(
+          await Deno.readTextFile(`${env.logDir}/bananna-bot.log`),
+          /\[WARNING\] \[IMAGE_TAG_IMMUTABLE\] .*mirror\/app:latest is immutable; not moved to 3\.0/,
+        );
+      });
+
       await t.step("a missing source is IMAGE_NOT_FOUND and exit 1", async () => {
         await writeConfig(dir, config({ [`${src.host}/team/ghost:1`]: { targets: ["dr"] } }));
         const run = await mirror(env, [], vars);
