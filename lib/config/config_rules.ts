@@ -52,9 +52,11 @@ export async function checkRules(
       if (value !== undefined && PLACEHOLDER.test(value)) {
         err(
           `${at}.${field}`,
-          `placeholder "${field === "apiToken" || field === "password" ? "***" : value}" left in: ${
-            fillHint(field)
-          }`,
+          `${
+            field === "apiToken" || field === "password"
+              ? "placeholder left in (a secret field: its value is not shown)"
+              : `placeholder "${value}" left in`
+          }: ${fillHint(field)}`,
         );
       }
     }

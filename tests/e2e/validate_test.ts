@@ -166,7 +166,7 @@ Deno.test("validate on the shipped config.ts explains what to fill in", async ()
   assert.match(run.stderr, /registries\.prod\.namespace: placeholder "YOUR_ORGANIZATION"/);
   assert.match(
     run.stderr,
-    /registries\.prod\.apiToken: placeholder "\*\*\*" left in: create an OAuth token/,
+    /registries\.prod\.apiToken: placeholder left in \(a secret field: its value is not shown\): create an OAuth token/,
   );
 });
 
