@@ -104,6 +104,22 @@ Deno.test({
         assert.deepEqual(await writes(dst), []);
       });
 
+      await t.step(
+        "--only picks images by pattern; a pattern that matches none is exit 2",
+        async () => {
+          const run = await mirror(env, ["--dry-run", "--only", "*/tools/*"], vars);
+          assert.equal(run.code, 0, run.stderr);
+          assert.deepEqual(statuses(run.report), [
+            "mirror/web:v1 planned",
+            "mirror/cli-tools:3 planned",
+          ]);
+          const none = await mirror(env, ["--dry-run", "--only", "nginx*"], vars);
+          assert.equal(none.code, 2);
+          assert.match(none.stderr, /--only nginx\* matched no image \(images: /);
+          assert.deepEqual(await writes(dst), []);
+        },
+      );
+
       await t.step("first run pushes every image with the source digests", async () => {
         const run = await mirror(env, [], vars);
         assert.equal(run.code, 0, run.stderr + run.stdout);
