@@ -93,6 +93,8 @@ export class RegistryClient {
   #maxRetries: number;
   #retryDelayMs: number;
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
+  /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
+  #chunkBytes: number | null = null;
 
   /** Create a client. Reads `caFile` at once. */
   constructor(options: RegistryClientOptions) {
@@ -292,8 +294,9 @@ export class RegistryClient {
    * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). A registry, or
    * a proxy in front of it, that refuses that body (413 too large, 411 length required) gets blobs
    * in PATCH chunks from then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB
-   * (or the registry's `OCI-Chunk-Min-Length`) and halving what was refused on each further 413. `open` gives a fresh stream per
-   * attempt; its bytes are hashed on the way and must match `blob.digest`.
+   * (or the registry's `OCI-Chunk-Min-Length`) and halving what was refused on each further 413.
+   * `open` gives a fresh stream per attempt; its bytes are hashed on the way and must match
+   * `blob.digest`.
    */
   async blobUpload(
     repository: string,
@@ -325,9 +328,6 @@ export class RegistryClient {
       }
     }, this.#retryPolicy(options.signal));
   }
-
-  /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
-  #chunkBytes: number | null = null;
 
   async #startUpload(
     repository: string,
