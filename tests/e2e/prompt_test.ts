@@ -8,7 +8,7 @@ import { stringify } from "yaml";
 import { cliArgv } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import { hasTmux, shellQuote, tmux, waitFor } from "../support/tmux.ts";
+import { hasTmux, startInTmux, tmux, waitFor } from "../support/tmux.ts";
 
 const why = !registryBinaryAvailable()
   ? " (ignored: docker-registry is not installed)"
@@ -43,18 +43,11 @@ Deno.test({
         images: { [`${src.host}/team/app:1`]: { targets: ["dr"] } },
       }),
     );
-    const session = `bb-prompt-${Deno.pid}-${Date.now()}`;
-    const command = [
-      "cd",
-      shellQuote(dir),
-      "&&",
-      "env",
-      `DOCKER_CONFIG=${shellQuote(`${dir}/docker`)}`,
-      "NO_COLOR=1",
-      ...cliArgv(["mirror", "--config", "config.yaml", "--report", "report.json"]).map(shellQuote),
-      "; echo EXIT=$?; sleep 60",
-    ].join(" ");
-    await tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command);
+    const session = await startInTmux(
+      dir,
+      cliArgv(["mirror", "--config", "config.yaml", "--report", "report.json"]),
+      [`DOCKER_CONFIG=${dir}/docker`, "NO_COLOR=1"],
+    );
     try {
       await waitFor(session, /Username for 127\.0\.0\.1:\d+/);
       await tmux("send-keys", "-t", session, dst.username ?? "", "Enter");

@@ -10,7 +10,7 @@ import { cliArgv, runCli } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import { hasTmux, screenOf, shellQuote, tmux, waitFor } from "../support/tmux.ts";
+import { hasTmux, screenOf, startInTmux, tmux, waitFor } from "../support/tmux.ts";
 
 const why = !registryBinaryAvailable()
   ? " (ignored: docker-registry is not installed)"
@@ -53,22 +53,12 @@ Deno.test({
         }),
       );
     };
-    const inTmux = async (env: string[]) => {
-      const session = `bb-terminal-${Deno.pid}-${Date.now()}`;
-      const command = [
-        "cd",
-        shellQuote(dir),
-        "&&",
-        "env",
-        "-u",
-        "NO_COLOR",
-        ...env,
-        ...cliArgv(["mirror", "--config", "config.yaml", "--non-interactive"]).map(shellQuote),
-        "; echo EXIT=$?; sleep 60",
-      ].join(" ");
-      await tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command);
-      return session;
-    };
+    const inTmux = (env: string[]) =>
+      startInTmux(
+        dir,
+        cliArgv(["mirror", "--config", "config.yaml", "--non-interactive"]),
+        ["-u", "NO_COLOR", ...env],
+      );
     try {
       await t.step("a terminal shows the copy under way, with bytes, in colour", async () => {
         await configFor("tty");

@@ -51,6 +51,30 @@ export async function waitFor(
   throw new Error(`timed out waiting for ${pattern} on the screen:\n${screen}`);
 }
 
+/**
+ * Start `argv` in `dir` in a new detached 200x50 session, with `env` (`NAME=value`, or `-u NAME`
+ * pairs to unset). The shell prints `EXIT=<code>` when it ends and keeps the screen a minute.
+ * Returns the session name.
+ */
+export async function startInTmux(
+  dir: string,
+  argv: string[],
+  env: string[] = [],
+): Promise<string> {
+  const session = `bb-tmux-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
+  const command = [
+    "cd",
+    shellQuote(dir),
+    "&&",
+    "env",
+    ...env.map(shellQuote),
+    ...argv.map(shellQuote),
+    "; echo EXIT=$?; sleep 60",
+  ].join(" ");
+  await tmux("new-session", "-d", "-s", session, "-x", "200", "-y", "50", command);
+  return session;
+}
+
 /** Quote for sh. */
 export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
