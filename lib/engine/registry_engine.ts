@@ -205,7 +205,6 @@ class CopyJob {
       {
         signal,
         onProgress: (bytes) => {
-          this.bytesUploaded += bytes;
           this.#emit({
             kind: "blob",
             digest: blob.digest,
@@ -216,6 +215,8 @@ class CopyJob {
         },
       },
     );
+    // Counted once the registry took the blob: bytes of a try that failed are not "uploaded".
+    this.bytesUploaded += blob.size;
     this.#emit({ kind: "blob", digest: blob.digest, state: "done", total: blob.size });
   }
 }

@@ -170,6 +170,7 @@ Deno.test({
       destination: parseReference(`${dst.host}/mirror/app:1`),
     });
     assert.equal(result.digest, image.digest);
+    assert.equal(result.bytesUploaded, image.bytes, "the cut try is not counted as uploaded");
     assert.equal((await skopeoInspectRaw(dst, "mirror/app:1")).digest, image.digest);
     assert.equal(proxy.injected["status-503"], 2);
     assert.equal(proxy.injected.cut, 1);
@@ -290,6 +291,7 @@ Deno.test({
     });
     assert.equal(result.status, "pushed");
     assert.equal(result.digest, image.digest);
+    assert.equal(result.bytesUploaded, image.bytes, "refused tries are not counted as uploaded");
     assert.equal((await skopeoInspectRaw(dst, "mirror/app:1")).digest, image.digest);
     // fetch streams a whole-blob PUT without Content-Length, which this proxy refuses: once for each
     // blob in flight (2 layers and the config) before the client learned. Then a PATCH holding a
