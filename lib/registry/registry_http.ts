@@ -1,7 +1,7 @@
 /**
- * The bottom transport layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout
- * until the response headers arrive that a streamed request body resets with every chunk (an
- * upload may take as long as it needs, a stalled one fails; a response body then streams), and
+ * The bottom transport layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout on
+ * silence for the whole exchange (every chunk of a streamed request body and of the response body
+ * resets it: an upload or download may take as long as it needs, a stalled one fails), and
  * redirects followed by hand: at most 10 hops, 303 becomes GET, https never downgrades to http,
  * and the Authorization header is dropped as soon as scheme, host or port change
  * (shared/registry-protocols.md §2.10, gotcha 1). A body is a function, so a redirected or
@@ -105,8 +105,8 @@ export class RegistryHttp {
     // the whole wait; a streamed body (a blob upload) counts as progress with every chunk sent, so
     // a large layer may take as long as it needs while a stalled one still fails.
     let lastProgress = performance.now();
-    const arm = (ms: number): ReturnType<typeof setTimeout> =>
-      setTimeout(() => {
+    const arm = (ms: number): ReturnType<typeof setTimeout> => {
+      const id = setTimeout(() => {
         const idle = performance.now() - lastProgress;
         if (idle < limit) {
           timer = arm(limit - idle);
@@ -115,6 +115,10 @@ export class RegistryHttp {
         timedOut = true;
         timeout.abort(new DOMException("timed out", "TimeoutError"));
       }, ms);
+      // The request or the body read keeps the process alive, never this timer alone.
+      Deno.unrefTimer(id);
+      return id;
+    };
     let timer = arm(limit);
     let body = init.body;
     const streamed = body instanceof ReadableStream;
@@ -130,9 +134,18 @@ export class RegistryHttp {
     }
     // The caller's signal also aborts the response body.
     const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
+    const write = ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
+    const failure = (what: string, cause?: unknown, retryable = true) =>
+      new RegistryError(
+        write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED",
+        `${init.method} ${redactUrl(url)}: ${what}`,
+        { status: 0, cause, retryable },
+      );
+    let res: Response;
     try {
-      return await fetch(url, { ...init, body, signal, client: this.#client });
+      res = await fetch(url, { ...init, body, signal, client: this.#client });
     } catch (cause) {
+      clearTimeout(timer);
       if (outer?.aborted) throw outer.reason ?? cause;
       const tls = !timedOut && isTlsFailure(cause);
       const what = timedOut
@@ -146,19 +159,42 @@ export class RegistryHttp {
           causes(cause)
         }); set caFile for this registry, or insecure: true for plain http`
         : causes(cause);
-      const write = ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
-      throw new RegistryError(
-        write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED",
-        `${init.method} ${redactUrl(url)}: ${what}`,
-        {
-          status: 0,
-          cause,
-          retryable: !tls,
-        },
-      );
-    } finally {
-      clearTimeout(timer);
+      throw failure(what, cause, !tls);
     }
+    if (!res.body || [101, 204, 205, 304].includes(res.status)) {
+      clearTimeout(timer);
+      return res;
+    }
+    // The answer's body is watched the same way: a registry that stops sending mid-body fails
+    // after `limit` ms without a byte instead of hanging the run.
+    lastProgress = performance.now();
+    const reader = res.body.getReader();
+    const watched = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            clearTimeout(timer);
+            controller.close();
+            return;
+          }
+          lastProgress = performance.now();
+          controller.enqueue(value);
+        } catch (cause) {
+          clearTimeout(timer);
+          controller.error(
+            timedOut && !outer?.aborted
+              ? failure(`no progress for ${limit / 1000} s (apiTimeout) while reading the answer`)
+              : cause,
+          );
+        }
+      },
+      cancel(reason) {
+        clearTimeout(timer);
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(watched, { status: res.status, headers: res.headers });
   }
 
   /** Release the connection pool. */

@@ -261,6 +261,39 @@ Deno.test({
 });
 
 Deno.test({
+  name: `RegistryClient: a manifest whose body stops mid-way fails on apiTimeout, not hangs${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await pushTestImage(src, "team/app:1", { kind: "oci", seed: 74 });
+    // The manifest's headers come at once, then 16 bytes every 1.5 s.
+    await using proxy = startFaultProxy(src, [{
+      method: "GET",
+      path: /\/manifests\//,
+      times: 10,
+      fault: { kind: "trickle", chunkBytes: 16, pauseMs: 1500 },
+    }]);
+    const c = new RegistryClient({
+      host: proxy.host,
+      scheme: "http",
+      timeoutMs: 500,
+      maxRetries: 0,
+      secrets: new Secrets(),
+    });
+    try {
+      const started = Date.now();
+      const error = await c.manifestGet("team/app", "1").then(() => undefined, (e) => e);
+      assert.ok(error instanceof MirrorError, String(error));
+      assert.equal(error.code, "IMAGE_PULL_FAILED");
+      assert.match(error.message, /no progress for 0\.5 s \(apiTimeout\) while reading the answer/);
+      assert.ok(Date.now() - started < 10_000, "failed within seconds");
+    } finally {
+      c.close();
+    }
+  },
+});
+
+Deno.test({
   name:
     `RegistryEngine: a destination that refuses large bodies (413) gets the blob in chunks${skip}`,
   ignore: Boolean(skip),
