@@ -120,7 +120,6 @@ function registerSecrets(config: ResolvedConfig): void {
 
 class MirrorRun {
   #clients = new Map<string, RegistryClient>();
-  #credentials = new Map<string, Credential | null>();
   #quay = new Map<string, QuayClient>();
   #quayBroken = new Map<string, MirrorError>();
   /** Hosts whose login failed: their tasks fail with this error (continueOnError) instead of the run. */
@@ -175,7 +174,8 @@ class MirrorRun {
   clientFor = (host: string): RegistryClient => {
     let client = this.#clients.get(host);
     if (!client) {
-      client = this.newClient(host, this.#credentials.get(host) ?? null);
+      // Hosts the login step did not hand over (none is expected): anonymous.
+      client = this.newClient(host, null);
       this.#clients.set(host, client);
     }
     return client;
@@ -292,7 +292,6 @@ class MirrorRun {
       newClient: (host, credential) => this.newClient(host, credential),
       say: (text) => this.terminal.warn(text),
     });
-    this.#credentials = logins.credentials;
     this.#hostBroken = logins.broken;
     // Reuse the verified clients: their auth scheme, tokens and connections are known good.
     for (const [host, client] of logins.clients) this.#clients.set(host, client);

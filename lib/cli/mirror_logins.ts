@@ -41,11 +41,10 @@ export interface LoginOptions {
 }
 
 /**
- * The outcome: a credential (or null = anonymous) per host, the client that verified it (for the
- * run to reuse), and hosts that could not log in.
+ * The outcome: per host, the client that verified its credential (or anonymous access), for the
+ * run to use; and hosts that could not log in.
  */
 export interface Logins {
-  credentials: Map<string, Credential | null>;
   clients: Map<string, RegistryClient>;
   broken: Map<string, MirrorError>;
 }
@@ -66,13 +65,11 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
       });
     }
   }
-  const logins: Logins = { credentials: new Map(), clients: new Map(), broken: new Map() };
+  const logins: Logins = { clients: new Map(), broken: new Map() };
   for (const [host, { repository, destination }] of hosts) {
     options.io.signal.throwIfAborted();
     try {
-      const { credential, client } = await login(options, host, repository, destination);
-      logins.credentials.set(host, credential);
-      logins.clients.set(host, client);
+      logins.clients.set(host, await login(options, host, repository, destination));
     } catch (error) {
       if (!(error instanceof MirrorError) || options.io.signal.aborted) throw error;
       logger.error(error.code, "Login", error.message);
@@ -88,7 +85,7 @@ async function login(
   host: string,
   repository: string,
   destination: boolean,
-): Promise<{ credential: Credential | null; client: RegistryClient }> {
+): Promise<RegistryClient> {
   const { logger, io, secrets } = options;
   const connection = options.connection(host);
   let verified: RegistryClient | undefined;
@@ -113,7 +110,7 @@ async function login(
     // Anonymous may be enough (a public source, an open registry).
     if (await verify(null)) {
       logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
-      return { credential: null, client: verified as RegistryClient };
+      return verified as RegistryClient;
     }
     if (!options.interactive) throw missingCredentialsError(host);
     credential = await resolveCredential(host, {
@@ -138,5 +135,5 @@ async function login(
     const docker = options.engine as Engine & { useCredential(host: string, c: Credential): void };
     docker.useCredential(host, credential);
   }
-  return { credential, client: verified as RegistryClient };
+  return verified as RegistryClient;
 }
