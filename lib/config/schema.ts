@@ -67,6 +67,19 @@ export const operationSchema = z.strictObject({
   maxRetries: z.number().int().min(0).max(20).default(3),
   /** Seconds before the first retry (doubles each time, with jitter). */
   retryDelay: seconds(0, 3_600, 5),
+  /**
+   * Seconds one wait for a registry's `Retry-After` may last. A registry that asks for longer
+   * fails that request with IMAGE_RATE_LIMITED (the wanted wait in the message) instead of
+   * parking the run.
+   */
+  maxRetryWait: seconds(1, 86_400, 300),
+  /**
+   * Bytes a manifest (or another metadata body: tag list, token answer) may have. Only raising
+   * the 4 MiB default is allowed, as distribution and containers/image cap manifests at 4 MiB.
+   */
+  maxManifestBytes: z.number().int().min(4 * 1024 * 1024).max(256 * 1024 * 1024).default(
+    4 * 1024 * 1024,
+  ),
   /** Images mirrored at once. */
   concurrency: z.number().int().min(1).max(64).default(2),
   /** Move `latest` to the highest mirrored tag when a new tag lands. */

@@ -49,6 +49,14 @@ export const CODES = {
     level: "ERROR",
     meaning: "the manifest type cannot be copied (e.g. schema1)",
   },
+  IMAGE_MANIFEST_INVALID: {
+    level: "ERROR",
+    meaning: "a manifest, descriptor or digest from a registry is malformed; nothing written",
+  },
+  IMAGE_MANIFEST_TOO_LARGE: {
+    level: "ERROR",
+    meaning: "a manifest (or other metadata body) passed its size cap; reading stopped there",
+  },
   IMAGE_RATE_LIMITED: { level: "ERROR", meaning: "the registry kept answering 429" },
   IMAGE_LATEST_UPDATED: { level: "INFO", meaning: "latest now points at the newest mirrored tag" },
   IMAGE_LATEST_KEPT: {

@@ -107,6 +107,54 @@ export async function readCapped(res: Response, limit = 64 * 1024): Promise<stri
   return new TextDecoder().decode(all);
 }
 
+/**
+ * Read a whole body that must fit in `limit` bytes (a manifest, a token answer, a tag list, a Quay
+ * API answer). A `Content-Length` over the cap fails before a byte is read; a body that passes the
+ * cap while streaming is cancelled at once, so nothing past `limit` is ever buffered.
+ *
+ * @param res the response whose body to read
+ * @param limit the most bytes accepted
+ * @param tooLarge builds the error thrown when the body is larger (gets the bytes seen so far,
+ *   or the announced length)
+ * @returns the body's bytes (empty when there is no body)
+ */
+export async function readBodyCapped(
+  res: Response,
+  limit: number,
+  tooLarge: (seen: number) => Error,
+): Promise<Uint8Array> {
+  const announced = Number(res.headers.get("content-length") ?? NaN);
+  if (Number.isFinite(announced) && announced > limit) {
+    await res.body?.cancel().catch(() => {});
+    throw tooLarge(announced);
+  }
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    while (true) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > limit) {
+        await reader.cancel().catch(() => {});
+        throw tooLarge(size);
+      }
+      chunks.push(value);
+    }
+  } finally {
+    reader.releaseLock();
+  }
+  const all = new Uint8Array(size);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.length;
+  }
+  return all;
+}
+
 /** Parse an OCI error body leniently (JSON errors[], Quay's `error`/`message`, or text). */
 export function parseErrorBody(text: string): RegistryErrorEntry[] {
   try {
