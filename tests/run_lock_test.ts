@@ -53,3 +53,90 @@ Deno.test("acquireRunLock() takes over a lock older than staleAfterMs", async ()
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("acquireRunLock(): two processes taking over one stale lock, exactly one wins (10 trials)", async () => {
+  const contender = new URL("./support/lock_contender.ts", import.meta.url).pathname;
+  const dead = new Deno.Command("true").spawn();
+  await dead.status;
+  const failures: string[] = [];
+  for (let trial = 0; trial < 10; trial++) {
+    const dir = await Deno.makeTempDir({ prefix: "bb-lock-" });
+    const go = `${await Deno.makeTempDir({ prefix: "bb-go-" })}/go`;
+    try {
+      await Deno.writeTextFile(
+        `${dir}/.bananna-bot.lock`,
+        JSON.stringify({ pid: dead.pid, host: hostname(), started: new Date().toISOString() }),
+      );
+      const children = [0, 1].map(() =>
+        new Deno.Command(Deno.execPath(), {
+          args: [
+            "run",
+            "--frozen",
+            "--allow-read",
+            "--allow-write",
+            "--allow-run",
+            "--allow-env",
+            contender,
+            dir,
+            go,
+            "300",
+          ],
+          env: { HOSTNAME: hostname() },
+          stdout: "piped",
+          stderr: "piped",
+        }).spawn()
+      );
+      const readers = children.map((c) => c.stdout.getReader());
+      const decoder = new TextDecoder();
+      const seen = ["", ""];
+      // Both print "ready" (bounded: each read returns or the child ends), then go.
+      for (let i = 0; i < 2; i++) {
+        while (!seen[i].includes("ready\n")) {
+          const { done, value } = await readers[i].read();
+          if (done) break;
+          seen[i] += decoder.decode(value);
+        }
+      }
+      await Deno.writeTextFile(go, "");
+      const outputs = await Promise.all(children.map(async (child, i) => {
+        for (;;) {
+          const { done, value } = await readers[i].read();
+          if (done) break;
+          seen[i] += decoder.decode(value);
+        }
+        const status = await child.status;
+        const stderr = await new Response(child.stderr).text();
+        assert.ok(status.success, stderr);
+        return seen[i].replace("ready\n", "").trim();
+      }));
+      const winners = outputs.filter((o) => o.startsWith("won")).length;
+      if (winners !== 1) failures.push(`trial ${trial}: ${outputs.join(" / ")}`);
+      // The winner released its lock; nothing else (temp, guard) is left behind.
+      const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+      assert.deepEqual(names, [], `trial ${trial}: left ${names.join()}`);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+      await Deno.remove(go.replace(/\/go$/, ""), { recursive: true });
+    }
+  }
+  assert.deepEqual(failures, [], "exactly one winner in every trial");
+});
+
+Deno.test("acquireRunLock() refuses a symbolic link planted as the lock, and never writes its target", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(outside, "outside\n");
+    await Deno.symlink(outside, `${dir}/.bananna-bot.lock`);
+    await assert.rejects(() => acquireRunLock(dir), (e: unknown) => {
+      assert.ok(e instanceof MirrorError);
+      assert.equal(e.code, "MIRROR_UNSAFE_PATH");
+      assert.ok(e.message.includes(`${dir}/.bananna-bot.lock`), e.message);
+      return true;
+    });
+    assert.equal(await Deno.readTextFile(outside), "outside\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside);
+  }
+});

@@ -100,6 +100,10 @@ export const CODES = {
     meaning: "a request failed in a way that can pass; tried again after a wait",
   },
   MIRROR_LOG_ROTATED: { level: "INFO", meaning: "the log was archived and started afresh" },
+  MIRROR_UNSAFE_PATH: {
+    level: "ERROR",
+    meaning: "a file in the log dir is a symbolic link; refused rather than written through",
+  },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 
