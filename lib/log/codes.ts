@@ -102,7 +102,7 @@ export const CODES = {
   MIRROR_LOG_ROTATED: { level: "INFO", meaning: "the log was archived and started afresh" },
   MIRROR_UNSAFE_PATH: {
     level: "ERROR",
-    meaning: "a file in the log dir is a symbolic link; refused rather than written through",
+    meaning: "a file in the log dir is a symbolic link; refused, not followed",
   },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
