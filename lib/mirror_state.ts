@@ -10,6 +10,7 @@
  *
  * @module
  */
+import { writeFileAtomic } from "./safe_file.ts";
 
 /** Recorded equivalences: destination reference -> `source digest|destination digest`. */
 export class MirrorState {
@@ -51,13 +52,14 @@ export class MirrorState {
     }
   }
 
-  /** Write the file if anything changed (temp file + rename: never a half-written state). */
+  /**
+   * Write the file if anything changed: a fresh unique temp file + rename, so never a
+   * half-written state and never through a symbolic link planted at either name.
+   */
   async save(): Promise<void> {
     if (!this.#dirty) return;
-    const tmp = `${this.#path}.tmp-${Deno.pid}`;
     const equivalent = Object.fromEntries([...this.#pairs].sort(([a], [b]) => a.localeCompare(b)));
-    await Deno.writeTextFile(tmp, JSON.stringify({ version: 1, equivalent }, null, 1) + "\n");
-    await Deno.rename(tmp, this.#path);
+    await writeFileAtomic(this.#path, JSON.stringify({ version: 1, equivalent }, null, 1) + "\n");
     this.#dirty = false;
   }
 }

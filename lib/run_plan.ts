@@ -1,7 +1,8 @@
 /**
  * Execute a plan: up to `concurrency` tasks at once; for each push task ensure the Quay
  * repository, then let the engine copy (the engine re-checks the tag right before writing).
- * Then, per repository that received a new tag, move `latest` by the rule in latest.ts.
+ * Then, in every repository that holds a mirrored tag, reconcile `latest` by the rule in
+ * latest.ts (also where nothing was pushed: a crash may have left it behind).
  *
  * `continueOnError: false` stops scheduling new tasks after the first failure (running ones
  * finish); an abort stops scheduling and aborts running copies. Tasks never started are
@@ -31,7 +32,7 @@ export interface TaskResult {
   durationMs: number;
 }
 
-/** A repository that received a new tag in this run, with the tags that now hold mirrored images. */
+/** A repository the run mirrors into, with the tags that now hold mirrored images. */
 export interface LatestGroup {
   target: string;
   registry: string;
@@ -203,11 +204,19 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
   return { results, latest, interrupted };
 }
 
-/** Repositories that got a new tag in this run, with their candidate tags in config order. */
+/**
+ * Every repository the run mirrors into that holds at least one mirrored tag (pushed now or
+ * already there), with those tags in config order. `latest` is reconciled in all of them on every
+ * run, not only where a tag was pushed: a run killed between a tag PUT and the latest move left
+ * latest unset or behind, and the re-run (the tag now `exists`) must still move it.
+ */
 export function latestGroups(results: TaskResult[]): LatestGroup[] {
-  const groups = new Map<string, LatestGroup & { pushed: boolean }>();
+  const groups = new Map<string, LatestGroup>();
   for (const result of results) {
     const { task } = result;
+    const tag = task.destination.tag;
+    if (tag === undefined || tag === "latest") continue;
+    if ((result.status !== "pushed" && result.status !== "exists") || !result.digest) continue;
     const key = `${task.target}\n${task.destination.registry}/${task.destination.repository}`;
     let group = groups.get(key);
     if (!group) {
@@ -216,16 +225,10 @@ export function latestGroups(results: TaskResult[]): LatestGroup[] {
         registry: task.destination.registry,
         repository: task.destination.repository,
         candidates: [],
-        pushed: false,
       };
       groups.set(key, group);
     }
-    const tag = task.destination.tag;
-    if (tag === undefined || tag === "latest") continue;
-    if ((result.status === "pushed" || result.status === "exists") && result.digest) {
-      group.candidates.push({ tag, digest: result.digest });
-      if (result.status === "pushed") group.pushed = true;
-    }
+    group.candidates.push({ tag, digest: result.digest });
   }
-  return [...groups.values()].filter((g) => g.pushed).map(({ pushed: _, ...group }) => group);
+  return [...groups.values()];
 }

@@ -32,3 +32,23 @@ Deno.test("MirrorState treats a corrupt file as empty", async () => {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("MirrorState.save() never writes through a symbolic link planted at the file or its old temp name", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(outside, "outside\n");
+    // The state file itself and the temp name the old code used (predictable: the pid).
+    await Deno.symlink(outside, `${dir}/.mirror-state.json`);
+    await Deno.symlink(outside, `${dir}/.mirror-state.json.tmp-${Deno.pid}`);
+    const state = await MirrorState.load(dir);
+    state.record("x", "a", "b");
+    await state.save();
+    assert.equal(await Deno.readTextFile(outside), "outside\n");
+    assert.ok((await Deno.lstat(`${dir}/.mirror-state.json`)).isFile);
+    assert.equal((await MirrorState.load(dir)).isEquivalent("x", "a", "b"), true);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside);
+  }
+});

@@ -124,7 +124,7 @@ Deno.test("runPlan() stops on abort and marks the rest skipped", async () => {
   ]);
 });
 
-Deno.test("latestGroups() picks repositories that got a new tag, candidates in config order", () => {
+Deno.test("latestGroups() picks every repository holding a mirrored tag, candidates in config order", () => {
   const results = [
     {
       task: task(0, "a:2.0"),
@@ -148,12 +148,21 @@ Deno.test("latestGroups() picks repositories that got a new tag, candidates in c
       durationMs: 0,
     },
   ];
-  const groups = latestGroups(results);
-  assert.equal(groups.length, 1);
+  const groups = latestGroups([...results, {
+    task: task(3, "c:1"),
+    status: "drift" as const,
+    digest: "sha256:c",
+    code: "IMAGE_TAG_DRIFT" as const,
+    durationMs: 0,
+  }]);
+  // b got no new tag but is still reconciled (a crash may have left its latest behind); c holds
+  // no mirrored tag (drift only): nothing to point at.
+  assert.deepEqual(groups.map((g) => g.repository), ["acme/a", "acme/b"]);
   assert.deepEqual(groups[0].candidates, [{ tag: "2.0", digest: "sha256:2" }, {
     tag: "1.5",
     digest: "sha256:1",
   }]);
+  assert.deepEqual(groups[1].candidates, [{ tag: "1", digest: "sha256:b" }]);
 });
 
 Deno.test("buildReport() masks secrets, counts statuses and sets the exit status", () => {

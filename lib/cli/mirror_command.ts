@@ -22,7 +22,7 @@ import { ensureRepository, QuayClient } from "../quay_client.ts";
 import { formatReference, isLoopbackHost, manifestRef } from "../registry/reference.ts";
 import { imageConfigDigest, RegistryClient } from "../registry/registry_client.ts";
 import { buildReport, type Report } from "../report.ts";
-import { acquireRunLock } from "../run_lock.ts";
+import { acquireRunLock, type RunLock } from "../run_lock.ts";
 import { latestGroups, type MirrorEvent, runPlan } from "../run_plan.ts";
 import { updateLatest } from "../update_latest.ts";
 import { VERSION } from "../version.ts";
@@ -45,10 +45,21 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   });
   registerSecrets(config);
   const progress = new MirrorProgress(terminal);
+  // The lock first: only its holder may rotate the log (rotation archives and empties it).
+  let lock: RunLock | null = null;
+  let locked: MirrorError | null = null;
+  try {
+    lock = await acquireRunLock(config.log.dir);
+  } catch (error) {
+    if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
+    locked = error;
+  }
+  await using _lock = lock;
   const logger = await Logger.open({
     settings: config.log,
     console: (line, level) => progress.logLine(line, level),
     secrets,
+    rotate: lock !== null,
   });
   try {
     logger.info(
@@ -59,15 +70,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     for (const w of config.warnings) {
       logger.warn("CONFIG_WARNING", "Config", `${w.path ? `${w.path}: ` : ""}${w.message}`);
     }
-    let lock;
-    try {
-      lock = await acquireRunLock(config.log.dir);
-    } catch (error) {
-      if (!(error instanceof MirrorError)) throw error;
-      logger.error(error.code, OP, error.message);
+    if (!lock) {
+      logger.error("MIRROR_LOCKED", OP, locked?.message ?? "the run lock is held");
       return 1;
     }
-    await using _lock = lock;
     if (lock.tookOverFrom) {
       logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
     }

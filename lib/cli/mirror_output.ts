@@ -12,6 +12,7 @@ import type { Logger } from "../log/logger.ts";
 import type { MirrorPlan } from "../plan.ts";
 import { formatReference } from "../registry/reference.ts";
 import { exitStatus, formatStatistics, type Report } from "../report.ts";
+import { writeFileAtomic } from "../safe_file.ts";
 import type { MirrorEvent, TaskResult } from "../run_plan.ts";
 import type { Terminal } from "./terminal.ts";
 
@@ -141,7 +142,9 @@ export async function finishRun(
   ];
   for (const path of paths) {
     try {
-      await Deno.writeTextFile(path, json);
+      // In the log dir: never through a planted link (temp + rename); --report as the user asked.
+      if (path === paths[0]) await writeFileAtomic(path, json);
+      else await Deno.writeTextFile(path, json);
     } catch (error) {
       logger.error(
         "MIRROR_FAILED",

@@ -10,14 +10,17 @@
  * appended to the file at once with a synchronous write: concurrent tasks never interleave within a
  * line and a crash loses nothing already logged. The console sink belongs to the caller (the CLI
  * decides colour and TTY). Rotation (rotation.ts) runs at open and, for long runs, when the period
- * passes: lines logged during a rotation wait in memory and are written right after it.
+ * passes: lines logged during a rotation wait in memory and are written right after it. Only the
+ * holder of the run lock rotates (`rotate: false` otherwise). The log is never opened through a
+ * symbolic link (lib/safe_file.ts).
  *
  * @module
  */
 import type { LogSettings } from "../config/schema.ts";
 import { type Code, CODES, type Level, LEVELS } from "./codes.ts";
 import { type Secrets, secrets as runSecrets } from "./redact.ts";
-import { rotateIfDue } from "./rotation.ts";
+import { rotateIfDue, type RotateResult } from "./rotation.ts";
+import { openNoFollow } from "../safe_file.ts";
 
 /** Options for {@link Logger.open}. */
 export interface LoggerOptions {
@@ -29,6 +32,12 @@ export interface LoggerOptions {
   clock?: () => Date;
   /** Secrets to mask. @default the run-wide set */
   secrets?: Secrets;
+  /**
+   * Rotate when due, at open and during the run. Only a caller that holds the run lock may
+   * rotate (a run refused the lock must not archive and empty the log of the run that holds it).
+   * @default true
+   */
+  rotate?: boolean;
 }
 
 /** Format a log line: `YYYY-MM-DD HH:MM:SS [LEVEL] [CODE] Operation: message` (local time). */
@@ -55,7 +64,7 @@ export class Logger {
   #file: Deno.FsFile | null;
   #path: string;
   #minLevel: number;
-  #nextCheck = 0;
+  #nextCheck = Infinity;
   #rotating: Promise<void> | null = null;
   #pending: string[] = [];
   #encoder = new TextEncoder();
@@ -70,21 +79,24 @@ export class Logger {
     this.#minLevel = LEVELS.indexOf(options.settings.level);
   }
 
-  /** Create the log dir, rotate if due, and open the log for appending. */
+  /** Create the log dir, rotate if due (unless `rotate: false`), and open the log for appending. */
   static async open(options: LoggerOptions): Promise<Logger> {
     const { settings } = options;
+    const rotate = options.rotate ?? true;
     await Deno.mkdir(settings.dir, { recursive: true });
-    const rotation = await rotateIfDue({
-      dir: settings.dir,
-      file: settings.file,
-      rotationDays: settings.rotationDays,
-      keepArchives: settings.keepArchives,
-      clock: options.clock,
-    });
+    const rotation: RotateResult = rotate
+      ? await rotateIfDue({
+        dir: settings.dir,
+        file: settings.file,
+        rotationDays: settings.rotationDays,
+        keepArchives: settings.keepArchives,
+        clock: options.clock,
+      })
+      : { rotated: false, deleted: [] };
     const path = `${settings.dir}/${settings.file}`;
-    const file = await Deno.open(path, { append: true, create: true });
+    const file = await openNoFollow(path, { append: true, create: true }, "the log");
     const logger = new Logger(options, path, file);
-    logger.#nextCheck = logger.#clock().getTime() + 60_000;
+    if (rotate) logger.#nextCheck = logger.#clock().getTime() + 60_000;
     if (rotation.rotated) {
       logger.info("MIRROR_LOG_ROTATED", "Log", `Archived the previous log to ${rotation.archive}`);
     }
