@@ -98,7 +98,13 @@ export class Logger {
     const logger = new Logger(options, path, file);
     if (rotate) logger.#nextCheck = logger.#clock().getTime() + 60_000;
     if (rotation.rotated) {
-      logger.info("MIRROR_LOG_ROTATED", "Log", `Archived the previous log to ${rotation.archive}`);
+      logger.info(
+        "MIRROR_LOG_ROTATED",
+        "Log",
+        rotation.resumed
+          ? `Finished the rotation a crash interrupted: the previous log is in ${rotation.archive}`
+          : `Archived the previous log to ${rotation.archive}`,
+      );
     }
     for (const deleted of rotation.deleted) {
       logger.info("MIRROR_LOG_ROTATED", "Log", `Deleted old archive ${deleted} (keepArchives)`);

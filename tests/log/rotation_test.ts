@@ -84,7 +84,7 @@ Deno.test("rotateIfDue() keeps only keepArchives archives, deleting the oldest",
     assert.equal((await sh("zcat", [made[3]])).out, "period 3\n");
   }));
 
-Deno.test("rotateIfDue() loses nothing when a crash interrupts it, and cleans temp files", () =>
+Deno.test("rotateIfDue() after a crash right after the archive rename: one archive, no lost line", () =>
   withDir(async (dir) => {
     const clock = clockAt(Date.UTC(2025, 0, 1));
     await rotateIfDue(opts(dir, clock.fn));
@@ -102,14 +102,125 @@ Deno.test("rotateIfDue() loses nothing when a crash interrupts it, and cleans te
     assert.equal(await Deno.readTextFile(`${dir}/bananna-bot.log`), "precious\n");
     const [archive] = await listArchives(dir, "bananna-bot.log");
     assert.equal((await sh("zcat", [archive])).out, "precious\n");
-    // The next run rotates again (a duplicate, never a loss) and leaves no temp file or lock.
+    // A line logged before the next start (a run refused the lock may append one).
+    await Deno.writeTextFile(`${dir}/bananna-bot.log`, "after the crash\n", { append: true });
+    // The next start finishes that rotation: no second archive, the archived line cut, the new kept.
+    clock.now += 1000;
+    const again = await rotateIfDue(opts(dir, clock.fn));
+    assert.equal(again.rotated, true);
+    assert.equal(again.resumed, true);
+    assert.equal(again.archive, archive);
+    assert.deepEqual(await listArchives(dir, "bananna-bot.log"), [archive]);
+    assert.ok((await sh("gzip", ["-t", archive])).ok, "gzip -t");
+    assert.equal((await sh("zcat", [archive])).out, "precious\n");
+    assert.equal(await Deno.readTextFile(`${dir}/bananna-bot.log`), "after the crash\n");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
+    assert.ok(!names.some((n) => n.endsWith(".tmp") || n === ".rotation.lock"), names.join());
+    // The period restarts at the interrupted rotation: nothing more is due.
+    assert.equal((await rotateIfDue(opts(dir, clock.fn))).rotated, false);
+    assert.deepEqual(await listArchives(dir, "bananna-bot.log"), [archive]);
+  }));
+
+Deno.test("rotateIfDue() after a crash between the cut and the marker: new lines are not archived or cut", () =>
+  withDir(async (dir) => {
+    const clock = clockAt(Date.UTC(2025, 0, 1));
+    await rotateIfDue(opts(dir, clock.fn));
+    await Deno.writeTextFile(`${dir}/bananna-bot.log`, "old period\n");
+    clock.now += 8 * DAY;
+    await assert.rejects(() =>
+      rotateIfDue(opts(dir, clock.fn, {
+        afterStep: (step: string) => {
+          if (step === "truncated") throw new Error("crash after the cut");
+        },
+      }))
+    );
+    await Deno.writeTextFile(`${dir}/bananna-bot.log`, "new period, longer than the old\n", {
+      append: true,
+    });
+    clock.now += 1000;
+    await rotateIfDue(opts(dir, clock.fn));
+    const archives = await listArchives(dir, "bananna-bot.log");
+    assert.equal(archives.length, 1);
+    assert.equal((await sh("zcat", [archives[0]])).out, "old period\n");
+    assert.equal(
+      await Deno.readTextFile(`${dir}/bananna-bot.log`),
+      "new period, longer than the old\n",
+    );
+  }));
+
+Deno.test("rotateIfDue() after a crash before the archive rename: rotates afresh, one archive", () =>
+  withDir(async (dir) => {
+    const clock = clockAt(Date.UTC(2025, 0, 1));
+    await rotateIfDue(opts(dir, clock.fn));
+    await Deno.writeTextFile(`${dir}/bananna-bot.log`, "precious\n");
+    clock.now += 8 * DAY;
+    await assert.rejects(() =>
+      rotateIfDue(opts(dir, clock.fn, {
+        afterStep: (step: string) => {
+          if (step === "pending") throw new Error("crash before the archive");
+        },
+      }))
+    );
+    assert.deepEqual(await listArchives(dir, "bananna-bot.log"), []);
     clock.now += 1000;
     const again = await rotateIfDue(opts(dir, clock.fn));
     assert.equal(again.rotated, true);
     assert.equal((await sh("zcat", [again.archive ?? ""])).out, "precious\n");
-    const names = [...Deno.readDirSync(dir)].map((e) => e.name).sort();
-    assert.ok(!names.some((n) => n.endsWith(".tmp") || n === ".rotation.lock"), names.join());
+    assert.equal((await listArchives(dir, "bananna-bot.log")).length, 1);
+    assert.equal(await Deno.readTextFile(`${dir}/bananna-bot.log`), "");
   }));
+
+Deno.test("rotateIfDue() keeps a line another process appends while the archive is written", () =>
+  withDir(async (dir) => {
+    const clock = clockAt(Date.UTC(2025, 0, 1));
+    await rotateIfDue(opts(dir, clock.fn));
+    await Deno.writeTextFile(`${dir}/bananna-bot.log`, "archived\n");
+    clock.now += 8 * DAY;
+    const result = await rotateIfDue(opts(dir, clock.fn, {
+      afterStep: (step: string) => {
+        if (step === "archived") {
+          Deno.writeTextFileSync(`${dir}/bananna-bot.log`, "meanwhile\n", { append: true });
+        }
+      },
+    }));
+    assert.equal((await sh("zcat", [result.archive ?? ""])).out, "archived\n");
+    assert.equal(await Deno.readTextFile(`${dir}/bananna-bot.log`), "meanwhile\n");
+  }));
+
+Deno.test("rotateIfDue() never follows a symbolic link planted at the log, the marker or a temp", () =>
+  withDir(async (dir) => {
+    const outside = await Deno.makeTempFile();
+    try {
+      await Deno.writeTextFile(outside, "outside\n");
+      const clock = clockAt(Date.UTC(2025, 0, 1));
+      await Deno.symlink(outside, `${dir}/.last_rotation.tmp-${Deno.pid}`);
+      await rotateIfDue(opts(dir, clock.fn));
+      assert.equal(await Deno.readTextFile(outside), "outside\n");
+      await Deno.writeTextFile(`${dir}/bananna-bot.log`, "line\n");
+      clock.now += 8 * DAY;
+      await Deno.symlink(outside, `${dir}/${stampedTemp(clock.now)}`);
+      const result = await rotateIfDue(opts(dir, clock.fn));
+      assert.equal(result.rotated, true);
+      assert.equal(await Deno.readTextFile(outside), "outside\n");
+      // A link as the log itself is refused, not archived or truncated.
+      await Deno.remove(`${dir}/bananna-bot.log`);
+      await Deno.symlink(outside, `${dir}/bananna-bot.log`);
+      clock.now += 8 * DAY;
+      await assert.rejects(() => rotateIfDue(opts(dir, clock.fn)), /symbolic link/);
+      assert.equal(await Deno.readTextFile(outside), "outside\n");
+    } finally {
+      await Deno.remove(outside);
+    }
+  }));
+
+/** The temp name the archive of a rotation at `ms` is first written to. */
+function stampedTemp(ms: number): string {
+  const d = new Date(ms);
+  const p = (n: number) => String(n).padStart(2, "0");
+  return `bananna-bot_${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}_${p(d.getHours())}${
+    p(d.getMinutes())
+  }${p(d.getSeconds())}.log.gz.tmp`;
+}
 
 Deno.test("rotateIfDue() called twice at once rotates exactly once", () =>
   withDir(async (dir) => {
