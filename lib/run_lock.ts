@@ -144,7 +144,15 @@ async function createComplete(path: string, text: string, token: string): Promis
     return true;
   } catch (error) {
     if (error instanceof Deno.errors.AlreadyExists) return false;
-    throw error;
+    // A file system without hard links: O_EXCL create (a reader may see it empty for a moment;
+    // the takeover's re-read under the guard still tells it from a stale lock).
+    try {
+      await Deno.writeTextFile(path, text, { createNew: true });
+      return true;
+    } catch (fallback) {
+      if (fallback instanceof Deno.errors.AlreadyExists) return false;
+      throw error;
+    }
   } finally {
     await Deno.remove(tmp).catch(() => {});
   }

@@ -36,8 +36,16 @@ export async function updateLatest(
     current = group.candidates.find((c) => c.digest === head.digest)?.tag ?? null;
     if (current === null) current = await findTagWithDigest(client, group, head.digest, options);
   }
-  const decision = chooseLatest({ candidates: group.candidates.map((c) => c.tag), current });
+  let decision = chooseLatest({ candidates: group.candidates.map((c) => c.tag), current });
   const where = `${group.registry}/${group.repository}`;
+  if (
+    decision.action === "move" && head &&
+    group.candidates.find((c) => c.tag === decision.tag)?.digest === head.digest
+  ) {
+    // Two mirrored tags hold the same image: latest already is the chosen one. Reconciled on
+    // every run, so this must not write.
+    decision = { action: "keep", reason: `latest already points at ${decision.tag}` };
+  }
   if (decision.action === "keep") {
     return {
       group,

@@ -151,6 +151,36 @@ Deno.test({
         assert.equal(await digestOf(dst, "mirror/app", "latest"), a3.digest);
         assert.deepEqual(run.report?.latest.map((l) => l.code), ["IMAGE_LATEST_KEPT"]);
       });
+
+      await t.step(
+        "two mirrored tags of one image: latest reconciled without a write",
+        async () => {
+          await pushTestImage(src, "team/alias:1.9", { kind: "oci", seed: 44 });
+          const same = await pushTestImage(src, "team/alias:2.0", { kind: "oci", seed: 44 });
+          await Deno.writeTextFile(
+            `${dir}/config.yaml`,
+            stringify({
+              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+              log: { dir: "./logs" },
+              operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+              images: {
+                [`${src.host}/team/alias:1.9`]: { targets: ["dr"] },
+                [`${src.host}/team/alias:2.0`]: { targets: ["dr"] },
+              },
+            }),
+          );
+          const first = await mirror(dir);
+          assert.equal(first.code, 0, first.stderr);
+          assert.equal(await digestOf(dst, "mirror/alias", "latest"), same.digest);
+          const writes = async () =>
+            (await dst.accessLog()).filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l)).length;
+          const before = await writes();
+          const again = await mirror(dir);
+          assert.equal(again.code, 0, again.stderr);
+          assert.deepEqual(again.report?.latest.map((l) => l.code), ["IMAGE_LATEST_KEPT"]);
+          assert.equal(await writes(), before);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
