@@ -38,13 +38,13 @@ export async function updateLatest(
   }
   let decision = chooseLatest({ candidates: group.candidates.map((c) => c.tag), current });
   const where = `${group.registry}/${group.repository}`;
-  if (
-    decision.action === "move" && head &&
-    group.candidates.find((c) => c.tag === decision.tag)?.digest === head.digest
-  ) {
-    // Two mirrored tags hold the same image: latest already is the chosen one. Reconciled on
-    // every run, so this must not write.
-    decision = { action: "keep", reason: `latest already points at ${decision.tag}` };
+  if (decision.action === "move" && head) {
+    const chosen = decision.tag;
+    if (group.candidates.find((c) => c.tag === chosen)?.digest === head.digest) {
+      // Two mirrored tags hold the same image: latest already is the chosen one. Reconciled on
+      // every run, so this must not write.
+      decision = { action: "keep", reason: `latest already points at ${chosen}` };
+    }
   }
   if (decision.action === "keep") {
     return {
