@@ -98,3 +98,48 @@ Deno.test("Logger keeps console quiet when consoleOutput is false and rotates at
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("Logger with rotate: false (no run lock) never rotates, at open or during the run", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const clock = { now: new Date(2025, 0, 1).getTime() };
+    const open = (rotate: boolean) =>
+      Logger.open({
+        settings: settings(dir, { consoleOutput: false, rotationDays: 1 }),
+        clock: () => new Date(clock.now),
+        rotate,
+      });
+    const holder = await open(true);
+    holder.info("SUCCESS", "Op", "the lock holder's line");
+    clock.now += 2 * 86_400_000;
+    const refused = await open(false);
+    refused.error("MIRROR_LOCKED", "Mirror", "refused");
+    clock.now += 120_000; // past the in-run rotation check
+    refused.error("MIRROR_LOCKED", "Mirror", "still refused");
+    await refused.close();
+    await holder.close();
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.ok(!names.some((n) => n.endsWith(".gz")), names.join());
+    const text = await Deno.readTextFile(`${dir}/bananna-bot.log`);
+    assert.match(text, /the lock holder's line[\s\S]*refused[\s\S]*still refused/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("Logger.open() refuses a symbolic link planted as the log (MIRROR_UNSAFE_PATH)", async () => {
+  const dir = await Deno.makeTempDir();
+  const outside = await Deno.makeTempFile();
+  try {
+    await Deno.writeTextFile(outside, "outside\n");
+    await Deno.symlink(outside, `${dir}/bananna-bot.log`);
+    await assert.rejects(
+      () => Logger.open({ settings: settings(dir, { consoleOutput: false }) }),
+      /MIRROR_UNSAFE_PATH|symbolic link/,
+    );
+    assert.equal(await Deno.readTextFile(outside), "outside\n");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+    await Deno.remove(outside);
+  }
+});
