@@ -432,3 +432,42 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name:
+    `RegistryEngine: a tag that appears after the first check is drift, with no manifest PUT for it${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1", { kind: "oci", seed: 83 });
+    // Someone else pushes to the tag while the copy uploads its first blob: after the copy's first
+    // look at the tag (free), before its manifest PUT.
+    let other: { digest: string } | undefined;
+    await using proxy = startHookProxy(dst, async ({ method, path }) => {
+      if (!other && method === "POST" && path === "/v2/mirror/app/blobs/uploads/") {
+        other = { digest: "" };
+        other = await pushTestImage(dst, "mirror/app:1", { kind: "oci", seed: 84 });
+      }
+    });
+    using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }]);
+    const error = await e.engine.copy({
+      source: parseReference(`${src.host}/team/app:1`),
+      destination: parseReference(`${proxy.host}/mirror/app:1`),
+    }).then(() => undefined, (err) => err);
+    assert.ok(other?.digest, "the hook pushed the other image");
+    assert.ok(error instanceof MirrorError, String(error));
+    assert.equal(error.code, "IMAGE_TAG_DRIFT");
+    assert.match(error.message, new RegExp(`holds ${other.digest}.*has ${image.digest}`));
+    assert.ok(
+      proxy.requests.filter((r) => r === "HEAD /v2/mirror/app/manifests/1").length >= 2,
+      "checked before the blobs and again before the PUT",
+    );
+    assert.deepEqual(
+      proxy.requests.filter((r) => r.startsWith("PUT /v2/mirror/app/manifests/")),
+      [],
+      "no manifest PUT",
+    );
+    assert.equal(await headDigest(dst, "mirror/app:1"), other.digest);
+  },
+});
