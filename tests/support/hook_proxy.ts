@@ -17,6 +17,7 @@ export interface HookRequest {
   path: string;
   /** The query with its `?`, or "". */
   search: string;
+  headers: Headers;
 }
 
 /** A running proxy. */
@@ -41,7 +42,12 @@ export function startHookProxy(
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
     requests.push(`${req.method} ${url.pathname}${url.search}`);
-    await before({ method: req.method, path: url.pathname, search: url.search });
+    await before({
+      method: req.method,
+      path: url.pathname,
+      search: url.search,
+      headers: req.headers,
+    });
     return await forward(req, upstream.url, host);
   });
   host = `127.0.0.1:${(server.addr as Deno.NetAddr).port}`;
