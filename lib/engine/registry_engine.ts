@@ -9,12 +9,20 @@
  * before the tagged PUT the destination tag is checked again (crane's NoClobber placement): the
  * same digest means `exists`, another digest is IMAGE_TAG_DRIFT and nothing is written.
  *
+ * Blob work is shared by every copy of the engine (one engine per run): one HEAD/mount/upload per
+ * (destination registry, repository, blob), and likewise per child manifest; other copies that
+ * need it wait for that one (see `_shared_work.ts` for why and for the failure rule). A manifest
+ * PUT answered with BLOB_UNKNOWN (the registry lost a blob it had taken) re-checks the manifest's
+ * blobs or children once, HEAD each and upload what is missing, then PUTs again before failing.
+ *
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { type Descriptor, parseManifest } from "../registry/manifest.ts";
+import { type Descriptor, type ParsedManifest, parseManifest } from "../registry/manifest.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import { RegistryError } from "../registry/registry_error.ts";
+import { SharedWork } from "./_shared_work.ts";
 import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
 
 /** Options for {@link RegistryEngine}. */
@@ -31,6 +39,7 @@ export class RegistryEngine implements Engine {
   readonly comparison = "manifest" as const;
   #clientFor: (host: string) => RegistryClient;
   #blobConcurrency: number;
+  #shared = new SharedWork();
 
   /** Create the engine. */
   constructor(options: RegistryEngineOptions) {
@@ -50,7 +59,10 @@ export class RegistryEngine implements Engine {
 
   /** Copy one image; see the module doc for the guarantees. */
   async copy(request: CopyRequest): Promise<CopyResult> {
-    const job = new CopyJob(this.#clientFor, request, this.#blobConcurrency);
+    const job = new CopyJob(this.#clientFor, request, {
+      blobConcurrency: this.#blobConcurrency,
+      shared: this.#shared,
+    });
     return await job.run();
   }
 }
@@ -63,13 +75,13 @@ class CopyJob {
   #signal?: AbortSignal;
   #emit: (event: EngineEvent) => void;
   #blobConcurrency: number;
-  #blobsDone = new Map<string, Promise<void>>();
+  #shared: SharedWork;
   bytesUploaded = 0;
 
   constructor(
     clientFor: (host: string) => RegistryClient,
     request: CopyRequest,
-    blobConcurrency: number,
+    options: { blobConcurrency: number; shared: SharedWork },
   ) {
     this.#src = clientFor(request.source.registry);
     this.#dst = clientFor(request.destination.registry);
@@ -77,7 +89,8 @@ class CopyJob {
     this.#destination = request.destination;
     this.#signal = request.signal;
     this.#emit = request.onEvent ?? (() => {});
-    this.#blobConcurrency = blobConcurrency;
+    this.#blobConcurrency = options.blobConcurrency;
+    this.#shared = options.shared;
   }
 
   async run(): Promise<CopyResult> {
@@ -90,17 +103,11 @@ class CopyJob {
     if (!top) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${src} does not exist`);
     const early = await this.#checkDestination(top.digest);
     if (early) return early;
-    await this.#copyContent(top.bytes, top.mediaType, src);
+    const parsed = await this.#copyContent(top.bytes, top.mediaType, src);
     this.#signal?.throwIfAborted();
     const late = await this.#checkDestination(top.digest);
     if (late) return late;
-    const dstRef = manifestRef(this.#destination);
-    const digest = await this.#dst.manifestPut(
-      this.#destination.repository,
-      dstRef,
-      top,
-      this.#signal,
-    );
+    const digest = await this.#putManifest(manifestRef(this.#destination), top, parsed, src);
     this.#emit({
       kind: "step",
       code: "IMAGE_PUSHED",
@@ -128,21 +135,32 @@ class CopyJob {
     );
   }
 
-  /** Copy everything a manifest refers to (recursively for an index), children by digest. */
-  async #copyContent(bytes: Uint8Array, mediaType: string, where: string): Promise<void> {
+  /**
+   * Copy everything a manifest refers to (recursively for an index), children by digest; returns
+   * the parsed manifest.
+   */
+  async #copyContent(
+    bytes: Uint8Array,
+    mediaType: string,
+    where: string,
+  ): Promise<ParsedManifest> {
     const parsed = parseManifest(bytes, mediaType, where);
     if (parsed.kind === "image") {
       await this.#copyBlobs([parsed.config, ...parsed.layers]);
-      return;
+      return parsed;
     }
     for (const child of parsed.manifests) {
       this.#signal?.throwIfAborted();
-      const exists = await this.#dst.manifestHead(
-        this.#destination.repository,
-        child.digest,
-        this.#signal,
-      );
-      if (exists) continue;
+      await this.#copyChild(child, where);
+    }
+    return parsed;
+  }
+
+  /** Make a child manifest (and what it refers to) exist at the destination; shared per run. */
+  async #copyChild(child: Descriptor, where: string): Promise<void> {
+    await this.#shared.run(this.#key("manifest", child.digest), async () => {
+      const repository = this.#destination.repository;
+      if (await this.#dst.manifestHead(repository, child.digest, this.#signal)) return;
       const manifest = await this.#src.manifestGet(
         this.#source.repository,
         child.digest,
@@ -154,14 +172,52 @@ class CopyJob {
           `${where}: child manifest ${child.digest} is missing at the source`,
         );
       }
-      await this.#copyContent(manifest.bytes, manifest.mediaType, `${where}@${child.digest}`);
-      await this.#dst.manifestPut(
-        this.#destination.repository,
-        child.digest,
-        manifest,
-        this.#signal,
-      );
+      const childWhere = `${where}@${child.digest}`;
+      const parsed = await this.#copyContent(manifest.bytes, manifest.mediaType, childWhere);
+      await this.#putManifest(child.digest, manifest, parsed, childWhere);
+    }, this.#signal);
+  }
+
+  /**
+   * PUT a manifest whose content was copied. A registry that answers BLOB_UNKNOWN lost (or never
+   * linked) a blob or child it had taken: HEAD each one again, upload what is missing, PUT once
+   * more; a second refusal fails.
+   */
+  async #putManifest(
+    ref: string,
+    manifest: ManifestBytes,
+    parsed: ParsedManifest,
+    where: string,
+  ): Promise<string> {
+    const repository = this.#destination.repository;
+    try {
+      return await this.#dst.manifestPut(repository, ref, manifest, this.#signal);
+    } catch (error) {
+      if (!isBlobUnknown(error, parsed.kind)) throw error;
+      const parts = parsed.kind === "image" ? [parsed.config, ...parsed.layers] : parsed.manifests;
+      for (const part of parts) {
+        this.#shared.forget(this.#key(parsed.kind === "image" ? "blob" : "manifest", part.digest));
+      }
+      if (parsed.kind === "image") await this.#copyBlobs(parts);
+      else for (const child of parts) await this.#copyChild(child, where);
+      try {
+        return await this.#dst.manifestPut(repository, ref, manifest, this.#signal);
+      } catch (again) {
+        if (!(again instanceof MirrorError)) throw again;
+        throw new MirrorError(
+          again.code,
+          `${again.message} (again after re-checking its ${parts.length} ${
+            parsed.kind === "image" ? "blobs" : "child manifests"
+          })`,
+          { cause: again },
+        );
+      }
     }
+  }
+
+  /** The key of shared work: what it makes exist in the destination repository. */
+  #key(kind: "blob" | "manifest", digest: string): string {
+    return `${kind} ${this.#dst.host}/${this.#destination.repository}@${digest}`;
   }
 
   async #copyBlobs(blobs: Descriptor[]): Promise<void> {
@@ -169,12 +225,14 @@ class CopyJob {
     const worker = async () => {
       while (next < blobs.length) {
         const blob = blobs[next++];
-        let done = this.#blobsDone.get(blob.digest);
-        if (!done) {
-          done = this.#copyBlob(blob);
-          this.#blobsDone.set(blob.digest, done);
+        const did = await this.#shared.run(
+          this.#key("blob", blob.digest),
+          () => this.#copyBlob(blob),
+          this.#signal,
+        );
+        if (!did) {
+          this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
         }
-        await done;
       }
     };
     await Promise.all(
@@ -219,4 +277,15 @@ class CopyJob {
     this.bytesUploaded += blob.size;
     this.#emit({ kind: "blob", digest: blob.digest, state: "done", total: blob.size });
   }
+}
+
+/** Registry error codes of a manifest PUT that names a missing blob (or child, for an index). */
+const BLOB_UNKNOWN = new Set(["MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"]);
+
+/** Did the registry refuse a manifest because a blob (or a child manifest) it names is missing? */
+function isBlobUnknown(error: unknown, kind: ParsedManifest["kind"]): boolean {
+  return error instanceof RegistryError &&
+    error.errors.some((e) =>
+      BLOB_UNKNOWN.has(e.code) || (kind === "index" && e.code === "MANIFEST_UNKNOWN")
+    );
 }

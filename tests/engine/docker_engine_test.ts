@@ -23,6 +23,7 @@ import {
   startDockerd,
   type TestDockerd,
 } from "../support/dockerd.ts";
+import { startHookProxy } from "../support/hook_proxy.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
@@ -332,6 +333,48 @@ Deno.test(`DockerEngine on a real dockerd and real registries${suffix}`, {
         assert.ok(error.message.includes(single.configDigest), error.message);
         assert.ok(error.message.includes(multi.configDigest), error.message);
         assert.deepEqual(calls, []);
+      },
+    );
+
+    await t.step(
+      "`copy()` re-checks the tag right before the push: a tag pushed meanwhile is drift, no push",
+      async () => {
+        // Another image lands on the tag between the engine's first look (tag free) and its second
+        // one, right before `docker push`: the hook runs on the second HEAD of the tag (counting
+        // the ones that carry credentials: the first try of each meets the Basic challenge).
+        let heads = 0;
+        let other = "";
+        const tagPath = "/v2/mirror/late/manifests/1.0";
+        await using proxy = startHookProxy(dst, async ({ method, path, headers }) => {
+          if (
+            method === "HEAD" && path === tagPath && headers.has("authorization") && ++heads === 2
+          ) {
+            other = (await pushTestImage(dst, "mirror/late:1.0", { kind: "schema2", seed: 13 }))
+              .configDigest;
+          }
+        });
+        clients.add({ host: proxy.host, username: dst.username, password: dst.password });
+        const calls: string[][] = [];
+        const engine = engineFor(dockerd, clients, { calls });
+        const error = await rejectsWith(
+          engine.copy({
+            source: ref(src, "src/app:1.0"),
+            destination: parseReference(`${proxy.host}/mirror/late:1.0`),
+          }),
+          "IMAGE_TAG_DRIFT",
+        );
+        assert.equal(heads, 2, "checked before the pull and again before the push");
+        assert.ok(other && error.message.includes(other), error.message);
+        assert.ok(error.message.includes(single.configDigest), error.message);
+        assert.deepEqual(calls.filter((a) => a[0] === "push"), [], "docker never pushed");
+        assert.ok(calls.some((a) => a[0] === "tag"), "it got as far as tagging");
+        assert.deepEqual(
+          proxy.requests.filter((r) => /^(PUT|POST|PATCH) /.test(r)),
+          [],
+          "nothing written through the destination",
+        );
+        const held = await skopeoInspectRaw(dst, "mirror/late:1.0");
+        assert.equal((held.manifest.config as { digest: string }).digest, other);
       },
     );
 

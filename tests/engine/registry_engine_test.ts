@@ -12,7 +12,8 @@ import { Secrets } from "../../lib/log/redact.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
-import { type ImageKind, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
+import { registryRequest, startHookProxy } from "../support/hook_proxy.ts";
+import { headDigest, type ImageKind, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -351,5 +352,122 @@ Deno.test({
         layer,
       );
     }
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: a manifest PUT answered MANIFEST_BLOB_UNKNOWN re-checks its blobs once, re-uploads, and lands${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const single = await pushTestImage(src, "team/app:1", { kind: "oci", seed: 81 });
+    const index = await pushTestImage(src, "team/multi:1", { kind: "oci-index", seed: 82 });
+    // The registry loses something the copy put there, right before the manifest PUT: a layer
+    // (image) or a child manifest (index). `losses` says how many PUTs of `tag` meet that.
+    let losses = 0;
+    let lose = "";
+    let tagPath = "";
+    await using proxy = startHookProxy(dst, async ({ method, path }) => {
+      if (method === "PUT" && path === tagPath && losses > 0) {
+        losses--;
+        assert.equal(await registryRequest(dst, "DELETE", lose), 202, lose);
+      }
+    });
+    using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }], {
+      maxRetries: 0,
+    });
+    const manifestPuts = () => proxy.requests.filter((r) => r === `PUT ${tagPath}`).length;
+
+    await t.step("a lost layer is uploaded again", async () => {
+      tagPath = "/v2/mirror/app/manifests/1";
+      lose = `/v2/mirror/app/blobs/${single.layers[1]}`;
+      losses = 1;
+      const result = await e.engine.copy({
+        source: parseReference(`${src.host}/team/app:1`),
+        destination: parseReference(`${proxy.host}/mirror/app:1`),
+      });
+      assert.deepEqual([result.status, result.digest], ["pushed", single.digest]);
+      assert.equal(manifestPuts(), 2);
+      const uploads = proxy.requests.filter((r) =>
+        r.startsWith("PUT /v2/mirror/app/blobs/uploads/") &&
+        decodeURIComponent(r).includes(single.layers[1])
+      );
+      assert.equal(uploads.length, 2, "uploaded, lost, uploaded again");
+      assert.equal((await skopeoInspectRaw(dst, "mirror/app:1")).digest, single.digest);
+    });
+
+    await t.step("a lost child manifest of an index is put again", async () => {
+      const child = index.children?.[0].digest ?? "";
+      tagPath = "/v2/mirror/multi/manifests/1";
+      lose = `/v2/mirror/multi/manifests/${child}`;
+      losses = 1;
+      const result = await e.engine.copy({
+        source: parseReference(`${src.host}/team/multi:1`),
+        destination: parseReference(`${proxy.host}/mirror/multi:1`),
+      });
+      assert.deepEqual([result.status, result.digest], ["pushed", index.digest]);
+      assert.equal(manifestPuts(), 2);
+      assert.equal(
+        proxy.requests.filter((r) => r === `PUT /v2/mirror/multi/manifests/${child}`).length,
+        2,
+      );
+      assert.equal((await skopeoInspectRaw(dst, "mirror/multi:1")).digest, index.digest);
+    });
+
+    await t.step("once only: a registry that keeps losing it fails the copy", async () => {
+      tagPath = "/v2/mirror/app/manifests/2";
+      lose = `/v2/mirror/app/blobs/${single.layers[0]}`;
+      losses = 100;
+      const error = await e.engine.copy({
+        source: parseReference(`${src.host}/team/app:1`),
+        destination: parseReference(`${proxy.host}/mirror/app:2`),
+      }).then(() => undefined, (err) => err);
+      assert.ok(error instanceof MirrorError, String(error));
+      assert.equal(error.code, "IMAGE_PUSH_FAILED");
+      assert.match(error.message, /MANIFEST_BLOB_UNKNOWN.*again after re-checking its 3 blobs/);
+      assert.equal(manifestPuts(), 2, "one PUT, one re-check, one more PUT");
+      assert.equal(await headDigest(dst, "mirror/app:2"), null);
+    });
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: a tag that appears after the first check is drift, with no manifest PUT for it${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1", { kind: "oci", seed: 83 });
+    // Someone else pushes to the tag while the copy uploads its first blob: after the copy's first
+    // look at the tag (free), before its manifest PUT.
+    let other: { digest: string } | undefined;
+    await using proxy = startHookProxy(dst, async ({ method, path }) => {
+      if (!other && method === "POST" && path === "/v2/mirror/app/blobs/uploads/") {
+        other = { digest: "" };
+        other = await pushTestImage(dst, "mirror/app:1", { kind: "oci", seed: 84 });
+      }
+    });
+    using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }]);
+    const error = await e.engine.copy({
+      source: parseReference(`${src.host}/team/app:1`),
+      destination: parseReference(`${proxy.host}/mirror/app:1`),
+    }).then(() => undefined, (err) => err);
+    assert.ok(other?.digest, "the hook pushed the other image");
+    assert.ok(error instanceof MirrorError, String(error));
+    assert.equal(error.code, "IMAGE_TAG_DRIFT");
+    assert.match(error.message, new RegExp(`holds ${other.digest}.*has ${image.digest}`));
+    assert.ok(
+      proxy.requests.filter((r) => r === "HEAD /v2/mirror/app/manifests/1").length >= 2,
+      "checked before the blobs and again before the PUT",
+    );
+    assert.deepEqual(
+      proxy.requests.filter((r) => r.startsWith("PUT /v2/mirror/app/manifests/")),
+      [],
+      "no manifest PUT",
+    );
+    assert.equal(await headDigest(dst, "mirror/app:1"), other.digest);
   },
 });

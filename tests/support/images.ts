@@ -36,6 +36,11 @@ export interface PushTestImageOptions {
   layers?: number;
   /** Bytes of random content per layer. @default 64 KiB */
   layerSize?: number;
+  /**
+   * A config label: images with the same seed and another label share every layer (and, for an
+   * index, nothing else) but differ in config, manifest and digest.
+   */
+  label?: string;
 }
 
 const MT = {
@@ -117,7 +122,7 @@ async function buildImage(
   seed: number,
   oci: boolean,
   arch: string,
-  options: { layers: number; layerSize: number },
+  options: { layers: number; layerSize: number; label?: string },
 ): Promise<Built> {
   const blobs = new Map<string, Uint8Array>();
   const layers: { digest: string; size: number }[] = [];
@@ -137,7 +142,13 @@ async function buildImage(
     architecture: arch,
     os: "linux",
     created: "2024-01-01T00:00:00Z",
-    config: { Env: ["PATH=/usr/bin:/bin"], Labels: { "org.bananna.seed": String(seed) } },
+    config: {
+      Env: ["PATH=/usr/bin:/bin"],
+      Labels: {
+        "org.bananna.seed": String(seed),
+        ...(options.label === undefined ? {} : { "org.bananna.label": options.label }),
+      },
+    },
     rootfs: { type: "layers", diff_ids: diffIds },
     history: diffIds.map((_, i) => ({ created: "2024-01-01T00:00:00Z", created_by: `layer ${i}` })),
   }));
@@ -170,7 +181,11 @@ export async function pushTestImage(
   const [repo, tag] = repoTag.split(":");
   const pusher = new Pusher(reg);
   try {
-    const sizes = { layers: options.layers ?? 2, layerSize: options.layerSize ?? 64 * 1024 };
+    const sizes = {
+      layers: options.layers ?? 2,
+      layerSize: options.layerSize ?? 64 * 1024,
+      label: options.label,
+    };
     const multi = options.kind === "oci-index" || options.kind === "docker-list";
     const oci = options.kind === "oci" || options.kind === "oci-index";
     if (!multi) {
@@ -338,4 +353,32 @@ export async function skopeoInspectRaw(
 export function skopeoTlsArgs(reg: TestRegistry): string[] {
   if (reg.scheme === "http") return ["--tls-verify=false"];
   return [`--cert-dir=${reg.caFile?.replace(/\/[^/]+$/, "")}`];
+}
+
+/**
+ * The digest the registry reports for `repo:tag` on a HEAD (Docker-Content-Digest), asked with a
+ * plain fetch and the first user's Basic credentials: a cheaper oracle than skopeo for many tags.
+ * Null when the tag is absent.
+ */
+export async function headDigest(reg: TestRegistry, repoTag: string): Promise<string | null> {
+  const [repo, tag] = repoTag.split(":");
+  const client = reg.caFile
+    ? Deno.createHttpClient({ caCerts: [await Deno.readTextFile(reg.caFile)] })
+    : undefined;
+  try {
+    const accept = [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest].join(", ");
+    const headers: Record<string, string> = { accept };
+    if (reg.username) headers.authorization = `Basic ${btoa(`${reg.username}:${reg.password}`)}`;
+    const res = await fetch(`${reg.url}/v2/${repo}/manifests/${tag}`, {
+      method: "HEAD",
+      headers,
+      client,
+    });
+    await res.body?.cancel();
+    if (res.status === 404) return null;
+    if (res.status !== 200) throw new Error(`HEAD ${repoTag}: ${res.status}`);
+    return res.headers.get("docker-content-digest");
+  } finally {
+    client?.close();
+  }
 }

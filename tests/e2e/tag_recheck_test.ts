@@ -1,0 +1,88 @@
+/**
+ * The never-overwrite re-check through `main.ts mirror`: the plan sees the destination tag free,
+ * then (during the copy's first blob upload) another image is pushed to that tag. The run must
+ * report drift (IMAGE_TAG_DRIFT) and send no manifest PUT for the tag; the other image stays.
+ */
+import assert from "node:assert/strict";
+import { stringify } from "yaml";
+import type { Report } from "../../lib/report.ts";
+import { runCli } from "../support/cli.ts";
+import { startHookProxy } from "../support/hook_proxy.ts";
+import { headDigest, pushTestImage } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+Deno.test({
+  name:
+    `mirror: a tag pushed by someone else between the plan and the PUT is drift, never overwritten${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1.0", { kind: "oci-index", seed: 91 });
+    let pushed = false;
+    let other = "";
+    await using proxy = startHookProxy(dst, async ({ method, path }) => {
+      if (!pushed && method === "POST" && path === "/v2/mirror/app/blobs/uploads/") {
+        pushed = true;
+        other = (await pushTestImage(dst, "mirror/app:1.0", { kind: "oci", seed: 92 })).digest;
+      }
+    });
+    const dir = await Deno.makeTempDir({ prefix: "bb-recheck-" });
+    try {
+      await Deno.writeTextFile(
+        `${dir}/config.yaml`,
+        stringify({
+          registries: {
+            dr: {
+              url: proxy.host,
+              namespace: "mirror",
+              kind: "registry",
+              username: dst.username,
+              password: "${DST_PASSWORD}",
+            },
+          },
+          log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
+          operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+          images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
+        }),
+      );
+      const run = await runCli(
+        [
+          "mirror",
+          "--config",
+          `${dir}/config.yaml`,
+          "--non-interactive",
+          "--report",
+          `${dir}/report.json`,
+        ],
+        { env: { DST_PASSWORD: dst.password ?? "" }, cwd: dir, timeoutMs: 60_000 },
+      );
+      assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
+      assert.ok(pushed, "the other image was pushed during the copy");
+      const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+      assert.deepEqual(
+        report.entries.map((e) => [e.status, e.code]),
+        [["drift", "IMAGE_TAG_DRIFT"]],
+      );
+      assert.match(report.entries[0].error ?? "", new RegExp(`holds ${other}.*${image.digest}`));
+      // The plan looked at the tag before anything was written (so it planned a push).
+      const firstHead = proxy.requests.indexOf("HEAD /v2/mirror/app/manifests/1.0");
+      const firstWrite = proxy.requests.findIndex((r) => /^(POST|PUT|PATCH) /.test(r));
+      assert.ok(firstHead >= 0 && firstHead < firstWrite, proxy.requests.join("\n"));
+      assert.deepEqual(
+        proxy.requests.filter((r) => /^PUT \/v2\/mirror\/app\/manifests\/1\.0$/.test(r)),
+        [],
+        "no manifest PUT for the tag",
+      );
+      assert.equal(await headDigest(dst, "mirror/app:1.0"), other);
+      assert.match(
+        await Deno.readTextFile(`${dir}/logs/bananna-bot.log`),
+        /\[WARNING\] \[IMAGE_TAG_DRIFT\]/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
