@@ -6,6 +6,7 @@
  * was not retried, and that nothing was written at the destination.
  */
 import assert from "node:assert/strict";
+import { stringify } from "yaml";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
@@ -19,11 +20,13 @@ import {
   startHostileRegistry,
   startUploadWatch,
 } from "../support/hostile_registry.ts";
+import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const MiB = 1024 * 1024;
+const OCI = "application/vnd.oci.image.manifest.v1+json";
 
 function clientOf(
   host: string,
@@ -480,5 +483,56 @@ Deno.test({
       });
     }
     assert.deepEqual((await writes(dst)).slice(before.length), [], "nothing written");
+  },
+});
+
+Deno.test({
+  name:
+    `mirror (registry engine) against a hostile source: huge and endless bodies fail fast under 120 MB peak RSS${skip}`,
+  ignore: Boolean(skip) || !gnuTimeAvailable(),
+  async fn(t) {
+    await using dst = await startRegistry();
+    await using src = startHostileRegistry();
+    const image = hostileImage(11, { layerSize: 64 * 1024 });
+    src.serveImage("blob", image);
+    src.blobs.set(image.layers[0].digest, { stream: { kind: "endless" } });
+    src.manifests.set("huge", { mediaType: OCI, stream: { kind: "sized", bytes: 200 * MiB } });
+    src.manifests.set("endless", { mediaType: OCI, stream: { kind: "endless" } });
+    const dir = await Deno.makeTempDir({ prefix: "bb-hostile-" });
+    const rows: [string, string, string][] = [
+      ["a 200 MB manifest", "huge", "IMAGE_MANIFEST_TOO_LARGE"],
+      ["an endless manifest", "endless", "IMAGE_MANIFEST_TOO_LARGE"],
+      ["an endless blob", "blob", "IMAGE_DIGEST_MISMATCH"],
+    ];
+    try {
+      for (const [name, tag, code] of rows) {
+        await t.step(name, async () => {
+          await Deno.writeTextFile(
+            `${dir}/config.yaml`,
+            stringify({
+              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+              log: { dir: "./logs" },
+              operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2 },
+              images: { [`${src.host}/team/app:${tag}`]: { targets: ["dr"] } },
+            }),
+          );
+          const run = await runCliMeasured(
+            ["mirror", "--config", `${dir}/config.yaml`, "--non-interactive"],
+            { cwd: dir, timeoutMs: 60_000 },
+          );
+          const out = run.stdout + run.stderr;
+          assert.ok(run.peakRssMb < 120, `peak RSS ${run.peakRssMb.toFixed(1)} MB`);
+          assert.ok(run.elapsedMs < 30_000, `took ${run.elapsedMs} ms`);
+          assert.equal(run.code, 1, out);
+          assert.match(out, new RegExp(code), out);
+          assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
+          console.log(
+            `${name}: peak RSS ${run.peakRssMb.toFixed(1)} MB, ${Math.round(run.elapsedMs)} ms`,
+          );
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
