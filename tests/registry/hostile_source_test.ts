@@ -526,9 +526,6 @@ Deno.test({
           assert.equal(run.code, 1, out);
           assert.match(out, new RegExp(code), out);
           assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
-          console.log(
-            `${name}: peak RSS ${run.peakRssMb.toFixed(1)} MB, ${Math.round(run.elapsedMs)} ms`,
-          );
         });
       }
     } finally {
