@@ -72,11 +72,11 @@ export function parseManifest(
     });
   }
   if (!isObject(body)) {
-    throw invalid(where, "the manifest", `a JSON object, not ${describe(body)}`);
+    throw invalid({ where, field: "the manifest" }, `a JSON object, not ${describe(body)}`);
   }
   const header = contentType.split(";")[0].trim();
   if (body.mediaType !== undefined && typeof body.mediaType !== "string") {
-    throw invalid(where, "mediaType", `a string, not ${describe(body.mediaType)}`);
+    throw invalid({ where, field: "mediaType" }, `a string, not ${describe(body.mediaType)}`);
   }
   const declared = body.mediaType as string | undefined;
   if (declared && header && header !== declared && header !== "application/json") {
@@ -102,15 +102,15 @@ export function parseManifest(
     return {
       kind: "index",
       mediaType: mediaType || MEDIA_TYPES.ociIndex,
-      manifests: descriptors(body.manifests, "manifests", where),
+      manifests: descriptors(body.manifests, { where, field: "manifests" }),
     };
   }
   if (body.config !== undefined || body.layers !== undefined || isImageType) {
     return {
       kind: "image",
       mediaType: mediaType || MEDIA_TYPES.ociManifest,
-      config: descriptor(body.config, "config", where),
-      layers: descriptors(body.layers, "layers", where),
+      config: descriptor(body.config, { where, field: "config" }),
+      layers: descriptors(body.layers, { where, field: "layers" }),
     };
   }
   throw new MirrorError("IMAGE_UNSUPPORTED", `${where}: unknown manifest type "${mediaType}"`);
@@ -131,34 +131,48 @@ function describe(value: unknown): string {
   return typeof value === "object" ? "an object" : "nothing";
 }
 
-function invalid(where: string, field: string, wanted: string): MirrorError {
-  return new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: ${field} must be ${wanted}`);
+/** Where a value sits: the manifest (`where`) and the field path in it. */
+interface At {
+  where: string;
+  field: string;
 }
 
-function descriptors(value: unknown, field: string, where: string): Descriptor[] {
-  if (!Array.isArray(value)) throw invalid(where, field, `an array, not ${describe(value)}`);
-  return value.map((item, i) => descriptor(item, `${field}[${i}]`, where));
+function invalid(at: At, wanted: string): MirrorError {
+  return new MirrorError("IMAGE_MANIFEST_INVALID", `${at.where}: ${at.field} must be ${wanted}`);
+}
+
+function descriptors(value: unknown, at: At): Descriptor[] {
+  if (!Array.isArray(value)) throw invalid(at, `an array, not ${describe(value)}`);
+  return value.map((item, i) => descriptor(item, { ...at, field: `${at.field}[${i}]` }));
 }
 
 /** One descriptor, checked field by field; unknown fields are kept. */
-function descriptor(value: unknown, field: string, where: string): Descriptor {
-  if (!isObject(value)) throw invalid(where, field, `an object, not ${describe(value)}`);
+function descriptor(value: unknown, { where, field }: At): Descriptor {
+  if (!isObject(value)) throw invalid({ where, field }, `an object, not ${describe(value)}`);
   if (typeof value.mediaType !== "string") {
-    throw invalid(where, `${field}.mediaType`, `a string, not ${describe(value.mediaType)}`);
+    throw invalid(
+      { where, field: `${field}.mediaType` },
+      `a string, not ${describe(value.mediaType)}`,
+    );
   }
   if (!validDigest(value.digest)) {
     throw invalid(
-      where,
-      `${field}.digest`,
+      { where, field: `${field}.digest` },
       `sha256:<64 lowercase hex> or sha512:<128 lowercase hex>, not ${describe(value.digest)}`,
     );
   }
   const size = value.size;
   if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
-    throw invalid(where, `${field}.size`, `a non-negative integer, not ${describe(size)}`);
+    throw invalid(
+      { where, field: `${field}.size` },
+      `a non-negative integer, not ${describe(size)}`,
+    );
   }
   if (value.platform !== undefined && !isObject(value.platform)) {
-    throw invalid(where, `${field}.platform`, `an object, not ${describe(value.platform)}`);
+    throw invalid(
+      { where, field: `${field}.platform` },
+      `an object, not ${describe(value.platform)}`,
+    );
   }
   return value as unknown as Descriptor;
 }
@@ -178,19 +192,21 @@ export function parseImageConfig(bytes: Uint8Array, where: string): { diffIds: s
       cause,
     });
   }
-  if (!isObject(body)) throw invalid(where, "the image config", `an object, not ${describe(body)}`);
+  if (!isObject(body)) {
+    throw invalid({ where, field: "the image config" }, `an object, not ${describe(body)}`);
+  }
   if (body.rootfs === undefined) return { diffIds: [] };
   if (!isObject(body.rootfs)) {
-    throw invalid(where, "rootfs", `an object, not ${describe(body.rootfs)}`);
+    throw invalid({ where, field: "rootfs" }, `an object, not ${describe(body.rootfs)}`);
   }
   const ids = body.rootfs.diff_ids;
   if (ids === undefined) return { diffIds: [] };
   if (!Array.isArray(ids)) {
-    throw invalid(where, "rootfs.diff_ids", `an array, not ${describe(ids)}`);
+    throw invalid({ where, field: "rootfs.diff_ids" }, `an array, not ${describe(ids)}`);
   }
   ids.forEach((id, i) => {
     if (!validDigest(id)) {
-      throw invalid(where, `rootfs.diff_ids[${i}]`, `a digest, not ${describe(id)}`);
+      throw invalid({ where, field: `rootfs.diff_ids[${i}]` }, `a digest, not ${describe(id)}`);
     }
   });
   return { diffIds: ids as string[] };

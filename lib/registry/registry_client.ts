@@ -152,7 +152,7 @@ export class RegistryClient {
   ): Promise<void> {
     const res = await this.#call({
       method: "GET",
-      path: `${endpoint(repository, "tags")}?n=1`,
+      path: `${repositoryPath(repository, "tags/list")}?n=1`,
       repository,
       write: actions.includes("push"),
       signal,
@@ -169,7 +169,7 @@ export class RegistryClient {
   ): Promise<Descriptor | null> {
     const res = await this.#call({
       method: "HEAD",
-      path: endpoint(repository, "manifests", ref),
+      path: manifestPath(repository, ref),
       repository,
       headers: { accept: MANIFEST_ACCEPT },
       signal,
@@ -202,7 +202,7 @@ export class RegistryClient {
   ): Promise<ManifestBytes | null> {
     const res = await this.#call({
       method: "GET",
-      path: endpoint(repository, "manifests", ref),
+      path: manifestPath(repository, ref),
       repository,
       headers: { accept: MANIFEST_ACCEPT },
       signal,
@@ -249,7 +249,7 @@ export class RegistryClient {
     const digest = sha256Digest(manifest.bytes);
     const res = await this.#call({
       method: "PUT",
-      path: endpoint(repository, "manifests", ref),
+      path: manifestPath(repository, ref),
       repository,
       write: true,
       headers: { "content-type": manifest.mediaType },
@@ -273,7 +273,7 @@ export class RegistryClient {
   async blobHead(repository: string, digest: string, signal?: AbortSignal): Promise<number | null> {
     const res = await this.#call({
       method: "HEAD",
-      path: endpoint(repository, "blobs", digest),
+      path: blobPath(repository, digest),
       repository,
       signal,
       ok: [200, 404],
@@ -290,7 +290,7 @@ export class RegistryClient {
   ): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
     const res = await this.#call({
       method: "GET",
-      path: endpoint(repository, "blobs", digest),
+      path: blobPath(repository, digest),
       repository,
       signal,
       ok: [200],
@@ -312,7 +312,7 @@ export class RegistryClient {
   ): Promise<boolean> {
     const res = await this.#call({
       method: "POST",
-      path: `${endpoint(repository, "blobs", "uploads/")}?mount=${
+      path: `${repositoryPath(repository, "blobs/uploads/")}?mount=${
         encodeURIComponent(checkedDigest(digest))
       }&from=${encodeURIComponent(checkedRepository(from))}`,
       repository,
@@ -385,7 +385,7 @@ export class RegistryClient {
   ): Promise<{ url: URL; minChunk: number }> {
     const post = await this.#call({
       method: "POST",
-      path: endpoint(repository, "blobs", "uploads/"),
+      path: repositoryPath(repository, "blobs/uploads/"),
       repository,
       write: true,
       headers: { "content-length": "0" },
@@ -557,7 +557,7 @@ export class RegistryClient {
   /** All tags of a repository (follows Link pagination). */
   async tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
     const tags: string[] = [];
-    const path = endpoint(repository, "tags");
+    const path = repositoryPath(repository, "tags/list");
     let next: string | URL | null = `${path}?n=1000`;
     const where = `${this.host}/${repository}`;
     for (let page = 0; next && page < 1000; page++) {
@@ -700,22 +700,23 @@ function checkedDigest(digest: string): string {
 }
 
 /**
- * The path below /v2/ of an endpoint, built only from checked parts: a repository of the grammar,
- * then `manifests/<tag|digest>`, `blobs/<digest>`, `blobs/uploads/` or `tags/list`. Anything else
+ * Paths below /v2/ are built only from checked parts: a repository of the grammar, then
+ * `manifests/<tag|digest>`, `blobs/<digest>`, `blobs/uploads/` or `tags/list`. Anything else
  * throws IMAGE_MANIFEST_INVALID, so no value from a registry or a config can steer a request
  * elsewhere (defence in depth behind the parsers' checks).
  */
-function endpoint(
-  repository: string,
-  kind: "manifests" | "blobs" | "tags",
-  ref?: string,
-): string {
-  const name = checkedRepository(repository);
-  if (kind === "tags") return `${name}/tags/list`;
-  const value = ref ?? "";
-  if (kind === "blobs" && value === "uploads/") return `${name}/blobs/uploads/`;
-  if (kind === "manifests" && isValidTag(value)) return `${name}/manifests/${value}`;
-  return `${name}/${kind}/${checkedDigest(value)}`;
+function manifestPath(repository: string, ref: string): string {
+  return `${checkedRepository(repository)}/manifests/${isValidTag(ref) ? ref : checkedDigest(ref)}`;
+}
+
+/** `<repository>/blobs/<digest>`, both checked (see {@link manifestPath}). */
+function blobPath(repository: string, digest: string): string {
+  return `${checkedRepository(repository)}/blobs/${checkedDigest(digest)}`;
+}
+
+/** `<repository>/<rest>` for the fixed endpoints, the repository checked. */
+function repositoryPath(repository: string, rest: "tags/list" | "blobs/uploads/"): string {
+  return `${checkedRepository(repository)}/${rest}`;
 }
 
 function badDigestHeader(where: string, digest: string): MirrorError {

@@ -26,7 +26,7 @@ export function startHostileQuay(): HostileQuay {
     await req.body?.cancel();
     const entry = answers.get(new URL(req.url).pathname);
     if (!entry) return new Response('{"error_message":"not found"}', { status: 404 });
-    return hostileResponse(entry, req.method, (n) => streamed += n);
+    return hostileResponse(entry, { method: req.method, onBytes: (n) => streamed += n });
   });
   const stop = async () => {
     await server.shutdown();
