@@ -499,20 +499,25 @@ Deno.test({
     src.manifests.set("huge", { mediaType: OCI, stream: { kind: "sized", bytes: 200 * MiB } });
     src.manifests.set("endless", { mediaType: OCI, stream: { kind: "endless" } });
     const dir = await Deno.makeTempDir({ prefix: "bb-hostile-" });
-    const rows: [string, string, string][] = [
-      ["a 200 MB manifest", "huge", "IMAGE_MANIFEST_TOO_LARGE"],
-      ["an endless manifest", "endless", "IMAGE_MANIFEST_TOO_LARGE"],
-      ["an endless blob", "blob", "IMAGE_DIGEST_MISMATCH"],
+    src.manifests.set("five", { mediaType: OCI, stream: { kind: "sized", bytes: 5 * MiB } });
+    const rows: [string, string, string, Record<string, unknown>][] = [
+      ["a 200 MB manifest", "huge", "IMAGE_MANIFEST_TOO_LARGE", {}],
+      ["an endless manifest", "endless", "IMAGE_MANIFEST_TOO_LARGE", {}],
+      ["an endless blob", "blob", "IMAGE_DIGEST_MISMATCH", {}],
+      // 5 MiB pass a cap raised in the config, and fail as what they are: not JSON.
+      ["operation.maxManifestBytes raises the cap", "five", "IMAGE_MANIFEST_INVALID", {
+        maxManifestBytes: 8 * MiB,
+      }],
     ];
     try {
-      for (const [name, tag, code] of rows) {
+      for (const [name, tag, code, operation] of rows) {
         await t.step(name, async () => {
           await Deno.writeTextFile(
             `${dir}/config.yaml`,
             stringify({
               registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
               log: { dir: "./logs" },
-              operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2 },
+              operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
               images: { [`${src.host}/team/app:${tag}`]: { targets: ["dr"] } },
             }),
           );
