@@ -14,6 +14,10 @@ import { MirrorError } from "./errors.ts";
 import type { Code } from "./log/codes.ts";
 import { type Secrets, secrets as runSecrets } from "./log/redact.ts";
 import { retry } from "./retry.ts";
+import { readBodyCapped, readCapped } from "./registry/registry_error.ts";
+
+/** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
+export const QUAY_ANSWER_CAP = 1024 * 1024;
 
 /** Options for {@link QuayClient}. */
 export interface QuayClientOptions {
@@ -84,7 +88,7 @@ export class QuayClient {
   async checkToken(signal?: AbortSignal): Promise<{ username: string }> {
     const res = await this.#request("GET", "/api/v1/user/", undefined, signal);
     if (res.status === 200) {
-      const body = await res.json();
+      const body = await this.#json(res, "check the API token");
       if (body?.anonymous === true || typeof body?.username !== "string") {
         throw new QuayError(
           "LOGIN_FAILED",
@@ -119,7 +123,17 @@ export class QuayClient {
       undefined,
       signal,
     );
-    if (res.status === 200) return await res.json();
+    if (res.status === 200) {
+      const body = await this.#json(res, `read repository ${namespace}/${name}`);
+      if (typeof body !== "object" || body === null || Array.isArray(body)) {
+        throw new QuayError(
+          "REPO_API_ERROR",
+          `Quay API read repository ${namespace}/${name}: the answer is not a JSON object`,
+          { status: 200, detail: "malformed" },
+        );
+      }
+      return body as QuayRepository;
+    }
     if (res.status === 404) {
       await res.body?.cancel();
       return null;
@@ -227,12 +241,31 @@ export class QuayClient {
     });
   }
 
+  /** A 200 answer's JSON, read under {@link QUAY_ANSWER_CAP}; too large or not JSON is REPO_API_ERROR. */
+  // deno-lint-ignore no-explicit-any
+  async #json(res: Response, doing: string): Promise<any> {
+    const bytes = await readBodyCapped(res, QUAY_ANSWER_CAP, (seen) =>
+      new QuayError(
+        "REPO_API_ERROR",
+        `Quay API ${doing}: the answer passed the ${QUAY_ANSWER_CAP}-byte cap (${seen} bytes)`,
+        { status: res.status, detail: "too large" },
+      ));
+    try {
+      return JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new QuayError("REPO_API_ERROR", `Quay API ${doing}: the answer is not JSON`, {
+        status: res.status,
+        detail: "not JSON",
+      });
+    }
+  }
+
   async #error(
     res: Response,
     doing: string,
     fallback: Code = "REPO_API_ERROR",
   ): Promise<QuayError> {
-    const text = (await res.text().catch(() => "")).slice(0, 4096);
+    const text = await readCapped(res, 4096).catch(() => "");
     let detail = text.trim().slice(0, 300);
     let errorType: string | undefined;
     try {

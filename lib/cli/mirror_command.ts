@@ -162,6 +162,7 @@ class MirrorRun {
       timeoutMs: op.apiTimeout * 1000,
       maxRetries: op.maxRetries,
       retryDelayMs: op.retryDelay * 1000,
+      maxManifestBytes: op.maxManifestBytes,
       secrets,
       onRetry: (error, retry, delayMs) => {
         const rateLimited = error instanceof RegistryError && error.status === 429;

@@ -29,12 +29,20 @@ import type { Credential } from "../credentials/credential.ts";
 import { MirrorError } from "../errors.ts";
 import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
 import { retry } from "../retry.ts";
-import { parseManifest, selectPlatform } from "../registry/manifest.ts";
+import { parseImageConfig, parseManifest, selectPlatform } from "../registry/manifest.ts";
 import { DOCKER_HUB, DOCKER_HUB_API, formatReference, manifestRef } from "../registry/reference.ts";
 import type { Reference } from "../registry/reference.ts";
-import { imageConfigDigest, type RegistryClient } from "../registry/registry_client.ts";
+import {
+  DEFAULT_MAX_MANIFEST_BYTES,
+  imageConfigDigest,
+  type RegistryClient,
+} from "../registry/registry_client.ts";
+import { readBodyCapped } from "../registry/registry_error.ts";
 import { DockerCli, DockerError } from "./_docker_cli.ts";
 import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
+
+/** Bytes an image config may have when it is read back (as a manifest may). */
+const CONFIG_CAP = DEFAULT_MAX_MANIFEST_BYTES;
 
 /** Options for {@link DockerEngine}. */
 export interface DockerEngineOptions {
@@ -395,15 +403,24 @@ export class DockerEngine implements Engine {
     if (pushed.size === 0) return 0;
     try {
       const blob = await dst.blobGet(destination.repository, manifest.config.digest, signal);
-      const config = JSON.parse(await new Response(blob.body).text());
-      const diffIds: string[] = config?.rootfs?.diff_ids ?? [];
-      let bytes = 0;
+      // The config is data from a registry: read under the manifest cap, parsed defensively.
+      const bytes = await readBodyCapped(
+        new Response(blob.body),
+        CONFIG_CAP,
+        (seen) =>
+          new MirrorError(
+            "IMAGE_MANIFEST_TOO_LARGE",
+            `config ${manifest.config.digest}: passed the ${CONFIG_CAP}-byte cap (${seen} bytes)`,
+          ),
+      );
+      const { diffIds } = parseImageConfig(bytes, `config ${manifest.config.digest}`);
+      let uploaded = 0;
       diffIds.forEach((id, i) => {
         if (pushed.has(id.replace(/^sha256:/, "").slice(0, 12))) {
-          bytes += manifest.layers[i]?.size ?? 0;
+          uploaded += manifest.layers[i]?.size ?? 0;
         }
       });
-      return bytes;
+      return uploaded;
     } catch (error) {
       if (signal?.aborted) throw error;
       return 0; // statistics only: never fail a finished push over them

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
+import { validDigest } from "./reference.ts";
 
 /** Media types. */
 export const MEDIA_TYPES = {
@@ -41,20 +42,43 @@ export function sha256Digest(bytes: Uint8Array): string {
   return "sha256:" + createHash("sha256").update(bytes).digest("hex");
 }
 
-/** Parse manifest bytes. `contentType` is the response's Content-Type (parameters ignored). */
+/** The digest of `bytes` with the algorithm of `like` (`sha256` or `sha512`; default sha256). */
+export function digestLike(like: string | null | undefined, bytes: Uint8Array): string {
+  const algorithm = like?.startsWith("sha512:") ? "sha512" : "sha256";
+  return `${algorithm}:${createHash(algorithm).update(bytes).digest("hex")}`;
+}
+
+/**
+ * Parse manifest bytes into checked data. `contentType` is the response's Content-Type
+ * (parameters ignored). Nothing from the bytes is trusted: the body must be a JSON object, and
+ * every descriptor (`manifests[i]`, `config`, `layers[i]`) an object with a string `mediaType`, a
+ * digest of the OCI grammar ({@link validDigest}) and a `size` that is a non-negative safe integer,
+ * before any of it is used.
+ *
+ * @throws {MirrorError} IMAGE_MANIFEST_INVALID naming the field (e.g. `manifests[1].digest`) for
+ *   malformed JSON or descriptors; IMAGE_UNSUPPORTED for schema1 and unknown manifest types.
+ */
 export function parseManifest(
   bytes: Uint8Array,
   contentType: string,
   where: string,
 ): ParsedManifest {
-  let body: Record<string, unknown>;
+  let body: unknown;
   try {
     body = JSON.parse(new TextDecoder().decode(bytes));
   } catch (cause) {
-    throw new MirrorError("IMAGE_PULL_FAILED", `${where}: the manifest is not JSON`, { cause });
+    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the manifest is not JSON`, {
+      cause,
+    });
+  }
+  if (!isObject(body)) {
+    throw invalid({ where, field: "the manifest" }, `a JSON object, not ${describe(body)}`);
   }
   const header = contentType.split(";")[0].trim();
-  const declared = typeof body.mediaType === "string" ? body.mediaType : undefined;
+  if (body.mediaType !== undefined && typeof body.mediaType !== "string") {
+    throw invalid({ where, field: "mediaType" }, `a string, not ${describe(body.mediaType)}`);
+  }
+  const declared = body.mediaType as string | undefined;
   if (declared && header && header !== declared && header !== "application/json") {
     throw new MirrorError(
       "IMAGE_PULL_FAILED",
@@ -71,22 +95,121 @@ export function parseManifest(
       `${where}: Docker schema1 manifests cannot be copied with their digest; re-push the image with a current docker`,
     );
   }
-  if (Array.isArray(body.manifests)) {
+  const isIndexType = mediaType === MEDIA_TYPES.ociIndex || mediaType === MEDIA_TYPES.dockerList;
+  const isImageType = mediaType === MEDIA_TYPES.ociManifest ||
+    mediaType === MEDIA_TYPES.dockerManifest;
+  if (body.manifests !== undefined || (isIndexType && body.config === undefined)) {
     return {
       kind: "index",
       mediaType: mediaType || MEDIA_TYPES.ociIndex,
-      manifests: body.manifests as Descriptor[],
+      manifests: descriptors(body.manifests, { where, field: "manifests" }),
     };
   }
-  if (body.config && Array.isArray(body.layers)) {
+  if (body.config !== undefined || body.layers !== undefined || isImageType) {
     return {
       kind: "image",
       mediaType: mediaType || MEDIA_TYPES.ociManifest,
-      config: body.config as Descriptor,
-      layers: body.layers as Descriptor[],
+      config: descriptor(body.config, { where, field: "config" }),
+      layers: descriptors(body.layers, { where, field: "layers" }),
     };
   }
   throw new MirrorError("IMAGE_UNSUPPORTED", `${where}: unknown manifest type "${mediaType}"`);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A short, safe description of a JSON value for messages (never the value itself if long). */
+function describe(value: unknown): string {
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "string") {
+    return value.length <= 80 ? JSON.stringify(value) : `a ${value.length}-character string`;
+  }
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return typeof value === "object" ? "an object" : "nothing";
+}
+
+/** Where a value sits: the manifest (`where`) and the field path in it. */
+interface At {
+  where: string;
+  field: string;
+}
+
+function invalid(at: At, wanted: string): MirrorError {
+  return new MirrorError("IMAGE_MANIFEST_INVALID", `${at.where}: ${at.field} must be ${wanted}`);
+}
+
+function descriptors(value: unknown, at: At): Descriptor[] {
+  if (!Array.isArray(value)) throw invalid(at, `an array, not ${describe(value)}`);
+  return value.map((item, i) => descriptor(item, { ...at, field: `${at.field}[${i}]` }));
+}
+
+/** One descriptor, checked field by field; unknown fields are kept. */
+function descriptor(value: unknown, { where, field }: At): Descriptor {
+  if (!isObject(value)) throw invalid({ where, field }, `an object, not ${describe(value)}`);
+  if (typeof value.mediaType !== "string") {
+    throw invalid(
+      { where, field: `${field}.mediaType` },
+      `a string, not ${describe(value.mediaType)}`,
+    );
+  }
+  if (!validDigest(value.digest)) {
+    throw invalid(
+      { where, field: `${field}.digest` },
+      `sha256:<64 lowercase hex> or sha512:<128 lowercase hex>, not ${describe(value.digest)}`,
+    );
+  }
+  const size = value.size;
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(
+      { where, field: `${field}.size` },
+      `a non-negative integer, not ${describe(size)}`,
+    );
+  }
+  if (value.platform !== undefined && !isObject(value.platform)) {
+    throw invalid(
+      { where, field: `${field}.platform` },
+      `an object, not ${describe(value.platform)}`,
+    );
+  }
+  return value as unknown as Descriptor;
+}
+
+/**
+ * The parts of an image config this tool reads (`rootfs.diff_ids`), checked: the body must be a
+ * JSON object, `rootfs.diff_ids` (when present) an array of digests.
+ *
+ * @throws {MirrorError} IMAGE_MANIFEST_INVALID naming the field.
+ */
+export function parseImageConfig(bytes: Uint8Array, where: string): { diffIds: string[] } {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (cause) {
+    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the image config is not JSON`, {
+      cause,
+    });
+  }
+  if (!isObject(body)) {
+    throw invalid({ where, field: "the image config" }, `an object, not ${describe(body)}`);
+  }
+  if (body.rootfs === undefined) return { diffIds: [] };
+  if (!isObject(body.rootfs)) {
+    throw invalid({ where, field: "rootfs" }, `an object, not ${describe(body.rootfs)}`);
+  }
+  const ids = body.rootfs.diff_ids;
+  if (ids === undefined) return { diffIds: [] };
+  if (!Array.isArray(ids)) {
+    throw invalid({ where, field: "rootfs.diff_ids" }, `an array, not ${describe(ids)}`);
+  }
+  ids.forEach((id, i) => {
+    if (!validDigest(id)) {
+      throw invalid({ where, field: `rootfs.diff_ids[${i}]` }, `a digest, not ${describe(id)}`);
+    }
+  });
+  return { diffIds: ids as string[] };
 }
 
 /** Pick the child of an index for `platform` (`os/arch[/variant]`). */

@@ -10,8 +10,13 @@
  * component  := [a-z0-9]+ ( separator [a-z0-9]+ )*
  * separator  := "." | "_" | "__" | "-"+
  * tag        := [A-Za-z0-9_][A-Za-z0-9_.-]{0,127}
- * digest     := algorithm ":" hex      (sha256: 64 lowercase hex, sha384: 96, sha512: 128)
+ * digest     := algorithm ":" hex      (sha256: 64 lowercase hex, sha512: 128)
  * ```
+ * Digests from a registry (descriptors, `Docker-Content-Digest`) are data, never paths: they are
+ * checked with {@link validDigest} before any use, and the registry client builds URLs only from
+ * names, tags and digests that pass {@link isValidRepository}, {@link isValidTag} and
+ * {@link validDigest} (so a "digest" like `a:b/../../other/repo/manifests/v1` cannot steer a
+ * request into another repository).
  * Domain detection: the part before the first "/" is a domain when it contains "." or ":", is
  * "localhost", or is not all lowercase; otherwise the name is on Docker Hub (`docker.io`), where a
  * one-component path gets `library/`. No tag and no digest means `latest`.
@@ -45,7 +50,9 @@ const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
 const DOMAIN_PART = /^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$/;
 const IPV6 = /^\[[0-9a-fA-F:.]+\]$/;
 const DIGEST_ALGORITHM = /^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*$/;
-const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha384: 96, sha512: 128 };
+/** The registered OCI digest algorithms and their hex lengths (image-spec descriptor.md). */
+const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
+const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
 /** The Docker Hub name and the host its API answers on. */
 export const DOCKER_HUB = "docker.io";
@@ -169,8 +176,33 @@ function validateDigest(input: string, digest: string): void {
 }
 
 /** Is `value` a valid tag? */
-export function isValidTag(value: string): boolean {
-  return TAG.test(value);
+export function isValidTag(value: unknown): value is string {
+  return typeof value === "string" && TAG.test(value);
+}
+
+/**
+ * Is `value` a digest of the OCI grammar: `sha256:` and 64 lowercase hex, or `sha512:` and 128?
+ * The one check for every digest that comes from a registry.
+ *
+ * @example
+ * ```ts
+ * import { validDigest } from "./reference.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(validDigest(`sha256:${"a".repeat(64)}`), true);
+ * assert.equal(validDigest("a:b/../../other/repo/manifests/v1"), false);
+ * ```
+ */
+export function validDigest(value: unknown): value is string {
+  return typeof value === "string" && DIGEST.test(value);
+}
+
+/**
+ * Is `value` a repository path of the grammar (components joined by "/", at most 255 characters,
+ * no domain)?
+ */
+export function isValidRepository(value: unknown): value is string {
+  return typeof value === "string" && value.length > 0 && value.length <= 255 &&
+    value.split("/").every((component) => COMPONENT.test(component));
 }
 
 /**

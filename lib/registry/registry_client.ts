@@ -9,6 +9,13 @@
  * memory stays bounded whatever the blob size (one chunk, at most 8 MiB, when the registry wants
  * chunks); a digest mismatch aborts the upload.
  *
+ * A registry is not trusted with anything that steers a request or costs memory: URLs are built
+ * only from repository names, tags and digests of the reference grammar (anything else is
+ * IMAGE_MANIFEST_INVALID before a request is made), every `Docker-Content-Digest` is checked
+ * against the digest grammar, manifests and tag lists are read under `maxManifestBytes`
+ * (IMAGE_MANIFEST_TOO_LARGE, reading stops at the cap), and a blob stream is cut the moment it
+ * passes its descriptor's size (IMAGE_DIGEST_MISMATCH, never retried, upload session deleted).
+ *
  * @module
  */
 import { createHash } from "node:crypto";
@@ -16,12 +23,20 @@ import type { Credential } from "../credentials/credential.ts";
 import type { Code } from "../log/codes.ts";
 import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
 import { retry } from "../retry.ts";
-import { MANIFEST_ACCEPT, parseManifest, selectPlatform, sha256Digest } from "./manifest.ts";
-import { apiHost } from "./reference.ts";
+import { MirrorError } from "../errors.ts";
+import {
+  digestLike,
+  MANIFEST_ACCEPT,
+  parseManifest,
+  selectPlatform,
+  sha256Digest,
+} from "./manifest.ts";
+import { apiHost, isValidRepository, isValidTag, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import {
   isRetryable,
   parseErrorBody,
+  readBodyCapped,
   readCapped,
   redactUrl,
   RegistryError,
@@ -46,7 +61,15 @@ export interface RegistryClientOptions {
   secrets?: Secrets;
   /** Told before each wait for a retry: the failure, the retry number (1..) and the wait. */
   onRetry?: (error: unknown, retry: number, delayMs: number) => void;
+  /**
+   * Bytes a manifest or a tag-list page may have (`operation.maxManifestBytes`); a larger body
+   * fails IMAGE_MANIFEST_TOO_LARGE. @default 4 MiB
+   */
+  maxManifestBytes?: number;
 }
+
+/** The manifest cap of distribution and containers/image. */
+export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** A descriptor as a HEAD reports it. */
 export interface Descriptor {
@@ -95,6 +118,7 @@ export class RegistryClient {
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
   #chunkBytes: number | null = null;
+  #maxManifestBytes: number;
 
   /** Create a client. Reads `caFile` at once. */
   constructor(options: RegistryClientOptions) {
@@ -109,6 +133,7 @@ export class RegistryClient {
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
     this.#onRetry = options.onRetry;
+    this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   }
 
   /** Token requests made so far (tests and benchmarks). */
@@ -127,7 +152,7 @@ export class RegistryClient {
   ): Promise<void> {
     const res = await this.#call({
       method: "GET",
-      path: `${repository}/tags/list?n=1`,
+      path: `${repositoryPath(repository, "tags/list")}?n=1`,
       repository,
       write: actions.includes("push"),
       signal,
@@ -144,7 +169,7 @@ export class RegistryClient {
   ): Promise<Descriptor | null> {
     const res = await this.#call({
       method: "HEAD",
-      path: `${repository}/manifests/${ref}`,
+      path: manifestPath(repository, ref),
       repository,
       headers: { accept: MANIFEST_ACCEPT },
       signal,
@@ -158,6 +183,9 @@ export class RegistryClient {
       const manifest = await this.manifestGet(repository, ref, signal);
       return manifest &&
         { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
+    }
+    if (!validDigest(digest)) {
+      throw badDigestHeader(`${this.host}/${repository}:${ref}`, digest);
     }
     return {
       mediaType: (res.headers.get("content-type") ?? "").split(";")[0],
@@ -174,7 +202,7 @@ export class RegistryClient {
   ): Promise<ManifestBytes | null> {
     const res = await this.#call({
       method: "GET",
-      path: `${repository}/manifests/${ref}`,
+      path: manifestPath(repository, ref),
       repository,
       headers: { accept: MANIFEST_ACCEPT },
       signal,
@@ -184,15 +212,26 @@ export class RegistryClient {
       await res.body?.cancel();
       return null;
     }
-    const bytes = new Uint8Array(await res.arrayBuffer());
+    const where = `${this.host}/${repository}${ref.includes(":") ? "@" : ":"}${ref}`;
+    const header = res.headers.get("docker-content-digest");
+    if (header !== null && !validDigest(header)) {
+      await res.body?.cancel();
+      throw badDigestHeader(where, header);
+    }
+    const limit = this.#maxManifestBytes;
+    const bytes = await readBodyCapped(res, limit, (seen) =>
+      new MirrorError(
+        "IMAGE_MANIFEST_TOO_LARGE",
+        `${where}: the manifest passed the ${limit}-byte cap (${seen} bytes or more); raise operation.maxManifestBytes if it is genuine`,
+      ));
     const digest = sha256Digest(bytes);
-    const where = `${this.host}/${repository}:${ref}`;
-    const expected = ref.includes(":") ? ref : res.headers.get("docker-content-digest");
-    if (expected && expected.startsWith("sha256:") && expected !== digest) {
+    const expected = ref.includes(":") ? ref : header;
+    const actual = expected ? digestLike(expected, bytes) : digest;
+    if (expected && expected !== actual) {
       throw new RegistryError(
         "IMAGE_DIGEST_MISMATCH",
-        `${where}: manifest bytes hash to ${digest}, expected ${expected}`,
-        { status: res.status },
+        `${where}: manifest bytes hash to ${actual}, expected ${expected}`,
+        { status: res.status, retryable: false },
       );
     }
     const contentType = res.headers.get("content-type") ?? "";
@@ -210,7 +249,7 @@ export class RegistryClient {
     const digest = sha256Digest(manifest.bytes);
     const res = await this.#call({
       method: "PUT",
-      path: `${repository}/manifests/${ref}`,
+      path: manifestPath(repository, ref),
       repository,
       write: true,
       headers: { "content-type": manifest.mediaType },
@@ -234,7 +273,7 @@ export class RegistryClient {
   async blobHead(repository: string, digest: string, signal?: AbortSignal): Promise<number | null> {
     const res = await this.#call({
       method: "HEAD",
-      path: `${repository}/blobs/${digest}`,
+      path: blobPath(repository, digest),
       repository,
       signal,
       ok: [200, 404],
@@ -251,7 +290,7 @@ export class RegistryClient {
   ): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
     const res = await this.#call({
       method: "GET",
-      path: `${repository}/blobs/${digest}`,
+      path: blobPath(repository, digest),
       repository,
       signal,
       ok: [200],
@@ -273,9 +312,9 @@ export class RegistryClient {
   ): Promise<boolean> {
     const res = await this.#call({
       method: "POST",
-      path: `${repository}/blobs/uploads/?mount=${encodeURIComponent(digest)}&from=${
-        encodeURIComponent(from)
-      }`,
+      path: `${repositoryPath(repository, "blobs/uploads/")}?mount=${
+        encodeURIComponent(checkedDigest(digest))
+      }&from=${encodeURIComponent(checkedRepository(from))}`,
       repository,
       extraScopes: [`repository:${from}:pull`],
       write: true,
@@ -295,8 +334,10 @@ export class RegistryClient {
    * a proxy in front of it, that refuses that body (413 too large, 411 length required) gets blobs
    * in PATCH chunks from then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB
    * (or the registry's `OCI-Chunk-Min-Length`) and halving what was refused on each further 413.
-   * `open` gives a fresh stream per attempt; its bytes are hashed on the way and must match
-   * `blob.digest`.
+   * `open` gives a fresh stream per attempt; its bytes are counted and hashed on the way and must
+   * match `blob.size` and `blob.digest`: a stream that passes the size is cut at once, a short one
+   * or one with other bytes fails, each IMAGE_DIGEST_MISMATCH (not retried) before the final PUT
+   * completes, and the upload session is deleted.
    */
   async blobUpload(
     repository: string,
@@ -311,15 +352,24 @@ export class RegistryClient {
         const signal = options.signal
           ? AbortSignal.any([options.signal, reading.signal])
           : reading.signal;
+        checkedDigest(blob.digest);
+        if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
+          throw new MirrorError(
+            "IMAGE_MANIFEST_INVALID",
+            `blob ${blob.digest}: size ${blob.size} is not a non-negative integer`,
+          );
+        }
         const session = await this.#startUpload(repository, options.signal);
         let done = false;
+        const verifier = verifyBlob(blob, options.onProgress);
         try {
-          const verified = (await open(signal)).pipeThrough(
-            verifyDigest(blob.digest, options.onProgress),
-          );
+          const verified = (await open(signal)).pipeThrough(verifier.stream);
           done = this.#chunkBytes === null
             ? await this.#putWhole(repository, blob, verified, session.url, options.signal)
             : await this.#putChunks(repository, blob, verified, session, options.signal);
+        } catch (error) {
+          // The request failed because the bytes did: say so (not a push failure to retry).
+          throw verifier.failure() ?? error;
         } finally {
           reading.abort();
           if (!done) await this.#cancelUpload(repository, session.url);
@@ -335,7 +385,7 @@ export class RegistryClient {
   ): Promise<{ url: URL; minChunk: number }> {
     const post = await this.#call({
       method: "POST",
-      path: `${repository}/blobs/uploads/`,
+      path: repositoryPath(repository, "blobs/uploads/"),
       repository,
       write: true,
       headers: { "content-length": "0" },
@@ -507,7 +557,9 @@ export class RegistryClient {
   /** All tags of a repository (follows Link pagination). */
   async tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
     const tags: string[] = [];
-    let next: string | URL | null = `${repository}/tags/list?n=1000`;
+    const path = repositoryPath(repository, "tags/list");
+    let next: string | URL | null = `${path}?n=1000`;
+    const where = `${this.host}/${repository}`;
     for (let page = 0; next && page < 1000; page++) {
       const res: Response = await this.#call({
         method: "GET",
@@ -520,10 +572,15 @@ export class RegistryClient {
         await res.body?.cancel();
         return [];
       }
-      const body = await res.json();
-      tags.push(...(Array.isArray(body?.tags) ? body.tags : []));
+      const limit = this.#maxManifestBytes;
+      const bytes = await readBodyCapped(res, limit, (seen) =>
+        new MirrorError(
+          "IMAGE_MANIFEST_TOO_LARGE",
+          `${where}: a tag list page passed the ${limit}-byte cap (${seen} bytes or more)`,
+        ));
+      tags.push(...parseTagList(bytes, where));
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "");
-      next = link ? this.#resolve(link[1]) : null;
+      next = link ? this.#nextPage(link[1], path, where) : null;
     }
     return tags;
   }
@@ -535,6 +592,18 @@ export class RegistryClient {
 
   #resolve(location: string): URL {
     return new URL(location, `${this.#base}/v2/`);
+  }
+
+  /** A tag list's next page: only the same endpoint on the same origin (a Link is data too). */
+  #nextPage(link: string, path: string, where: string): URL {
+    const url = this.#resolve(link);
+    if (url.origin !== new URL(this.#base).origin || url.pathname !== `/v2/${path}`) {
+      throw new MirrorError(
+        "IMAGE_MANIFEST_INVALID",
+        `${where}: the tag list's next page ${redactUrl(url)} is not this repository's tag list`,
+      );
+    }
+    return url;
   }
 
   #retryPolicy(signal?: AbortSignal) {
@@ -604,31 +673,132 @@ export class RegistryClient {
   }
 }
 
-/** A pass-through stream that hashes and counts, and errors at the end on a digest mismatch. */
-function verifyDigest(
-  digest: string,
+/** A repository path checked against the reference grammar (refused before any request). */
+function checkedRepository(repository: string): string {
+  if (!isValidRepository(repository)) {
+    throw new MirrorError(
+      "IMAGE_MANIFEST_INVALID",
+      `repository name ${
+        JSON.stringify(String(repository).slice(0, 300))
+      } does not follow the reference grammar`,
+    );
+  }
+  return repository;
+}
+
+/** A digest checked against the OCI grammar (refused before any request). */
+function checkedDigest(digest: string): string {
+  if (!validDigest(digest)) {
+    throw new MirrorError(
+      "IMAGE_MANIFEST_INVALID",
+      `digest ${
+        JSON.stringify(String(digest).slice(0, 300))
+      } is not sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
+    );
+  }
+  return digest;
+}
+
+/**
+ * Paths below /v2/ are built only from checked parts: a repository of the grammar, then
+ * `manifests/<tag|digest>`, `blobs/<digest>`, `blobs/uploads/` or `tags/list`. Anything else
+ * throws IMAGE_MANIFEST_INVALID, so no value from a registry or a config can steer a request
+ * elsewhere (defence in depth behind the parsers' checks).
+ */
+function manifestPath(repository: string, ref: string): string {
+  return `${checkedRepository(repository)}/manifests/${isValidTag(ref) ? ref : checkedDigest(ref)}`;
+}
+
+/** `<repository>/blobs/<digest>`, both checked (see {@link manifestPath}). */
+function blobPath(repository: string, digest: string): string {
+  return `${checkedRepository(repository)}/blobs/${checkedDigest(digest)}`;
+}
+
+/** `<repository>/<rest>` for the fixed endpoints, the repository checked. */
+function repositoryPath(repository: string, rest: "tags/list" | "blobs/uploads/"): string {
+  return `${checkedRepository(repository)}/${rest}`;
+}
+
+function badDigestHeader(where: string, digest: string): MirrorError {
+  return new MirrorError(
+    "IMAGE_MANIFEST_INVALID",
+    `${where}: Docker-Content-Digest ${
+      JSON.stringify(digest.slice(0, 300))
+    } is not sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
+  );
+}
+
+/** The `tags` of a tag list page, each checked against the tag grammar. */
+function parseTagList(bytes: Uint8Array, where: string): string[] {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (cause) {
+    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the tag list is not JSON`, {
+      cause,
+    });
+  }
+  if (typeof body !== "object" || body === null || Array.isArray(body)) {
+    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the tag list is not a JSON object`);
+  }
+  const tags = (body as { tags?: unknown }).tags;
+  if (tags === undefined || tags === null) return [];
+  if (!Array.isArray(tags)) {
+    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: tags must be an array`);
+  }
+  tags.forEach((tag, i) => {
+    if (!isValidTag(tag)) {
+      throw new MirrorError(
+        "IMAGE_MANIFEST_INVALID",
+        `${where}: tags[${i}] ${
+          JSON.stringify(String(tag).slice(0, 200))
+        } does not follow the tag grammar`,
+      );
+    }
+  });
+  return tags as string[];
+}
+
+/**
+ * A pass-through stream that counts and hashes a blob: it errors the moment the bytes pass
+ * `blob.size` (nothing past it is passed on), and at the end when fewer came or the digest
+ * differs. `failure()` is that error, for the caller whose request the stream was the body of.
+ */
+function verifyBlob(
+  blob: { digest: string; size: number },
   onProgress?: (bytes: number) => void,
-): TransformStream<Uint8Array, Uint8Array> {
-  const hash = createHash("sha256");
-  return new TransformStream({
+): { stream: TransformStream<Uint8Array, Uint8Array>; failure: () => RegistryError | undefined } {
+  const hash = createHash(blob.digest.startsWith("sha512:") ? "sha512" : "sha256");
+  let seen = 0;
+  let failure: RegistryError | undefined;
+  const fail = (message: string) =>
+    failure = new RegistryError("IMAGE_DIGEST_MISMATCH", `blob ${blob.digest}: ${message}`, {
+      status: 0,
+      retryable: false,
+    });
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
     transform(chunk, controller) {
+      seen += chunk.length;
+      if (seen > blob.size) {
+        controller.error(fail(`the source sent more than the descriptor's ${blob.size} bytes`));
+        return;
+      }
       hash.update(chunk);
       onProgress?.(chunk.length);
       controller.enqueue(chunk);
     },
     flush(controller) {
-      const actual = `sha256:${hash.digest("hex")}`;
-      if (actual !== digest) {
+      if (seen < blob.size) {
         controller.error(
-          new RegistryError(
-            "IMAGE_DIGEST_MISMATCH",
-            `blob bytes hash to ${actual}, expected ${digest}`,
-            { status: 0 },
-          ),
+          fail(`the source sent ${seen} of the descriptor's ${blob.size} bytes`),
         );
+        return;
       }
+      const actual = `${blob.digest.split(":")[0]}:${hash.digest("hex")}`;
+      if (actual !== blob.digest) controller.error(fail(`the bytes hash to ${actual}`));
     },
   });
+  return { stream, failure: () => failure };
 }
 
 /**

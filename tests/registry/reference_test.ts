@@ -3,8 +3,11 @@ import {
   apiHost,
   formatReference,
   isLoopbackHost,
+  isValidRepository,
+  isValidTag,
   parseReference,
   ReferenceError,
+  validDigest,
 } from "../../lib/registry/reference.ts";
 
 const D = "sha256:" + "a".repeat(64);
@@ -96,5 +99,45 @@ Deno.test("apiHost() maps Docker Hub to its API host; isLoopbackHost() knows loo
   }
   for (const host of ["quay.io", "10.0.0.1:5000", "127.example.com"]) {
     assert.ok(!isLoopbackHost(host), host);
+  }
+});
+
+Deno.test("validDigest() accepts only sha256 and sha512 digests of lowercase hex", async (t) => {
+  const good = [`sha256:${"0".repeat(64)}`, `sha512:${"f".repeat(128)}`];
+  const bad: unknown[] = [
+    "a:b/../../other/repo/manifests/v1",
+    `sha256:${"a".repeat(63)}`,
+    `sha256:${"a".repeat(65)}`,
+    `sha256:${"A".repeat(64)}`,
+    `sha384:${"a".repeat(96)}`,
+    `sha512:${"a".repeat(64)}`,
+    `sha256:${"a".repeat(64)}\n`,
+    `sha256:${"a".repeat(62)}/.`,
+    "",
+    null,
+    5,
+  ];
+  for (const value of good) {
+    await t.step(`good ${value.slice(0, 12)}`, () => assert.equal(validDigest(value), true));
+  }
+  for (const value of bad) {
+    await t.step(`bad ${JSON.stringify(value)?.slice(0, 40)}`, () => {
+      assert.equal(validDigest(value), false);
+    });
+  }
+});
+
+Deno.test("isValidRepository() and isValidTag() refuse anything that could steer a URL", () => {
+  for (const ok of ["app", "team/app", "a/b/c", "a.b_c__d-e"]) {
+    assert.equal(isValidRepository(ok), true, ok);
+  }
+  for (
+    const bad of ["", "../x", "a/../b", "a//b", "A", "a/", "a?b", "a%2fb", "x".repeat(256), null]
+  ) {
+    assert.equal(isValidRepository(bad), false, String(bad));
+  }
+  for (const ok of ["1", "v1.0", "latest", "A_b-c.d"]) assert.equal(isValidTag(ok), true, ok);
+  for (const bad of ["", "..", ".x", "-x", "a/b", "a?b", "a:b", "x".repeat(129), 1]) {
+    assert.equal(isValidTag(bad), false, String(bad));
   }
 });

@@ -1,0 +1,48 @@
+/**
+ * Run `main.ts` as a subprocess under `/usr/bin/time -v` and report its peak RSS, to prove that a
+ * hostile source (a huge or endless manifest, an endless blob) cannot grow the run's memory.
+ *
+ * @module
+ */
+import { cliArgv, type CliResult, ROOT } from "./cli.ts";
+import { runProcess } from "./process.ts";
+
+/** A CLI run with its peak resident set size and wall time. */
+export interface MeasuredRun extends CliResult {
+  /** Peak RSS of the deno process in MB (from `Maximum resident set size`). */
+  peakRssMb: number;
+  /** Wall time in ms. */
+  elapsedMs: number;
+}
+
+/** Is GNU time installed? */
+export function gnuTimeAvailable(): boolean {
+  try {
+    return Deno.statSync("/usr/bin/time").isFile;
+  } catch {
+    return false;
+  }
+}
+
+/** Run `main.ts args` under `/usr/bin/time -v` (killed after `timeoutMs`, default 60 s). */
+export async function runCliMeasured(
+  args: string[],
+  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+): Promise<MeasuredRun> {
+  const env: Record<string, string> = { NO_COLOR: "1" };
+  for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
+    const value = Deno.env.get(key);
+    if (value !== undefined) env[key] = value;
+  }
+  const started = performance.now();
+  const result = await runProcess("/usr/bin/time", ["-v", ...cliArgv(args)], {
+    cwd: options.cwd ?? ROOT,
+    env: { ...env, ...options.env },
+    clearEnv: true,
+    timeoutMs: options.timeoutMs ?? 60_000,
+  });
+  const elapsedMs = performance.now() - started;
+  const kb = /Maximum resident set size \(kbytes\): (\d+)/.exec(result.stderr);
+  if (!kb) throw new Error(`no peak RSS in the output of /usr/bin/time:\n${result.stderr}`);
+  return { ...result, peakRssMb: Number(kb[1]) / 1024, elapsedMs };
+}
