@@ -105,7 +105,7 @@ export class RegistryClient {
     const credential = options.credential ?? null;
     if (credential?.kind === "basic") secrets.addBasic(credential.username, credential.password);
     if (credential && credential.kind !== "basic") secrets.add(credential.token);
-    this.#auth = new RegistryAuth(this.#http, credential, secrets);
+    this.#auth = new RegistryAuth(this.#http, { origin: this.#base, credential, secrets });
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
     this.#onRetry = options.onRetry;
