@@ -156,6 +156,7 @@ class MirrorRun {
       timeoutMs: op.apiTimeout * 1000,
       maxRetries: op.maxRetries,
       retryDelayMs: op.retryDelay * 1000,
+      maxRetryWaitMs: op.maxRetryWait * 1000,
       secrets,
       onRetry: (error, retry, delayMs) => {
         const rateLimited = error instanceof RegistryError && error.status === 429;
@@ -332,6 +333,7 @@ class MirrorRun {
         timeoutMs: op.apiTimeout * 1000,
         maxRetries: op.maxRetries,
         retryDelayMs: op.retryDelay * 1000,
+        maxRetryWaitMs: op.maxRetryWait * 1000,
       });
       this.#quay.set(name, quay);
     }
