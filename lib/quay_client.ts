@@ -1,7 +1,9 @@
 /**
  * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
  * repositories, set descriptions. Bearer OAuth token; fetch with `apiTimeout`, TLS from caFile,
- * retries on network errors, 429 and 5xx only. Quay's four error shapes are parsed leniently.
+ * retries on network errors, 429 and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a
+ * longer wanted wait fails at once with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed
+ * leniently.
  *
  * Quay's permission rules matter here: a token whose user may create repositories but is not
  * org admin gets 403, not 404, for a missing repository; "already exists" is a 400; a write
@@ -13,7 +15,7 @@
 import { MirrorError } from "./errors.ts";
 import type { Code } from "./log/codes.ts";
 import { type Secrets, secrets as runSecrets } from "./log/redact.ts";
-import { retry } from "./retry.ts";
+import { parseRetryAfter, retry, waitTooLongMessage } from "./retry.ts";
 import { readBodyCapped, readCapped } from "./registry/registry_error.ts";
 
 /** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
@@ -31,6 +33,8 @@ export interface QuayClientOptions {
   maxRetries?: number;
   /** @default 1000 */
   retryDelayMs?: number;
+  /** Longest single wait before a retry, in ms (operation.maxRetryWait). @default 300000 */
+  maxRetryWaitMs?: number;
   secrets?: Secrets;
 }
 
@@ -48,17 +52,26 @@ export class QuayError extends MirrorError {
   readonly status: number;
   readonly errorType?: string;
   readonly detail: string;
+  /** Delay Quay asked for (Retry-After), in ms. */
+  readonly retryAfterMs?: number;
   /** Create the error. */
   constructor(
     code: Code,
     message: string,
-    options: { status: number; errorType?: string; detail: string },
+    options: {
+      status: number;
+      errorType?: string;
+      detail: string;
+      retryAfterMs?: number;
+      cause?: unknown;
+    },
   ) {
-    super(code, message);
+    super(code, message, { cause: options.cause });
     this.name = "QuayError";
     this.status = options.status;
     this.errorType = options.errorType;
     this.detail = options.detail;
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -70,6 +83,7 @@ export class QuayClient {
   #timeoutMs: number;
   #maxRetries: number;
   #retryDelayMs: number;
+  #maxRetryWaitMs: number;
 
   /** Create the client. */
   constructor(options: QuayClientOptions) {
@@ -79,6 +93,7 @@ export class QuayClient {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
+    this.#maxRetryWaitMs = options.maxRetryWaitMs ?? 300_000;
     if (options.caFile) {
       this.#client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(options.caFile)] });
     }
@@ -199,6 +214,7 @@ export class QuayClient {
     body: unknown,
     signal?: AbortSignal,
   ): Promise<Response> {
+    const maxWaitMs = this.#maxRetryWaitMs;
     return await retry(async () => {
       const timeout = AbortSignal.timeout(this.#timeoutMs);
       let res: Response;
@@ -229,14 +245,33 @@ export class QuayClient {
         );
       }
       if (res.status === 429 || res.status >= 500) {
-        throw await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
+        const error = await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
+        throw new QuayError(error.code, error.message, {
+          status: error.status,
+          errorType: error.errorType,
+          detail: error.detail,
+          retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+        });
       }
       return res;
     }, {
       maxAttempts: this.#maxRetries + 1,
-      minDelayMs: this.#retryDelayMs,
+      minDelayMs: Math.min(this.#retryDelayMs, maxWaitMs),
+      maxDelayMs: Math.max(Math.min(this.#retryDelayMs, maxWaitMs), Math.min(60_000, maxWaitMs)),
+      maxWaitMs,
       isRetriable: (e) =>
         e instanceof QuayError && (e.status === 0 || e.status === 429 || e.status >= 500),
+      delayFor: (e) => (e instanceof QuayError ? e.retryAfterMs : undefined),
+      onWaitTooLong: (e, wantedMs) => {
+        const error = e as QuayError;
+        return new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {
+          status: error.status,
+          errorType: error.errorType,
+          detail: error.detail,
+          retryAfterMs: wantedMs,
+          cause: e,
+        });
+      },
       signal,
     });
   }

@@ -1,6 +1,9 @@
 /**
  * A small, explicit retry policy (after std `async/retry.ts`): exponential backoff with jitter,
- * `Retry-After` honoured, an AbortSignal that stops both the waits and the attempts.
+ * `Retry-After` honoured up to a ceiling, an AbortSignal that stops both the waits and the attempts.
+ * No single wait is longer than `maxWaitMs`: a server that asks for more (`Retry-After: 86400`)
+ * fails the call at once instead of parking it for a day (and past 2^31 ms a timer would even fire
+ * at once).
  *
  * @module
  */
@@ -21,6 +24,14 @@ export interface RetryOptions {
   isRetriable?: (error: unknown) => boolean;
   /** A delay the error itself asks for (e.g. Retry-After), in ms, or undefined. */
   delayFor?: (error: unknown) => number | undefined;
+  /**
+   * Longest single wait in ms. A wait the error asks for (`delayFor`) beyond it is not waited:
+   * the call fails at once with `onWaitTooLong(error, wantedMs)`, or the error itself.
+   * Backoff delays are cut to it. @default 2147483647 (the longest timer)
+   */
+  maxWaitMs?: number;
+  /** The error to throw when the wanted wait passes `maxWaitMs`. @default the error itself */
+  onWaitTooLong?: (error: unknown, wantedMs: number) => unknown;
   /** Called before each wait. */
   onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
   /** Stops waits and attempts. */
@@ -40,6 +51,8 @@ export async function retry<T>(
     jitter = 0.2,
     isRetriable = () => true,
     delayFor,
+    maxWaitMs = MAX_TIMER_MS,
+    onWaitTooLong,
     onRetry,
     signal,
   } = options;
@@ -52,6 +65,9 @@ export async function retry<T>(
     );
   }
   if (jitter < 0 || jitter > 1) throw new RangeError(`jitter must be in 0..1, got ${jitter}`);
+  if (!(maxWaitMs >= 0 && maxWaitMs <= MAX_TIMER_MS)) {
+    throw new RangeError(`maxWaitMs must be in 0..${MAX_TIMER_MS}, got ${maxWaitMs}`);
+  }
   for (let attempt = 1;; attempt++) {
     signal?.throwIfAborted();
     try {
@@ -60,14 +76,20 @@ export async function retry<T>(
       if (signal?.aborted || attempt >= maxAttempts || !isRetriable(error)) throw error;
       const base = Math.min(maxDelayMs, minDelayMs * multiplier ** (attempt - 1));
       const wanted = delayFor?.(error);
+      if (wanted !== undefined && wanted > maxWaitMs) {
+        throw onWaitTooLong ? onWaitTooLong(error, wanted) : error;
+      }
       const delay = wanted !== undefined
-        ? Math.min(Math.max(wanted, 0), Math.max(maxDelayMs, wanted))
-        : base * (1 - jitter + Math.random() * jitter * 2);
+        ? Math.max(wanted, 0)
+        : Math.min(maxWaitMs, base * (1 - jitter + Math.random() * jitter * 2));
       onRetry?.(error, attempt, Math.round(delay));
       await sleep(delay, signal);
     }
   }
 }
+
+/** The longest delay setTimeout keeps (2^31 - 1 ms, about 24.8 days); longer ones fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Wait `ms`, or reject at once when `signal` aborts. */
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
@@ -104,4 +126,31 @@ export function parseRetryAfter(
   if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
   const date = Date.parse(trimmed);
   return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+
+/**
+ * The message for a wait longer than allowed: what failed, the wait it asked for (seconds, and
+ * hours or days when long) and the ceiling (operation.maxRetryWait).
+ *
+ * @example
+ * ```ts
+ * import { waitTooLongMessage } from "./retry.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(
+ *   waitTooLongMessage(new Error("GET x answered 429"), 86_400_000, 300_000),
+ *   "GET x answered 429; the server asks to wait 86400 s (1.0 days) before a retry, longer than " +
+ *     "operation.maxRetryWait (300 s): not waiting",
+ * );
+ * ```
+ */
+export function waitTooLongMessage(error: unknown, wantedMs: number, maxWaitMs: number): string {
+  const what = error instanceof Error ? error.message : String(error);
+  const seconds = Math.ceil(wantedMs / 1000);
+  const long = seconds >= 86_400
+    ? ` (${(seconds / 86_400).toFixed(1)} days)`
+    : seconds >= 3_600
+    ? ` (${(seconds / 3_600).toFixed(1)} h)`
+    : "";
+  return `${what}; the server asks to wait ${seconds} s${long} before a retry, longer than ` +
+    `operation.maxRetryWait (${Math.round(maxWaitMs / 1000)} s): not waiting`;
 }

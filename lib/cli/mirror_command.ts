@@ -163,6 +163,7 @@ class MirrorRun {
       maxRetries: op.maxRetries,
       retryDelayMs: op.retryDelay * 1000,
       maxManifestBytes: op.maxManifestBytes,
+      maxRetryWaitMs: op.maxRetryWait * 1000,
       secrets,
       onRetry: (error, retry, delayMs) => {
         const rateLimited = error instanceof RegistryError && error.status === 429;
@@ -339,6 +340,7 @@ class MirrorRun {
         timeoutMs: op.apiTimeout * 1000,
         maxRetries: op.maxRetries,
         retryDelayMs: op.retryDelay * 1000,
+        maxRetryWaitMs: op.maxRetryWait * 1000,
       });
       this.#quay.set(name, quay);
     }

@@ -104,14 +104,18 @@ export function authFor(config: DockerConfig, host: string): Credential | null {
   let password = entry.password;
   if (entry.auth) {
     try {
-      const decoded = atob(entry.auth);
+      // base64 of `user:password` as UTF-8 (docker writes it so): a password outside Latin-1
+      // decodes whole; bytes that are not UTF-8 make the entry's auth ignored.
+      const decoded = new TextDecoder("utf-8", { fatal: true }).decode(
+        Uint8Array.from(atob(entry.auth), (c) => c.charCodeAt(0)),
+      );
       const sep = decoded.indexOf(":");
       if (sep > 0) {
         username = decoded.slice(0, sep);
         password = decoded.slice(sep + 1).replace(/\0+$/, "");
       }
     } catch {
-      // not base64: ignore the entry's auth
+      // not base64 or not UTF-8: ignore the entry's auth
     }
   }
   if (entry.identitytoken) {

@@ -21,10 +21,14 @@ export class Secrets {
     }
   }
 
-  /** Register `user:password` as it appears in Basic auth (base64) too. */
+  /** Register `user:password` as it appears in Basic auth (UTF-8, then base64) too. */
   addBasic(username: string, password: string): void {
     this.add(password);
-    this.add(btoa(`${username}:${password}`));
+    let binary = "";
+    for (const byte of new TextEncoder().encode(`${username}:${password}`)) {
+      binary += String.fromCharCode(byte);
+    }
+    this.add(btoa(binary));
   }
 
   /** How many secrets are registered (for tests). */

@@ -6,12 +6,64 @@
  * challenge is answered once; a second 401 is final (no token loops, gotcha 14). Every token is
  * registered as a secret the moment it arrives.
  *
+ * Why so strict about where a credential goes: a registry's answers (Location, Link, a redirect,
+ * a challenge) are data from the network, and a hostile or compromised registry, or a storage host
+ * it redirects to, would otherwise collect the credential. So:
+ * - Authorization (Basic or Bearer) is sent only to the registry's own origin; a request to any
+ *   other URL (an upload Location or a Link on another host) goes without it and its 401 is final.
+ * - An answer that came after a redirect to another origin is never authenticated: its challenge,
+ *   Basic or Bearer, is not answered (registry_http.ts drops the header on such redirects).
+ * - A token realm gets the credential only when the registry itself named it, and only over https,
+ *   unless the registry itself is plain http on a loopback host and the realm is on that same host
+ *   (the test setup): a realm over plain http anywhere else gets nothing (LOGIN_FAILED).
+ * - A token POST carrying a refresh token is not followed to another origin.
+ * - A token answer is read under a 1 MiB cap; malformed JSON is LOGIN_FAILED.
+ * - Basic credentials are UTF-8, then base64 (as docker does), so any password works.
+ *
  * @module
  */
 import type { Credential } from "../credentials/credential.ts";
 import type { Secrets } from "../log/redact.ts";
-import { type HttpRequest, RegistryHttp } from "./registry_http.ts";
-import { parseErrorBody, readCapped, redactUrl, RegistryError } from "./registry_error.ts";
+import { isLoopbackHost } from "./reference.ts";
+import { type HttpRequest, redirectedAway, RegistryHttp } from "./registry_http.ts";
+import {
+  parseErrorBody,
+  readBodyCapped,
+  readCapped,
+  redactUrl,
+  RegistryError,
+} from "./registry_error.ts";
+
+/** The most bytes a token answer may have (a JWT is a few KiB). */
+export const TOKEN_ANSWER_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The `Authorization` value for Basic credentials: `user:password` as UTF-8, then base64 (as
+ * docker and distribution do), so a password outside Latin-1 works.
+ *
+ * @example
+ * ```ts
+ * import { basicAuthorization } from "./registry_auth.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(basicAuthorization("u", "pä€"), "Basic dTpww6Tigqw=");
+ * ```
+ */
+export function basicAuthorization(username: string, password: string): string {
+  const bytes = new TextEncoder().encode(`${username}:${password}`);
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return `Basic ${btoa(binary)}`;
+}
+
+/** Options for {@link RegistryAuth}. */
+export interface RegistryAuthOptions {
+  /** The registry's own origin (`https://registry.example`): the only place Authorization goes. */
+  origin: string;
+  /** The registry's credential; null for anonymous. */
+  credential: Credential | null;
+  /** Where each token is registered the moment it arrives. */
+  secrets?: Secrets;
+}
 
 /** A parsed challenge. */
 export interface Challenge {
@@ -56,6 +108,7 @@ interface CachedToken {
 /** Sends requests with the right Authorization for a set of scopes. */
 export class RegistryAuth {
   #http: RegistryHttp;
+  #origin: URL;
   #credential: Credential | null;
   #secrets?: Secrets;
   #mode: "unknown" | "basic" | "bearer" = "unknown";
@@ -66,8 +119,10 @@ export class RegistryAuth {
   tokenRequests = 0;
 
   /** Create the auth layer for one registry host. */
-  constructor(http: RegistryHttp, credential: Credential | null, secrets?: Secrets) {
+  constructor(http: RegistryHttp, options: RegistryAuthOptions) {
+    const { credential, secrets } = options;
     this.#http = http;
+    this.#origin = new URL(options.origin);
     this.#credential = credential;
     this.#secrets = secrets;
     if (credential?.kind === "registry-token") {
@@ -76,11 +131,18 @@ export class RegistryAuth {
     }
   }
 
-  /** Send `request` authorised for `scopes`, answering one 401 challenge. */
+  /**
+   * Send `request` authorised for `scopes`, answering one 401 challenge. A request to another
+   * origin than the registry's, or an answer that came from another origin after a redirect, is
+   * never authenticated.
+   */
   async send(request: HttpRequest, scopes: string[]): Promise<Response> {
+    if (request.url.origin !== this.#origin.origin) {
+      return await this.#http.send({ ...request, authorization: null });
+    }
     const first = await this.#header(scopes, request.signal);
     const res = await this.#http.send({ ...request, authorization: first });
-    if (res.status !== 401) return res;
+    if (res.status !== 401 || redirectedAway(res)) return res;
     const challenges = parseChallenges(res.headers.get("www-authenticate") ?? "");
     const bearer = challenges.find((c) => c.scheme === "bearer");
     const basic = challenges.find((c) => c.scheme === "basic");
@@ -112,7 +174,7 @@ export class RegistryAuth {
     const credential = this.#credential;
     if (credential?.kind === "registry-token") return `Bearer ${credential.token}`;
     if (this.#mode === "basic" && credential?.kind === "basic") {
-      return `Basic ${btoa(`${credential.username}:${credential.password}`)}`;
+      return basicAuthorization(credential.username, credential.password);
     }
     if (this.#mode !== "bearer" || !this.#bearer) return null;
     const key = this.#key(scopes);
@@ -134,10 +196,44 @@ export class RegistryAuth {
     }`;
   }
 
+  /**
+   * May the credential go to `realm`? Over https, yes (the registry named it: Docker Hub's realm is
+   * auth.docker.io). Over plain http only when the registry itself is plain http on a loopback
+   * host and the realm is on that same host.
+   */
+  #realmTrusted(realm: URL): boolean {
+    if (realm.protocol === "https:") return true;
+    const registry = this.#origin;
+    return realm.protocol === "http:" && registry.protocol === "http:" &&
+      isLoopbackHost(registry.host) && realm.hostname === registry.hostname;
+  }
+
   async #fetchToken(scopes: string[], signal?: AbortSignal): Promise<CachedToken> {
     const bearer = this.#bearer as { realm: string; service?: string };
-    const url = new URL(bearer.realm);
+    let url: URL;
+    try {
+      url = new URL(bearer.realm);
+      if (url.protocol !== "https:" && url.protocol !== "http:") throw new TypeError("scheme");
+    } catch {
+      throw new RegistryError(
+        "LOGIN_FAILED",
+        `${this.#origin.host} names a token realm that is not an http(s) URL: ${
+          redactUrl(bearer.realm)
+        }`,
+        { status: 401, retryable: false },
+      );
+    }
     const credential = this.#credential;
+    if (credential && !this.#realmTrusted(url)) {
+      throw new RegistryError(
+        "LOGIN_FAILED",
+        `${this.#origin.host} names the token realm ${
+          redactUrl(url)
+        } over plain http; its credential is sent to a token realm only over https (or on the ` +
+          `registry's own loopback host when the registry itself is plain http), so none was sent`,
+        { status: 401, retryable: false },
+      );
+    }
     this.tokenRequests++;
     let res: Response;
     if (credential?.kind === "identity-token") {
@@ -154,6 +250,7 @@ export class RegistryAuth {
         headers: { "content-type": "application/x-www-form-urlencoded" },
         body: () => form.toString(),
         signal,
+        redirects: "same-origin",
       });
     } else {
       if (bearer.service) url.searchParams.set("service", bearer.service);
@@ -163,7 +260,7 @@ export class RegistryAuth {
         method: "GET",
         url,
         authorization: credential?.kind === "basic"
-          ? `Basic ${btoa(`${credential.username}:${credential.password}`)}`
+          ? basicAuthorization(credential.username, credential.password)
           : null,
         signal,
       });
@@ -179,21 +276,43 @@ export class RegistryAuth {
         { status: res.status, errors: entries },
       );
     }
-    const body = await res.json();
+    const where = `token answer from ${redactUrl(url.origin + url.pathname)}`;
+    const bytes = await readBodyCapped(
+      res,
+      TOKEN_ANSWER_MAX_BYTES,
+      (seen) =>
+        new RegistryError(
+          "LOGIN_FAILED",
+          `${where} is larger than ${TOKEN_ANSWER_MAX_BYTES} bytes (${seen} seen); not read further`,
+          { status: res.status, retryable: false },
+        ),
+    );
+    let body: Record<string, unknown>;
+    try {
+      body = JSON.parse(new TextDecoder().decode(bytes));
+    } catch {
+      throw new RegistryError("LOGIN_FAILED", `${where} is not JSON`, {
+        status: res.status,
+        retryable: false,
+      });
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) {
+      throw new RegistryError("LOGIN_FAILED", `${where} is not a JSON object`, {
+        status: res.status,
+        retryable: false,
+      });
+    }
     const token = body.token ?? body.access_token;
     if (typeof token !== "string" || !token) {
-      throw new RegistryError(
-        "LOGIN_FAILED",
-        `token response from ${redactUrl(bearer.realm)} holds no token`,
-        {
-          status: res.status,
-        },
-      );
+      throw new RegistryError("LOGIN_FAILED", `${where} holds no token (token or access_token)`, {
+        status: res.status,
+        retryable: false,
+      });
     }
     this.#secrets?.add(token);
     if (typeof body.refresh_token === "string") this.#secrets?.add(body.refresh_token);
     const lifetime = Math.max(Number(body.expires_in) || 60, 60);
-    const issued = Date.parse(body.issued_at ?? "") || Date.now();
+    const issued = (typeof body.issued_at === "string" && Date.parse(body.issued_at)) || Date.now();
     return { token, expiresAt: Math.min(issued, Date.now()) + (lifetime - 10) * 1000 };
   }
 }

@@ -22,7 +22,7 @@ import { createHash } from "node:crypto";
 import type { Credential } from "../credentials/credential.ts";
 import type { Code } from "../log/codes.ts";
 import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
-import { retry } from "../retry.ts";
+import { retry, type RetryOptions, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
 import {
   digestLike,
@@ -57,6 +57,11 @@ export interface RegistryClientOptions {
   maxRetries?: number;
   /** @default 1000 */
   retryDelayMs?: number;
+  /**
+   * Longest single wait before a retry, in ms (operation.maxRetryWait). A registry that asks for
+   * a longer one (Retry-After) fails that request at once with IMAGE_RATE_LIMITED. @default 300000
+   */
+  maxRetryWaitMs?: number;
   /** @default the run-wide secrets */
   secrets?: Secrets;
   /** Told before each wait for a retry: the failure, the retry number (1..) and the wait. */
@@ -115,6 +120,7 @@ export class RegistryClient {
   #auth: RegistryAuth;
   #maxRetries: number;
   #retryDelayMs: number;
+  #maxRetryWaitMs: number;
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
   #chunkBytes: number | null = null;
@@ -129,9 +135,10 @@ export class RegistryClient {
     const credential = options.credential ?? null;
     if (credential?.kind === "basic") secrets.addBasic(credential.username, credential.password);
     if (credential && credential.kind !== "basic") secrets.add(credential.token);
-    this.#auth = new RegistryAuth(this.#http, credential, secrets);
+    this.#auth = new RegistryAuth(this.#http, { origin: this.#base, credential, secrets });
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
+    this.#maxRetryWaitMs = options.maxRetryWaitMs ?? 300_000;
     this.#onRetry = options.onRetry;
     this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   }
@@ -606,14 +613,31 @@ export class RegistryClient {
     return url;
   }
 
-  #retryPolicy(signal?: AbortSignal) {
+  /**
+   * The one retry policy of this client: isRetryable() decides (network, 408, 429, 5xx); the wait
+   * is the registry's Retry-After or backoff from retryDelayMs, and never longer than
+   * maxRetryWaitMs: a longer wanted wait fails at once with IMAGE_RATE_LIMITED.
+   */
+  #retryPolicy(signal?: AbortSignal): RetryOptions {
+    const maxWaitMs = this.#maxRetryWaitMs;
+    const minDelayMs = Math.min(this.#retryDelayMs, maxWaitMs);
     return {
       maxAttempts: this.#maxRetries + 1,
-      minDelayMs: this.#retryDelayMs,
+      minDelayMs,
+      maxDelayMs: Math.max(minDelayMs, Math.min(60_000, maxWaitMs)),
+      maxWaitMs,
       isRetriable: isRetryable,
       delayFor: (
         error: unknown,
       ) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
+      onWaitTooLong: (error, wantedMs) =>
+        new RegistryError("IMAGE_RATE_LIMITED", waitTooLongMessage(error, wantedMs, maxWaitMs), {
+          status: error instanceof RegistryError ? error.status : 0,
+          errors: error instanceof RegistryError ? error.errors : [],
+          retryAfterMs: wantedMs,
+          retryable: false,
+          cause: error,
+        }),
       onRetry: this.#onRetry,
       signal,
     };

@@ -3,9 +3,12 @@
  * silence for the whole exchange (every chunk of a streamed request body and of the response body
  * resets it: an upload or download may take as long as it needs, a stalled one fails), and
  * redirects followed by hand: at most 10 hops, 303 becomes GET, https never downgrades to http,
- * and the Authorization header is dropped as soon as scheme, host or port change
- * (shared/registry-protocols.md §2.10, gotcha 1). A body is a function, so a redirected or
- * retried request gets a fresh stream.
+ * and the Authorization header is dropped for good as soon as scheme, host or port change
+ * (shared/registry-protocols.md §2.10, gotcha 1): a redirect back to the first origin does not get
+ * it again. {@link redirectedAway} tells the auth layer that an answer came from another origin,
+ * so it never answers that origin's challenge. A request that carries a credential in its URL or
+ * body (a token request) may refuse cross-origin redirects altogether. A body is a function, so a
+ * redirected or retried request gets a fresh stream.
  *
  * @module
  */
@@ -30,6 +33,26 @@ export interface HttpRequest {
   /** A fresh body per call (redirects and retries call it again). */
   body?: () => BodyInit | null | Promise<BodyInit | null>;
   signal?: AbortSignal;
+  /**
+   * `"same-origin"`: a redirect to another origin fails (LOGIN_FAILED) instead of being followed,
+   * for requests whose body or URL holds a credential (a refresh token in a token POST).
+   * @default "follow"
+   */
+  redirects?: "follow" | "same-origin";
+}
+
+/** Answers that came from another origin than their request's, after a redirect. */
+const crossOriginAnswers = new WeakSet<Response>();
+
+/**
+ * Did `res` come from another origin than the request it answers (after a redirect)? Such an
+ * answer's challenge (401 WWW-Authenticate) is not the registry's and must never be answered.
+ *
+ * @param res an answer from {@link RegistryHttp.send}
+ * @returns true when a redirect led to another scheme, host or port
+ */
+export function redirectedAway(res: Response): boolean {
+  return crossOriginAnswers.has(res);
 }
 
 /** fetch for registries. */
@@ -57,9 +80,12 @@ export class RegistryHttp {
     let method = request.method;
     let body = request.body;
     const origin = url.origin;
+    // Once a redirect left the first origin, no hop carries the Authorization again.
+    let away = false;
     for (let hop = 0; hop <= 10; hop++) {
+      away ||= url.origin !== origin;
       const headers = new Headers(request.headers);
-      if (request.authorization && url.origin === origin) {
+      if (request.authorization && !away) {
         headers.set("authorization", request.authorization);
       }
       const res = await this.#fetchWithTimeout(url, {
@@ -69,11 +95,26 @@ export class RegistryHttp {
         redirect: "manual",
         signal: request.signal,
       });
-      if (![301, 302, 303, 307, 308].includes(res.status)) return res;
+      if (![301, 302, 303, 307, 308].includes(res.status)) {
+        if (away) crossOriginAnswers.add(res);
+        return res;
+      }
       const location = res.headers.get("location");
       await res.body?.cancel();
-      if (!location) return res;
+      if (!location) {
+        if (away) crossOriginAnswers.add(res);
+        return res;
+      }
       const next = new URL(location, url);
+      if (request.redirects === "same-origin" && next.origin !== origin) {
+        throw new RegistryError(
+          "LOGIN_FAILED",
+          `${method} ${redactUrl(url)}: redirected to another host (${
+            redactUrl(next)
+          }); a request that carries a credential is not followed there`,
+          { status: res.status, retryable: false },
+        );
+      }
       if (url.protocol === "https:" && next.protocol === "http:") {
         throw new RegistryError(
           "IMAGE_PULL_FAILED",

@@ -24,7 +24,8 @@ export interface FaultRule {
     | { kind: "trickle"; chunkBytes: number; pauseMs: number }
     /** Matches only requests whose body is larger (a body without Content-Length counts). */
     | { kind: "limit"; maxBodyBytes: number }
-    | { kind: "redirect" };
+    /** 307 to the proxy's storage host, or to `to` (a base URL) with the same path and query. */
+    | { kind: "redirect"; to?: string };
 }
 
 /** A running proxy. */
@@ -104,12 +105,14 @@ export function startFaultProxy(upstream: TestRegistry, rules: FaultRule[]): Fau
     }
     if (rule?.fault.kind === "redirect") {
       count("redirect");
+      await req.body?.cancel();
+      const to = rule.fault.to;
       return new Response(null, {
         status: 307,
         headers: {
-          location: `http://127.0.0.2:${storagePort}/storage?blob=${
-            encodeURIComponent(url.pathname)
-          }`,
+          location: to
+            ? `${to}${url.pathname}${url.search}`
+            : `http://127.0.0.2:${storagePort}/storage?blob=${encodeURIComponent(url.pathname)}`,
         },
       });
     }

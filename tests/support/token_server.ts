@@ -94,7 +94,10 @@ export async function startTokenServer(
     requests.push(scopes);
     const header = req.headers.get("authorization");
     if (!oauth && header?.toLowerCase().startsWith("basic ")) {
-      const decoded = atob(header.slice(6));
+      // user:password as UTF-8, then base64 (as docker sends it).
+      const decoded = new TextDecoder().decode(
+        Uint8Array.from(atob(header.slice(6)), (c) => c.charCodeAt(0)),
+      );
       const sep = decoded.indexOf(":");
       const name = decoded.slice(0, sep);
       if (options.users[name] === undefined || options.users[name] !== decoded.slice(sep + 1)) {
