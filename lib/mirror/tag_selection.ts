@@ -152,19 +152,20 @@ function readTagVersion(tag: string): TagVersion | null {
 }
 
 /**
- * A tag read as a version by the rule in the module doc, or null when it is not one.
+ * The version a tag stands for by the rule in the module doc, as a semver string (`1.27` gives
+ * `1.27.0`), or null when the tag is not a version.
  *
  * @example
  * ```ts
  * import { parseTagVersion } from "./tag_selection.ts";
  * import assert from "node:assert/strict";
- * assert.equal(parseTagVersion("v1.27")?.version, "1.27.0");
- * assert.equal(parseTagVersion("1.27.3-alpine")?.version, "1.27.3-alpine");
+ * assert.equal(parseTagVersion("v1.27"), "1.27.0");
+ * assert.equal(parseTagVersion("1.27.3-alpine"), "1.27.3-alpine");
  * assert.equal(parseTagVersion("latest"), null);
  * ```
  */
-export function parseTagVersion(tag: string): semver.SemVer | null {
-  return readTagVersion(tag)?.version ?? null;
+export function parseTagVersion(tag: string): string | null {
+  return readTagVersion(tag)?.version.version ?? null;
 }
 
 function compile(

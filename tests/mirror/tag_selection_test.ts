@@ -428,7 +428,7 @@ Deno.test("parseTagVersion() follows the version rule", async (t) => {
   ];
   for (const [tag, version] of rows) {
     await t.step(`${tag} -> ${version}`, () => {
-      assert.equal(parseTagVersion(tag)?.version ?? null, version);
+      assert.equal(parseTagVersion(tag), version);
     });
   }
 });
