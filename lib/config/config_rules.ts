@@ -1,7 +1,7 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, and warnings (docker engine without a platform, insecure remote hosts, passwords
+ * name rules, a log dir that is not a writable folder (or cannot be created), and warnings (docker engine without a platform, insecure remote hosts, passwords
  * written into a YAML file).
  *
  * @module
