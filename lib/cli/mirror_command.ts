@@ -8,7 +8,7 @@
 import type { MirrorCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal, type Terminal } from "./terminal.ts";
-import { loadConfig } from "../config/load_config.ts";
+import { loadConfig, logOpenError } from "../config/load_config.ts";
 import type { Connection, ResolvedConfig, ResolvedImage } from "../config/schema.ts";
 import type { Credential } from "../credentials/credential.ts";
 import type { Engine } from "../engine/engine.ts";
@@ -60,6 +60,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     console: (line, level) => progress.logLine(line, level),
     secrets,
     rotate: lock !== null,
+  }).catch((error: unknown) => {
+    throw logOpenError(config, error);
   });
   try {
     logger.info(

@@ -119,6 +119,12 @@ async function login(
       secrets,
       verify: (c: Credential) => verify(c),
       say: options.say,
+      onRefused: ({ attempt, attempts, username }) =>
+        logger.warn(
+          "LOGIN_FAILED",
+          "Login",
+          `${host} refused the credentials typed at the prompt for user "${username}" (attempt ${attempt} of ${attempts})`,
+        ),
     });
     if (credential === null) throw missingCredentialsError(host);
   } else if (!(await verify(credential))) {

@@ -1,19 +1,25 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, and warnings (docker engine without a platform, insecure remote hosts, passwords
+ * name rules, a log dir that is not a writable folder (or cannot be created), and warnings (docker engine without a platform, insecure remote hosts, passwords
  * written into a YAML file).
  *
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
 import { isLoopbackHost } from "../registry/reference.ts";
-import type { ResolvedConfig, ValidConfig } from "./schema.ts";
+import { type ResolvedConfig, SECRET_KEYS, type ValidConfig } from "./schema.ts";
 
 /** Options for {@link checkRules}. */
 export interface RuleOptions {
   /** Paths of secrets written literally in a YAML/JSON file (not from `${VAR}`). */
   literalSecrets?: string[];
+  /**
+   * Every registry name written, valid or not (a broken entry is not also an unknown target);
+   * null when `registries` is not a map (targets cannot be checked).
+   * @default the names in the resolved config
+   */
+  registryNames?: string[] | null;
 }
 
 const PLACEHOLDER =
@@ -37,6 +43,7 @@ export async function checkRules(
   const warn = (path: string, message: string) =>
     problems.push({ path, message, severity: "warning" });
   const known = Object.keys(config.registries);
+  const written = options.registryNames === undefined ? known : options.registryNames;
 
   for (const [name, raw] of Object.entries(data.registries)) {
     const at = `registries${key(name)}`;
@@ -53,7 +60,7 @@ export async function checkRules(
         err(
           `${at}.${field}`,
           `${
-            field === "apiToken" || field === "password"
+            SECRET_KEYS.has(field)
               ? "placeholder left in (a secret field: its value is not shown)"
               : `placeholder "${value}" left in`
           }: ${fillHint(field)}`,
@@ -98,7 +105,9 @@ export async function checkRules(
   for (const image of config.images) {
     const at = `images${key(image.key)}`;
     image.targets.forEach((target, i) => {
-      if (!config.registries[target]) {
+      if (!Object.hasOwn(config.registries, target)) {
+        // A registry whose entry has errors of its own, or no registries map at all: said already.
+        if (written === null || written.includes(target)) return;
         err(
           `${at}.targets[${i}]`,
           `unknown registry "${target}" (known: ${known.join(", ") || "none"})`,
@@ -126,7 +135,11 @@ export async function checkRules(
       QUAY_REPOSITORY.test(repository);
     if (!repoOk) {
       err(
-        `${at}${data.images[image.key]?.repository ? ".repository" : ""}`,
+        `${at}${
+          Object.hasOwn(data.images, image.key) && data.images[image.key].repository
+            ? ".repository"
+            : ""
+        }`,
         `"${repository}" is not a valid destination repository name (lowercase letters, digits, separators . _ -)`,
       );
     }
@@ -149,6 +162,7 @@ export async function checkRules(
       "secret written literally in the config file: pass it from the environment as ${VAR}",
     );
   }
+  await checkLogDir(config.log.dir, err);
   if (data.operation.engine === "docker" && !data.operation.platform) {
     warn(
       "operation.platform",
@@ -192,4 +206,60 @@ async function checkReadable(
       : String(error);
     err(at, `cannot read CA file ${path}: ${why}`);
   }
+}
+
+/**
+ * The log dir must be a writable folder, or creatable: a missing dir and missing parents are
+ * created by the run (like `mkdir -p`), so the nearest existing ancestor must be a writable
+ * folder. Writability is tried, not read from mode bits (root passes those): a probe file is
+ * created and removed at once.
+ */
+async function checkLogDir(dir: string, err: (path: string, message: string) => void) {
+  const at = "log.dir";
+  let current = dir;
+  for (let i = 0; i < 4096; i++) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(current);
+    } catch (error) {
+      const parent = current.replace(/\/+[^/]*\/*$/, "") || "/";
+      const missing = error instanceof Deno.errors.NotFound ||
+        error instanceof Deno.errors.NotADirectory;
+      if (missing && parent !== current) {
+        current = parent;
+        continue;
+      }
+      if (error instanceof Deno.errors.NotCapable) return;
+      err(at, `cannot use ${dir} as the log dir: ${reason(error)}`);
+      return;
+    }
+    if (!info.isDirectory) {
+      err(
+        at,
+        current === dir
+          ? `${dir} is not a folder: log.dir must name a folder for the log, the lock and the reports`
+          : `cannot create the log dir ${dir}: ${current} is a file, not a folder`,
+      );
+      return;
+    }
+    try {
+      await Deno.remove(await Deno.makeTempFile({ dir: current, prefix: ".bananna-bot-probe-" }));
+    } catch (error) {
+      if (error instanceof Deno.errors.NotCapable) return;
+      err(
+        at,
+        current === dir
+          ? `the log dir ${dir} is not writable: ${reason(error)}`
+          : `cannot create the log dir ${dir}: ${current} is not writable: ${reason(error)}`,
+      );
+    }
+    return;
+  }
+}
+
+function reason(error: unknown): string {
+  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
+  return error instanceof Error
+    ? error.message.replace(/\s*\(os error \d+\).*$/, "")
+    : String(error);
 }

@@ -8,18 +8,33 @@
  *
  * @module
  */
-import { parse as parseYaml } from "yaml";
+import type { z } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
+import type { Secrets } from "../log/redact.ts";
 import { isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
+import { configSecrets, isSecretKey, showValue, urlUserinfo } from "./config_secrets.ts";
+import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
+
+// formatPath moved to parse_config_text.ts; still importable from here.
+export { formatPath };
 import {
   configSchema,
   type Connection,
+  imageSchema,
+  logSchema,
+  operationSchema,
+  registrySchema,
   type ResolvedConfig,
   type ResolvedImage,
   type ResolvedRegistry,
+  SECRET_KEYS,
+  sourceSchema,
   type ValidConfig,
 } from "./schema.ts";
+
+/** The largest config file read (bytes): a config of thousands of images is well below. */
+export const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** Options for {@link loadConfig} and {@link checkConfig}. */
 export interface LoadConfigOptions {
@@ -51,7 +66,28 @@ export async function loadConfig(
   return { ...check.config, warnings: check.problems.filter((p) => p.severity === "warning") };
 }
 
-/** Load and validate, returning every problem (errors and warnings). Never throws for bad input. */
+/**
+ * The ConfigError for a log that cannot be opened although validation passed (the dir changed
+ * since, or `log.file` names a folder): exit 2 naming the setting, not an internal error.
+ * Anything but a file-system error is returned as it is (a bug keeps its stack).
+ */
+export function logOpenError(config: ResolvedConfig, error: unknown): unknown {
+  const isFsError = !(error instanceof Deno.errors.NotCapable) &&
+    Object.values(Deno.errors).some((kind) => error instanceof kind);
+  if (!isFsError) return error;
+  const why = (error as Error).message.replace(/\s*\(os error \d+\)/, "");
+  return new ConfigError(config.file, [{
+    path: "log",
+    message: `cannot open the log ${config.log.dir}/${config.log.file}: ${why}`,
+  }]);
+}
+
+/**
+ * Load and validate, returning every problem (errors and warnings) in one pass: the cross-field
+ * rules run on whatever part of the config parsed, so a typo does not hide an unknown target.
+ * Secrets (values under secret keys, userinfo in urls) never appear in a problem. Never throws
+ * for bad input.
+ */
 export async function checkConfig(
   path: string | undefined,
   options: LoadConfigOptions,
@@ -59,16 +95,83 @@ export async function checkConfig(
   const file = configPath(path, options);
   const raw = await readRaw(file, options);
   if ("problems" in raw) return { file, problems: raw.problems };
+  const masker = configSecrets(raw.value);
+  const problems: ConfigProblem[] = [];
   const parsed = configSchema.safeParse(raw.value);
-  if (!parsed.success) {
-    return { file, problems: parsed.error.issues.map((issue) => issueToProblem(issue, raw.value)) };
+  let data: ValidConfig;
+  let registryNames: string[] | null;
+  if (parsed.success) {
+    data = parsed.data;
+    registryNames = Object.keys(data.registries);
+  } else {
+    problems.push(
+      ...parsed.error.issues.map((issue) => issueToProblem(issue, { raw: raw.value, masker })),
+    );
+    ({ data, registryNames } = salvage(raw.value as Record<string, unknown>));
   }
   const baseDir = file.replace(/\/[^/]*$/, "") || "/";
-  const problems: ConfigProblem[] = [];
-  const config = resolve(parsed.data, file, baseDir, problems);
-  problems.push(...(await checkRules(config, parsed.data, { literalSecrets: raw.literalSecrets })));
-  const hasErrors = problems.some((p) => p.severity !== "warning");
-  return { file, config: hasErrors ? undefined : config, problems };
+  const config = resolve(data, file, baseDir, problems);
+  problems.push(
+    ...(await checkRules(config, data, { literalSecrets: raw.literalSecrets, registryNames })),
+  );
+  const hasErrors = !parsed.success || problems.some((p) => p.severity !== "warning");
+  return {
+    file,
+    config: hasErrors ? undefined : config,
+    problems: problems.map((p) => ({
+      ...p,
+      path: masker.mask(p.path),
+      message: masker.mask(p.message),
+    })),
+  };
+}
+
+/**
+ * The parts of a config that failed the schema, kept where they can be: each registry, source
+ * and image entry and the log and operation sections on their own, each field that is valid on
+ * its own. `registryNames` lists every registry name written (null when `registries` is not a
+ * map), so that a broken registry entry is not also reported as an unknown target.
+ */
+function salvage(raw: Record<string, unknown>): {
+  data: ValidConfig;
+  registryNames: string[] | null;
+} {
+  const entries = <T extends z.ZodObject>(value: unknown, schema: T) => {
+    const out: Record<string, z.output<T>> = Object.create(null);
+    if (!isPlainObject(value)) return out;
+    for (const [name, entry] of Object.entries(value)) {
+      const kept = salvageObject(schema, entry);
+      if (kept !== undefined) out[name] = kept;
+    }
+    return out;
+  };
+  return {
+    data: {
+      version: 1,
+      registries: entries(raw.registries, registrySchema),
+      sources: entries(raw.sources, sourceSchema),
+      log: salvageObject(logSchema, raw.log ?? {}) ?? logSchema.parse({}),
+      operation: salvageObject(operationSchema, raw.operation ?? {}) ?? operationSchema.parse({}),
+      images: entries(raw.images, imageSchema),
+    },
+    registryNames: isPlainObject(raw.registries) ? Object.keys(raw.registries) : null,
+  };
+}
+
+/** The object made of the fields of `value` that are valid on their own, if that is valid. */
+function salvageObject<T extends z.ZodObject>(schema: T, value: unknown): z.output<T> | undefined {
+  if (!isPlainObject(value)) return undefined;
+  const kept: Record<string, unknown> = Object.create(null);
+  for (const [key, field] of Object.entries(value)) {
+    const fieldSchema = Object.hasOwn(schema.shape, key) ? schema.shape[key] : undefined;
+    if (fieldSchema && (fieldSchema as z.ZodType).safeParse(field).success) kept[key] = field;
+  }
+  const result = schema.safeParse(kept);
+  return result.success ? result.data : undefined;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
 async function readRaw(
@@ -91,39 +194,49 @@ async function readRaw(
     throw error;
   }
   if (!stat.isFile) return fail(`${file} is not a file`);
+  if (stat.size > MAX_CONFIG_BYTES) return fail(tooLarge(file, stat.size));
   if (/\.(ts|js|mts|mjs)$/.test(file)) {
+    let value: unknown;
     try {
       const url = new URL(`file://${file}`);
       const module = await import(url.href);
       if (module.default === undefined) {
         return fail(`${file} has no default export (write \`export default defineConfig({...})\`)`);
       }
-      return { value: module.default, literalSecrets: [] };
+      value = module.default;
     } catch (error) {
       const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
       return fail(`cannot load ${file}: ${message}`);
     }
+    const shape = checkShape(value);
+    return shape.length ? { problems: shape } : { value, literalSecrets: [] };
   }
   let text: string;
   try {
-    text = await Deno.readTextFile(file);
+    const bytes = await Deno.readFile(file);
+    // The file may have grown since stat.
+    if (bytes.length > MAX_CONFIG_BYTES) return fail(tooLarge(file, bytes.length));
+    text = new TextDecoder().decode(bytes);
   } catch (error) {
     return fail(`cannot read ${file}: ${error instanceof Error ? error.message : error}`);
   }
-  let value: unknown;
-  try {
-    value = /\.json$/i.test(file) ? JSON.parse(text) : parseYaml(text);
-  } catch (error) {
-    const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
-    return fail(`${/\.json$/i.test(file) ? "JSON" : "YAML"} syntax error: ${message}`);
-  }
+  const isJson = /\.json$/i.test(file);
+  const parsed = parseConfigText(text, { isJson });
+  if ("problems" in parsed) return parsed;
+  const value = parsed.value;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {
     return fail("the config must be a mapping with registries, log, operation and images");
   }
+  const shape = checkShape(value);
+  if (shape.length) return { problems: shape };
   const problems: ConfigProblem[] = [];
   const literalSecrets = findLiteralSecrets(value as Record<string, unknown>);
   const expanded = expandEnv(value, options.env, [], problems);
   return problems.length ? { problems } : { value: expanded, literalSecrets };
+}
+
+function tooLarge(file: string, size: number): string {
+  return `${file} is ${size} bytes; a config file may have at most ${MAX_CONFIG_BYTES} bytes (1 MiB)`;
 }
 
 /** Paths of passwords and tokens written as plain text in a YAML/JSON file. */
@@ -133,7 +246,7 @@ function findLiteralSecrets(value: Record<string, unknown>): string[] {
     const entries = value[section];
     if (!entries || typeof entries !== "object") continue;
     for (const [name, entry] of Object.entries(entries as Record<string, unknown>)) {
-      for (const field of ["password", "apiToken"]) {
+      for (const field of SECRET_KEYS) {
         const secret = (entry as Record<string, unknown> | null)?.[field];
         if (
           typeof secret === "string" && !secret.includes("${") && !/YOUR_|CHANGE_?ME/i.test(secret)
@@ -173,54 +286,22 @@ export function expandEnv(
   }
   if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i], problems));
   if (value && typeof value === "object") {
-    return Object.fromEntries(
-      Object.entries(value).map(([k, v]) => [k, expandEnv(v, env, [...path, k], problems)]),
-    );
+    // No prototype: a name such as "constructor" or "toString" is only ever its own entry.
+    const out: Record<string, unknown> = Object.create(null);
+    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, [...path, k], problems);
+    return out;
   }
   return value;
 }
 
-/** `["images", "nginx:1.25", "targets", 1]` -> `images["nginx:1.25"].targets[1]`. */
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = "";
-  for (const part of path) {
-    if (typeof part === "number") out += `[${part}]`;
-    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(part))) {
-      out += out ? `.${String(part)}` : String(part);
-    } else out += `[${JSON.stringify(String(part))}]`;
-  }
-  return out;
-}
-
+/** Known keys per section, read from the schema (the one place they live). */
 const KNOWN_KEYS: Record<string, string[]> = {
-  top: ["version", "registries", "sources", "log", "operation", "images"],
-  registry: [
-    "url",
-    "namespace",
-    "organization",
-    "kind",
-    "apiToken",
-    "username",
-    "password",
-    "caFile",
-    "insecure",
-  ],
-  source: ["username", "password", "caFile", "insecure"],
-  log: ["level", "file", "dir", "rotationDays", "consoleOutput", "keepArchives"],
-  operation: [
-    "engine",
-    "continueOnError",
-    "createReposIfNotExists",
-    "cleanupLocalImages",
-    "dockerTimeout",
-    "apiTimeout",
-    "maxRetries",
-    "retryDelay",
-    "concurrency",
-    "updateLatest",
-    "platform",
-  ],
-  image: ["targets", "description", "repository"],
+  top: Object.keys(configSchema.shape),
+  registry: Object.keys(registrySchema.shape),
+  source: Object.keys(sourceSchema.shape),
+  log: Object.keys(logSchema.shape),
+  operation: Object.keys(operationSchema.shape),
+  image: Object.keys(imageSchema.shape),
 };
 
 function sectionOf(path: readonly PropertyKey[]): string {
@@ -268,7 +349,8 @@ interface Issue {
   values?: unknown[];
 }
 
-function issueToProblem(issue: Issue, raw: unknown): ConfigProblem {
+function issueToProblem(issue: Issue, context: { raw: unknown; masker: Secrets }): ConfigProblem {
+  const { raw, masker } = context;
   if (issue.code === "unrecognized_keys" && issue.keys) {
     const known = KNOWN_KEYS[sectionOf(issue.path)] ?? [];
     const parts = issue.keys.map((key) => {
@@ -290,10 +372,12 @@ function issueToProblem(issue: Issue, raw: unknown): ConfigProblem {
       message: `missing (required, ${issue.expected ?? "a value"})`,
     };
   }
-  const shown = typeof actual === "string"
-    ? JSON.stringify(actual)
-    : JSON.stringify(actual) ?? String(actual);
-  return { path: formatPath(issue.path), message: `${issue.message} (got ${shown})` };
+  const last = issue.path.at(-1);
+  const isSecret = typeof last === "string" && isSecretKey(last);
+  return {
+    path: formatPath(issue.path),
+    message: `${issue.message} (got ${isSecret ? "***" : showValue(actual, masker)})`,
+  };
 }
 
 const URL_FORM = /^(?:(https?):\/\/)?([^/?#\s]+)\/?$/;
@@ -304,6 +388,18 @@ function parseUrl(
   path: string,
   problems: ConfigProblem[],
 ): { host: string; scheme: "http" | "https" } {
+  const userinfo = urlUserinfo(url, true);
+  if (userinfo !== undefined) {
+    const field = path.replace(/\.url$/, "");
+    problems.push({
+      path,
+      message: `credentials in the url ("${
+        url.replace(`${userinfo}@`, "***@")
+      }"): write the url without them and put the user in ${field}.username and the password in ${field}.password, passed from the environment (YAML: password: \${REGISTRY_PASSWORD})`,
+    });
+    const host = url.slice(url.indexOf(`${userinfo}@`) + userinfo.length + 1).replace(/\/.*$/, "");
+    return { host, scheme: /^http:/i.test(url.trim()) || insecure ? "http" : "https" };
+  }
   const match = URL_FORM.exec(url.trim());
   if (!match) {
     problems.push({
@@ -337,7 +433,8 @@ function resolve(
   baseDir: string,
   problems: ConfigProblem[],
 ): ResolvedConfig {
-  const registries: Record<string, ResolvedRegistry> = {};
+  // Maps without prototypes: a name like "constructor" is found only when it was written.
+  const registries: Record<string, ResolvedRegistry> = Object.create(null);
   for (const [name, r] of Object.entries(data.registries)) {
     const { host, scheme } = parseUrl(
       r.url,
@@ -358,7 +455,7 @@ function resolve(
       apiToken: r.apiToken,
     };
   }
-  const sources: Record<string, Connection> = {};
+  const sources: Record<string, Connection> = Object.create(null);
   for (const [host, s] of Object.entries(data.sources)) {
     const normal = host === "index.docker.io" || host === "registry-1.docker.io"
       ? "docker.io"

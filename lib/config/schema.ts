@@ -26,6 +26,12 @@ const connection = {
   insecure: z.boolean().optional(),
 };
 
+/**
+ * Keys whose values are secrets wherever they appear: never shown in a message (validate, mirror,
+ * log, report), registered for masking the moment the config is read.
+ */
+export const SECRET_KEYS: ReadonlySet<string> = new Set(["password", "apiToken"]);
+
 /** One destination registry. */
 export const registrySchema = z.strictObject({
   /** `host[:port]`, optionally with `http://` or `https://`. */

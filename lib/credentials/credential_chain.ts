@@ -11,7 +11,7 @@ import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
 import type { Credential } from "./credential.ts";
 import { credentialFromHelper } from "./credential_helper.ts";
 import { authFor, helperFor, readDockerConfig, serverKey } from "./docker_config.ts";
-import { promptCredentials } from "./prompt_credentials.ts";
+import { promptCredentials, type PromptOptions } from "./prompt_credentials.ts";
 
 /** Options for {@link resolveCredential}. */
 export interface ResolveCredentialOptions {
@@ -23,6 +23,8 @@ export interface ResolveCredentialOptions {
   /** Checks a prompted credential at once (required with prompt). */
   verify?: (credential: Credential) => Promise<boolean>;
   say?: (text: string) => void;
+  /** Told of each prompted answer the registry refused (see {@link promptCredentials}). */
+  onRefused?: PromptOptions["onRefused"];
   secrets?: Secrets;
 }
 
@@ -41,6 +43,7 @@ export async function resolveCredential(
   return await promptCredentials(host, {
     verify: options.verify,
     say: options.say,
+    onRefused: options.onRefused,
     onSecret: (secret) => secrets.add(secret),
   });
 }

@@ -20,6 +20,11 @@ export interface PromptOptions {
   isTerminal?: boolean;
   /** Run the secret through this as soon as it is typed (register it for masking). */
   onSecret?: (secret: string) => void;
+  /**
+   * Told of each refused answer before the next question (the audit trail of failed logins).
+   * Gets the attempt number, the number of attempts and the username; never the password.
+   */
+  onRefused?: (refusal: { attempt: number; attempts: number; username: string }) => void;
 }
 
 /** Prompt for credentials of `host`; null without a terminal or after the last refused attempt. */
@@ -41,6 +46,7 @@ export async function promptCredentials(
     options.onSecret?.(secret);
     const credential: Credential = { kind: "basic", username, password: secret, source: "prompt" };
     if (await options.verify(credential)) return credential;
+    options.onRefused?.({ attempt, attempts, username });
     refused = `${host} refused these credentials; try again (${
       attempts - attempt
     } attempt(s) left). `;

@@ -24,11 +24,11 @@ export class Secrets {
   /** Register `user:password` as it appears in Basic auth (UTF-8, then base64) too. */
   addBasic(username: string, password: string): void {
     this.add(password);
-    let binary = "";
-    for (const byte of new TextEncoder().encode(`${username}:${password}`)) {
-      binary += String.fromCharCode(byte);
-    }
-    this.add(btoa(binary));
+    const pair = `${username}:${password}`;
+    // The Basic header carries the UTF-8 bytes (RFC 7617); btoa() alone throws past Latin-1.
+    this.add(base64Utf8(pair));
+    // Latin-1 text may also travel as its own bytes (btoa): mask that form too.
+    if ([...pair].every((c) => c.charCodeAt(0) <= 0xff)) this.add(btoa(pair));
   }
 
   /** How many secrets are registered (for tests). */
@@ -45,6 +45,13 @@ export class Secrets {
     }
     return maskPatterns(out);
   }
+}
+
+/** Base64 of the UTF-8 bytes of `text` (what a Basic header carries). */
+export function base64Utf8(text: string): string {
+  let binary = "";
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
+  return btoa(binary);
 }
 
 /** Mask the secret-looking patterns only (no registered values). */

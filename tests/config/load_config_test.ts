@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { checkConfig, expandEnv, formatPath, loadConfig } from "../../lib/config/load_config.ts";
+import { checkConfig, expandEnv, loadConfig } from "../../lib/config/load_config.ts";
+import { formatPath } from "../../lib/config/parse_config_text.ts";
 import { selectImages } from "../../lib/cli/mirror_command.ts";
 import { ConfigError, type ConfigProblem } from "../../lib/errors.ts";
 
@@ -14,7 +15,8 @@ Deno.test("formatPath() writes paths the way validate prints them", () => {
 Deno.test("expandEnv() expands ${VAR}, keeps $${ literal, and reports missing variables with their path", () => {
   const problems: ConfigProblem[] = [];
   const out = expandEnv({ a: "x-${A}-y", b: ["$${NOT}", "${MISSING}"] }, { A: "1" }, [], problems);
-  assert.deepEqual(out, { a: "x-1-y", b: ["${NOT}", ""] });
+  assert.deepEqual({ ...(out as object) }, { a: "x-1-y", b: ["${NOT}", ""] });
+  assert.equal(Object.getPrototypeOf(out), null, "maps without prototypes");
   assert.deepEqual(problems, [{
     path: "b[1]",
     message: "environment variable MISSING is not set (used as ${MISSING})",
@@ -91,6 +93,177 @@ Deno.test("loadConfig() throws one ConfigError with every problem", async () => 
     const text = check.problems.map((p) => `${p.path}: ${p.message}`).join("\n");
     assert.match(text, /images\["x:1"\]\.targets\[0\]: unknown registry "nope" \(known: q\)/);
     assert.match(text, /registries\.q\.apiToken: missing/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** checkConfig() on a JSON config written to a temp dir; the problems as `path: message` lines. */
+async function problemsOf(config: unknown, env: Record<string, string> = {}): Promise<string> {
+  const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+  try {
+    await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+    const check = await checkConfig(`${dir}/c.json`, { env, cwd: dir });
+    return check.problems.map((p) => `${p.severity ?? "error"}: ${p.path}: ${p.message}`).join(
+      "\n",
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A valid config (registry engine, no Quay token needed) to break one piece at a time. */
+function goodConfig(): Record<string, Record<string, unknown>> {
+  return {
+    registries: { dst: { url: "mirror.corp.internal", namespace: "m", kind: "registry" } },
+    sources: { "ghcr.io": { username: "bot", password: "${GHCR_TOKEN}" } },
+    log: { dir: "./logs" },
+    operation: { engine: "registry" },
+    images: { "nginx:1.25": { targets: ["dst"] } },
+  };
+}
+
+Deno.test("checkConfig() rejects an unknown key in every section, naming the section's path", async (t) => {
+  const env = { GHCR_TOKEN: "ghcr-token-1" };
+  assert.doesNotMatch(await problemsOf(goodConfig(), env), /^error/m, "the base config is valid");
+  const rows: [string, (c: ReturnType<typeof goodConfig>) => void, RegExp][] = [
+    ["top level", (c) => (c.extra = {}), /^error: : unknown key "extra"/m],
+    [
+      "a registries entry",
+      (c) => ((c.registries.dst as Record<string, unknown>).urll = "x"),
+      /^error: registries\.dst: unknown key "urll" \(did you mean "url"\?\)/m,
+    ],
+    [
+      "a sources entry",
+      (c) => ((c.sources["ghcr.io"] as Record<string, unknown>).usrname = "x"),
+      /^error: sources\["ghcr\.io"\]: unknown key "usrname" \(did you mean "username"\?\)/m,
+    ],
+    [
+      "an images entry",
+      (c) => ((c.images["nginx:1.25"] as Record<string, unknown>).target = ["dst"]),
+      /^error: images\["nginx:1\.25"\]: unknown key "target" \(did you mean "targets"\?\)/m,
+    ],
+    ["log", (c) => (c.log.dirr = "x"), /^error: log: unknown key "dirr" \(did you mean "dir"\?\)/m],
+    [
+      "operation",
+      (c) => (c.operation.concurency = 2),
+      /^error: operation: unknown key "concurency" \(did you mean "concurrency"\?\)/m,
+    ],
+  ];
+  for (const [section, breakIt, pattern] of rows) {
+    await t.step(section, async () => {
+      const config = goodConfig();
+      breakIt(config);
+      assert.match(await problemsOf(config, env), pattern);
+    });
+  }
+});
+
+Deno.test("checkConfig() reports a typo, an unknown target, a bad reference and a placeholder in one pass", async () => {
+  const config = goodConfig();
+  (config.registries.dst as Record<string, unknown>).namspace = "m";
+  config.registries.ph = { url: "quay.example.com", namespace: "YOUR_ORG", kind: "registry" };
+  config.images = {
+    "nginx:1.25": { targets: ["dst", "drr"] },
+    "Bad/Ref:1": { targets: ["dst"] },
+    "redis:7": { targets: ["ph"] },
+  };
+  const text = await problemsOf(config, { GHCR_TOKEN: "ghcr-token-1" });
+  assert.match(text, /registries\.dst: unknown key "namspace" \(did you mean "namespace"\?\)/);
+  assert.match(text, /images\["nginx:1\.25"\]\.targets\[1\]: unknown registry "drr" \(known: /);
+  assert.match(text, /images\["Bad\/Ref:1"\]: invalid image reference/);
+  assert.match(text, /registries\.ph\.url: placeholder "quay\.example\.com" left in/);
+  assert.match(text, /registries\.ph\.namespace: placeholder "YOUR_ORG" left in/);
+});
+
+Deno.test("checkConfig() looks names up without prototypes: Object.prototype keys are plain names", async (t) => {
+  await t.step("targets: [constructor] is an unknown registry", async () => {
+    const config = goodConfig();
+    config.images = { "nginx:1.25": { targets: ["constructor"] } };
+    assert.match(
+      await problemsOf(config, { GHCR_TOKEN: "ghcr-token-1" }),
+      /^error: images\["nginx:1\.25"\]\.targets\[0\]: unknown registry "constructor" \(known: dst\)/m,
+    );
+  });
+  for (const name of ["toString", "hasOwnProperty", "constructor", "valueOf"]) {
+    await t.step(`"${name}" as a registry name, a source host and an image key works`, async () => {
+      const config = goodConfig();
+      config.registries = {
+        [name]: { url: "mirror.corp.internal", namespace: "m", kind: "registry" },
+      };
+      config.sources = { [name]: { username: "u", password: "${GHCR_TOKEN}" } };
+      config.images = { [`${name.toLowerCase()}:1`]: { targets: [name] } };
+      const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+      try {
+        await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+        const loaded = await loadConfig(`${dir}/c.json`, {
+          env: { GHCR_TOKEN: "t-123" },
+          cwd: dir,
+        });
+        assert.ok(Object.hasOwn(loaded.registries, name));
+        assert.equal(loaded.registries[name].host, "mirror.corp.internal");
+        assert.deepEqual(loaded.images[0].targets, [name]);
+        assert.equal(Object.hasOwn(loaded.registries, "toLocaleString"), false);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+  await t.step('"__proto__" as a name is an error with its path', async () => {
+    const text = JSON.stringify(goodConfig()).replace('"dst":', '"__proto__":');
+    const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+    try {
+      await Deno.writeTextFile(`${dir}/c.json`, text);
+      const check = await checkConfig(`${dir}/c.json`, { env: { GHCR_TOKEN: "t-1" }, cwd: dir });
+      assert.match(
+        check.problems.map((p) => `${p.path}: ${p.message}`).join("\n"),
+        /registries\.__proto__: the name "__proto__" cannot be used/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+});
+
+Deno.test("checkConfig() finds duplicate YAML keys with their path, in one pass over a large map", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+  try {
+    const images = Array.from({ length: 20_000 }, (_, i) => `  "n${i}:1": { targets: [dst] }`);
+    images.push('  "n7:1": { targets: [dst] }');
+    await Deno.writeTextFile(
+      `${dir}/c.yaml`,
+      `registries:\n  dst: { url: m.corp.internal, namespace: m, kind: registry }\nimages:\n${
+        images.join("\n")
+      }\n`,
+    );
+    const check = await checkConfig(`${dir}/c.yaml`, { env: {}, cwd: dir });
+    assert.deepEqual(check.problems, [{ path: 'images["n7:1"]', message: 'duplicate key "n7:1"' }]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkConfig() counts YAML nesting, not brackets in quotes or comments", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+  const brackets = "[".repeat(40);
+  try {
+    await Deno.writeTextFile(
+      `${dir}/c.yaml`,
+      [
+        `# ${brackets}`,
+        "registries:",
+        "  dst: { url: m.corp.internal, namespace: m, kind: registry }",
+        "operation: { engine: registry }",
+        "images:",
+        `  "nginx:1": { targets: [dst], description: "${brackets} it's \\" ${brackets}" }`,
+        `  "redis:7": { targets: [dst], description: '${brackets} it''s' } # ${brackets}`,
+      ].join("\n"),
+    );
+    const check = await checkConfig(`${dir}/c.yaml`, { env: {}, cwd: dir });
+    assert.deepEqual(check.problems.filter((p) => p.severity !== "warning"), []);
+    await Deno.writeTextFile(`${dir}/d.yaml`, `images:\n  ${"- ".repeat(40)}x\n`);
+    const deep = await checkConfig(`${dir}/d.yaml`, { env: {}, cwd: dir });
+    assert.match(deep.problems[0].message, /nested too deeply at line 2, column \d+/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,7 +1,8 @@
 /**
  * Prompts in a real pseudo-terminal (tmux): `main.ts mirror` asks for the credentials a registry
- * needs, the typed password is never echoed, a refused password is asked again, and the password
- * shows up in no log, no report and no process argv.
+ * needs, the typed password is never echoed, a refused password is logged (LOGIN_FAILED, WARNING,
+ * attempt n of 3) and asked again, and the password shows up in no log, no report and no process
+ * argv.
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
@@ -74,10 +75,21 @@ Deno.test({
           );
         }
       }
-      assert.match(
-        await Deno.readTextFile(`${dir}/logs/bananna-bot.log`),
-        /credentials from prompt accepted/,
+      const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+      assert.match(log, /credentials from prompt accepted/);
+      // The audit trail: the refused attempt is logged (host, attempt, never the password)
+      // before the accepted one.
+      const refused = new RegExp(
+        `\\[WARNING\\] \\[LOGIN_FAILED\\] Login: ${
+          dst.host.replaceAll(".", "\\.")
+        } refused the credentials typed at the prompt for user "${dst.username}" \\(attempt 1 of 3\\)`,
       );
+      assert.match(log, refused);
+      assert.ok(
+        log.search(refused) < log.indexOf("credentials from prompt accepted"),
+        "the refusal is logged before the accepted login",
+      );
+      assert.equal(log.match(/LOGIN_FAILED/g)?.length, 1, "one refusal, one line");
     } finally {
       await tmux("kill-session", "-t", session);
       await Deno.remove(dir, { recursive: true });

@@ -205,3 +205,295 @@ Deno.test("--help, --version and usage errors", async (t) => {
     assert.match(run.stderr, /no command given/);
   });
 });
+
+/** Everything a run left: stdout, stderr and every file under `dir` (log, report, state). */
+async function everything(dir: string, run: { stdout: string; stderr: string }): Promise<string> {
+  let text = run.stdout + run.stderr;
+  const walk = async (path: string) => {
+    for await (const entry of Deno.readDir(path)) {
+      const full = `${path}/${entry.name}`;
+      if (entry.isDirectory) await walk(full);
+      else if (entry.isFile) text += await Deno.readTextFile(full);
+    }
+  };
+  await walk(dir);
+  return text;
+}
+
+/** `validate` and then `mirror --dry-run` on one config in a temp dir; both results. */
+async function validateAndMirror(
+  yaml: string,
+  env: Record<string, string>,
+  inspect: (
+    command: string,
+    run: { code: number; stdout: string; stderr: string },
+    dir: string,
+  ) => Promise<void>,
+): Promise<void> {
+  for (const command of [["validate"], ["mirror", "--dry-run", "--non-interactive"]]) {
+    const dir = await Deno.makeTempDir({ prefix: "bb-secret-" });
+    try {
+      await Deno.writeTextFile(`${dir}/config.yaml`, yaml);
+      const run = await runCli([...command, "--config", `${dir}/config.yaml`], {
+        env,
+        cwd: dir,
+        timeoutMs: 30_000,
+      });
+      await inspect(command[0], run, dir);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  }
+}
+
+Deno.test("a secret in a config never shows: validate and mirror, stdout, stderr, log and report", async (t) => {
+  const secret = "s3cret-Pw-8472";
+  const rows: [string, string, RegExp][] = [
+    [
+      "a ${VAR} password when registries is written as a list",
+      'registries:\n  - { url: quay.corp.internal, namespace: p, username: u, password: "${PW}" }\nimages:\n  "nginx:1": { targets: [prod] }\n',
+      /registries: .*expected record/,
+    ],
+    [
+      "a ${VAR} password under a typo'd key in a wrong-typed entry",
+      'registries:\n  prod: [{ url: quay.corp.internal, passwd: "${PW}" }]\nimages:\n  "nginx:1": { targets: [prod] }\n',
+      /registries\.prod: /,
+    ],
+    [
+      "a password of the wrong type",
+      `registries:\n  prod: { url: quay.corp.internal, namespace: p, kind: registry, username: u, password: { v: "\${PW}" } }\nimages:\n  "nginx:1": { targets: [prod] }\n`,
+      /registries\.prod\.password: .*\(got \*\*\*\)/,
+    ],
+    [
+      "user:password in a url with a scheme",
+      `registries:\n  prod: { url: "https://bob:\${PW}@quay.corp.internal", namespace: p, kind: registry }\nimages:\n  "nginx:1": { targets: [prod] }\n`,
+      /registries\.prod\.url: credentials in the url \("https:\/\/\*\*\*@quay\.corp\.internal"\): .*registries\.prod\.username .*registries\.prod\.password/,
+    ],
+    [
+      "user:password in a url without a scheme",
+      `registries:\n  prod: { url: "bob:\${PW}@quay.corp.internal:8443", namespace: p, kind: registry }\nimages:\n  "nginx:1": { targets: [prod] }\n`,
+      /registries\.prod\.url: credentials in the url \("\*\*\*@quay\.corp\.internal:8443"\)/,
+    ],
+    [
+      "a token alone as the url's userinfo",
+      `registries:\n  prod: { url: "https://\${PW}@quay.corp.internal", namespace: p, kind: registry }\nimages:\n  "nginx:1": { targets: [prod] }\n`,
+      /registries\.prod\.url: credentials in the url/,
+    ],
+    [
+      "an apiToken next to another error in the same entry",
+      `registries:\n  prod: { url: quay.corp.internal, namespace: p, apiToken: "\${PW}", kind: nope }\nimages:\n  "nginx:1": { targets: [prod] }\n`,
+      /registries\.prod\.kind: /,
+    ],
+  ];
+  for (const [name, yaml, pattern] of rows) {
+    await t.step(name, async () => {
+      await validateAndMirror(
+        yaml,
+        { PW: secret },
+        async (command, run, dir) => {
+          assert.equal(run.code, 2, `${command}: ${run.stdout}${run.stderr}`);
+          assert.match(run.stderr, pattern, command);
+          assert.match(run.stderr, /\[CONFIG_INVALID\]/);
+          assert.doesNotMatch(run.stderr, /^\s+at |internal error/m, "no stack trace");
+          const all = await everything(dir, run);
+          assert.ok(!all.includes(secret), `${command} shows the secret:\n${all}`);
+          assert.ok(!all.includes(btoa(`bob:${secret}`)));
+        },
+      );
+    });
+  }
+});
+
+Deno.test("a password outside Latin-1 is accepted by validate and masked in its messages", async () => {
+  const secret = "пароль-€-密码-1";
+  const good = await validate(
+    config(
+      '  prod: { url: quay.corp.internal, namespace: platform, apiToken: "${QUAY_TOKEN}", username: u, password: "${PW}" }',
+      '  "nginx:1.25": { targets: [prod] }',
+    ),
+    { ...ENV, PW: secret },
+  );
+  assert.equal(good.code, 0, good.stderr);
+  assert.match(good.stdout, /valid \[CONFIG_VALID\]/);
+  assert.ok(!(good.stdout + good.stderr).includes(secret));
+  await validateAndMirror(
+    'registries:\n  - { url: quay.corp.internal, namespace: p, username: u, password: "${PW}" }\nimages:\n  "nginx:1": { targets: [prod] }\n',
+    { PW: secret },
+    async (command, run, dir) => {
+      assert.equal(run.code, 2, `${command}: ${run.stdout}${run.stderr}`);
+      assert.ok(!(await everything(dir, run)).includes(secret), run.stderr);
+    },
+  );
+});
+
+/**
+ * A folder nobody can write to, made honestly: mode bits for a user; for root (which passes mode
+ * bits) the immutable attribute (`chattr +i`), cleared again by `release`. Null when neither works.
+ */
+async function readOnlyDir(
+  scratch: string,
+): Promise<{ path: string; release: () => Promise<void> } | null> {
+  const path = `${scratch}/ro`;
+  if (Deno.uid() !== 0) {
+    await Deno.mkdir(path, { mode: 0o500 });
+    return { path, release: () => Deno.chmod(path, 0o700) };
+  }
+  await Deno.mkdir(path);
+  const chattr = async (flag: string) =>
+    (await new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" })
+      .output().catch(() => ({ success: false }))).success;
+  if (!(await chattr("+i"))) return null;
+  return { path, release: async () => void (await chattr("-i")) };
+}
+
+Deno.test("bad input is exit 2 with the config path and the offending path, fast, never an internal error", async (t) => {
+  const registry = "  prod: { url: quay.corp.internal, namespace: platform, kind: registry }";
+  const image = '  "nginx:1.25": { targets: [prod] }';
+  const rows: {
+    name: string;
+    file?: string;
+    text: (
+      dir: string,
+      cleanup: (fn: () => Promise<void>) => void,
+    ) => string | Uint8Array | Promise<string | Uint8Array | null>;
+    pattern: RegExp;
+  }[] = [
+    {
+      name: "YAML nested 100k levels",
+      text: () => config(registry, image, `extra: ${"[".repeat(100_000)}${"]".repeat(100_000)}`),
+      pattern:
+        /error: nested too deeply at line 3, column \d+: a config may nest at most 32 levels/,
+    },
+    {
+      name: "JSON nested 100k levels",
+      file: "config.json",
+      text: () =>
+        `{"registries": {}, "images": {"a:1": {"targets": ${"[".repeat(100_000)}${
+          "]".repeat(100_000)
+        }}}}`,
+      pattern: /error: images\["a:1"\]\.targets(\[0\]){29}: nested too deeply/,
+    },
+    {
+      name: "YAML nested 40 levels by indentation",
+      text: () =>
+        config(
+          registry,
+          image,
+          `operation:\n${
+            Array.from({ length: 40 }, (_, i) => `${"  ".repeat(i + 1)}k${i}:`).join("\n")
+          } 1`,
+        ),
+      pattern:
+        /error: operation\.k0\.k1\.k2\.k3.*\.k30: nested too deeply: a config may nest at most 32 levels/,
+    },
+    {
+      name: "a 50 MB config",
+      text: () => {
+        const line = new TextEncoder().encode('  "nginx:1.25": { targets: [prod] }\n');
+        const bytes = new Uint8Array(50 * 1024 * 1024);
+        for (let i = 0; i + line.length <= bytes.length; i += line.length) bytes.set(line, i);
+        return bytes;
+      },
+      pattern:
+        /config\.yaml is 52428800 bytes; a config file may have at most 1048576 bytes \(1 MiB\)/,
+    },
+    {
+      name: "targets: [constructor]",
+      text: () => config(registry, '  "nginx:1.25": { targets: [constructor] }'),
+      pattern:
+        /error: images\["nginx:1\.25"\]\.targets\[0\]: unknown registry "constructor" \(known: prod\)/,
+    },
+    {
+      name: "a log dir that is a file",
+      text: async (dir) => {
+        await Deno.writeTextFile(`${dir}/logfile`, "");
+        return config(registry, image, "log: { dir: ./logfile }");
+      },
+      pattern: /error: log\.dir: \/.*\/logfile is not a folder/,
+    },
+    {
+      name: "a log dir whose parent is a file",
+      text: async (dir) => {
+        await Deno.writeTextFile(`${dir}/logfile`, "");
+        return config(registry, image, "log: { dir: ./logfile/a/b }");
+      },
+      pattern:
+        /error: log\.dir: cannot create the log dir \/.*\/logfile\/a\/b: \/.*\/logfile is a file, not a folder/,
+    },
+    {
+      name: "a log dir that cannot be written",
+      text: async (dir, cleanup) => {
+        const ro = await readOnlyDir(dir);
+        if (ro === null) return null;
+        cleanup(ro.release);
+        return config(registry, image, `log: { dir: "${ro.path}/bb-logs" }`);
+      },
+      pattern: /error: log\.dir: cannot create the log dir \/.*bb-logs: \/.* is not writable/,
+    },
+  ];
+  // Whether this machine can make a folder nobody writes to (chattr needs a file system with it).
+  const probe = await Deno.makeTempDir({ prefix: "bb-roprobe-" });
+  const readOnly = await readOnlyDir(probe);
+  await readOnly?.release();
+  await Deno.remove(probe, { recursive: true });
+  for (const row of rows) {
+    const ignore = row.name.includes("cannot be written") && readOnly === null;
+    await t.step({
+      name: `${row.name}${ignore ? " (ignored: no way to make a read-only folder here)" : ""}`,
+      ignore,
+      fn: async () => {
+        for (const command of [["validate"], ["mirror", "--dry-run", "--non-interactive"]]) {
+          const dir = await Deno.makeTempDir({ prefix: "bb-badinput-" });
+          const cleanups: (() => Promise<void>)[] = [];
+          try {
+            const file = `${dir}/${row.file ?? "config.yaml"}`;
+            const content = await row.text(dir, (fn) => cleanups.push(fn));
+            if (content === null) throw new Error("no read-only folder could be made");
+            if (typeof content === "string") await Deno.writeTextFile(file, content);
+            else await Deno.writeFile(file, content);
+            const started = Date.now();
+            const run = await runCli([...command, "--config", file], {
+              cwd: dir,
+              timeoutMs: 30_000,
+            });
+            const ms = Date.now() - started;
+            assert.equal(run.code, 2, `${command[0]}: ${run.stdout}${run.stderr}`);
+            assert.match(run.stderr, row.pattern, command[0]);
+            assert.ok(run.stderr.includes(`${file}:`), `${command[0]} names the config file`);
+            assert.match(run.stderr, /\[CONFIG_INVALID\]/);
+            assert.doesNotMatch(run.stderr, /^\s+at |internal error/m, "no stack trace");
+            assert.ok(ms < 10_000, `${command[0]} took ${ms} ms`);
+          } finally {
+            for (const fn of cleanups) await fn();
+            await Deno.remove(dir, { recursive: true });
+          }
+        }
+      },
+    });
+  }
+});
+
+Deno.test("validate prints every problem in one run: a typo'd key, an unknown target, a bad reference and a placeholder", async () => {
+  const run = await validate(
+    config(
+      [
+        '  prod: { url: quay.corp.internal, namespace: platform, apiToken: "${QUAY_TOKEN}", pasword: x }',
+        '  ph: { url: quay.example.com, namespace: YOUR_ORGANIZATION, apiToken: "${QUAY_TOKEN}" }',
+      ].join("\n"),
+      [
+        '  "nginx:1.25": { targets: [prod, drr] }',
+        '  "Nginx:1.26": { targets: [prod] }',
+        '  "redis:7": { targets: [ph] }',
+      ].join("\n"),
+    ),
+  );
+  assert.equal(run.code, 2, run.stdout + run.stderr);
+  assert.match(
+    run.stderr,
+    /error: registries\.prod: unknown key "pasword" \(did you mean "password"\?\)/,
+  );
+  assert.match(run.stderr, /error: images\["nginx:1\.25"\]\.targets\[1\]: unknown registry "drr"/);
+  assert.match(run.stderr, /error: images\["Nginx:1\.26"\]: invalid image reference "Nginx:1\.26"/);
+  assert.match(run.stderr, /error: registries\.ph\.url: placeholder "quay\.example\.com" left in/);
+  assert.match(run.stderr, /config\.yaml: 5 error\(s\).*\[CONFIG_INVALID\]/);
+});

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { maskPatterns, Secrets } from "../../lib/log/redact.ts";
+import { base64Utf8, maskPatterns, Secrets } from "../../lib/log/redact.ts";
 
 Deno.test("Secrets.mask() hides registered secrets, longest first, and their Basic form", () => {
   const s = new Secrets();
@@ -33,4 +33,21 @@ Deno.test("maskPatterns() hides secrets nobody registered", async (t) => {
   }
   assert.equal(maskPatterns("nothing secret here: nginx:1.25"), "nothing secret here: nginx:1.25");
   assert.equal(maskPatterns("apiToken: placeholder left in"), "apiToken: placeholder left in");
+});
+
+Deno.test("Secrets.addBasic() takes a password outside Latin-1 and masks its UTF-8 Basic form", () => {
+  const s = new Secrets();
+  const password = "пароль-€-密码-1";
+  s.addBasic("robot", password); // btoa() alone throws on these characters
+  const utf8 = base64Utf8(`robot:${password}`);
+  assert.equal(
+    new TextDecoder().decode(Uint8Array.from(atob(utf8), (c) => c.charCodeAt(0))),
+    `robot:${password}`,
+  );
+  const masked = s.mask(`pw ${password}, Authorization: Basic ${utf8}, header ${utf8}`);
+  assert.ok(!masked.includes(password) && !masked.includes(utf8), masked);
+  const latin = new Secrets();
+  latin.addBasic("robot", "pässwörd-1");
+  const masked2 = latin.mask(`${btoa("robot:pässwörd-1")} ${base64Utf8("robot:pässwörd-1")}`);
+  assert.equal(masked2, "*** ***");
 });

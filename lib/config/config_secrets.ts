@@ -1,0 +1,72 @@
+/**
+ * Secrets in a config, for masking its problems: every value under a secret key (the schema's
+ * {@link SECRET_KEYS}, and anything named like a password or token, at any depth and in any
+ * shape) and the userinfo of any url. A config problem never quotes one.
+ *
+ * @module
+ */
+import { Secrets } from "../log/redact.ts";
+import { SECRET_KEYS } from "./schema.ts";
+
+/** Keys whose values are treated as secrets in messages even under a typo'd or unknown key. */
+const SECRETISH_KEY = /pass|secret|token|auth|cred|pwd/i;
+/** Longest value quoted back in a message. */
+const MAX_SHOWN = 120;
+
+/** Whether a config key holds a secret (a schema secret, or named like one). */
+export function isSecretKey(key: string): boolean {
+  return SECRET_KEYS.has(key) || SECRETISH_KEY.test(key);
+}
+
+/**
+ * Every secret in the (expanded) config, to mask in problems: strings under a secret-looking key
+ * at any depth and in any shape (a `registries` list too), and the userinfo of any url.
+ */
+export function configSecrets(value: unknown): Secrets {
+  const secrets = new Secrets();
+  const stack: { value: unknown; key: string; secret: boolean }[] = [
+    { value, key: "", secret: false },
+  ];
+  while (stack.length > 0) {
+    const { value: current, key, secret } = stack.pop() as (typeof stack)[number];
+    if (typeof current === "string") {
+      if (secret) secrets.add(current);
+      const userinfo = urlUserinfo(current, key === "url");
+      if (userinfo) {
+        secrets.add(userinfo);
+        secrets.add(userinfo.slice(userinfo.indexOf(":") + 1));
+      }
+    } else if (current !== null && typeof current === "object") {
+      for (const [name, child] of Object.entries(current)) {
+        stack.push({
+          value: child,
+          key: Array.isArray(current) ? key : name,
+          secret: secret || isSecretKey(name),
+        });
+      }
+    }
+  }
+  return secrets;
+}
+
+/**
+ * The `user:password` (or token) part of a url: any `scheme://userinfo@host`, or `userinfo@host`
+ * in a `url` field (written without a scheme).
+ */
+export function urlUserinfo(text: string, isUrlField: boolean): string | undefined {
+  const match = /^\s*([a-z][a-z0-9+.-]*:\/\/)?([^/?#\s@]+)@[^/?#\s@]/i.exec(text) ??
+    /([a-z][a-z0-9+.-]*:\/\/)([^/?#\s@]+)@/i.exec(text);
+  if (!match || (!match[1] && !isUrlField)) return undefined;
+  return match[2];
+}
+
+/** A value quoted back in a message: secrets masked first, then cut to {@link MAX_SHOWN}. */
+export function showValue(value: unknown, masker: Secrets): string {
+  const text = masker.mask(
+    JSON.stringify(
+      value,
+      (key, v) => (key && isSecretKey(key) ? "***" : v),
+    ) ?? String(value),
+  );
+  return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}...` : text;
+}

@@ -1,0 +1,191 @@
+/**
+ * Config text to plain data, safely: JSON or YAML parsed with nesting capped at
+ * {@link MAX_CONFIG_DEPTH} (checked before the parser recurses, and again without recursion on
+ * the result), duplicate YAML keys found in one pass (the parser's own check is quadratic in the
+ * keys of a map), `__proto__` refused as a name. Every problem carries its path.
+ *
+ * @module
+ */
+import { isMap, isScalar, isSeq, type Node as YamlNode, parseDocument } from "yaml";
+import type { ConfigProblem } from "../errors.ts";
+
+/** The deepest nesting accepted (a real config is 5 levels deep). */
+export const MAX_CONFIG_DEPTH = 32;
+
+/** `["images", "nginx:1.25", "targets", 1]` -> `images["nginx:1.25"].targets[1]`. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const part of path) {
+    if (typeof part === "number") out += `[${part}]`;
+    else if (/^[A-Za-z_$][A-Za-z0-9_$]*$/.test(String(part))) {
+      out += out ? `.${String(part)}` : String(part);
+    } else out += `[${JSON.stringify(String(part))}]`;
+  }
+  return out;
+}
+
+/** Parse config text (JSON when `isJson`, else YAML); a syntax or nesting problem otherwise. */
+export function parseConfigText(
+  text: string,
+  options: { isJson: boolean },
+): { value: unknown } | { problems: ConfigProblem[] } {
+  return options.isJson ? parseJson(text) : parseYamlText(text);
+}
+
+function nestedTooDeeply(where: string): string {
+  return `nested too deeply${where}: a config may nest at most ${MAX_CONFIG_DEPTH} levels`;
+}
+
+function parseJson(text: string): { value: unknown } | { problems: ConfigProblem[] } {
+  try {
+    return { value: JSON.parse(text) };
+  } catch (error) {
+    const message = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    return {
+      problems: [{
+        path: "",
+        message: error instanceof RangeError
+          ? nestedTooDeeply("")
+          : `JSON syntax error: ${message}`,
+      }],
+    };
+  }
+}
+
+/**
+ * YAML to plain data. Duplicate keys are found here in one pass (the parser's own check compares
+ * every key with every other: quadratic in the keys of a map); aliases are capped by the parser.
+ */
+function parseYamlText(text: string): { value: unknown } | { problems: ConfigProblem[] } {
+  const fail = (message: string) => ({ problems: [{ path: "", message }] });
+  const deep = yamlTooDeep(text);
+  if (deep) return fail(nestedTooDeeply(` at ${deep}`));
+  let doc;
+  try {
+    doc = parseDocument(text, { uniqueKeys: false, prettyErrors: true });
+  } catch (error) {
+    if (error instanceof RangeError) return fail(nestedTooDeeply(""));
+    throw error;
+  }
+  const error = doc.errors[0];
+  if (error) {
+    const message = error.message.split("\n")[0];
+    if (/Maximum call stack size exceeded/.test(message)) {
+      const at = /at line \d+, column \d+/.exec(message)?.[0];
+      return fail(nestedTooDeeply(at ? ` (the YAML parser gave up ${at})` : ""));
+    }
+    return fail(`YAML syntax error: ${message}`);
+  }
+  const duplicates: ConfigProblem[] = [];
+  findDuplicateKeys(doc.contents, [], duplicates);
+  if (duplicates.length) return { problems: duplicates };
+  try {
+    return { value: doc.toJS({ maxAliasCount: 100 }) };
+  } catch (error) {
+    if (error instanceof RangeError) return fail(nestedTooDeeply(""));
+    return fail(`YAML error: ${error instanceof Error ? error.message.split("\n")[0] : error}`);
+  }
+}
+
+/**
+ * Where YAML text nests flow collections (`[`, `{`) and same-line sequences (`- - x`) deeper
+ * than {@link MAX_CONFIG_DEPTH}, found in one linear scan before the parser, whose recursion
+ * would take seconds to overflow on 100k levels. Quoted scalars and comments are skipped; deeper
+ * nesting by indentation is left to the parser and {@link checkShape}.
+ */
+function yamlTooDeep(text: string): string | undefined {
+  let flow = 0;
+  let dashes = 0;
+  let onlyDashes = true;
+  let quote = "";
+  let line = 1;
+  let lineStart = 0;
+  let prev = "\n";
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === "\n") {
+      line++;
+      lineStart = i + 1;
+      dashes = 0;
+      onlyDashes = true;
+      prev = c;
+      continue;
+    }
+    if (quote) {
+      if (c === "\\" && quote === '"') i++;
+      else if (c === quote && quote === "'" && text[i + 1] === "'") i++;
+      else if (c === quote) quote = "";
+      prev = c;
+      continue;
+    }
+    const afterSpace = prev === " " || prev === "\t" || prev === "\n";
+    if (c === "#" && afterSpace) {
+      const end = text.indexOf("\n", i);
+      i = (end === -1 ? text.length : end) - 1;
+      continue;
+    }
+    if ((c === '"' || c === "'") && (afterSpace || "[{,:".includes(prev))) quote = c;
+    else if (c === "[" || c === "{") flow++;
+    else if (c === "]" || c === "}") flow = Math.max(0, flow - 1);
+    else if (c === "-" && onlyDashes && /[ \t\n]/.test(text[i + 1] ?? "\n")) dashes++;
+    if (c !== " " && c !== "\t" && c !== "-") onlyDashes = false;
+    if (flow + dashes > MAX_CONFIG_DEPTH) return `line ${line}, column ${i - lineStart + 1}`;
+    prev = c;
+  }
+  return undefined;
+}
+
+function findDuplicateKeys(
+  node: YamlNode | null | undefined | unknown,
+  path: (string | number)[],
+  problems: ConfigProblem[],
+): void {
+  if (path.length > MAX_CONFIG_DEPTH) return; // checkShape reports the depth
+  if (isMap(node)) {
+    const seen = new Set<string>();
+    for (const pair of node.items) {
+      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      if (key !== undefined) {
+        if (seen.has(key)) {
+          problems.push({ path: formatPath([...path, key]), message: `duplicate key "${key}"` });
+        }
+        seen.add(key);
+      }
+      findDuplicateKeys(pair.value, [...path, key ?? "?"], problems);
+    }
+  } else if (isSeq(node)) {
+    node.items.forEach((item, i) => findDuplicateKeys(item, [...path, i], problems));
+  }
+}
+
+/**
+ * What the schema cannot see safely: nesting deeper than {@link MAX_CONFIG_DEPTH} (checked
+ * without recursion, so 100k levels cost nothing but a loop) and `__proto__` as a name.
+ */
+export function checkShape(value: unknown): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+  while (stack.length > 0 && problems.length < 10) {
+    const { value: current, path } = stack.pop() as (typeof stack)[number];
+    if (current === null || typeof current !== "object") continue;
+    if (path.length >= MAX_CONFIG_DEPTH) {
+      problems.push({ path: formatPath(path), message: nestedTooDeeply("") });
+      continue;
+    }
+    if (Array.isArray(current)) {
+      current.forEach((child, i) => stack.push({ value: child, path: [...path, i] }));
+      continue;
+    }
+    for (const [key, child] of Object.entries(current)) {
+      if (key === "__proto__") {
+        problems.push({
+          path: formatPath([...path, key]),
+          message: 'the name "__proto__" cannot be used (it is reserved); choose another name',
+        });
+        continue;
+      }
+      stack.push({ value: child, path: [...path, key] });
+    }
+  }
+  return problems;
+}
