@@ -16,17 +16,17 @@ import { errorMessage, MirrorError, UsageError } from "../errors.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { Logger } from "../log/logger.ts";
 import { secrets } from "../log/redact.ts";
-import { MirrorState } from "../mirror_state.ts";
-import { buildPlan, type MirrorPlan, type PlanProbe } from "../plan.ts";
+import { MirrorState } from "../mirror/mirror_state.ts";
+import { buildPlan, type MirrorPlan, type PlanProbe } from "../mirror/plan.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
 import { formatReference, isLoopbackHost, manifestRef } from "../registry/reference.ts";
 import { imageConfigDigest, RegistryClient } from "../registry/registry_client.ts";
-import { buildReport, type Report } from "../report.ts";
-import { acquireRunLock, type RunLock } from "../run_lock.ts";
-import { latestGroups, type MirrorEvent, runPlan } from "../run_plan.ts";
-import { updateLatest } from "../update_latest.ts";
+import { buildReport, type Report } from "../mirror/report.ts";
+import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
+import { latestGroups, type MirrorEvent, runPlan } from "../mirror/run_plan.ts";
+import { updateLatest } from "../mirror/update_latest.ts";
 import { VERSION } from "../version.ts";
-import { loginAll } from "./mirror_logins.ts";
+import { loginAll } from "../mirror/logins.ts";
 import { finishRun, logEvent, planLine, planResults } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
 
@@ -287,7 +287,7 @@ class MirrorRun {
     });
   }
 
-  /** Credentials for every destination and source host, before image work (mirror_logins.ts). */
+  /** Credentials for every destination and source host, before image work (mirror/logins.ts). */
   async resolveCredentials(engine: Engine): Promise<void> {
     const logins = await loginAll({
       config: this.config,

@@ -9,11 +9,11 @@ import type { ResolvedRegistry } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { type Code, CODES, type Level } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
-import type { MirrorPlan } from "../plan.ts";
+import type { MirrorPlan } from "../mirror/plan.ts";
 import { formatReference } from "../registry/reference.ts";
-import { exitStatus, formatStatistics, type Report } from "../report.ts";
+import { exitStatus, formatStatistics, type Report } from "../mirror/report.ts";
 import { writeFileAtomic } from "../safe_file.ts";
-import type { MirrorEvent, TaskResult } from "../run_plan.ts";
+import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
 
 const OP = "Mirror";

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { runCli } from "../support/cli.ts";
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";

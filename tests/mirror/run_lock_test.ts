@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { MirrorError } from "../lib/errors.ts";
-import { acquireRunLock, hostname } from "../lib/run_lock.ts";
+import { MirrorError } from "../../lib/errors.ts";
+import { acquireRunLock, hostname } from "../../lib/mirror/run_lock.ts";
 
 Deno.test("acquireRunLock() refuses a second run while the first holds the lock", async () => {
   const dir = await Deno.makeTempDir();

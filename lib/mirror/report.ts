@@ -4,8 +4,8 @@
  *
  * @module
  */
-import type { Secrets } from "./log/redact.ts";
-import { formatReference } from "./registry/reference.ts";
+import type { Secrets } from "../log/redact.ts";
+import { formatReference } from "../registry/reference.ts";
 import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */

@@ -10,9 +10,9 @@
  *
  * @module
  */
-import type { Engine, EngineEvent } from "./engine/engine.ts";
-import { errorMessage, MirrorError } from "./errors.ts";
-import type { Code } from "./log/codes.ts";
+import type { Engine, EngineEvent } from "../engine/engine.ts";
+import { errorMessage, MirrorError } from "../errors.ts";
+import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
 
 /** Final status of a task. */

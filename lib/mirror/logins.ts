@@ -19,7 +19,7 @@ import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import type { RegistryClient } from "../registry/registry_client.ts";
-import type { Io } from "./io.ts";
+import type { Io } from "../cli/io.ts";
 
 /** What the login step needs. */
 export interface LoginOptions {

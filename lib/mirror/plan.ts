@@ -9,11 +9,11 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "./config/schema.ts";
-import type { Comparison } from "./engine/engine.ts";
-import { errorMessage, MirrorError } from "./errors.ts";
-import type { Code } from "./log/codes.ts";
-import { formatReference, type Reference } from "./registry/reference.ts";
+import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../config/schema.ts";
+import type { Comparison } from "../engine/engine.ts";
+import { errorMessage, MirrorError } from "../errors.ts";
+import type { Code } from "../log/codes.ts";
+import { formatReference, type Reference } from "../registry/reference.ts";
 
 /** What a task will do. */
 export type TaskAction = "push" | "exists" | "drift" | "failed";
