@@ -1,7 +1,8 @@
 /**
- * What a mirror run tells the world: one log line per event, the dry-run plan lines, and the end
- * (statistics on the console, the summary line in the log, the JSON report in the log dir and at
- * `--report`). Pure formatting over the logger and terminal the command gives it.
+ * What a mirror run tells the world: one log line per event and the end (statistics on the
+ * console, the summary line in the log, the JSON report in the log dir and at `--report`). Pure
+ * formatting over the logger and terminal the command gives it; the dry-run plan lines are
+ * formatted in lib/mirror/report.ts.
  *
  * @module
  */
