@@ -9,7 +9,7 @@
 import { type Command, parseArgs } from "./lib/cli/args.ts";
 import type { Io } from "./lib/cli/io.ts";
 import { ConfigError, MirrorError, UsageError } from "./lib/errors.ts";
-import { secrets } from "./lib/log/redact.ts";
+import { Secrets } from "./lib/log/redact.ts";
 
 /** Run the CLI; returns the exit code. */
 export async function main(args: string[], io: Io): Promise<number> {
@@ -46,7 +46,7 @@ export async function main(args: string[], io: Io): Promise<number> {
 }
 
 function report(error: unknown, io: Io): number {
-  const say = (text: string) => io.stderr(secrets.mask(text) + "\n");
+  const say = (text: string) => io.stderr(io.secrets.mask(text) + "\n");
   if (io.signal.aborted) {
     say("bananna-bot: interrupted");
     return 130;
@@ -107,6 +107,7 @@ if (import.meta.main) {
     env,
     cwd: Deno.cwd(),
     signal: controller.signal,
+    secrets: new Secrets(),
   });
   Deno.exit(controller.signal.aborted ? 130 : code);
 }

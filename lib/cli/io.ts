@@ -1,3 +1,5 @@
+import type { Secrets } from "../log/redact.ts";
+
 /** What a command needs from the outside world, passed in so tests can capture it. */
 export interface Io {
   stdout: (text: string) => void;
@@ -8,4 +10,6 @@ export interface Io {
   cwd: string;
   /** Aborted on SIGINT / SIGTERM. */
   signal: AbortSignal;
+  /** This process's secrets: a command registers what it reads; errors are masked with it. */
+  secrets: Secrets;
 }

@@ -1,7 +1,8 @@
 /**
- * What a mirror run tells the world: one log line per event, the dry-run plan lines, and the end
- * (statistics on the console, the summary line in the log, the JSON report in the log dir and at
- * `--report`). Pure formatting over the logger and terminal the command gives it.
+ * What a mirror run tells the world: one log line per event and the end (statistics on the
+ * console, the summary line in the log, the JSON report in the log dir and at `--report`). Pure
+ * formatting over the logger and terminal the command gives it; the dry-run plan lines are
+ * formatted in lib/mirror/report.ts.
  *
  * @module
  */
@@ -9,11 +10,10 @@ import type { ResolvedRegistry } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import { type Code, CODES, type Level } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
-import type { MirrorPlan } from "../plan.ts";
 import { formatReference } from "../registry/reference.ts";
-import { exitStatus, formatStatistics, type Report } from "../report.ts";
+import { exitStatus, formatStatistics, type Report } from "../mirror/report.ts";
 import { writeFileAtomic } from "../safe_file.ts";
-import type { MirrorEvent, TaskResult } from "../run_plan.ts";
+import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
 
 const OP = "Mirror";
@@ -83,39 +83,6 @@ function logResult(logger: Logger, result: TaskResult): void {
       break;
     default:
       break;
-  }
-}
-
-/** The plan as results with status `planned` for what would be pushed. */
-export function planResults(plan: MirrorPlan): TaskResult[] {
-  return plan.tasks.map((task) => ({
-    task,
-    status: task.action === "push" ? "planned" : task.action,
-    digest: task.destinationDigest,
-    code: task.action === "push" ? "IMAGE_PLANNED" : task.code ?? "IMAGE_ALREADY_EXISTS",
-    error: task.message,
-    durationMs: 0,
-  }));
-}
-
-/** One dry-run line per image x target. */
-export function planLine(result: TaskResult): string {
-  const t = result.task;
-  const dst = `${t.target} ${formatReference(t.destination)}`;
-  const repoNote = t.repo && t.repo.state !== "exists"
-    ? ` (create repository ${t.repo.namespace}/${t.repo.name}${
-      t.repo.state === "unknown" ? " if missing" : ""
-    })`
-    : "";
-  switch (result.status) {
-    case "planned":
-      return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
-    case "exists":
-      return `exists       ${dst} (${t.comparedBy} digest matches)`;
-    case "drift":
-      return `drift        ${dst}: ${t.message}`;
-    default:
-      return `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
   }
 }
 

@@ -6,8 +6,8 @@
  * @module
  */
 import type { Level } from "../log/codes.ts";
-import { formatBytes } from "../report.ts";
-import type { MirrorEvent } from "../run_plan.ts";
+import { formatBytes } from "../mirror/report.ts";
+import type { MirrorEvent } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
 
 /** Tracks running tasks and draws the status line. */

@@ -201,20 +201,21 @@ export class DockerEngine implements Engine {
   }
 
   /**
-   * Log docker in to `host` with `credential` right before the first pull or push that needs it,
-   * once per run: a run with nothing to copy (the nightly no-op) never calls `docker login`.
+   * Log docker in to `host` with the request's credential right before the first pull or push
+   * that needs it, once per run: a run with nothing to copy (the nightly no-op) never calls
+   * `docker login`. The first credential given for a host is the one used.
    */
-  useCredential(host: string, credential: Credential): void {
-    this.#logins.set(host, { credential });
-  }
-
   async #ensureLogin(
     host: string,
-    signal: AbortSignal | undefined,
-    onEvent: (event: EngineEvent) => void,
+    credential: Credential | undefined,
+    options: { signal?: AbortSignal; onEvent: (event: EngineEvent) => void },
   ): Promise<void> {
-    const entry = this.#logins.get(host);
-    if (!entry) return;
+    const { signal, onEvent } = options;
+    let entry = this.#logins.get(host);
+    if (!entry) {
+      if (!credential) return;
+      this.#logins.set(host, entry = { credential });
+    }
     entry.done ??= this.login(host, entry.credential, { signal, onEvent });
     await entry.done;
   }
@@ -276,7 +277,10 @@ export class DockerEngine implements Engine {
     const pullRef = `${source.registry}/${source.repository}@${imageDigest}`;
     const before = await this.#imageId(pullRef, signal);
     if (before !== sourceConfig) {
-      await this.#ensureLogin(source.registry, signal, emit);
+      await this.#ensureLogin(source.registry, request.credentials?.source, {
+        signal,
+        onEvent: emit,
+      });
       const args = ["pull", ...(parsed.kind === "index" ? ["--platform", platform] : []), pullRef];
       await this.#withRetry(() => this.#cli.checked(args, { signal }), signal);
       if (before === null) this.#created.push(pullRef);
@@ -303,7 +307,10 @@ export class DockerEngine implements Engine {
     // The never-overwrite rule, checked again right before the push.
     const late = await this.#destinationState(destination, sourceConfig, platform, signal);
     if (late) return late;
-    await this.#ensureLogin(destination.registry, signal, emit);
+    await this.#ensureLogin(destination.registry, request.credentials?.destination, {
+      signal,
+      onEvent: emit,
+    });
     const push = await this.#withRetry(
       () => this.#cli.checked(["push", dstText], { signal }),
       signal,

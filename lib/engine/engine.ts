@@ -12,6 +12,7 @@
  *
  * @module
  */
+import type { Credential } from "../credentials/credential.ts";
 import type { Code } from "../log/codes.ts";
 import type { Reference } from "../registry/reference.ts";
 
@@ -36,8 +37,20 @@ export interface CopyRequest {
   destination: Reference;
   /** Docker engine: the platform to pull (`linux/arm64`). */
   platform?: string;
+  /**
+   * The credentials the login step verified for the source and destination hosts, as data.
+   * Engines that log in themselves (docker: `docker login` once per host, right before the first
+   * pull or push there) use them; the registry engine's clients already hold theirs.
+   */
+  credentials?: CopyCredentials;
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
+}
+
+/** Credentials for the two hosts of one copy; absent for anonymous access. */
+export interface CopyCredentials {
+  source?: Credential;
+  destination?: Credential;
 }
 
 /** What an engine compares to decide "same image". */

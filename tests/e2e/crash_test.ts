@@ -6,8 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
-import { hostname } from "../../lib/run_lock.ts";
+import type { Report } from "../../lib/mirror/report.ts";
+import { hostname } from "../../lib/mirror/run_lock.ts";
 import { runCli } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { cliArgv } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";

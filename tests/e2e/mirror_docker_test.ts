@@ -2,11 +2,12 @@
  * `main.ts mirror` with `engine: docker` through a real Docker engine (dockerd with vfs storage,
  * started by the test) into real registries: first run pushes (same config digest as the source,
  * compared by config), cleanup removes what the run pulled, the no-op re-run pulls nothing and
- * makes no manifest GET on the source (HEAD only), and docker never sees the password in argv.
+ * makes no manifest GET on the source (HEAD only), docker never sees the password in argv, and
+ * the cleanup is logged (IMAGE_CLEANUP).
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { runCli } from "../support/cli.ts";
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
@@ -127,6 +128,9 @@ Deno.test({
           assert.ok(!argv.includes(dst.password ?? "?"), "the password reached docker's argv");
           const images = await dockerd.docker(["images", "--format", "{{.Repository}}:{{.Tag}}"]);
           assert.equal(images.stdout.trim(), "", `cleanupLocalImages left: ${images.stdout}`);
+          // The engine-wide cleanup event reaches the log (makeEngine once dropped it).
+          const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+          assert.match(log, /IMAGE_CLEANUP.*removed \d+ local image reference\(s\)/);
         },
       );
 

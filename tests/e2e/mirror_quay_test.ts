@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { ROOT, runCli } from "../support/cli.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { startQuayDouble } from "../support/quay_double.ts";
@@ -278,7 +278,7 @@ Deno.test({
             `${dir}/logs/.bananna-bot.lock`,
             JSON.stringify({
               pid: sleeper.pid,
-              host: (await import("../../lib/run_lock.ts")).hostname(),
+              host: (await import("../../lib/mirror/run_lock.ts")).hostname(),
               started: new Date().toISOString(),
             }),
           );

@@ -10,7 +10,7 @@ import { runCli } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { runCli } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";

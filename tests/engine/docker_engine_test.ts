@@ -407,6 +407,43 @@ Deno.test(`DockerEngine on a real dockerd and real registries${suffix}`, {
       },
     );
 
+    await t.step(
+      "`copy()` logs docker in once with the credentials given as data, right before the push",
+      async () => {
+        // A docker config without the login: only CopyRequest.credentials can let docker push.
+        const emptyConfig = await Deno.makeTempDir({ prefix: "bb-docker-config-" });
+        try {
+          const calls: string[][] = [];
+          const engine = engineFor(dockerd, clients, {
+            calls,
+            env: { ...Deno.env.toObject(), ...dockerd.env, DOCKER_CONFIG: emptyConfig },
+          });
+          const credentials = {
+            destination: {
+              kind: "basic" as const,
+              username: dst.username as string,
+              password: dst.password as string,
+              source: "config" as const,
+            },
+          };
+          for (const tag of ["1.0", "1.1"]) {
+            const result = await engine.copy({
+              source: ref(src, "src/app:1.0"),
+              destination: ref(dst, `mirror/asdata:${tag}`),
+              credentials,
+            });
+            assert.equal(result.status, "pushed");
+          }
+          const commands = calls.map((a) => a[0]);
+          assert.equal(commands.filter((c) => c === "login").length, 1, "logged in once");
+          assert.ok(commands.indexOf("login") < commands.indexOf("push"), commands.join(" "));
+          assert.ok(calls.flat().every((a) => a !== dst.password), "no password in argv");
+        } finally {
+          await Deno.remove(emptyConfig, { recursive: true });
+        }
+      },
+    );
+
     await t.step("`copy()` with platform linux/arm64 mirrors the arm64 image", async () => {
       const calls: string[][] = [];
       const engine = engineFor(dockerd, clients, { calls, platform: "linux/arm64" });

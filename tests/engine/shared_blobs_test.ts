@@ -15,7 +15,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
-import type { Report } from "../../lib/report.ts";
+import type { Report } from "../../lib/mirror/report.ts";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 import { MirrorError } from "../../lib/errors.ts";
-import { acquireRunLock } from "../../lib/run_lock.ts";
+import { acquireRunLock } from "../../lib/mirror/run_lock.ts";
 
 function say(text: string): void {
   Deno.stdout.writeSync(new TextEncoder().encode(text + "\n"));

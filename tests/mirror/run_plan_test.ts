@@ -4,13 +4,13 @@
  * engine's re-check). The real copies are proven in tests/e2e/mirror_test.ts.
  */
 import assert from "node:assert/strict";
-import type { CopyRequest, Engine } from "../lib/engine/engine.ts";
-import { MirrorError } from "../lib/errors.ts";
-import { Secrets } from "../lib/log/redact.ts";
-import type { MirrorPlan, PlanTask } from "../lib/plan.ts";
-import { parseReference } from "../lib/registry/reference.ts";
-import { buildReport, exitStatus, formatStatistics } from "../lib/report.ts";
-import { latestGroups, runPlan } from "../lib/run_plan.ts";
+import type { CopyRequest, Engine } from "../../lib/engine/engine.ts";
+import { MirrorError } from "../../lib/errors.ts";
+import { Secrets } from "../../lib/log/redact.ts";
+import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
+import { parseReference } from "../../lib/registry/reference.ts";
+import { buildReport, exitStatus, formatStatistics } from "../../lib/mirror/report.ts";
+import { latestGroups, runPlan } from "../../lib/mirror/run_plan.ts";
 
 function task(id: number, src: string, action: PlanTask["action"] = "push"): PlanTask {
   const source = parseReference(src);

@@ -10,8 +10,8 @@
  * @module
  */
 import { chooseLatest, compareVersions, parseVersion } from "./latest.ts";
-import { errorMessage, MirrorError } from "./errors.ts";
-import type { RegistryClient } from "./registry/registry_client.ts";
+import { errorMessage, MirrorError } from "../errors.ts";
+import type { RegistryClient } from "../registry/registry_client.ts";
 import type { LatestGroup, LatestOutcome } from "./run_plan.ts";
 
 /** Options for {@link updateLatest}. */

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { MirrorState } from "../lib/mirror_state.ts";
+import { MirrorState } from "../../lib/mirror/mirror_state.ts";
 
 Deno.test("MirrorState records proven digest pairs across runs and forgets changed ones", async () => {
   const dir = await Deno.makeTempDir();

@@ -2,54 +2,52 @@
  * The credentials step of a mirror run, before any image work: for every destination and every
  * source host the selected images use, find a credential (config, docker config.json, credential
  * helper), or find that anonymous access works, or ask a person at a terminal (checked at once,
- * three tries), and hand it to the docker engine, which logs docker in before its first pull or
- * push on that host. Without a terminal a missing credential is LOGIN_MISSING_CREDENTIALS naming
- * the registry and the ways to provide it.
+ * three tries). The client that verified it goes to the host pool (registry_hosts.ts); the
+ * credential itself is returned as data, for the run to hand to the engine with each copy (the
+ * docker engine logs docker in before its first pull or push on that host). Without a terminal a
+ * missing credential is LOGIN_MISSING_CREDENTIALS naming the registry and the ways to provide it.
  *
  * A host that fails stops the run, or with continueOnError only its own tasks (it lands in
  * `broken`).
  *
  * @module
  */
-import type { Connection, ResolvedConfig, ResolvedImage } from "../config/schema.ts";
+import type { ResolvedConfig, ResolvedImage } from "../config/schema.ts";
 import type { Credential } from "../credentials/credential.ts";
 import { missingCredentialsError, resolveCredential } from "../credentials/credential_chain.ts";
-import type { Engine } from "../engine/engine.ts";
 import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import type { RegistryClient } from "../registry/registry_client.ts";
-import type { Io } from "./io.ts";
+import type { RegistryHosts } from "../registry/registry_hosts.ts";
 
 /** What the login step needs. */
 export interface LoginOptions {
   config: ResolvedConfig;
   images: ResolvedImage[];
-  io: Io;
+  /** Settings per host, new clients to try credentials with, and the pool verified ones go to. */
+  hosts: RegistryHosts;
   logger: Logger;
   secrets: Secrets;
-  engine: Engine;
-  /** Prompt when a person is at a terminal. */
+  /** The environment (DOCKER_CONFIG, HOME, PATH for credential helpers). */
+  env: Record<string, string | undefined>;
+  /** A person is at a terminal and may be asked (hidden prompts, checked at once). */
   interactive: boolean;
-  /** Log docker in (not in a dry run). */
-  dockerLogin: boolean;
-  connection: (host: string) => Connection;
-  /** A client for a host with the run's settings. */
-  newClient: (host: string, credential: Credential | null) => RegistryClient;
   /** Where messages for the person at the prompt go. */
   say: (text: string) => void;
+  signal: AbortSignal;
 }
 
 /**
- * The outcome: per host, the client that verified its credential (or anonymous access), for the
- * run to use; and hosts that could not log in.
+ * The outcome: the credential found per host (anonymous hosts have none), and hosts that could not
+ * log in. The verified clients are already in the pool.
  */
 export interface Logins {
-  clients: Map<string, RegistryClient>;
+  credentials: Map<string, Credential>;
   broken: Map<string, MirrorError>;
 }
 
-/** Log in to every host the images use. */
+/** Log in to every host the images use; verified clients go to `options.hosts`. */
 export async function loginAll(options: LoginOptions): Promise<Logins> {
   const { config, logger } = options;
   const hosts = new Map<string, { repository: string; destination: boolean }>();
@@ -65,13 +63,16 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
       });
     }
   }
-  const logins: Logins = { clients: new Map(), broken: new Map() };
+  const logins: Logins = { credentials: new Map(), broken: new Map() };
   for (const [host, { repository, destination }] of hosts) {
-    options.io.signal.throwIfAborted();
+    options.signal.throwIfAborted();
     try {
-      logins.clients.set(host, await login(options, host, repository, destination));
+      const { client, credential } = await login(options, host, repository, destination);
+      // Reuse the verified client: its auth scheme, tokens and connections are known good.
+      options.hosts.adopt(host, client);
+      if (credential) logins.credentials.set(host, credential);
     } catch (error) {
-      if (!(error instanceof MirrorError) || options.io.signal.aborted) throw error;
+      if (!(error instanceof MirrorError) || options.signal.aborted) throw error;
       logger.error(error.code, "Login", error.message);
       if (!config.operation.continueOnError) throw error;
       logins.broken.set(host, error);
@@ -85,14 +86,14 @@ async function login(
   host: string,
   repository: string,
   destination: boolean,
-): Promise<RegistryClient> {
-  const { logger, io, secrets } = options;
-  const connection = options.connection(host);
+): Promise<{ client: RegistryClient; credential: Credential | null }> {
+  const { logger, env, signal, secrets } = options;
+  const connection = options.hosts.connection(host);
   let verified: RegistryClient | undefined;
   const verify = async (credential: Credential | null): Promise<boolean> => {
-    const client = options.newClient(host, credential);
+    const client = options.hosts.newClient(host, credential);
     try {
-      await client.checkAccess(repository, ["pull"], io.signal);
+      await client.checkAccess(repository, ["pull"], signal);
       verified = client;
       return true;
     } catch (error) {
@@ -103,19 +104,19 @@ async function login(
   };
   let credential = await resolveCredential(host, {
     config: { username: connection.username, password: connection.password },
-    env: io.env,
+    env,
     secrets,
   });
   if (credential === null) {
     // Anonymous may be enough (a public source, an open registry).
     if (await verify(null)) {
       logger.debug("LOGIN_SUCCESS", "Login", `${host}: anonymous access works`);
-      return verified as RegistryClient;
+      return { client: verified as RegistryClient, credential: null };
     }
     if (!options.interactive) throw missingCredentialsError(host);
     credential = await resolveCredential(host, {
       prompt: true,
-      env: io.env,
+      env,
       secrets,
       verify: (c: Credential) => verify(c),
       say: options.say,
@@ -136,10 +137,5 @@ async function login(
     );
   }
   logger.info("LOGIN_SUCCESS", "Login", `${host}: credentials from ${credential.source} accepted`);
-  if (options.dockerLogin && options.engine.name === "docker" && credential.kind === "basic") {
-    // docker login happens right before the first pull or push that needs this host.
-    const docker = options.engine as Engine & { useCredential(host: string, c: Credential): void };
-    docker.useCredential(host, credential);
-  }
-  return verified as RegistryClient;
+  return { client: verified as RegistryClient, credential };
 }

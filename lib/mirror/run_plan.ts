@@ -10,9 +10,10 @@
  *
  * @module
  */
-import type { Engine, EngineEvent } from "./engine/engine.ts";
-import { errorMessage, MirrorError } from "./errors.ts";
-import type { Code } from "./log/codes.ts";
+import type { Credential } from "../credentials/credential.ts";
+import type { Engine, EngineEvent } from "../engine/engine.ts";
+import { errorMessage, MirrorError } from "../errors.ts";
+import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
 
 /** Final status of a task. */
@@ -64,6 +65,8 @@ export interface RunPlanOptions {
   concurrency: number;
   continueOnError: boolean;
   platform?: string;
+  /** Verified credentials per host (the login step's), given to the engine with each copy. */
+  credentials?: ReadonlyMap<string, Credential>;
   signal?: AbortSignal;
   /** Make sure the Quay repository of a task exists (only called for tasks with `repo`). */
   ensureRepository?: (task: PlanTask, signal?: AbortSignal) => Promise<"created" | "exists">;
@@ -135,6 +138,10 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         source: task.source,
         destination: task.destination,
         platform: options.platform,
+        credentials: {
+          source: options.credentials?.get(task.source.registry),
+          destination: options.credentials?.get(task.destination.registry),
+        },
         signal: options.signal,
         onEvent: (event) => emit({ kind: "engine", task, event }),
       });

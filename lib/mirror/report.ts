@@ -4,8 +4,9 @@
  *
  * @module
  */
-import type { Secrets } from "./log/redact.ts";
-import { formatReference } from "./registry/reference.ts";
+import type { Secrets } from "../log/redact.ts";
+import { formatReference } from "../registry/reference.ts";
+import type { MirrorPlan } from "./plan.ts";
 import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */
@@ -159,4 +160,37 @@ export function formatBytes(bytes: number): string {
     unit++;
   }
   return `${unit === 0 ? value : value.toFixed(1)} ${units[unit]}`;
+}
+
+/** The plan as results with status `planned` for what would be pushed. */
+export function planResults(plan: MirrorPlan): TaskResult[] {
+  return plan.tasks.map((task) => ({
+    task,
+    status: task.action === "push" ? "planned" : task.action,
+    digest: task.destinationDigest,
+    code: task.action === "push" ? "IMAGE_PLANNED" : task.code ?? "IMAGE_ALREADY_EXISTS",
+    error: task.message,
+    durationMs: 0,
+  }));
+}
+
+/** One dry-run line per image x target. */
+export function planLine(result: TaskResult): string {
+  const t = result.task;
+  const dst = `${t.target} ${formatReference(t.destination)}`;
+  const repoNote = t.repo && t.repo.state !== "exists"
+    ? ` (create repository ${t.repo.namespace}/${t.repo.name}${
+      t.repo.state === "unknown" ? " if missing" : ""
+    })`
+    : "";
+  switch (result.status) {
+    case "planned":
+      return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
+    case "exists":
+      return `exists       ${dst} (${t.comparedBy} digest matches)`;
+    case "drift":
+      return `drift        ${dst}: ${t.message}`;
+    default:
+      return `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
+  }
 }

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { MirrorError } from "../lib/errors.ts";
-import { acquireRunLock, hostname } from "../lib/run_lock.ts";
+import { MirrorError } from "../../lib/errors.ts";
+import { acquireRunLock, hostname } from "../../lib/mirror/run_lock.ts";
 
 Deno.test("acquireRunLock() refuses a second run while the first holds the lock", async () => {
   const dir = await Deno.makeTempDir();
@@ -55,7 +55,7 @@ Deno.test("acquireRunLock() takes over a lock older than staleAfterMs", async ()
 });
 
 Deno.test("acquireRunLock(): two processes taking over one stale lock, exactly one wins (10 trials)", async () => {
-  const contender = new URL("./support/lock_contender.ts", import.meta.url).pathname;
+  const contender = new URL("../support/lock_contender.ts", import.meta.url).pathname;
   const dead = new Deno.Command("true").spawn();
   await dead.status;
   const failures: string[] = [];

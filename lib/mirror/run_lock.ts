@@ -20,8 +20,8 @@
  *
  * @module
  */
-import { MirrorError } from "./errors.ts";
-import { refuseSymlink } from "./safe_file.ts";
+import { MirrorError } from "../errors.ts";
+import { refuseSymlink } from "../safe_file.ts";
 
 /** A held lock. Release it with `release()` or `await using`. */
 export interface RunLock extends AsyncDisposable {

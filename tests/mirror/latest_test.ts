@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { chooseLatest, compareVersions, parseVersion } from "../lib/latest.ts";
+import { chooseLatest, compareVersions, parseVersion } from "../../lib/mirror/latest.ts";
 
 Deno.test("parseVersion() reads plain, v-prefixed and pre-release versions", () => {
   assert.deepEqual(parseVersion("1.25"), { parts: [1, 25] });

@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { writeFileAtomic } from "./safe_file.ts";
+import { writeFileAtomic } from "../safe_file.ts";
 
 /** Recorded equivalences: destination reference -> `source digest|destination digest`. */
 export class MirrorState {
