@@ -32,11 +32,8 @@ import { retry } from "../retry.ts";
 import { parseImageConfig, parseManifest, selectPlatform } from "../registry/manifest.ts";
 import { DOCKER_HUB, DOCKER_HUB_API, formatReference, manifestRef } from "../registry/reference.ts";
 import type { Reference } from "../registry/reference.ts";
-import {
-  DEFAULT_MAX_MANIFEST_BYTES,
-  imageConfigDigest,
-  type RegistryClient,
-} from "../registry/registry_client.ts";
+import { imageConfigDigest } from "../registry/image_config.ts";
+import { DEFAULT_MAX_MANIFEST_BYTES, type RegistryClient } from "../registry/registry_client.ts";
 import { readBodyCapped } from "../registry/registry_error.ts";
 import { DockerCli, DockerError } from "./_docker_cli.ts";
 import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
