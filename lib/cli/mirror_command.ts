@@ -285,6 +285,7 @@ class MirrorRun {
       platform: op.platform,
       cleanupLocalImages: op.cleanupLocalImages,
       env: this.io.env as Record<string, string>,
+      secrets,
     });
   }
 
@@ -344,6 +345,7 @@ class MirrorRun {
         maxRetries: op.maxRetries,
         retryDelayMs: op.retryDelay * 1000,
         maxRetryWaitMs: op.maxRetryWait * 1000,
+        secrets,
       });
       this.#quay.set(name, quay);
     }

@@ -11,7 +11,7 @@
 import type { z } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import type { Secrets } from "../log/redact.ts";
-import { isLoopbackHost, parseReference } from "../registry/reference.ts";
+import { canonicalHost, isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
 import { configSecrets, isSecretKey, showValue, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
@@ -457,9 +457,7 @@ function resolve(
   }
   const sources: Record<string, Connection> = Object.create(null);
   for (const [host, s] of Object.entries(data.sources)) {
-    const normal = host === "index.docker.io" || host === "registry-1.docker.io"
-      ? "docker.io"
-      : host;
+    const normal = canonicalHost(host);
     sources[normal] = {
       host: normal,
       scheme: s.insecure || isLoopbackHost(normal) ? "http" : "https",

@@ -1,6 +1,6 @@
 /**
  * RegistryClient: the OCI distribution API for one registry host (method names after regclient).
- * It maps methods to endpoints; TLS, timeouts and redirects live in registry_http.ts, challenges
+ * It maps methods to endpoints; TLS, timeouts and redirects live in http_transport.ts, challenges
  * and tokens in registry_auth.ts. Absence is a value (404 -> null); every other failure throws a
  * RegistryError with a catalogue code. Requests that can pass (network, 408, 429, 5xx) are retried
  * with backoff and jitter, honouring Retry-After; 400/401/403/404 never are.
@@ -19,8 +19,8 @@
  * @module
  */
 import type { Credential } from "../credentials/credential.ts";
-import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
-import { retry, type RetryOptions, waitTooLongMessage } from "../retry.ts";
+import type { Secrets } from "../log/redact.ts";
+import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
@@ -33,7 +33,7 @@ import {
   redactUrl,
   RegistryError,
 } from "./registry_error.ts";
-import { type HttpRequest, RegistryHttp } from "./registry_http.ts";
+import { type HttpRequest, HttpTransport } from "./http_transport.ts";
 import {
   blobPath,
   checkedDigest,
@@ -60,8 +60,8 @@ export interface RegistryClientOptions {
    * a longer one (Retry-After) fails that request at once with IMAGE_RATE_LIMITED. @default 300000
    */
   maxRetryWaitMs?: number;
-  /** @default the run-wide secrets */
-  secrets?: Secrets;
+  /** The run's secrets: the credential and every token are registered there. */
+  secrets: Secrets;
   /** Told before each wait for a retry: the failure, the retry number (1..) and the wait. */
   onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   /**
@@ -93,7 +93,7 @@ export class RegistryClient {
   /** The registry name as in references. */
   readonly host: string;
   #base: string;
-  #http: RegistryHttp;
+  #http: HttpTransport;
   #auth: RegistryAuth;
   #maxRetries: number;
   #retryDelayMs: number;
@@ -106,8 +106,8 @@ export class RegistryClient {
   constructor(options: RegistryClientOptions) {
     this.host = options.host;
     this.#base = `${options.scheme}://${apiHost(options.host)}`;
-    this.#http = new RegistryHttp({ caFile: options.caFile, timeoutMs: options.timeoutMs });
-    const secrets = options.secrets ?? runSecrets;
+    this.#http = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+    const secrets = options.secrets;
     const credential = options.credential ?? null;
     if (credential?.kind === "basic") secrets.addBasic(credential.username, credential.password);
     if (credential && credential.kind !== "basic") secrets.add(credential.token);
@@ -392,16 +392,12 @@ export class RegistryClient {
    */
   #retryPolicy(signal?: AbortSignal): RetryOptions {
     const maxWaitMs = this.#maxRetryWaitMs;
-    const minDelayMs = Math.min(this.#retryDelayMs, maxWaitMs);
-    return {
-      maxAttempts: this.#maxRetries + 1,
-      minDelayMs,
-      maxDelayMs: Math.max(minDelayMs, Math.min(60_000, maxWaitMs)),
-      maxWaitMs,
+    return retryPolicy({
+      maxRetries: this.#maxRetries,
+      retryDelayMs: this.#retryDelayMs,
+      maxRetryWaitMs: maxWaitMs,
       isRetriable: isRetryable,
-      delayFor: (
-        error: unknown,
-      ) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
+      delayFor: (error) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
       onWaitTooLong: (error, wantedMs) =>
         new RegistryError("IMAGE_RATE_LIMITED", waitTooLongMessage(error, wantedMs, maxWaitMs), {
           status: error instanceof RegistryError ? error.status : 0,
@@ -412,7 +408,7 @@ export class RegistryClient {
         }),
       onRetry: this.#onRetry,
       signal,
-    };
+    });
   }
 
   async #call(call: RegistryCall): Promise<Response> {
