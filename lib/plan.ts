@@ -14,6 +14,7 @@ import type { Comparison } from "./engine/engine.ts";
 import { errorMessage, MirrorError } from "./errors.ts";
 import type { Code } from "./log/codes.ts";
 import { formatReference, type Reference } from "./registry/reference.ts";
+import { forEachLimited } from "./worker_pool.ts";
 
 /** What a task will do. */
 export type TaskAction = "push" | "exists" | "drift" | "failed";
@@ -123,7 +124,6 @@ export async function buildPlan(
 
   await forEachLimited(
     tasks,
-    options.concurrency ?? config.operation.concurrency * 4,
     async (task) => {
       options.signal?.throwIfAborted();
       const registry = config.registries[task.target];
@@ -199,6 +199,7 @@ export async function buildPlan(
         fail(task, code, errorMessage(error));
       }
     },
+    { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );
   return { engine: config.operation.engine, tasks };
 }
@@ -207,17 +208,4 @@ function fail(task: PlanTask, code: Code, message: string): void {
   task.action = "failed";
   task.code = code;
   task.message = message;
-}
-
-/** Run `fn` over `items` with at most `limit` at once; stops at the first rejection. */
-export async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  });
-  await Promise.all(workers);
 }
