@@ -56,6 +56,18 @@ export interface BlobUploaderOptions {
   retryPolicy: (signal?: AbortSignal) => RetryOptions;
 }
 
+/** What {@link BlobUploader.upload} uploads, and how. */
+export interface BlobUploadOptions {
+  /** The descriptor the bytes must match. */
+  blob: { digest: string; size: number };
+  /** Opens a fresh source stream per attempt; aborting `signal` ends that stream's reading. */
+  open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>;
+  /** Aborts the upload. */
+  signal?: AbortSignal;
+  /** Told the length of every chunk sent on. */
+  onProgress?: (bytes: number) => void;
+}
+
 /** First PATCH size once a registry refused a whole blob. */
 export const CHUNK_START_BYTES = 8 * 1024 * 1024;
 /** The smallest chunk size a 413 halves to; a 413 at this size fails the upload. */
@@ -93,12 +105,8 @@ export class BlobUploader {
    * or one with other bytes fails, each IMAGE_DIGEST_MISMATCH (not retried) before the final PUT
    * completes, and the upload session is deleted.
    */
-  async upload(
-    repository: string,
-    blob: { digest: string; size: number },
-    open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
-  ): Promise<void> {
+  async upload(repository: string, options: BlobUploadOptions): Promise<void> {
+    const { blob, open } = options;
     await retry(async () => {
       for (;;) {
         // One source stream per try; aborted when the try ends early (a 413), so no GET lingers.

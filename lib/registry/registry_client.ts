@@ -22,9 +22,10 @@ import type { Credential } from "../credentials/credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
+import { parseTagList } from "./_tag_list.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
-import { apiHost, isValidTag, validDigest } from "./reference.ts";
+import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import {
   errorFromResponse,
@@ -330,7 +331,7 @@ export class RegistryClient {
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
     options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
   ): Promise<void> {
-    await this.#uploader.upload(repository, blob, open, options);
+    await this.#uploader.upload(repository, { blob, open, ...options });
   }
 
   /** All tags of a repository (follows Link pagination). */
@@ -440,35 +441,4 @@ function badDigestHeader(where: string, digest: string): MirrorError {
       JSON.stringify(digest.slice(0, 300))
     } is not sha256:<64 lowercase hex> or sha512:<128 lowercase hex>`,
   );
-}
-
-/** The `tags` of a tag list page, each checked against the tag grammar. */
-function parseTagList(bytes: Uint8Array, where: string): string[] {
-  let body: unknown;
-  try {
-    body = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (cause) {
-    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the tag list is not JSON`, {
-      cause,
-    });
-  }
-  if (typeof body !== "object" || body === null || Array.isArray(body)) {
-    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: the tag list is not a JSON object`);
-  }
-  const tags = (body as { tags?: unknown }).tags;
-  if (tags === undefined || tags === null) return [];
-  if (!Array.isArray(tags)) {
-    throw new MirrorError("IMAGE_MANIFEST_INVALID", `${where}: tags must be an array`);
-  }
-  tags.forEach((tag, i) => {
-    if (!isValidTag(tag)) {
-      throw new MirrorError(
-        "IMAGE_MANIFEST_INVALID",
-        `${where}: tags[${i}] ${
-          JSON.stringify(String(tag).slice(0, 200))
-        } does not follow the tag grammar`,
-      );
-    }
-  });
-  return tags as string[];
 }

@@ -166,7 +166,9 @@ Deno.test("BlobUploader.upload() sends a blob in one PUT while the registry take
   const uploader = uploaderFor(server.base);
   const blob = blobOf(300 * 1024);
   let progress = 0;
-  await uploader.upload("team/app", blob, () => Promise.resolve(streamOf(blob.bytes)), {
+  await uploader.upload("team/app", {
+    blob,
+    open: () => Promise.resolve(streamOf(blob.bytes)),
     onProgress: (n) => progress += n,
   });
   assert.deepEqual(server.log, ["POST /v2/team/app/blobs/uploads/", `PUT /upload/1 ${blob.size}`]);
@@ -180,7 +182,10 @@ for (const status of [413, 411] as const) {
     await using server = startUploadServer({ refuseWhole: status });
     const uploader = uploaderFor(server.base);
     const blob = blobOf(CHUNK_START_BYTES + 1024 * 1024);
-    await uploader.upload("team/app", blob, () => Promise.resolve(streamOf(blob.bytes)));
+    await uploader.upload("team/app", {
+      blob: blob,
+      open: () => Promise.resolve(streamOf(blob.bytes)),
+    });
     assert.deepEqual(server.log, [
       "POST /v2/team/app/blobs/uploads/",
       `PUT /upload/1 ${blob.size}`,
@@ -196,7 +201,10 @@ for (const status of [413, 411] as const) {
     // The next blob goes straight to chunks.
     server.log.length = 0;
     const small = blobOf(1000, 9);
-    await uploader.upload("team/app", small, () => Promise.resolve(streamOf(small.bytes)));
+    await uploader.upload("team/app", {
+      blob: small,
+      open: () => Promise.resolve(streamOf(small.bytes)),
+    });
     assert.deepEqual(server.log, [
       "POST /v2/team/app/blobs/uploads/",
       "PATCH /upload/3 1000",
@@ -209,7 +217,10 @@ Deno.test("BlobUploader.upload() halves a refused chunk until the registry takes
   await using server = startUploadServer({ refuseWhole: 413, maxPatchBytes: 1024 * 1024 });
   const uploader = uploaderFor(server.base);
   const blob = blobOf(3 * 1024 * 1024);
-  await uploader.upload("team/app", blob, () => Promise.resolve(streamOf(blob.bytes)));
+  await uploader.upload("team/app", {
+    blob: blob,
+    open: () => Promise.resolve(streamOf(blob.bytes)),
+  });
   // 3 MiB refused (a short last chunk says more than the chunk size), then 1.5 MiB, then 768 KiB.
   assert.equal(uploader.chunkBytes, 768 * 1024);
   assert.deepEqual(server.stored.get(blob.digest), blob.bytes);
@@ -223,7 +234,11 @@ Deno.test("BlobUploader.upload() fails IMAGE_PUSH_FAILED when even the smallest 
   const uploader = uploaderFor(server.base);
   const blob = blobOf(CHUNK_MIN_BYTES);
   await rejectsWith(
-    () => uploader.upload("team/app", blob, () => Promise.resolve(streamOf(blob.bytes))),
+    () =>
+      uploader.upload("team/app", {
+        blob: blob,
+        open: () => Promise.resolve(streamOf(blob.bytes)),
+      }),
     "IMAGE_PUSH_FAILED",
     /refuses even 262144-byte chunks/,
   );
@@ -234,7 +249,10 @@ Deno.test("BlobUploader.upload() uses the registry's OCI-Chunk-Min-Length as chu
   await using server = startUploadServer({ refuseWhole: 413, minChunk: CHUNK_START_BYTES * 2 });
   const uploader = uploaderFor(server.base);
   const blob = blobOf(CHUNK_START_BYTES + 4096);
-  await uploader.upload("team/app", blob, () => Promise.resolve(streamOf(blob.bytes)));
+  await uploader.upload("team/app", {
+    blob: blob,
+    open: () => Promise.resolve(streamOf(blob.bytes)),
+  });
   assert.deepEqual(server.log.slice(-2), [`PATCH /upload/2 ${blob.size}`, "PUT /upload/2"]);
 });
 
@@ -253,10 +271,13 @@ Deno.test("BlobUploader.upload() checks size and digest in the stream and delete
         const uploader = uploaderFor(server.base);
         if (chunked) {
           const warm = blobOf(10);
-          await uploader.upload("r", warm, () => Promise.resolve(streamOf(warm.bytes)));
+          await uploader.upload("r", {
+            blob: warm,
+            open: () => Promise.resolve(streamOf(warm.bytes)),
+          });
         }
         await rejectsWith(
-          () => uploader.upload("r", blob, () => Promise.resolve(streamOf(bytes))),
+          () => uploader.upload("r", { blob, open: () => Promise.resolve(streamOf(bytes)) }),
           "IMAGE_DIGEST_MISMATCH",
           pattern,
         );
@@ -273,11 +294,11 @@ Deno.test("BlobUploader.upload() refuses a digest or size outside the grammar be
   const uploader = uploaderFor(server.base);
   const open = () => Promise.resolve(streamOf(new Uint8Array(1)));
   await rejectsWith(
-    () => uploader.upload("r", { digest: "sha256:../x", size: 1 }, open),
+    () => uploader.upload("r", { blob: { digest: "sha256:../x", size: 1 }, open }),
     "IMAGE_MANIFEST_INVALID",
   );
   await rejectsWith(
-    () => uploader.upload("r", { digest: blobOf(1).digest, size: -1 }, open),
+    () => uploader.upload("r", { blob: { digest: blobOf(1).digest, size: -1 }, open }),
     "IMAGE_MANIFEST_INVALID",
   );
   assert.deepEqual(server.log, []);
