@@ -5,9 +5,11 @@
  * RegistryError with a catalogue code. Requests that can pass (network, 408, 429, 5xx) are retried
  * with backoff and jitter, honouring Retry-After; 400/401/403/404 never are.
  *
- * Blobs stream: a GET body is piped into the upload while its sha256 is computed on the way, so
- * memory stays bounded whatever the blob size (one chunk, at most 8 MiB, when the registry wants
- * chunks); a digest mismatch aborts the upload.
+ * Blobs stream: a GET body is piped into the upload (blob_upload.ts) while its sha256 is computed
+ * on the way, so memory stays bounded whatever the blob size (one chunk, at most 8 MiB, when the
+ * registry wants chunks); a digest mismatch aborts the upload. Paths are built in
+ * registry_paths.ts, status-to-error mapping is errorFromResponse() in registry_error.ts, and the
+ * retry policy is retry.ts's retryPolicy().
  *
  * A registry is not trusted with anything that steers a request or costs memory: URLs are built
  * only from repository names, tags and digests of the reference grammar (anything else is
