@@ -104,6 +104,12 @@ export class BlobUploader {
    * match `blob.size` and `blob.digest`: a stream that passes the size is cut at once, a short one
    * or one with other bytes fails, each IMAGE_DIGEST_MISMATCH (not retried) before the final PUT
    * completes, and the upload session is deleted.
+   *
+   * @param repository the destination repository
+   * @param options the descriptor, how to open the bytes, an abort signal and a progress callback
+   * @throws {RegistryError} IMAGE_DIGEST_MISMATCH for bytes that do not match, or the failure of
+   *   the last try (IMAGE_PUSH_FAILED, LOGIN_FAILED ...)
+   * @throws {MirrorError} IMAGE_MANIFEST_INVALID for a digest or size outside the grammar
    */
   async upload(repository: string, options: BlobUploadOptions): Promise<void> {
     const { blob, open } = options;
