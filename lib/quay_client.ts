@@ -1,9 +1,10 @@
 /**
  * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
- * repositories, set descriptions. Bearer OAuth token; fetch with `apiTimeout`, TLS from caFile,
- * retries on network errors, 429 and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a
- * longer wanted wait fails at once with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed
- * leniently.
+ * repositories, set descriptions. Bearer OAuth token; requests go through the shared transport
+ * (registry/http_transport.ts: `apiTimeout`, TLS from caFile, redirects that drop the token when
+ * they leave the host) and the shared retry policy (retry.ts): retries on network errors, 429
+ * and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a longer wanted wait fails at once
+ * with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed leniently.
  *
  * Quay's permission rules matter here: a token whose user may create repositories but is not
  * org admin gets 403, not 404, for a missing repository; "already exists" is a 400; a write
@@ -14,9 +15,10 @@
  */
 import { MirrorError } from "./errors.ts";
 import type { Code } from "./log/codes.ts";
-import { type Secrets, secrets as runSecrets } from "./log/redact.ts";
-import { parseRetryAfter, retry, waitTooLongMessage } from "./retry.ts";
-import { readBodyCapped, readCapped } from "./registry/registry_error.ts";
+import type { Secrets } from "./log/redact.ts";
+import { parseRetryAfter, retry, retryPolicy, waitTooLongMessage } from "./retry.ts";
+import { HttpTransport } from "./registry/http_transport.ts";
+import { readBodyCapped, readCapped, RegistryError } from "./registry/registry_error.ts";
 
 /** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
 export const QUAY_ANSWER_CAP = 1024 * 1024;
@@ -35,7 +37,8 @@ export interface QuayClientOptions {
   retryDelayMs?: number;
   /** Longest single wait before a retry, in ms (operation.maxRetryWait). @default 300000 */
   maxRetryWaitMs?: number;
-  secrets?: Secrets;
+  /** The run's secrets: the token is registered there, so logs and reports mask it. */
+  secrets: Secrets;
 }
 
 /** A repository as Quay describes it. */
@@ -79,8 +82,7 @@ export class QuayError extends MirrorError {
 export class QuayClient {
   #base: string;
   #token: string;
-  #client?: Deno.HttpClient;
-  #timeoutMs: number;
+  #http: HttpTransport;
   #maxRetries: number;
   #retryDelayMs: number;
   #maxRetryWaitMs: number;
@@ -89,14 +91,11 @@ export class QuayClient {
   constructor(options: QuayClientOptions) {
     this.#base = options.baseUrl.replace(/\/+$/, "");
     this.#token = options.token;
-    (options.secrets ?? runSecrets).add(options.token);
-    this.#timeoutMs = options.timeoutMs ?? 30_000;
+    options.secrets.add(options.token);
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
     this.#maxRetryWaitMs = options.maxRetryWaitMs ?? 300_000;
-    if (options.caFile) {
-      this.#client = Deno.createHttpClient({ caCerts: [Deno.readTextFileSync(options.caFile)] });
-    }
+    this.#http = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
   }
 
   /** Who the token belongs to (`GET /api/v1/user/`); a refused token is LOGIN_FAILED. */
@@ -205,7 +204,7 @@ export class QuayClient {
 
   /** Release connections. */
   close(): void {
-    this.#client?.close();
+    this.#http.close();
   }
 
   async #request(
@@ -215,65 +214,61 @@ export class QuayClient {
     signal?: AbortSignal,
   ): Promise<Response> {
     const maxWaitMs = this.#maxRetryWaitMs;
-    return await retry(async () => {
-      const timeout = AbortSignal.timeout(this.#timeoutMs);
-      let res: Response;
-      try {
-        res = await fetch(`${this.#base}${path}`, {
-          method,
-          headers: {
+    return await retry(
+      async () => {
+        let res: Response;
+        try {
+          res = await this.#http.send({
+            method,
+            url: new URL(`${this.#base}${path}`),
+            headers: {
+              accept: "application/json",
+              ...(body === undefined ? {} : { "content-type": "application/json" }),
+            },
             authorization: `Bearer ${this.#token}`,
-            accept: "application/json",
-            ...(body === undefined ? {} : { "content-type": "application/json" }),
-          },
-          body: body === undefined ? undefined : JSON.stringify(body),
-          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-          client: this.#client,
-        });
-      } catch (cause) {
-        if (signal?.aborted) throw cause;
-        throw new QuayError(
-          "REPO_API_ERROR",
-          `Quay API ${method} ${this.#base}${path.split("?")[0]}: ${
-            timeout.aborted
-              ? `no answer within ${this.#timeoutMs / 1000} s`
-              : cause instanceof Error
-              ? cause.message
-              : cause
-          }`,
-          { status: 0, detail: "network" },
-        );
-      }
-      if (res.status === 429 || res.status >= 500) {
-        const error = await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
-        throw new QuayError(error.code, error.message, {
-          status: error.status,
-          errorType: error.errorType,
-          detail: error.detail,
-          retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
-        });
-      }
-      return res;
-    }, {
-      maxAttempts: this.#maxRetries + 1,
-      minDelayMs: Math.min(this.#retryDelayMs, maxWaitMs),
-      maxDelayMs: Math.max(Math.min(this.#retryDelayMs, maxWaitMs), Math.min(60_000, maxWaitMs)),
-      maxWaitMs,
-      isRetriable: (e) =>
-        e instanceof QuayError && (e.status === 0 || e.status === 429 || e.status >= 500),
-      delayFor: (e) => (e instanceof QuayError ? e.retryAfterMs : undefined),
-      onWaitTooLong: (e, wantedMs) => {
-        const error = e as QuayError;
-        return new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {
-          status: error.status,
-          errorType: error.errorType,
-          detail: error.detail,
-          retryAfterMs: wantedMs,
-          cause: e,
-        });
+            body: body === undefined ? undefined : () => JSON.stringify(body),
+            signal,
+          });
+        } catch (cause) {
+          if (signal?.aborted || !(cause instanceof RegistryError)) throw cause;
+          // The transport says what failed (no answer within apiTimeout, TLS, reset, redirect).
+          throw new QuayError("REPO_API_ERROR", `Quay API ${cause.message}`, {
+            status: 0,
+            detail: "network",
+            cause,
+          });
+        }
+        if (res.status === 429 || res.status >= 500) {
+          const error = await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
+          throw new QuayError(error.code, error.message, {
+            status: error.status,
+            errorType: error.errorType,
+            detail: error.detail,
+            retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+          });
+        }
+        return res;
       },
-      signal,
-    });
+      retryPolicy({
+        maxRetries: this.#maxRetries,
+        retryDelayMs: this.#retryDelayMs,
+        maxRetryWaitMs: maxWaitMs,
+        isRetriable: (e) =>
+          e instanceof QuayError && (e.status === 0 || e.status === 429 || e.status >= 500),
+        delayFor: (e) => (e instanceof QuayError ? e.retryAfterMs : undefined),
+        onWaitTooLong: (e, wantedMs) => {
+          const error = e as QuayError;
+          return new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {
+            status: error.status,
+            errorType: error.errorType,
+            detail: error.detail,
+            retryAfterMs: wantedMs,
+            cause: e,
+          });
+        },
+        signal,
+      }),
+    );
   }
 
   /** A 200 answer's JSON, read under {@link QUAY_ANSWER_CAP}; too large or not JSON is REPO_API_ERROR. */

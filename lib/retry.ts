@@ -154,3 +154,59 @@ export function waitTooLongMessage(error: unknown, wantedMs: number, maxWaitMs: 
   return `${what}; the server asks to wait ${seconds} s${long} before a retry, longer than ` +
     `operation.maxRetryWait (${Math.round(maxWaitMs / 1000)} s): not waiting`;
 }
+
+/** The retry settings of one client (from `operation`: maxRetries, retryDelay, maxRetryWait). */
+export interface RetryPolicyOptions {
+  /** Retries after the first attempt. */
+  maxRetries: number;
+  /** First backoff delay in ms. */
+  retryDelayMs: number;
+  /**
+   * Longest single wait in ms (operation.maxRetryWait): backoff is cut to it, and a longer wait
+   * the error asks for fails at once through `onWaitTooLong`. @default 2147483647 (no ceiling)
+   */
+  maxRetryWaitMs?: number;
+  /** Whether an error may pass if tried again. */
+  isRetriable: (error: unknown) => boolean;
+  /** A delay the error asks for (Retry-After), in ms. */
+  delayFor?: (error: unknown) => number | undefined;
+  /** The error to throw when a wanted wait passes `maxRetryWaitMs`. */
+  onWaitTooLong?: (error: unknown, wantedMs: number) => unknown;
+  /** Told before each wait. */
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
+  /** Stops waits and attempts. */
+  signal?: AbortSignal;
+}
+
+/**
+ * The one retry policy of the registry client, the Quay client and the docker engine, as
+ * {@link retry} options: `maxRetries + 1` attempts, backoff from `retryDelayMs` doubling up to a
+ * minute, and no single wait longer than `maxRetryWaitMs`.
+ *
+ * @example
+ * ```ts
+ * import { retryPolicy } from "./retry.ts";
+ * import assert from "node:assert/strict";
+ * const policy = retryPolicy({ maxRetries: 3, retryDelayMs: 1000, isRetriable: () => true });
+ * assert.equal(policy.maxAttempts, 4);
+ * assert.equal(policy.maxDelayMs, 60_000);
+ * ```
+ *
+ * @param options the client's settings and its verdicts
+ * @returns options for {@link retry}
+ */
+export function retryPolicy(options: RetryPolicyOptions): RetryOptions {
+  const maxWaitMs = options.maxRetryWaitMs ?? MAX_TIMER_MS;
+  const minDelayMs = Math.min(options.retryDelayMs, maxWaitMs);
+  return {
+    maxAttempts: options.maxRetries + 1,
+    minDelayMs,
+    maxDelayMs: Math.max(minDelayMs, Math.min(60_000, maxWaitMs)),
+    maxWaitMs,
+    isRetriable: options.isRetriable,
+    delayFor: options.delayFor,
+    onWaitTooLong: options.onWaitTooLong,
+    onRetry: options.onRetry,
+    signal: options.signal,
+  };
+}

@@ -66,3 +66,44 @@ Deno.test("QuayClient reads every answer under a cap and fails malformed ones cl
     client.close();
   }
 });
+
+Deno.test("QuayClient goes through the shared transport: a silent Quay fails REPO_API_ERROR after apiTimeout, retried", async () => {
+  // Accepts connections and never answers.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of listener) conns.push(conn);
+  })();
+  const secrets = new Secrets();
+  const client = new QuayClient({
+    baseUrl: `http://127.0.0.1:${listener.addr.port}`,
+    token: "quay-token-silent",
+    timeoutMs: 200,
+    maxRetries: 1,
+    retryDelayMs: 1,
+    secrets,
+  });
+  try {
+    await assert.rejects(() => client.checkToken(), (e: unknown) => {
+      assert.ok(e instanceof QuayError, String(e));
+      assert.equal(e.code, "REPO_API_ERROR", e.message);
+      assert.equal(e.status, 0);
+      assert.match(
+        e.message,
+        /^Quay API GET .*\/api\/v1\/user\/: no answer within 0\.2 s \(apiTimeout\)/,
+      );
+      return true;
+    });
+    assert.equal(conns.length, 2, "one retry (maxRetries 1)");
+    assert.equal(
+      secrets.mask("quay-token-silent"),
+      "***",
+      "the token is registered in the given Secrets",
+    );
+  } finally {
+    client.close();
+    listener.close();
+    await accepting.catch(() => {});
+    for (const conn of conns) conn.close();
+  }
+});

@@ -3,7 +3,7 @@ import { MirrorError } from "../lib/errors.ts";
 import { Secrets } from "../lib/log/redact.ts";
 import { QuayClient, type QuayClientOptions } from "../lib/quay_client.ts";
 import { RegistryClient, type RegistryClientOptions } from "../lib/registry/registry_client.ts";
-import { parseRetryAfter, retry } from "../lib/retry.ts";
+import { parseRetryAfter, retry, retryPolicy } from "../lib/retry.ts";
 import { startStatusServer } from "./support/status_server.ts";
 
 Deno.test("retry() tries until success, within maxAttempts", async () => {
@@ -296,4 +296,32 @@ Deno.test("RegistryClient with a retryDelay over a minute waits at most maxRetry
     c.close();
   }
   assert.equal(server.requests.length, 2);
+});
+
+Deno.test("retryPolicy() turns a client's settings into retry() options", async (t) => {
+  await t.step("no ceiling: backoff from retryDelayMs up to a minute", () => {
+    const isRetriable = () => true;
+    const policy = retryPolicy({ maxRetries: 2, retryDelayMs: 500, isRetriable });
+    assert.equal(policy.maxAttempts, 3);
+    assert.equal(policy.minDelayMs, 500);
+    assert.equal(policy.maxDelayMs, 60_000);
+    assert.equal(policy.maxWaitMs, 2 ** 31 - 1);
+    assert.equal(policy.isRetriable, isRetriable);
+  });
+  await t.step("maxRetryWaitMs cuts the first delay and the longest one", () => {
+    const policy = retryPolicy({
+      maxRetries: 0,
+      retryDelayMs: 5_000,
+      maxRetryWaitMs: 2_000,
+      isRetriable: () => false,
+    });
+    assert.equal(policy.maxAttempts, 1);
+    assert.equal(policy.minDelayMs, 2_000);
+    assert.equal(policy.maxDelayMs, 2_000);
+    assert.equal(policy.maxWaitMs, 2_000);
+  });
+  await t.step("a delay longer than a minute stays the longest delay", () => {
+    const policy = retryPolicy({ maxRetries: 1, retryDelayMs: 90_000, isRetriable: () => true });
+    assert.equal(policy.maxDelayMs, 90_000);
+  });
 });

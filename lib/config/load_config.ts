@@ -10,11 +10,11 @@
  */
 import type { z } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
-import type { Secrets } from "../log/redact.ts";
-import { isLoopbackHost, parseReference } from "../registry/reference.ts";
+import { canonicalHost, isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
-import { configSecrets, isSecretKey, showValue, urlUserinfo } from "./config_secrets.ts";
+import { configSecrets, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
+import { issueToProblem } from "./schema_issues.ts";
 
 // formatPath moved to parse_config_text.ts; still importable from here.
 export { formatPath };
@@ -294,92 +294,6 @@ export function expandEnv(
   return value;
 }
 
-/** Known keys per section, read from the schema (the one place they live). */
-const KNOWN_KEYS: Record<string, string[]> = {
-  top: Object.keys(configSchema.shape),
-  registry: Object.keys(registrySchema.shape),
-  source: Object.keys(sourceSchema.shape),
-  log: Object.keys(logSchema.shape),
-  operation: Object.keys(operationSchema.shape),
-  image: Object.keys(imageSchema.shape),
-};
-
-function sectionOf(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return "top";
-  if (path[0] === "registries" && path.length === 2) return "registry";
-  if (path[0] === "sources" && path.length === 2) return "source";
-  if (path[0] === "images" && path.length === 2) return "image";
-  if (path.length === 1 && (path[0] === "log" || path[0] === "operation")) return String(path[0]);
-  return "";
-}
-
-function closest(word: string, candidates: string[]): string | undefined {
-  let best: string | undefined;
-  let bestScore = Infinity;
-  for (const c of candidates) {
-    const d = distance(word.toLowerCase(), c.toLowerCase());
-    if (d < bestScore) {
-      bestScore = d;
-      best = c;
-    }
-  }
-  return bestScore <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
-}
-
-function distance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = row[0];
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const tmp = row[j];
-      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = tmp;
-    }
-  }
-  return row[b.length];
-}
-
-interface Issue {
-  code: string;
-  path: PropertyKey[];
-  message: string;
-  keys?: string[];
-  expected?: string;
-  values?: unknown[];
-}
-
-function issueToProblem(issue: Issue, context: { raw: unknown; masker: Secrets }): ConfigProblem {
-  const { raw, masker } = context;
-  if (issue.code === "unrecognized_keys" && issue.keys) {
-    const known = KNOWN_KEYS[sectionOf(issue.path)] ?? [];
-    const parts = issue.keys.map((key) => {
-      const hint = closest(key, known);
-      return `unknown key "${key}"${hint ? ` (did you mean "${hint}"?)` : ""}`;
-    });
-    return {
-      path: formatPath(issue.path),
-      message: `${parts.join("; ")}${known.length ? `; known keys: ${known.join(", ")}` : ""}`,
-    };
-  }
-  let actual: unknown = raw;
-  for (const part of issue.path) {
-    actual = (actual as Record<PropertyKey, unknown> | undefined)?.[part];
-  }
-  if (actual === undefined && issue.code === "invalid_type") {
-    return {
-      path: formatPath(issue.path),
-      message: `missing (required, ${issue.expected ?? "a value"})`,
-    };
-  }
-  const last = issue.path.at(-1);
-  const isSecret = typeof last === "string" && isSecretKey(last);
-  return {
-    path: formatPath(issue.path),
-    message: `${issue.message} (got ${isSecret ? "***" : showValue(actual, masker)})`,
-  };
-}
-
 const URL_FORM = /^(?:(https?):\/\/)?([^/?#\s]+)\/?$/;
 
 function parseUrl(
@@ -457,9 +371,7 @@ function resolve(
   }
   const sources: Record<string, Connection> = Object.create(null);
   for (const [host, s] of Object.entries(data.sources)) {
-    const normal = host === "index.docker.io" || host === "registry-1.docker.io"
-      ? "docker.io"
-      : host;
+    const normal = canonicalHost(host);
     sources[normal] = {
       host: normal,
       scheme: s.insecure || isLoopbackHost(normal) ? "http" : "https",

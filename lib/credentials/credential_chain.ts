@@ -7,7 +7,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
+import type { Secrets } from "../log/redact.ts";
 import type { Credential } from "./credential.ts";
 import { credentialFromHelper } from "./credential_helper.ts";
 import { authFor, helperFor, readDockerConfig, serverKey } from "./docker_config.ts";
@@ -25,7 +25,8 @@ export interface ResolveCredentialOptions {
   say?: (text: string) => void;
   /** Told of each prompted answer the registry refused (see {@link promptCredentials}). */
   onRefused?: PromptOptions["onRefused"];
-  secrets?: Secrets;
+  /** The run's secrets: every credential found is registered there at once. */
+  secrets: Secrets;
 }
 
 /** Find the credential for `host` (a registry name: `docker.io`, `quay.example.com`). */
@@ -33,7 +34,7 @@ export async function resolveCredential(
   host: string,
   options: ResolveCredentialOptions,
 ): Promise<Credential | null> {
-  const secrets = options.secrets ?? runSecrets;
+  const secrets = options.secrets;
   const found = await lookup(host, options);
   if (found) {
     register(found, secrets);

@@ -7,6 +7,7 @@
  * @module
  */
 import type { Credential } from "./credential.ts";
+import { DOCKER_HUB_INDEX, isDockerHub } from "../registry/reference.ts";
 
 /** The parts of config.json we use. */
 export interface DockerConfig {
@@ -24,13 +25,12 @@ export interface DockerConfig {
 }
 
 /** Docker Hub's key in config.json and credential helpers. */
-export const DOCKER_HUB_KEY = "https://index.docker.io/v1/";
-const HUB_ALIASES = new Set([
-  "docker.io",
-  "index.docker.io",
-  "registry-1.docker.io",
-  DOCKER_HUB_KEY,
-]);
+export const DOCKER_HUB_KEY = `https://${DOCKER_HUB_INDEX}/v1/`;
+
+/** A Docker Hub name (reference.ts knows them) or Docker Hub's config.json key. */
+function isHubKey(key: string): boolean {
+  return key === DOCKER_HUB_KEY || isDockerHub(key);
+}
 
 /** Read docker's config (missing file = empty config; unreadable JSON = empty, with the reason). */
 export async function readDockerConfig(
@@ -71,7 +71,7 @@ export function hostnameOf(key: string): string {
 
 /** The config.json key a registry host is stored under (Docker Hub's legacy URL for docker.io). */
 export function serverKey(host: string): string {
-  return HUB_ALIASES.has(host) ? DOCKER_HUB_KEY : host;
+  return isHubKey(host) ? DOCKER_HUB_KEY : host;
 }
 
 /** Which helper serves `host`, if any (credHelpers first, then credsStore). */
@@ -79,7 +79,7 @@ export function helperFor(config: DockerConfig, host: string): string | undefine
   for (const [key, helper] of Object.entries(config.credHelpers)) {
     if (
       key === host || hostnameOf(key) === host ||
-      (HUB_ALIASES.has(host) && HUB_ALIASES.has(hostnameOf(key)))
+      (isHubKey(host) && isHubKey(hostnameOf(key)))
     ) {
       return helper;
     }
@@ -92,8 +92,8 @@ export function authFor(config: DockerConfig, host: string): Credential | null {
   const entries = Object.entries(config.auths);
   const match = entries.find(([key]) => key === host) ??
     entries.find(([key]) => hostnameOf(key) === host) ??
-    (HUB_ALIASES.has(host)
-      ? entries.find(([key]) => HUB_ALIASES.has(key) || HUB_ALIASES.has(hostnameOf(key)))
+    (isHubKey(host)
+      ? entries.find(([key]) => isHubKey(key) || isHubKey(hostnameOf(key)))
       : undefined);
   if (!match) return null;
   const entry = match[1] ?? {};

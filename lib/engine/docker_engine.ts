@@ -27,16 +27,13 @@
  */
 import type { Credential } from "../credentials/credential.ts";
 import { MirrorError } from "../errors.ts";
-import { type Secrets, secrets as runSecrets } from "../log/redact.ts";
-import { retry } from "../retry.ts";
+import type { Secrets } from "../log/redact.ts";
+import { retry, retryPolicy } from "../retry.ts";
 import { parseImageConfig, parseManifest, selectPlatform } from "../registry/manifest.ts";
-import { DOCKER_HUB, DOCKER_HUB_API, formatReference, manifestRef } from "../registry/reference.ts";
+import { formatReference, isDockerHub, manifestRef } from "../registry/reference.ts";
 import type { Reference } from "../registry/reference.ts";
-import {
-  DEFAULT_MAX_MANIFEST_BYTES,
-  imageConfigDigest,
-  type RegistryClient,
-} from "../registry/registry_client.ts";
+import { imageConfigDigest } from "../registry/image_config.ts";
+import { DEFAULT_MAX_MANIFEST_BYTES, type RegistryClient } from "../registry/registry_client.ts";
 import { readBodyCapped } from "../registry/registry_error.ts";
 import { DockerCli, DockerError } from "./_docker_cli.ts";
 import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
@@ -66,11 +63,9 @@ export interface DockerEngineOptions {
   onDockerCall?: (args: string[]) => void;
   /** Engine-wide events (login, cleanup); copy events go to `CopyRequest.onEvent`. */
   onEvent?: (event: EngineEvent) => void;
-  /** Where secrets are registered and masked. @default the run-wide `secrets` */
-  secrets?: Secrets;
+  /** The run's secrets: where credentials are registered and docker's output is masked. */
+  secrets: Secrets;
 }
-
-const HUB_HOSTS = new Set([DOCKER_HUB, DOCKER_HUB_API, "index.docker.io"]);
 
 /** Copies images with the docker CLI; see the module doc. */
 export class DockerEngine implements Engine {
@@ -94,7 +89,7 @@ export class DockerEngine implements Engine {
    */
   constructor(options: DockerEngineOptions) {
     this.#options = options;
-    this.#secrets = options.secrets ?? runSecrets;
+    this.#secrets = options.secrets;
     this.#cli = new DockerCli({
       binary: options.dockerBinary,
       env: options.env ?? Deno.env.toObject(),
@@ -176,7 +171,7 @@ export class DockerEngine implements Engine {
     }
     this.#secrets.addBasic(credential.username, credential.password);
     const args = ["login", "--username", credential.username, "--password-stdin"];
-    if (!HUB_HOSTS.has(host)) args.push(host);
+    if (!isDockerHub(host)) args.push(host);
     try {
       await this.#withRetry(async () => {
         const result = await this.#cli.run(args, {
@@ -436,12 +431,14 @@ export class DockerEngine implements Engine {
 
   /** Run `fn` with the retry policy: DockerErrors that may pass are retried. */
   #withRetry<T>(fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return retry(fn, {
-      maxAttempts: this.#options.maxRetries + 1,
-      minDelayMs: this.#options.retryDelayMs,
-      maxDelayMs: Math.max(60_000, this.#options.retryDelayMs),
-      signal,
-      isRetriable: (error) => error instanceof DockerError && error.retryable,
-    });
+    return retry(
+      fn,
+      retryPolicy({
+        maxRetries: this.#options.maxRetries,
+        retryDelayMs: this.#options.retryDelayMs,
+        isRetriable: (error) => error instanceof DockerError && error.retryable,
+        signal,
+      }),
+    );
   }
 }

@@ -22,6 +22,7 @@ import { type Descriptor, type ParsedManifest, parseManifest } from "../registry
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
 import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
 import { RegistryError } from "../registry/registry_error.ts";
+import { forEachLimited } from "../worker_pool.ts";
 import { SharedWork } from "./_shared_work.ts";
 import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
 
@@ -221,23 +222,16 @@ class CopyJob {
   }
 
   async #copyBlobs(blobs: Descriptor[]): Promise<void> {
-    let next = 0;
-    const worker = async () => {
-      while (next < blobs.length) {
-        const blob = blobs[next++];
-        const did = await this.#shared.run(
-          this.#key("blob", blob.digest),
-          () => this.#copyBlob(blob),
-          this.#signal,
-        );
-        if (!did) {
-          this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
-        }
+    await forEachLimited(blobs, async (blob) => {
+      const did = await this.#shared.run(
+        this.#key("blob", blob.digest),
+        () => this.#copyBlob(blob),
+        this.#signal,
+      );
+      if (!did) {
+        this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
       }
-    };
-    await Promise.all(
-      Array.from({ length: Math.min(this.#blobConcurrency, blobs.length) }, worker),
-    );
+    }, { limit: this.#blobConcurrency });
   }
 
   async #copyBlob(blob: Descriptor): Promise<void> {

@@ -18,7 +18,7 @@
  */
 import type { LogSettings } from "../config/schema.ts";
 import { type Code, CODES, type Level, LEVELS } from "./codes.ts";
-import { type Secrets, secrets as runSecrets } from "./redact.ts";
+import type { Secrets } from "./redact.ts";
 import { rotateIfDue, type RotateResult } from "./rotation.ts";
 import { openNoFollow } from "../safe_file.ts";
 
@@ -30,8 +30,8 @@ export interface LoggerOptions {
   console?: (line: string, level: Level) => void;
   /** The clock. @default () => new Date() */
   clock?: () => Date;
-  /** Secrets to mask. @default the run-wide set */
-  secrets?: Secrets;
+  /** The run's secrets, masked in every line. */
+  secrets: Secrets;
   /**
    * Rotate when due, at open and during the run. Only a caller that holds the run lock may
    * rotate (a run refused the lock must not archive and empty the log of the run that holds it).
@@ -73,7 +73,7 @@ export class Logger {
     this.#settings = options.settings;
     this.#console = options.console;
     this.#clock = options.clock ?? (() => new Date());
-    this.#secrets = options.secrets ?? runSecrets;
+    this.#secrets = options.secrets;
     this.#path = path;
     this.#file = file;
     this.#minLevel = LEVELS.indexOf(options.settings.level);

@@ -19,6 +19,7 @@ import type { Comparison } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
+import { forEachLimited } from "../worker_pool.ts";
 
 /** What a task will do. */
 export type TaskAction = "push" | "exists" | "drift" | "failed";
@@ -135,12 +136,12 @@ export async function buildPlan(
 
   await forEachLimited(
     tasks,
-    options.concurrency ?? config.operation.concurrency * 4,
     async (task) => {
       await planTask(task);
       const broken = brokenTargets.get(task.target);
       if (broken && task.action !== "failed") fail(task, broken.code, broken.message);
     },
+    { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );
   return { engine: config.operation.engine, tasks };
 
@@ -259,17 +260,4 @@ function fail(task: PlanTask, code: Code, message: string): void {
   task.action = "failed";
   task.code = code;
   task.message = message;
-}
-
-/** Run `fn` over `items` with at most `limit` at once; stops at the first rejection. */
-export async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0;
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, async () => {
-    while (next < items.length) await fn(items[next++]);
-  });
-  await Promise.all(workers);
 }

@@ -12,7 +12,7 @@
 import type { ResolvedRegistry } from "../config/schema.ts";
 import type { QuayClient } from "../quay_client.ts";
 import { manifestRef, type Reference } from "../registry/reference.ts";
-import { imageConfigDigest } from "../registry/registry_client.ts";
+import { imageConfigDigest } from "../registry/image_config.ts";
 import type { RegistryHosts } from "../registry/registry_hosts.ts";
 import type { PlanProbe, RepoState } from "./plan.ts";
 

@@ -15,6 +15,7 @@ import type { Engine, EngineEvent } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
+import { forEachLimited } from "../worker_pool.ts";
 
 /** Final status of a task. */
 export type TaskStatus = "pushed" | "exists" | "drift" | "failed" | "planned" | "skipped";
@@ -87,7 +88,6 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
   const emit = options.onEvent ?? (() => {});
   const results: TaskResult[] = new Array(plan.tasks.length);
   let stop = false;
-  let next = 0;
   const ensured = new Map<string, Promise<"created" | "exists">>();
 
   async function runTask(task: PlanTask): Promise<TaskResult> {
@@ -164,20 +164,13 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     }
   }
 
-  const workers = Array.from(
-    { length: Math.max(1, Math.min(options.concurrency, plan.tasks.length)) },
-    async () => {
-      while (next < plan.tasks.length && !stop && !options.signal?.aborted) {
-        const task = plan.tasks[next++];
-        emit({ kind: "task-start", task });
-        const result = await runTask(task);
-        results[task.id] = result;
-        emit({ kind: "task-done", result });
-        if (result.status === "failed" && !options.continueOnError) stop = true;
-      }
-    },
-  );
-  await Promise.all(workers);
+  await forEachLimited(plan.tasks, async (task) => {
+    emit({ kind: "task-start", task });
+    const result = await runTask(task);
+    results[task.id] = result;
+    emit({ kind: "task-done", result });
+    if (result.status === "failed" && !options.continueOnError) stop = true;
+  }, { limit: options.concurrency, shouldStop: () => stop || Boolean(options.signal?.aborted) });
   const interrupted = options.signal?.aborted ?? false;
   for (const task of plan.tasks) {
     if (!results[task.id]) {

@@ -58,6 +58,45 @@ const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 export const DOCKER_HUB = "docker.io";
 /** The host Docker Hub's registry API lives on. */
 export const DOCKER_HUB_API = "registry-1.docker.io";
+/** Docker Hub's legacy index name (references and docker's config.json key use it). */
+export const DOCKER_HUB_INDEX = "index.docker.io";
+/** Every name of Docker Hub; this module is the only place that knows them. */
+const DOCKER_HUB_ALIASES: ReadonlySet<string> = new Set([
+  DOCKER_HUB,
+  DOCKER_HUB_INDEX,
+  DOCKER_HUB_API,
+]);
+
+/**
+ * Is `host` one of Docker Hub's names (docker.io, index.docker.io, registry-1.docker.io)?
+ *
+ * @example
+ * ```ts
+ * import { isDockerHub } from "./reference.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(isDockerHub("registry-1.docker.io"), true);
+ * assert.equal(isDockerHub("quay.io"), false);
+ * ```
+ */
+export function isDockerHub(host: string): boolean {
+  return DOCKER_HUB_ALIASES.has(host);
+}
+
+/**
+ * A registry host as the config and references name it: any of Docker Hub's names becomes
+ * `docker.io`, any other host is returned as it is.
+ *
+ * @example
+ * ```ts
+ * import { canonicalHost } from "./reference.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(canonicalHost("index.docker.io"), "docker.io");
+ * assert.equal(canonicalHost("127.0.0.1:5000"), "127.0.0.1:5000");
+ * ```
+ */
+export function canonicalHost(host: string): string {
+  return isDockerHub(host) ? DOCKER_HUB : host;
+}
 
 /**
  * Parse and normalise an image reference.
@@ -107,7 +146,7 @@ export function parseReference(input: string): Reference {
       first === "localhost" || first.includes(".") || first.includes(":") ||
       first !== first.toLowerCase()
     ) {
-      registry = first === "index.docker.io" ? DOCKER_HUB : first;
+      registry = first === DOCKER_HUB_INDEX ? DOCKER_HUB : first;
       path = rest.slice(slash + 1);
       validateDomain(input, registry);
     }

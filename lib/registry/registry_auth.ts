@@ -1,5 +1,5 @@
 /**
- * Registry authentication on top of registry_http.ts: the WWW-Authenticate challenge, Basic, and
+ * Registry authentication on top of http_transport.ts: the WWW-Authenticate challenge, Basic, and
  * the Bearer token flow (shared/registry-protocols.md §3). Tokens are cached per (realm, service,
  * scope set) until `max(expires_in, 60 s)` minus a 10 s skew (a missing expires_in, as on Quay,
  * means 60 s), and concurrent requests for the same scopes share one token request. On a 401 the
@@ -12,7 +12,7 @@
  * - Authorization (Basic or Bearer) is sent only to the registry's own origin; a request to any
  *   other URL (an upload Location or a Link on another host) goes without it and its 401 is final.
  * - An answer that came after a redirect to another origin is never authenticated: its challenge,
- *   Basic or Bearer, is not answered (registry_http.ts drops the header on such redirects).
+ *   Basic or Bearer, is not answered (http_transport.ts drops the header on such redirects).
  * - A token realm gets the credential only when the registry itself named it, and only over https,
  *   unless the registry itself is plain http on a loopback host and the realm is on that same host
  *   (the test setup): a realm over plain http anywhere else gets nothing (LOGIN_FAILED).
@@ -25,7 +25,7 @@
 import type { Credential } from "../credentials/credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { isLoopbackHost } from "./reference.ts";
-import { type HttpRequest, redirectedAway, RegistryHttp } from "./registry_http.ts";
+import { type HttpRequest, HttpTransport, redirectedAway } from "./http_transport.ts";
 import {
   parseErrorBody,
   readBodyCapped,
@@ -62,7 +62,7 @@ export interface RegistryAuthOptions {
   /** The registry's credential; null for anonymous. */
   credential: Credential | null;
   /** Where each token is registered the moment it arrives. */
-  secrets?: Secrets;
+  secrets: Secrets;
 }
 
 /** A parsed challenge. */
@@ -107,10 +107,10 @@ interface CachedToken {
 
 /** Sends requests with the right Authorization for a set of scopes. */
 export class RegistryAuth {
-  #http: RegistryHttp;
+  #http: HttpTransport;
   #origin: URL;
   #credential: Credential | null;
-  #secrets?: Secrets;
+  #secrets: Secrets;
   #mode: "unknown" | "basic" | "bearer" = "unknown";
   #bearer?: { realm: string; service?: string };
   #tokens = new Map<string, CachedToken>();
@@ -119,7 +119,7 @@ export class RegistryAuth {
   tokenRequests = 0;
 
   /** Create the auth layer for one registry host. */
-  constructor(http: RegistryHttp, options: RegistryAuthOptions) {
+  constructor(http: HttpTransport, options: RegistryAuthOptions) {
     const { credential, secrets } = options;
     this.#http = http;
     this.#origin = new URL(options.origin);
@@ -127,7 +127,7 @@ export class RegistryAuth {
     this.#secrets = secrets;
     if (credential?.kind === "registry-token") {
       this.#mode = "bearer";
-      secrets?.add(credential.token);
+      secrets.add(credential.token);
     }
   }
 
@@ -309,8 +309,8 @@ export class RegistryAuth {
         retryable: false,
       });
     }
-    this.#secrets?.add(token);
-    if (typeof body.refresh_token === "string") this.#secrets?.add(body.refresh_token);
+    this.#secrets.add(token);
+    if (typeof body.refresh_token === "string") this.#secrets.add(body.refresh_token);
     const lifetime = Math.max(Number(body.expires_in) || 60, 60);
     const issued = (typeof body.issued_at === "string" && Date.parse(body.issued_at)) || Date.now();
     return { token, expiresAt: Math.min(issued, Date.now()) + (lifetime - 10) * 1000 };

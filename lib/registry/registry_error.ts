@@ -7,6 +7,7 @@
 import { MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { maskPatterns } from "../log/redact.ts";
+import { parseRetryAfter } from "../retry.ts";
 
 /** One entry of an OCI error body. */
 export interface RegistryErrorEntry {
@@ -172,4 +173,52 @@ export function parseErrorBody(text: string): RegistryErrorEntry[] {
   }
   const trimmed = text.replace(/<[^>]+>/g, " ").replace(/\s+/g, " ").trim().slice(0, 200);
   return trimmed ? [{ code: "UNKNOWN", message: trimmed }] : [];
+}
+
+/**
+ * The RegistryError for an answer whose status was not expected: 401/403 LOGIN_FAILED, 404
+ * IMAGE_NOT_FOUND, 429 IMAGE_RATE_LIMITED (with ratelimit-remaining and Retry-After in the message),
+ * anything else IMAGE_PUSH_FAILED for a write or IMAGE_PULL_FAILED. The registry's error body is
+ * read up to 64 KiB (not for HEAD) and the body is always released; the URL in the message is
+ * redacted.
+ *
+ * @param res the answer
+ * @param request the method, URL and whether the request writes
+ * @returns the error to throw (its retry verdict follows the status)
+ */
+export async function errorFromResponse(
+  res: Response,
+  request: { method: string; url: URL; write?: boolean },
+): Promise<RegistryError> {
+  const entries = request.method === "HEAD" ? [] : parseErrorBody(await readCapped(res));
+  if (request.method === "HEAD") await res.body?.cancel();
+  const detail = entries.map((e) => `${e.code}: ${e.message}`).join("; ");
+  let code: Code;
+  let hint = "";
+  if (res.status === 401 || res.status === 403) {
+    code = "LOGIN_FAILED";
+    hint = res.status === 401 ? " (credentials missing or refused)" : " (access denied)";
+  } else if (res.status === 404) {
+    code = "IMAGE_NOT_FOUND";
+  } else if (res.status === 429) {
+    code = "IMAGE_RATE_LIMITED";
+    const remaining = res.headers.get("ratelimit-remaining");
+    const wait = parseRetryAfter(res.headers.get("retry-after"));
+    hint = ` (rate limited${remaining ? `, ratelimit-remaining ${remaining}` : ""}${
+      wait !== undefined ? `, retry after ${Math.round(wait / 1000)} s` : ""
+    })`;
+  } else {
+    code = request.write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED";
+  }
+  return new RegistryError(
+    code,
+    `${request.method} ${redactUrl(request.url)} answered ${res.status}${
+      detail ? ` ${detail}` : ""
+    }${hint}`,
+    {
+      status: res.status,
+      errors: entries,
+      retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+    },
+  );
 }

@@ -670,6 +670,7 @@ Deno.test(
         retryDelayMs: 10,
         cleanupLocalImages: false,
         env: { ...Deno.env.toObject(), DOCKER_HOST: `unix://${dir}/docker.sock` },
+        secrets: new Secrets(),
       });
       const error = await rejectsWith(engine.prepare(), "DOCKER_NOT_AVAILABLE");
       assert.ok(error.message.includes(`${dir}/docker.sock`), error.message);
@@ -692,6 +693,7 @@ Deno.test("DockerEngine.prepare() says DOCKER_NOT_AVAILABLE when the docker CLI 
     cleanupLocalImages: false,
     dockerBinary: "/nonexistent/docker",
     env: {},
+    secrets: new Secrets(),
   });
   const error = await rejectsWith(engine.prepare(), "DOCKER_NOT_AVAILABLE");
   assert.match(error.message, /not installed/);

@@ -82,6 +82,7 @@ Deno.test("Logger keeps console quiet when consoleOutput is false and rotates at
         settings: settings(dir, { consoleOutput: false, rotationDays: 1 }),
         console: () => assert.fail("console used"),
         clock: () => new Date(clock.now),
+        secrets: new Secrets(),
       });
     const first = await open();
     first.info("SUCCESS", "Op", "day one");
@@ -108,6 +109,7 @@ Deno.test("Logger with rotate: false (no run lock) never rotates, at open or dur
         settings: settings(dir, { consoleOutput: false, rotationDays: 1 }),
         clock: () => new Date(clock.now),
         rotate,
+        secrets: new Secrets(),
       });
     const holder = await open(true);
     holder.info("SUCCESS", "Op", "the lock holder's line");
@@ -134,7 +136,8 @@ Deno.test("Logger.open() refuses a symbolic link planted as the log (MIRROR_UNSA
     await Deno.writeTextFile(outside, "outside\n");
     await Deno.symlink(outside, `${dir}/bananna-bot.log`);
     await assert.rejects(
-      () => Logger.open({ settings: settings(dir, { consoleOutput: false }) }),
+      () =>
+        Logger.open({ settings: settings(dir, { consoleOutput: false }), secrets: new Secrets() }),
       /MIRROR_UNSAFE_PATH|symbolic link/,
     );
     assert.equal(await Deno.readTextFile(outside), "outside\n");

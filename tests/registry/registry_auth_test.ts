@@ -1,5 +1,5 @@
 /**
- * Where a credential may go (registry_auth.ts, registry_http.ts), against real registries and
+ * Where a credential may go (registry_auth.ts, http_transport.ts), against real registries and
  * small hostile hosts on loopback: a redirect to another host never carries or earns a credential,
  * a token realm over plain http elsewhere gets none, a Location or Link on another host goes
  * without Authorization, token answers are read under a cap and malformed ones are LOGIN_FAILED,

@@ -1,5 +1,6 @@
 /**
- * The bottom transport layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout on
+ * The one HTTP transport of bananna-bot: the registry client (under registry_auth.ts) and the
+ * Quay client send every request through it. The bottom layer: fetch with TLS from a CA file (Deno.createHttpClient), a timeout on
  * silence for the whole exchange (every chunk of a streamed request body and of the response body
  * resets it: an upload or download may take as long as it needs, a stalled one fails), and
  * redirects followed by hand: at most 10 hops, 303 becomes GET, https never downgrades to http,
@@ -15,8 +16,8 @@
 import { MirrorError } from "../errors.ts";
 import { redactUrl, RegistryError } from "./registry_error.ts";
 
-/** Options for {@link RegistryHttp}. */
-export interface RegistryHttpOptions {
+/** Options for {@link HttpTransport}. */
+export interface HttpTransportOptions {
   /** PEM CA bundle to trust in addition to the system roots. */
   caFile?: string;
   /** Time without progress until response headers, per request. @default 30000 */
@@ -48,20 +49,20 @@ const crossOriginAnswers = new WeakSet<Response>();
  * Did `res` come from another origin than the request it answers (after a redirect)? Such an
  * answer's challenge (401 WWW-Authenticate) is not the registry's and must never be answered.
  *
- * @param res an answer from {@link RegistryHttp.send}
+ * @param res an answer from {@link HttpTransport.send}
  * @returns true when a redirect led to another scheme, host or port
  */
 export function redirectedAway(res: Response): boolean {
   return crossOriginAnswers.has(res);
 }
 
-/** fetch for registries. */
-export class RegistryHttp {
+/** fetch for registries and the Quay API. */
+export class HttpTransport {
   #client?: Deno.HttpClient;
   #timeoutMs: number;
 
   /** Create the transport (reads the CA file at once, so a bad path fails early). */
-  constructor(options: RegistryHttpOptions = {}) {
+  constructor(options: HttpTransportOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     if (options.caFile) {
       let pem: string;

@@ -1,0 +1,375 @@
+/**
+ * The blob upload state machine of the registry client (shared/registry-protocols.md §2.5): POST
+ * for a session, then one PUT streaming the whole blob (monolithic). A registry, or a proxy in
+ * front of it, that refuses that body (413 too large, 411 length required) gets blobs in PATCH
+ * chunks from then on, starting at 8 MiB (or the registry's `OCI-Chunk-Min-Length`) and halving
+ * what was refused on each further 413; what one upload learns, the next ones of the same client
+ * use. The bytes are counted and hashed on the way ({@link verifyBlob}): a stream that passes its
+ * descriptor's size is cut at once, a short one or one with other bytes fails
+ * IMAGE_DIGEST_MISMATCH (never retried) before the final PUT completes, and a session that will
+ * not be finished is deleted.
+ *
+ * Requests go through the client's `send` (auth, status check, retries), so this module knows
+ * nothing about tokens or transports.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { MirrorError } from "../errors.ts";
+import { retry, type RetryOptions } from "../retry.ts";
+import { RegistryError } from "./registry_error.ts";
+import { checkedDigest, repositoryPath } from "./registry_paths.ts";
+
+/** One request of the registry client: what `send` takes. */
+export interface RegistryCall {
+  /** HTTP method. */
+  method: string;
+  /** Path below /v2/ or an absolute URL (upload locations). */
+  path: string | URL;
+  /** The repository the request is about (its token scope). */
+  repository: string;
+  /** Scopes beyond `repository:<repository>:<actions>`. */
+  extraScopes?: string[];
+  /** Needs push access (and failures are IMAGE_PUSH_FAILED). */
+  write?: boolean;
+  /** Request headers. */
+  headers?: Record<string, string>;
+  /** A fresh body per attempt. */
+  body?: () => BodyInit | null | Promise<BodyInit | null>;
+  /** Aborts the request. */
+  signal?: AbortSignal;
+  /** Statuses that are not failures. */
+  ok: number[];
+  /** Do not retry (streamed bodies that cannot be re-opened). */
+  once?: boolean;
+}
+
+/** Options for {@link BlobUploader}. */
+export interface BlobUploaderOptions {
+  /** Registry name as in references, for messages. */
+  host: string;
+  /** Sends one request with auth; a status outside `call.ok` throws a RegistryError. */
+  send: (call: RegistryCall) => Promise<Response>;
+  /** Resolves a `Location` header against the registry's /v2/. */
+  resolve: (location: string) => URL;
+  /** The client's retry policy for one whole upload attempt. */
+  retryPolicy: (signal?: AbortSignal) => RetryOptions;
+}
+
+/** What {@link BlobUploader.upload} uploads, and how. */
+export interface BlobUploadOptions {
+  /** The descriptor the bytes must match. */
+  blob: { digest: string; size: number };
+  /** Opens a fresh source stream per attempt; aborting `signal` ends that stream's reading. */
+  open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>;
+  /** Aborts the upload. */
+  signal?: AbortSignal;
+  /** Told the length of every chunk sent on. */
+  onProgress?: (bytes: number) => void;
+}
+
+/** First PATCH size once a registry refused a whole blob. */
+export const CHUNK_START_BYTES = 8 * 1024 * 1024;
+/** The smallest chunk size a 413 halves to; a 413 at this size fails the upload. */
+export const CHUNK_MIN_BYTES = 256 * 1024;
+
+/** Uploads blobs to one registry; remembers whether that registry wants chunks. */
+export class BlobUploader {
+  #host: string;
+  #send: (call: RegistryCall) => Promise<Response>;
+  #resolveUrl: (location: string) => URL;
+  #retryPolicy: (signal?: AbortSignal) => RetryOptions;
+  /** Bytes per PATCH once this registry refused a whole blob; null = whole blobs. */
+  #chunkBytes: number | null = null;
+
+  /** Create the uploader (no request yet). */
+  constructor(options: BlobUploaderOptions) {
+    this.#host = options.host;
+    this.#send = options.send;
+    this.#resolveUrl = options.resolve;
+    this.#retryPolicy = options.retryPolicy;
+  }
+
+  /** Bytes per PATCH learned so far; null while whole-blob PUTs are accepted. */
+  get chunkBytes(): number | null {
+    return this.#chunkBytes;
+  }
+
+  /**
+   * Upload a blob: POST for a session, then one PUT streaming the body (monolithic). A registry, or
+   * a proxy in front of it, that refuses that body (413 too large, 411 length required) gets blobs
+   * in PATCH chunks from then on (shared/registry-protocols.md §2.5 "Chunked"), starting at 8 MiB
+   * (or the registry's `OCI-Chunk-Min-Length`) and halving what was refused on each further 413.
+   * `open` gives a fresh stream per attempt; its bytes are counted and hashed on the way and must
+   * match `blob.size` and `blob.digest`: a stream that passes the size is cut at once, a short one
+   * or one with other bytes fails, each IMAGE_DIGEST_MISMATCH (not retried) before the final PUT
+   * completes, and the upload session is deleted.
+   *
+   * @param repository the destination repository
+   * @param options the descriptor, how to open the bytes, an abort signal and a progress callback
+   * @throws {RegistryError} IMAGE_DIGEST_MISMATCH for bytes that do not match, or the failure of
+   *   the last try (IMAGE_PUSH_FAILED, LOGIN_FAILED ...)
+   * @throws {MirrorError} IMAGE_MANIFEST_INVALID for a digest or size outside the grammar
+   */
+  async upload(repository: string, options: BlobUploadOptions): Promise<void> {
+    const { blob, open } = options;
+    await retry(async () => {
+      for (;;) {
+        // One source stream per try; aborted when the try ends early (a 413), so no GET lingers.
+        const reading = new AbortController();
+        const signal = options.signal
+          ? AbortSignal.any([options.signal, reading.signal])
+          : reading.signal;
+        checkedDigest(blob.digest);
+        if (!Number.isSafeInteger(blob.size) || blob.size < 0) {
+          throw new MirrorError(
+            "IMAGE_MANIFEST_INVALID",
+            `blob ${blob.digest}: size ${blob.size} is not a non-negative integer`,
+          );
+        }
+        const session = await this.#start(repository, options.signal);
+        let done = false;
+        const verifier = verifyBlob(blob, options.onProgress);
+        try {
+          const verified = (await open(signal)).pipeThrough(verifier.stream);
+          done = this.#chunkBytes === null
+            ? await this.#putWhole(repository, blob, verified, session.url, options.signal)
+            : await this.#putChunks(repository, blob, verified, session, options.signal);
+        } catch (error) {
+          // The request failed because the bytes did: say so (not a push failure to retry).
+          throw verifier.failure() ?? error;
+        } finally {
+          reading.abort();
+          if (!done) await this.cancel(repository, session.url);
+        }
+        if (done) return;
+      }
+    }, this.#retryPolicy(options.signal));
+  }
+
+  async #start(
+    repository: string,
+    signal?: AbortSignal,
+  ): Promise<{ url: URL; minChunk: number }> {
+    const post = await this.#send({
+      method: "POST",
+      path: repositoryPath(repository, "blobs/uploads/"),
+      repository,
+      write: true,
+      headers: { "content-length": "0" },
+      signal,
+      ok: [202],
+    });
+    await post.body?.cancel();
+    const location = post.headers.get("location");
+    if (!location) {
+      throw new RegistryError(
+        "IMAGE_PUSH_FAILED",
+        `${this.#host}/${repository}: upload session has no Location`,
+        { status: post.status },
+      );
+    }
+    return {
+      url: this.#resolveUrl(location),
+      minChunk: Number(post.headers.get("oci-chunk-min-length")) || 0,
+    };
+  }
+
+  /**
+   * One PUT with the whole blob (fetch streams it with chunked transfer encoding). False when the
+   * body is refused as too large (413) or for its missing length (411, some proxies): chunks, each
+   * with its Content-Length, from now on.
+   */
+  async #putWhole(
+    repository: string,
+    blob: { digest: string; size: number },
+    body: ReadableStream<Uint8Array>,
+    session: URL,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const put = await this.#close(repository, session, blob.digest, {
+      headers: {
+        "content-type": "application/octet-stream",
+        "content-length": String(blob.size),
+      },
+      body,
+      signal,
+      ok: [201, 204, 411, 413],
+    });
+    if (put.status !== 411 && put.status !== 413) return true;
+    // Blobs in flight may all meet the limit: keep what another one learned already.
+    this.#chunkBytes ??= CHUNK_START_BYTES;
+    return false;
+  }
+
+  /** PATCH the blob in chunks, then PUT the digest. False on a 413 (smaller chunks next time). */
+  async #putChunks(
+    repository: string,
+    blob: { digest: string; size: number },
+    body: ReadableStream<Uint8Array>,
+    session: { url: URL; minChunk: number },
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const size = Math.max(this.#chunkBytes ?? CHUNK_START_BYTES, session.minChunk);
+    let location = session.url;
+    let offset = 0;
+    let chunk = new Uint8Array(size);
+    let filled = 0;
+    const send = async (): Promise<boolean> => {
+      const bytes = chunk.subarray(0, filled);
+      const res = await this.#send({
+        method: "PATCH",
+        path: location,
+        repository,
+        write: true,
+        headers: {
+          "content-type": "application/octet-stream",
+          "content-range": `${offset}-${offset + filled - 1}`,
+          "content-length": String(filled),
+        },
+        body: () => bytes,
+        signal,
+        ok: [202, 413],
+        once: true,
+      });
+      await res.body?.cancel();
+      if (res.status === 413) {
+        if (size <= CHUNK_MIN_BYTES) {
+          throw new RegistryError(
+            "IMAGE_PUSH_FAILED",
+            `${this.#host}/${repository}: the registry refuses even ${size}-byte chunks (413)`,
+            { status: 413 },
+          );
+        }
+        // Half of what was refused (a short last chunk says more than the chunk size).
+        this.#chunkBytes = Math.min(
+          this.#chunkBytes ?? size,
+          Math.max(CHUNK_MIN_BYTES, Math.floor(filled / 2)),
+        );
+        return false;
+      }
+      const next = res.headers.get("location");
+      if (next) location = new URL(next, location);
+      offset += filled;
+      chunk = new Uint8Array(size);
+      filled = 0;
+      return true;
+    };
+    const reader = body.getReader();
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let at = 0; at < value.length;) {
+          const n = Math.min(size - filled, value.length - at);
+          chunk.set(value.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          if (filled === size && !(await send())) return false;
+        }
+      }
+      if (filled > 0 && !(await send())) return false;
+    } finally {
+      reader.releaseLock();
+    }
+    await this.#close(repository, location, blob.digest, {
+      headers: { "content-length": "0" },
+      signal,
+      ok: [201, 204],
+    });
+    return true;
+  }
+
+  /** The final `PUT <session>?digest=` of an upload, with the body or without; body released. */
+  async #close(
+    repository: string,
+    session: URL,
+    digest: string,
+    options: {
+      headers: Record<string, string>;
+      body?: ReadableStream<Uint8Array>;
+      signal?: AbortSignal;
+      ok: number[];
+    },
+  ): Promise<Response> {
+    const url = new URL(session);
+    url.searchParams.set("digest", digest);
+    const body = options.body;
+    const put = await this.#send({
+      method: "PUT",
+      path: url,
+      repository,
+      write: true,
+      headers: options.headers,
+      body: body ? () => body : undefined,
+      signal: options.signal,
+      ok: options.ok,
+      once: true,
+    });
+    await put.body?.cancel();
+    return put;
+  }
+
+  /**
+   * Close an upload session that will not be finished (errors ignored).
+   *
+   * @param repository the repository the session belongs to
+   * @param session the session URL (Location of the POST)
+   */
+  async cancel(repository: string, session: URL): Promise<void> {
+    await this.#send({
+      method: "DELETE",
+      path: session,
+      repository,
+      write: true,
+      ok: [200, 202, 204, 404],
+      once: true,
+    }).then((r) => r.body?.cancel()).catch(() => {});
+  }
+}
+
+/**
+ * A pass-through stream that counts and hashes a blob: it errors the moment the bytes pass
+ * `blob.size` (nothing past it is passed on), and at the end when fewer came or the digest
+ * differs. `failure()` is that error, for the caller whose request the stream was the body of.
+ *
+ * @param blob the descriptor the bytes must match
+ * @param onProgress told the length of every chunk passed on
+ * @returns the stream, and the error it failed with (if it did)
+ */
+export function verifyBlob(
+  blob: { digest: string; size: number },
+  onProgress?: (bytes: number) => void,
+): { stream: TransformStream<Uint8Array, Uint8Array>; failure: () => RegistryError | undefined } {
+  const hash = createHash(blob.digest.startsWith("sha512:") ? "sha512" : "sha256");
+  let seen = 0;
+  let failure: RegistryError | undefined;
+  const fail = (message: string) =>
+    failure = new RegistryError("IMAGE_DIGEST_MISMATCH", `blob ${blob.digest}: ${message}`, {
+      status: 0,
+      retryable: false,
+    });
+  const stream = new TransformStream<Uint8Array, Uint8Array>({
+    transform(chunk, controller) {
+      seen += chunk.length;
+      if (seen > blob.size) {
+        controller.error(fail(`the source sent more than the descriptor's ${blob.size} bytes`));
+        return;
+      }
+      hash.update(chunk);
+      onProgress?.(chunk.length);
+      controller.enqueue(chunk);
+    },
+    flush(controller) {
+      if (seen < blob.size) {
+        controller.error(
+          fail(`the source sent ${seen} of the descriptor's ${blob.size} bytes`),
+        );
+        return;
+      }
+      const actual = `${blob.digest.split(":")[0]}:${hash.digest("hex")}`;
+      if (actual !== blob.digest) controller.error(fail(`the bytes hash to ${actual}`));
+    },
+  });
+  return { stream, failure: () => failure };
+}
