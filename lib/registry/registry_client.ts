@@ -91,6 +91,11 @@ export interface ManifestBytes {
   bytes: Uint8Array;
 }
 
+/** Pages of a tag list read at most: a registry whose `Link: rel="next"` never ends fails. */
+export const MAX_TAG_LIST_PAGES = 1000;
+/** Tags one listing may hold (all pages together): bounds the memory a listing can take. */
+export const MAX_TAGS = 100_000;
+
 /** The OCI distribution API for one host. */
 export class RegistryClient {
   /** The registry name as in references. */
@@ -342,7 +347,14 @@ export class RegistryClient {
     const path = repositoryPath(repository, "tags/list");
     let next: string | URL | null = `${path}?n=1000`;
     const where = `${this.host}/${repository}`;
-    for (let page = 0; next && page < 1000; page++) {
+    for (let page = 0; next; page++) {
+      if (page === MAX_TAG_LIST_PAGES) {
+        throw new MirrorError(
+          "IMAGE_MANIFEST_INVALID",
+          `${where}: the tag list still had a next page after ${MAX_TAG_LIST_PAGES} pages ` +
+            `(${tags.length} tags read); a listing that never ends is refused`,
+        );
+      }
       const res: Response = await this.#call({
         method: "GET",
         path: next,
@@ -352,7 +364,12 @@ export class RegistryClient {
       });
       if (res.status === 404) {
         await res.body?.cancel();
-        return [];
+        // Absent only when the first page says so; a later page that vanishes is a failure.
+        if (page === 0) return [];
+        throw new MirrorError(
+          "IMAGE_PULL_FAILED",
+          `${where}: page ${page + 1} of the tag list answered 404 (${tags.length} tags read)`,
+        );
       }
       const limit = this.#maxManifestBytes;
       const bytes = await readBodyCapped(res, limit, (seen) =>
@@ -361,6 +378,12 @@ export class RegistryClient {
           `${where}: a tag list page passed the ${limit}-byte cap (${seen} bytes or more)`,
         ));
       tags.push(...parseTagList(bytes, where));
+      if (tags.length > MAX_TAGS) {
+        throw new MirrorError(
+          "IMAGE_MANIFEST_TOO_LARGE",
+          `${where}: the tag list passed ${MAX_TAGS} tags; a listing that large is refused`,
+        );
+      }
       const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "");
       next = link ? this.#nextPage(link[1], path, where) : null;
     }

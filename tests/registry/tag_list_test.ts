@@ -132,11 +132,10 @@ function startEndlessTagList(kind: "new" | "same") {
   };
 }
 
-// Ignored until tagList throws at its page bound: today it stops after 1000 pages and returns
-// the 1000 tags read so far as if the list were complete (see the issue 12 budget report).
+// Before the bound threw, tagList stopped after 1000 pages and returned the tags read so far as if
+// the list were complete.
 Deno.test({
   name: "RegistryClient.tagList() ends a never-ending listing with an error after 1000 pages",
-  ignore: true,
   async fn(t) {
     for (const kind of ["new", "same"] as const) {
       await t.step(
@@ -159,4 +158,34 @@ Deno.test({
       );
     }
   },
+});
+
+Deno.test("RegistryClient.tagList(): a 404 on the first page is absence, on a later page a failure", async (t) => {
+  for (const failAt of [1, 2]) {
+    await t.step(`404 on page ${failAt}`, async () => {
+      let pages = 0;
+      const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, () => {
+        pages++;
+        if (pages === failAt) return Response.json({ errors: [] }, { status: 404 });
+        return Response.json({ name: "team/app", tags: [`t${pages}`] }, {
+          headers: { link: `</v2/team/app/tags/list?last=t${pages}&n=1000>; rel="next"` },
+        });
+      });
+      const c = clientOf(`127.0.0.1:${(server.addr as Deno.NetAddr).port}`);
+      try {
+        if (failAt === 1) assert.deepEqual(await c.tagList("team/app"), []);
+        else {
+          await assert.rejects(() => c.tagList("team/app"), (e: unknown) => {
+            assert.ok(e instanceof MirrorError, String(e));
+            assert.equal(e.code, "IMAGE_PULL_FAILED");
+            assert.match(e.message, /page 2 of the tag list answered 404 \(1 tags read\)/);
+            return true;
+          });
+        }
+      } finally {
+        c.close();
+        await server.shutdown();
+      }
+    });
+  }
 });
