@@ -15,6 +15,8 @@ import { isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
 import { configSecrets, isSecretKey, showValue, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
+import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
+import { resolveRepositories } from "./resolve_repositories.ts";
 
 // formatPath moved to parse_config_text.ts; still importable from here.
 export { formatPath };
@@ -25,11 +27,13 @@ import {
   logSchema,
   operationSchema,
   registrySchema,
+  repositorySchema,
   type ResolvedConfig,
   type ResolvedImage,
   type ResolvedRegistry,
   SECRET_KEYS,
   sourceSchema,
+  tagRulesSchema,
   type ValidConfig,
 } from "./schema.ts";
 
@@ -113,6 +117,10 @@ export async function checkConfig(
   const config = resolve(data, file, baseDir, problems);
   problems.push(
     ...(await checkRules(config, data, { literalSecrets: raw.literalSecrets, registryNames })),
+    ...checkRepositoryRules(config, data, {
+      registryNames,
+      entriesWritten: countEntries(raw.value),
+    }),
   );
   const hasErrors = !parsed.success || problems.some((p) => p.severity !== "warning");
   return {
@@ -153,6 +161,7 @@ function salvage(raw: Record<string, unknown>): {
       log: salvageObject(logSchema, raw.log ?? {}) ?? logSchema.parse({}),
       operation: salvageObject(operationSchema, raw.operation ?? {}) ?? operationSchema.parse({}),
       images: entries(raw.images, imageSchema),
+      repositories: entries(raw.repositories, repositorySchema),
     },
     registryNames: isPlainObject(raw.registries) ? Object.keys(raw.registries) : null,
   };
@@ -302,6 +311,8 @@ const KNOWN_KEYS: Record<string, string[]> = {
   log: Object.keys(logSchema.shape),
   operation: Object.keys(operationSchema.shape),
   image: Object.keys(imageSchema.shape),
+  repository: Object.keys(repositorySchema.shape),
+  tags: Object.keys(tagRulesSchema.shape),
 };
 
 function sectionOf(path: readonly PropertyKey[]): string {
@@ -309,6 +320,8 @@ function sectionOf(path: readonly PropertyKey[]): string {
   if (path[0] === "registries" && path.length === 2) return "registry";
   if (path[0] === "sources" && path.length === 2) return "source";
   if (path[0] === "images" && path.length === 2) return "image";
+  if (path[0] === "repositories" && path.length === 2) return "repository";
+  if (path[0] === "repositories" && path.length === 3 && path[2] === "tags") return "tags";
   if (path.length === 1 && (path[0] === "log" || path[0] === "operation")) return String(path[0]);
   return "";
 }
@@ -493,5 +506,6 @@ function resolve(
     log: { ...data.log, dir: absolute(data.log.dir, baseDir) },
     operation: data.operation,
     images,
+    repositories: resolveRepositories(data.repositories, problems),
   };
 }
