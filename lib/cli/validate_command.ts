@@ -41,5 +41,12 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
   terminal.line(
     `  ${config.images.length} image(s), ${pairs} image x target, engine ${config.operation.engine}, logs in ${config.log.dir}`,
   );
+  for (const r of config.repositories) {
+    terminal.line(
+      `  repository ${r.source.registry}/${r.source.repository} -> ${r.repository} in ${
+        r.targets.join(", ")
+      }: tags selected by rules when the run lists them`,
+    );
+  }
   return 0;
 }

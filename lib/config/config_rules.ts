@@ -131,9 +131,7 @@ export async function checkRules(
       err(`${at}.targets`, "a target is listed twice");
     }
     const repository = image.repository;
-    const repoOk = repository.split("/").every((c) => OCI_COMPONENT.test(c)) &&
-      QUAY_REPOSITORY.test(repository);
-    if (!repoOk) {
+    if (!isValidDestinationRepository(repository)) {
       err(
         `${at}${
           Object.hasOwn(data.images, image.key) && data.images[image.key].repository
@@ -170,6 +168,11 @@ export async function checkRules(
     );
   }
   return problems;
+}
+
+/** Is `name` valid as a destination repository (OCI path components and Quay's rule)? */
+export function isValidDestinationRepository(name: string): boolean {
+  return name.split("/").every((c) => OCI_COMPONENT.test(c)) && QUAY_REPOSITORY.test(name);
 }
 
 function fillHint(field: string): string {

@@ -15,6 +15,8 @@ import { checkRules } from "./config_rules.ts";
 import { configSecrets, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
 import { issueToProblem } from "./schema_issues.ts";
+import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
+import { resolveRepositories } from "./resolve_repositories.ts";
 
 // formatPath moved to parse_config_text.ts; still importable from here.
 export { formatPath };
@@ -25,6 +27,7 @@ import {
   logSchema,
   operationSchema,
   registrySchema,
+  repositorySchema,
   type ResolvedConfig,
   type ResolvedImage,
   type ResolvedRegistry,
@@ -113,6 +116,10 @@ export async function checkConfig(
   const config = resolve(data, file, baseDir, problems);
   problems.push(
     ...(await checkRules(config, data, { literalSecrets: raw.literalSecrets, registryNames })),
+    ...checkRepositoryRules(config, data, {
+      registryNames,
+      entriesWritten: countEntries(raw.value),
+    }),
   );
   const hasErrors = !parsed.success || problems.some((p) => p.severity !== "warning");
   return {
@@ -153,6 +160,7 @@ function salvage(raw: Record<string, unknown>): {
       log: salvageObject(logSchema, raw.log ?? {}) ?? logSchema.parse({}),
       operation: salvageObject(operationSchema, raw.operation ?? {}) ?? operationSchema.parse({}),
       images: entries(raw.images, imageSchema),
+      repositories: entries(raw.repositories, repositorySchema),
     },
     registryNames: isPlainObject(raw.registries) ? Object.keys(raw.registries) : null,
   };
@@ -405,5 +413,6 @@ function resolve(
     log: { ...data.log, dir: absolute(data.log.dir, baseDir) },
     operation: data.operation,
     images,
+    repositories: resolveRepositories(data.repositories, problems),
   };
 }

@@ -106,6 +106,36 @@ export const imageSchema = z.strictObject({
   repository: z.string().min(1).optional(),
 });
 
+/**
+ * The `tags` rules of a `repositories` entry. Only the shapes are checked here; that the regexes
+ * compile, the range parses, `newest` is an integer >= 1 and each `mutable` tag can be selected
+ * is checked by `tag_rules.ts` (`checkTagRules`), with the same paths.
+ */
+export const tagRulesSchema = z.strictObject({
+  /** Regexes (JavaScript syntax, anchored only as written); a tag must match at least one. */
+  include: z.array(z.string()).optional(),
+  /** Regexes; a tag matching any of them is dropped. */
+  exclude: z.array(z.string()).optional(),
+  /** An npm semver range, e.g. `">=1.25.0 <2"`; only versions inside it are kept. */
+  semver: z.string().optional(),
+  /** Then keep the N highest versions (an integer >= 1). */
+  newest: z.number().optional(),
+  /** Destination tags that follow upstream when it moves them (opt-in; selects nothing). */
+  mutable: z.array(z.string()).optional(),
+});
+
+/** One source repository whose tags are chosen by rules (the key names no tag). */
+export const repositorySchema = z.strictObject({
+  /** Names of entries in `registries`. */
+  targets: z.array(z.string().min(1)).min(1),
+  /** Description for the Quay repository when it is created. */
+  description: z.string().optional(),
+  /** Destination repository name (default: last path component of the source). */
+  repository: z.string().min(1).optional(),
+  /** Which listed tags are mirrored; no rules: every listed tag. */
+  tags: tagRulesSchema.default({}),
+});
+
 /** The whole configuration. */
 export const configSchema = z.strictObject({
   /** Config format version. */
@@ -114,7 +144,10 @@ export const configSchema = z.strictObject({
   sources: z.record(z.string().min(1), sourceSchema).default({}),
   log: logSchema.default(logSchema.parse({})),
   operation: operationSchema.default(operationSchema.parse({})),
-  images: z.record(z.string().min(1), imageSchema),
+  /** Single tags (or digests) to mirror. Optional when `repositories` has an entry. */
+  images: z.record(z.string().min(1), imageSchema).default({}),
+  /** Source repositories whose tags are selected by rules. Optional when `images` has one. */
+  repositories: z.record(z.string().min(1), repositorySchema).default({}),
 });
 
 /** What the user writes (optional fields optional). */
@@ -170,6 +203,24 @@ export interface ResolvedImage {
   repository: string;
 }
 
+/** The `tags` rules of a repository, as written (checked by `checkTagRules`). */
+export type TagRulesSettings = z.output<typeof tagRulesSchema>;
+
+/** One source repository whose tags are selected by rules, resolved. */
+export interface ResolvedRepository {
+  /** The key as written in the config (used in messages and `--only`). */
+  key: string;
+  /** The parsed source repository: registry and repository, never a tag or digest. */
+  source: Omit<Reference, "tag" | "digest">;
+  /** Names of the target registries. */
+  targets: string[];
+  description?: string;
+  /** Destination repository name inside the target namespace. */
+  repository: string;
+  /** The tag rules as written (`{}`: every listed tag). */
+  tags: TagRulesSettings;
+}
+
 /** A config ready to run: every default filled, every reference parsed, every path absolute. */
 export interface ResolvedConfig {
   /** The config file path as given (for messages). */
@@ -181,4 +232,6 @@ export interface ResolvedConfig {
   log: LogSettings;
   operation: OperationSettings;
   images: ResolvedImage[];
+  /** Source repositories whose tags are selected by rules (empty when none are configured). */
+  repositories: ResolvedRepository[];
 }

@@ -14,7 +14,9 @@ import {
   logSchema,
   operationSchema,
   registrySchema,
+  repositorySchema,
   sourceSchema,
+  tagRulesSchema,
 } from "./schema.ts";
 
 /** Known keys per section, read from the schema (the one place they live). */
@@ -25,6 +27,8 @@ const KNOWN_KEYS: Record<string, string[]> = {
   log: Object.keys(logSchema.shape),
   operation: Object.keys(operationSchema.shape),
   image: Object.keys(imageSchema.shape),
+  repository: Object.keys(repositorySchema.shape),
+  tags: Object.keys(tagRulesSchema.shape),
 };
 
 function sectionOf(path: readonly PropertyKey[]): string {
@@ -32,6 +36,8 @@ function sectionOf(path: readonly PropertyKey[]): string {
   if (path[0] === "registries" && path.length === 2) return "registry";
   if (path[0] === "sources" && path.length === 2) return "source";
   if (path[0] === "images" && path.length === 2) return "image";
+  if (path[0] === "repositories" && path.length === 2) return "repository";
+  if (path[0] === "repositories" && path.length === 3 && path[2] === "tags") return "tags";
   if (path.length === 1 && (path[0] === "log" || path[0] === "operation")) return String(path[0]);
   return "";
 }

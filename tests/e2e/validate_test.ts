@@ -119,6 +119,79 @@ Deno.test("validate rejects each kind of bad config with exit 2 and the path of 
   }
 });
 
+function repositories(entries: string, images = ""): string {
+  return `registries:\n${GOOD_REGISTRY}\noperation: { engine: registry }\n${
+    images ? `images:\n${images}\n` : ""
+  }repositories:\n${entries}\n`;
+}
+
+Deno.test("validate rejects each kind of bad repositories entry with exit 2 and its path", async (t) => {
+  const rows: [string, string, RegExp][] = [
+    [
+      "an invalid regex",
+      repositories("  nginx: { targets: [prod], tags: { exclude: ['-rc', '[alpine'] } }"),
+      /error: repositories\.nginx\.tags\.exclude\[1\]: exclude pattern "\[alpine" is not a valid regex/,
+    ],
+    [
+      "an unparsable range",
+      repositories("  nginx: { targets: [prod], tags: { semver: '>=1.25 <<2' } }"),
+      /error: repositories\.nginx\.tags\.semver: semver range ">=1\.25 <<2" does not parse/,
+    ],
+    [
+      "newest: 0",
+      repositories("  nginx: { targets: [prod], tags: { newest: 0 } }"),
+      /error: repositories\.nginx\.tags\.newest: newest must be an integer >= 1, got 0/,
+    ],
+    [
+      "a key with a tag",
+      repositories('  "nginx:1.27": { targets: [prod], tags: { newest: 1 } }'),
+      /error: repositories\["nginx:1\.27"\]: a repository key names no tag; use images for one tag/,
+    ],
+    [
+      "an unknown target",
+      repositories("  nginx: { targets: [prod, drr], tags: { newest: 1 } }"),
+      /error: repositories\.nginx\.targets\[1\]: unknown registry "drr" \(known: prod\)/,
+    ],
+    [
+      "latest in mutable while updateLatest is on",
+      repositories("  nginx: { targets: [prod], tags: { newest: 1, mutable: [latest] } }"),
+      /error: repositories\.nginx\.tags\.mutable\[0\]: "latest" cannot be mutable while operation\.updateLatest is on/,
+    ],
+    [
+      "a mutable entry the rules can never select",
+      repositories("  nginx: { targets: [prod], tags: { semver: ^1.27, mutable: [mainline] } }"),
+      /error: repositories\.nginx\.tags\.mutable\[0\]: mutable tag "mainline" can never be selected by these rules \(semver: not a version/,
+    ],
+    [
+      "an image and a repository entry that disagree",
+      repositories(
+        "  docker.io/library/nginx: { targets: [prod], description: NGINX, tags: { newest: 1 } }",
+        '  "nginx:1.27": { targets: [prod], description: Web }',
+      ),
+      /error: images\["nginx:1\.27"\]\.description: description "Web" disagrees with repositories\["docker\.io\/library\/nginx"\]\.description "NGINX"/,
+    ],
+  ];
+  for (const [name, yaml, pattern] of rows) {
+    await t.step(name, async () => {
+      const run = await validate(yaml);
+      assert.equal(run.code, 2, run.stdout + run.stderr);
+      assert.match(run.stderr, pattern);
+      assert.match(run.stderr, /\[CONFIG_INVALID\]/);
+      assert.doesNotMatch(run.stderr + run.stdout, /^\s+at /m, "no stack trace");
+    });
+  }
+  await t.step("a valid repositories section without images is exit 0", async () => {
+    const run = await validate(
+      repositories("  nginx: { targets: [prod], tags: { semver: '>=1.25.0 <2', newest: 5 } }"),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /repository docker\.io\/library\/nginx -> nginx in prod: tags selected by rules/,
+    );
+  });
+});
+
 Deno.test("validate accepts good YAML and JSON, resolving ${VAR} and relative paths", async (t) => {
   await t.step("YAML", async () => {
     const run = await runCli(["validate", "--config", `${ROOT}/tests/testdata/config/valid.yaml`], {
