@@ -13,6 +13,9 @@
  * overcounts (real descriptors carry platforms and annotations, 2-5 times larger), so a tight
  * budget defers an index a little early, never overspends.
  *
+ * The plan's own GETs (the docker engine compares config digests when manifest digests differ)
+ * are taken off what the HEADs said was left, so `remaining` in the budget is "left for copies".
+ *
  * @module
  */
 import { MEDIA_TYPES } from "../registry/manifest.ts";
@@ -41,6 +44,11 @@ export interface ApplyPullBudgetOptions {
   limits: ReadonlyMap<string, RateLimit>;
   /** The source HEAD of each task that would push (by task id). */
   heads: ReadonlyMap<number, SourceHead>;
+  /**
+   * Pulls the plan itself spent per host (the docker engine's config reads GET the manifest): taken
+   * off `remaining` first, as the HEADs may have answered before those GETs.
+   */
+  planPulls?: ReadonlyMap<string, number>;
   /** operation.dockerHubReserve. */
   reserve: number;
   /** When the limits were read (for the refill time). */
@@ -76,12 +84,17 @@ export function applyPullBudget(tasks: PlanTask[], options: ApplyPullBudgetOptio
     task.pulls = pullsForHead(options.heads.get(task.id) as SourceHead, options.engine);
   }
   if (options.limits.size === 0) return [];
+  const limits = new Map(options.limits);
+  for (const [host, spent] of options.planPulls ?? []) {
+    const limit = limits.get(host);
+    if (limit) limits.set(host, { ...limit, remaining: Math.max(0, limit.remaining - spent) });
+  }
   const budget = planPullBudget(
     pulling.map((task) => ({
       id: String(task.id),
       pulls: { [task.source.registry]: task.pulls ?? 0 },
     })),
-    { limits: options.limits, reserve: options.reserve, nowMs: options.nowMs },
+    { limits, reserve: options.reserve, nowMs: options.nowMs },
   );
   for (const deferred of budget.deferred) {
     const task = tasks[Number(deferred.id)];

@@ -24,7 +24,7 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
-import { applyPullBudget, type SourceHead } from "./_plan_budget.ts";
+import { applyPullBudget, pullsForHead, type SourceHead } from "./_plan_budget.ts";
 import type { HostBudget, RateLimit } from "./pull_budget.ts";
 
 /** What a task will do. */
@@ -148,6 +148,7 @@ export async function buildPlan(
   const sourceHeads = new Map<string, Promise<ProbedManifest | null>>();
   const pushHeads = new Map<number, SourceHead>();
   const limits = new Map<string, RateLimit>();
+  const planPulls = new Map<string, number>();
   const head = async (ref: Reference) => {
     const found = await probe.manifestHead(ref, options.signal);
     const seen = limits.get(ref.registry);
@@ -177,6 +178,7 @@ export async function buildPlan(
     engine: config.operation.engine,
     limits,
     heads: pushHeads,
+    planPulls,
     reserve: config.operation.dockerHubReserve,
     nowMs: options.nowMs ?? Date.now(),
   });
@@ -230,11 +232,12 @@ export async function buildPlan(
       }
       if (options.comparison === "config") {
         const [sourceConfig, destinationConfig] = await Promise.all([
-          once(
-            sourceConfigs,
-            sourceKey,
-            () => probe.configDigest(task.source, platform, options.signal),
-          ),
+          once(sourceConfigs, sourceKey, () => {
+            // The config read GETs the manifest (and an index's child): pulls of the plan's own.
+            const host = task.source.registry;
+            planPulls.set(host, (planPulls.get(host) ?? 0) + pullsForHead(sourceHead, "docker"));
+            return probe.configDigest(task.source, platform, options.signal);
+          }),
           probe.configDigest(task.destination, platform, options.signal),
         ]);
         if (sourceConfig !== null && sourceConfig === destinationConfig) {

@@ -149,7 +149,7 @@ Deno.test("buildPlan() fails a refused Quay target's tasks and asks Quay nothing
 
 /** A probe where hub.example sends Docker Hub's headers; other hosts send none. */
 function budgetProbe(
-  sources: Record<string, { mediaType: string; size: number }>,
+  sources: Record<string, { mediaType: string; size: number; digest?: string }>,
   remaining: Record<string, number>,
 ): PlanProbe {
   return {
@@ -236,4 +236,27 @@ Deno.test("buildPlan() without rate-limit headers defers nothing and has no pull
   });
   assert.deepEqual(plan.tasks.map((t) => t.action), ["push"]);
   assert.deepEqual(plan.pullBudget, []);
+});
+
+Deno.test("buildPlan() takes the plan's own config GETs (docker engine) off the pull budget", async () => {
+  const single = { mediaType: MEDIA_TYPES.dockerManifest, size: 500 };
+  const probe = budgetProbe({
+    "hub.example/library/a:1": single,
+    "dst.example/m/a:1": { ...single, digest: B },
+    "hub.example/library/c:1": single,
+    "hub.example/library/e:1": single,
+  }, { "hub.example/library/a:1": 12, "hub.example/library/c:1": 12 });
+  const cfg = config([
+    image("hub.example/library/a:1", ["dr"]),
+    image("hub.example/library/c:1", ["dr"]),
+    image("hub.example/library/e:1", ["dr"]),
+  ]);
+  cfg.operation.engine = "docker";
+  cfg.operation.dockerHubReserve = 10;
+  const plan = await buildPlan(cfg, probe, { comparison: "config", nowMs: 0 });
+  // a: the manifests differ, so the plan GETs a's manifest for its config digest (1 pull): 12 - 1
+  // - reserve 10 leaves room for c only.
+  assert.deepEqual(plan.tasks.map((t) => t.action), ["drift", "push", "deferred"]);
+  assert.equal(plan.pullBudget?.[0].remaining, 11);
+  assert.equal(plan.pullBudget?.[0].planned, 1);
 });
