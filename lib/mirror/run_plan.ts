@@ -20,7 +20,7 @@ import type { Engine, EngineEvent } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
-import { HostPullGate, shouldStopHost } from "./pull_budget.ts";
+import { type HostPullGate, shouldStopHost } from "./pull_budget.ts";
 import { apiHost } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 
