@@ -81,6 +81,9 @@ function logResult(logger: Logger, result: TaskResult): void {
     case "failed":
       logger.error(result.code, OP, `${src} -> ${dst}: ${result.error}`);
       break;
+    case "deferred":
+      logger.warn("IMAGE_DEFERRED_RATE_LIMIT", OP, `${src} -> ${dst}: ${result.error}`);
+      break;
     default:
       break;
   }
@@ -97,6 +100,7 @@ export async function finishRun(
   const t = report.totals;
   const summary =
     `${t.pushed} pushed, ${t.exists} already mirrored, ${t.drift} drift, ${t.failed} failed` +
+    (t.deferred ? `, ${t.deferred} deferred` : "") +
     (t.skipped ? `, ${t.skipped} not started` : "") +
     (report.dryRun ? `, ${t.planned} would be pushed (dry run)` : "");
   if (report.interrupted) logger.warn("MIRROR_INTERRUPTED", OP, `Interrupted: ${summary}`);
@@ -130,6 +134,7 @@ function paintStatistic(terminal: Terminal, line: string): string {
   if (line.startsWith("Mirror statistics")) return color.bold(line);
   if (/^ {2}(Pushed|Would push): +[1-9]/.test(line)) return color.green(line);
   if (/^ {2}Drift \(untouched\): +[1-9]/.test(line)) return color.yellow(line);
+  if (/^ {2}Deferred \(budget\): +[1-9]/.test(line)) return color.yellow(line);
   if (/^ {2}(Failed|Not started): +[1-9]/.test(line)) return color.red(line);
   return line;
 }

@@ -86,6 +86,12 @@ export const operationSchema = z.strictObject({
   maxManifestBytes: z.number().int().min(4 * 1024 * 1024).max(256 * 1024 * 1024).default(
     4 * 1024 * 1024,
   ),
+  /**
+   * Docker Hub pull budget: pulls (manifest GETs) to keep in hand per rate-limited source host.
+   * Capped at 10% of the host's `ratelimit-limit` (so a 10-pull anonymous limit keeps 1, not
+   * all 10); see lib/mirror/pull_budget.ts.
+   */
+  dockerHubReserve: z.number().int().min(0).max(100_000).default(10),
   /** Images mirrored at once. */
   concurrency: z.number().int().min(1).max(64).default(2),
   /** Move `latest` to the highest mirrored tag when a new tag lands. */

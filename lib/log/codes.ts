@@ -58,6 +58,10 @@ export const CODES = {
     meaning: "a manifest (or other metadata body) passed its size cap; reading stopped there",
   },
   IMAGE_RATE_LIMITED: { level: "ERROR", meaning: "the registry kept answering 429" },
+  IMAGE_DEFERRED_RATE_LIMIT: {
+    level: "WARNING",
+    meaning: "deferred: the source's pull budget is spent; the next run copies it",
+  },
   IMAGE_LATEST_UPDATED: { level: "INFO", meaning: "latest now points at the newest mirrored tag" },
   IMAGE_LATEST_KEPT: {
     level: "INFO",

@@ -10,7 +10,10 @@
  *   (registry/registry_hosts.ts), the credentials themselves go to the engine with each copy;
  * - Quay API tokens: checked once per target before planning (not in a dry run); a refused one
  *   fails that target's tasks, as an input of the plan;
- * - plan: plan.ts over registry_probe.ts, with broken hosts and targets as inputs;
+ * - plan: plan.ts over registry_probe.ts, with broken hosts and targets as inputs; its last step
+ *   defers what the source hosts' pull budget (rate-limit headers) has no room for;
+ * - 429 storm: a source host answering 429 with a Retry-After beyond `retryDelay * maxRetries`
+ *   is stopped for the run (HostPullGate) and its remaining tasks deferred (run_plan.ts);
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
  * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
@@ -35,6 +38,7 @@ import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { buildPlan, type MirrorPlan, type PlanTask } from "./plan.ts";
+import { HostPullGate } from "./pull_budget.ts";
 import { RegistryProbe } from "./registry_probe.ts";
 import { buildReport, planLine, planResults, type Report } from "./report.ts";
 import {
@@ -90,6 +94,7 @@ export class MirrorRun implements AsyncDisposable {
   #hosts: RegistryHosts;
   #quay = new Map<string, QuayClient>();
   #engine?: Engine;
+  #gate = new HostPullGate();
 
   /** Use {@link createMirrorRun}. */
   constructor(options: MirrorRunOptions) {
@@ -176,6 +181,10 @@ export class MirrorRun implements AsyncDisposable {
       endedAt: new Date(),
       latest: outcome.latest,
       secrets: this.#options.secrets,
+      pullBudget: plan.pullBudget,
+      stoppedHosts: new Map(
+        this.#gate.stoppedHosts().map((host) => [host, this.#gate.stoppedUntil(host) as number]),
+      ),
     });
   }
 
@@ -237,6 +246,7 @@ export class MirrorRun implements AsyncDisposable {
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
+      pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
     });
   }
 
@@ -317,7 +327,11 @@ export class MirrorRun implements AsyncDisposable {
   async #dryRunReport(plan: MirrorPlan, startedAt: Date): Promise<Report> {
     const { config, logger, signal } = this.#options;
     const results = planResults(plan);
-    for (const result of results) logger.info("IMAGE_PLANNED", "Plan", planLine(result));
+    for (const result of results) {
+      if (result.status === "deferred") {
+        logger.warn("IMAGE_DEFERRED_RATE_LIMIT", "Plan", planLine(result));
+      } else logger.info("IMAGE_PLANNED", "Plan", planLine(result));
+    }
     // Predict latest moves: repositories that would get a new tag.
     const predicted = latestGroups(results.map((r) => ({
       ...r,
@@ -353,6 +367,7 @@ export class MirrorRun implements AsyncDisposable {
       endedAt: new Date(),
       latest,
       secrets: this.#options.secrets,
+      pullBudget: plan.pullBudget,
     });
   }
 }

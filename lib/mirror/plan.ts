@@ -12,6 +12,10 @@
  * Quay target whose API token was refused is not asked about repositories, and its tasks that
  * would otherwise run fail with the token's error.
  *
+ * The last step is the pull budget (_plan_budget.ts): the rate limits the manifest HEADs carried
+ * (`ratelimit-limit` / `ratelimit-remaining`, from whichever host sends them) decide which tasks
+ * that would push fit; the rest are `deferred` (IMAGE_DEFERRED_RATE_LIMIT).
+ *
  * @module
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../config/schema.ts";
@@ -20,9 +24,11 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
+import { applyPullBudget, pullsForHead, type SourceHead } from "./_plan_budget.ts";
+import type { HostBudget, RateLimit } from "./pull_budget.ts";
 
 /** What a task will do. */
-export type TaskAction = "push" | "exists" | "drift" | "failed";
+export type TaskAction = "push" | "exists" | "drift" | "failed" | "deferred";
 
 /** Repository state on a Quay target (null for plain registries or when creation is off). */
 export type RepoState = "exists" | "missing" | "unknown";
@@ -44,7 +50,9 @@ export interface PlanTask {
   comparedBy: Comparison;
   sourceDigest?: string;
   destinationDigest?: string;
-  /** Plan-time failure (e.g. IMAGE_NOT_FOUND) or drift details. */
+  /** Pulls (manifest GETs) a push spends on the source host (an upper bound; _plan_budget.ts). */
+  pulls?: number;
+  /** Plan-time failure (e.g. IMAGE_NOT_FOUND), drift details or why it is deferred. */
   code?: Code;
   message?: string;
 }
@@ -53,12 +61,23 @@ export interface PlanTask {
 export interface MirrorPlan {
   engine: "docker" | "registry";
   tasks: PlanTask[];
+  /** The pull budget of every rate-limited source host the pushes pull from (sorted by host). */
+  pullBudget?: HostBudget[];
+}
+
+/** A manifest HEAD as the plan reads it. */
+export interface ProbedManifest {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** The rate limit the answer carried (Docker Hub's `ratelimit-*` headers), or null. */
+  rateLimit: RateLimit | null;
 }
 
 /** Reads the plan needs. Implemented in registry_probe.ts on the registry and Quay clients. */
 export interface PlanProbe {
-  /** Manifest digest of a reference (HEAD), or null when absent. */
-  manifestDigest(ref: Reference, signal?: AbortSignal): Promise<string | null>;
+  /** A reference's manifest HEAD (digest, type, size, rate limit), or null when absent. */
+  manifestHead(ref: Reference, signal?: AbortSignal): Promise<ProbedManifest | null>;
   /** Config digest (image ID) for `platform` (or the default one), or null when absent. */
   configDigest(ref: Reference, platform: string | undefined, signal?: AbortSignal): Promise<
     string | null
@@ -81,6 +100,8 @@ export interface BuildPlanOptions {
   brokenHosts?: ReadonlyMap<string, MirrorError>;
   /** Target names whose Quay API token was refused: their tasks fail with this error. */
   brokenTargets?: ReadonlyMap<string, MirrorError>;
+  /** When the rate limits were read (the refill time of deferred tasks). @default Date.now() */
+  nowMs?: number;
 }
 
 /** The destination reference of an image on a target registry. */
@@ -124,7 +145,17 @@ export async function buildPlan(
       });
     }
   }
-  const sourceDigests = new Map<string, Promise<string | null>>();
+  const sourceHeads = new Map<string, Promise<ProbedManifest | null>>();
+  const pushHeads = new Map<number, SourceHead>();
+  const limits = new Map<string, RateLimit>();
+  const planPulls = new Map<string, number>();
+  const head = async (ref: Reference) => {
+    const found = await probe.manifestHead(ref, options.signal);
+    const seen = limits.get(ref.registry);
+    const limit = found?.rateLimit;
+    if (limit && (!seen || limit.remaining < seen.remaining)) limits.set(ref.registry, limit);
+    return found;
+  };
   const sourceConfigs = new Map<string, Promise<string | null>>();
   const repoStates = new Map<string, Promise<RepoState>>();
   const platform = config.operation.platform;
@@ -143,7 +174,15 @@ export async function buildPlan(
     },
     { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );
-  return { engine: config.operation.engine, tasks };
+  const pullBudget = applyPullBudget(tasks, {
+    engine: config.operation.engine,
+    limits,
+    heads: pushHeads,
+    planPulls,
+    reserve: config.operation.dockerHubReserve,
+    nowMs: options.nowMs ?? Date.now(),
+  });
+  return { engine: config.operation.engine, tasks, pullBudget };
 
   async function planTask(task: PlanTask): Promise<void> {
     options.signal?.throwIfAborted();
@@ -165,20 +204,17 @@ export async function buildPlan(
         );
       }
       const sourceKey = formatReference(task.source);
-      const sourceDigest = await once(
-        sourceDigests,
-        sourceKey,
-        () => probe.manifestDigest(task.source, options.signal),
-      );
-      if (sourceDigest === null) {
+      const sourceHead = await once(sourceHeads, sourceKey, () => head(task.source));
+      if (sourceHead === null) {
         return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
       }
-      task.sourceDigest = sourceDigest;
+      const sourceDigest = task.sourceDigest = sourceHead.digest;
       const destinationDigest = task.repo?.state === "missing"
         ? null
-        : await probe.manifestDigest(task.destination, options.signal);
+        : (await head(task.destination))?.digest ?? null;
       if (destinationDigest === null) {
         task.action = "push";
+        pushHeads.set(task.id, sourceHead);
         return;
       }
       task.destinationDigest = destinationDigest;
@@ -196,11 +232,12 @@ export async function buildPlan(
       }
       if (options.comparison === "config") {
         const [sourceConfig, destinationConfig] = await Promise.all([
-          once(
-            sourceConfigs,
-            sourceKey,
-            () => probe.configDigest(task.source, platform, options.signal),
-          ),
+          once(sourceConfigs, sourceKey, () => {
+            // The config read GETs the manifest (and an index's child): pulls of the plan's own.
+            const host = task.source.registry;
+            planPulls.set(host, (planPulls.get(host) ?? 0) + pullsForHead(sourceHead, "docker"));
+            return probe.configDigest(task.source, platform, options.signal);
+          }),
           probe.configDigest(task.destination, platform, options.signal),
         ]);
         if (sourceConfig !== null && sourceConfig === destinationConfig) {
@@ -241,9 +278,9 @@ function failingOnBrokenHosts(
 ): PlanProbe {
   if (broken.size === 0) return probe;
   return {
-    async manifestDigest(ref, signal) {
+    async manifestHead(ref, signal) {
       throwIfBroken(broken, ref.registry);
-      return await probe.manifestDigest(ref, signal);
+      return await probe.manifestHead(ref, signal);
     },
     async configDigest(ref, platform, signal) {
       throwIfBroken(broken, ref.registry);

@@ -20,7 +20,9 @@
  *
  * ## The rule ({@link planPullBudget})
  * - Per host, the budget is `remaining - reserve` (never below 0). A host that sent no rate-limit
- *   headers is unlimited.
+ *   headers is unlimited. The reserve is capped at 10% of the host's limit (rounded down): with
+ *   Docker Hub's 10-pulls-an-hour anonymous limit, a reserve of 10 would defer everything; it
+ *   keeps 1 instead. See {@link reserveFor}.
  * - Tasks are taken in config order. A task runs when, on every host it pulls from, it fits in
  *   what earlier tasks left; it then spends its pulls. A task that does not fit is deferred and
  *   spends nothing, so a later, smaller task may still fit (first fit): the budget is used, and
@@ -156,7 +158,7 @@ export interface BudgetTask {
 export interface PlanPullBudgetOptions {
   /** The rate limits seen, by host; a host without one is unlimited. */
   limits: ReadonlyMap<string, RateLimit>;
-  /** Pulls to keep in hand per host (operation.dockerHubReserve). @default 10 */
+  /** Pulls to keep in hand per host (operation.dockerHubReserve), capped per host. @default 10 */
   reserve?: number;
   /** When the limits were read (for the refill time). @default Date.now() */
   nowMs?: number;
@@ -212,6 +214,25 @@ export interface PullBudgetPlan {
 }
 
 /**
+ * The reserve kept on a host: the configured one, at most 10% of the host's limit (rounded down).
+ *
+ * @param reserve operation.dockerHubReserve.
+ * @param limit The host's pulls per window.
+ * @returns Pulls kept in hand on that host.
+ * @example
+ * ```ts
+ * import { reserveFor } from "./pull_budget.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(reserveFor(10, 100), 10);
+ * assert.equal(reserveFor(10, 10), 1);
+ * assert.equal(reserveFor(3, 200), 3);
+ * ```
+ */
+export function reserveFor(reserve: number, limit: number): number {
+  return Math.min(reserve, Math.floor(limit / 10));
+}
+
+/**
  * Decide which tasks run within the pull budget and which are deferred (the rule is in the module
  * doc: config order, first fit, reserve kept, `window` for a task that can never fit).
  *
@@ -263,9 +284,10 @@ export function planPullBudget(
       const limit = options.limits.get(host);
       if (!limit || needed === 0) continue;
       used.add(host);
-      const available = Math.max(0, limit.remaining - reserve - (planned.get(host) ?? 0));
+      const kept = reserveFor(reserve, limit.limit);
+      const available = Math.max(0, limit.remaining - kept - (planned.get(host) ?? 0));
       if (needed > available && !miss) {
-        const reason = needed > limit.limit - reserve ? "window" : "budget";
+        const reason = needed > limit.limit - kept ? "window" : "budget";
         miss = { id: task.id, host, reason, needed, available };
       }
     }
@@ -286,7 +308,7 @@ export function planPullBudget(
       host,
       limit: limit.limit,
       remaining: limit.remaining,
-      reserve,
+      reserve: reserveFor(reserve, limit.limit),
       planned: spent,
       remainingAfter: limit.remaining - spent,
       deferred: deferredBy.get(host) ?? 0,

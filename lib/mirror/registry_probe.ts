@@ -7,6 +7,10 @@
  * permission" and for "no such repository, and you are not an org admin", so the run tries to
  * create it and lets that answer decide. A target without an API token is "unknown" too.
  *
+ * A manifest HEAD's `ratelimit-limit` / `ratelimit-remaining` headers are read on every host that
+ * sends them, not only on Docker Hub: the headers are the signal (a mirror or proxy in front of
+ * Docker Hub may pass them on, and the tests add them with a loopback proxy).
+ *
  * @module
  */
 import type { ResolvedRegistry } from "../config/schema.ts";
@@ -14,7 +18,8 @@ import type { QuayClient } from "../quay_client.ts";
 import { manifestRef, type Reference } from "../registry/reference.ts";
 import { imageConfigDigest } from "../registry/image_config.ts";
 import type { RegistryHosts } from "../registry/registry_hosts.ts";
-import type { PlanProbe, RepoState } from "./plan.ts";
+import type { PlanProbe, ProbedManifest, RepoState } from "./plan.ts";
+import { parseRateLimit } from "./pull_budget.ts";
 
 /** Options for {@link RegistryProbe}. */
 export interface RegistryProbeOptions {
@@ -33,10 +38,13 @@ export class RegistryProbe implements PlanProbe {
     this.#options = options;
   }
 
-  /** The manifest digest of `ref` (a HEAD), or null when absent. */
-  async manifestDigest(ref: Reference, signal?: AbortSignal): Promise<string | null> {
+  /** The manifest HEAD of `ref` with the rate limit it carried, or null when absent. */
+  async manifestHead(ref: Reference, signal?: AbortSignal): Promise<ProbedManifest | null> {
     const client = this.#options.hosts.client(ref.registry);
-    return (await client.manifestHead(ref.repository, manifestRef(ref), signal))?.digest ?? null;
+    const head = await client.manifestHead(ref.repository, manifestRef(ref), signal);
+    if (!head) return null;
+    const { digest, mediaType, size } = head;
+    return { digest, mediaType, size, rateLimit: parseRateLimit(head.headers) };
   }
 
   /** The config digest (image ID) of `ref` for `platform`, or null when absent. */

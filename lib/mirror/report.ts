@@ -7,6 +7,7 @@
 import type { Secrets } from "../log/redact.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan } from "./plan.ts";
+import type { HostBudget } from "./pull_budget.ts";
 import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */
@@ -27,6 +28,30 @@ export interface ReportEntry {
   durationMs: number;
 }
 
+/**
+ * Docker Hub pull budget of one source host: what the plan read and what the run spent. `spent`
+ * is an upper bound (the pulls counted for every copy that started; see _plan_budget.ts).
+ */
+export interface PullBudgetEntry {
+  host: string;
+  limit: number;
+  /** Pulls left when the plan read the limit. */
+  remaining: number;
+  reserve: number;
+  /** Pulls the plan let the run spend. */
+  planned: number;
+  /** Pulls the copies that started spent (at most); in a dry run, 0. */
+  spent: number;
+  /** `remaining - spent` (in a dry run, `remaining - planned`). */
+  remainingAfter: number;
+  /** Tasks deferred because of this host (the plan's and the 429 gate's). */
+  deferred: number;
+  /** When the window has refilled at the latest, or null when the registry did not say. */
+  refillsAt: string | null;
+  /** When a host that stopped us (429) said it takes pulls again, or null. */
+  stoppedUntil: string | null;
+}
+
 /** The JSON report. */
 export interface Report {
   tool: "bananna-bot";
@@ -39,6 +64,8 @@ export interface Report {
   endedAt: string;
   totals: Record<TaskStatus, number>;
   entries: ReportEntry[];
+  /** Per rate-limited (or 429-stopped) source host, sorted by host. */
+  pullBudget: PullBudgetEntry[];
   latest: {
     target: string;
     repository: string;
@@ -59,6 +86,10 @@ export interface BuildReportOptions {
   endedAt: Date;
   latest: LatestOutcome[];
   secrets: Secrets;
+  /** The plan's pull budget per rate-limited source host. */
+  pullBudget?: readonly HostBudget[];
+  /** Source hosts a 429 stopped for the run, with when they take pulls again (epoch ms). */
+  stoppedHosts?: ReadonlyMap<string, number>;
 }
 
 /** Turn results into the JSON report (secrets masked). */
@@ -68,6 +99,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
     exists: 0,
     drift: 0,
     failed: 0,
+    deferred: 0,
     planned: 0,
     skipped: 0,
   };
@@ -99,6 +131,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
     endedAt: options.endedAt.toISOString(),
     totals,
     entries,
+    pullBudget: pullBudgetEntries(results, options),
     latest: options.latest.map((l) => ({
       target: l.group.target,
       repository: `${l.group.registry}/${l.group.repository}`,
@@ -107,6 +140,38 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       message: mask(l.message),
     })),
   };
+}
+
+/** Per host: the plan's budget, the pulls the started copies spent, deferrals, 429 stops. */
+function pullBudgetEntries(results: TaskResult[], options: BuildReportOptions): PullBudgetEntry[] {
+  const stopped = options.stoppedHosts ?? new Map<string, number>();
+  const budgets = new Map((options.pullBudget ?? []).map((b) => [b.host, b]));
+  const hosts = [...new Set([...budgets.keys(), ...stopped.keys()])].sort();
+  return hosts.map((host) => {
+    const budget = budgets.get(host);
+    let spent = 0;
+    let deferred = 0;
+    for (const r of results) {
+      if (r.task.source.registry !== host) continue;
+      if (r.status === "deferred") deferred++;
+      const started = r.status === "pushed" || r.status === "exists" || r.status === "failed";
+      if (!options.dryRun && r.task.action === "push" && started) spent += r.task.pulls ?? 0;
+    }
+    const remaining = budget?.remaining ?? 0;
+    const until = stopped.get(host);
+    return {
+      host,
+      limit: budget?.limit ?? 0,
+      remaining,
+      reserve: budget?.reserve ?? 0,
+      planned: budget?.planned ?? 0,
+      spent,
+      remainingAfter: remaining - (options.dryRun ? budget?.planned ?? 0 : spent),
+      deferred,
+      refillsAt: budget?.refillsAtMs ? new Date(budget.refillsAtMs).toISOString() : null,
+      stoppedUntil: until === undefined ? null : new Date(until).toISOString(),
+    };
+  });
 }
 
 /** The exit status of a finished run: 130 interrupted, 1 any failure or skipped task, else 0. */
@@ -138,7 +203,9 @@ export function formatStatistics(report: Report): string[] {
     `  Drift (untouched):  ${t.drift}`,
     `  Failed:             ${t.failed}`,
   );
+  if (t.deferred > 0) lines.push(`  Deferred (budget):  ${t.deferred}`);
   if (t.skipped > 0) lines.push(`  Not started:        ${t.skipped}`);
+  for (const b of report.pullBudget ?? []) lines.push(pullBudgetLine(b, report.dryRun));
   if (!report.dryRun) {
     lines.push(`  Repositories made:  ${reposCreated}`);
     lines.push(`  Bytes uploaded:     ${formatBytes(bytes)}`);
@@ -148,6 +215,19 @@ export function formatStatistics(report: Report): string[] {
   lines.push(`  Engine:             ${report.engine}`);
   lines.push(`  Duration:           ${seconds.toFixed(1)} s`);
   return lines;
+}
+
+/**
+ * One statistics line per rate-limited source host, e.g. `  Pulls docker.io: 12 spent, 28 of
+ * 100 left (reserve 10), 3 deferred; window refills by 2026-11-30T10:00:00.000Z`.
+ */
+export function pullBudgetLine(b: PullBudgetEntry, dryRun: boolean): string {
+  const head = `  Pulls ${b.host}: `;
+  const used = dryRun ? `${b.planned} would be spent` : `${b.spent} spent`;
+  const left = b.limit > 0 ? `, ${b.remainingAfter} of ${b.limit} left (reserve ${b.reserve})` : "";
+  const refill = b.refillsAt ? `; window refills by ${b.refillsAt}` : "";
+  const stop = b.stoppedUntil ? `; stopped by 429 until ${b.stoppedUntil}` : "";
+  return `${head}${used}${left}, ${b.deferred} deferred${refill}${stop}`;
 }
 
 /** Human-readable byte count. */
@@ -190,6 +270,8 @@ export function planLine(result: TaskResult): string {
       return `exists       ${dst} (${t.comparedBy} digest matches)`;
     case "drift":
       return `drift        ${dst}: ${t.message}`;
+    case "deferred":
+      return `would defer  ${formatReference(t.source)} -> ${dst}: ${t.message}`;
     default:
       return `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
   }

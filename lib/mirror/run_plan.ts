@@ -8,6 +8,11 @@
  * finish); an abort stops scheduling and aborts running copies. Tasks never started are
  * `skipped`. Reports through `onEvent`; never prints.
  *
+ * Tasks the plan deferred (pull budget) are `deferred`, as are the rest of a source host's tasks
+ * once it answered 429 with a Retry-After longer than the retries would wait
+ * (`retryDelay * maxRetries`, see {@link RunPlanOptions.pullGate}): the run stops pulling from that
+ * host instead of failing every image on it. Deferred is not a failure.
+ *
  * @module
  */
 import type { Credential } from "../credentials/credential.ts";
@@ -15,10 +20,19 @@ import type { Engine, EngineEvent } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
+import { type HostPullGate, shouldStopHost } from "./pull_budget.ts";
+import { apiHost } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 
 /** Final status of a task. */
-export type TaskStatus = "pushed" | "exists" | "drift" | "failed" | "planned" | "skipped";
+export type TaskStatus =
+  | "pushed"
+  | "exists"
+  | "drift"
+  | "failed"
+  | "deferred"
+  | "planned"
+  | "skipped";
 
 /** The outcome of one task. */
 export interface TaskResult {
@@ -74,6 +88,12 @@ export interface RunPlanOptions {
   /** Move latest in one repository; omitted when updateLatest is off. */
   updateLatest?: (group: LatestGroup, signal?: AbortSignal) => Promise<LatestOutcome>;
   onEvent?: (event: MirrorEvent) => void;
+  /**
+   * The 429 storm rule: a copy that fails IMAGE_RATE_LIMITED on its source host with a
+   * Retry-After longer than `retryDelayMs * maxRetries` stops pulls from that host for the run
+   * (`gate`); that task and the host's later ones are deferred. Omitted: no gate.
+   */
+  pullGate?: { gate: HostPullGate; retryDelayMs: number; maxRetries: number };
 }
 
 /** The results of a run. */
@@ -119,6 +139,11 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         error: task.message,
       });
     }
+    if (task.action === "deferred") {
+      return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: task.message });
+    }
+    const gated = stoppedMessage(task);
+    if (gated) return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: gated });
     let repo: "created" | "exists" | undefined;
     try {
       if (task.repo && options.ensureRepository) {
@@ -159,9 +184,40 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
       if (error instanceof MirrorError && error.code === "IMAGE_TAG_DRIFT") {
         return done({ status: "drift", code: "IMAGE_TAG_DRIFT", error: error.message, repo });
       }
+      if (stopsSourceHost(task, error)) {
+        const message = `${stoppedMessage(task)}; ${errorMessage(error)}`;
+        return done({
+          status: "deferred",
+          code: "IMAGE_DEFERRED_RATE_LIMIT",
+          error: message,
+          repo,
+        });
+      }
       const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
       return done({ status: "failed", code, error: errorMessage(error), repo });
     }
+  }
+
+  /** The deferral sentence when the task's source host is stopped, else null. */
+  function stoppedMessage(task: PlanTask): string | null {
+    const host = task.source.registry;
+    const until = options.pullGate?.gate.stoppedUntil(host);
+    if (until === undefined || until === null) return null;
+    return `deferred: ${host} answered 429 asking to wait until ${
+      new Date(until).toISOString()
+    }, longer than the retries wait; no more pulls from it this run, the next run picks it up`;
+  }
+
+  /** Is `error` a 429 from the task's source host that stops pulls from it? Stops it if so. */
+  function stopsSourceHost(task: PlanTask, error: unknown): boolean {
+    const gate = options.pullGate;
+    if (!gate || !(error instanceof MirrorError) || error.code !== "IMAGE_RATE_LIMITED") {
+      return false;
+    }
+    const { retryAfterMs, host } = error as { retryAfterMs?: number; host?: string };
+    if (host !== apiHost(task.source.registry) || !shouldStopHost(retryAfterMs, gate)) return false;
+    gate.gate.stop(task.source.registry, Date.now() + (retryAfterMs as number));
+    return true;
   }
 
   await forEachLimited(plan.tasks, async (task) => {

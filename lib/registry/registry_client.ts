@@ -82,6 +82,8 @@ export interface ManifestHead {
   mediaType: string;
   digest: string;
   size: number;
+  /** The HEAD's response headers (the plan reads Docker Hub's `ratelimit-*` there). */
+  headers: Headers;
 }
 
 /** A manifest's exact bytes. */
@@ -178,8 +180,9 @@ export class RegistryClient {
     if (!digest) {
       // Old registries omit the digest on HEAD: hash the GET (gotcha 6).
       const manifest = await this.manifestGet(repository, ref, signal);
-      return manifest &&
-        { mediaType: manifest.mediaType, digest: manifest.digest, size: manifest.bytes.length };
+      if (!manifest) return null;
+      const { mediaType, digest, bytes } = manifest;
+      return { mediaType, digest, size: bytes.length, headers: res.headers };
     }
     if (!validDigest(digest)) {
       throw badDigestHeader(`${this.host}/${repository}:${ref}`, digest);
@@ -188,6 +191,7 @@ export class RegistryClient {
       mediaType: (res.headers.get("content-type") ?? "").split(";")[0],
       digest,
       size: Number(res.headers.get("content-length") ?? 0),
+      headers: res.headers,
     };
   }
 
@@ -429,6 +433,7 @@ export class RegistryClient {
           status: error instanceof RegistryError ? error.status : 0,
           errors: error instanceof RegistryError ? error.errors : [],
           retryAfterMs: wantedMs,
+          host: error instanceof RegistryError ? error.host : undefined,
           retryable: false,
           cause: error,
         }),

@@ -25,6 +25,8 @@ export class RegistryError extends MirrorError {
   readonly retryable: boolean;
   /** Delay the registry asked for (Retry-After), in ms. */
   readonly retryAfterMs?: number;
+  /** The API host that answered (`host[:port]` of the URL), when the error is an answer. */
+  readonly host?: string;
 
   /** Create the error. */
   constructor(
@@ -34,6 +36,7 @@ export class RegistryError extends MirrorError {
       status: number;
       errors?: RegistryErrorEntry[];
       retryAfterMs?: number;
+      host?: string;
       cause?: unknown;
       /** Override the verdict (e.g. a TLS failure is a network error that will not pass). */
       retryable?: boolean;
@@ -45,6 +48,7 @@ export class RegistryError extends MirrorError {
     this.errors = options.errors ?? [];
     this.retryable = options.retryable ?? isRetryableStatus(options.status);
     this.retryAfterMs = options.retryAfterMs;
+    this.host = options.host;
   }
 }
 
@@ -219,6 +223,7 @@ export async function errorFromResponse(
       status: res.status,
       errors: entries,
       retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+      host: request.url.host,
     },
   );
 }

@@ -48,6 +48,7 @@ Deno.test("loadConfig() resolves defaults, schemes, relative paths and destinati
     assert.equal(config.log.dir, `${dir}/etc/../var/log`);
     assert.equal(config.log.rotationDays, 7);
     assert.equal(config.operation.engine, "docker");
+    assert.equal(config.operation.dockerHubReserve, 10);
     assert.deepEqual(config.images.map((i) => i.repository), ["nginx", "node-exporter-mirror"]);
     assert.deepEqual(config.images[0].source, {
       registry: "docker.io",
@@ -266,5 +267,24 @@ Deno.test("checkConfig() counts YAML nesting, not brackets in quotes or comments
     assert.match(deep.problems[0].message, /nested too deeply at line 2, column \d+/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkConfig() takes operation.dockerHubReserve as an integer >= 0", async (t) => {
+  const rows: [unknown, RegExp | null][] = [
+    [0, null],
+    [25, null],
+    [-1, /^error: operation\.dockerHubReserve: .*>=0/m],
+    [1.5, /^error: operation\.dockerHubReserve: .*expected int/m],
+    ["10", /^error: operation\.dockerHubReserve: .*number/m],
+  ];
+  for (const [value, expected] of rows) {
+    await t.step(JSON.stringify(value), async () => {
+      const config = goodConfig();
+      config.operation.dockerHubReserve = value;
+      const problems = await problemsOf(config, { GHCR_TOKEN: "t" });
+      if (expected) assert.match(problems, expected);
+      else assert.equal(problems, "");
+    });
   }
 });

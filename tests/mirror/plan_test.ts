@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../../lib/config/schema.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { buildPlan, type PlanProbe, type RepoState } from "../../lib/mirror/plan.ts";
+import { MEDIA_TYPES } from "../../lib/registry/manifest.ts";
 import { formatReference, parseReference, type Reference } from "../../lib/registry/reference.ts";
 
 const dr: ResolvedRegistry = {
@@ -50,9 +51,12 @@ function config(images: ResolvedImage[]): ResolvedConfig {
 function fakeProbe(digests: Record<string, string>, repos: Record<string, RepoState> = {}) {
   const reads: string[] = [];
   const probe: PlanProbe = {
-    manifestDigest(ref: Reference) {
+    manifestHead(ref: Reference) {
       reads.push(`HEAD ${formatReference(ref)}`);
-      return Promise.resolve(digests[formatReference(ref)] ?? null);
+      const digest = digests[formatReference(ref)];
+      return Promise.resolve(
+        digest ? { digest, mediaType: MEDIA_TYPES.ociManifest, size: 500, rateLimit: null } : null,
+      );
     },
     configDigest(ref: Reference) {
       reads.push(`CONFIG ${formatReference(ref)}`);
@@ -141,4 +145,118 @@ Deno.test("buildPlan() fails a refused Quay target's tasks and asks Quay nothing
   ]);
   assert.equal(plan.tasks[0].repo?.state, "unknown");
   assert.ok(!reads.some((r) => r.startsWith("REPO")), reads.join("\n"));
+});
+
+/** A probe where hub.example sends Docker Hub's headers; other hosts send none. */
+function budgetProbe(
+  sources: Record<string, { mediaType: string; size: number; digest?: string }>,
+  remaining: Record<string, number>,
+): PlanProbe {
+  return {
+    manifestHead(ref: Reference) {
+      const source = sources[formatReference(ref)];
+      if (!source) return Promise.resolve(null);
+      const left = remaining[formatReference(ref)];
+      return Promise.resolve({
+        digest: A,
+        ...source,
+        rateLimit: left === undefined
+          ? null
+          : { limit: 100, remaining: left, windowSeconds: 21600 },
+      });
+    },
+    configDigest: () => Promise.resolve(null),
+    repository: () => Promise.resolve("exists" as RepoState),
+  };
+}
+
+Deno.test("buildPlan() defers the pushes the source's pull budget has no room for", async () => {
+  const single = { mediaType: MEDIA_TYPES.ociManifest, size: 500 };
+  const index = { mediaType: MEDIA_TYPES.ociIndex, size: 1520 };
+  const probe = budgetProbe({
+    "hub.example/library/a:1": single,
+    "hub.example/library/b:1": index,
+    "hub.example/library/c:1": single,
+    "src.example/team/d:1": single,
+  }, {
+    // The lowest remaining seen wins, whatever the order the HEADs answered in.
+    "hub.example/library/a:1": 14,
+    "hub.example/library/b:1": 12,
+    "hub.example/library/c:1": 13,
+  });
+  const images = [
+    image("hub.example/library/a:1", ["dr"]),
+    image("hub.example/library/b:1", ["dr"]),
+    image("hub.example/library/c:1", ["dr"]),
+    image("src.example/team/d:1", ["dr"]),
+  ];
+  const cfg = config(images);
+  cfg.operation.dockerHubReserve = 10;
+  const nowMs = Date.UTC(2026, 10, 30, 3, 0, 0);
+  const plan = await buildPlan(cfg, probe, { comparison: "manifest", nowMs });
+  assert.deepEqual(plan.tasks.map((t) => [t.action, t.pulls, t.code]), [
+    ["push", 1, undefined],
+    // An index of 1520 bytes has at most 10 children: 11 pulls with the registry engine.
+    ["deferred", 11, "IMAGE_DEFERRED_RATE_LIMIT"],
+    ["push", 1, undefined],
+    ["push", 1, undefined],
+  ]);
+  assert.equal(
+    plan.tasks[1].message,
+    "deferred: needs 11 pulls from hub.example, 1 left after the reserve of 10; the window " +
+      "(21600 s) has refilled by 2026-11-30T09:00:00.000Z, the next run picks it up",
+  );
+  assert.deepEqual(plan.pullBudget, [{
+    host: "hub.example",
+    limit: 100,
+    remaining: 12,
+    reserve: 10,
+    planned: 2,
+    remainingAfter: 10,
+    deferred: 1,
+    windowSeconds: 21600,
+    refillsAtMs: Date.UTC(2026, 10, 30, 9, 0, 0),
+  }]);
+
+  // The docker engine pulls one platform: an index costs 2 and fits in 12 - 10 with nothing else.
+  const docker = config([image("hub.example/library/b:1", ["dr"])]);
+  docker.operation.engine = "docker";
+  docker.operation.dockerHubReserve = 10;
+  const one = await buildPlan(docker, probe, { comparison: "manifest", nowMs });
+  assert.deepEqual(one.tasks.map((t) => [t.action, t.pulls]), [["push", 2]]);
+  assert.equal(one.pullBudget?.[0].planned, 2);
+});
+
+Deno.test("buildPlan() without rate-limit headers defers nothing and has no pull budget", async () => {
+  const probe = budgetProbe({
+    "src.example/team/d:1": { mediaType: MEDIA_TYPES.ociIndex, size: 9000 },
+  }, {});
+  const plan = await buildPlan(config([image("src.example/team/d:1", ["dr"])]), probe, {
+    comparison: "manifest",
+  });
+  assert.deepEqual(plan.tasks.map((t) => t.action), ["push"]);
+  assert.deepEqual(plan.pullBudget, []);
+});
+
+Deno.test("buildPlan() takes the plan's own config GETs (docker engine) off the pull budget", async () => {
+  const single = { mediaType: MEDIA_TYPES.dockerManifest, size: 500 };
+  const probe = budgetProbe({
+    "hub.example/library/a:1": single,
+    "dst.example/m/a:1": { ...single, digest: B },
+    "hub.example/library/c:1": single,
+    "hub.example/library/e:1": single,
+  }, { "hub.example/library/a:1": 12, "hub.example/library/c:1": 12 });
+  const cfg = config([
+    image("hub.example/library/a:1", ["dr"]),
+    image("hub.example/library/c:1", ["dr"]),
+    image("hub.example/library/e:1", ["dr"]),
+  ]);
+  cfg.operation.engine = "docker";
+  cfg.operation.dockerHubReserve = 10;
+  const plan = await buildPlan(cfg, probe, { comparison: "config", nowMs: 0 });
+  // a: the manifests differ, so the plan GETs a's manifest for its config digest (1 pull): 12 - 1
+  // - reserve 10 leaves room for c only.
+  assert.deepEqual(plan.tasks.map((t) => t.action), ["drift", "push", "deferred"]);
+  assert.equal(plan.pullBudget?.[0].remaining, 11);
+  assert.equal(plan.pullBudget?.[0].planned, 1);
 });

@@ -14,6 +14,7 @@ import {
   type PullBudgetPlan,
   pullsForImage,
   type RateLimit,
+  reserveFor,
   shouldStopHost,
 } from "../../lib/mirror/pull_budget.ts";
 
@@ -430,4 +431,20 @@ Deno.test("HostPullGate stops a host for the rest of the run and keeps the later
       assert.deepEqual(gate.stoppedHosts(), hosts);
     });
   }
+});
+
+Deno.test("planPullBudget() caps the reserve at 10% of a small limit (an anonymous 10/hour)", () => {
+  const plan = planPullBudget(tasks(["a", { [HUB]: 4 }], ["b", { [HUB]: 6 }]), {
+    limits: new Map([hub(10, 10, 3600)]),
+    reserve: 10,
+    nowMs: 0,
+  });
+  assert.deepEqual(plan.run, ["a"]);
+  assert.deepEqual(plan.deferred, [
+    { id: "b", host: HUB, reason: "budget", needed: 6, available: 5 },
+  ]);
+  assert.equal(plan.hosts[0].reserve, 1);
+  assert.equal(plan.hosts[0].remainingAfter, 6);
+  assert.equal(reserveFor(10, 5), 0);
+  assert.equal(reserveFor(10, 200), 10);
 });

@@ -11,6 +11,8 @@ import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { buildReport, exitStatus, formatStatistics } from "../../lib/mirror/report.ts";
 import { latestGroups, runPlan } from "../../lib/mirror/run_plan.ts";
+import { HostPullGate } from "../../lib/mirror/pull_budget.ts";
+import { RegistryError } from "../../lib/registry/registry_error.ts";
 
 function task(id: number, src: string, action: PlanTask["action"] = "push"): PlanTask {
   const source = parseReference(src);
@@ -203,4 +205,148 @@ Deno.test("buildReport() masks secrets, counts statuses and sets the exit status
   assert.ok(!JSON.stringify(report).includes("hunter2"));
   assert.ok(formatStatistics(report).some((l) => /Failed:\s+1/.test(l)));
   assert.equal(exitStatus({ ...report, interrupted: true }), 130);
+});
+
+/** A 429 as the registry client throws it when Retry-After is beyond maxRetryWait. */
+function rateLimited(host: string, retryAfterMs: number | undefined): RegistryError {
+  return new RegistryError("IMAGE_RATE_LIMITED", `GET http://${host}/v2/x answered 429`, {
+    status: 429,
+    retryAfterMs,
+    host,
+    retryable: false,
+  });
+}
+
+Deno.test("runPlan() stops pulls from a source host after a long 429 and defers its rest", async (t) => {
+  const plan = (): MirrorPlan => ({
+    engine: "registry",
+    tasks: [
+      task(0, "hub.example/a:1"),
+      task(1, "hub.example/b:1"),
+      task(2, "src.example/c:1"),
+      task(3, "hub.example/d:1"),
+      task(4, "hub.example/e:1", "deferred"),
+    ],
+  });
+  const gate = () => ({ gate: new HostPullGate(), retryDelayMs: 5000, maxRetries: 3 });
+  const rows: { name: string; error: RegistryError; statuses: string[]; copies: string[] }[] = [
+    {
+      name: "Retry-After 1 h from the source: it and the host's later tasks deferred",
+      error: rateLimited("hub.example", 3_600_000),
+      statuses: ["pushed", "deferred", "pushed", "deferred", "deferred"],
+      copies: ["a:1", "b:1", "c:1"],
+    },
+    {
+      name: "Retry-After within the retries (15 s): a failure like any other",
+      error: rateLimited("hub.example", 15_000),
+      statuses: ["pushed", "failed", "pushed", "pushed", "deferred"],
+      copies: ["a:1", "b:1", "c:1", "d:1"],
+    },
+    {
+      name: "no Retry-After: a failure",
+      error: rateLimited("hub.example", undefined),
+      statuses: ["pushed", "failed", "pushed", "pushed", "deferred"],
+      copies: ["a:1", "b:1", "c:1", "d:1"],
+    },
+    {
+      name: "the 429 came from the destination: the source is not stopped",
+      error: rateLimited("q.example", 3_600_000),
+      statuses: ["pushed", "failed", "pushed", "pushed", "deferred"],
+      copies: ["a:1", "b:1", "c:1", "d:1"],
+    },
+  ];
+  for (const row of rows) {
+    await t.step(row.name, async () => {
+      const copies: string[] = [];
+      const pullGate = gate();
+      const out = await runPlan(plan(), {
+        engine: engine((req) => {
+          if (req.source.repository === "b") throw row.error;
+          return Promise.resolve();
+        }, copies),
+        concurrency: 1,
+        continueOnError: true,
+        pullGate,
+      });
+      assert.deepEqual(out.results.map((r) => r.status), row.statuses);
+      assert.deepEqual(copies, row.copies);
+      const stopped = row.statuses[1] === "deferred";
+      assert.deepEqual(pullGate.gate.stoppedHosts(), stopped ? ["hub.example"] : []);
+      if (stopped) {
+        assert.equal(out.results[1].code, "IMAGE_DEFERRED_RATE_LIMIT");
+        assert.match(
+          out.results[3].error ?? "",
+          /^deferred: hub\.example answered 429 asking to wait until \d{4}-.*Z, longer than the retries wait; no more pulls from it this run, the next run picks it up$/,
+        );
+      }
+    });
+  }
+});
+
+Deno.test("buildReport() counts deferred tasks, exits 0 for them and shows pulls per host", () => {
+  const results = [
+    {
+      task: { ...task(0, "hub.example/a:1"), pulls: 2 },
+      status: "pushed" as const,
+      code: "IMAGE_PUSHED" as const,
+      durationMs: 1,
+    },
+    {
+      task: { ...task(1, "hub.example/b:1"), pulls: 1 },
+      status: "deferred" as const,
+      code: "IMAGE_DEFERRED_RATE_LIMIT" as const,
+      error: "deferred: x",
+      durationMs: 0,
+    },
+    {
+      task: { ...task(2, "hub.example/c:1", "exists"), pulls: undefined },
+      status: "exists" as const,
+      code: "IMAGE_ALREADY_EXISTS" as const,
+      durationMs: 0,
+    },
+  ];
+  const report = buildReport(results, {
+    version: "0.1.0",
+    engine: "registry",
+    config: "c.yaml",
+    dryRun: false,
+    interrupted: false,
+    startedAt: new Date(0),
+    endedAt: new Date(1500),
+    latest: [],
+    secrets: new Secrets(),
+    pullBudget: [{
+      host: "hub.example",
+      limit: 100,
+      remaining: 13,
+      reserve: 10,
+      planned: 2,
+      remainingAfter: 11,
+      deferred: 1,
+      windowSeconds: 21600,
+      refillsAtMs: Date.UTC(2026, 10, 30, 9, 0, 0),
+    }],
+  });
+  assert.equal(report.totals.deferred, 1);
+  assert.equal(exitStatus(report), 0);
+  assert.deepEqual(report.pullBudget, [{
+    host: "hub.example",
+    limit: 100,
+    remaining: 13,
+    reserve: 10,
+    planned: 2,
+    spent: 2,
+    remainingAfter: 11,
+    deferred: 1,
+    refillsAt: "2026-11-30T09:00:00.000Z",
+    stoppedUntil: null,
+  }]);
+  const lines = formatStatistics(report);
+  assert.ok(lines.includes("  Deferred (budget):  1"), lines.join("\n"));
+  assert.ok(
+    lines.includes(
+      "  Pulls hub.example: 2 spent, 11 of 100 left (reserve 10), 1 deferred; window refills by 2026-11-30T09:00:00.000Z",
+    ),
+    lines.join("\n"),
+  );
 });

@@ -9,6 +9,8 @@ import { parseChallenges } from "../../lib/registry/registry_auth.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
+import { startRateLimitProxy } from "../support/ratelimit_proxy.ts";
+import { RegistryError } from "../../lib/registry/registry_error.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -229,6 +231,41 @@ Deno.test({
       assert.ok(bytes.length > 0);
       assert.equal(proxy.injected.redirect, 1);
       assert.deepEqual(proxy.redirectAuth, [null]);
+    } finally {
+      c.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `manifestHead() hands over the ratelimit headers; a long 429 names its host and wait${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using reg = await startRegistry({ auth: "none" });
+    await pushTestImage(reg, "team/app:1", { kind: "oci", seed: 43, layers: 1 });
+    await using hub = startRateLimitProxy(reg, { limit: 100, remaining: 7, stormAfter: 0 });
+    const c = new RegistryClient({
+      host: hub.host,
+      scheme: "http",
+      credential: null,
+      maxRetries: 3,
+      retryDelayMs: 10,
+      maxRetryWaitMs: 1000,
+      secrets: new Secrets(),
+    });
+    try {
+      const head = await c.manifestHead("team/app", "1");
+      assert.equal(head?.headers.get("ratelimit-limit"), "100;w=21600");
+      assert.equal(head?.headers.get("ratelimit-remaining"), "7;w=21600");
+      await assert.rejects(() => c.manifestGet("team/app", "1"), (e: unknown) => {
+        assert.ok(e instanceof RegistryError);
+        assert.equal(e.code, "IMAGE_RATE_LIMITED");
+        assert.equal(e.host, hub.host);
+        assert.equal(e.retryAfterMs, 3_600_000);
+        return true;
+      });
+      assert.equal(hub.refused, 1, "a wait beyond maxRetryWait is not retried");
     } finally {
       c.close();
     }
