@@ -21,7 +21,7 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage } from "../config/schema.ts";
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import type { Engine, EngineEvent } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import { CODES } from "../log/codes.ts";
@@ -36,6 +36,7 @@ import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { buildPlan, type MirrorPlan, type PlanTask } from "./plan.ts";
 import { RegistryProbe } from "./registry_probe.ts";
+import { selectionEntries, selectionLines } from "./repository_selection.ts";
 import { buildReport, planLine, planResults, type Report } from "./report.ts";
 import {
   latestGroups,
@@ -53,6 +54,8 @@ export interface MirrorRunOptions {
   config: ResolvedConfig;
   /** The images to mirror (the config's, filtered by `--only`). */
   images: ResolvedImage[];
+  /** The repositories whose tags rules select (the config's, filtered by `--only`). */
+  repositories: ResolvedRepository[];
   /** Plan only: nothing is written, docker is not prepared, Quay tokens are not checked. */
   dryRun: boolean;
   /** A person is at a terminal and may be asked for credentials. */
@@ -126,21 +129,22 @@ export class MirrorRun implements AsyncDisposable {
    *   continueOnError, an abort while planning).
    */
   async execute(startedAt: Date): Promise<Report> {
-    const { config, images, dryRun, logger, signal } = this.#options;
+    const { config, images, repositories, dryRun, logger, signal } = this.#options;
     const op = config.operation;
     const pairs = images.reduce((n, i) => n + i.targets.length, 0);
     logger.info(
       "MIRROR_START",
       OP,
-      `${
-        dryRun ? "Dry run" : "Run"
-      }: ${images.length} image(s), ${pairs} image x target, engine ${op.engine}, concurrency ${op.concurrency}`,
+      `${dryRun ? "Dry run" : "Run"}: ${images.length} image(s), ${pairs} image x target, ${
+        repositories.length ? `${repositories.length} repositor(ies) by rules, ` : ""
+      }engine ${op.engine}, concurrency ${op.concurrency}`,
     );
     const engine = this.#engine = await this.#makeEngine();
     if (!dryRun) await engine.prepare(signal);
     const logins = await loginAll({
       config,
       images,
+      repositories,
       hosts: this.#hosts,
       logger,
       secrets: this.#options.secrets,
@@ -157,6 +161,7 @@ export class MirrorRun implements AsyncDisposable {
       {
         comparison: engine.comparison,
         images,
+        repositories,
         signal,
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
@@ -175,6 +180,7 @@ export class MirrorRun implements AsyncDisposable {
       startedAt,
       endedAt: new Date(),
       latest: outcome.latest,
+      selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
     });
   }
@@ -242,10 +248,10 @@ export class MirrorRun implements AsyncDisposable {
 
   /** Once per run per Quay target: check the API token, so a bad one fails once, early. */
   async #checkQuayTokens(): Promise<Map<string, MirrorError>> {
-    const { config, images, logger, signal } = this.#options;
+    const { config, images, repositories, logger, signal } = this.#options;
     const broken = new Map<string, MirrorError>();
     if (!config.operation.createReposIfNotExists) return broken;
-    for (const name of new Set(images.flatMap((i) => i.targets))) {
+    for (const name of new Set([...images, ...repositories].flatMap((i) => i.targets))) {
       const registry = config.registries[name];
       if (registry.kind !== "quay" || !registry.apiToken) continue;
       try {
@@ -317,6 +323,9 @@ export class MirrorRun implements AsyncDisposable {
   async #dryRunReport(plan: MirrorPlan, startedAt: Date): Promise<Report> {
     const { config, logger, signal } = this.#options;
     const results = planResults(plan);
+    for (const selection of plan.selections ?? []) {
+      for (const line of selectionLines(selection)) logger.info("IMAGE_PLANNED", "Plan", line);
+    }
     for (const result of results) logger.info("IMAGE_PLANNED", "Plan", planLine(result));
     // Predict latest moves: repositories that would get a new tag.
     const predicted = latestGroups(results.map((r) => ({
@@ -352,6 +361,7 @@ export class MirrorRun implements AsyncDisposable {
       startedAt,
       endedAt: new Date(),
       latest,
+      selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
     });
   }

@@ -14,12 +14,22 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../config/schema.ts";
+import type {
+  ResolvedConfig,
+  ResolvedImage,
+  ResolvedRegistry,
+  ResolvedRepository,
+} from "../config/schema.ts";
 import type { Comparison } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
+import {
+  type RepositorySelection,
+  selectedImages,
+  selectRepositories,
+} from "./repository_selection.ts";
 
 /** What a task will do. */
 export type TaskAction = "push" | "exists" | "drift" | "failed";
@@ -47,12 +57,21 @@ export interface PlanTask {
   /** Plan-time failure (e.g. IMAGE_NOT_FOUND) or drift details. */
   code?: Code;
   message?: string;
+  /** The destination tag is in its repository's `tags.mutable`: it follows upstream. */
+  mutable?: boolean;
+  /**
+   * A push that replaces a mutable tag upstream moved: the destination digest the plan saw. The
+   * engine writes only while the tag still holds it (else drift).
+   */
+  replaceDigest?: string;
 }
 
 /** The whole plan. */
 export interface MirrorPlan {
   engine: "docker" | "registry";
   tasks: PlanTask[];
+  /** What the rules of each planned `repositories` entry selected (config order). */
+  selections?: RepositorySelection[];
 }
 
 /** Reads the plan needs. Implemented in registry_probe.ts on the registry and Quay clients. */
@@ -65,6 +84,8 @@ export interface PlanProbe {
   >;
   /** Does the Quay repository exist? ("unknown" when Quay answers 403 to a non-admin token). */
   repository(registry: ResolvedRegistry, name: string, signal?: AbortSignal): Promise<RepoState>;
+  /** Every tag of a source repository (all pages); [] when it is absent (404). */
+  tags(repository: Omit<Reference, "tag" | "digest">, signal?: AbortSignal): Promise<string[]>;
 }
 
 /** Options for {@link buildPlan}. */
@@ -72,6 +93,8 @@ export interface BuildPlanOptions {
   comparison: Comparison;
   /** Images to plan (default: all; `--only` filters). */
   images?: ResolvedImage[];
+  /** Repositories whose tags are selected by rules (default: all; `--only` filters). */
+  repositories?: ResolvedRepository[];
   signal?: AbortSignal;
   /** Reads at once. @default config.operation.concurrency * 4 */
   concurrency?: number;
@@ -104,24 +127,72 @@ export async function buildPlan(
   const brokenTargets = options.brokenTargets ?? new Map<string, MirrorError>();
   const probe = failingOnBrokenHosts(reads, brokenHosts);
   const images = options.images ?? config.images;
+  const selections = await selectRepositories(options.repositories ?? config.repositories, {
+    list: (repository, signal) => probe.tags(repository, signal),
+    signal: options.signal,
+  });
   const tasks: PlanTask[] = [];
+  // An explicit image and a selected tag naming one destination are one task (the first).
+  const byDestination = new Map<string, PlanTask>();
+  const addTask = (image: ResolvedImage, target: string, mutable: ReadonlySet<string>) => {
+    const registry = config.registries[target];
+    const destination = destinationOf(image, registry);
+    const key = `${target}\n${formatReference(destination)}`;
+    const isMutable = destination.tag !== undefined && mutable.has(destination.tag);
+    const existing = byDestination.get(key);
+    if (existing) {
+      if (isMutable) existing.mutable = true;
+      return;
+    }
+    const quay = registry.kind === "quay" && config.operation.createReposIfNotExists;
+    const task: PlanTask = {
+      id: tasks.length,
+      imageKey: image.key,
+      target,
+      source: image.source,
+      destination,
+      description: image.description,
+      repo: quay
+        ? { namespace: registry.organization, name: image.repository, state: "unknown" }
+        : null,
+      action: "push",
+      comparedBy: options.comparison,
+    };
+    if (isMutable) task.mutable = true;
+    tasks.push(task);
+    byDestination.set(key, task);
+  };
   for (const image of images) {
-    for (const target of image.targets) {
+    for (const target of image.targets) addTask(image, target, new Set());
+  }
+  const listingFailed: PlanTask[] = [];
+  for (const selected of selections) {
+    const mutable = new Set(selected.selection?.mutable ?? []);
+    for (const image of selectedImages(selected)) {
+      for (const target of image.targets) addTask(image, target, mutable);
+    }
+    const failure = selected.failure;
+    if (!failure) continue;
+    for (const target of selected.repository.targets) {
       const registry = config.registries[target];
-      const quay = registry.kind === "quay" && config.operation.createReposIfNotExists;
-      tasks.push({
+      const task: PlanTask = {
         id: tasks.length,
-        imageKey: image.key,
+        imageKey: selected.repository.key,
         target,
-        source: image.source,
-        destination: destinationOf(image, registry),
-        description: image.description,
-        repo: quay
-          ? { namespace: registry.organization, name: image.repository, state: "unknown" }
-          : null,
-        action: "push",
+        source: selected.repository.source,
+        destination: {
+          registry: registry.host,
+          repository: `${registry.namespace}/${selected.repository.repository}`,
+        },
+        description: selected.repository.description,
+        repo: null,
+        action: "failed",
         comparedBy: options.comparison,
-      });
+        code: failure.code,
+        message: failure.message,
+      };
+      tasks.push(task);
+      listingFailed.push(task);
     }
   }
   const sourceDigests = new Map<string, Promise<string | null>>();
@@ -135,7 +206,7 @@ export async function buildPlan(
   };
 
   await forEachLimited(
-    tasks,
+    tasks.filter((task) => !listingFailed.includes(task)),
     async (task) => {
       await planTask(task);
       const broken = brokenTargets.get(task.target);
@@ -143,7 +214,7 @@ export async function buildPlan(
     },
     { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );
-  return { engine: config.operation.engine, tasks };
+  return { engine: config.operation.engine, tasks, selections };
 
   async function planTask(task: PlanTask): Promise<void> {
     options.signal?.throwIfAborted();
@@ -207,6 +278,7 @@ export async function buildPlan(
           task.action = "exists";
           return;
         }
+        if (task.mutable) return replace(task, destinationDigest);
         task.action = "drift";
         task.code = "IMAGE_TAG_DRIFT";
         task.message = `${
@@ -214,6 +286,7 @@ export async function buildPlan(
         } holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
         return;
       }
+      if (task.mutable) return replace(task, destinationDigest);
       task.action = "drift";
       task.code = "IMAGE_TAG_DRIFT";
       task.message = `${
@@ -253,6 +326,10 @@ function failingOnBrokenHosts(
       throwIfBroken(broken, registry.host);
       return await probe.repository(registry, name, signal);
     },
+    async tags(repository, signal) {
+      throwIfBroken(broken, repository.registry);
+      return await probe.tags(repository, signal);
+    },
   };
 }
 
@@ -260,4 +337,14 @@ function fail(task: PlanTask, code: Code, message: string): void {
   task.action = "failed";
   task.code = code;
   task.message = message;
+}
+
+/** A mutable tag upstream moved: push again, replacing only the digest the plan saw. */
+function replace(task: PlanTask, destinationDigest: string): void {
+  task.action = "push";
+  task.replaceDigest = destinationDigest;
+  task.code = "IMAGE_TAG_UPDATED";
+  task.message = `${
+    formatReference(task.destination)
+  } holds ${destinationDigest}, source has ${task.sourceDigest}; mutable tag, copied again`;
 }

@@ -7,6 +7,7 @@
 import type { Secrets } from "../log/redact.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan } from "./plan.ts";
+import type { SelectionEntry } from "./repository_selection.ts";
 import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */
@@ -46,6 +47,8 @@ export interface Report {
     tag: string | null;
     message: string;
   }[];
+  /** Per `repositories` entry: tags listed, each rule's counts, dropped tags and why. */
+  selection: SelectionEntry[];
 }
 
 /** Options for {@link buildReport}. */
@@ -58,6 +61,8 @@ export interface BuildReportOptions {
   startedAt: Date;
   endedAt: Date;
   latest: LatestOutcome[];
+  /** The plan's tag selections, as report entries. @default [] */
+  selection?: SelectionEntry[];
   secrets: Secrets;
 }
 
@@ -106,6 +111,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       tag: l.tag ?? null,
       message: mask(l.message),
     })),
+    selection: options.selection ?? [],
   };
 }
 
@@ -185,6 +191,9 @@ export function planLine(result: TaskResult): string {
     : "";
   switch (result.status) {
     case "planned":
+      if (t.replaceDigest) {
+        return `would update ${formatReference(t.source)} -> ${dst}: ${t.message}`;
+      }
       return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
     case "exists":
       return `exists       ${dst} (${t.comparedBy} digest matches)`;
