@@ -20,19 +20,26 @@ const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not
 interface Env {
   dir: string;
   config: string;
+  vars: Record<string, string>;
 }
 
-async function writeConfig(dir: string, config: Record<string, unknown>): Promise<Env> {
+async function writeConfig(
+  dir: string,
+  config: Record<string, unknown>,
+  vars: Record<string, string> = {},
+): Promise<Env> {
   const path = `${dir}/config.yaml`;
   await Deno.writeTextFile(path, stringify(config));
-  return { dir, config: path };
+  return { dir, config: path, vars };
 }
 
 function baseConfig(dst: TestRegistry, more: Record<string, unknown>): Record<string, unknown> {
+  // With htpasswd, the password comes from DST_PASSWORD (Env.vars).
+  const auth = dst.username ? { username: dst.username, password: "${DST_PASSWORD}" } : {};
   return {
     registries: {
-      dr: { url: dst.host, namespace: "mirror", kind: "registry" },
-      bk: { url: dst.host, namespace: "backup", kind: "registry" },
+      dr: { url: dst.host, namespace: "mirror", kind: "registry", ...auth },
+      bk: { url: dst.host, namespace: "backup", kind: "registry", ...auth },
     },
     log: { dir: "./logs", level: "DEBUG" },
     operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
@@ -44,7 +51,7 @@ async function mirror(env: Env, extra: string[] = []) {
   const result = await runCli(
     ["mirror", "--config", env.config, "--non-interactive", "--report", `${env.dir}/report.json`]
       .concat(extra),
-    { cwd: env.dir },
+    { cwd: env.dir, env: env.vars },
   );
   let report: Report = null as unknown as Report;
   try {
@@ -178,7 +185,7 @@ Deno.test({
   ignore: Boolean(skip),
   async fn() {
     await using src = await startRegistry({ auth: "none" });
-    await using dst = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
     const dir = await Deno.makeTempDir({ prefix: "bb-e2e-sel-" });
     try {
       await pushTestImage(src, "team/rel:1.0.0", { kind: "oci", seed: 11 });
@@ -197,6 +204,7 @@ Deno.test({
             },
           },
         }),
+        { DST_PASSWORD: dst.password ?? "" },
       );
       const first = await mirror(env);
       assert.equal(first.code, 0, first.stderr);
@@ -207,6 +215,11 @@ Deno.test({
         "mirror/mut:1.0 pushed IMAGE_PUSHED",
       ]);
       assert.equal(await headDigest(dst, "mirror/rel:latest"), r120.digest);
+      // Logins cover a config with repositories only: the htpasswd target was logged in to.
+      assert.ok(
+        first.log.includes(`[LOGIN_SUCCESS] Login: ${dst.host}: credentials from config accepted`),
+        first.log,
+      );
 
       // Upstream: a new release, and both mut tags moved to other images.
       const r130 = await pushTestImage(src, "team/rel:1.3.0", { kind: "oci", seed: 14 });
