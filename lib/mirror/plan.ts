@@ -7,6 +7,12 @@
  * decides; docker recompresses layers on push, so for it the config digest (image ID) of the
  * configured platform decides once the manifest digests differ.
  *
+ * `repositories` entries are listed first (once per source repository, repository_selection.ts);
+ * each selected tag becomes an image like one under `images`, and an explicit image and a selected
+ * tag naming the same destination are one task. A selected tag in `tags.mutable` whose destination
+ * holds another image is not drift but a push with `replaceDigest` (the digest seen here), which
+ * the engine honours only while the tag still holds it.
+ *
  * What the run learned before planning is an input, never a patch afterwards: a host whose login
  * failed (continueOnError) fails every read on it, so its tasks fail with the login's error; a
  * Quay target whose API token was refused is not asked about repositories, and its tasks that
