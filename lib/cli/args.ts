@@ -81,8 +81,8 @@ new tag lands, then print statistics and write a JSON report.
 Options:
   -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
   -n, --dry-run          read only: print what would be done, write nothing
-      --only PATTERN     only images whose key or full reference matches (* is a wildcard);
-                         repeatable
+      --only PATTERN     only images and repositories whose key or full reference matches
+                         (* is a wildcard); repeatable
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
       --non-interactive  never prompt; missing credentials are an error (automatic without a
                          terminal, e.g. in cron)

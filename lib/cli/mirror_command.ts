@@ -10,7 +10,7 @@ import type { MirrorCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
 import { loadConfig, logOpenError } from "../config/load_config.ts";
-import type { ResolvedConfig, ResolvedImage } from "../config/schema.ts";
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { MirrorError, UsageError } from "../errors.ts";
 import { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
@@ -27,7 +27,7 @@ const OP = "Mirror";
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
   const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
-  const images = selectImages(config.images, cmd.only);
+  const { images, repositories } = selectEntries(config, cmd.only);
   const terminal = createTerminal({
     stdout: io.stdout,
     stderr: io.stderr,
@@ -74,6 +74,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     await using run = createMirrorRun({
       config,
       images,
+      repositories,
       dryRun: cmd.dryRun,
       interactive: io.isTerminal && !cmd.nonInteractive,
       env: io.env,
@@ -108,21 +109,36 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
 
 /** `--only` patterns: `*` matches any run of characters; matched against key and full reference. */
 export function selectImages(images: ResolvedImage[], patterns: string[]): ResolvedImage[] {
-  if (patterns.length === 0) return images;
+  return selectEntries({ images, repositories: [] }, patterns).images;
+}
+
+/**
+ * `--only` over images and `repositories` entries: an entry is kept when a pattern matches its
+ * key or its full source reference (`docker.io/library/nginx`).
+ *
+ * @throws {UsageError} when the patterns match nothing (exit 2).
+ */
+export function selectEntries(
+  config: { images: ResolvedImage[]; repositories: ResolvedRepository[] },
+  patterns: string[],
+): { images: ResolvedImage[]; repositories: ResolvedRepository[] } {
+  if (patterns.length === 0) return { images: config.images, repositories: config.repositories };
   const regexes = patterns.map((p) =>
     new RegExp(`^${p.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`)
   );
-  const selected = images.filter((image) =>
-    regexes.some((r) => r.test(image.key) || r.test(formatReference(image.source)))
-  );
-  if (selected.length === 0) {
+  const matches = (entry: { key: string; source: ResolvedRepository["source"] }) =>
+    regexes.some((r) => r.test(entry.key) || r.test(formatReference(entry.source)));
+  const images = config.images.filter(matches);
+  const repositories = config.repositories.filter(matches);
+  if (images.length === 0 && repositories.length === 0) {
+    const keys = config.repositories.map((r) => r.key);
     throw new UsageError(
       `--only ${patterns.join(", ")} matched no image (images: ${
-        images.map((i) => i.key).join(", ")
-      })`,
+        config.images.map((i) => i.key).join(", ")
+      }${keys.length ? `; repositories: ${keys.join(", ")}` : ""})`,
     );
   }
-  return selected;
+  return { images, repositories };
 }
 
 function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {

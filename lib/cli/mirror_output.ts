@@ -66,7 +66,13 @@ function logResult(logger: Logger, result: TaskResult): void {
   const dst = `${t.target} ${formatReference(t.destination)}`;
   switch (result.status) {
     case "pushed":
-      logger.info("IMAGE_PUSHED", OP, `${src} -> ${dst} (${result.digest})`);
+      if (result.code === "IMAGE_TAG_UPDATED") {
+        logger.info(
+          "IMAGE_TAG_UPDATED",
+          OP,
+          `${src} -> ${dst}: mutable tag moved from ${t.replaceDigest} to ${result.digest}`,
+        );
+      } else logger.info("IMAGE_PUSHED", OP, `${src} -> ${dst} (${result.digest})`);
       break;
     case "exists":
       logger.info(

@@ -265,7 +265,8 @@ export class DockerEngine implements Engine {
     if (!sourceConfig) {
       throw new MirrorError("IMAGE_NOT_FOUND", `${srcText}: manifest ${imageDigest} is gone`);
     }
-    const early = await this.#destinationState(destination, sourceConfig, platform, signal);
+    const recheck = { platform, replaceDigest: request.replaceDigest, signal };
+    const early = await this.#destinationState(destination, sourceConfig, recheck);
     if (early) return early;
 
     // Pull by the digest the registry client saw: what was checked is what is pushed.
@@ -300,7 +301,7 @@ export class DockerEngine implements Engine {
     emit({ kind: "step", code: "IMAGE_TAGGED", message: `tagged ${srcText} as ${dstText}` });
 
     // The never-overwrite rule, checked again right before the push.
-    const late = await this.#destinationState(destination, sourceConfig, platform, signal);
+    const late = await this.#destinationState(destination, sourceConfig, recheck);
     if (late) return late;
     await this.#ensureLogin(destination.registry, request.credentials?.destination, {
       signal,
@@ -359,13 +360,16 @@ export class DockerEngine implements Engine {
     }
   }
 
-  /** null: the tag is free; `exists`: it holds the same image; throws IMAGE_TAG_DRIFT otherwise. */
+  /**
+   * null: the tag is free (or still holds `replaceDigest`, a mutable tag to replace); `exists`: it
+   * holds the same image; throws IMAGE_TAG_DRIFT otherwise.
+   */
   async #destinationState(
     destination: Reference,
     sourceConfig: string,
-    platform: string,
-    signal?: AbortSignal,
+    options: { platform: string; replaceDigest?: string; signal?: AbortSignal },
   ): Promise<CopyResult | null> {
+    const { platform, replaceDigest, signal } = options;
     const dst = this.#options.clientFor(destination.registry);
     const head = await dst.manifestHead(destination.repository, manifestRef(destination), signal);
     if (!head) return null;
@@ -374,6 +378,7 @@ export class DockerEngine implements Engine {
       signal,
     });
     if (config === sourceConfig) return { status: "exists", digest: head.digest, bytesUploaded: 0 };
+    if (replaceDigest !== undefined && head.digest === replaceDigest) return null;
     throw new MirrorError(
       "IMAGE_TAG_DRIFT",
       `${formatReference(destination)} holds ${

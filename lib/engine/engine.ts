@@ -5,7 +5,8 @@
  * What callers may rely on:
  * - `copy()` never writes a tag that exists with a different image: it checks the destination tag
  *   right before the write and throws `MirrorError("IMAGE_TAG_DRIFT")` if it holds another image,
- *   and returns `{ status: "exists" }` if it holds the same one.
+ *   and returns `{ status: "exists" }` if it holds the same one. The one exception is
+ *   `replaceDigest`: a tag that still holds exactly that manifest digest is replaced.
  * - Blobs are complete before their manifest is PUT; children before an index. On abort, no
  *   partial tag is visible (a tag is written only by a complete manifest PUT).
  * - Engines never print; they report through `onEvent`.
@@ -43,6 +44,11 @@ export interface CopyRequest {
    * pull or push there) use them; the registry engine's clients already hold theirs.
    */
   credentials?: CopyCredentials;
+  /**
+   * Replace the destination tag if (and only if) it still holds this manifest digest (a mutable
+   * tag upstream moved; the digest the plan saw). Any other image there is still drift.
+   */
+  replaceDigest?: string;
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
 }

@@ -73,6 +73,7 @@ class CopyJob {
   #dst: RegistryClient;
   #source: Reference;
   #destination: Reference;
+  #replaceDigest?: string;
   #signal?: AbortSignal;
   #emit: (event: EngineEvent) => void;
   #blobConcurrency: number;
@@ -88,6 +89,7 @@ class CopyJob {
     this.#dst = clientFor(request.destination.registry);
     this.#source = request.source;
     this.#destination = request.destination;
+    this.#replaceDigest = request.replaceDigest;
     this.#signal = request.signal;
     this.#emit = request.onEvent ?? (() => {});
     this.#blobConcurrency = options.blobConcurrency;
@@ -117,7 +119,7 @@ class CopyJob {
     return { status: "pushed", digest, bytesUploaded: this.bytesUploaded };
   }
 
-  /** The never-overwrite rule: null when the tag is free. */
+  /** The never-overwrite rule: null when the tag is free (or holds the digest to replace). */
   async #checkDestination(digest: string): Promise<CopyResult | null> {
     const existing = await this.#dst.manifestHead(
       this.#destination.repository,
@@ -128,6 +130,7 @@ class CopyJob {
     if (existing.digest === digest) {
       return { status: "exists", digest, bytesUploaded: this.bytesUploaded };
     }
+    if (this.#replaceDigest !== undefined && existing.digest === this.#replaceDigest) return null;
     throw new MirrorError(
       "IMAGE_TAG_DRIFT",
       `${formatReference(this.#destination)} holds ${existing.digest}, source ${

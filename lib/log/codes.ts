@@ -39,6 +39,10 @@ export const CODES = {
     level: "WARNING",
     meaning: "the destination tag holds a different image; reported, not touched",
   },
+  IMAGE_TAG_UPDATED: {
+    level: "INFO",
+    meaning: "a mutable tag upstream moved was copied again (both digests)",
+  },
   IMAGE_PULL_FAILED: { level: "ERROR", meaning: "reading the source image failed" },
   IMAGE_PUSH_FAILED: { level: "ERROR", meaning: "writing to the destination failed" },
   IMAGE_DIGEST_MISMATCH: {

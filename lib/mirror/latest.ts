@@ -24,7 +24,11 @@ export function parseVersion(tag: string): Version | null {
   return version;
 }
 
-/** Compare two versions: negative when a < b. A pre-release sorts below its release. */
+/**
+ * Compare two versions: negative when a < b. A pre-release sorts below its release; pre-releases
+ * compare by semver precedence (identifier by identifier, numbers numerically: `rc.10` > `rc.9`),
+ * as tag selection ranks them (config/tag_rules.ts), so `latest` and `newest` agree.
+ */
 export function compareVersions(a: Version, b: Version): number {
   const length = Math.max(a.parts.length, b.parts.length);
   for (let i = 0; i < length; i++) {
@@ -34,7 +38,20 @@ export function compareVersions(a: Version, b: Version): number {
   if (a.pre === b.pre) return 0;
   if (a.pre === undefined) return 1;
   if (b.pre === undefined) return -1;
-  return a.pre < b.pre ? -1 : 1;
+  return comparePrerelease(a.pre.split("."), b.pre.split("."));
+}
+
+/** Semver 2.0.0 precedence of pre-release identifiers (numeric < alphanumeric, then ASCII). */
+function comparePrerelease(a: string[], b: string[]): number {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    const [x, y] = [a[i], b[i]];
+    if (x === y) continue;
+    const [xn, yn] = [/^\d+$/.test(x), /^\d+$/.test(y)];
+    if (xn && yn) return Number(x) - Number(y);
+    if (xn !== yn) return xn ? -1 : 1;
+    return x < y ? -1 : 1;
+  }
+  return a.length - b.length;
 }
 
 /** Input for {@link chooseLatest}. */

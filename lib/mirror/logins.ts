@@ -12,7 +12,7 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage } from "../config/schema.ts";
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import type { Credential } from "../credentials/credential.ts";
 import { missingCredentialsError, resolveCredential } from "../credentials/credential_chain.ts";
 import { MirrorError } from "../errors.ts";
@@ -25,6 +25,8 @@ import type { RegistryHosts } from "../registry/registry_hosts.ts";
 export interface LoginOptions {
   config: ResolvedConfig;
   images: ResolvedImage[];
+  /** Repositories selected by rules: their source hosts and targets need logins too. */
+  repositories?: ResolvedRepository[];
   /** Settings per host, new clients to try credentials with, and the pool verified ones go to. */
   hosts: RegistryHosts;
   logger: Logger;
@@ -51,7 +53,7 @@ export interface Logins {
 export async function loginAll(options: LoginOptions): Promise<Logins> {
   const { config, logger } = options;
   const hosts = new Map<string, { repository: string; destination: boolean }>();
-  for (const image of options.images) {
+  for (const image of [...options.images, ...options.repositories ?? []]) {
     if (!hosts.has(image.source.registry)) {
       hosts.set(image.source.registry, { repository: image.source.repository, destination: false });
     }

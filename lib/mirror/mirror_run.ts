@@ -24,7 +24,7 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage } from "../config/schema.ts";
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import type { Engine, EngineEvent } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import { CODES } from "../log/codes.ts";
@@ -40,6 +40,7 @@ import { MirrorState } from "./mirror_state.ts";
 import { buildPlan, type MirrorPlan, type PlanTask } from "./plan.ts";
 import { HostPullGate } from "./pull_budget.ts";
 import { RegistryProbe } from "./registry_probe.ts";
+import { selectionEntries, selectionLines } from "./repository_selection.ts";
 import { buildReport, planLine, planResults, type Report } from "./report.ts";
 import {
   latestGroups,
@@ -57,6 +58,8 @@ export interface MirrorRunOptions {
   config: ResolvedConfig;
   /** The images to mirror (the config's, filtered by `--only`). */
   images: ResolvedImage[];
+  /** The repositories whose tags rules select (the config's, filtered by `--only`). */
+  repositories: ResolvedRepository[];
   /** Plan only: nothing is written, docker is not prepared, Quay tokens are not checked. */
   dryRun: boolean;
   /** A person is at a terminal and may be asked for credentials. */
@@ -131,21 +134,22 @@ export class MirrorRun implements AsyncDisposable {
    *   continueOnError, an abort while planning).
    */
   async execute(startedAt: Date): Promise<Report> {
-    const { config, images, dryRun, logger, signal } = this.#options;
+    const { config, images, repositories, dryRun, logger, signal } = this.#options;
     const op = config.operation;
     const pairs = images.reduce((n, i) => n + i.targets.length, 0);
     logger.info(
       "MIRROR_START",
       OP,
-      `${
-        dryRun ? "Dry run" : "Run"
-      }: ${images.length} image(s), ${pairs} image x target, engine ${op.engine}, concurrency ${op.concurrency}`,
+      `${dryRun ? "Dry run" : "Run"}: ${images.length} image(s), ${pairs} image x target, ${
+        repositories.length ? `${repositories.length} repositor(ies) by rules, ` : ""
+      }engine ${op.engine}, concurrency ${op.concurrency}`,
     );
     const engine = this.#engine = await this.#makeEngine();
     if (!dryRun) await engine.prepare(signal);
     const logins = await loginAll({
       config,
       images,
+      repositories,
       hosts: this.#hosts,
       logger,
       secrets: this.#options.secrets,
@@ -162,6 +166,7 @@ export class MirrorRun implements AsyncDisposable {
       {
         comparison: engine.comparison,
         images,
+        repositories,
         signal,
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
@@ -180,6 +185,7 @@ export class MirrorRun implements AsyncDisposable {
       startedAt,
       endedAt: new Date(),
       latest: outcome.latest,
+      selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
       stoppedHosts: new Map(
@@ -252,10 +258,10 @@ export class MirrorRun implements AsyncDisposable {
 
   /** Once per run per Quay target: check the API token, so a bad one fails once, early. */
   async #checkQuayTokens(): Promise<Map<string, MirrorError>> {
-    const { config, images, logger, signal } = this.#options;
+    const { config, images, repositories, logger, signal } = this.#options;
     const broken = new Map<string, MirrorError>();
     if (!config.operation.createReposIfNotExists) return broken;
-    for (const name of new Set(images.flatMap((i) => i.targets))) {
+    for (const name of new Set([...images, ...repositories].flatMap((i) => i.targets))) {
       const registry = config.registries[name];
       if (registry.kind !== "quay" || !registry.apiToken) continue;
       try {
@@ -327,6 +333,9 @@ export class MirrorRun implements AsyncDisposable {
   async #dryRunReport(plan: MirrorPlan, startedAt: Date): Promise<Report> {
     const { config, logger, signal } = this.#options;
     const results = planResults(plan);
+    for (const selection of plan.selections ?? []) {
+      for (const line of selectionLines(selection)) logger.info("IMAGE_PLANNED", "Plan", line);
+    }
     for (const result of results) {
       if (result.status === "deferred") {
         logger.warn("IMAGE_DEFERRED_RATE_LIMIT", "Plan", planLine(result));
@@ -366,6 +375,7 @@ export class MirrorRun implements AsyncDisposable {
       startedAt,
       endedAt: new Date(),
       latest,
+      selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
     });

@@ -7,6 +7,12 @@
  * decides; docker recompresses layers on push, so for it the config digest (image ID) of the
  * configured platform decides once the manifest digests differ.
  *
+ * `repositories` entries are listed first (once per source repository, repository_selection.ts);
+ * each selected tag becomes an image like one under `images`, and an explicit image and a selected
+ * tag naming the same destination are one task. A selected tag in `tags.mutable` whose destination
+ * holds another image is not drift but a push with `replaceDigest` (the digest seen here), which
+ * the engine honours only while the tag still holds it.
+ *
  * What the run learned before planning is an input, never a patch afterwards: a host whose login
  * failed (continueOnError) fails every read on it, so its tasks fail with the login's error; a
  * Quay target whose API token was refused is not asked about repositories, and its tasks that
@@ -18,7 +24,12 @@
  *
  * @module
  */
-import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../config/schema.ts";
+import type {
+  ResolvedConfig,
+  ResolvedImage,
+  ResolvedRegistry,
+  ResolvedRepository,
+} from "../config/schema.ts";
 import type { Comparison } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
@@ -26,6 +37,11 @@ import { formatReference, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import { applyPullBudget, pullsForHead, type SourceHead } from "./_plan_budget.ts";
 import type { HostBudget, RateLimit } from "./pull_budget.ts";
+import {
+  type RepositorySelection,
+  selectedImages,
+  selectRepositories,
+} from "./repository_selection.ts";
 
 /** What a task will do. */
 export type TaskAction = "push" | "exists" | "drift" | "failed" | "deferred";
@@ -55,6 +71,13 @@ export interface PlanTask {
   /** Plan-time failure (e.g. IMAGE_NOT_FOUND), drift details or why it is deferred. */
   code?: Code;
   message?: string;
+  /** The destination tag is in its repository's `tags.mutable`: it follows upstream. */
+  mutable?: boolean;
+  /**
+   * A push that replaces a mutable tag upstream moved: the destination digest the plan saw. The
+   * engine writes only while the tag still holds it (else drift).
+   */
+  replaceDigest?: string;
 }
 
 /** The whole plan. */
@@ -63,6 +86,8 @@ export interface MirrorPlan {
   tasks: PlanTask[];
   /** The pull budget of every rate-limited source host the pushes pull from (sorted by host). */
   pullBudget?: HostBudget[];
+  /** What the rules of each planned `repositories` entry selected (config order). */
+  selections?: RepositorySelection[];
 }
 
 /** A manifest HEAD as the plan reads it. */
@@ -84,6 +109,8 @@ export interface PlanProbe {
   >;
   /** Does the Quay repository exist? ("unknown" when Quay answers 403 to a non-admin token). */
   repository(registry: ResolvedRegistry, name: string, signal?: AbortSignal): Promise<RepoState>;
+  /** Every tag of a source repository (all pages); [] when it is absent (404). */
+  tags(repository: Omit<Reference, "tag" | "digest">, signal?: AbortSignal): Promise<string[]>;
 }
 
 /** Options for {@link buildPlan}. */
@@ -91,6 +118,8 @@ export interface BuildPlanOptions {
   comparison: Comparison;
   /** Images to plan (default: all; `--only` filters). */
   images?: ResolvedImage[];
+  /** Repositories whose tags are selected by rules (default: all; `--only` filters). */
+  repositories?: ResolvedRepository[];
   signal?: AbortSignal;
   /** Reads at once. @default config.operation.concurrency * 4 */
   concurrency?: number;
@@ -125,24 +154,72 @@ export async function buildPlan(
   const brokenTargets = options.brokenTargets ?? new Map<string, MirrorError>();
   const probe = failingOnBrokenHosts(reads, brokenHosts);
   const images = options.images ?? config.images;
+  const selections = await selectRepositories(options.repositories ?? config.repositories, {
+    list: (repository, signal) => probe.tags(repository, signal),
+    signal: options.signal,
+  });
   const tasks: PlanTask[] = [];
+  // An explicit image and a selected tag naming one destination are one task (the first).
+  const byDestination = new Map<string, PlanTask>();
+  const addTask = (image: ResolvedImage, target: string, mutable: ReadonlySet<string>) => {
+    const registry = config.registries[target];
+    const destination = destinationOf(image, registry);
+    const key = `${target}\n${formatReference(destination)}`;
+    const isMutable = destination.tag !== undefined && mutable.has(destination.tag);
+    const existing = byDestination.get(key);
+    if (existing) {
+      if (isMutable) existing.mutable = true;
+      return;
+    }
+    const quay = registry.kind === "quay" && config.operation.createReposIfNotExists;
+    const task: PlanTask = {
+      id: tasks.length,
+      imageKey: image.key,
+      target,
+      source: image.source,
+      destination,
+      description: image.description,
+      repo: quay
+        ? { namespace: registry.organization, name: image.repository, state: "unknown" }
+        : null,
+      action: "push",
+      comparedBy: options.comparison,
+    };
+    if (isMutable) task.mutable = true;
+    tasks.push(task);
+    byDestination.set(key, task);
+  };
   for (const image of images) {
-    for (const target of image.targets) {
+    for (const target of image.targets) addTask(image, target, new Set());
+  }
+  const listingFailed: PlanTask[] = [];
+  for (const selected of selections) {
+    const mutable = new Set(selected.selection?.mutable ?? []);
+    for (const image of selectedImages(selected)) {
+      for (const target of image.targets) addTask(image, target, mutable);
+    }
+    const failure = selected.failure;
+    if (!failure) continue;
+    for (const target of selected.repository.targets) {
       const registry = config.registries[target];
-      const quay = registry.kind === "quay" && config.operation.createReposIfNotExists;
-      tasks.push({
+      const task: PlanTask = {
         id: tasks.length,
-        imageKey: image.key,
+        imageKey: selected.repository.key,
         target,
-        source: image.source,
-        destination: destinationOf(image, registry),
-        description: image.description,
-        repo: quay
-          ? { namespace: registry.organization, name: image.repository, state: "unknown" }
-          : null,
-        action: "push",
+        source: selected.repository.source,
+        destination: {
+          registry: registry.host,
+          repository: `${registry.namespace}/${selected.repository.repository}`,
+        },
+        description: selected.repository.description,
+        repo: null,
+        action: "failed",
         comparedBy: options.comparison,
-      });
+        code: failure.code,
+        message: failure.message,
+      };
+      tasks.push(task);
+      listingFailed.push(task);
     }
   }
   const sourceHeads = new Map<string, Promise<ProbedManifest | null>>();
@@ -166,7 +243,7 @@ export async function buildPlan(
   };
 
   await forEachLimited(
-    tasks,
+    tasks.filter((task) => !listingFailed.includes(task)),
     async (task) => {
       await planTask(task);
       const broken = brokenTargets.get(task.target);
@@ -182,7 +259,7 @@ export async function buildPlan(
     reserve: config.operation.dockerHubReserve,
     nowMs: options.nowMs ?? Date.now(),
   });
-  return { engine: config.operation.engine, tasks, pullBudget };
+  return { engine: config.operation.engine, tasks, pullBudget, selections };
 
   async function planTask(task: PlanTask): Promise<void> {
     options.signal?.throwIfAborted();
@@ -244,6 +321,7 @@ export async function buildPlan(
           task.action = "exists";
           return;
         }
+        if (task.mutable) return replace(task, destinationDigest);
         task.action = "drift";
         task.code = "IMAGE_TAG_DRIFT";
         task.message = `${
@@ -251,6 +329,7 @@ export async function buildPlan(
         } holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
         return;
       }
+      if (task.mutable) return replace(task, destinationDigest);
       task.action = "drift";
       task.code = "IMAGE_TAG_DRIFT";
       task.message = `${
@@ -290,6 +369,10 @@ function failingOnBrokenHosts(
       throwIfBroken(broken, registry.host);
       return await probe.repository(registry, name, signal);
     },
+    async tags(repository, signal) {
+      throwIfBroken(broken, repository.registry);
+      return await probe.tags(repository, signal);
+    },
   };
 }
 
@@ -297,4 +380,14 @@ function fail(task: PlanTask, code: Code, message: string): void {
   task.action = "failed";
   task.code = code;
   task.message = message;
+}
+
+/** A mutable tag upstream moved: push again, replacing only the digest the plan saw. */
+function replace(task: PlanTask, destinationDigest: string): void {
+  task.action = "push";
+  task.replaceDigest = destinationDigest;
+  task.code = "IMAGE_TAG_UPDATED";
+  task.message = `${
+    formatReference(task.destination)
+  } holds ${destinationDigest}, source has ${task.sourceDigest}; mutable tag, copied again`;
 }

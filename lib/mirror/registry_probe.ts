@@ -1,5 +1,6 @@
 /**
- * The plan's reads on real registries: manifest HEADs and config digests through the host pool
+ * The plan's reads on real registries: manifest HEADs, config digests and tag lists through the
+ * host pool
  * (registry_hosts.ts), and Quay repository GETs. Reads only; a failed login or a refused Quay
  * token is not handled here but given to the plan as an input (plan.ts).
  *
@@ -55,6 +56,15 @@ export class RegistryProbe implements PlanProbe {
   ): Promise<string | null> {
     const client = this.#options.hosts.client(ref.registry);
     return imageConfigDigest(client, ref.repository, manifestRef(ref), { platform, signal });
+  }
+
+  /** Every tag of a source repository (all pages, bounded); [] when it is absent (404). */
+  async tags(
+    repository: Omit<Reference, "tag" | "digest">,
+    signal?: AbortSignal,
+  ): Promise<string[]> {
+    const client = this.#options.hosts.client(repository.registry);
+    return await client.tagList(repository.repository, signal);
   }
 
   /**

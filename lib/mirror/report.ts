@@ -8,6 +8,7 @@ import type { Secrets } from "../log/redact.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan } from "./plan.ts";
 import type { HostBudget } from "./pull_budget.ts";
+import type { SelectionEntry } from "./repository_selection.ts";
 import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */
@@ -73,6 +74,8 @@ export interface Report {
     tag: string | null;
     message: string;
   }[];
+  /** Per `repositories` entry: tags listed, each rule's counts, dropped tags and why. */
+  selection: SelectionEntry[];
 }
 
 /** Options for {@link buildReport}. */
@@ -85,6 +88,8 @@ export interface BuildReportOptions {
   startedAt: Date;
   endedAt: Date;
   latest: LatestOutcome[];
+  /** The plan's tag selections, as report entries. @default [] */
+  selection?: SelectionEntry[];
   secrets: Secrets;
   /** The plan's pull budget per rate-limited source host. */
   pullBudget?: readonly HostBudget[];
@@ -139,6 +144,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       tag: l.tag ?? null,
       message: mask(l.message),
     })),
+    selection: options.selection ?? [],
   };
 }
 
@@ -265,6 +271,9 @@ export function planLine(result: TaskResult): string {
     : "";
   switch (result.status) {
     case "planned":
+      if (t.replaceDigest) {
+        return `would update ${formatReference(t.source)} -> ${dst}: ${t.message}`;
+      }
       return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
     case "exists":
       return `exists       ${dst} (${t.comparedBy} digest matches)`;

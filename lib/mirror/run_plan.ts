@@ -163,6 +163,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         source: task.source,
         destination: task.destination,
         platform: options.platform,
+        replaceDigest: task.replaceDigest,
         credentials: {
           source: options.credentials?.get(task.source.registry),
           destination: options.credentials?.get(task.destination.registry),
@@ -170,10 +171,11 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         signal: options.signal,
         onEvent: (event) => emit({ kind: "engine", task, event }),
       });
+      const pushedCode = task.replaceDigest ? "IMAGE_TAG_UPDATED" : "IMAGE_PUSHED";
       return done({
         status: copied.status === "pushed" ? "pushed" : "exists",
         digest: copied.digest,
-        code: copied.status === "pushed" ? "IMAGE_PUSHED" : "IMAGE_ALREADY_EXISTS",
+        code: copied.status === "pushed" ? pushedCode : "IMAGE_ALREADY_EXISTS",
         repo,
         bytesUploaded: copied.bytesUploaded,
       });

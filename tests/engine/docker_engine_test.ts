@@ -337,6 +337,40 @@ Deno.test(`DockerEngine on a real dockerd and real registries${suffix}`, {
     );
 
     await t.step(
+      "`copy()` replaces a mutable tag only while it still holds `replaceDigest`",
+      async () => {
+        const engine = engineFor(dockerd, clients);
+        await engine.prepare();
+        await engine.login(dst.host, {
+          kind: "basic",
+          username: dst.username as string,
+          password: dst.password as string,
+          source: "config",
+        });
+        const first = await engine.copy({
+          source: ref(src, "src/app:1.0"),
+          destination: ref(dst, "mirror/app:mutable"),
+        });
+        assert.equal(first.status, "pushed");
+        const moved = {
+          source: ref(src, "src/multi:2.0"),
+          destination: ref(dst, "mirror/app:mutable"),
+          platform: "linux/amd64",
+        };
+        await rejectsWith(
+          engine.copy({ ...moved, replaceDigest: "sha256:" + "0".repeat(64) }),
+          "IMAGE_TAG_DRIFT",
+        );
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:mutable")).digest, first.digest);
+        const result = await engine.copy({ ...moved, replaceDigest: first.digest });
+        assert.equal(result.status, "pushed");
+        const pushed = await skopeoInspectRaw(dst, "mirror/app:mutable");
+        assert.equal(pushed.digest, result.digest);
+        assert.equal((pushed.manifest.config as { digest: string }).digest, multi.configDigest);
+      },
+    );
+
+    await t.step(
       "`copy()` re-checks the tag right before the push: a tag pushed meanwhile is drift, no push",
       async () => {
         // Another image lands on the tag between the engine's first look (tag free) and its second

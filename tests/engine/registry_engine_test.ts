@@ -138,6 +138,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: `RegistryEngine replaces a tag only while it holds request.replaceDigest${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using reg = await startRegistry({ auth: "none" });
+    using e = engineFor([{ host: reg.host, reg }]);
+    const image = await pushTestImage(reg, "upstream/app:1.27", { kind: "oci", seed: 71 });
+    const old = await pushTestImage(reg, "mirror/app:1.27", { kind: "oci", seed: 72 });
+    const request = {
+      source: parseReference(`${reg.host}/upstream/app:1.27`),
+      destination: parseReference(`${reg.host}/mirror/app:1.27`),
+    };
+    // Another digest than the one there (the tag moved again after planning): still drift.
+    const elsewhere = "sha256:" + "0".repeat(64);
+    await assert.rejects(
+      () => e.engine.copy({ ...request, replaceDigest: elsewhere }),
+      (err: unknown) => err instanceof MirrorError && err.code === "IMAGE_TAG_DRIFT",
+    );
+    assert.equal(await headDigest(reg, "mirror/app:1.27"), old.digest);
+    const copied = await e.engine.copy({ ...request, replaceDigest: old.digest });
+    assert.equal(copied.status, "pushed");
+    assert.equal(await headDigest(reg, "mirror/app:1.27"), image.digest);
+  },
+});
+
+Deno.test({
   name:
     `RegistryEngine completes a copy through 503s, a reset mid-blob and a 429 with Retry-After${skip}`,
   ignore: Boolean(skip),

@@ -17,6 +17,21 @@ Deno.test("compareVersions() orders numerically, pre-releases below releases", (
   assert.ok(compareVersions(v("v2"), v("1.99.99")) > 0);
 });
 
+// Tag selection (tag_rules.ts) ranks prereleases by semver precedence; latest must agree, or a
+// `newest` selection of release candidates moves latest to rc.9 while rc.10 is the highest.
+Deno.test("compareVersions() orders pre-releases by semver precedence, as tag selection does", () => {
+  const v = (s: string) => parseVersion(s) ?? assert.fail(s);
+  assert.ok(compareVersions(v("2.0.0-rc.10"), v("2.0.0-rc.9")) > 0);
+  assert.ok(compareVersions(v("2.0.0-rc.2"), v("2.0.0-rc.2")) === 0);
+  assert.ok(compareVersions(v("2.0.0-alpha"), v("2.0.0-alpha.1")) < 0);
+  assert.ok(compareVersions(v("2.0.0-rc.1"), v("2.0.0-beta.11")) > 0);
+  assert.deepEqual(chooseLatest({ candidates: ["2.0.0-rc.9", "2.0.0-rc.10"], current: null }), {
+    action: "move",
+    tag: "2.0.0-rc.10",
+    order: "version",
+  });
+});
+
 Deno.test("chooseLatest() follows the rule", async (t) => {
   const rows: [string, Parameters<typeof chooseLatest>[0], ReturnType<typeof chooseLatest>][] = [
     ["highest version, not config order", { candidates: ["1.10", "1.9"], current: null }, {

@@ -3,7 +3,12 @@
  * before planning (a failed login, a refused Quay token) as inputs of the plan.
  */
 import assert from "node:assert/strict";
-import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../../lib/config/schema.ts";
+import type {
+  ResolvedConfig,
+  ResolvedImage,
+  ResolvedRegistry,
+  ResolvedRepository,
+} from "../../lib/config/schema.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { buildPlan, type PlanProbe, type RepoState } from "../../lib/mirror/plan.ts";
 import { MEDIA_TYPES } from "../../lib/registry/manifest.ts";
@@ -37,18 +42,26 @@ function image(source: string, targets: string[]): ResolvedImage {
   };
 }
 
-function config(images: ResolvedImage[]): ResolvedConfig {
+function config(
+  images: ResolvedImage[],
+  repositories: ResolvedRepository[] = [],
+): ResolvedConfig {
   return {
     file: "test.yaml",
     registries: { dr, qy: quay },
     sources: {},
     images,
+    repositories,
     operation: { engine: "registry", concurrency: 2, createReposIfNotExists: true },
   } as unknown as ResolvedConfig;
 }
 
 /** A probe over fixed digests; records every read. */
-function fakeProbe(digests: Record<string, string>, repos: Record<string, RepoState> = {}) {
+function fakeProbe(
+  digests: Record<string, string>,
+  repos: Record<string, RepoState> = {},
+  listings: Record<string, string[] | Error> = {},
+) {
   const reads: string[] = [];
   const probe: PlanProbe = {
     manifestHead(ref: Reference) {
@@ -65,6 +78,12 @@ function fakeProbe(digests: Record<string, string>, repos: Record<string, RepoSt
     repository(registry: ResolvedRegistry, name: string) {
       reads.push(`REPO ${registry.name}/${name}`);
       return Promise.resolve(repos[name] ?? "exists");
+    },
+    tags(repository) {
+      const key = `${repository.registry}/${repository.repository}`;
+      reads.push(`TAGS ${key}`);
+      const listing = listings[key] ?? [];
+      return listing instanceof Error ? Promise.reject(listing) : Promise.resolve(listing);
     },
   };
   return { probe, reads };
@@ -167,6 +186,7 @@ function budgetProbe(
     },
     configDigest: () => Promise.resolve(null),
     repository: () => Promise.resolve("exists" as RepoState),
+    tags: () => Promise.resolve([]),
   };
 }
 
@@ -259,4 +279,73 @@ Deno.test("buildPlan() takes the plan's own config GETs (docker engine) off the 
   assert.deepEqual(plan.tasks.map((t) => t.action), ["drift", "push", "deferred"]);
   assert.equal(plan.pullBudget?.[0].remaining, 11);
   assert.equal(plan.pullBudget?.[0].planned, 1);
+});
+
+function repository(key: string, targets: string[], tags: ResolvedRepository["tags"]) {
+  const ref = parseReference(key);
+  return {
+    key,
+    source: { registry: ref.registry, repository: ref.repository },
+    targets,
+    repository: ref.repository.split("/").pop() as string,
+    tags,
+  } as ResolvedRepository;
+}
+
+Deno.test("buildPlan() lists a repository once and plans one task per selected tag x target", async () => {
+  const { probe, reads } = fakeProbe(
+    {
+      "src.example/team/app:1.0.0": A,
+      "src.example/team/app:1.1.0": A,
+      "src.example/team/app:1.2.0": A,
+      "dst.example/m/app:1.1.0": B,
+      "dst.example/m/app:1.2.0": B,
+    },
+    {},
+    { "src.example/team/app": ["0.9.0", "1.0.0", "1.1.0", "1.2.0", "1.2.0-rc.1", "latest"] },
+  );
+  const plan = await buildPlan(
+    config([image("src.example/team/app:1.0.0", ["dr"])], [
+      repository("src.example/team/app", ["dr"], { semver: ">=1", mutable: ["1.2.0"] }),
+      repository("src.example/team/app", ["dr"], { newest: 1 }),
+    ]),
+    probe,
+    { comparison: "manifest" },
+  );
+  assert.equal(reads.filter((r) => r.startsWith("TAGS")).length, 1);
+  // The explicit image 1.0.0 and the selected 1.0.0 are one task; 1.2.0 is mutable.
+  assert.deepEqual(plan.tasks.map((t) => [formatReference(t.destination), t.action, t.code]), [
+    ["dst.example/m/app:1.0.0", "push", undefined],
+    ["dst.example/m/app:1.2.0", "push", "IMAGE_TAG_UPDATED"],
+    ["dst.example/m/app:1.1.0", "drift", "IMAGE_TAG_DRIFT"],
+  ]);
+  assert.equal(plan.tasks[1].replaceDigest, B);
+  assert.deepEqual(plan.selections?.map((s) => s.selection?.selected), [
+    ["1.2.0", "1.1.0", "1.0.0"],
+    ["1.2.0"],
+  ]);
+});
+
+Deno.test("buildPlan() makes a repository whose listing fails one failed task per target", async () => {
+  const { probe } = fakeProbe({}, {}, {
+    "src.example/team/gone": [],
+    "src.example/team/loop": new MirrorError("IMAGE_MANIFEST_INVALID", "never ends"),
+  });
+  const plan = await buildPlan(
+    config([], [
+      repository("src.example/team/gone", ["dr", "qy"], {}),
+      repository("src.example/team/loop", ["dr"], {}),
+    ]),
+    probe,
+    { comparison: "manifest" },
+  );
+  assert.deepEqual(plan.tasks.map((t) => [formatReference(t.destination), t.action, t.code]), [
+    ["dst.example/m/gone", "failed", "IMAGE_NOT_FOUND"],
+    ["quay.example/org/gone", "failed", "IMAGE_NOT_FOUND"],
+    ["dst.example/m/loop", "failed", "IMAGE_MANIFEST_INVALID"],
+  ]);
+  assert.match(
+    plan.tasks[2].message ?? "",
+    /Cannot list the tags of src.example\/team\/loop: never ends/,
+  );
 });
