@@ -5,7 +5,8 @@
  * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;
  * - only main.ts calls Deno.exit;
  * - no lib file passes 450 lines;
- * - no basename appears twice in lib/.
+ * - no basename appears twice in lib/;
+ * - the README's Layout block names every lib file, and only files that exist.
  *
  * The import graph comes from `deno info --json` on a generated root that imports every file
  * under lib/, so files main.ts does not reach are checked too, and type-only imports count.
@@ -196,4 +197,13 @@ Deno.test("architecture: no lib file passes 450 lines", async () => {
 Deno.test("architecture: no basename appears twice in lib/", async () => {
   assert.deepEqual(duplicateBasenames(await libFiles()), []);
   assert.deepEqual(duplicateBasenames(["a/x.ts", "b/x.ts", "y.ts"]), ["a/x.ts, b/x.ts"]);
+});
+
+Deno.test("architecture: the README's Layout block names every lib file and no other", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const section = readme.slice(readme.indexOf("\n## Layout\n"));
+  const start = section.indexOf("\n```\n") + 5;
+  const block = section.slice(start, section.indexOf("\n```", start));
+  const named = [...block.matchAll(/^lib\/(\S+\.ts)\s/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(named, await libFiles());
 });
