@@ -21,7 +21,7 @@ import { HttpTransport } from "./registry/http_transport.ts";
 import { readBodyCapped, readCapped, RegistryError } from "./registry/registry_error.ts";
 
 /** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
-export const QUAY_ANSWER_CAP = 1024 * 1024;
+const QUAY_ANSWER_CAP = 1024 * 1024;
 
 /** Options for {@link QuayClient}. */
 export interface QuayClientOptions {

@@ -44,7 +44,7 @@ const ENVIRONMENT = `Environment:
   DOCKER_HOST          docker daemon for the docker engine`;
 
 /** Top-level help. */
-export const MAIN_HELP =
+const MAIN_HELP =
   `bananna-bot ${VERSION}: mirror container images into private registries (Red Hat Quay first)
 
 Usage:
@@ -71,7 +71,7 @@ ${ENVIRONMENT}
 `;
 
 /** Help of `mirror`. */
-export const MIRROR_HELP = `Usage: bananna-bot mirror [options]
+const MIRROR_HELP = `Usage: bananna-bot mirror [options]
 
 Mirror every image of the config into its target registries. For each image and target: check
 the source exists, make sure the Quay repository exists, check the destination tag, copy only what
@@ -92,7 +92,7 @@ ${EXIT_CODES}
 `;
 
 /** Help of `validate`. */
-export const VALIDATE_HELP = `Usage: bananna-bot validate [options]
+const VALIDATE_HELP = `Usage: bananna-bot validate [options]
 
 Check the config: schema, unknown keys, image references, target names, placeholders, duplicate
 destinations, CA files, Quay tokens. Prints every problem with its path and exits 2, or a short

@@ -37,7 +37,7 @@ import {
 } from "./schema.ts";
 
 /** The largest config file read (bytes): a config of thousands of images is well below. */
-export const MAX_CONFIG_BYTES = 1024 * 1024;
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 /** Options for {@link loadConfig} and {@link checkConfig}. */
 export interface LoadConfigOptions {
@@ -53,7 +53,7 @@ export interface ConfigCheck {
 }
 
 /** Default config path: `$BANANNA_BOT_CONFIG`, else `./config.ts`. */
-export function configPath(path: string | undefined, options: LoadConfigOptions): string {
+function configPath(path: string | undefined, options: LoadConfigOptions): string {
   const chosen = path ?? options.env.BANANNA_BOT_CONFIG ?? "config.ts";
   return chosen.startsWith("/") ? chosen : `${options.cwd}/${chosen}`.replace(/\/\.\//g, "/");
 }

@@ -10,7 +10,7 @@ import { isMap, isScalar, isSeq, type Node as YamlNode, parseDocument } from "ya
 import type { ConfigProblem } from "../errors.ts";
 
 /** The deepest nesting accepted (a real config is 5 levels deep). */
-export const MAX_CONFIG_DEPTH = 32;
+const MAX_CONFIG_DEPTH = 32;
 
 /** `["images", "nginx:1.25", "targets", 1]` -> `images["nginx:1.25"].targets[1]`. */
 export function formatPath(path: readonly PropertyKey[]): string {

@@ -25,7 +25,7 @@ export interface DockerConfig {
 }
 
 /** Docker Hub's key in config.json and credential helpers. */
-export const DOCKER_HUB_KEY = `https://${DOCKER_HUB_INDEX}/v1/`;
+const DOCKER_HUB_KEY = `https://${DOCKER_HUB_INDEX}/v1/`;
 
 /** A Docker Hub name (reference.ts knows them) or Docker Hub's config.json key. */
 function isHubKey(key: string): boolean {
@@ -65,7 +65,7 @@ function normalise(raw: Record<string, unknown>, path: string): DockerConfig {
 }
 
 /** `https://quay.io/v1/` -> `quay.io`; `quay.io:443` stays. */
-export function hostnameOf(key: string): string {
+function hostnameOf(key: string): string {
   return key.replace(/^[a-z]+:\/\//i, "").replace(/\/.*$/, "");
 }
 

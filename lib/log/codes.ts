@@ -117,8 +117,3 @@ export const CODES = {
 
 /** A code from the catalogue. */
 export type Code = keyof typeof CODES;
-
-/** Is `value` a code from the catalogue? */
-export function isCode(value: string): value is Code {
-  return Object.hasOwn(CODES, value);
-}

@@ -16,16 +16,34 @@
  *
  * @module
  */
-import type { LogSettings } from "../config/schema.ts";
 import { type Code, CODES, type Level, LEVELS } from "./codes.ts";
 import type { Secrets } from "./redact.ts";
 import { rotateIfDue, type RotateResult } from "./rotation.ts";
 import { openNoFollow } from "../safe_file.ts";
 
+/**
+ * What the logger needs, as plain data. The config's `log` section has this shape; the logger
+ * does not know the config.
+ */
+export interface LoggerSettings {
+  /** Lowest level written. */
+  level: Level;
+  /** File name inside `dir`. */
+  file: string;
+  /** Absolute directory of the log file and its archives. */
+  dir: string;
+  /** Days a log file covers before it is rotated. */
+  rotationDays: number;
+  /** Also hand each line to the console sink. */
+  consoleOutput: boolean;
+  /** Archives kept after a rotation (0 = all). */
+  keepArchives: number;
+}
+
 /** Options for {@link Logger.open}. */
 export interface LoggerOptions {
   /** Log settings; `dir` must be absolute. */
-  settings: LogSettings;
+  settings: LoggerSettings;
   /** Where console lines go (only when settings.consoleOutput). */
   console?: (line: string, level: Level) => void;
   /** The clock. @default () => new Date() */
@@ -57,7 +75,7 @@ export function formatLine(
 
 /** The logger. Open with {@link Logger.open}; close when done. */
 export class Logger {
-  #settings: LogSettings;
+  #settings: LoggerSettings;
   #console?: (line: string, level: Level) => void;
   #clock: () => Date;
   #secrets: Secrets;

@@ -82,9 +82,13 @@ export interface MirrorRunOptions {
  * Create a run; nothing happens before {@link MirrorRun.execute}.
  *
  * @example Usage (the command's shape)
- * ```ts ignore
- * await using run = createMirrorRun(options);
- * const report = await run.execute(new Date());
+ * ```ts
+ * import { createMirrorRun, type MirrorRunOptions } from "./mirror_run.ts";
+ *
+ * async function mirror(options: MirrorRunOptions) {
+ *   await using run = createMirrorRun(options);
+ *   return await run.execute(new Date());
+ * }
  * ```
  */
 export function createMirrorRun(options: MirrorRunOptions): MirrorRun {

@@ -134,7 +134,7 @@ export interface BuildPlanOptions {
 }
 
 /** The destination reference of an image on a target registry. */
-export function destinationOf(image: ResolvedImage, registry: ResolvedRegistry): Reference {
+function destinationOf(image: ResolvedImage, registry: ResolvedRegistry): Reference {
   const ref: Reference = {
     registry: registry.host,
     repository: `${registry.namespace}/${image.repository}`,

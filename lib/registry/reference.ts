@@ -55,9 +55,9 @@ const DIGEST_HEX_LENGTH: Record<string, number> = { sha256: 64, sha512: 128 };
 const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
 
 /** The Docker Hub name and the host its API answers on. */
-export const DOCKER_HUB = "docker.io";
+const DOCKER_HUB = "docker.io";
 /** The host Docker Hub's registry API lives on. */
-export const DOCKER_HUB_API = "registry-1.docker.io";
+const DOCKER_HUB_API = "registry-1.docker.io";
 /** Docker Hub's legacy index name (references and docker's config.json key use it). */
 export const DOCKER_HUB_INDEX = "index.docker.io";
 /** Every name of Docker Hub; this module is the only place that knows them. */

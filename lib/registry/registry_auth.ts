@@ -35,7 +35,7 @@ import {
 } from "./registry_error.ts";
 
 /** The most bytes a token answer may have (a JWT is a few KiB). */
-export const TOKEN_ANSWER_MAX_BYTES = 1024 * 1024;
+const TOKEN_ANSWER_MAX_BYTES = 1024 * 1024;
 
 /**
  * The `Authorization` value for Basic credentials: `user:password` as UTF-8, then base64 (as

@@ -24,18 +24,12 @@ import type { Credential } from "../credentials/credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
-import { parseTagList } from "./_tag_list.ts";
+import { listTags } from "./_tag_list.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
 import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
-import {
-  errorFromResponse,
-  isRetryable,
-  readBodyCapped,
-  redactUrl,
-  RegistryError,
-} from "./registry_error.ts";
+import { errorFromResponse, isRetryable, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpRequest, HttpTransport } from "./http_transport.ts";
 import {
   blobPath,
@@ -92,11 +86,6 @@ export interface ManifestBytes {
   digest: string;
   bytes: Uint8Array;
 }
-
-/** Pages of a tag list read at most: a registry whose `Link: rel="next"` never ends fails. */
-export const MAX_TAG_LIST_PAGES = 1000;
-/** Tags one listing may hold (all pages together): bounds the memory a listing can take. */
-export const MAX_TAGS = 100_000;
 
 /** The OCI distribution API for one host. */
 export class RegistryClient {
@@ -345,53 +334,15 @@ export class RegistryClient {
     await this.#uploader.upload(repository, { blob, open, ...options });
   }
 
-  /** All tags of a repository (follows Link pagination). */
-  async tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
-    const tags: string[] = [];
-    const path = repositoryPath(repository, "tags/list");
-    let next: string | URL | null = `${path}?n=1000`;
-    const where = `${this.host}/${repository}`;
-    for (let page = 0; next; page++) {
-      if (page === MAX_TAG_LIST_PAGES) {
-        throw new MirrorError(
-          "IMAGE_MANIFEST_INVALID",
-          `${where}: the tag list still had a next page after ${MAX_TAG_LIST_PAGES} pages ` +
-            `(${tags.length} tags read); a listing that never ends is refused`,
-        );
-      }
-      const res: Response = await this.#call({
-        method: "GET",
-        path: next,
-        repository,
-        signal,
-        ok: [200, 404],
-      });
-      if (res.status === 404) {
-        await res.body?.cancel();
-        // Absent only when the first page says so; a later page that vanishes is a failure.
-        if (page === 0) return [];
-        throw new MirrorError(
-          "IMAGE_PULL_FAILED",
-          `${where}: page ${page + 1} of the tag list answered 404 (${tags.length} tags read)`,
-        );
-      }
-      const limit = this.#maxManifestBytes;
-      const bytes = await readBodyCapped(res, limit, (seen) =>
-        new MirrorError(
-          "IMAGE_MANIFEST_TOO_LARGE",
-          `${where}: a tag list page passed the ${limit}-byte cap (${seen} bytes or more)`,
-        ));
-      tags.push(...parseTagList(bytes, where));
-      if (tags.length > MAX_TAGS) {
-        throw new MirrorError(
-          "IMAGE_MANIFEST_TOO_LARGE",
-          `${where}: the tag list passed ${MAX_TAGS} tags; a listing that large is refused`,
-        );
-      }
-      const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "");
-      next = link ? this.#nextPage(link[1], path, where) : null;
-    }
-    return tags;
+  /** All tags of a repository (follows Link pagination; see _tag_list.ts for the bounds). */
+  tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
+    return listTags({
+      host: this.host,
+      origin: new URL(this.#base).origin,
+      send: (call) => this.#call(call),
+      resolve: (location) => this.#resolve(location),
+      maxPageBytes: this.#maxManifestBytes,
+    }, { repository, signal });
   }
 
   /** Release connections. */
@@ -401,18 +352,6 @@ export class RegistryClient {
 
   #resolve(location: string): URL {
     return new URL(location, `${this.#base}/v2/`);
-  }
-
-  /** A tag list's next page: only the same endpoint on the same origin (a Link is data too). */
-  #nextPage(link: string, path: string, where: string): URL {
-    const url = this.#resolve(link);
-    if (url.origin !== new URL(this.#base).origin || url.pathname !== `/v2/${path}`) {
-      throw new MirrorError(
-        "IMAGE_MANIFEST_INVALID",
-        `${where}: the tag list's next page ${redactUrl(url)} is not this repository's tag list`,
-      );
-    }
-    return url;
   }
 
   /**

@@ -53,7 +53,7 @@ export class RegistryError extends MirrorError {
 }
 
 /** Network errors (status 0), 408, 429 and 5xx are worth another try; nothing else is. */
-export function isRetryableStatus(status: number): boolean {
+function isRetryableStatus(status: number): boolean {
   return status === 0 || status === 408 || status === 429 || status >= 500;
 }
 

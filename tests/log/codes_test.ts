@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { CODES, isCode, LEVELS } from "../../lib/log/codes.ts";
+import { CODES, LEVELS } from "../../lib/log/codes.ts";
 
 Deno.test("every code has a level and belongs to a family of the catalogue", () => {
   const families =
@@ -19,7 +19,6 @@ Deno.test("every code has a level and belongs to a family of the catalogue", () 
       "MIRROR_COMPLETE",
     ]
   ) {
-    assert.ok(isCode(needed), needed);
+    assert.ok(Object.hasOwn(CODES, needed), needed);
   }
-  assert.equal(isCode("NOT_A_CODE"), false);
 });

@@ -1,10 +1,9 @@
 import assert from "node:assert/strict";
-import { formatLine, Logger } from "../../lib/log/logger.ts";
+import { formatLine, Logger, type LoggerSettings } from "../../lib/log/logger.ts";
 import { Secrets } from "../../lib/log/redact.ts";
-import type { LogSettings } from "../../lib/config/schema.ts";
 import type { Level } from "../../lib/log/codes.ts";
 
-function settings(dir: string, extra: Partial<LogSettings> = {}): LogSettings {
+function settings(dir: string, extra: Partial<LoggerSettings> = {}): LoggerSettings {
   return {
     level: "INFO",
     file: "bananna-bot.log",

@@ -16,7 +16,7 @@
  *
  * Starting takes a fraction of a second, stopping about a second: share one daemon per test file.
  *
- * ```ts
+ * ```ts ignore
  * await using dockerd = await startDockerd();
  * // DOCKER_HOST and a private DOCKER_CONFIG (logins never touch ~/.docker):
  * new DockerEngine({ env: { ...Deno.env.toObject(), ...dockerd.env }, ... });

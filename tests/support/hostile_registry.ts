@@ -7,7 +7,7 @@
  * http. It counts the requests and the bytes it streamed, so a test can prove a body was cut early
  * and nothing was retried.
  *
- * ```ts
+ * ```ts ignore
  * await using src = startHostileRegistry();
  * const image = hostileImage(1);
  * src.serveImage("1", image);

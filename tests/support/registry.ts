@@ -3,7 +3,7 @@
  * in a temp dir on a free loopback port, with no auth, htpasswd Basic auth, or token auth (the
  * token server in token_server.ts), and optionally TLS with a CA made by openssl.
  *
- * ```ts
+ * ```ts ignore
  * await using reg = await startRegistry({ auth: "htpasswd", tls: true });
  * ```
  *

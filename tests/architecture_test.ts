@@ -1,0 +1,209 @@
+/**
+ * The architecture rules of issue 11, kept by a test:
+ * - a leaf (registry/, log/, credentials/, quay_client, retry, errors, worker_pool, safe_file,
+ *   version) imports only other leaves: never mirror/, cli/, config/ or engine/;
+ * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;
+ * - only main.ts calls Deno.exit;
+ * - no lib file passes 450 lines;
+ * - no basename appears twice in lib/;
+ * - the README's Layout block names every lib file, and only files that exist.
+ *
+ * The import graph comes from `deno info --json` on a generated root that imports every file
+ * under lib/, so files main.ts does not reach are checked too, and type-only imports count.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ROOT } from "./support/cli.ts";
+
+/** lib-relative paths (e.g. "log/logger.ts") of every file under lib/. */
+async function libFiles(): Promise<string[]> {
+  const found: string[] = [];
+  async function walk(dir: string): Promise<void> {
+    for await (const entry of Deno.readDir(`${ROOT}/lib/${dir}`)) {
+      const path = dir ? `${dir}/${entry.name}` : entry.name;
+      if (entry.isDirectory) await walk(path);
+      else if (entry.isFile && entry.name.endsWith(".ts")) found.push(path);
+    }
+  }
+  await walk("");
+  return found.sort();
+}
+
+/** Import edges between lib files, as lib-relative paths: file -> the lib files it imports. */
+type Graph = Map<string, string[]>;
+
+async function importGraph(files: string[]): Promise<Graph> {
+  const dir = await Deno.makeTempDir({ prefix: "bb-arch-" });
+  try {
+    const root = `${dir}/all_lib.ts`;
+    await Deno.writeTextFile(
+      root,
+      files.map((f) => `import "file://${ROOT}/lib/${f}";\n`).join(""),
+    );
+    const out = await new Deno.Command("deno", {
+      args: ["info", "--json", "--config", `${ROOT}/deno.json`, root],
+      cwd: ROOT,
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+      modules: {
+        specifier: string;
+        dependencies?: { code?: { specifier: string }; type?: { specifier: string } }[];
+      }[];
+    };
+    const prefix = `file://${ROOT}/`;
+    const rel = (specifier: string) =>
+      specifier.startsWith(prefix) ? specifier.slice(prefix.length) : null;
+    const graph: Graph = new Map();
+    for (const module of info.modules) {
+      const path = rel(module.specifier);
+      if (!path?.startsWith("lib/")) continue;
+      const targets = new Set<string>();
+      for (const dep of module.dependencies ?? []) {
+        for (const to of [dep.code?.specifier, dep.type?.specifier]) {
+          const target = to ? rel(to) : null;
+          if (target) targets.add(target);
+        }
+      }
+      graph.set(path.slice("lib/".length), [...targets].sort());
+    }
+    return graph;
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+const LEAF_FOLDERS = ["registry/", "log/", "credentials/"];
+const LEAF_FILES = [
+  "quay_client.ts",
+  "retry.ts",
+  "errors.ts",
+  "worker_pool.ts",
+  "safe_file.ts",
+  "version.ts",
+];
+
+function isLeaf(path: string): boolean {
+  return LEAF_FOLDERS.some((f) => path.startsWith(f)) || LEAF_FILES.includes(path);
+}
+
+/** Folders a lib folder must never import from (besides the leaf rule). */
+const FORBIDDEN: Record<string, string[]> = {
+  "config/": ["mirror/", "cli/", "engine/"],
+  "engine/": ["mirror/", "cli/", "config/"],
+  "mirror/": ["cli/"],
+};
+
+/**
+ * Every broken import rule in `graph` (lib-relative paths; a target outside lib/ keeps its
+ * repository path, e.g. "main.ts"), one line each.
+ */
+function importViolations(graph: Graph): string[] {
+  const found: string[] = [];
+  for (const [from, targets] of graph) {
+    for (const target of targets) {
+      if (!target.startsWith("lib/")) {
+        if (!target.startsWith("node_modules/")) {
+          found.push(`lib/${from} imports ${target} (lib/ imports only lib/ and packages)`);
+        }
+        continue;
+      }
+      const to = target.slice("lib/".length);
+      if (isLeaf(from) && !isLeaf(to)) {
+        found.push(`lib/${from} is a leaf and imports lib/${to}, which is not a leaf`);
+      }
+      for (const [folder, banned] of Object.entries(FORBIDDEN)) {
+        if (!from.startsWith(folder)) continue;
+        for (const b of banned) {
+          if (to.startsWith(b)) found.push(`lib/${from} imports lib/${to} (${folder} -> ${b})`);
+        }
+      }
+    }
+  }
+  return found;
+}
+
+/** Lines (outside comments) that call Deno.exit, as "path:line". */
+function exitCalls(path: string, text: string): string[] {
+  return text.split("\n").flatMap((line, i) => {
+    const code = line.trimStart();
+    if (code.startsWith("*") || code.startsWith("//") || code.startsWith("/*")) return [];
+    return /\bDeno\s*\.\s*exit\s*\(/.test(code) ? [`${path}:${i + 1}`] : [];
+  });
+}
+
+function duplicateBasenames(files: string[]): string[] {
+  const seen = new Map<string, string[]>();
+  for (const f of files) {
+    const base = f.slice(f.lastIndexOf("/") + 1);
+    seen.set(base, [...(seen.get(base) ?? []), f]);
+  }
+  return [...seen.values()].filter((paths) => paths.length > 1).map((paths) => paths.join(", "));
+}
+
+Deno.test("architecture: import rules hold for every lib file", async () => {
+  const files = await libFiles();
+  const graph = await importGraph(files);
+  assert.deepEqual([...graph.keys()].sort(), files, "deno info saw every file under lib/");
+  assert.deepEqual(importViolations(graph), []);
+});
+
+Deno.test("architecture: the import checker reports a leaf importing the run or the CLI", () => {
+  const graph: Graph = new Map([
+    ["registry/registry_client.ts", ["lib/errors.ts", "lib/mirror/plan.ts"]],
+    ["log/logger.ts", ["lib/config/schema.ts", "node_modules/x.js"]],
+    ["retry.ts", ["lib/cli/io.ts"]],
+    ["config/load_config.ts", ["lib/engine/engine.ts", "lib/registry/reference.ts"]],
+    ["mirror/plan.ts", ["lib/cli/terminal.ts", "lib/config/schema.ts"]],
+    ["cli/mirror_command.ts", ["lib/mirror/mirror_run.ts", "main.ts"]],
+  ]);
+  assert.deepEqual(importViolations(graph), [
+    "lib/registry/registry_client.ts is a leaf and imports lib/mirror/plan.ts, which is not a leaf",
+    "lib/log/logger.ts is a leaf and imports lib/config/schema.ts, which is not a leaf",
+    "lib/retry.ts is a leaf and imports lib/cli/io.ts, which is not a leaf",
+    "lib/config/load_config.ts imports lib/engine/engine.ts (config/ -> engine/)",
+    "lib/mirror/plan.ts imports lib/cli/terminal.ts (mirror/ -> cli/)",
+    "lib/cli/mirror_command.ts imports main.ts (lib/ imports only lib/ and packages)",
+  ]);
+});
+
+Deno.test("architecture: only main.ts calls Deno.exit", async () => {
+  const calls: string[] = [];
+  for (const f of await libFiles()) {
+    calls.push(...exitCalls(`lib/${f}`, await Deno.readTextFile(`${ROOT}/lib/${f}`)));
+  }
+  calls.push(...exitCalls("config.ts", await Deno.readTextFile(`${ROOT}/config.ts`)));
+  assert.deepEqual(calls, []);
+  assert.notDeepEqual(exitCalls("main.ts", await Deno.readTextFile(`${ROOT}/main.ts`)), []);
+  assert.deepEqual(
+    exitCalls("x.ts", "/** Deno.exit(1) in a doc */\n// Deno.exit(2)\n  if (x) Deno.exit(3);\n"),
+    ["x.ts:3"],
+  );
+});
+
+Deno.test("architecture: no lib file passes 450 lines", async () => {
+  const over: string[] = [];
+  for (const f of await libFiles()) {
+    const text = await Deno.readTextFile(`${ROOT}/lib/${f}`);
+    const lines = text.endsWith("\n") ? text.split("\n").length - 1 : text.split("\n").length;
+    if (lines > 450) over.push(`lib/${f}: ${lines} lines`);
+  }
+  assert.deepEqual(over, []);
+});
+
+Deno.test("architecture: no basename appears twice in lib/", async () => {
+  assert.deepEqual(duplicateBasenames(await libFiles()), []);
+  assert.deepEqual(duplicateBasenames(["a/x.ts", "b/x.ts", "y.ts"]), ["a/x.ts, b/x.ts"]);
+});
+
+Deno.test("architecture: the README's Layout block names every lib file and no other", async () => {
+  const readme = await Deno.readTextFile(`${ROOT}/README.md`);
+  const section = readme.slice(readme.indexOf("\n## Layout\n"));
+  const start = section.indexOf("\n```\n") + 5;
+  const block = section.slice(start, section.indexOf("\n```", start));
+  const named = [...block.matchAll(/^lib\/(\S+\.ts)\s/gm)].map((m) => m[1]).sort();
+  assert.deepEqual(named, await libFiles());
+});
