@@ -9,7 +9,7 @@ import { MirrorError } from "../errors.ts";
 import { validDigest } from "./reference.ts";
 
 /** Media types. */
-const MEDIA_TYPES = {
+export const MEDIA_TYPES = {
   ociIndex: "application/vnd.oci.image.index.v1+json",
   ociManifest: "application/vnd.oci.image.manifest.v1+json",
   dockerList: "application/vnd.docker.distribution.manifest.list.v2+json",
