@@ -25,6 +25,7 @@ import {
   evaluateTargets,
   formatTable,
   type Sample,
+  SELECT_FLOOR,
   SELECT_IMAGES,
   SELECT_RULES,
   selectTargets,
@@ -37,6 +38,7 @@ import {
   runDockerLoop,
   runFloor,
   runHeadFloor,
+  runListFloor,
   type RunResult,
   runSkopeoSync,
   runValidate,
@@ -587,7 +589,8 @@ async function main() {
 /**
  * The `select` no-op: the registry engine reads the source through a paging proxy (pages of at
  * most 100 tags, as registries that paginate answer; Debian's distribution 2.8.2 sends every tag
- * at once), once with the `repositories` rule and once with the same tags written as `images`.
+ * at once), once with the `repositories` rule and once with the same tags written as `images`;
+ * the listing floor (every page read with curl) shows what the listing alone costs.
  */
 async function selectNoop(src: TestRegistry, corpus: Corpus) {
   await using paging = startPagingProxy(src, { pageSize: 100 });
@@ -605,9 +608,17 @@ async function selectNoop(src: TestRegistry, corpus: Corpus) {
       denoFlags,
       rules,
     });
+  const paths = await pagePaths(paging, corpus.selection?.repository ?? "");
   const all: Contender[] = [
     { tool: SELECT_RULES, sameDigest: true, run: run(true) },
     { tool: SELECT_IMAGES, sameDigest: true, run: run(false) },
+    {
+      // Reference only: the listing alone (curl), with a destination filled by the rule's run.
+      tool: SELECT_FLOOR,
+      sameDigest: true,
+      fill: run(true),
+      run: () => runListFloor({ src: through, paths, workDir }),
+    },
   ];
   const which = all.filter((c) => !onlyTools || onlyTools.includes(c.tool));
   await noop({ scenario: "select no-op", src, paging }, corpus, which, "not needed");
@@ -617,6 +628,20 @@ async function selectNoop(src: TestRegistry, corpus: Corpus) {
     c.note = `${c.note}; tag-list pages+access checks per run: ${pages}; ` +
       `${corpus.selection?.listed} tags listed, ${corpus.images.length} selected`;
   }
+}
+
+/** The tag-list pages a client following Link reads from `paging`, read once (untimed). */
+async function pagePaths(paging: PagingProxy, repository: string): Promise<string[]> {
+  const paths: string[] = [];
+  let next: string | null = `/v2/${repository}/tags/list?n=1000`;
+  while (next) {
+    paths.push(next);
+    const res: Response = await fetch(`${paging.url}${next}`);
+    await res.body?.cancel();
+    if (!res.ok) throw new Error(`GET ${next} -> ${res.status}`);
+    next = /<([^>]+)>/.exec(res.headers.get("link") ?? "")?.[1] ?? null;
+  }
+  return paths;
 }
 
 /** `main.ts validate` on the small corpus's registry-engine config, after one warm-up run. */

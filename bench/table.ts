@@ -175,6 +175,8 @@ export function evaluateTargets(cases: CaseResult[], tagsInMany: number): Target
 export const SELECT_RULES = "bananna registry (rules)";
 /** The explicit-`images` contender of `select no-op`. */
 export const SELECT_IMAGES = "bananna registry (images)";
+/** The reference of `select no-op`: the tag list's pages read with curl, nothing else. */
+export const SELECT_FLOOR = "floor (listing, curl)";
 
 /**
  * The tag-selection targets of issue 12: listing pages per 100 tags listed, source manifest GETs
@@ -183,6 +185,7 @@ export const SELECT_IMAGES = "bananna registry (images)";
 export function selectTargets(cases: CaseResult[], listed: number): TargetResult[] {
   const rules = find(cases, "select no-op", SELECT_RULES);
   const images = find(cases, "select no-op", SELECT_IMAGES);
+  const floor = find(cases, "select no-op", SELECT_FLOOR);
   const pages = median(rules, (s) => s.tagListPages);
   return [
     target(
@@ -199,6 +202,11 @@ export function selectTargets(cases: CaseResult[], listed: number): TargetResult
       "select no-op <= 1.1x explicit no-op",
       ratio(median(rules, ms), median(images, ms)),
       { limit: 1.1, unit: "x", direction: "<=" },
+    ),
+    target(
+      "select: listing floor / explicit no-op, for reference",
+      ratio(median(floor, ms), median(images, ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
     ),
   ];
 }

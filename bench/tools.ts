@@ -344,3 +344,22 @@ wait $a; wait $b
     },
   });
 }
+
+/**
+ * The listing floor of the `select` no-op: the tag list's pages (`paths`, as the client asks for
+ * them: `?n=1000`, then each `Link: rel="next"`) read one after another by one curl process on one
+ * connection. What a `repositories` no-op must do before it knows what to HEAD.
+ */
+export async function runListFloor(
+  options: { src: TestRegistry; paths: string[]; workDir: string },
+): Promise<RunResult> {
+  const list = `${options.workDir}/list-floor.txt`;
+  await Deno.writeTextFile(
+    list,
+    options.paths.map((p) => `url = "${options.src.url}${p}"\noutput = "/dev/null"\n`).join(""),
+  );
+  return await timed("curl", ["-sSf", "-K", list], {
+    workDir: options.workDir,
+    env: baseEnv(),
+  });
+}
