@@ -1,7 +1,8 @@
 // deno-lint-ignore-file no-console
 /**
  * `deno task bench`: bananna-bot against skopeo sync, a plain docker loop and the loopback floor
- * (issue 6). Starts its own source and destination `docker-registry` (destination with htpasswd)
+ * (issue 6), and tag selection by a `repositories` rule against the same tags as `images` (issue
+ * 12). Starts its own source and destination `docker-registry` (destination with htpasswd)
  * and a dockerd (vfs), pushes seeded corpora, measures, prints one table, writes
  * bench/results/<YYYY-MM-DD>.json.
  *
@@ -15,14 +16,19 @@
  */
 import { parseArgs } from "node:util";
 import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
+import { type PagingProxy, startPagingProxy } from "../tests/support/paging_proxy.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
-import { type Corpus, FULL, pushBig, pushMany, pushSmall, QUICK } from "./corpora.ts";
+import { type Corpus, FULL, pushBig, pushMany, pushSelect, pushSmall, QUICK } from "./corpora.ts";
 import {
   type CaseResult,
   environment,
   evaluateTargets,
   formatTable,
   type Sample,
+  SELECT_FLOOR,
+  SELECT_IMAGES,
+  SELECT_RULES,
+  selectTargets,
 } from "./table.ts";
 import {
   banannaConfig,
@@ -32,12 +38,13 @@ import {
   runDockerLoop,
   runFloor,
   runHeadFloor,
+  runListFloor,
   type RunResult,
   runSkopeoSync,
   runValidate,
 } from "./tools.ts";
 
-const SCENARIOS = ["small", "many", "big", "validate"] as const;
+const SCENARIOS = ["small", "many", "big", "validate", "select"] as const;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -299,13 +306,19 @@ async function cold(
   }
 }
 
-/** No-op re-runs: each contender gets its own destination, mirrors once, then re-runs. */
+/**
+ * No-op re-runs: each contender gets its own destination, mirrors once, then re-runs. With
+ * `paging`, the paging proxy the contenders read the source through: its tag-list requests are
+ * counted per run (`?n=1` is a login's access check, anything else a listing page).
+ */
 async function noop(
-  src: TestRegistry,
+  target: { scenario: "many no-op" | "select no-op"; src: TestRegistry; paging?: PagingProxy },
   corpus: Corpus,
   contenders: Contender[],
   docker: Docker | string,
 ) {
+  const { scenario, src, paging } = target;
+  const label = scenario.replace(" no-op", "");
   const prepared: {
     c: Contender;
     result: CaseResult;
@@ -315,7 +328,7 @@ async function noop(
   }[] = [];
   try {
     for (const c of contenders) {
-      const result = caseFor("many no-op", c.tool);
+      const result = caseFor(scenario, c.tool);
       if (c.docker && typeof docker === "string") {
         result.status = "not runnable";
         result.note = docker;
@@ -332,7 +345,7 @@ async function noop(
         );
         await verify(src, reg, corpus, c.sameDigest);
         result.note = `first mirror ${(first.ms / 1000).toFixed(2)} s`;
-        log(`  many / ${c.tool} first mirror: ${(first.ms / 1000).toFixed(2)} s`);
+        log(`  ${label} / ${c.tool} first mirror: ${(first.ms / 1000).toFixed(2)} s`);
       } catch (error) {
         fail(result, error);
       }
@@ -343,28 +356,38 @@ async function noop(
         try {
           const srcFrom = await logLength(src);
           const dstFrom = await logLength(reg);
+          const pagingFrom = paging?.tagListRequests.length ?? 0;
           const out = check(await c.run(reg, logDir, env), c.tool);
           const srcLog = await requestsSince(src, srcFrom);
           const dstLog = await requestsSince(reg, dstFrom);
+          const lists = paging?.tagListRequests.slice(pagingFrom) ?? [];
+          const checks = lists.filter((l) => /[?&]n=1(&|$)/.test(l)).length;
           const sample: Sample = {
             ms: out.ms,
             rssKb: out.rssKb,
             srcRequests: srcLog.length,
             dstRequests: dstLog.length,
             srcManifestGets: srcLog.filter((l) => /^GET \S+\/manifests\//.test(l)).length,
+            ...(paging ? { tagListPages: lists.length - checks, accessChecks: checks } : {}),
           };
           result.samples.push(sample);
           if (i === 0) {
             await Deno.writeTextFile(
-              `${workDir}/noop-${c.tool.replace(/\W+/g, "-")}.log`,
-              [...srcLog.map((l) => `src ${l}`), ...dstLog.map((l) => `dst ${l}`)].join("\n") +
-                "\n",
+              `${workDir}/noop-${label}-${c.tool.replace(/\W+/g, "-")}.log`,
+              [
+                ...lists.map((l) => `list ${l}`),
+                ...srcLog.map((l) => `src ${l}`),
+                ...dstLog.map((l) => `dst ${l}`),
+              ].join("\n") + "\n",
             );
           }
+          const pages = paging
+            ? `, ${sample.tagListPages} listing pages + ${sample.accessChecks} access checks`
+            : "";
           log(
-            `  many no-op / ${c.tool} run ${i + 1}: ${
+            `  ${scenario} / ${c.tool} run ${i + 1}: ${
               (out.ms / 1000).toFixed(2)
-            } s, src ${sample.srcRequests} req (${sample.srcManifestGets} manifest GETs), dst ${sample.dstRequests} req`,
+            } s, src ${sample.srcRequests} req (${sample.srcManifestGets} manifest GETs)${pages}, dst ${sample.dstRequests} req`,
           );
         } catch (error) {
           fail(result, error);
@@ -493,7 +516,7 @@ async function main() {
       const many = await pushMany(src, sizes);
       corpora.many = { images: many.images.length, blobs: many.blobs.length, bytes: many.bytes };
       await noop(
-        src,
+        { scenario: "many no-op", src },
         many,
         contenders(src, many, [
           "bananna registry",
@@ -505,6 +528,16 @@ async function main() {
       );
     }
     if (typeof docker !== "string") await docker.stop();
+    if (only.has("select")) {
+      log("pushing corpus select");
+      const select = await pushSelect(src, sizes);
+      corpora.select = {
+        images: select.images.length,
+        blobs: select.blobs.length,
+        bytes: select.bytes,
+      };
+      await selectNoop(src, select);
+    }
     if (only.has("big")) {
       log("pushing corpus big");
       const big = await pushBig(src, sizes);
@@ -522,7 +555,10 @@ async function main() {
     if (typeof docker !== "string") await docker.stop();
   }
   const manyTags = corpora.many?.images ?? 0;
-  const targets = evaluateTargets(cases, manyTags);
+  const targets = [
+    ...evaluateTargets(cases, manyTags),
+    ...(only.has("select") ? selectTargets(cases, sizes.selectTags) : []),
+  ];
   console.log("\n" + formatTable(cases, targets));
   const date = new Date().toISOString().slice(0, 10);
   const out = flags.out ??
@@ -548,6 +584,64 @@ async function main() {
   log(`results written to ${out}`);
   if (flags.keep) log(`work dir kept: ${workDir}`);
   else await Deno.remove(workDir, { recursive: true }).catch(() => {});
+}
+
+/**
+ * The `select` no-op: the registry engine reads the source through a paging proxy (pages of at
+ * most 100 tags, as registries that paginate answer; Debian's distribution 2.8.2 sends every tag
+ * at once), once with the `repositories` rule and once with the same tags written as `images`;
+ * the listing floor (every page read with curl) shows what the listing alone costs.
+ */
+async function selectNoop(src: TestRegistry, corpus: Corpus) {
+  await using paging = startPagingProxy(src, { pageSize: 100 });
+  // bananna-bot sees the proxy as the source; verify() and the request counts use the registry.
+  const through: TestRegistry = { ...src, host: paging.host, url: paging.url };
+  const run = (rules: boolean) => (dest: TestRegistry, logDir: string) =>
+    runBananna({
+      src: through,
+      dest,
+      corpus,
+      engine: "registry",
+      concurrency,
+      logDir,
+      workDir,
+      denoFlags,
+      rules,
+    });
+  const paths = await pagePaths(paging, corpus.selection?.repository ?? "");
+  const all: Contender[] = [
+    { tool: SELECT_RULES, sameDigest: true, run: run(true) },
+    { tool: SELECT_IMAGES, sameDigest: true, run: run(false) },
+    {
+      // Reference only: the listing alone (curl), with a destination filled by the rule's run.
+      tool: SELECT_FLOOR,
+      sameDigest: true,
+      fill: run(true),
+      run: () => runListFloor({ src: through, paths, workDir }),
+    },
+  ];
+  const which = all.filter((c) => !onlyTools || onlyTools.includes(c.tool));
+  await noop({ scenario: "select no-op", src, paging }, corpus, which, "not needed");
+  for (const c of cases) {
+    if (c.scenario !== "select no-op" || c.status !== "ok" || !c.samples.length) continue;
+    const pages = c.samples.map((s) => `${s.tagListPages}+${s.accessChecks}`).join(", ");
+    c.note = `${c.note}; tag-list pages+access checks per run: ${pages}; ` +
+      `${corpus.selection?.listed} tags listed, ${corpus.images.length} selected`;
+  }
+}
+
+/** The tag-list pages a client following Link reads from `paging`, read once (untimed). */
+async function pagePaths(paging: PagingProxy, repository: string): Promise<string[]> {
+  const paths: string[] = [];
+  let next: string | null = `/v2/${repository}/tags/list?n=1000`;
+  while (next) {
+    paths.push(next);
+    const res: Response = await fetch(`${paging.url}${next}`);
+    await res.body?.cancel();
+    if (!res.ok) throw new Error(`GET ${next} -> ${res.status}`);
+    next = /<([^>]+)>/.exec(res.headers.get("link") ?? "")?.[1] ?? null;
+  }
+  return paths;
 }
 
 /** `main.ts validate` on the small corpus's registry-engine config, after one warm-up run. */

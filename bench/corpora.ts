@@ -5,6 +5,8 @@
  *   (alternately an OCI index and a Docker manifest list, two platforms, distinct layers).
  * - `many`: tiny single-layer tags spread over repositories (the no-op re-run corpus).
  * - `big`: one image with a single large layer (see big_image.ts).
+ * - `select`: one repository with many tags of one tiny image (tags added by manifest PUT), of
+ *   which a semver range selects the newest few (the tag-selection no-op corpus).
  *
  * `--quick` shrinks every corpus so the harness can be developed on a shared machine.
  *
@@ -22,6 +24,9 @@ export interface CorpusSizes {
   manyRepos: number;
   manyTagsPerRepo: number;
   bigBytes: number;
+  /** Tags in the `select` repository, and how many of them its semver range selects. */
+  selectTags: number;
+  selectSelected: number;
 }
 
 /** Full sizes, as in the issue. */
@@ -32,6 +37,8 @@ export const FULL: CorpusSizes = {
   manyRepos: 30,
   manyTagsPerRepo: 10,
   bigBytes: 1024 * 1024 * 1024,
+  selectTags: 1000,
+  selectSelected: 300,
 };
 
 /** Development sizes (`--quick`). */
@@ -42,6 +49,8 @@ export const QUICK: CorpusSizes = {
   manyRepos: 3,
   manyTagsPerRepo: 4,
   bigBytes: 32 * 1024 * 1024,
+  selectTags: 100,
+  selectSelected: 30,
 };
 
 /** One source tag of a corpus. */
@@ -61,8 +70,11 @@ export interface CorpusBlob {
 
 /** A corpus pushed into the source. */
 export interface Corpus {
-  name: "small" | "many" | "big";
+  name: "small" | "many" | "big" | "select";
+  /** The tags to mirror (for `select`: the tags its rule selects, in listing order). */
   images: CorpusImage[];
+  /** `select` only: the source repository, how many tags it lists and the rule selecting `images`. */
+  selection?: { repository: string; listed: number; semver: string };
   /** Unique (repository, digest) blobs in the source: what the floor moves. */
   blobs: CorpusBlob[];
   /** Sum of blob sizes. */
@@ -125,6 +137,56 @@ export async function pushBig(src: TestRegistry, sizes: CorpusSizes): Promise<Co
   const image = { repository: "big/blob", tag: "1.0", kind: "oci" as const };
   await pushBigImage(src, image, { seed: 42, size: sizes.bigBytes });
   return await describe(src, "big", [image]);
+}
+
+/** Tag `i` of the `select` repository: `1.<i / 100>.<i % 100>` (1.0.0 ... 1.9.99 for 1,000). */
+function selectTag(i: number): string {
+  return `1.${Math.floor(i / 100)}.${i % 100}`;
+}
+
+/**
+ * Push the `select` corpus: one tiny schema2 image (seed 9000) under `sizes.selectTags` tags of
+ * `select/app` (the first by a push, the rest by PUTting the same manifest, 8 at a time); the
+ * semver range `>=<tag N-S>` selects the last `sizes.selectSelected` of them.
+ */
+export async function pushSelect(src: TestRegistry, sizes: CorpusSizes): Promise<Corpus> {
+  const repository = "select/app";
+  const first = selectTag(0);
+  await pushTestImage(src, `${repository}:${first}`, {
+    kind: "schema2",
+    seed: 9000,
+    layers: 1,
+    layerSize: 1024,
+  });
+  const res = await fetch(`${src.url}/v2/${repository}/manifests/${first}`, {
+    headers: { accept: ACCEPT },
+  });
+  if (!res.ok) throw new Error(`GET ${repository}:${first} -> ${res.status}`);
+  const contentType = res.headers.get("content-type") ?? "";
+  const body = new Uint8Array(await res.arrayBuffer());
+  const rest = Array.from({ length: sizes.selectTags - 1 }, (_, i) => selectTag(i + 1));
+  const put = async () => {
+    for (let tag = rest.shift(); tag !== undefined; tag = rest.shift()) {
+      const out = await fetch(`${src.url}/v2/${repository}/manifests/${tag}`, {
+        method: "PUT",
+        headers: { "content-type": contentType },
+        body,
+      });
+      await out.body?.cancel();
+      if (out.status !== 201) throw new Error(`PUT ${repository}:${tag} -> ${out.status}`);
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, put));
+  const from = sizes.selectTags - sizes.selectSelected;
+  const images: CorpusImage[] = [];
+  for (let i = from; i < sizes.selectTags; i++) {
+    images.push({ repository, tag: selectTag(i), kind: "schema2" });
+  }
+  const corpus = await describe(src, "select", images);
+  return {
+    ...corpus,
+    selection: { repository, listed: sizes.selectTags, semver: `>=${selectTag(from)}` },
+  };
 }
 
 const ACCEPT = [

@@ -14,12 +14,16 @@ export interface Sample {
   dstRequests?: number;
   /** Manifest GETs on the source (a no-op run should only HEAD). */
   srcManifestGets?: number;
+  /** `select` only: tag-list pages the run read through the paging proxy (access checks apart). */
+  tagListPages?: number;
+  /** `select` only: `tags/list?n=1` requests (a login's access check), not listing pages. */
+  accessChecks?: number;
   /** docker CLI calls by subcommand (with --trace-docker): count and summed wall ms. */
   dockerCalls?: Record<string, { n: number; ms: number }>;
 }
 
 /** Scenarios. */
-export type Scenario = "small cold" | "many no-op" | "big cold" | "validate";
+export type Scenario = "small cold" | "many no-op" | "big cold" | "validate" | "select no-op";
 
 /** One contender in one scenario. */
 export interface CaseResult {
@@ -38,7 +42,7 @@ export interface TargetResult {
   name: string;
   value?: number;
   limit: number;
-  unit: "x" | "MB" | "ms" | "req/tag" | "GETs";
+  unit: "x" | "MB" | "ms" | "req/tag" | "GETs" | "pages/100 tags";
   /** `<=` or `>=` the limit. */
   direction: "<=" | ">=";
   /** A ratio shown to explain the others; no limit of its own. */
@@ -167,6 +171,46 @@ export function evaluateTargets(cases: CaseResult[], tagsInMany: number): Target
   return t;
 }
 
+/** Tool names of the two `select no-op` contenders. */
+export const SELECT_RULES = "bananna registry (rules)";
+/** The explicit-`images` contender of `select no-op`. */
+export const SELECT_IMAGES = "bananna registry (images)";
+/** The reference of `select no-op`: the tag list's pages read with curl, nothing else. */
+export const SELECT_FLOOR = "floor (listing, curl)";
+
+/**
+ * The tag-selection targets of issue 12: listing pages per 100 tags listed, source manifest GETs
+ * and the no-op time of the `repositories` rule against the same tags written as `images`.
+ */
+export function selectTargets(cases: CaseResult[], listed: number): TargetResult[] {
+  const rules = find(cases, "select no-op", SELECT_RULES);
+  const images = find(cases, "select no-op", SELECT_IMAGES);
+  const floor = find(cases, "select no-op", SELECT_FLOOR);
+  const pages = median(rules, (s) => s.tagListPages);
+  return [
+    target(
+      "select: <= 1 listing page per 100 tags",
+      pages === undefined || listed === 0 ? undefined : pages / (listed / 100),
+      { limit: 1, unit: "pages/100 tags", direction: "<=" },
+    ),
+    target("select: 0 source manifest GETs", median(rules, (s) => s.srcManifestGets), {
+      limit: 0,
+      unit: "GETs",
+      direction: "<=",
+    }),
+    target(
+      "select no-op <= 1.1x explicit no-op",
+      ratio(median(rules, ms), median(images, ms)),
+      { limit: 1.1, unit: "x", direction: "<=" },
+    ),
+    target(
+      "select: listing floor / explicit no-op, for reference",
+      ratio(median(floor, ms), median(images, ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
+    ),
+  ];
+}
+
 function fmtMs(v?: number): string {
   if (v === undefined) return "-";
   return v >= 1000 ? `${(v / 1000).toFixed(2)} s` : `${v.toFixed(0)} ms`;
@@ -217,7 +261,9 @@ export function formatTable(cases: CaseResult[], targets: TargetResult[]): strin
       ? "-"
       : t.unit === "x"
       ? `${t.value.toFixed(2)}x`
-      : `${t.value.toFixed(t.unit === "req/tag" ? 2 : 0)} ${t.unit}`;
+      : `${
+        t.value.toFixed(t.unit === "GETs" || t.unit === "MB" || t.unit === "ms" ? 0 : 2)
+      } ${t.unit}`;
     targetRows.push([
       t.name,
       value,

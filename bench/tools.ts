@@ -80,6 +80,11 @@ export interface BanannaOptions {
   env?: Record<string, string>;
   /** Extra deno flags, e.g. `--cpu-prof`. */
   denoFlags?: string[];
+  /**
+   * Name the corpus's tags by its `selection` rule (a `repositories` entry) instead of listing
+   * them as `images` (the `select` corpus only).
+   */
+  rules?: boolean;
 }
 
 /** The YAML config bananna-bot gets for a corpus. */
@@ -100,8 +105,19 @@ export function banannaConfig(options: BanannaOptions): string {
     "  retryDelay: 1",
     "log:",
     `  dir: ${options.logDir}`,
-    "images:",
   ];
+  const selection = options.corpus.selection;
+  if (options.rules) {
+    if (!selection) throw new Error(`corpus ${options.corpus.name} has no selection rule`);
+    lines.push(
+      "repositories:",
+      `  "${options.src.host}/${selection.repository}":`,
+      "    targets: [bench]",
+      `    tags: { semver: "${selection.semver}" }`,
+    );
+    return lines.join("\n") + "\n";
+  }
+  lines.push("images:");
   for (const image of options.corpus.images) {
     lines.push(`  "${options.src.host}/${image.repository}:${image.tag}":`, "    targets: [bench]");
   }
@@ -110,7 +126,9 @@ export function banannaConfig(options: BanannaOptions): string {
 
 /** Write the config and run `main.ts mirror` once. */
 export async function runBananna(options: BanannaOptions): Promise<RunResult> {
-  const file = `${options.workDir}/bananna-${options.corpus.name}-${options.engine}.yaml`;
+  const file = `${options.workDir}/bananna-${options.corpus.name}-${options.engine}${
+    options.rules ? "-rules" : ""
+  }.yaml`;
   await Deno.writeTextFile(file, banannaConfig(options));
   return await timed("deno", [
     "run",
@@ -324,5 +342,24 @@ wait $a; wait $b
       DST_LIST: dstList,
       PARALLEL: String(options.parallel),
     },
+  });
+}
+
+/**
+ * The listing floor of the `select` no-op: the tag list's pages (`paths`, as the client asks for
+ * them: `?n=1000`, then each `Link: rel="next"`) read one after another by one curl process on one
+ * connection. What a `repositories` no-op must do before it knows what to HEAD.
+ */
+export async function runListFloor(
+  options: { src: TestRegistry; paths: string[]; workDir: string },
+): Promise<RunResult> {
+  const list = `${options.workDir}/list-floor.txt`;
+  await Deno.writeTextFile(
+    list,
+    options.paths.map((p) => `url = "${options.src.url}${p}"\noutput = "/dev/null"\n`).join(""),
+  );
+  return await timed("curl", ["-sSf", "-K", list], {
+    workDir: options.workDir,
+    env: baseEnv(),
   });
 }
