@@ -57,6 +57,10 @@ export const CODES = {
     level: "ERROR",
     meaning: "a manifest, descriptor or digest from a registry is malformed; nothing written",
   },
+  IMAGE_REFERRER_INVALID: {
+    level: "ERROR",
+    meaning: "a referrers list (API answer or fallback tag) is malformed",
+  },
   IMAGE_MANIFEST_TOO_LARGE: {
     level: "ERROR",
     meaning: "a manifest (or other metadata body) passed its size cap; reading stopped there",

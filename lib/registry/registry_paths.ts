@@ -1,8 +1,8 @@
 /**
  * Paths below /v2/ for the registry client and the blob upload, built only from checked parts: a
  * repository of the reference grammar, then `manifests/<tag|digest>`, `blobs/<digest>`,
- * `blobs/uploads/` or `tags/list`. Anything else throws IMAGE_MANIFEST_INVALID before a request
- * is made, so no value from a registry or a config can steer a request elsewhere.
+ * `blobs/uploads/`, `tags/list` or `referrers/<digest>`. Anything else throws IMAGE_MANIFEST_INVALID
+ * before a request is made, so no value from a registry or a config can steer a request elsewhere.
  *
  * @module
  */
@@ -61,4 +61,9 @@ export function blobPath(repository: string, digest: string): string {
 /** `<repository>/<rest>` for the fixed endpoints, the repository checked. */
 export function repositoryPath(repository: string, rest: "tags/list" | "blobs/uploads/"): string {
   return `${checkedRepository(repository)}/${rest}`;
+}
+
+/** `<repository>/referrers/<digest>` (OCI 1.1), both checked (see {@link manifestPath}). */
+export function referrersPath(repository: string, digest: string): string {
+  return `${checkedRepository(repository)}/referrers/${checkedDigest(digest)}`;
 }
