@@ -25,7 +25,7 @@ import type { Secrets } from "../log/redact.ts";
 import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
 import { listTags } from "./_tag_list.ts";
-import { getReferrers, type ReferrersAnswer } from "./_referrers_get.ts";
+import { getReferrers, type ReferrersPage } from "./_referrers_get.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
 import { apiHost, validDigest } from "./reference.ts";
@@ -347,17 +347,21 @@ export class RegistryClient {
   }
 
   /**
-   * OCI 1.1 referrers of `digest` (one request, body capped, unparsed; see _referrers_get.ts);
+   * OCI 1.1 referrers of `digest`: every page, each capped, unparsed (see _referrers_get.ts);
    * null when the registry has no referrers API (404, 400, 406).
    */
   referrersGet(
     repository: string,
     digest: string,
     options: { artifactType?: string; signal?: AbortSignal } = {},
-  ): Promise<ReferrersAnswer | null> {
-    const send = (call: RegistryCall) => this.#call(call);
-    const client = { host: this.host, send, maxBytes: this.#maxManifestBytes };
-    return getReferrers(client, { repository, digest, ...options });
+  ): Promise<ReferrersPage[] | null> {
+    return getReferrers({
+      host: this.host,
+      origin: new URL(this.#base).origin,
+      send: (call) => this.#call(call),
+      resolve: (location) => this.#resolve(location),
+      maxBytes: this.#maxManifestBytes,
+    }, { repository, digest, ...options });
   }
 
   /** Release connections. */
