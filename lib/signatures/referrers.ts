@@ -1,0 +1,277 @@
+/**
+ * OCI 1.1 referrers of a digest (shared/registry-protocols.md 8.7–8.8): the referrers API where
+ * the registry serves it, else the referrers tag schema (an OCI index tagged `sha256-<hex>`), and
+ * the pure pieces a copier needs to keep that fallback tag at a destination without the API.
+ *
+ * Support is detected by asking the endpoint (200 = supported; 404, 400, 406 = not, then the
+ * fallback tag is read), never from the `OCI-Subject` header: Quay serves the API without it.
+ * Nothing a registry answers is trusted: the answer must be an OCI image index (`mediaType`),
+ * every entry a descriptor with a string `mediaType`, a digest of the OCI grammar, a non-negative
+ * integer `size`, an optional string `artifactType` and string-valued `annotations`; anything else
+ * is IMAGE_REFERRER_INVALID naming the field. Bodies are read under the client's manifest cap.
+ *
+ * A filter on `artifactType` is sent to the registry and applied here as well: a registry that
+ * says `OCI-Filters-Applied: artifactType` filtered, one that does not (or says so wrongly) may
+ * have returned everything.
+ *
+ * @module
+ */
+import { MirrorError } from "../errors.ts";
+import type { Descriptor } from "../registry/manifest.ts";
+import { MEDIA_TYPES } from "../registry/manifest.ts";
+import { validDigest } from "../registry/reference.ts";
+import type { RegistryClient } from "../registry/registry_client.ts";
+
+/** A referrer: a manifest descriptor with the referrer's `artifactType` and annotations. */
+export interface ReferrerDescriptor extends Descriptor {
+  /** The manifest's `artifactType`, else its config media type; absent for an index without. */
+  artifactType?: string;
+  /** The manifest's annotations. */
+  annotations?: Record<string, string>;
+}
+
+/** An OCI image index listing referrers (the API's answer, the fallback tag's content). */
+export interface ReferrersIndex {
+  schemaVersion: 2;
+  mediaType: typeof MEDIA_TYPES.ociIndex;
+  manifests: ReferrerDescriptor[];
+  annotations?: Record<string, string>;
+}
+
+/** What {@link listReferrers} found. */
+export interface ReferrersList {
+  /** `api`: the registry serves the referrers API; `tag`: it does not, the fallback tag was read. */
+  via: "api" | "tag";
+  /** The referrers, filtered by `artifactType` when one was asked for. */
+  descriptors: ReferrerDescriptor[];
+  /** Via `tag`: the fallback index as stored (null when the tag is absent), for a later merge. */
+  index?: ReferrersIndex | null;
+  /** Via `tag`: the fallback tag's manifest digest (null when absent). */
+  tagDigest?: string | null;
+}
+
+/** Options for {@link listReferrers}. */
+export interface ListReferrersOptions {
+  /** Only referrers of this artifact type (sent to the registry, applied here too). */
+  artifactType?: string;
+  signal?: AbortSignal;
+}
+
+/**
+ * The referrers tag schema's tag for a digest: algorithm (at most 32 characters) + `-` + encoded
+ * part (at most 64), characters a tag cannot hold replaced by `-` (`sha256:ab…` -> `sha256-ab…`).
+ *
+ * @throws {MirrorError} IMAGE_MANIFEST_INVALID when `digest` is not a digest
+ */
+export function referrersTag(digest: string): string {
+  if (!validDigest(digest)) {
+    throw new MirrorError(
+      "IMAGE_MANIFEST_INVALID",
+      `digest ${JSON.stringify(String(digest).slice(0, 300))} is not a digest`,
+    );
+  }
+  const colon = digest.indexOf(":");
+  const clean = (part: string) => part.replace(/[^a-zA-Z0-9_.-]/g, "-");
+  return `${clean(digest.slice(0, colon)).slice(0, 32)}-${
+    clean(digest.slice(colon + 1)).slice(0, 64)
+  }`;
+}
+
+/**
+ * The referrers of `digest` in `repository`: through the referrers API when the registry answers
+ * it (every page), else from the fallback tag `sha256-<hex>` (absent tag: no referrers).
+ *
+ * @param client the registry's client
+ * @param repository the repository holding the subject and its referrers
+ * @param digest the subject's digest
+ * @param options an `artifactType` filter and an abort signal
+ * @throws {MirrorError} IMAGE_REFERRER_INVALID naming the field for a malformed answer or fallback
+ *   index (also a fallback tag holding something other than an OCI index); IMAGE_MANIFEST_TOO_LARGE
+ *   past the cap; the client's own errors otherwise
+ */
+export async function listReferrers(
+  client: RegistryClient,
+  repository: string,
+  digest: string,
+  options: ListReferrersOptions = {},
+): Promise<ReferrersList> {
+  const { artifactType, signal } = options;
+  const where = `${client.host}/${repository} referrers of ${digest}`;
+  const pages = await client.referrersGet(repository, digest, { artifactType, signal });
+  if (pages !== null) {
+    const descriptors: ReferrerDescriptor[] = [];
+    pages.forEach((page, i) => {
+      const at = pages.length === 1 ? where : `${where} (page ${i + 1})`;
+      const type = page.contentType;
+      if (type !== "" && type !== MEDIA_TYPES.ociIndex && type !== "application/json") {
+        throw invalid(at, `Content-Type must be ${MEDIA_TYPES.ociIndex}, not ${show(type)}`);
+      }
+      descriptors.push(...parseReferrersIndex(page.bytes, at).manifests);
+    });
+    return { via: "api", descriptors: filterByType(descriptors, artifactType) };
+  }
+  const tag = referrersTag(digest);
+  const stored = await client.manifestGet(repository, tag, signal);
+  if (stored === null) return { via: "tag", descriptors: [], index: null, tagDigest: null };
+  const index = parseReferrersIndex(stored.bytes, `${client.host}/${repository}:${tag}`);
+  return {
+    via: "tag",
+    descriptors: filterByType(index.manifests, artifactType),
+    index,
+    tagDigest: stored.digest,
+  };
+}
+
+/**
+ * Parse and check a referrers index (an API page or the fallback tag's bytes).
+ *
+ * @param bytes the exact bytes
+ * @param where what they are, for messages
+ * @throws {MirrorError} IMAGE_REFERRER_INVALID naming the field (`manifests[1].digest`)
+ */
+export function parseReferrersIndex(bytes: Uint8Array, where: string): ReferrersIndex {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (cause) {
+    throw new MirrorError("IMAGE_REFERRER_INVALID", `${where}: the answer is not JSON`, { cause });
+  }
+  if (!isObject(body)) throw invalid(where, `the answer must be a JSON object, not ${show(body)}`);
+  if (body.mediaType !== MEDIA_TYPES.ociIndex) {
+    throw invalid(where, `mediaType must be ${MEDIA_TYPES.ociIndex}, not ${show(body.mediaType)}`);
+  }
+  if (body.schemaVersion !== 2) {
+    throw invalid(where, `schemaVersion must be 2, not ${show(body.schemaVersion)}`);
+  }
+  if (!Array.isArray(body.manifests)) {
+    throw invalid(where, `manifests must be an array, not ${show(body.manifests)}`);
+  }
+  const manifests = body.manifests.map((entry, i) => referrer(entry, where, `manifests[${i}]`));
+  const annotations = stringMap(body.annotations, where, "annotations");
+  return {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests,
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+/**
+ * The fallback index after adding referrers (pure): every descriptor `existing` holds is kept, in
+ * its order, then each of `add` whose digest is not listed yet, in the order given (first wins on
+ * a repeated digest). The index's own annotations are kept.
+ *
+ * @param existing the destination's fallback index, or null when its tag is absent
+ * @param add descriptors of referrers actually present at the destination
+ */
+export function mergeReferrersIndex(
+  existing: ReferrersIndex | null,
+  add: ReferrerDescriptor[],
+): ReferrersIndex {
+  const seen = new Set<string>();
+  const manifests: ReferrerDescriptor[] = [];
+  for (const d of [...(existing?.manifests ?? []), ...add]) {
+    if (seen.has(d.digest)) continue;
+    seen.add(d.digest);
+    manifests.push(d);
+  }
+  return {
+    schemaVersion: 2,
+    mediaType: MEDIA_TYPES.ociIndex,
+    manifests,
+    ...(existing?.annotations ? { annotations: existing.annotations } : {}),
+  };
+}
+
+/**
+ * Does `a` hold every descriptor `b` holds (by digest)? The never-overwrite rule for managed
+ * tags: a destination's fallback index is replaced only by a superset of it.
+ *
+ * @param a the candidate (e.g. the source's referrers)
+ * @param b what must not be lost (e.g. the destination's referrers)
+ */
+export function isSuperset(a: readonly Descriptor[], b: readonly Descriptor[]): boolean {
+  const have = new Set(a.map((d) => d.digest));
+  return b.every((d) => have.has(d.digest));
+}
+
+/** The bytes and media type to PUT for a fallback index (compact JSON). */
+export function encodeReferrersIndex(
+  index: ReferrersIndex,
+): { mediaType: string; bytes: Uint8Array } {
+  return {
+    mediaType: MEDIA_TYPES.ociIndex,
+    bytes: new TextEncoder().encode(JSON.stringify(index)),
+  };
+}
+
+function filterByType(
+  descriptors: ReferrerDescriptor[],
+  artifactType: string | undefined,
+): ReferrerDescriptor[] {
+  return artifactType === undefined
+    ? descriptors
+    : descriptors.filter((d) => d.artifactType === artifactType);
+}
+
+function referrer(value: unknown, where: string, field: string): ReferrerDescriptor {
+  if (!isObject(value)) throw invalid(where, `${field} must be an object, not ${show(value)}`);
+  const { mediaType, digest, size, artifactType, platform } = value;
+  if (typeof mediaType !== "string" || mediaType === "") {
+    throw invalid(where, `${field}.mediaType must be a non-empty string, not ${show(mediaType)}`);
+  }
+  if (!validDigest(digest)) {
+    throw invalid(where, `${field}.digest ${show(digest)} is not a digest of the OCI grammar`);
+  }
+  if (typeof size !== "number" || !Number.isSafeInteger(size) || size < 0) {
+    throw invalid(where, `${field}.size must be a non-negative integer, not ${show(size)}`);
+  }
+  if (artifactType !== undefined && typeof artifactType !== "string") {
+    throw invalid(where, `${field}.artifactType must be a string, not ${show(artifactType)}`);
+  }
+  if (platform !== undefined && !isObject(platform)) {
+    throw invalid(where, `${field}.platform must be an object, not ${show(platform)}`);
+  }
+  const annotations = stringMap(value.annotations, where, `${field}.annotations`);
+  return {
+    mediaType,
+    digest,
+    size,
+    ...(artifactType !== undefined ? { artifactType } : {}),
+    ...(annotations ? { annotations } : {}),
+    ...(platform ? { platform: platform as Descriptor["platform"] } : {}),
+  };
+}
+
+function stringMap(
+  value: unknown,
+  where: string,
+  field: string,
+): Record<string, string> | undefined {
+  if (value === undefined) return undefined;
+  if (!isObject(value)) throw invalid(where, `${field} must be an object, not ${show(value)}`);
+  for (const [key, v] of Object.entries(value)) {
+    if (typeof v !== "string") {
+      throw invalid(where, `${field}[${show(key)}] must be a string, not ${show(v)}`);
+    }
+  }
+  return value as Record<string, string>;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/** A short, safe rendering of a value for a message. */
+function show(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "an array";
+  if (typeof value === "object") return "an object";
+  const text = JSON.stringify(value);
+  return text.length <= 80 ? text : `a ${text.length}-character value`;
+}
+
+function invalid(where: string, what: string): MirrorError {
+  return new MirrorError("IMAGE_REFERRER_INVALID", `${where}: ${what}`);
+}
