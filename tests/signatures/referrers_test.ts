@@ -161,6 +161,32 @@ Deno.test("listReferrers() refuses a next page on another endpoint or origin", a
   }
 });
 
+Deno.test("listReferrers() refuses a next page that fails and a Link that never ends", async () => {
+  {
+    await using d = startDouble((url) =>
+      url.searchParams.has("p")
+        ? new Response("", { status: 404 })
+        : indexAnswer(BOTH, { link: `</v2/app/referrers/${SUBJECT}?p=2>; rel="next"` })
+    );
+    await rejectsWith(
+      () => listReferrers(d.client, "app", SUBJECT),
+      "IMAGE_REFERRER_INVALID",
+      /page 2 answered 404/,
+    );
+  }
+  {
+    await using d = startDouble(() =>
+      indexAnswer(BOTH, { link: `</v2/app/referrers/${SUBJECT}?again>; rel="next"` })
+    );
+    await rejectsWith(
+      () => listReferrers(d.client, "app", SUBJECT),
+      "IMAGE_REFERRER_INVALID",
+      /still a next page after 100 pages/,
+    );
+    assert.equal(d.requests.length, 100);
+  }
+});
+
 Deno.test("listReferrers() falls back to the sha256-<hex> tag when the API answers 404, 400 or 406", async () => {
   for (const status of [404, 400, 406]) {
     await using d = startDouble((url) =>
