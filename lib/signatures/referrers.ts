@@ -10,6 +10,9 @@
  * integer `size`, an optional string `artifactType` and string-valued `annotations`; anything else
  * is IMAGE_REFERRER_INVALID naming the field. Bodies are read under the client's manifest cap.
  *
+ * A fallback tag holding anything but an OCI index fails (IMAGE_REFERRER_INVALID) rather than
+ * reading as "no referrers", so a copier never overwrites what it could not read.
+ *
  * A filter on `artifactType` is sent to the registry and applied here as well: a registry that
  * says `OCI-Filters-Applied: artifactType` filtered, one that does not (or says so wrongly) may
  * have returned everything.
@@ -120,6 +123,54 @@ export async function listReferrers(
     index,
     tagDigest: stored.digest,
   };
+}
+
+/**
+ * The descriptor a referrers list holds for a referrer manifest (what the API would answer):
+ * `artifactType` = the manifest's `artifactType`, else its `config.mediaType` (absent for an index
+ * without one), and the manifest's `annotations`. For writing a fallback index from what was copied.
+ *
+ * @param manifest the referrer's exact bytes, media type and digest (as manifestGet returns them)
+ * @param where what it is, for messages
+ * @throws {MirrorError} IMAGE_REFERRER_INVALID naming the field
+ */
+export function referrerDescriptor(
+  manifest: { mediaType: string; digest: string; bytes: Uint8Array },
+  where: string,
+): ReferrerDescriptor {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(manifest.bytes));
+  } catch (cause) {
+    throw new MirrorError("IMAGE_REFERRER_INVALID", `${where}: the manifest is not JSON`, {
+      cause,
+    });
+  }
+  if (!isObject(body)) {
+    throw invalid(where, `the manifest must be a JSON object, not ${show(body)}`);
+  }
+  let artifactType = body.artifactType;
+  if (artifactType !== undefined && typeof artifactType !== "string") {
+    throw invalid(where, `artifactType must be a string, not ${show(artifactType)}`);
+  }
+  if (artifactType === undefined && isObject(body.config)) {
+    if (typeof body.config.mediaType !== "string") {
+      throw invalid(where, `config.mediaType must be a string, not ${show(body.config.mediaType)}`);
+    }
+    artifactType = body.config.mediaType;
+  }
+  const annotations = stringMap(body.annotations, where, "annotations");
+  return referrer(
+    {
+      mediaType: manifest.mediaType,
+      digest: manifest.digest,
+      size: manifest.bytes.length,
+      ...(artifactType !== undefined ? { artifactType } : {}),
+      ...(annotations ? { annotations } : {}),
+    },
+    where,
+    "the descriptor",
+  );
 }
 
 /**

@@ -14,6 +14,7 @@ import {
   mergeReferrersIndex,
   parseReferrersIndex,
   type ReferrerDescriptor,
+  referrerDescriptor,
   type ReferrersIndex,
   referrersTag,
 } from "../../lib/signatures/referrers.ts";
@@ -569,8 +570,13 @@ Deno.test(
         { ...one, descriptors: [] },
       );
 
-      // Add the SBOM: a superset merge, PUT back, read again.
-      const merged = mergeReferrersIndex(one.index ?? null, [REAL_SBOM_REF, REAL_SIG_REF]);
+      // Add the SBOM (its descriptor taken from the manifest as stored): a superset merge, PUT
+      // back, read again.
+      const sbom = await client.manifestGet("app", REAL_SBOM.digest);
+      assert.ok(sbom);
+      const sbomRef = referrerDescriptor(sbom, "the SBOM");
+      assert.deepEqual(sbomRef, REAL_SBOM_REF);
+      const merged = mergeReferrersIndex(one.index ?? null, [sbomRef, REAL_SIG_REF]);
       const encoded = encodeReferrersIndex(merged);
       assert.equal(new TextDecoder().decode(encoded.bytes), FALLBACK_TWO);
       assert.equal(isSuperset(merged.manifests, one.descriptors), true);
@@ -617,3 +623,48 @@ Deno.test(
     }
   },
 );
+
+Deno.test("referrerDescriptor() takes artifactType, else config.mediaType, and the annotations", () => {
+  const manifest = (bytes: string, mediaType = MANIFEST) => ({
+    mediaType,
+    digest: "sha256:4444444444444444444444444444444444444444444444444444444444444444",
+    bytes: new TextEncoder().encode(bytes),
+  });
+  assert.deepEqual(
+    referrerDescriptor({ ...manifest(REAL_SIG.bytes), digest: REAL_SIG.digest }, "sig"),
+    REAL_SIG_REF,
+  );
+  assert.deepEqual(
+    referrerDescriptor(
+      manifest(
+        `{"schemaVersion":2,"config":{"mediaType":"application/vnd.dev.cosign.artifact.sig.v1+json"}}`,
+      ),
+      "old",
+    ),
+    {
+      mediaType: MANIFEST,
+      digest: "sha256:4444444444444444444444444444444444444444444444444444444444444444",
+      size: 92,
+      artifactType: "application/vnd.dev.cosign.artifact.sig.v1+json",
+    },
+  );
+  assert.deepEqual(referrerDescriptor(manifest(`{"manifests":[]}`, INDEX), "index"), {
+    mediaType: INDEX,
+    digest: "sha256:4444444444444444444444444444444444444444444444444444444444444444",
+    size: 16,
+  });
+  for (
+    const [bytes, pattern] of [
+      ["nope", /the manifest is not JSON/],
+      [`{"artifactType":1}`, /artifactType must be a string, not 1/],
+      [`{"config":{"mediaType":2}}`, /config\.mediaType must be a string, not 2/],
+      [`{"annotations":{"a":1}}`, /annotations\["a"\] must be a string, not 1/],
+    ] as const
+  ) {
+    assert.throws(() => referrerDescriptor(manifest(bytes), "bad"), (e: unknown) => {
+      assert.ok(e instanceof MirrorError && e.code === "IMAGE_REFERRER_INVALID", String(e));
+      assert.match(e.message, pattern);
+      return true;
+    });
+  }
+});
