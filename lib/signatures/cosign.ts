@@ -67,7 +67,7 @@ export function cosignTags(digest: string): CosignTags {
 
 /** One signature of a `.sig` manifest. */
 export interface SignatureLayer {
-  /** The layer's descriptor: its blob is the payload. */
+  /** The layer's descriptor (media type, digest, size): its blob is the payload. */
   descriptor: Descriptor;
   /** The decoded signature (DER). */
   signature: Uint8Array;
@@ -109,7 +109,11 @@ export function parseSignatureManifest(bytes: Uint8Array, where: string): Signat
       throw invalid(`${field}: ${SIGNATURE_ANNOTATION} is not base64 (${preview(encoded)})`);
     }
     out.push({
-      descriptor,
+      descriptor: {
+        mediaType: descriptor.mediaType,
+        digest: descriptor.digest,
+        size: descriptor.size,
+      },
       signature,
       certificate: annotations[CERTIFICATE_ANNOTATION],
       chain: annotations[CHAIN_ANNOTATION],
