@@ -1,7 +1,8 @@
 /**
- * Read an image's cosign signatures from a registry: HEAD/GET the `sha256-<hex>.sig` tag, parse it
- * (cosign.ts), and GET each payload blob under a size cap, checking its bytes against the layer
- * descriptor (size and digest) before they are handed to {@link verifyImageSignatures}.
+ * Read an image's cosign signatures and attestations from a registry: GET the `sha256-<hex>.sig`
+ * (or `.att`) tag, parse it (cosign.ts, dsse.ts), and GET each payload blob under a size cap,
+ * checking its bytes against the layer descriptor (size and digest) before they are handed to
+ * cosign.ts's verifyImageSignatures() or dsse.ts's verifyAttestation().
  *
  * ```ts ignore
  * const found = await fetchImageSignatures(client, { repository: "team/app", digest });
@@ -11,9 +12,13 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { digestLike } from "../registry/manifest.ts";
+import { digestLike, parseManifest } from "../registry/manifest.ts";
 import type { RegistryClient } from "../registry/registry_client.ts";
 import { cosignTags, parseSignatureManifest, type SignatureLayer } from "./cosign.ts";
+import { type DsseEnvelope, parseDsseEnvelope } from "./dsse.ts";
+
+/** Media type of a `.att` layer: a DSSE envelope. */
+export const DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json";
 
 /** Payloads are a few hundred bytes; cosign's own cap for a payload is far above real ones. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 128 * 1024;
@@ -59,24 +64,87 @@ export async function fetchImageSignatures(
   const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
   const signatures = [];
   for (const layer of layers) {
-    const { digest, size } = layer.descriptor;
-    if (size > max) {
-      throw new MirrorError(
-        "IMAGE_MANIFEST_TOO_LARGE",
-        `${where}: payload ${digest} is ${size} bytes, more than the ${max}-byte cap`,
-      );
-    }
-    const blob = await client.blobGet(repository, digest, signal);
-    const payload = await readCapped(blob.body, size);
-    if (payload.length !== size || digestLike(digest, payload) !== digest) {
-      throw new MirrorError(
-        "IMAGE_DIGEST_MISMATCH",
-        `${where}: payload ${digest} does not match its descriptor (${payload.length} bytes read, ${size} declared)`,
-      );
-    }
+    const payload = await readBlob(client, {
+      repository,
+      where,
+      descriptor: layer.descriptor,
+      max,
+      signal,
+    });
     signatures.push({ ...layer, payload });
   }
   return { tag, manifestDigest: manifest.digest, signatures };
+}
+
+/** An image's `.att` manifest and its DSSE envelopes. */
+export interface FetchedAttestations {
+  /** The `.att` tag. */
+  tag: string;
+  /** Digest of the `.att` manifest. */
+  manifestDigest: string;
+  /** Each `application/vnd.dsse.envelope.v1+json` layer's envelope, decoded. */
+  envelopes: DsseEnvelope[];
+}
+
+/**
+ * The attestations of `digest` in `repository` (the `sha256-<hex>.att` tag: one DSSE envelope
+ * blob per layer), or null when there is no `.att` tag. Feed `envelopes` to dsse.ts's
+ * verifyAttestation().
+ *
+ * @throws {MirrorError} as {@link fetchImageSignatures}; IMAGE_SIGNATURE_INVALID for an envelope
+ *   that is not DSSE.
+ */
+export async function fetchImageAttestations(
+  client: RegistryClient,
+  options: FetchImageSignaturesOptions,
+): Promise<FetchedAttestations | null> {
+  const { repository, signal } = options;
+  const tag = cosignTags(options.digest).att;
+  const manifest = await client.manifestGet(repository, tag, signal);
+  if (!manifest) return null;
+  const where = `${client.host}/${repository}:${tag}`;
+  const parsed = parseManifest(manifest.bytes, "", where);
+  if (parsed.kind !== "image") {
+    throw new MirrorError("IMAGE_SIGNATURE_INVALID", `${where}: a .att manifest, not an index`);
+  }
+  const max = options.maxPayloadBytes ?? DEFAULT_MAX_PAYLOAD_BYTES;
+  const envelopes = [];
+  for (const [i, layer] of parsed.layers.entries()) {
+    if (layer.mediaType !== DSSE_ENVELOPE_MEDIA_TYPE) continue;
+    const bytes = await readBlob(client, { repository, where, descriptor: layer, max, signal });
+    envelopes.push(parseDsseEnvelope(bytes, `${where}: layers[${i}]`));
+  }
+  return { tag, manifestDigest: manifest.digest, envelopes };
+}
+
+/** GET a small blob: size capped, bytes checked against the descriptor's size and digest. */
+async function readBlob(
+  client: RegistryClient,
+  options: {
+    repository: string;
+    where: string;
+    descriptor: { digest: string; size: number };
+    max: number;
+    signal?: AbortSignal;
+  },
+): Promise<Uint8Array> {
+  const { where, max } = options;
+  const { digest, size } = options.descriptor;
+  if (size > max) {
+    throw new MirrorError(
+      "IMAGE_MANIFEST_TOO_LARGE",
+      `${where}: blob ${digest} is ${size} bytes, more than the ${max}-byte cap`,
+    );
+  }
+  const blob = await client.blobGet(options.repository, digest, options.signal);
+  const bytes = await readCapped(blob.body, size);
+  if (bytes.length !== size || digestLike(digest, bytes) !== digest) {
+    throw new MirrorError(
+      "IMAGE_DIGEST_MISMATCH",
+      `${where}: blob ${digest} does not match its descriptor (${bytes.length} bytes read, ${size} declared)`,
+    );
+  }
+  return bytes;
 }
 
 /** Read at most `size` + 1 bytes of `body` (one more shows it is too long), then cancel it. */
