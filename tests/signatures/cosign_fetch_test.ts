@@ -8,14 +8,19 @@ import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { verifyImageSignatures } from "../../lib/signatures/cosign.ts";
-import { fetchImageSignatures } from "../../lib/signatures/cosign_fetch.ts";
+import { fetchImageAttestations, fetchImageSignatures } from "../../lib/signatures/cosign_fetch.ts";
+import { verifyAttestation } from "../../lib/signatures/dsse.ts";
 import { loadCosignPublicKey } from "../../lib/signatures/cosign_key.ts";
 import {
+  buildAttestationManifest,
   buildSignatureManifest,
+  inTotoStatement,
   makeKey,
   opensslFingerprint,
   opensslSign,
+  pushAttestationManifest,
   pushSignatureManifest,
+  signedEnvelope,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
 import { pushTestImage, sha256 } from "../support/images.ts";
@@ -151,6 +156,88 @@ Deno.test(
         () => fetchImageSignatures(c, { repository: "app", digest: "sha256:nope" }),
         assertCode("IMAGE_MANIFEST_INVALID"),
       );
+    } finally {
+      c.close();
+    }
+  },
+);
+
+Deno.test(
+  `fetchImageAttestations() reads a .att manifest's DSSE envelopes; the key verifies the one naming the image${skip}`,
+  {
+    ignore: skip !== "",
+  },
+  async () => {
+    await using reg = await startRegistry();
+    const image = await pushTestImage(reg, "app:1", {
+      kind: "oci",
+      seed: 5,
+      layers: 1,
+      layerSize: 512,
+    });
+    const other = await pushTestImage(reg, "app:2", {
+      kind: "oci",
+      seed: 6,
+      layers: 1,
+      layerSize: 512,
+    });
+    const good = await signedEnvelope(first.privateKeyFile, inTotoStatement("app", image.digest));
+    const built = buildAttestationManifest([
+      { envelope: good, predicateType: "https://slsa.dev/provenance/v1" },
+    ]);
+    const pushed = await pushAttestationManifest(reg, "app", image.digest, built);
+    assert.equal(pushed.tag, `sha256-${image.digest.slice(7)}.att`);
+    // the other image's .att holds an envelope about the first image
+    await pushAttestationManifest(reg, "app", other.digest, built);
+    // a .att whose envelope is garbage
+    const third = await pushTestImage(reg, "app:3", {
+      kind: "oci",
+      seed: 7,
+      layers: 1,
+      layerSize: 512,
+    });
+    await pushAttestationManifest(
+      reg,
+      "app",
+      third.digest,
+      buildAttestationManifest([{ envelope: new TextEncoder().encode("[1]"), predicateType: "x" }]),
+    );
+    const c = client(reg);
+    try {
+      const key = await loadCosignPublicKey(first.publicPem);
+      const wrong = await loadCosignPublicKey(second.publicPem);
+      const found = await fetchImageAttestations(c, { repository: "app", digest: image.digest });
+      assert.ok(found);
+      assert.equal(found.manifestDigest, sha256(built.manifest));
+      assert.equal(found.envelopes.length, 1);
+      assert.equal(found.envelopes[0].payloadType, "application/vnd.in-toto+json");
+      assert.deepEqual(
+        await verifyAttestation({ keys: [key], digest: image.digest, envelopes: found.envelopes }),
+        { ok: true, keyFingerprint: await opensslFingerprint(first.publicKeyFile) },
+      );
+      const byWrong = await verifyAttestation({
+        keys: [wrong],
+        digest: image.digest,
+        envelopes: found.envelopes,
+      });
+      assert.equal(byWrong.ok ? "ok" : byWrong.reason, "bad signature");
+      const misplaced = await fetchImageAttestations(c, {
+        repository: "app",
+        digest: other.digest,
+      });
+      assert.ok(misplaced);
+      const mismatch = await verifyAttestation({
+        keys: [key],
+        digest: other.digest,
+        envelopes: misplaced.envelopes,
+      });
+      assert.equal(mismatch.ok ? "ok" : mismatch.reason, "digest mismatch");
+      await assert.rejects(
+        () => fetchImageAttestations(c, { repository: "app", digest: third.digest }),
+        assertCode("IMAGE_SIGNATURE_INVALID", /layers\[0\]: not a DSSE envelope/),
+      );
+      const child = `sha256:${"e".repeat(64)}`;
+      assert.equal(await fetchImageAttestations(c, { repository: "app", digest: child }), null);
     } finally {
       c.close();
     }

@@ -187,3 +187,49 @@ export function encodeBase64(bytes: Uint8Array): string {
   for (const b of bytes) binary += String.fromCharCode(b);
   return btoa(binary);
 }
+
+/**
+ * A `.att` manifest in cosign's format: one `application/vnd.dsse.envelope.v1+json` layer per
+ * envelope, annotations `dev.cosignproject.cosign/signature: ""` and `predicateType`.
+ */
+export function buildAttestationManifest(
+  envelopes: { envelope: Uint8Array; predicateType: string }[],
+): BuiltManifest {
+  const layers = envelopes.map((e) => ({
+    mediaType: "application/vnd.dsse.envelope.v1+json",
+    size: e.envelope.length,
+    digest: sha256(e.envelope),
+    annotations: { "dev.cosignproject.cosign/signature": "", predicateType: e.predicateType },
+  }));
+  const config = new TextEncoder().encode(JSON.stringify({
+    architecture: "",
+    created: "0001-01-01T00:00:00Z",
+    history: layers.map(() => ({ created: "0001-01-01T00:00:00Z" })),
+    os: "",
+    rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) },
+    config: {},
+  }));
+  const mediaType = "application/vnd.oci.image.manifest.v1+json";
+  const manifest = new TextEncoder().encode(JSON.stringify({
+    schemaVersion: 2,
+    mediaType,
+    config: {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      size: config.length,
+      digest: sha256(config),
+    },
+    layers,
+  }));
+  return { mediaType, manifest, blobs: [config, ...envelopes.map((e) => e.envelope)] };
+}
+
+/** Push a `.att` manifest under `sha256-<hex>.att` next to the image `digest` in `repo`. */
+export async function pushAttestationManifest(
+  reg: TestRegistry,
+  repo: string,
+  digest: string,
+  built: BuiltManifest,
+): Promise<{ tag: string; digest: string }> {
+  const tag = `${digest.replace(":", "-")}.att`;
+  return { tag, digest: await pushManifestWithBlobs(reg, `${repo}:${tag}`, built) };
+}
