@@ -23,7 +23,7 @@ import {
   signedEnvelope,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
-import { pushTestImage, sha256 } from "../support/images.ts";
+import { pushManifestWithBlobs, pushTestImage, sha256 } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -235,6 +235,21 @@ Deno.test(
       await assert.rejects(
         () => fetchImageAttestations(c, { repository: "app", digest: third.digest }),
         assertCode("IMAGE_SIGNATURE_INVALID", /layers\[0\]: not a DSSE envelope/),
+      );
+      // an index where the .att manifest belongs
+      const index = new TextEncoder().encode(JSON.stringify({
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: [],
+      }));
+      await pushManifestWithBlobs(reg, `app:sha256-${third.digest.slice(7)}.att`, {
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifest: index,
+        blobs: [],
+      });
+      await assert.rejects(
+        () => fetchImageAttestations(c, { repository: "app", digest: third.digest }),
+        assertCode("IMAGE_SIGNATURE_INVALID", /a \.att manifest, not an index$/),
       );
       const child = `sha256:${"e".repeat(64)}`;
       assert.equal(await fetchImageAttestations(c, { repository: "app", digest: child }), null);
