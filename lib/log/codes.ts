@@ -81,6 +81,11 @@ export const CODES = {
   },
   IMAGE_CLEANUP: { level: "INFO", meaning: "local docker images from this run were removed" },
   IMAGE_PLANNED: { level: "INFO", meaning: "dry run: what would be done" },
+  IMAGE_SIGNATURE_INVALID: {
+    level: "ERROR",
+    meaning: "no valid signature by a trusted key names this digest",
+  },
+  IMAGE_UNSIGNED: { level: "WARNING", meaning: "the image carries no signature" },
 
   REPO_EXISTS: { level: "INFO", meaning: "the Quay repository already exists" },
   REPO_CREATED: { level: "INFO", meaning: "the Quay repository was created" },

@@ -382,3 +382,23 @@ export async function headDigest(reg: TestRegistry, repoTag: string): Promise<st
     client?.close();
   }
 }
+
+/**
+ * Push prepared blobs and then a manifest as `repo:ref` with the same small uploader (for fixtures
+ * built elsewhere, e.g. cosign_fixture.ts). Returns the manifest digest.
+ */
+export async function pushManifestWithBlobs(
+  reg: TestRegistry,
+  repoRef: string,
+  options: { mediaType: string; manifest: Uint8Array; blobs: Iterable<Uint8Array> },
+): Promise<string> {
+  const [repo, ref] = repoRef.split(/:(.*)/s);
+  const pusher = new Pusher(reg);
+  try {
+    for (const blob of options.blobs) await pusher.blob(repo, sha256(blob), blob);
+    await pusher.manifest(repo, ref, options.mediaType, options.manifest);
+    return sha256(options.manifest);
+  } finally {
+    pusher.close();
+  }
+}
