@@ -104,17 +104,13 @@ export async function checkRules(
   const destinations = new Map<string, string>();
   for (const image of config.images) {
     const at = `images${key(image.key)}`;
-    image.targets.forEach((target, i) => {
-      if (!Object.hasOwn(config.registries, target)) {
-        // A registry whose entry has errors of its own, or no registries map at all: said already.
-        if (written === null || written.includes(target)) return;
-        err(
-          `${at}.targets[${i}]`,
-          `unknown registry "${target}" (known: ${known.join(", ") || "none"})`,
-        );
-        return;
-      }
-      const registry = config.registries[target];
+    for (
+      const { target, index: i, registry } of knownTargets(config, image.targets, {
+        at,
+        written,
+        err,
+      })
+    ) {
       const ref = image.source.tag ?? image.source.digest;
       const destination = `${target}:${registry.namespace}/${image.repository}:${ref}`;
       const other = destinations.get(destination);
@@ -126,9 +122,6 @@ export async function checkRules(
       } else {
         destinations.set(destination, image.key);
       }
-    });
-    if (new Set(image.targets).size !== image.targets.length) {
-      err(`${at}.targets`, "a target is listed twice");
     }
     const repository = image.repository;
     if (!isValidDestinationRepository(repository)) {
@@ -265,4 +258,47 @@ function reason(error: unknown): string {
   return error instanceof Error
     ? error.message.replace(/\s*\(os error \d+\).*$/, "")
     : String(error);
+}
+
+/** What {@link knownTargets} reports with. */
+export interface TargetCheck {
+  /** The entry's path, e.g. `images["nginx:1.25"]`. */
+  at: string;
+  /** Every registry name written, valid or not; null when `registries` is not a map. */
+  written: string[] | null;
+  /** Records one problem. */
+  err: (path: string, message: string) => void;
+}
+
+/**
+ * The targets of one `images` or `repositories` entry that name a registry, with their index;
+ * an unknown target (unless its registry entry was written and has problems of its own) and a
+ * target listed twice are reported through `check.err`.
+ *
+ * @param config the resolved config (its registries)
+ * @param targets the entry's targets as written
+ * @param check where to report, and which names were written
+ * @returns the known targets with their index and registry
+ */
+export function knownTargets(
+  config: ResolvedConfig,
+  targets: string[],
+  check: TargetCheck,
+): { target: string; index: number; registry: ResolvedConfig["registries"][string] }[] {
+  const { at, written, err } = check;
+  const known = Object.keys(config.registries);
+  const found = [];
+  for (const [index, target] of targets.entries()) {
+    if (Object.hasOwn(config.registries, target)) {
+      found.push({ target, index, registry: config.registries[target] });
+    } else if (written !== null && !written.includes(target)) {
+      // A registry whose entry has errors of its own, or no registries map at all: said already.
+      err(
+        `${at}.targets[${index}]`,
+        `unknown registry "${target}" (known: ${known.join(", ") || "none"})`,
+      );
+    }
+  }
+  if (new Set(targets).size !== targets.length) err(`${at}.targets`, "a target is listed twice");
+  return found;
 }

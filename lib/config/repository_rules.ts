@@ -12,7 +12,7 @@
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
-import { isValidDestinationRepository } from "./config_rules.ts";
+import { isValidDestinationRepository, knownTargets } from "./config_rules.ts";
 import { formatPath } from "./parse_config_text.ts";
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository, ValidConfig } from "./schema.ts";
 import { checkTagRules, compileTagRules, tagDropReason, type TagRules } from "./tag_rules.ts";
@@ -104,16 +104,13 @@ export function checkRepositoryRules(
       continue;
     }
     sources.set(source, entry.key);
-    entry.targets.forEach((target, i) => {
-      if (!Object.hasOwn(config.registries, target)) {
-        if (written === null || written.includes(target)) return;
-        err(
-          `${at}.targets[${i}]`,
-          `unknown registry "${target}" (known: ${known.join(", ") || "none"})`,
-        );
-        return;
-      }
-      const registry = config.registries[target];
+    for (
+      const { target, index: i, registry } of knownTargets(config, entry.targets, {
+        at,
+        written,
+        err,
+      })
+    ) {
       const destination = `${target}:${registry.namespace}/${entry.repository}`;
       const other = destinations.get(destination);
       if (other !== undefined) {
@@ -124,9 +121,6 @@ export function checkRepositoryRules(
       } else {
         destinations.set(destination, entry);
       }
-    });
-    if (new Set(entry.targets).size !== entry.targets.length) {
-      err(`${at}.targets`, "a target is listed twice");
     }
     if (!isValidDestinationRepository(entry.repository)) {
       const wrote = Object.hasOwn(data.repositories, entry.key) &&
