@@ -15,6 +15,7 @@ import { checkRules } from "./config_rules.ts";
 import { configSecrets, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
 import { issueToProblem } from "./schema_issues.ts";
+import { resolveVerifyKeys } from "./verify_keys.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
@@ -114,6 +115,7 @@ export async function checkConfig(
   }
   const baseDir = file.replace(/\/[^/]*$/, "") || "/";
   const config = resolve(data, file, baseDir, problems);
+  problems.push(...await resolveVerifyKeys(config, { data, baseDir }));
   problems.push(
     ...(await checkRules(config, data, { literalSecrets: raw.literalSecrets, registryNames })),
     ...checkRepositoryRules(config, data, {

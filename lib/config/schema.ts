@@ -60,6 +60,15 @@ export const logSchema = z.strictObject({
   keepArchives: z.number().int().min(0).max(10_000).default(0),
 });
 
+/**
+ * `verify`: check the source image's cosign signature before mirroring it. Only key-based
+ * verification (`cosignKey`: one PEM path or several, any one suffices); keyless (Fulcio + Rekor)
+ * is out of scope, so any other key is refused as unknown.
+ */
+export const verifySchema = z.strictObject({
+  cosignKey: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+});
+
 /** Operation settings. */
 export const operationSchema = z.strictObject({
   engine: z.enum(["docker", "registry"]).default("docker"),
@@ -100,6 +109,8 @@ export const operationSchema = z.strictObject({
   platform: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/, {
     message: "platform must look like os/arch[/variant], e.g. linux/amd64",
   }).optional(),
+  /** Signature verification for every entry without its own `verify`. */
+  verify: verifySchema.optional(),
 });
 
 /** One image to mirror. */
@@ -110,6 +121,8 @@ export const imageSchema = z.strictObject({
   description: z.string().optional(),
   /** Destination repository name (default: last path component of the source). */
   repository: z.string().min(1).optional(),
+  /** Signature verification for this image (overrides `operation.verify`). */
+  verify: verifySchema.optional(),
 });
 
 /**
@@ -140,6 +153,8 @@ export const repositorySchema = z.strictObject({
   repository: z.string().min(1).optional(),
   /** Which listed tags are mirrored; no rules: every listed tag. */
   tags: tagRulesSchema.default({}),
+  /** Signature verification for these tags (overrides `operation.verify`). */
+  verify: verifySchema.optional(),
 });
 
 /** The whole configuration. */
@@ -207,6 +222,8 @@ export interface ResolvedImage {
   description?: string;
   /** Destination repository name inside the target namespace. */
   repository: string;
+  /** Absolute paths of the cosign public keys the source must be signed with; absent/empty: none. */
+  verifyKeys?: string[];
 }
 
 /** The `tags` rules of a repository, as written (checked by `checkTagRules`). */
@@ -225,6 +242,8 @@ export interface ResolvedRepository {
   repository: string;
   /** The tag rules as written (`{}`: every listed tag). */
   tags: TagRulesSettings;
+  /** Absolute paths of the cosign public keys the source must be signed with; absent/empty: none. */
+  verifyKeys?: string[];
 }
 
 /** A config ready to run: every default filled, every reference parsed, every path absolute. */

@@ -14,6 +14,8 @@
  *   defers what the source hosts' pull budget (rate-limit headers) has no room for;
  * - 429 storm: a source host answering 429 with a Retry-After beyond `retryDelay * maxRetries`
  *   is stopped for the run (HostPullGate) and its remaining tasks deferred (run_plan.ts);
+ * - signatures: a task with `verify` keys copies only when its source digest is signed by one
+ *   (verify_signatures.ts), checked before anything is written;
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
  * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
@@ -50,6 +52,7 @@ import {
   runPlan,
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
+import { SignatureVerifier } from "./verify_signatures.ts";
 
 const OP = "Mirror";
 
@@ -244,6 +247,11 @@ export class MirrorRun implements AsyncDisposable {
   #run(plan: MirrorPlan, engine: Engine, logins: Logins): Promise<RunOutcome> {
     const { config, signal } = this.#options;
     const op = config.operation;
+    const verifier = new SignatureVerifier({
+      clientFor: (host) => this.#hosts.client(host),
+      onVerified: (source, fingerprint) =>
+        this.#options.logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
+    });
     return runPlan(plan, {
       engine,
       concurrency: op.concurrency,
@@ -251,6 +259,7 @@ export class MirrorRun implements AsyncDisposable {
       platform: op.platform,
       credentials: logins.credentials,
       signal,
+      verify: (task, signal) => verifier.verify(task, signal),
       ensureRepository: (task, signal) => this.#ensureRepo(task, signal),
       updateLatest: op.updateLatest
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })

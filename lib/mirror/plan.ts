@@ -78,6 +78,8 @@ export interface PlanTask {
    * engine writes only while the tag still holds it (else drift).
    */
   replaceDigest?: string;
+  /** Cosign public keys (absolute paths) the source digest must be signed with before a push. */
+  verifyKeys?: string[];
 }
 
 /** The whole plan. */
@@ -186,6 +188,7 @@ export async function buildPlan(
       comparedBy: options.comparison,
     };
     if (isMutable) task.mutable = true;
+    if (image.verifyKeys?.length) task.verifyKeys = image.verifyKeys;
     tasks.push(task);
     byDestination.set(key, task);
   };

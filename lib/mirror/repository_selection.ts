@@ -75,6 +75,7 @@ export function selectedImages(selection: RepositorySelection): ResolvedImage[] 
     targets: repository.targets,
     description: repository.description,
     repository: repository.repository,
+    verifyKeys: repository.verifyKeys,
   }));
 }
 

@@ -83,6 +83,11 @@ export interface RunPlanOptions {
   /** Verified credentials per host (the login step's), given to the engine with each copy. */
   credentials?: ReadonlyMap<string, Credential>;
   signal?: AbortSignal;
+  /**
+   * Check the source digest's signature before anything is written (tasks with `verifyKeys`);
+   * a throw fails the task with the error's code. Omitted: no verification.
+   */
+  verify?: (task: PlanTask, signal?: AbortSignal) => Promise<string | null>;
   /** Make sure the Quay repository of a task exists (only called for tasks with `repo`). */
   ensureRepository?: (task: PlanTask, signal?: AbortSignal) => Promise<"created" | "exists">;
   /** Move latest in one repository; omitted when updateLatest is off. */
@@ -146,6 +151,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     if (gated) return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: gated });
     let repo: "created" | "exists" | undefined;
     try {
+      await options.verify?.(task, options.signal);
       if (task.repo && options.ensureRepository) {
         const key = `${task.target}/${task.repo.namespace}/${task.repo.name}`;
         let pending = ensured.get(key);

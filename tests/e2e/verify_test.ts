@@ -1,0 +1,211 @@
+/**
+ * Verification before mirroring (issue 13): `main.ts mirror` as a subprocess, registry engine,
+ * real registries. The source images are signed by the test in cosign's format (openssl P-256
+ * key, simple-signing payload, `.sig` manifest next to the image). A refused image writes nothing
+ * at the destination: its access log shows no PUT/POST/PATCH.
+ */
+import assert from "node:assert/strict";
+import { stringify } from "yaml";
+import { runCli } from "../support/cli.ts";
+import {
+  buildSignatureManifest,
+  makeKey,
+  opensslFingerprint,
+  opensslSign,
+  pushSignatureManifest,
+  simpleSigningPayload,
+} from "../support/cosign_fixture.ts";
+import { pushTestImage } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import type { Report } from "../../lib/mirror/report.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+async function writes(reg: { accessLog(): Promise<string[]> }): Promise<string[]> {
+  return (await reg.accessLog()).filter((line) => /\b(PUT|POST|PATCH|DELETE)\b/.test(line));
+}
+
+Deno.test({
+  name: `mirror verifies cosign signatures before writing anything${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-verify-" });
+    try {
+      const keyA = await makeKey(dir, "p256");
+      const keyB = await makeKey(dir, "p256");
+      const rsa = await makeKey(dir, "rsa");
+      const fingerprintB = await opensslFingerprint(keyB.publicKeyFile);
+      const fingerprintA = await opensslFingerprint(keyA.publicKeyFile);
+      const relative = (file: string) => `./${file.split("/").pop()}`;
+      const signed = await pushTestImage(src, "team/signed:1", { kind: "oci-index", seed: 1 });
+      await pushTestImage(src, "team/unsigned:1", { kind: "oci", seed: 2 });
+      const other = await pushTestImage(src, "team/other:1", { kind: "oci", seed: 3 });
+      const sign = async (repo: string, digest: string, named: string) => {
+        const payload = simpleSigningPayload(`${src.host}/${repo}`, named);
+        const signature = await opensslSign(keyA.privateKeyFile, payload);
+        await pushSignatureManifest(
+          src,
+          repo,
+          digest,
+          buildSignatureManifest([{ payload, signature }]),
+        );
+      };
+      await sign("team/signed", signed.digest, signed.digest);
+      // Signed by A, but the payload names another image: a replayed signature.
+      await sign("team/other", other.digest, signed.digest);
+
+      const run = async (config: Record<string, unknown>, command = "mirror") => {
+        const file = `${dir}/config.yaml`;
+        await Deno.writeTextFile(
+          file,
+          stringify({
+            registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+            log: { dir: "./logs", level: "DEBUG" },
+            ...config,
+            operation: {
+              engine: "registry",
+              retryDelay: 0.05,
+              maxRetries: 1,
+              ...config.operation as Record<string, unknown>,
+            },
+          }),
+        );
+        const args = command === "mirror"
+          ? ["mirror", "--config", file, "--non-interactive", "--report", `${dir}/report.json`]
+          : ["validate", "--config", file];
+        const result = await runCli(args, { cwd: dir });
+        let report = null as unknown as Report;
+        if (command === "mirror") {
+          report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+          await Deno.remove(`${dir}/report.json`);
+        }
+        return { ...result, report };
+      };
+
+      await t.step(
+        "wrong key: IMAGE_SIGNATURE_INVALID, bad signature, B's fingerprint",
+        async () => {
+          const out = await run({
+            images: {
+              [`${src.host}/team/signed:1`]: {
+                targets: ["dr"],
+                verify: { cosignKey: relative(keyB.publicKeyFile) },
+              },
+            },
+          });
+          assert.equal(out.code, 1, out.stderr);
+          const [entry] = out.report.entries;
+          assert.equal(entry.status, "failed");
+          assert.equal(entry.code, "IMAGE_SIGNATURE_INVALID");
+          assert.equal(
+            entry.error,
+            `${src.host}/team/signed@${signed.digest}: bad signature (key ${fingerprintB}); not mirrored`,
+          );
+          assert.deepEqual(await writes(dst), []);
+        },
+      );
+
+      await t.step("unsigned image (operation.verify): IMAGE_UNSIGNED, no signature", async () => {
+        const out = await run({
+          operation: { verify: { cosignKey: [relative(keyB.publicKeyFile), keyA.publicKeyFile] } },
+          images: { [`${src.host}/team/unsigned:1`]: { targets: ["dr"] } },
+        });
+        assert.equal(out.code, 1, out.stderr);
+        const [entry] = out.report.entries;
+        assert.equal(entry.status, "failed");
+        assert.equal(entry.code, "IMAGE_UNSIGNED");
+        assert.match(
+          entry.error ?? "",
+          new RegExp(
+            `: no signature \\(key ${fingerprintB}, key ${fingerprintA}\\); not mirrored$`,
+          ),
+        );
+        assert.deepEqual(await writes(dst), []);
+      });
+
+      await t.step(
+        "payload naming another digest (repositories entry): digest mismatch",
+        async () => {
+          const out = await run({
+            repositories: {
+              [`${src.host}/team/other`]: {
+                targets: ["dr"],
+                tags: { include: ["^1$"] },
+                verify: { cosignKey: relative(keyA.publicKeyFile) },
+              },
+            },
+          });
+          assert.equal(out.code, 1, out.stderr);
+          const [entry] = out.report.entries;
+          assert.equal(entry.status, "failed");
+          assert.equal(entry.code, "IMAGE_SIGNATURE_INVALID");
+          assert.match(
+            entry.error ?? "",
+            new RegExp(`: digest mismatch \\(key ${fingerprintA}\\)`),
+          );
+          assert.deepEqual(await writes(dst), []);
+        },
+      );
+
+      await t.step("bad key file and keyless: validate exits 2 naming the path", async () => {
+        const bad = await run({
+          images: {
+            [`${src.host}/team/signed:1`]: {
+              targets: ["dr"],
+              verify: { cosignKey: relative(rsa.publicKeyFile) },
+            },
+          },
+        }, "validate");
+        assert.equal(bad.code, 2);
+        assert.match(bad.stderr, /images\[".*team\/signed:1"\]\.verify\.cosignKey/);
+        assert.match(
+          bad.stderr,
+          new RegExp(`${rsa.publicKeyFile.split("/").pop()}: is an RSA key`),
+        );
+        const missing = await run({
+          operation: { verify: { cosignKey: "./nope.pub" } },
+          images: { [`${src.host}/team/signed:1`]: { targets: ["dr"] } },
+        }, "validate");
+        assert.equal(missing.code, 2);
+        assert.match(missing.stderr, /operation\.verify\.cosignKey/);
+        assert.match(missing.stderr, /nope\.pub: cannot be read \(not found\)/);
+        const keyless = await run({
+          images: {
+            [`${src.host}/team/signed:1`]: { targets: ["dr"], verify: { keyless: true } },
+          },
+        }, "validate");
+        assert.equal(keyless.code, 2);
+        assert.match(keyless.stderr, /verify/);
+        assert.match(keyless.stderr, /keyless/);
+      });
+
+      await t.step("right key: pushed, A's fingerprint in the log", async () => {
+        const out = await run({
+          images: {
+            [`${src.host}/team/signed:1`]: {
+              targets: ["dr"],
+              verify: { cosignKey: [relative(keyB.publicKeyFile), relative(keyA.publicKeyFile)] },
+            },
+          },
+        });
+        assert.equal(out.code, 0, out.stderr);
+        const [entry] = out.report.entries;
+        assert.equal(entry.status, "pushed");
+        assert.equal(entry.digest, signed.digest);
+        const log = (await Array.fromAsync(Deno.readDir(`${dir}/logs`)))
+          .filter((e) => e.name.endsWith(".log"));
+        let text = "";
+        for (const e of log) text += await Deno.readTextFile(`${dir}/logs/${e.name}`);
+        assert.match(
+          text,
+          new RegExp(`team/signed@${signed.digest}: signed by key ${fingerprintA}`),
+        );
+        assert.notDeepEqual(await writes(dst), []);
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
