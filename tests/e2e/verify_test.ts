@@ -61,7 +61,10 @@ Deno.test({
         await Deno.writeTextFile(
           file,
           stringify({
-            registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+            registries: {
+              dr: { url: dst.host, namespace: "mirror", kind: "registry" },
+              dr2: { url: dst.host, namespace: "copy", kind: "registry" },
+            },
             log: { dir: "./logs", level: "DEBUG" },
             ...config,
             operation: {
@@ -181,29 +184,44 @@ Deno.test({
         assert.match(keyless.stderr, /keyless/);
       });
 
-      await t.step("right key: pushed, A's fingerprint in the log", async () => {
-        const out = await run({
-          images: {
-            [`${src.host}/team/signed:1`]: {
-              targets: ["dr"],
-              verify: { cosignKey: [relative(keyB.publicKeyFile), relative(keyA.publicKeyFile)] },
+      await t.step(
+        "right key: pushed to two targets, verified once, A's fingerprint logged",
+        async () => {
+          const sigTag = `${signed.digest.replace(":", "-")}.sig`;
+          const sigReads = async () =>
+            (await src.accessLog()).filter((l) =>
+              l.includes(`GET /v2/team/signed/manifests/${sigTag}`)
+            )
+              .length;
+          const before = await sigReads();
+          const out = await run({
+            images: {
+              [`${src.host}/team/signed:1`]: {
+                targets: ["dr", "dr2"],
+                verify: { cosignKey: [relative(keyB.publicKeyFile), relative(keyA.publicKeyFile)] },
+              },
             },
-          },
-        });
-        assert.equal(out.code, 0, out.stderr);
-        const [entry] = out.report.entries;
-        assert.equal(entry.status, "pushed");
-        assert.equal(entry.digest, signed.digest);
-        const log = (await Array.fromAsync(Deno.readDir(`${dir}/logs`)))
-          .filter((e) => e.name.endsWith(".log"));
-        let text = "";
-        for (const e of log) text += await Deno.readTextFile(`${dir}/logs/${e.name}`);
-        assert.match(
-          text,
-          new RegExp(`team/signed@${signed.digest}: signed by key ${fingerprintA}`),
-        );
-        assert.notDeepEqual(await writes(dst), []);
-      });
+          });
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(
+            out.report.entries.map((e) => [e.destination, e.status, e.digest]),
+            [
+              [`${dst.host}/mirror/signed:1`, "pushed", signed.digest],
+              [`${dst.host}/copy/signed:1`, "pushed", signed.digest],
+            ],
+          );
+          assert.equal((await sigReads()) - before, 1);
+          const log = (await Array.fromAsync(Deno.readDir(`${dir}/logs`)))
+            .filter((e) => e.name.endsWith(".log"));
+          let text = "";
+          for (const e of log) text += await Deno.readTextFile(`${dir}/logs/${e.name}`);
+          const verified = text.split("\n").filter((l) =>
+            l.includes(`team/signed@${signed.digest}: signed by key ${fingerprintA}`)
+          );
+          assert.equal(verified.length, 1);
+          assert.notDeepEqual(await writes(dst), []);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
