@@ -66,7 +66,13 @@ export const logSchema = z.strictObject({
  * is out of scope, so any other key is refused as unknown.
  */
 export const verifySchema = z.strictObject({
-  cosignKey: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]),
+  cosignKey: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
+    error: "give the path of a cosign public key (or a list of paths)",
+  }),
+  keyless: z.never({
+    error:
+      "keyless verification (Fulcio certificate + Rekor bundle) is out of scope; verify with cosignKey: path/to/cosign.pub",
+  }).optional(),
 });
 
 /** Operation settings. */

@@ -180,8 +180,11 @@ Deno.test({
           },
         }, "validate");
         assert.equal(keyless.code, 2);
-        assert.match(keyless.stderr, /verify/);
-        assert.match(keyless.stderr, /keyless/);
+        assert.match(
+          keyless.stderr,
+          /verify\.keyless: keyless verification \(Fulcio certificate \+ Rekor bundle\) is out of scope; verify with cosignKey: path\/to\/cosign\.pub/,
+        );
+        assert.match(keyless.stderr, /verify\.cosignKey: give the path of a cosign public key/);
       });
 
       await t.step(
