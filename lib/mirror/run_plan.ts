@@ -151,7 +151,9 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     if (gated) return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: gated });
     let repo: "created" | "exists" | undefined;
     try {
-      await options.verify?.(task, options.signal);
+      // A verified task copies the digest that was verified, not what the tag holds by now.
+      const verified = await options.verify?.(task, options.signal);
+      const source = verified ? { ...task.source, digest: task.sourceDigest } : task.source;
       if (task.repo && options.ensureRepository) {
         const key = `${task.target}/${task.repo.namespace}/${task.repo.name}`;
         let pending = ensured.get(key);
@@ -166,7 +168,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         }
       }
       const copied = await options.engine.copy({
-        source: task.source,
+        source,
         destination: task.destination,
         platform: options.platform,
         replaceDigest: task.replaceDigest,

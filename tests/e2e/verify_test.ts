@@ -15,6 +15,7 @@ import {
   pushSignatureManifest,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
+import { startHookProxy } from "../support/hook_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
@@ -225,6 +226,33 @@ Deno.test({
           assert.notDeepEqual(await writes(dst), []);
         },
       );
+
+      await t.step("the tag moved after verification: the verified digest is copied", async () => {
+        const swapped = await pushTestImage(src, "team/swap:1", { kind: "oci", seed: 5 });
+        await sign("team/swap", swapped.digest, swapped.digest);
+        let moved: string | undefined;
+        await using proxy = startHookProxy(src, async (request) => {
+          if (!moved && request.method === "GET" && request.path.endsWith(".sig")) {
+            // Upstream moves the tag to an unsigned image between the check and the copy.
+            moved = (await pushTestImage(src, "team/swap:1", { kind: "oci", seed: 6 })).digest;
+          }
+        });
+        const out = await run({
+          images: {
+            [`${proxy.host}/team/swap:1`]: {
+              targets: ["dr"],
+              verify: { cosignKey: relative(keyA.publicKeyFile) },
+            },
+          },
+        });
+        assert.equal(out.code, 0, out.stderr);
+        assert.notEqual(moved, undefined);
+        assert.notEqual(moved, swapped.digest);
+        const [entry] = out.report.entries;
+        assert.equal(entry.status, "pushed");
+        assert.equal(entry.digest, swapped.digest);
+        assert.ok(proxy.requests.includes(`GET /v2/team/swap/manifests/${swapped.digest}`));
+      });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
