@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { runCli } from "../support/cli.ts";
+import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import {
   buildSignatureManifest,
   makeKey,
@@ -39,7 +40,6 @@ Deno.test({
       const rsa = await makeKey(dir, "rsa");
       const fingerprintB = await opensslFingerprint(keyB.publicKeyFile);
       const fingerprintA = await opensslFingerprint(keyA.publicKeyFile);
-      const relative = (file: string) => `./${file.split("/").pop()}`;
       const signed = await pushTestImage(src, "team/signed:1", { kind: "oci-index", seed: 1 });
       await pushTestImage(src, "team/unsigned:1", { kind: "oci", seed: 2 });
       const other = await pushTestImage(src, "team/other:1", { kind: "oci", seed: 3 });
@@ -258,3 +258,79 @@ Deno.test({
     }
   },
 });
+
+const docker = await dockerdAvailability();
+const dockerWhy = skip || (docker.ok ? "" : ` (ignored: ${docker.reason})`);
+
+Deno.test({
+  name:
+    `verify with the docker engine: unsigned refused before any pull, signed pushed${dockerWhy}`,
+  ignore: Boolean(dockerWhy),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using dockerd = await startDockerd();
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-verify-docker-" });
+    try {
+      const key = await makeKey(dir, "p256");
+      const signed = await pushTestImage(src, "team/app:1", { kind: "schema2", seed: 91 });
+      await pushTestImage(src, "team/bare:1", { kind: "schema2", seed: 92 });
+      const payload = simpleSigningPayload(`${src.host}/team/app`, signed.digest);
+      const signature = await opensslSign(key.privateKeyFile, payload);
+      await pushSignatureManifest(
+        src,
+        "team/app",
+        signed.digest,
+        buildSignatureManifest([{ payload, signature }]),
+      );
+      const run = async (image: string) => {
+        await Deno.writeTextFile(
+          `${dir}/config.yaml`,
+          stringify({
+            registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+            log: { dir: "./logs" },
+            operation: {
+              engine: "docker",
+              platform: "linux/arm64",
+              cleanupLocalImages: true,
+              dockerTimeout: 120,
+              retryDelay: 0.1,
+              maxRetries: 1,
+              verify: { cosignKey: relative(key.publicKeyFile) },
+            },
+            images: { [`${src.host}/${image}`]: { targets: ["dr"] } },
+          }),
+        );
+        const out = await runCli(
+          ["mirror", "--config", "config.yaml", "--non-interactive", "--report", "report.json"],
+          { cwd: dir, env: dockerd.env, timeoutMs: 300_000 },
+        );
+        const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+        return { ...out, report };
+      };
+      const bare = await run("team/bare:1");
+      assert.equal(bare.code, 1, bare.stderr);
+      assert.deepEqual(
+        bare.report.entries.map((e) => [e.status, e.code]),
+        [["failed", "IMAGE_UNSIGNED"]],
+      );
+      assert.deepEqual(await writes(dst), []);
+      // No blob of the unsigned image was pulled: docker never got to it.
+      assert.deepEqual(
+        (await src.accessLog()).filter((l) => l.startsWith("GET /v2/team/bare/blobs/")),
+        [],
+      );
+      const good = await run("team/app:1");
+      assert.equal(good.code, 0, good.stderr);
+      assert.deepEqual(good.report.entries.map((e) => e.status), ["pushed"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function relative(file: string): string {
+  return `./${file.split("/").pop()}`;
+}
