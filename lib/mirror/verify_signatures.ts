@@ -97,7 +97,13 @@ export class SignatureVerifier {
   #load(file: string): Promise<CryptoKey> {
     let key = this.#keys.get(file);
     if (!key) {
-      key = Deno.readTextFile(file).then((pem) => loadCosignPublicKey(pem, { file }));
+      key = Deno.readTextFile(file).then(
+        (pem) => loadCosignPublicKey(pem, { file }),
+        (cause) => {
+          // Checked by validate; a file removed or made unreadable since is a config error.
+          throw new MirrorError("CONFIG_INVALID", `Cannot read cosign key ${file}`, { cause });
+        },
+      );
       this.#keys.set(file, key);
     }
     return key;
