@@ -32,7 +32,20 @@ export interface TagRules {
 }
 
 /** A rule of the selection, in the order they apply. */
-export type TagRule = "include" | "exclude" | "semver" | "not-a-version" | "newest";
+export type TagRule =
+  | "artifact"
+  | "include"
+  | "exclude"
+  | "semver"
+  | "not-a-version"
+  | "newest";
+
+/**
+ * Tags that name an artifact of another manifest, not an image: cosign's `sha256-<hex>.sig`,
+ * `.att`, `.sbom` and the OCI referrers fallback tag `sha256-<hex>`. Selection never picks them
+ * (rule `artifact`); signatures travel with their image instead.
+ */
+export const ARTIFACT_TAG = /^sha(?:256-[0-9a-f]{64}|512-[0-9a-f]{128})(?:\.(?:sig|att|sbom))?$/;
 
 /** Rules ready to apply: regexes compiled, range parsed. Made by {@link compileTagRules}. */
 export interface CompiledTagRules {

@@ -44,6 +44,7 @@
  * @module
  */
 import {
+  ARTIFACT_TAG,
   type CompiledTagRules,
   compileTagRules,
   readTagVersion,
@@ -173,6 +174,15 @@ function select(tags: readonly string[], rules: CompiledTagRules): TagSelection 
     current = kept;
   };
 
+  if (current.some(({ tag }) => ARTIFACT_TAG.test(tag))) {
+    apply(
+      "artifact",
+      ({ tag }) =>
+        ARTIFACT_TAG.test(tag)
+          ? "a signature, attestation, SBOM or referrers tag of another manifest, not an image"
+          : null,
+    );
+  }
   for (const filter of tagFilters(rules)) {
     apply(filter.rule, ({ tag, version }) => filter.why(tag, version));
   }

@@ -541,3 +541,28 @@ Deno.test("compileTagRules() and selectTags() throw TagRulesError on rules that 
     assert.match(e.message, /^invalid tag rules: semver: semver range "nope" does not parse/);
   }
 });
+
+Deno.test("selectTags() never selects cosign or referrers-fallback tags (rule artifact)", () => {
+  const hex = "0123456789abcdef".repeat(4);
+  const tags = [
+    "1.0.0",
+    `sha256-${hex}.sig`,
+    `sha256-${hex}.att`,
+    `sha256-${hex}.sbom`,
+    `sha256-${hex}`,
+    "sha-abc",
+  ];
+  const all = selectTags(tags, {});
+  assert.deepEqual(all.selected, ["1.0.0", "sha-abc"]);
+  assert.deepEqual(all.dropped.map((d) => [d.tag, d.rule]), [
+    [`sha256-${hex}.sig`, "artifact"],
+    [`sha256-${hex}.att`, "artifact"],
+    [`sha256-${hex}.sbom`, "artifact"],
+    [`sha256-${hex}`, "artifact"],
+  ]);
+  assert.deepEqual(all.steps, [{ rule: "artifact", kept: 2, dropped: 4 }]);
+  // An include that would match them does not bring them back.
+  assert.deepEqual(selectTags(tags, { include: ["^sha"] }).selected, ["sha-abc"]);
+  // No step when the listing has none.
+  assert.deepEqual(selectTags(["1.0.0"], {}).steps, []);
+});
