@@ -5,42 +5,20 @@
  * without a terminal, failing targets with and without continueOnError, the run lock.
  */
 import assert from "node:assert/strict";
-import { stringify } from "yaml";
-import type { Report } from "../../lib/mirror/report.ts";
-import { ROOT, runCli } from "../support/cli.ts";
+import { ROOT, runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { startQuayDouble } from "../support/quay_double.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
-async function mirror(
+function mirror(
   dir: string,
   config: Record<string, unknown>,
   env: Record<string, string>,
   extra: string[] = [],
 ) {
-  await Deno.writeTextFile(`${dir}/config.yaml`, stringify(config));
-  await Deno.remove(`${dir}/report.json`).catch(() => {});
-  const run = await runCli(
-    [
-      "mirror",
-      "--config",
-      `${dir}/config.yaml`,
-      "--non-interactive",
-      "--report",
-      `${dir}/report.json`,
-      ...extra,
-    ],
-    { env, cwd: dir },
-  );
-  let report: Report | null = null;
-  try {
-    report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
-  } catch {
-    // none written
-  }
-  return { ...run, report };
+  return runMirrorConfig(dir, config, { env, extra });
 }
 
 const fast = { retryDelay: 0.02, maxRetries: 1, apiTimeout: 5, engine: "registry" };

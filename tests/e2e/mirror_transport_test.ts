@@ -5,9 +5,7 @@
  * a day).
  */
 import assert from "node:assert/strict";
-import { stringify } from "yaml";
-import type { Report } from "../../lib/mirror/report.ts";
-import { runCli } from "../support/cli.ts";
+import { runMirrorConfig } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -30,36 +28,23 @@ Deno.test({
     await pushTestImage(src, "team/limited:1", { kind: "oci", seed: 82 });
     const dir = await Deno.makeTempDir({ prefix: "bb-e2e-transport-" });
     const mirror = async (images: Record<string, unknown>) => {
-      await Deno.writeTextFile(
-        `${dir}/config.yaml`,
-        stringify({
-          registries: {
-            dr: {
-              url: dst.host,
-              namespace: "mirror",
-              kind: "registry",
-              username: "mirror",
-              password: "${DST_PASSWORD}",
-            },
-          },
-          log: { dir: "./logs", level: "DEBUG" },
-          operation: { engine: "registry", retryDelay: 0.05, maxRetries: 3, maxRetryWait: 600 },
-          images,
-        }),
-      );
       const started = Date.now();
-      const run = await runCli(
-        [
-          "mirror",
-          "--config",
-          `${dir}/config.yaml`,
-          "--non-interactive",
-          "--report",
-          `${dir}/report.json`,
-        ],
-        { env: { DST_PASSWORD: UNICODE_PASSWORD }, cwd: dir, timeoutMs: 30_000 },
-      );
-      const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+      const run = await runMirrorConfig(dir, {
+        registries: {
+          dr: {
+            url: dst.host,
+            namespace: "mirror",
+            kind: "registry",
+            username: "mirror",
+            password: "${DST_PASSWORD}",
+          },
+        },
+        log: { dir: "./logs", level: "DEBUG" },
+        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 3, maxRetryWait: 600 },
+        images,
+      }, { env: { DST_PASSWORD: UNICODE_PASSWORD }, timeoutMs: 30_000 });
+      const report = run.report;
+      assert.ok(report, `no report: ${run.stderr}${run.stdout}`);
       return { ...run, report, seconds: (Date.now() - started) / 1000 };
     };
     try {

@@ -4,9 +4,7 @@
  * report drift (IMAGE_TAG_DRIFT) and send no manifest PUT for the tag; the other image stays.
  */
 import assert from "node:assert/strict";
-import { stringify } from "yaml";
-import type { Report } from "../../lib/mirror/report.ts";
-import { runCli } from "../support/cli.ts";
+import { runMirrorConfig } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -31,37 +29,24 @@ Deno.test({
     });
     const dir = await Deno.makeTempDir({ prefix: "bb-recheck-" });
     try {
-      await Deno.writeTextFile(
-        `${dir}/config.yaml`,
-        stringify({
-          registries: {
-            dr: {
-              url: proxy.host,
-              namespace: "mirror",
-              kind: "registry",
-              username: dst.username,
-              password: "${DST_PASSWORD}",
-            },
+      const run = await runMirrorConfig(dir, {
+        registries: {
+          dr: {
+            url: proxy.host,
+            namespace: "mirror",
+            kind: "registry",
+            username: dst.username,
+            password: "${DST_PASSWORD}",
           },
-          log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
-          operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
-          images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
-        }),
-      );
-      const run = await runCli(
-        [
-          "mirror",
-          "--config",
-          `${dir}/config.yaml`,
-          "--non-interactive",
-          "--report",
-          `${dir}/report.json`,
-        ],
-        { env: { DST_PASSWORD: dst.password ?? "" }, cwd: dir, timeoutMs: 60_000 },
-      );
+        },
+        log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
+        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+        images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
+      }, { env: { DST_PASSWORD: dst.password ?? "" }, timeoutMs: 60_000 });
       assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
       assert.ok(pushed, "the other image was pushed during the copy");
-      const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+      const report = run.report;
+      assert.ok(report, "a report was written");
       assert.deepEqual(
         report.entries.map((e) => [e.status, e.code]),
         [["drift", "IMAGE_TAG_DRIFT"]],

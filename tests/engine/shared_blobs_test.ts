@@ -14,14 +14,12 @@
  * fails that copy only.
  */
 import assert from "node:assert/strict";
-import { stringify } from "yaml";
-import type { Report } from "../../lib/mirror/report.ts";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
-import { runCli } from "../support/cli.ts";
+import { runMirrorConfig } from "../support/cli.ts";
 import { type FaultRule, startFaultProxy } from "../support/fault_proxy.ts";
 import { headDigest, type ImageKind, type PushedImage, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
@@ -205,41 +203,28 @@ Deno.test({
           for (const tag of digests.keys()) {
             images[`${src.host}/team/base:${tag}`] = { targets: ["dr"] };
           }
-          await Deno.writeTextFile(
-            `${dir}/config.yaml`,
-            stringify({
-              registries: {
-                dr: {
-                  url: dst.host,
-                  namespace: "mirror",
-                  kind: "registry",
-                  username: dst.username,
-                  password: "${DST_PASSWORD}",
-                },
+          const run = await runMirrorConfig(dir, {
+            registries: {
+              dr: {
+                url: dst.host,
+                namespace: "mirror",
+                kind: "registry",
+                username: dst.username,
+                password: "${DST_PASSWORD}",
               },
-              log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
-              operation: {
-                engine: "registry",
-                concurrency: 8,
-                retryDelay: 0.05,
-                maxRetries: 1,
-                updateLatest: false,
-              },
-              images,
-            }),
-          );
-          const run = await runCli(
-            [
-              "mirror",
-              "--config",
-              `${dir}/config.yaml`,
-              "--non-interactive",
-              "--report",
-              `${dir}/report.json`,
-            ],
-            { env: { DST_PASSWORD: dst.password ?? "" }, cwd: dir, timeoutMs: 60_000 },
-          );
-          const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+            },
+            log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
+            operation: {
+              engine: "registry",
+              concurrency: 8,
+              retryDelay: 0.05,
+              maxRetries: 1,
+              updateLatest: false,
+            },
+            images,
+          }, { env: { DST_PASSWORD: dst.password ?? "" }, timeoutMs: 60_000 });
+          const report = run.report;
+          assert.ok(report, `no report: ${run.stderr}`);
           const bad = report.entries.filter((e) => e.status !== "pushed");
           for (const e of bad) {
             failures.push(`trial ${trial}: ${e.destination} ${e.code} ${e.error}`);
