@@ -117,6 +117,14 @@ export const operationSchema = z.strictObject({
   }).optional(),
   /** Signature verification for every entry without its own `verify`. */
   verify: verifySchema.optional(),
+  /**
+   * Supply chain: `copy` carries cosign `.sig`/`.att`/`.sbom` tags and OCI referrers with every
+   * copied manifest (the registry engine's default), `skip` leaves them, `require` also refuses
+   * an image that carries no signature. Unset: `copy` with the registry engine, `skip` with docker.
+   */
+  signatures: z.enum(["copy", "skip", "require"]).optional(),
+  /** Referrers copied only when their `artifactType` is in this list (unset: every type). */
+  artifactTypes: z.array(z.string().min(1)).min(1).optional(),
 });
 
 /** One image to mirror. */
