@@ -79,6 +79,8 @@ export interface MirrorRunOptions {
   say: (text: string) => void;
   /** Events of the image work, for the log and the terminal. */
   onEvent: (event: MirrorEvent) => void;
+  /** This run's shard (`--shard`, shard.ts), recorded in the report. */
+  shard?: { index: number; count: number } | null;
 }
 
 /**
@@ -195,6 +197,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
       stoppedHosts: new Map(
         this.#gate.stoppedHosts().map((host) => [host, this.#gate.stoppedUntil(host) as number]),
       ),
@@ -391,6 +394,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
     });
   }
 }
