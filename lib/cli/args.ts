@@ -218,8 +218,8 @@ export function parseArgs(argv: string[]): Command {
     only: (values.only as string[] | undefined) ?? [],
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
-    shard: values.shard as string | undefined,
-    shards: values.shards as string | undefined,
+    ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
+    ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
   };
 }
 
