@@ -10,9 +10,11 @@
  * - `entries`: every shard's, sorted by destination then target (shards finish in any order);
  * - `totals`: the sums; `interrupted`: any shard's; `startedAt`/`endedAt`: the earliest/latest;
  * - `latest`, `selection`: every shard's (`latest` sorted by repository);
- * - `pullBudget` per host: the lowest `remaining` any shard read, the highest limit and reserve,
- *   `planned`/`spent`/`deferred` summed, `remainingAfter` recomputed as in a single run, the
- *   latest refill and 429 stop;
+ * - `pullBudget` per host: each shard planned with its share of the budget (`reserve +
+ *   (remaining - reserve) / count`, _plan_budget.ts) and reported that share as `remaining`; the
+ *   merge adds the shares back up with the reserve once (`reserve + sum(remaining - reserve)`),
+ *   sums `planned`/`spent`/`deferred`, recomputes `remainingAfter` as a single run does, and
+ *   keeps the highest limit and reserve and the latest refill and 429 stop;
  * - `merged`: the count and each shard's start and end; no `shard` field.
  *
  * @module
@@ -172,14 +174,15 @@ function mergePullBudget(budgets: PullBudgetEntry[], dryRun: boolean): PullBudge
     const sum = (pick: (b: PullBudgetEntry) => number) => all.reduce((n, b) => n + pick(b), 0);
     const latest = (pick: (b: PullBudgetEntry) => string | null) =>
       all.map(pick).filter((v): v is string => v !== null).sort().at(-1) ?? null;
-    const remaining = Math.min(...all.map((b) => b.remaining));
+    const reserve = Math.max(...all.map((b) => b.reserve));
+    const remaining = reserve + sum((b) => Math.max(0, b.remaining - reserve));
     const planned = sum((b) => b.planned);
     const spent = sum((b) => b.spent);
     return {
       host,
       limit: Math.max(...all.map((b) => b.limit)),
       remaining,
-      reserve: Math.max(...all.map((b) => b.reserve)),
+      reserve,
       planned,
       spent,
       remainingAfter: remaining - (dryRun ? planned : spent),

@@ -180,6 +180,7 @@ export class MirrorRun implements AsyncDisposable {
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
         brokenTargets,
+        budgetShare: this.#options.shard?.count,
       },
     );
     if (dryRun) return await this.#dryRunReport(plan, startedAt);

@@ -40,11 +40,11 @@ function shardReport(index: number, count: number, entries: ReportEntry[]): Repo
     pullBudget: [{
       host: "docker.io",
       limit: 100,
-      remaining: 50 - index,
+      remaining: 40 - index,
       reserve: 10,
       planned: 2,
       spent: 2,
-      remainingAfter: 48 - index,
+      remainingAfter: 38 - index,
       deferred: index,
       refillsAt: `2026-11-30T0${3 + index}:00:00.000Z`,
       stoppedUntil: null,
@@ -111,11 +111,11 @@ Deno.test("mergeReports() sums totals, sorts entries, keeps latest and the pull 
     assert.deepEqual(merged.pullBudget, [{
       host: "docker.io",
       limit: 100,
-      remaining: 48,
+      remaining: 97, // the shares added back up: 10 + 30 + 29 + 28
       reserve: 10,
       planned: 6,
       spent: 6,
-      remainingAfter: 42,
+      remainingAfter: 91,
       deferred: 3,
       refillsAt: "2026-11-30T05:00:00.000Z",
       stoppedUntil: null,
