@@ -232,6 +232,73 @@ Deno.test({
         assert.doesNotMatch(merge.stderr, /at .*\.ts:\d+/); // no stack trace
       });
 
+      await t.step("a shard reads nothing of other shards' repositories", async () => {
+        // A shard that owns some sources but not all (the split depends on the test ports).
+        const repoOf = (e: { source: string }) =>
+          e.source.replace(/^[^/]+\//, "").replace(/[:@].*$/, "");
+        const all = new Set(shardReports.flatMap((r) => r.entries.map(repoOf)));
+        const index = shardReports.findIndex((r) => {
+          const own = new Set(r.entries.map(repoOf));
+          return own.size > 0 && own.size < all.size;
+        });
+        assert.ok(index >= 0, "no shard owns a strict part of the sources");
+        const before = (await src.accessLog()).length;
+        const run = await runCli(
+          ["mirror", "--config", `${shardDir}/config.yaml`, "--non-interactive", "--dry-run"]
+            .concat(["--shard", `${index}/3`, "--report", `${dir}/dry.json`]),
+          { env: { DR_PASSWORD: dr.password ?? "" }, cwd: shardDir },
+        );
+        assert.ok(run.code === 0 || run.code === 1, run.stderr);
+        const mine = new Set((await readReport(`${dir}/dry.json`)).entries.map(repoOf));
+        assert.deepEqual(mine, new Set(shardReports[index].entries.map(repoOf)));
+        const read = (await src.accessLog()).slice(before)
+          .map((line) => /\/v2\/(.+?)\/(manifests|tags|blobs)\//.exec(line)?.[1])
+          .filter((repo): repo is string => repo !== undefined);
+        assert.ok(read.length > 0);
+        for (const repo of read) assert.ok(mine.has(repo), `shard ${index} read ${repo}`);
+      });
+
+      await t.step(
+        "a shard that owns nothing runs, reads nothing, and reports 0 of COUNT",
+        async () => {
+          // mirror.corp.test/mirror/app and /web are both shard 0 of 2 (shard_test.ts pins the
+          // split); shard 1 has nothing, so it must not even resolve the host.
+          const emptyDir = `${dir}/empty`;
+          await Deno.mkdir(emptyDir);
+          await Deno.writeTextFile(
+            `${emptyDir}/config.yaml`,
+            stringify({
+              registries: {
+                ex: { url: "mirror.corp.test", namespace: "mirror", kind: "registry" },
+              },
+              log: { dir: "./logs" },
+              operation: { engine: "registry" },
+              images: {
+                [`${src.host}/team/app:1.0`]: { targets: ["ex"] },
+                [`${src.host}/tools/web:v1`]: { targets: ["ex"] },
+              },
+            }),
+          );
+          const run = await runCli(
+            [
+              "mirror",
+              "--config",
+              `${emptyDir}/config.yaml`,
+              "--non-interactive",
+              "--shard",
+              "1/2",
+            ],
+            { cwd: emptyDir },
+          );
+          assert.equal(run.code, 0, run.stderr);
+          const report = await readReport(`${emptyDir}/logs/last-report.1.json`);
+          assert.deepEqual(report.entries, []);
+          assert.deepEqual(report.shard, { index: 1, count: 2 });
+          const log = await Deno.readTextFile(`${emptyDir}/logs/shard-1/bananna-bot.log`);
+          assert.match(log, /Shard 1 of 2 \(0-based\): 0 of 2 image x target/);
+        },
+      );
+
       await t.step("bad shard input is exit 2 with the reason", async () => {
         const cfg = `${shardDir}/config.yaml`;
         const rows: [string[], Record<string, string>, RegExp][] = [

@@ -65,6 +65,9 @@ Deno.test("shardOf() gives each destination repository the owner written out (3 
   assert.deepEqual(got, OWNERS_OF_3);
   assert.equal(destinationRepositoryKey(registries.quay, "app"), "quay.example.com/mirror/app");
   assert.equal(shardOf("anything", 1), 0);
+  // The e2e test (shards_test.ts) relies on these two.
+  assert.equal(shardOf("mirror.corp.test/mirror/app", 2), 0);
+  assert.equal(shardOf("mirror.corp.test/mirror/web", 2), 0);
 });
 
 Deno.test("selectShard(): adding an image moves no other repository; a repository's tags stay together", () => {
