@@ -185,7 +185,7 @@ export function parseArgs(argv: string[]): Command {
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
-    throw new UsageError("no command given (mirror or validate)");
+    throw new UsageError("no command given (mirror, validate or report)");
   }
   if (command !== "mirror" && command !== "validate" && command !== "report") {
     throw new UsageError(`unknown command "${command}" (commands: mirror, validate, report, help)`);

@@ -24,6 +24,7 @@ import {
   shardReportPath,
 } from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
+import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
@@ -54,6 +55,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   let lock: RunLock | null = null;
   let locked: MirrorError | null = null;
   try {
+    // A shard's dir is made by the run inside the log dir: never followed through a planted link.
+    if (shard) await refuseSymlink(config.log.dir, "a shard's log dir");
     lock = await acquireRunLock(config.log.dir);
   } catch (error) {
     if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;

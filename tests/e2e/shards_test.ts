@@ -299,6 +299,30 @@ Deno.test({
         },
       );
 
+      await t.step("a link planted as a shard's dir is refused, not followed", async () => {
+        const emptyDir = `${dir}/empty`;
+        const elsewhere = await Deno.makeTempDir({ prefix: "bb-elsewhere-" });
+        await Deno.symlink(elsewhere, `${emptyDir}/logs/shard-0`);
+        try {
+          const run = await runCli(
+            [
+              "mirror",
+              "--config",
+              `${emptyDir}/config.yaml`,
+              "--non-interactive",
+              "--shard",
+              "0/2",
+            ],
+            { cwd: emptyDir },
+          );
+          assert.equal(run.code, 1, run.stderr);
+          assert.match(run.stderr, /\[MIRROR_UNSAFE_PATH\].*shard-0/);
+          assert.deepEqual([...Deno.readDirSync(elsewhere)], []);
+        } finally {
+          await Deno.remove(elsewhere, { recursive: true });
+        }
+      });
+
       await t.step("bad shard input is exit 2 with the reason", async () => {
         const cfg = `${shardDir}/config.yaml`;
         const rows: [string[], Record<string, string>, RegExp][] = [
