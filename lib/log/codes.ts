@@ -123,7 +123,7 @@ export const CODES = {
   },
   MIRROR_MERGE_FAILED: {
     level: "ERROR",
-    meaning: "report --merge: a shard's report is missing, unreadable or from another split",
+    meaning: "report --merge: a shard report is missing, unreadable or mismatched",
   },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
