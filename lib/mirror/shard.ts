@@ -181,10 +181,16 @@ export function selectShard(
   entries: { images: ResolvedImage[]; repositories: ResolvedRepository[] },
   shard: Shard,
 ): { images: ResolvedImage[]; repositories: ResolvedRepository[] } {
+  // One hash per destination repository (its tags share it): ~30 us per key and shard.
+  const owners = new Map<string, number>();
+  const ownerOf = (key: string) => {
+    let owner = owners.get(key);
+    if (owner === undefined) owners.set(key, owner = shardOf(key, shard.count));
+    return owner;
+  };
   function mine<T extends { targets: string[]; repository: string }>(entry: T): T | null {
     const targets = entry.targets.filter((name) =>
-      shardOf(destinationRepositoryKey(config.registries[name], entry.repository), shard.count) ===
-        shard.index
+      ownerOf(destinationRepositoryKey(config.registries[name], entry.repository)) === shard.index
     );
     if (targets.length === 0) return null;
     return targets.length === entry.targets.length ? entry : { ...entry, targets };
