@@ -251,6 +251,12 @@ export class MirrorRun implements AsyncDisposable {
       clientFor: (host) => this.#hosts.client(host),
       onVerified: (source, fingerprint) =>
         this.#options.logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
+      onPresent: (source, form) =>
+        this.#options.logger.info(
+          "SUCCESS",
+          "Verify",
+          `${source}: carries a signature (${form}); not verified: no verify keys`,
+        ),
     });
     return runPlan(plan, {
       engine,
