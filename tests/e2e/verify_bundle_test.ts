@@ -14,6 +14,7 @@ import {
   buildBundleReferrer,
   cosignSignStatement,
   pushBundleReferrer,
+  referrerEntry,
   startReferrersApiDouble,
   subjectOf,
 } from "../support/bundle_fixture.ts";
@@ -26,7 +27,7 @@ import {
   simpleSigningPayload,
   type TestKey,
 } from "../support/cosign_fixture.ts";
-import { pushTestImage } from "../support/images.ts";
+import { pushManifestWithBlobs, pushTestImage, sha256 } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
 
@@ -44,6 +45,7 @@ async function signWithBundle(
   options: {
     key: TestKey;
     names?: string;
+    predicateType?: string;
     material?: "publicKey" | "certificate";
     tamper?: boolean;
     fallbackTag?: boolean;
@@ -51,7 +53,7 @@ async function signWithBundle(
   },
 ) {
   const name = `${options.host ?? reg.host}/${repo}`;
-  const statement = cosignSignStatement(name, options.names ?? digest);
+  const statement = cosignSignStatement(name, options.names ?? digest, options.predicateType);
   const bundle = await buildBundle({
     key: options.key,
     statement,
@@ -87,6 +89,9 @@ Deno.test({
       const keyless = await push("team/keyless", 16);
       const unsigned = await push("team/unsigned", 17);
       const sigOnly = await push("team/sigonly", 18);
+      const sigOther = await push("team/sigother", 19);
+      const attested = await push("team/attested", 20);
+      const borrowed = await push("team/borrowed", 21);
       await signWithBundle(src, "team/bundled", bundled.digest, { key: keyA });
       const apiBuilt = await signWithBundle(src, "team/viaapi", viaApi.digest, {
         key: keyA,
@@ -104,16 +109,38 @@ Deno.test({
         key: keyA,
         material: "certificate",
       });
-      const payload = simpleSigningPayload(`${src.host}/team/sigonly`, sigOnly.digest);
-      await pushSignatureManifest(
-        src,
-        "team/sigonly",
-        sigOnly.digest,
-        buildSignatureManifest([{
-          payload,
-          signature: await opensslSign(keyB.privateKeyFile, payload),
-        }]),
-      );
+      const sigBy = async (repo: string, digest: string, names: string) => {
+        const payload = simpleSigningPayload(`${src.host}/${repo}`, names);
+        const signature = await opensslSign(keyB.privateKeyFile, payload);
+        await pushSignatureManifest(
+          src,
+          repo,
+          digest,
+          buildSignatureManifest([{ payload, signature }]),
+        );
+      };
+      await sigBy("team/sigonly", sigOnly.digest, sigOnly.digest);
+      await sigBy("team/sigother", sigOther.digest, sigOnly.digest);
+      // An attestation (SLSA provenance) bundle signed by A: not a signature.
+      await signWithBundle(src, "team/attested", attested.digest, {
+        key: keyA,
+        predicateType: "https://slsa.dev/provenance/v1",
+      });
+      // bundled's valid referrer (subject: bundled) listed in borrowed's fallback tag.
+      const stolen = await signWithBundle(src, "team/bundled", bundled.digest, {
+        key: keyA,
+        fallbackTag: false,
+      });
+      await pushManifestWithBlobs(src, `team/borrowed:${sha256(stolen.manifest)}`, stolen);
+      await pushManifestWithBlobs(src, `team/borrowed:${borrowed.digest.replace(":", "-")}`, {
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifest: new TextEncoder().encode(JSON.stringify({
+          schemaVersion: 2,
+          mediaType: "application/vnd.oci.image.index.v1+json",
+          manifests: [referrerEntry(stolen)],
+        })),
+        blobs: [],
+      });
 
       const run = async (
         images: Record<string, unknown>,
@@ -178,6 +205,30 @@ Deno.test({
         },
       );
 
+      await t.step(
+        "an attestation bundle, a referrer of another subject: no signature",
+        async () => {
+          const out = await run({ ...image("team/attested"), ...image("team/borrowed") }, verifyA);
+          assert.equal(out.code, 1, out.stderr);
+          assert.deepEqual(
+            out.report.entries.map((e) => [e.status, e.code, e.error]),
+            [
+              [
+                "failed",
+                "IMAGE_UNSIGNED",
+                `${src.host}/team/attested@${attested.digest}: no signature (key ${fpA}); not mirrored`,
+              ],
+              [
+                "failed",
+                "IMAGE_UNSIGNED",
+                `${src.host}/team/borrowed@${borrowed.digest}: no signature (key ${fpA}); not mirrored`,
+              ],
+            ],
+          );
+          assert.deepEqual(await writes(dst), []);
+        },
+      );
+
       await t.step("require with keys is verify: B's key refuses A's bundle", async () => {
         const out = await run(image("team/bundled"), {
           signatures: "require",
@@ -196,7 +247,7 @@ Deno.test({
       });
 
       await t.step(
-        "require without keys: an unsigned image is IMAGE_UNSIGNED, nothing written",
+        "require without keys: unsigned, or signed for another digest: IMAGE_UNSIGNED, nothing written",
         async () => {
           const out = await run(image("team/unsigned"), { signatures: "require" });
           assert.equal(out.code, 1, out.stderr);
