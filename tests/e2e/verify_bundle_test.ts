@@ -249,15 +249,26 @@ Deno.test({
       await t.step(
         "require without keys: unsigned, or signed for another digest: IMAGE_UNSIGNED, nothing written",
         async () => {
-          const out = await run(image("team/unsigned"), { signatures: "require" });
+          const out = await run({
+            ...image("team/unsigned"),
+            ...image("team/sigother"),
+            ...image("team/otherdigest"),
+            ...image("team/attested"),
+          }, { signatures: "require" });
           assert.equal(out.code, 1, out.stderr);
+          const refused = (repo: string, digest: string) => [
+            "failed",
+            "IMAGE_UNSIGNED",
+            `${src.host}/${repo}@${digest}: no signature names this digest (operation.signatures: require); not mirrored`,
+          ];
           assert.deepEqual(
             out.report.entries.map((e) => [e.status, e.code, e.error]),
-            [[
-              "failed",
-              "IMAGE_UNSIGNED",
-              `${src.host}/team/unsigned@${unsigned.digest}: no signature names this digest (operation.signatures: require); not mirrored`,
-            ]],
+            [
+              refused("team/unsigned", unsigned.digest),
+              refused("team/sigother", sigOther.digest),
+              refused("team/otherdigest", otherDigest.digest),
+              refused("team/attested", attested.digest),
+            ],
           );
           assert.deepEqual(await writes(dst), []);
           // The default mode (copy) does not refuse it.
