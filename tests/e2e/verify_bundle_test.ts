@@ -92,6 +92,10 @@ Deno.test({
       const sigOther = await push("team/sigother", 19);
       const attested = await push("team/attested", 20);
       const borrowed = await push("team/borrowed", 21);
+      const both = await push("team/both", 22);
+      const badBoth = await push("team/badboth", 23);
+      const garbageSig = await push("team/garbagesig", 24);
+      const garbageOnly = await push("team/garbageonly", 25);
       await signWithBundle(src, "team/bundled", bundled.digest, { key: keyA });
       const apiBuilt = await signWithBundle(src, "team/viaapi", viaApi.digest, {
         key: keyA,
@@ -109,9 +113,9 @@ Deno.test({
         key: keyA,
         material: "certificate",
       });
-      const sigBy = async (repo: string, digest: string, names: string) => {
+      const sigBy = async (repo: string, digest: string, names: string, key = keyB) => {
         const payload = simpleSigningPayload(`${src.host}/${repo}`, names);
-        const signature = await opensslSign(keyB.privateKeyFile, payload);
+        const signature = await opensslSign(key.privateKeyFile, payload);
         await pushSignatureManifest(
           src,
           repo,
@@ -120,6 +124,28 @@ Deno.test({
         );
       };
       await sigBy("team/sigonly", sigOnly.digest, sigOnly.digest);
+      // A .sig by B (not trusted) next to a bundle by A.
+      await sigBy("team/both", both.digest, both.digest);
+      await signWithBundle(src, "team/both", both.digest, { key: keyA });
+      // A .sig by A for another image next to a bundle by B.
+      await sigBy("team/badboth", badBoth.digest, sigOnly.digest, keyA);
+      await signWithBundle(src, "team/badboth", badBoth.digest, { key: keyB });
+      // A .sig whose signature annotation is not base64, with and without a good bundle.
+      for (
+        const [repo, digest] of [["team/garbagesig", garbageSig.digest], [
+          "team/garbageonly",
+          garbageOnly.digest,
+        ]]
+      ) {
+        const payload = simpleSigningPayload(`${src.host}/${repo}`, digest);
+        await pushSignatureManifest(
+          src,
+          repo,
+          digest,
+          buildSignatureManifest([{ payload, signatureAnnotation: "not base64!" }]),
+        );
+      }
+      await signWithBundle(src, "team/garbagesig", garbageSig.digest, { key: keyA });
       await sigBy("team/sigother", sigOther.digest, sigOnly.digest);
       // An attestation (SLSA provenance) bundle signed by A: not a signature.
       await signWithBundle(src, "team/attested", attested.digest, {
@@ -331,6 +357,39 @@ Deno.test({
           [[`${dst.host}/mirror/bundled2:1`, "pushed", bundled.digest]],
         );
       });
+
+      await t.step(
+        ".sig and bundle together: either suffices; both failing name both",
+        async () => {
+          const out = await run({
+            ...image("team/both"),
+            ...image("team/badboth"),
+            ...image("team/garbagesig"),
+            ...image("team/garbageonly"),
+          }, verifyA);
+          assert.equal(out.code, 1, out.stderr);
+          const tag = (digest: string) => `${digest.replace(":", "-")}.sig`;
+          assert.deepEqual(
+            out.report.entries.map((e) => [e.status, e.code ?? null, e.error ?? null]),
+            [
+              ["pushed", "IMAGE_PUSHED", null],
+              [
+                "failed",
+                "IMAGE_SIGNATURE_INVALID",
+                `${src.host}/team/badboth@${badBoth.digest}: digest mismatch (.sig), bad signature (bundle) (key ${fpA}); not mirrored`,
+              ],
+              ["pushed", "IMAGE_PUSHED", null],
+              [
+                "failed",
+                "IMAGE_SIGNATURE_INVALID",
+                `${src.host}/team/garbageonly:${
+                  tag(garbageOnly.digest)
+                }: layers[0]: dev.cosignproject.cosign/signature is not base64 ("not base64!")`,
+              ],
+            ],
+          );
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
