@@ -419,6 +419,17 @@ Deno.test("validate: signatures with the docker engine and artifactTypes", async
         /warning: operation\.signatures: copy with the docker engine: docker pull\/tag\/push changes every digest/,
       );
     });
+    await t.step("docker + copy: the warning is logged when a mirror run starts", async () => {
+      await validate({ engine: "docker", signatures: "copy", maxRetries: 0 });
+      const out = await runCli(
+        ["mirror", "--config", "config.yaml", "--dry-run", "--non-interactive"],
+        { cwd: dir },
+      );
+      assert.match(
+        out.stderr + out.stdout,
+        /\[WARNING\] \[CONFIG_WARNING\] Config: operation\.signatures: copy with the docker engine/,
+      );
+    });
     await t.step("docker, signatures unset: skip, no warning", async () => {
       const out = await validate({ engine: "docker" });
       assert.equal(out.code, 0, out.stderr);
