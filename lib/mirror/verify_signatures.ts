@@ -6,8 +6,8 @@
  * digest; certificate/keyless bundles are refused). The `.sig` is read first; the referrers only
  * when it does not verify. `operation.signatures: require` without keys: the digest must carry a
  * signature (a `.sig` payload or a signature bundle naming it), unverified; else IMAGE_UNSIGNED.
- * Called before the Quay repository is
- * ensured and before the engine copies, so a refused image writes nothing at the destination.
+ * Called before the Quay repository is ensured and before the engine copies, so a refused image
+ * writes nothing at the destination.
  *
  * Each key file is loaded once per run; each (keys, source repository, digest) is verified once
  * per run, however many targets share it.
