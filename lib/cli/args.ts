@@ -22,6 +22,8 @@ export interface MirrorCommand {
   only: string[];
   report?: string;
   nonInteractive: boolean;
+  /** `--metrics-file PATH`: Prometheus metrics of the run (over `metrics.file`). */
+  metricsFile?: string;
 }
 
 /** A parsed command line. */
@@ -86,6 +88,9 @@ Options:
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
       --non-interactive  never prompt; missing credentials are an error (automatic without a
                          terminal, e.g. in cron)
+      --metrics-file PATH
+                         write the run's Prometheus metrics here (over metrics.file; not in a
+                         dry run)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -120,6 +125,7 @@ export function parseArgs(argv: string[]): Command {
         only: { type: "string", multiple: true },
         report: { type: "string" },
         "non-interactive": { type: "boolean" },
+        "metrics-file": { type: "string" },
       },
     }));
   } catch (error) {
@@ -149,7 +155,7 @@ export function parseArgs(argv: string[]): Command {
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    for (const flag of ["dry-run", "only", "report", "non-interactive"]) {
+    for (const flag of ["dry-run", "only", "report", "non-interactive", "metrics-file"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -163,5 +169,13 @@ export function parseArgs(argv: string[]): Command {
     only: (values.only as string[] | undefined) ?? [],
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
+    ...metricsFileOption(values["metrics-file"]),
   };
+}
+
+/** `--metrics-file PATH` (an empty path is a usage error). */
+function metricsFileOption(value: unknown): { metricsFile?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--metrics-file needs a path");
+  return { metricsFile: value as string };
 }

@@ -16,6 +16,7 @@ import { configSecrets, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
 import { issueToProblem } from "./schema_issues.ts";
 import { resolveVerifyKeys } from "./verify_keys.ts";
+import { resolveOps } from "./ops_schema.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
@@ -416,5 +417,6 @@ function resolve(
     operation: data.operation,
     images,
     repositories: resolveRepositories(data.repositories, problems),
+    ...resolveOps(data, baseDir),
   };
 }
