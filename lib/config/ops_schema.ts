@@ -54,9 +54,19 @@ export const notifySchema = z.strictObject({
   ).default(["failure", "drift"]),
   /** Extra request headers (a token: `Authorization: Bearer ${WEBHOOK_TOKEN}`); secrets. */
   headers: z.record(
-    z.string().regex(HEADER_NAME, { message: "not a valid HTTP header name" }),
+    z.string(),
     z.string().refine((v) => !/[\r\n]/.test(v), { message: "a header value is one line" }),
-  ).default({}),
+  ).superRefine((headers, ctx) => {
+    for (const name of Object.keys(headers)) {
+      if (!HEADER_NAME.test(name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: `"${name}" is not a valid HTTP header name (letters, digits, - and the like)`,
+        });
+      }
+    }
+  }).default({}),
   /** `json` (bananna-bot's own body) or `slack` (Slack incoming-webhook `text` + `blocks`). */
   format: z.enum(["json", "slack"]).default("json"),
   /** A PEM file with the CA(s) to trust for the webhook, relative to the config file. */

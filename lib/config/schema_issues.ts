@@ -118,8 +118,8 @@ export function issueToProblem(
       message: `missing (required, ${issue.expected ?? "a value"})`,
     };
   }
-  const last = issue.path.at(-1);
-  const isSecret = typeof last === "string" && isSecretKey(last);
+  // A value under a secret key at any depth (a notify header's value) is secret too.
+  const isSecret = issue.path.some((part) => typeof part === "string" && isSecretKey(part));
   return {
     path: formatPath(issue.path),
     message: `${issue.message} (got ${isSecret ? "***" : showValue(actual, masker)})`,
