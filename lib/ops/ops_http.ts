@@ -124,7 +124,7 @@ async function attempt(transport: HttpTransport, delivery: Delivery): Promise<nu
   } catch (error) {
     // The transport's own message names the url; ours names only the label.
     const retryable = !(error instanceof RegistryError) || error.retryable;
-    throw new DeliveryError(`${delivery.label}: ${networkReason(error)}`, {
+    throw new DeliveryError(`${delivery.label}: ${networkReason(error, delivery.url)}`, {
       status: 0,
       retryable,
     });
@@ -144,9 +144,16 @@ async function attempt(transport: HttpTransport, delivery: Delivery): Promise<nu
   );
 }
 
-/** What went wrong on the wire, without the url the transport puts first. */
-function networkReason(error: unknown): string {
-  const message = errorMessage(error);
+/**
+ * What went wrong on the wire, without the url: the transport puts it first and fetch quotes it
+ * again ("error sending request for url (...)"); its path may be a key (Slack).
+ */
+function networkReason(error: unknown, url: URL): string {
   // "PUT http://host/path: connection refused" -> "connection refused"
-  return message.replace(/^[A-Z]+ \S+: /, "");
+  let message = errorMessage(error).replace(/^[A-Z]+ \S+: /, "");
+  for (const form of [url.href, decodeURIComponent(url.href)]) {
+    message = message.split(form).join(`${url.origin}/…`);
+  }
+  if (url.pathname.length > 1) message = message.split(url.pathname).join("/…");
+  return message;
 }
