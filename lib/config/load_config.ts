@@ -417,6 +417,6 @@ function resolve(
     operation: data.operation,
     images,
     repositories: resolveRepositories(data.repositories, problems),
-    ...resolveOps(data, baseDir),
+    ...resolveOps(data, baseDir, problems),
   };
 }

@@ -6,6 +6,8 @@
  * @module
  */
 import { z } from "zod";
+import type { ConfigProblem } from "../errors.ts";
+import { isLoopbackHost } from "../registry/reference.ts";
 
 /** An absolute http(s) url, as written (a path prefix is kept). */
 const httpUrl = (what: string) =>
@@ -97,11 +99,27 @@ export interface ResolvedNotify {
   caFile?: string;
 }
 
-/** Resolve the two sections against the config file's folder. */
+/**
+ * Resolve the two sections against the config file's folder. A webhook on plain http beyond
+ * loopback with headers is a warning in `problems`: its headers (a token) would travel in clear.
+ */
 export function resolveOps(
   data: { metrics?: MetricsSettings; notify?: NotifySettings },
   baseDir: string,
+  problems: ConfigProblem[] = [],
 ): { metrics?: ResolvedMetrics; notify?: ResolvedNotify } {
+  const notify = data.notify;
+  if (notify && Object.keys(notify.headers).length > 0 && /^http:/i.test(notify.webhook)) {
+    const host = URL.parse(notify.webhook)?.host ?? "";
+    if (!isLoopbackHost(host)) {
+      problems.push({
+        path: "notify.webhook",
+        message:
+          "plain http:// beyond loopback: the notification and its headers (a token) travel in clear text; use https://",
+        severity: "warning",
+      });
+    }
+  }
   const abs = (path: string | undefined) =>
     path === undefined || path.startsWith("/")
       ? path

@@ -81,3 +81,27 @@ Deno.test("metrics and notify: each bad value is a problem at its path, secrets 
     },
   );
 });
+
+Deno.test("notify: headers to a plain http webhook beyond loopback are a warning", async () => {
+  const lines = (webhook: string) => [
+    "notify:",
+    `  webhook: '${webhook}'`,
+    "  headers: { Authorization: 'Bearer t-123' }",
+  ];
+  await withConfig(lines("http://hooks.corp.example/x"), async (dir) => {
+    const check = await checkConfig("etc/config.yaml", { env: {}, cwd: dir });
+    assert.ok(check.config, "a warning does not stop the run");
+    assert.deepEqual(check.problems.filter((p) => p.path === "notify.webhook"), [{
+      path: "notify.webhook",
+      message:
+        "plain http:// beyond loopback: the notification and its headers (a token) travel in clear text; use https://",
+      severity: "warning",
+    }]);
+  });
+  for (const webhook of ["https://hooks.corp.example/x", "http://127.0.0.1:8080/x"]) {
+    await withConfig(lines(webhook), async (dir) => {
+      const check = await checkConfig("etc/config.yaml", { env: {}, cwd: dir });
+      assert.deepEqual(check.problems.filter((p) => p.path === "notify.webhook"), [], webhook);
+    });
+  }
+});

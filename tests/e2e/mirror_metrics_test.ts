@@ -195,6 +195,22 @@ Deno.test({
           );
         },
       );
+
+      await t.step(
+        "a metrics file that cannot be written: WARNING, exit code unchanged",
+        async () => {
+          await Deno.remove(`${dir}/logs/bananna-bot.log`);
+          const run = await runMirrorConfig(dir, config(good, { metrics: undefined }), {
+            env: vars,
+            extra: ["--metrics-file", "no-such-dir/bananna_bot.prom"],
+          });
+          assert.equal(run.code, 0, run.stderr);
+          assert.match(
+            await Deno.readTextFile(`${dir}/logs/bananna-bot.log`),
+            /WARNING.*MIRROR_METRICS_FAILED.*Cannot write the metrics file .*\/no-such-dir\/bananna_bot\.prom: /,
+          );
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
