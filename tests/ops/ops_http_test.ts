@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { deliver, DeliveryError } from "../../lib/ops/ops_http.ts";
+import { makeCertificates } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
 
 const OPTIONS = { timeoutMs: 5_000, maxRetries: 3, retryDelayMs: 50, maxRetryWaitMs: 5_000 };
@@ -57,4 +58,28 @@ Deno.test("deliver(): a CA file that cannot be read is a clear failure, not a cr
     (e: unknown) =>
       e instanceof DeliveryError && /Cannot read caFile \/nonexistent\/ca\.pem/.test(e.message),
   );
+});
+
+Deno.test("deliver(): TLS is verified; the receiver's CA file makes it pass", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-ops-tls-" });
+  try {
+    const pem = await makeCertificates(dir);
+    await using hook = startWebhookReceiver(() => 200, {
+      cert: await Deno.readTextFile(pem.cert),
+      key: await Deno.readTextFile(pem.key),
+    });
+    assert.match(hook.url, /^https:/);
+    await assert.rejects(
+      deliver(delivery(`${hook.url}/x`), { ...OPTIONS, maxRetries: 2 }),
+      (e: unknown) =>
+        e instanceof DeliveryError && /TLS verification failed/.test(e.message) &&
+        !/after \d+ attempts/.test(e.message),
+    );
+    assert.equal(hook.requests.length, 0);
+    const ok = await deliver(delivery(`${hook.url}/x`), { ...OPTIONS, caFile: pem.ca });
+    assert.deepEqual(ok, { status: 200, attempts: 1 });
+    assert.equal(hook.requests.length, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

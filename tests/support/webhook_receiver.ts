@@ -16,17 +16,23 @@ export interface ReceivedRequest {
 
 /** A running receiver. */
 export interface WebhookReceiver extends AsyncDisposable {
-  /** `http://127.0.0.1:PORT`. */
+  /** `http://127.0.0.1:PORT` (`https://` with TLS). */
   url: string;
   requests: ReceivedRequest[];
   stop(): Promise<void>;
 }
 
-/** Start a receiver; `script(n)` is the status of request `n` (1-based). @default 200 */
-export function startWebhookReceiver(script: (n: number) => number = () => 200): WebhookReceiver {
+/**
+ * Start a receiver; `script(n)` is the status of request `n` (1-based). @default 200
+ * With `tls` (PEM cert and key, e.g. from registry.ts's makeCertificates), it serves https.
+ */
+export function startWebhookReceiver(
+  script: (n: number) => number = () => 200,
+  tls?: { cert: string; key: string },
+): WebhookReceiver {
   const requests: ReceivedRequest[] = [];
   const server = Deno.serve(
-    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tls },
     async (req) => {
       const url = new URL(req.url);
       requests.push({
@@ -49,5 +55,6 @@ export function startWebhookReceiver(script: (n: number) => number = () => 200):
     stopped = true;
     await server.shutdown();
   };
-  return { url: `http://127.0.0.1:${port}`, requests, stop, [Symbol.asyncDispose]: stop };
+  const scheme = tls ? "https" : "http";
+  return { url: `${scheme}://127.0.0.1:${port}`, requests, stop, [Symbol.asyncDispose]: stop };
 }
