@@ -20,7 +20,7 @@
 import type { ResolvedConfig } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
-import type { Secrets } from "../log/redact.ts";
+import { base64Utf8, type Secrets } from "../log/redact.ts";
 import { writeFileAtomic } from "../safe_file.ts";
 import { metricsText, parseLastSuccess } from "./metrics.ts";
 import { notificationJson, notifyReasons, type RunEnd, slackMessage } from "./notify.ts";
@@ -69,7 +69,9 @@ export function registerOpsSecrets(config: ResolvedConfig, secrets: Secrets): vo
     if (path && path.length > 1) secrets.add(path);
   }
   const push = config.metrics?.pushgateway ? safeUrl(config.metrics.pushgateway) : undefined;
-  if (push?.password) secrets.add(decodeURIComponent(push.password));
+  if (push?.password) {
+    secrets.addBasic(decodeURIComponent(push.username), decodeURIComponent(push.password));
+  }
 }
 
 /** The path of the file whose last success this run keeps (metrics file, else the log dir's). */
@@ -109,13 +111,24 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
   if (!pushgateway) return;
   const job = config.metrics?.job ?? "bananna_bot";
   const url = new URL(`${pushgateway.replace(/\/+$/, "")}/metrics/job/${job}`);
+  // `user:password@` in the url is Basic auth (fetch refuses credentials in a url).
+  const basic = url.username
+    ? `Basic ${
+      base64Utf8(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`)
+    }`
+    : undefined;
+  url.username = "";
+  url.password = "";
   const label = `Pushgateway ${url.origin}${url.pathname}`;
   try {
     await deliver({
       method: "PUT",
       url,
       label,
-      headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+      headers: {
+        "content-type": "text/plain; version=0.0.4; charset=utf-8",
+        ...(basic ? { authorization: basic } : {}),
+      },
       body: text,
     }, deliveryOptions(end, options, config.metrics?.caFile, "Metrics"));
     logger.info("SUCCESS", "Metrics", `Metrics pushed to ${label}`);

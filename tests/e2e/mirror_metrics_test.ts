@@ -44,7 +44,7 @@ Deno.test({
     const file = `${dir}/textfile/bananna_bot.prom`;
     await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 31 });
     await pushTestImage(src, "team/app:2.0", { kind: "schema2", seed: 32 });
-    const vars = { DST_PASSWORD: dst.password ?? "" };
+    const vars = { DST_PASSWORD: dst.password ?? "", PGW_PASSWORD: "pgw-pass-1" };
     const config = (images: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
       registries: {
         dr: {
@@ -57,7 +57,10 @@ Deno.test({
       },
       log: { dir: "./logs" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
-      metrics: { pushgateway: `${gateway.url}/pgw/`, job: "nightly" },
+      metrics: {
+        pushgateway: `${gateway.url.replace("//", "//bb:${PGW_PASSWORD}@")}/pgw/`,
+        job: "nightly",
+      },
       images,
       ...extra,
     });
@@ -107,6 +110,14 @@ Deno.test({
             gateway.requests[0].headers["content-type"],
             /^text\/plain; version=0\.0\.4/,
           );
+          // user:password in the url went as Basic auth (bb:pgw-pass-1), and into no log line.
+          assert.equal(gateway.requests[0].headers["authorization"], "Basic YmI6cGd3LXBhc3MtMQ==");
+          const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+          assert.match(
+            log,
+            /Metrics pushed to Pushgateway http:\/\/127\.0\.0\.1:\d+\/pgw\/metrics\/job\/nightly/,
+          );
+          assert.ok(!log.includes("pgw-pass-1"));
           firstSuccess = last;
         },
       );
@@ -137,7 +148,7 @@ Deno.test({
           const stopping = { engine: "registry", continueOnError: false, retryDelay: 0.05 };
           const run = await runMirrorConfig(dir, config(good, { operation: stopping }), {
             ...args,
-            env: { DST_PASSWORD: "wrong-password" },
+            env: { ...vars, DST_PASSWORD: "wrong-password" },
           });
           assert.equal(run.code, 1, run.stderr);
           assert.equal(run.report, null, "the run stopped before its report");
