@@ -96,7 +96,7 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
     startedAt: end.startedAt,
     endedAt: end.endedAt,
     targets: Object.keys(config.registries),
-    previousLastSuccess: parseLastSuccess(await Deno.readTextFile(previous).catch(() => null)),
+    previousLastSuccess: parseLastSuccess(await readPrevious(previous)),
   });
   try {
     await writeFileAtomic(previous, text);
@@ -200,6 +200,17 @@ function deliveryOptions(
         `${message}; retry ${attempt} of ${op.maxRetries} in ${(delayMs / 1000).toFixed(1)} s`,
       ),
   };
+}
+
+/** The previous metrics text: a regular file of at most 1 MiB (never a device or a fifo), or null. */
+async function readPrevious(path: string): Promise<string | null> {
+  try {
+    const info = await Deno.stat(path);
+    if (!info.isFile || info.size > 1024 * 1024) return null;
+    return await Deno.readTextFile(path);
+  } catch {
+    return null;
+  }
 }
 
 function safeUrl(text: string): URL | undefined {

@@ -150,6 +150,23 @@ Deno.test({
           assert.equal(sample(second, "bananna_bot_last_success_timestamp_seconds"), first);
         },
       );
+
+      await t.step(
+        "a previous file that is a device is not read (the run ends; no last success)",
+        async () => {
+          await Deno.remove(`${dir}/bb.prom`);
+          await Deno.symlink("/dev/zero", `${dir}/bb.prom`);
+          const config = {
+            ...base({ [`${src.host}/team/nope:1`]: { targets: ["dr"] } }),
+            notify: undefined,
+          };
+          const run = await runMirrorConfig(dir, config, { timeoutMs: 30_000 });
+          assert.equal(run.code, 1, run.stderr);
+          assert.ok(!(await Deno.lstat(`${dir}/bb.prom`)).isSymlink, "replaced by a file");
+          const text = await Deno.readTextFile(`${dir}/bb.prom`);
+          assert.equal(sample(text, "bananna_bot_last_success_timestamp_seconds"), 0);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
