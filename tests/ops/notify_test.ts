@@ -69,6 +69,9 @@ Deno.test("notifyReasons(): failure is any exit but 0; drift and deferred by cou
   assert.deepEqual(notifyReasons(failed, ["failure", "drift"]), ["failure"]);
   assert.deepEqual(notifyReasons(stopped, ["failure"]), ["failure"]);
   assert.deepEqual(notifyReasons({ ...clean, exitCode: 130 }, ["failure"]), ["failure"]);
+  const deferred = end([entry(1, "deferred", "needs 1 pulls from docker.io")], 0);
+  assert.deepEqual(notifyReasons(deferred, ["failure", "drift"]), []);
+  assert.deepEqual(notifyReasons(deferred, ["failure", "drift", "deferred"]), ["deferred"]);
 });
 
 Deno.test("notificationJson(): failed first, then drift, capped at 20 with the rest counted; masked", () => {
