@@ -26,6 +26,8 @@ export interface MirrorCommand {
   shard?: string;
   /** `--shards COUNT` as written (the index from JOB_COMPLETION_INDEX). */
   shards?: string;
+  /** `--metrics-file PATH`: Prometheus metrics of the run (over `metrics.file`). */
+  metricsFile?: string;
 }
 
 /** `bananna-bot report --merge DIR [--output PATH]`. */
@@ -105,6 +107,9 @@ Options:
                          shard owns; own lock, state and log in <log dir>/shard-I/, report
                          <log dir>/last-report.I.json (merge: bananna-bot report --merge)
       --shards N         the same, with I from $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+      --metrics-file PATH
+                         write the run's Prometheus metrics here (over metrics.file; not in a
+                         dry run)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -162,6 +167,7 @@ export function parseArgs(argv: string[]): Command {
         shards: { type: "string" },
         merge: { type: "string" },
         output: { type: "string" },
+        "metrics-file": { type: "string" },
       },
     }));
   } catch (error) {
@@ -204,7 +210,17 @@ export function parseArgs(argv: string[]): Command {
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    for (const flag of ["dry-run", "only", "report", "non-interactive", "shard", "shards"]) {
+    for (
+      const flag of [
+        "dry-run",
+        "only",
+        "report",
+        "non-interactive",
+        "shard",
+        "shards",
+        "metrics-file",
+      ]
+    ) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -220,6 +236,7 @@ export function parseArgs(argv: string[]): Command {
     nonInteractive: Boolean(values["non-interactive"]),
     ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
     ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
+    ...metricsFileOption(values["metrics-file"]),
   };
 }
 
@@ -228,7 +245,16 @@ function reportCommand(
   values: Record<string, string | boolean | string[] | undefined>,
 ): ReportCommand {
   for (
-    const flag of ["config", "dry-run", "only", "report", "non-interactive", "shard", "shards"]
+    const flag of [
+      "config",
+      "dry-run",
+      "only",
+      "report",
+      "non-interactive",
+      "shard",
+      "shards",
+      "metrics-file",
+    ]
   ) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
   }
@@ -237,4 +263,11 @@ function reportCommand(
   const output = values.output as string | undefined;
   if (output === "") throw new UsageError("--output needs a path");
   return { kind: "report", merge, output };
+}
+
+/** `--metrics-file PATH` (an empty path is a usage error). */
+function metricsFileOption(value: unknown): { metricsFile?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--metrics-file needs a path");
+  return { metricsFile: value as string };
 }

@@ -28,6 +28,8 @@ import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import type { Report } from "../mirror/report.ts";
+import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
 const OP = "Mirror";
 
@@ -50,6 +52,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   });
   const secrets = io.secrets;
   registerSecrets(config, secrets);
+  registerOpsSecrets(config, secrets);
   const progress = new MirrorProgress(terminal);
   // The lock first: only its holder may rotate the log (rotation archives and empties it).
   let lock: RunLock | null = null;
@@ -71,6 +74,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   }).catch((error: unknown) => {
     throw logOpenError(config, error);
   });
+  // The end of the run for its watchers (lib/ops/run_end.ts): metrics, Pushgateway, notification.
+  const end: { report: Report | null; exitCode?: number; stopped?: RunEnd["stopped"] } = {
+    report: null,
+  };
   try {
     logger.info(
       "SUCCESS",
@@ -82,7 +89,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     }
     if (!lock) {
       logger.error("MIRROR_LOCKED", OP, locked?.message ?? "the run lock is held");
-      return 1;
+      end.stopped = { code: "MIRROR_LOCKED", message: locked?.message ?? "the run lock is held" };
+      return end.exitCode = 1;
     }
     if (lock.tookOverFrom) {
       logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
@@ -107,9 +115,9 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
         logEvent(logger, config.registries, event);
       },
     });
-    const report = await run.execute(startedAt);
+    const report = end.report = await run.execute(startedAt);
     progress.clear();
-    return await finishRun(report, {
+    return end.exitCode = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
@@ -119,11 +127,31 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, OP, error.message);
-      return io.signal.aborted ? 130 : 1;
+      end.stopped = { code: error.code, message: secrets.mask(error.message) };
+      return end.exitCode = io.signal.aborted ? 130 : 1;
     }
+    end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
     throw error;
   } finally {
     progress.clear();
+    await publishRunEnd({
+      report: end.report,
+      exitCode: end.exitCode ?? 1,
+      startedAt,
+      endedAt: end.report ? new Date(end.report.endedAt) : new Date(),
+      config: config.file,
+      stopped: end.stopped,
+      reportPaths: end.report
+        ? [`${config.log.dir}/last-report.json`, ...(cmd.report ? [cmd.report] : [])]
+        : [],
+    }, {
+      config,
+      metricsFile: cmd.metricsFile && absolutePath(cmd.metricsFile, io.cwd),
+      dryRun: cmd.dryRun,
+      heldLock: lock !== null,
+      logger,
+      secrets,
+    });
     await logger.close();
   }
 }
@@ -174,4 +202,8 @@ function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {
     secrets.add(source.password);
     if (source.username && source.password) secrets.addBasic(source.username, source.password);
   }
+}
+
+function absolutePath(path: string, cwd: string): string {
+  return path.startsWith("/") ? path : `${cwd}/${path}`;
 }

@@ -17,6 +17,7 @@ import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts"
 import { issueToProblem } from "./schema_issues.ts";
 import { resolveVerifyKeys } from "./verify_keys.ts";
 import { checkSignatureRules, effectiveSignatures } from "./signature_rules.ts";
+import { resolveOps } from "./ops_schema.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
@@ -419,5 +420,6 @@ function resolve(
     operation: { ...data.operation, signatures: effectiveSignatures(data.operation) },
     images,
     repositories: resolveRepositories(data.repositories, problems),
+    ...resolveOps(data, baseDir, problems),
   };
 }
