@@ -151,6 +151,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       heldLock: lock !== null,
       logger,
       secrets,
+      ...(shard ? { shard } : {}),
     });
     await logger.close();
   }

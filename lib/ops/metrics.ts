@@ -33,6 +33,11 @@ export interface RunMetricsInput {
   targets: readonly string[];
   /** The last success before this run (epoch seconds), from the previous file; 0: none. */
   previousLastSuccess: number;
+  /**
+   * A sharded run's index: every sample gets the label `shard` so the shards' files can sit
+   * side by side in one textfile-collector folder without clashing series.
+   */
+  shard?: number;
 }
 
 interface Family {
@@ -133,6 +138,15 @@ export function metricsText(input: RunMetricsInput): string {
       help: "Pulls the source host's rate-limit window allows (ratelimit-limit).",
       samples: budgets.map((b) => ({ labels: { host: b.host }, value: b.limit })),
     });
+  }
+  if (input.shard !== undefined) {
+    const shard = String(input.shard);
+    for (const family of families) {
+      family.samples = family.samples.map((sample) => ({
+        ...sample,
+        labels: { shard, ...sample.labels },
+      }));
+    }
   }
   return families.map(formatFamily).join("");
 }

@@ -38,6 +38,11 @@ export interface PublishOptions {
   heldLock: boolean;
   logger: Logger;
   secrets: Secrets;
+  /**
+   * A sharded run (`--shard`): its metrics go to `<file>.shard-<index>.prom` with a `shard`
+   * label, its Pushgateway group gets `/shard/<index>`; each shard notifies for itself.
+   */
+  shard?: { index: number; count: number };
 }
 
 /** Publish the end of a run: metrics file, Pushgateway, notification. Never throws. */
@@ -74,9 +79,19 @@ export function registerOpsSecrets(config: ResolvedConfig, secrets: Secrets): vo
   }
 }
 
+/** A shard's metrics file: `metrics.prom` -> `metrics.shard-2.prom` (else `.shard-2` appended). */
+export function shardFile(path: string, index: number): string {
+  return /\.prom$/.test(path)
+    ? path.replace(/\.prom$/, `.shard-${index}.prom`)
+    : `${path}.shard-${index}`;
+}
+
 /** The path of the file whose last success this run keeps (metrics file, else the log dir's). */
 function metricsPaths(options: PublishOptions): { file?: string; previous?: string } {
-  const file = options.metricsFile ?? options.config.metrics?.file;
+  const configured = options.metricsFile ?? options.config.metrics?.file;
+  const file = configured && options.shard
+    ? shardFile(configured, options.shard.index)
+    : configured;
   if (file) return { file, previous: file };
   // Pushgateway alone: the text is kept in the log dir so a failed run can carry the last success.
   if (options.config.metrics?.pushgateway) {
@@ -97,6 +112,7 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
     endedAt: end.endedAt,
     targets: Object.keys(config.registries),
     previousLastSuccess: parseLastSuccess(await readPrevious(previous)),
+    shard: options.shard?.index,
   });
   try {
     await writeFileAtomic(previous, text);
@@ -110,7 +126,8 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
   }
   if (!pushgateway) return;
   const job = config.metrics?.job ?? "bananna_bot";
-  const url = new URL(`${pushgateway.replace(/\/+$/, "")}/metrics/job/${job}`);
+  const group = options.shard ? `/shard/${options.shard.index}` : "";
+  const url = new URL(`${pushgateway.replace(/\/+$/, "")}/metrics/job/${job}${group}`);
   // `user:password@` in the url is Basic auth (fetch refuses credentials in a url).
   const basic = url.username
     ? `Basic ${
