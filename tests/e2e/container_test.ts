@@ -14,7 +14,7 @@ import { ROOT } from "../support/cli.ts";
 import { importDenoBase, makeBuildContext } from "../support/container_build.ts";
 import { dockerdAvailability, runDocker, startDockerd, which } from "../support/dockerd.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const availability = await dockerdAvailability();
 const why = !registryBinaryAvailable()
@@ -255,6 +255,66 @@ Deno.test({
         assert.equal(out.code, 0, out.stdout + out.stderr);
         assert.deepEqual((await report()).entries.map((e) => e.status), ["exists", "exists"]);
       });
+
+      await t.step(
+        "SIGTERM (docker stop, as Kubernetes stops a pod): exit 130 at once, lock released",
+        async () => {
+          // A source nobody listens on: the run sits in its retry waits until it is stopped.
+          const gone = `127.0.0.1:${freePort()}`;
+          await Deno.writeTextFile(
+            `${work}/slow.yaml`,
+            stringify({
+              registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+              log: { dir: "/var/lib/bananna-bot" },
+              operation: { engine: "registry", retryDelay: 30, maxRetries: 3 },
+              images: { [`${gone}/team/app:1.0`]: { targets: ["dr"] } },
+            }),
+          );
+          const name = `bb-sigterm-${crypto.randomUUID().slice(0, 8)}`;
+          const started = await docker([
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--user",
+            `${UID}:0`,
+            "--read-only",
+            "--tmpfs",
+            "/tmp",
+            "--network",
+            "host",
+            "-v",
+            `${data}:/var/lib/bananna-bot`,
+            "-v",
+            `${work}/slow.yaml:/etc/bananna-bot/config.yaml:ro`,
+            IMAGE,
+          ]);
+          assert.equal(started.code, 0, started.stderr);
+          try {
+            // Wait until the run is in its first retry wait (the log says so).
+            const deadline = Date.now() + 60_000;
+            for (;;) {
+              const log = await Deno.readTextFile(`${data}/bananna-bot.log`).catch(() => "");
+              if (log.includes(gone) && log.includes("MIRROR_RETRY")) break;
+              assert.ok(Date.now() < deadline, "the run never reached its retry wait");
+              await new Promise((resolve) => setTimeout(resolve, 200));
+            }
+            const stopped = Date.now();
+            await docker(["stop", "-t", "30", name]);
+            const seconds = (Date.now() - stopped) / 1000;
+            const state = await docker(["inspect", name, "--format", "{{.State.ExitCode}}"]);
+            assert.equal(state.stdout.trim(), "130");
+            assert.ok(seconds < 25, `stopped after ${seconds} s: SIGTERM was not handled`);
+            // Stopped while logging in, before the plan: the run says so on stderr (`oc logs`);
+            // it writes no report at this point (the run's own behaviour, not the container's).
+            const logs = await docker(["logs", name]);
+            assert.match(logs.stderr, /^bananna-bot: interrupted$/m, logs.stdout + logs.stderr);
+            await assert.rejects(Deno.stat(`${data}/.bananna-bot.lock`), Deno.errors.NotFound);
+          } finally {
+            await docker(["rm", "-f", name]);
+          }
+        },
+      );
     } finally {
       await docker(["image", "rm", "-f", IMAGE, "bb-deno-base:test"]);
       await new Deno.Command("rm", { args: ["-rf", work] }).output();
