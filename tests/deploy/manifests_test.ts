@@ -402,3 +402,60 @@ Deno.test("the ConfigMap's config passes validate with the variables set, and no
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Problems with the Containerfile's text (checked without docker); [] when right. */
+export function containerfileProblems(text: string, mirrorTask: string): string[] {
+  const problems: string[] = [];
+  const base = /^ARG BASE=(\S+)$/m.exec(text)?.[1];
+  if (base !== `docker.io/denoland/deno:debian-${Deno.version.deno}`) {
+    problems.push(`ARG BASE ${base} is not the upstream image of Deno ${Deno.version.deno}`);
+  }
+  if (!/^FROM \$\{BASE\}$/m.test(text)) problems.push("FROM does not use ${BASE}");
+  const entry = /^ENTRYPOINT (\[.*\])$/m.exec(text);
+  const argv: string[] = entry ? JSON.parse(entry[1]) : [];
+  const flags = (list: string[]) => list.filter((a) => /^(--allow|-A$|--v8-flags)/.test(a));
+  if (JSON.stringify(flags(argv)) !== JSON.stringify(flags(mirrorTask.split(/\s+/)))) {
+    problems.push(`ENTRYPOINT flags ${flags(argv).join(" ")} are not deno task mirror's`);
+  }
+  if (!argv.includes("--cached-only") || !argv.includes("--frozen")) {
+    problems.push("ENTRYPOINT may fetch code at run time (--frozen --cached-only)");
+  }
+  for (const env of ["DENO_DIR=", "DENO_NO_UPDATE_CHECK=1", "HOME=/tmp", "DOCKER_CONFIG="]) {
+    if (!text.includes(env)) problems.push(`ENV ${env} missing`);
+  }
+  if (!/deno install --frozen/.test(text)) problems.push("no deno install --frozen");
+  if (!/chmod -R g=u [^\n]*\/var\/lib\/bananna-bot/.test(text)) {
+    problems.push("/var/lib/bananna-bot is not group-writable (chmod g=u)");
+  }
+  const user = /^USER (\S+)$/m.exec(text)?.[1];
+  if (!user || !/^[1-9]\d*$/.test(user)) {
+    problems.push(`USER ${user} is not a numeric non-root UID`);
+  }
+  return problems;
+}
+
+Deno.test("the Containerfile (read as text): upstream base, deno task mirror's permissions, offline, group-0 dirs; .dockerignore", async () => {
+  const text = await Deno.readTextFile(`${ROOT}/Containerfile`);
+  const mirrorTask = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).tasks.mirror;
+  assert.deepEqual(containerfileProblems(text, mirrorTask), []);
+  const broken: [string, string, string][] = [
+    ["-A", text.replace('"--allow-net", ', '"-A", '), "ENTRYPOINT flags"],
+    ["no --cached-only", text.replace('"--cached-only", ', ""), "may fetch code"],
+    ["other base", text.replace("debian-2.9.6", "debian-2.1.0"), "ARG BASE"],
+    ["no g=u", text.replace("chmod -R g=u", "chmod -R u=rwx"), "group-writable"],
+    ["root", text.replace(/^USER .*$/m, "USER root"), "numeric non-root"],
+    ["HOME", text.replace("HOME=/tmp", "LANG=C"), "ENV HOME=/tmp missing"],
+  ];
+  for (const [label, changed, expected] of broken) {
+    assert.notEqual(changed, text, `${label}: the break did not apply`);
+    const problems = containerfileProblems(changed, mirrorTask);
+    assert.ok(problems.some((p) => p.includes(expected)), `${label}: ${JSON.stringify(problems)}`);
+  }
+  const ignore = (await Deno.readTextFile(`${ROOT}/.dockerignore`)).split("\n").map((l) =>
+    l.trim()
+  );
+  for (const kept of [".git", "logs/", "node_modules/"]) {
+    assert.ok(ignore.includes(kept), `.dockerignore does not keep ${kept} out`);
+  }
+  assert.ok(!ignore.some((l) => l.startsWith(".deno-dir")), ".deno-dir must reach the build");
+});
