@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { parse, stringify } from "yaml";
 import { parseArgs } from "../../lib/cli/args.ts";
 import { ROOT, runCli } from "../support/cli.ts";
+import { which } from "../support/dockerd.ts";
 
 const DIR = `${ROOT}/deploy/openshift`;
 
@@ -458,4 +459,60 @@ Deno.test("the Containerfile (read as text): upstream base, deno task mirror's p
     assert.ok(ignore.includes(kept), `.dockerignore does not keep ${kept} out`);
   }
   assert.ok(!ignore.some((l) => l.startsWith(".deno-dir")), ".deno-dir must reach the build");
+});
+
+/** Render a kustomization folder with `kubectl kustomize` (offline). */
+async function kustomize(dir: string): Promise<{ code: number; docs: Doc[]; stderr: string }> {
+  const out = await new Deno.Command("kubectl", {
+    args: ["kustomize", dir],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  const docs = out.code === 0
+    ? text.split(/^---$/m).map((part) => parse(part) as Doc).filter(Boolean)
+    : [];
+  return { code: out.code, docs, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+const kubectl = which("kubectl");
+
+Deno.test({
+  name: `kubectl kustomize renders deploy/openshift: namespace, image, every resource${
+    kubectl ? "" : " (ignored: kubectl is not installed)"
+  }`,
+  ignore: !kubectl,
+  async fn() {
+    const rendered = await kustomize(DIR);
+    assert.equal(rendered.code, 0, rendered.stderr);
+    assert.deepEqual(rendered.docs.map((d) => d.kind).sort(), [
+      "ConfigMap",
+      "CronJob",
+      "PersistentVolumeClaim",
+      "Secret",
+      "ServiceAccount",
+    ]);
+    for (const doc of rendered.docs) {
+      assert.equal(doc.metadata.namespace, "bananna-bot", doc.kind);
+      assert.equal(doc.metadata.labels?.["app.kubernetes.io/name"], "bananna-bot", doc.kind);
+    }
+    const cron = rendered.docs.find((d) => d.kind === "CronJob") as Doc;
+    assert.equal(
+      cron.spec.jobTemplate.spec.template.spec.containers[0].image,
+      "image-registry.openshift-image-registry.svc:5000/bananna-bot/bananna-bot:0.1.0",
+    );
+    // A kustomization naming a file that is not there does not render.
+    const copy = await Deno.makeTempDir({ prefix: "bb-kustomize-" });
+    try {
+      for await (const entry of Deno.readDir(DIR)) {
+        if (entry.isFile) await Deno.copyFile(`${DIR}/${entry.name}`, `${copy}/${entry.name}`);
+      }
+      await Deno.remove(`${copy}/pvc.yaml`);
+      const broken = await kustomize(copy);
+      assert.notEqual(broken.code, 0);
+      assert.match(broken.stderr, /pvc\.yaml/);
+    } finally {
+      await Deno.remove(copy, { recursive: true });
+    }
+  },
 });
