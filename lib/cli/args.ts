@@ -22,6 +22,8 @@ export interface MirrorCommand {
   only: string[];
   report?: string;
   nonInteractive: boolean;
+  /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the run. */
+  openshiftMirrorSets?: string;
 }
 
 /** A parsed command line. */
@@ -86,6 +88,11 @@ Options:
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
       --non-interactive  never prompt; missing credentials are an error (automatic without a
                          terminal, e.g. in cron)
+      --openshift-mirror-sets PATH
+                         after the run, write an ImageDigestMirrorSet (and an ImageTagMirrorSet
+                         for images named by tag) mapping every mirrored repository to its
+                         mirror, for "oc apply -f PATH" (registry engine only; not written
+                         in a dry run)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -120,6 +127,7 @@ export function parseArgs(argv: string[]): Command {
         only: { type: "string", multiple: true },
         report: { type: "string" },
         "non-interactive": { type: "boolean" },
+        "openshift-mirror-sets": { type: "string" },
       },
     }));
   } catch (error) {
@@ -149,7 +157,8 @@ export function parseArgs(argv: string[]): Command {
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    for (const flag of ["dry-run", "only", "report", "non-interactive"]) {
+    const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "openshift-mirror-sets"];
+    for (const flag of mirrorFlags) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -163,5 +172,12 @@ export function parseArgs(argv: string[]): Command {
     only: (values.only as string[] | undefined) ?? [],
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
+    ...mirrorSetsFlag(values["openshift-mirror-sets"]),
   };
+}
+
+function mirrorSetsFlag(value: unknown): { openshiftMirrorSets?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--openshift-mirror-sets needs a path");
+  return { openshiftMirrorSets: value as string };
 }

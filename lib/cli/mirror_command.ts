@@ -11,11 +11,12 @@ import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
 import { loadConfig, logOpenError } from "../config/load_config.ts";
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
-import { MirrorError, UsageError } from "../errors.ts";
+import { errorMessage, MirrorError, UsageError } from "../errors.ts";
 import { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
+import { mappingsFromEntries, writeMirrorSets } from "../openshift/mirror_sets.ts";
 import { formatReference } from "../registry/reference.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
@@ -27,6 +28,11 @@ const OP = "Mirror";
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
   const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  if (cmd.openshiftMirrorSets && config.operation.engine === "docker") {
+    throw new UsageError(
+      `--openshift-mirror-sets needs operation.engine: registry (${config.file} uses docker): the docker engine re-encodes manifests, so the digests an ImageDigestMirrorSet points at would not exist in the mirror`,
+    );
+  }
   const { images, repositories } = selectEntries(config, cmd.only);
   const terminal = createTerminal({
     stdout: io.stdout,
@@ -89,12 +95,30 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     });
     const report = await run.execute(startedAt);
     progress.clear();
-    return await finishRun(report, {
+    const code = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
     });
+    if (!cmd.openshiftMirrorSets) return code;
+    // OpenShift mirror sets: what landed (pushed or already there), never in a dry run.
+    if (report.dryRun) {
+      terminal.line(`Dry run: OpenShift mirror sets not written to ${cmd.openshiftMirrorSets}`);
+      return code;
+    }
+    try {
+      const mappings = mappingsFromEntries(report.entries);
+      const n = await writeMirrorSets(cmd.openshiftMirrorSets, mappings);
+      const what = `${n.digestSources} repositories by digest, ${n.tagSources} by tag`;
+      logger.info("MIRROR_SETS_WRITTEN", OP, `${cmd.openshiftMirrorSets}: ${what}`);
+      terminal.line(`OpenShift mirror sets: ${cmd.openshiftMirrorSets} (${what})`);
+      return code;
+    } catch (error) {
+      const message = `Cannot write ${cmd.openshiftMirrorSets}: ${errorMessage(error)}`;
+      logger.error("MIRROR_SETS_FAILED", OP, message);
+      return code === 0 ? 1 : code;
+    }
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, OP, error.message);

@@ -122,6 +122,13 @@ export const CODES = {
     meaning: "a file in the log dir is a symbolic link; refused, not followed",
   },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
+
+  // OpenShift mirror sets (--openshift-mirror-sets).
+  MIRROR_SETS_WRITTEN: {
+    level: "INFO",
+    meaning: "the ImageDigestMirrorSet (and ImageTagMirrorSet) YAML was written",
+  },
+  MIRROR_SETS_FAILED: { level: "ERROR", meaning: "the OpenShift mirror sets could not be written" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 
 /** A code from the catalogue. */

@@ -27,6 +27,15 @@ Deno.test("parseArgs() reads mirror options", () => {
     },
   );
   assert.deepEqual(parseArgs(["validate"]), { kind: "validate", config: undefined });
+  assert.deepEqual(parseArgs(["mirror", "--openshift-mirror-sets", "sets.yaml"]), {
+    kind: "mirror",
+    config: undefined,
+    dryRun: false,
+    only: [],
+    report: undefined,
+    nonInteractive: false,
+    openshiftMirrorSets: "sets.yaml",
+  });
 });
 
 Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", async (t) => {
@@ -37,6 +46,11 @@ Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", 
     [["mirror", "extra"], /unexpected argument "extra"/],
     [["mirror", "--config"], /--config/],
     [[], /no command/],
+    [["mirror", "--openshift-mirror-sets", ""], /--openshift-mirror-sets needs a path/],
+    [
+      ["validate", "--openshift-mirror-sets", "x"],
+      /--openshift-mirror-sets is an option of mirror/,
+    ],
   ];
   for (const [argv, pattern] of rows) {
     await t.step(argv.join(" ") || "(none)", () => {
