@@ -158,6 +158,10 @@ export class PartWriter {
       current.file.close();
     }
     await Deno.rename(current.tmp, `${this.#dir}/${current.name}`);
-    this.#parts.push({ name: current.name, size: current.size, sha256: current.hash.digest("hex") });
+    this.#parts.push({
+      name: current.name,
+      size: current.size,
+      sha256: current.hash.digest("hex"),
+    });
   }
 }

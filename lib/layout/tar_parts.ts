@@ -22,7 +22,7 @@ import { pack as tarPack } from "tar-stream";
 import { UsageError } from "../errors.ts";
 import { type PartInfo, PartWriter, TarPartsError, waitDrain } from "./_part_files.ts";
 
-export { partName, type PartInfo, TAR_NAME, TarPartsError } from "./_part_files.ts";
+export { type PartInfo, partName, TAR_NAME, TarPartsError } from "./_part_files.ts";
 
 /** Smallest part size accepted (tests use tiny parts; real media want GiBs). */
 export const MIN_PART_SIZE = 1024;
@@ -157,7 +157,9 @@ async function addEntry(
     throw new TarPartsError(
       "layout",
       entry.name,
-      `Cannot add ${entry.path} to the tar: ${(error as Error).message} (did it change while being read?)`,
+      `Cannot add ${entry.path} to the tar: ${
+        (error as Error).message
+      } (did it change while being read?)`,
       { cause: error },
     );
   });
