@@ -165,3 +165,112 @@ export class PartWriter {
     });
   }
 }
+
+/**
+ * Reads the concatenated bytes of `parts` (in `dir`) from any offset, and computes each part's
+ * sha256 whenever a part is read whole from its first byte (once). A part whose file has another
+ * length than expected is a `size` error.
+ */
+export class PartReader {
+  readonly #dir: string;
+  readonly #parts: readonly PartInfo[];
+  readonly #signal?: AbortSignal;
+  readonly #onHashed: (index: number, sha256: string) => Promise<void>;
+  /** Start offset of each part in the whole stream. */
+  readonly starts: number[] = [];
+  /** The whole stream's length. */
+  readonly total: number;
+  /** sha256 hex of each part once known. */
+  readonly hashes: (string | undefined)[];
+
+  /** Read `parts` in `dir`; `onHashed` is told each part's sha256 as soon as it is known. */
+  constructor(
+    dir: string,
+    parts: readonly PartInfo[],
+    options: {
+      signal?: AbortSignal;
+      onHashed: (index: number, sha256: string) => Promise<void>;
+    },
+  ) {
+    this.#dir = dir;
+    this.#parts = parts;
+    this.#signal = options.signal;
+    this.#onHashed = options.onHashed;
+    let total = 0;
+    for (const part of parts) {
+      this.starts.push(total);
+      total += part.size;
+    }
+    this.total = total;
+    this.hashes = parts.map(() => undefined);
+  }
+
+  /** Index of the part holding stream byte `offset` (the last part for the end). */
+  partAt(offset: number): number {
+    let i = 0;
+    while (i + 1 < this.#parts.length && this.starts[i + 1] <= offset) i++;
+    return i;
+  }
+
+  /** Chunks from stream offset `from` to the end, each with its stream offset. */
+  async *from(from: number): AsyncGenerator<{ chunk: Uint8Array; at: number }> {
+    for (let i = this.partAt(from); i < this.#parts.length; i++) {
+      const part = this.#parts[i];
+      const skip = Math.max(0, from - this.starts[i]);
+      if (skip >= part.size && part.size > 0) continue;
+      const file = await Deno.open(`${this.#dir}/${part.name}`, { read: true });
+      const hash = skip === 0 && this.hashes[i] === undefined ? createHash("sha256") : null;
+      let size = skip;
+      try {
+        if (skip > 0) await file.seek(skip, Deno.SeekMode.Start);
+        for await (const chunk of file.readable) {
+          this.#signal?.throwIfAborted();
+          hash?.update(chunk);
+          const at = this.starts[i] + size;
+          size += chunk.length;
+          if (size > part.size) throw this.#changed(part, size);
+          yield { chunk, at };
+        }
+      } finally {
+        // file.readable closes the file at its end; a stop in between leaves it to us
+        try {
+          file.close();
+        } catch {
+          // closed by the stream
+        }
+      }
+      if (size !== part.size) throw this.#changed(part, size);
+      if (hash) await this.#hashed(i, hash.digest("hex"));
+    }
+  }
+
+  /** Make sure parts 0..last have their sha256 (reading the ones not read whole yet). */
+  async hashUpTo(last: number): Promise<void> {
+    for (let i = 0; i <= last && i < this.#parts.length; i++) {
+      if (this.hashes[i] !== undefined) continue;
+      const hash = createHash("sha256");
+      let size = 0;
+      const file = await Deno.open(`${this.#dir}/${this.#parts[i].name}`, { read: true });
+      for await (const chunk of file.readable) {
+        this.#signal?.throwIfAborted();
+        hash.update(chunk);
+        size += chunk.length;
+      }
+      if (size !== this.#parts[i].size) throw this.#changed(this.#parts[i], size);
+      await this.#hashed(i, hash.digest("hex"));
+    }
+  }
+
+  async #hashed(index: number, sha256: string): Promise<void> {
+    this.hashes[index] = sha256;
+    await this.#onHashed(index, sha256);
+  }
+
+  #changed(part: PartInfo, size: number): TarPartsError {
+    return new TarPartsError(
+      "size",
+      part.name,
+      `Part ${part.name} changed while being read (${size} bytes or more, expected ${part.size})`,
+    );
+  }
+}

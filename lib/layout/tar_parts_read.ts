@@ -9,15 +9,19 @@
  * waits under a temp name until every part its bytes (header included) lie in has a verdict: all
  * good -> renamed into place; one corrupt -> deleted and reported in `affected`. The caller
  * still checks each blob against its digest (a part checksum proves the transfer, not the
- * export). Entry names are checked: only `oci-layout`, `index.json`, plain top-level file names
+ * export). A corrupt byte in a tar header makes the parser fail: when a corrupt part explains it,
+ * reading goes on from the first block after that part that looks like a layout entry's header
+ * (ustar magic and a layout name; tar-stream then parses from there), so the files after it still
+ * land. A file whose own header was unreadable cannot be named: it is missing from `files` and
+ * from `affected`. Entry names are checked: only `oci-layout`, `index.json`, plain top-level file names
  * and `blobs/<alg>/<hex>` are written, so an archive cannot place a file outside the staging dir.
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { extract as tarExtract } from "tar-stream";
 import {
   type PartInfo,
+  PartReader,
   syncDir,
   TAR_NAME,
   TarPartsError,
@@ -85,30 +89,30 @@ export async function readParts(
   signal?.throwIfAborted();
   await Deno.mkdir(stagingDir, { recursive: true });
 
-  const starts: number[] = [];
-  let total = 0;
-  for (const part of expected) {
-    starts.push(total);
-    total += part.size;
-  }
   const verdicts: (boolean | undefined)[] = expected.map(() => undefined);
-  const computed: PartInfo[] = [];
-  const files: string[] = [];
+  const files = new Set<string>();
   const affected = new Set<string>();
   const pending: Pending[] = [];
   let settling = Promise.resolve();
+  const reader = new PartReader(dir, expected, {
+    signal,
+    onHashed: (i, sha256) => {
+      verdicts[i] = options.parts ? sha256 === expected[i].sha256 : true;
+      return settle();
+    },
+  });
   const settle = () => {
     settling = settling.then(async () => {
       for (const p of [...pending]) {
         const spans = expected.map((_, i) => i).filter((i) =>
-          starts[i] < p.end && starts[i] + expected[i].size > p.start
+          reader.starts[i] < p.end && reader.starts[i] + expected[i].size > p.start
         );
         if (spans.some((i) => verdicts[i] === false)) {
           await Deno.remove(p.tmp).catch(() => {});
           affected.add(p.name);
         } else if (spans.every((i) => verdicts[i] === true)) {
           await Deno.rename(p.tmp, `${stagingDir}/${p.name}`);
-          files.push(p.name);
+          files.add(p.name);
         } else continue;
         pending.splice(pending.indexOf(p), 1);
       }
@@ -116,75 +120,176 @@ export async function readParts(
     return settling;
   };
 
-  const extract = tarExtract();
-  let current = expected[0]?.name ?? first;
-  const consuming = consume(extract, stagingDir, pending, settle, () => current);
-  consuming.catch(() => {}); // awaited below
+  // Parse from offset 0; when the parser fails after a corrupt part, scan past that part for
+  // the next header that names a layout file and parse again from there (resynchronise).
+  let base: number | null = 0;
+  let resume = 0;
+  const broken = new Set<string>();
   try {
-    for (const [i, part] of expected.entries()) {
-      current = part.name;
-      const hash = createHash("sha256");
-      let size = 0;
-      const file = await Deno.open(`${dir}/${part.name}`, { read: true });
-      for await (const chunk of file.readable) {
-        signal?.throwIfAborted();
-        hash.update(chunk);
-        size += chunk.length;
-        if (!extract.write(chunk)) await waitDrain(extract);
+    while (base !== null) {
+      const parser = new Parser(stagingDir, base, { pending, settle, broken });
+      try {
+        for await (const { chunk } of reader.from(base)) await parser.write(chunk);
+        await parser.end();
+        break;
+      } catch (thrown) {
+        // the parser's own error says more than a closed stream
+        const error = (await parser.stop()) ?? thrown;
+        if (signal?.aborted || (error instanceof TarPartsError && error.problem === "size")) {
+          throw error;
+        }
+        const k = reader.partAt(Math.max(0, base + parser.fed - 1));
+        await reader.hashUpTo(k);
+        const j = verdicts.slice(0, k + 1).lastIndexOf(false);
+        if (j < 0) throw formatError(error, expected[k]?.name ?? first, dir);
+        const after = j + 1 < expected.length ? reader.starts[j + 1] : reader.total;
+        resume = Math.max(Math.ceil(after / 512) * 512, base + 512);
       }
-      if (size !== part.size) {
-        throw new TarPartsError(
-          "size",
-          part.name,
-          `Part ${part.name} changed while being read (${size} bytes, expected ${part.size})`,
-        );
-      }
-      const sha256 = hash.digest("hex");
-      computed.push({ name: part.name, size, sha256 });
-      verdicts[i] = options.parts ? sha256 === part.sha256 : true;
-      await settle();
+      base = await nextHeader(reader, resume);
     }
-    extract.end(null);
-    await consuming;
+    await reader.hashUpTo(expected.length - 1);
     await settle();
     await syncDir(stagingDir);
   } catch (error) {
-    extract.destroy();
-    const failure = await consuming.then(() => error, (e: unknown) => e);
     await settling.catch(() => {});
     for (const p of pending) await Deno.remove(p.tmp).catch(() => {});
-    if (signal?.aborted) throw signal.reason;
-    if (failure instanceof TarPartsError) throw failure;
-    if (error instanceof TarPartsError) throw error;
-    throw new TarPartsError(
+    throw signal?.aborted ? signal.reason : error;
+  }
+  for (const name of broken) if (!files.has(name)) affected.add(name);
+  const corruptParts = expected.filter((_, i) => verdicts[i] === false).map((p) => p.name);
+  const parts = expected.map((p, i) => ({
+    name: p.name,
+    size: p.size,
+    sha256: reader.hashes[i] ?? "",
+  }));
+  return { files: [...files], corruptParts, affected, parts };
+}
+
+function formatError(error: unknown, part: string, dir: string): TarPartsError {
+  if (error instanceof TarPartsError) return error;
+  if (error instanceof EntryRefused) {
+    return new TarPartsError(
       "format",
-      current,
-      `Cannot read the tar in part ${current} (${dir}): ${
-        (failure as Error).message
-      } (corrupt or not a bananna-bot export)`,
-      { cause: failure },
+      part,
+      `Tar entry "${error.entry}" in part ${part} ${error.why}: not an OCI image layout written by bananna-bot`,
     );
   }
-  const corruptParts = expected.filter((_, i) => verdicts[i] === false).map((p) => p.name);
-  return { files, corruptParts, affected, parts: computed };
+  return new TarPartsError(
+    "format",
+    part,
+    `Cannot read the tar in part ${part} (${dir}): ${
+      (error as Error).message
+    } (corrupt or not a bananna-bot export)`,
+    { cause: error },
+  );
+}
+
+/**
+ * Stream offset of the first 512-byte block at or after `from` (a multiple of 512) that looks
+ * like the header of a layout entry (ustar magic and a layout name, or a PAX header), or null.
+ * Used only after a corrupt part broke the parser; tar-stream then parses from that block and
+ * a false match fails there and the scan moves on.
+ */
+async function nextHeader(reader: PartReader, from: number): Promise<number | null> {
+  if (from >= reader.total) return null;
+  let carry = new Uint8Array(0);
+  let carryAt = from;
+  for await (const { chunk, at } of reader.from(from)) {
+    let bytes = chunk;
+    let bytesAt = at;
+    if (carry.length > 0) {
+      bytes = new Uint8Array(carry.length + chunk.length);
+      bytes.set(carry);
+      bytes.set(chunk, carry.length);
+      bytesAt = carryAt;
+    }
+    let offset = (512 - (bytesAt % 512)) % 512;
+    for (; offset + 512 <= bytes.length; offset += 512) {
+      if (bytesAt + offset >= from && looksLikeHeader(bytes.subarray(offset, offset + 512))) {
+        return bytesAt + offset;
+      }
+    }
+    carry = bytes.slice(offset);
+    carryAt = bytesAt + offset;
+  }
+  return null;
+}
+
+const CANDIDATE =
+  /^(?:\.\/)?(?:oci-layout|index\.json|blobs\/?|blobs\/sha(?:256|512)\/?|blobs\/sha256\/[a-f0-9]{64}|PaxHeader|[A-Za-z0-9][A-Za-z0-9._-]*\.json)$/;
+
+function looksLikeHeader(block: Uint8Array): boolean {
+  const text = (from: number, length: number) => {
+    const field = block.subarray(from, from + length);
+    const nul = field.indexOf(0);
+    return new TextDecoder().decode(nul >= 0 ? field.subarray(0, nul) : field);
+  };
+  return text(257, 5) === "ustar" && CANDIDATE.test(text(0, 100));
+}
+
+/** A tar entry with a name or type a layout never has. */
+class EntryRefused extends Error {
+  constructor(readonly entry: string, readonly why: string) {
+    super(`tar entry "${entry}" ${why}`);
+  }
+}
+
+/** One tar-stream parser fed from stream offset `base`; entries land under temp names. */
+class Parser {
+  readonly #extract = tarExtract();
+  readonly #consuming: Promise<void>;
+  /** Bytes written into the parser. */
+  fed = 0;
+
+  constructor(
+    stagingDir: string,
+    base: number,
+    state: { pending: Pending[]; settle: () => Promise<void>; broken: Set<string> },
+  ) {
+    this.#consuming = consume(this.#extract, stagingDir, base, state);
+    this.#consuming.catch(() => {}); // awaited in write/end
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.#extract.destroying) await this.#consuming.then(() => this.#fail());
+    this.fed += chunk.length;
+    if (!this.#extract.write(chunk)) {
+      await Promise.race([waitDrain(this.#extract), this.#consuming.then(() => this.#fail())]);
+    }
+  }
+
+  async end(): Promise<void> {
+    this.#extract.end(null);
+    await this.#consuming;
+  }
+
+  /** Stop parsing; returns the error the parser failed with, if any. */
+  async stop(): Promise<unknown> {
+    this.#extract.destroy();
+    return await this.#consuming.then(() => undefined, (error: unknown) => error);
+  }
+
+  #fail(): never {
+    throw new Error("the tar parser stopped early");
+  }
 }
 
 /** Pull every entry from the parser: directories made, files written to temp names. */
 async function consume(
   extract: ReturnType<typeof tarExtract>,
   stagingDir: string,
-  pending: Pending[],
-  settle: () => Promise<void>,
-  currentPart: () => string,
+  base: number,
+  state: { pending: Pending[]; settle: () => Promise<void>; broken: Set<string> },
 ): Promise<void> {
-  let lastEnd = 0;
+  let lastEnd = base;
   for await (const entry of extract) {
     const header = entry.header;
     const start = lastEnd;
-    const dataStart = (header as { byteOffset?: number }).byteOffset ?? entry.offset + 512;
+    const dataStart = base +
+      ((header as { byteOffset?: number }).byteOffset ?? entry.offset + 512);
     const end = dataStart + header.size;
     lastEnd = end + ((512 - (header.size % 512)) % 512);
-    const name = entryName(header.name, header.type, currentPart());
+    const name = entryName(header.name, header.type);
     if (header.type === "directory") {
       if (name !== "") await Deno.mkdir(`${stagingDir}/${name}`, { recursive: true });
       for await (const _ of entry) { /* no body */ }
@@ -200,11 +305,12 @@ async function consume(
     } catch (error) {
       file.close();
       await Deno.remove(tmp).catch(() => {});
+      state.broken.add(name);
       throw error;
     }
     file.close();
-    pending.push({ name, tmp, start, end });
-    await settle();
+    state.pending.push({ name, tmp, start, end });
+    await state.settle();
   }
 }
 
@@ -212,14 +318,9 @@ async function consume(
  * The entry's name relative to the staging dir ("" for the archive's own `./`), or a `format`
  * error: only layout names, never a path that leaves the dir, only files and directories.
  */
-function entryName(raw: string, type: string, part: string): string {
+function entryName(raw: string, type: string): string {
   const name = raw.replace(/^(\.\/)+/, "").replace(/\/+$/, "");
-  const refuse = (why: string) =>
-    new TarPartsError(
-      "format",
-      part,
-      `Tar entry "${raw}" in part ${part} ${why}: not an OCI image layout written by bananna-bot`,
-    );
+  const refuse = (why: string) => new EntryRefused(raw, why);
   if (type !== "file" && type !== "directory") throw refuse(`is a ${type}`);
   const [top, alg, hex, ...rest] = name.split("/");
   if (type === "directory") {

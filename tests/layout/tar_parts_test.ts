@@ -193,13 +193,23 @@ Deno.test("readParts() with a 1-byte corruption: exactly that part is corrupt, o
     const files = await makeLayout(`${dir}/layout`);
     await Deno.mkdir(`${dir}/out`);
     const { parts } = await writeParts(`${dir}/layout`, `${dir}/out`, { partSize: PART });
-    const cases: [string, number, string[]][] = [
+    const b = (c: string) => `blobs/sha256/${hex(c)}`;
+    const cases: [string, number, string[], string[]][] = [
+      // [part, offset in the part, affected (named), files missing without a name]
       // part 001 is all of blob 222's data; blob 333 starts (header) at 8192, in part 002
-      ["bananna-export.tar.001", 5000 - 4096, [`blobs/sha256/${hex("2")}`]],
+      ["bananna-export.tar.001", 5000 - 4096, [b("2")], []],
       // part 002 holds blob 333's header and data only; blob 222 ends exactly where it starts
-      ["bananna-export.tar.002", 10000 - 8192, [`blobs/sha256/${hex("3")}`]],
+      ["bananna-export.tar.002", 10000 - 8192, [b("3")], []],
+      // blob 333's header (name field) in part 002: the parser fails there and picks up again
+      // at the next header after part 002 (blob 444 at 21504); 333 is simply not there
+      ["bananna-export.tar.002", 10, [], [b("3")]],
+      // blob 222's size field in part 000: what part 000 held is affected, 222 is lost, the
+      // parser picks up at blob 333's header (8192)
+      ["bananna-export.tar.000", 3584 + 124 + 3, ["oci-layout", b("0"), b("1")], [b("2")]],
+      // the end-of-archive zeros in part 006: every file is fine
+      ["bananna-export.tar.006", 100, [], []],
     ];
-    for (const [name, offset, affected] of cases) {
+    for (const [name, offset, affected, lost] of cases) {
       await t.step(`${name} at +${offset}`, async () => {
         const path = `${dir}/out/${name}`;
         const original = await Deno.readFile(path);
@@ -211,7 +221,9 @@ Deno.test("readParts() with a 1-byte corruption: exactly that part is corrupt, o
           const read = await readParts(`${dir}/out/bananna-export.tar.000`, stage, { parts });
           assert.deepEqual(read.corruptParts, [name]);
           assert.deepEqual([...read.affected], affected);
-          const kept = NAMES.filter((n) => !n.endsWith("/") && !affected.includes(n));
+          const kept = NAMES.filter((n) =>
+            !n.endsWith("/") && !affected.includes(n) && !lost.includes(n)
+          );
           assert.deepEqual(read.files, kept);
           await assertSameFiles(stage, new Map([...files].filter(([n]) => kept.includes(n))));
           for (const n of affected) {
@@ -223,6 +235,18 @@ Deno.test("readParts() with a 1-byte corruption: exactly that part is corrupt, o
         }
       });
     }
+  });
+});
+
+Deno.test("readParts() of bytes that are no tar is a format error naming the part", async () => {
+  await withDir(async (dir) => {
+    await Deno.writeFile(`${dir}/junk.tar`, bytes(7, 4096));
+    await assert.rejects(
+      readParts(`${dir}/junk.tar`, `${dir}/stage`),
+      (e: unknown) =>
+        e instanceof TarPartsError && e.problem === "format" && e.part === "junk.tar" &&
+        /Cannot read the tar in part junk\.tar \(.*\): Invalid tar header/.test(e.message),
+    );
   });
 });
 
