@@ -20,7 +20,7 @@
  */
 import { pack as tarPack } from "tar-stream";
 import { UsageError } from "../errors.ts";
-import { type PartInfo, PartWriter, TarPartsError, waitDrain } from "./_part_files.ts";
+import { type PartInfo, PartWriter, TAR_NAME, TarPartsError, waitDrain } from "./_part_files.ts";
 
 export { type PartInfo, partName, TAR_NAME, TarPartsError } from "./_part_files.ts";
 
@@ -63,7 +63,8 @@ const TOP_LEVEL = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  * with `partSize` the parts `bananna-export.tar.000`, `.001`, …, each written to a temp name,
  * fsynced and renamed, its sha256 computed while writing. Stale parts of an earlier write with a
  * higher number are removed. Blob files whose names are not digests (temp files) are left out,
- * and so are top-level names with `.tmp` and dot-files.
+ * and so are top-level names with `.tmp`, dot-files and `bananna-export.tar*` (so `outDir` may be
+ * the layout itself); directories other than `blobs/` are not archived.
  *
  * @returns the parts (name, size, sha256 hex), the entries and the total size.
  * @throws {TarPartsError} `layout` when `oci-layout` or `index.json` is missing, or a file is a
@@ -140,6 +141,8 @@ async function addEntry(
   const taken = new Promise<void>((resolve, reject) => {
     sink = pack.entry(header, (error) => error ? reject(error) : resolve());
   });
+  taken.catch(() => {}); // awaited below, unless reading the file failed first
+  sink.on("error", () => {}); // the entry callback above carries the error
   if (entry.path) {
     const file = await Deno.open(entry.path, { read: true });
     try {
@@ -206,7 +209,7 @@ async function layoutEntries(layoutDir: string, exclude: Set<string>): Promise<E
   }
   const others = (await names(layoutDir)).filter((n) =>
     n !== "oci-layout" && n !== "index.json" && n !== "blobs" && TOP_LEVEL.test(n) &&
-    !n.includes(".tmp") && !exclude.has(n)
+    !n.includes(".tmp") && !n.startsWith(TAR_NAME) && !exclude.has(n)
   ).sort();
   for (const name of others) {
     const info = await Deno.lstat(`${layoutDir}/${name}`);

@@ -309,6 +309,43 @@ Deno.test("readParts() refuses entries a layout never has (path escape, links)",
   });
 });
 
+Deno.test("writeParts() and readParts() stop on abort and leave no temp file", async () => {
+  await withDir(async (dir) => {
+    await Deno.mkdir(`${dir}/layout/blobs/sha256`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/layout/oci-layout`, '{"imageLayoutVersion":"1.0.0"}');
+    await Deno.writeTextFile(`${dir}/layout/index.json`, '{"schemaVersion":2,"manifests":[]}');
+    await Deno.writeFile(`${dir}/layout/blobs/sha256/${hex("a")}`, bytes(3, 48 * 1024 * 1024));
+    const stop = new Error("stop");
+    const write = new AbortController();
+    const writing = writeParts(`${dir}/layout`, `${dir}/layout`, {
+      partSize: 1024 * 1024,
+      signal: write.signal,
+    });
+    setTimeout(() => write.abort(stop), 20);
+    await assert.rejects(writing, (e: unknown) => e === stop);
+    assert.equal((await sh("find . -name '*.tmp-*' | wc -l", `${dir}/layout`)).trim(), "0");
+    // written into the layout dir itself: the parts are not archived into themselves
+    const { parts, entries } = await writeParts(`${dir}/layout`, `${dir}/layout`, {
+      partSize: 1024 * 1024,
+    });
+    assert.deepEqual(entries, [
+      "oci-layout",
+      "blobs/",
+      "blobs/sha256/",
+      `blobs/sha256/${hex("a")}`,
+      "index.json",
+    ]);
+    const read = new AbortController();
+    const reading = readParts(`${dir}/layout/${parts[0].name}`, `${dir}/stage`, {
+      parts,
+      signal: read.signal,
+    });
+    setTimeout(() => read.abort(stop), 20);
+    await assert.rejects(reading, (e: unknown) => e === stop);
+    assert.equal((await sh("find . -name '*.tmp-*' | wc -l", dir)).trim(), "0");
+  });
+});
+
 Deno.test("parsePartSize() reads bytes and units; refuses the rest naming the value", async (t) => {
   const good: [string | number, number][] = [
     ["4GiB", 4 * 1024 ** 3],
