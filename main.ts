@@ -39,6 +39,10 @@ export async function main(args: string[], io: Io): Promise<number> {
         const { runMirror } = await import("./lib/cli/mirror_command.ts");
         return await runMirror(command, io);
       }
+      case "report": {
+        const { runReport } = await import("./lib/cli/report_command.ts");
+        return await runReport(command, io);
+      }
     }
   } catch (error) {
     return report(error, io);

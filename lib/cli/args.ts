@@ -22,7 +22,22 @@ export interface MirrorCommand {
   only: string[];
   report?: string;
   nonInteractive: boolean;
+  /** `--shard INDEX/COUNT` as written (checked by lib/mirror/shard.ts). */
+  shard?: string;
+  /** `--shards COUNT` as written (the index from JOB_COMPLETION_INDEX). */
+  shards?: string;
   /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the run. */
+  openshiftMirrorSets?: string;
+}
+
+/** `bananna-bot report --merge DIR [--output PATH]`. */
+export interface ReportCommand {
+  kind: "report";
+  /** The log dir holding the shard reports (`last-report.<index>.json`). */
+  merge: string;
+  /** Where to write the merged JSON report. */
+  output?: string;
+  /** `--openshift-mirror-sets PATH`: IDMS/ITMS of every shard's mirrored repositories. */
   openshiftMirrorSets?: string;
 }
 
@@ -31,7 +46,8 @@ export type Command =
   | { kind: "help"; text: string }
   | { kind: "version"; text: string }
   | ValidateCommand
-  | MirrorCommand;
+  | MirrorCommand
+  | ReportCommand;
 
 const EXIT_CODES = `Exit codes:
   0    everything mirrored (or already there; drift is reported, not fatal)
@@ -55,6 +71,7 @@ Usage:
 Commands:
   mirror     mirror every image in the config (plan, copy what is new, move latest, report)
   validate   check the config and list every problem with its path
+  report     combine the reports of a sharded run (report --merge DIR)
   help       show help for a command
 
 Options:
@@ -88,11 +105,15 @@ Options:
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
       --non-interactive  never prompt; missing credentials are an error (automatic without a
                          terminal, e.g. in cron)
+      --shard I/N        run shard I (0 to N-1) of N: only the destination repositories this
+                         shard owns; own lock, state and log in <log dir>/shard-I/, report
+                         <log dir>/last-report.I.json (merge: bananna-bot report --merge)
+      --shards N         the same, with I from $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
       --openshift-mirror-sets PATH
                          after the run, write an ImageDigestMirrorSet (and an ImageTagMirrorSet
                          for images named by tag) mapping every mirrored repository to its
                          mirror, for "oc apply -f PATH" (registry engine only; not written
-                         in a dry run)
+                         in a dry run; not with --shard: give it to report --merge)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -108,6 +129,28 @@ summary and exits 0. Makes no network request.
 Options:
   -c, --config PATH   config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
   -h, --help          show this help
+`;
+
+/** Help of `report`. */
+const REPORT_HELP = `Usage: bananna-bot report --merge DIR [--output PATH]
+
+Combine the reports of a sharded run (last-report.<index>.json in DIR, the log dir) into one
+report with the totals and the exit code of a single run. Every shard's report must be there
+(each records how many shards the run had); a missing one is an error (exit 1).
+
+Options:
+      --merge DIR     the log dir holding the shard reports
+      --output PATH   write the merged JSON report here
+      --openshift-mirror-sets PATH
+                      write the OpenShift mirror sets of every shard's mirrored
+                      repositories (as mirror --openshift-mirror-sets does for one run)
+  -h, --help          show this help
+
+Exit codes:
+  0    every shard's images mirrored (or already there; drift is not fatal)
+  1    a failed image in any shard, or a shard report missing or unreadable
+  2    bad command line
+  130  a shard was interrupted
 `;
 
 /** Parse argv into a Command. @throws {UsageError} */
@@ -127,6 +170,10 @@ export function parseArgs(argv: string[]): Command {
         only: { type: "string", multiple: true },
         report: { type: "string" },
         "non-interactive": { type: "boolean" },
+        shard: { type: "string" },
+        shards: { type: "string" },
+        merge: { type: "string" },
+        output: { type: "string" },
         "openshift-mirror-sets": { type: "string" },
       },
     }));
@@ -140,25 +187,38 @@ export function parseArgs(argv: string[]): Command {
     const topic = rest[0];
     return {
       kind: "help",
-      text: topic === "mirror" ? MIRROR_HELP : topic === "validate" ? VALIDATE_HELP : MAIN_HELP,
+      text: topic === "mirror"
+        ? MIRROR_HELP
+        : topic === "validate"
+        ? VALIDATE_HELP
+        : topic === "report"
+        ? REPORT_HELP
+        : MAIN_HELP,
     };
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
-    throw new UsageError("no command given (mirror or validate)");
+    throw new UsageError("no command given (mirror, validate or report)");
   }
-  if (command !== "mirror" && command !== "validate") {
-    throw new UsageError(`unknown command "${command}" (commands: mirror, validate, help)`);
+  if (command !== "mirror" && command !== "validate" && command !== "report") {
+    throw new UsageError(`unknown command "${command}" (commands: mirror, validate, report, help)`);
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (values.help) {
-    return { kind: "help", text: command === "mirror" ? MIRROR_HELP : VALIDATE_HELP };
+    const text = { mirror: MIRROR_HELP, validate: VALIDATE_HELP, report: REPORT_HELP }[command];
+    return { kind: "help", text };
+  }
+  if (command === "report") return reportCommand(values);
+  for (const flag of ["merge", "output"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of report, not ${command}`);
+    }
   }
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "openshift-mirror-sets"];
-    for (const flag of mirrorFlags) {
+    const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "shard", "shards"];
+    for (const flag of [...mirrorFlags, "openshift-mirror-sets"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -172,12 +232,35 @@ export function parseArgs(argv: string[]): Command {
     only: (values.only as string[] | undefined) ?? [],
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
-    ...mirrorSetsFlag(values["openshift-mirror-sets"]),
+    ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
+    ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
+    ...mirrorSetsFlag(values["openshift-mirror-sets"], values.shard ?? values.shards),
   };
 }
 
-function mirrorSetsFlag(value: unknown): { openshiftMirrorSets?: string } {
+function mirrorSetsFlag(value: unknown, shard?: unknown): { openshiftMirrorSets?: string } {
   if (value === undefined) return {};
   if (value === "") throw new UsageError("--openshift-mirror-sets needs a path");
+  if (shard !== undefined) {
+    throw new UsageError(
+      "--openshift-mirror-sets with --shard/--shards: a shard knows only its own repositories; give it to report --merge",
+    );
+  }
   return { openshiftMirrorSets: value as string };
+}
+
+/** `report --merge DIR [--output PATH]`: no mirror or validate option. */
+function reportCommand(
+  values: Record<string, string | boolean | string[] | undefined>,
+): ReportCommand {
+  for (
+    const flag of ["config", "dry-run", "only", "report", "non-interactive", "shard", "shards"]
+  ) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
+  }
+  const merge = values.merge as string | undefined;
+  if (!merge) throw new UsageError("report needs --merge DIR (the log dir of the shard reports)");
+  const output = values.output as string | undefined;
+  if (output === "") throw new UsageError("--output needs a path");
+  return { kind: "report", merge, output, ...mirrorSetsFlag(values["openshift-mirror-sets"]) };
 }

@@ -11,29 +11,42 @@ import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
 import { loadConfig, logOpenError } from "../config/load_config.ts";
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
-import { errorMessage, MirrorError, UsageError } from "../errors.ts";
+import { MirrorError, UsageError } from "../errors.ts";
 import { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
-import { mappingsFromEntries, writeMirrorSets } from "../openshift/mirror_sets.ts";
+import {
+  resolveShard,
+  selectShard,
+  shardDir,
+  shardLine,
+  shardReportPath,
+} from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
+import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 
 const OP = "Mirror";
 
 /** Run `bananna-bot mirror`. */
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
-  const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
-  if (cmd.openshiftMirrorSets && config.operation.engine === "docker") {
-    throw new UsageError(
-      `--openshift-mirror-sets needs operation.engine: registry (${config.file} uses docker): the docker engine re-encodes manifests, so the digests an ImageDigestMirrorSet points at would not exist in the mirror`,
-    );
-  }
-  const { images, repositories } = selectEntries(config, cmd.only);
+  const shard = resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env });
+  const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
+    engine: loaded.operation.engine,
+    file: loaded.file,
+  });
+  const selected = selectEntries(loaded, cmd.only);
+  // A shard: only its destination repositories, before any read; its own lock, state and log.
+  const { images, repositories } = shard ? selectShard(loaded, selected, shard) : selected;
+  const config = shard
+    ? { ...loaded, log: { ...loaded.log, dir: shardDir(loaded.log.dir, shard) } }
+    : loaded;
   const terminal = createTerminal({
     stdout: io.stdout,
     stderr: io.stderr,
@@ -47,6 +60,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   let lock: RunLock | null = null;
   let locked: MirrorError | null = null;
   try {
+    // A shard's dir is made by the run inside the log dir: never followed through a planted link.
+    if (shard) await refuseSymlink(config.log.dir, "a shard's log dir");
     lock = await acquireRunLock(config.log.dir);
   } catch (error) {
     if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
@@ -77,6 +92,9 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     if (lock.tookOverFrom) {
       logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
     }
+    if (shard) {
+      logger.info("MIRROR_START", OP, shardLine(shard, selected, { images, repositories }));
+    }
     await using run = createMirrorRun({
       config,
       images,
@@ -87,6 +105,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       signal: io.signal,
       logger,
       secrets,
+      shard,
       say: (text) => terminal.warn(text),
       onEvent: (event) => {
         progress.onEvent(event);
@@ -100,25 +119,15 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
+      lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
     });
-    if (!cmd.openshiftMirrorSets) return code;
-    // OpenShift mirror sets: what landed (pushed or already there), never in a dry run.
-    if (report.dryRun) {
-      terminal.line(`Dry run: OpenShift mirror sets not written to ${cmd.openshiftMirrorSets}`);
-      return code;
-    }
-    try {
-      const mappings = mappingsFromEntries(report.entries);
-      const n = await writeMirrorSets(cmd.openshiftMirrorSets, mappings);
-      const what = `${n.digestSources} repositories by digest, ${n.tagSources} by tag`;
-      logger.info("MIRROR_SETS_WRITTEN", OP, `${cmd.openshiftMirrorSets}: ${what}`);
-      terminal.line(`OpenShift mirror sets: ${cmd.openshiftMirrorSets} (${what})`);
-      return code;
-    } catch (error) {
-      const message = `Cannot write ${cmd.openshiftMirrorSets}: ${errorMessage(error)}`;
-      logger.error("MIRROR_SETS_FAILED", OP, message);
-      return code === 0 ? 1 : code;
-    }
+    if (cmd.openshiftMirrorSets === undefined) return code;
+    const written = await writeRunMirrorSets(report, cmd.openshiftMirrorSets, {
+      logger,
+      line: (text) => terminal.line(text),
+      error: (text) => terminal.warn(text),
+    });
+    return written || code !== 0 ? code : 1;
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, OP, error.message);

@@ -121,6 +121,10 @@ export const CODES = {
     level: "ERROR",
     meaning: "a file in the log dir is a symbolic link; refused, not followed",
   },
+  MIRROR_MERGE_FAILED: {
+    level: "ERROR",
+    meaning: "report --merge: a shard report is missing, unreadable or mismatched",
+  },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 
   // OpenShift mirror sets (--openshift-mirror-sets).

@@ -79,6 +79,8 @@ export interface MirrorRunOptions {
   say: (text: string) => void;
   /** Events of the image work, for the log and the terminal. */
   onEvent: (event: MirrorEvent) => void;
+  /** This run's shard (`--shard`, shard.ts), recorded in the report. */
+  shard?: { index: number; count: number } | null;
 }
 
 /**
@@ -178,6 +180,7 @@ export class MirrorRun implements AsyncDisposable {
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
         brokenTargets,
+        budgetShare: this.#options.shard?.count,
       },
     );
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
@@ -195,6 +198,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
       stoppedHosts: new Map(
         this.#gate.stoppedHosts().map((host) => [host, this.#gate.stoppedUntil(host) as number]),
       ),
@@ -391,6 +395,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
     });
   }
 }

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import { runMirrorConfig } from "../support/cli.ts";
+import { runCli, runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -101,6 +101,44 @@ Deno.test({
         assert.deepEqual([...Deno.readDirSync(`${dir}/out`)].map((e) => e.name), [
           "mirror-sets.yaml",
         ]);
+      });
+
+      await t.step("sharded: refused on a shard, written by report --merge", async () => {
+        const refused = await runMirrorConfig(dir, config(), {
+          extra: [...extra, "--shard", "0/2"],
+        });
+        assert.equal(refused.code, 2, refused.stderr);
+        assert.match(
+          refused.stderr,
+          /--openshift-mirror-sets with --shard\/--shards: a shard knows only its own repositories; give it to report --merge/,
+        );
+        for (const shard of ["0/2", "1/2"]) {
+          const run = await runMirrorConfig(dir, config(), { extra: ["--shard", shard] });
+          assert.ok(run.code === 0 || run.code === 1, run.stderr);
+        }
+        const merged = `${dir}/out/merged-sets.yaml`;
+        const merge = await runCli(
+          ["report", "--merge", `${dir}/logs`, "--openshift-mirror-sets", merged],
+          { cwd: dir },
+        );
+        assert.equal(merge.code, 1, merge.stderr); // team/missing:9 failed in its shard
+        assert.match(
+          merge.stdout,
+          /OpenShift mirror sets: .*merged-sets\.yaml \(2 repositories by digest, 1 by tag\)/,
+        );
+        // the merged report lists entries by destination: mirrors come in that order
+        const swapped = JSON.parse(
+          JSON.stringify(expected).replaceAll(
+            `"${dst.host}/mirror/app","${dst.host}/backup/app"`,
+            `"${dst.host}/backup/app","${dst.host}/mirror/app"`,
+          ),
+        );
+        assert.notDeepEqual(swapped, expected);
+        assert.deepEqual(
+          parseAllDocuments(await Deno.readTextFile(merged)).map((d) => d.toJS()),
+          swapped,
+        );
+        await Deno.remove(merged);
       });
 
       await t.step("the docker engine is refused before anything runs (exit 2)", async () => {
