@@ -23,7 +23,7 @@ export function refuseDockerMirrorSets(
 ): void {
   if (path === undefined || run.engine !== "docker") return;
   throw new UsageError(
-    `--openshift-mirror-sets needs operation.engine: registry (${run.file} uses docker): the docker engine re-encodes manifests, so the digests an ImageDigestMirrorSet points at would not exist in the mirror`,
+    `--openshift-mirror-sets needs operation.engine: registry (engine docker in ${run.file}): the docker engine re-encodes manifests, so the digests an ImageDigestMirrorSet points at would not exist in the mirror`,
   );
 }
 

@@ -21,7 +21,10 @@ import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output
 export async function runReport(cmd: ReportCommand, io: Io): Promise<number> {
   const files = await readShardReports(cmd.merge);
   const merged = mergeReports(files);
-  refuseDockerMirrorSets(cmd.openshiftMirrorSets, { engine: merged.engine, file: cmd.merge });
+  refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
+    engine: merged.engine,
+    file: `the shard reports in ${cmd.merge}`,
+  });
   const lines = [
     `Merged ${files.length} shard report(s) from ${cmd.merge}`,
     ...formatStatistics(merged),

@@ -139,6 +139,22 @@ Deno.test({
           swapped,
         );
         await Deno.remove(merged);
+        // shard reports of a docker-engine run: refused, nothing written
+        for (const i of [0, 1]) {
+          const path = `${dir}/logs/last-report.${i}.json`;
+          const report = JSON.parse(await Deno.readTextFile(path));
+          await Deno.writeTextFile(path, JSON.stringify({ ...report, engine: "docker" }));
+        }
+        const docker = await runCli(
+          ["report", "--merge", `${dir}/logs`, "--openshift-mirror-sets", merged],
+          { cwd: dir },
+        );
+        assert.equal(docker.code, 2, docker.stderr);
+        assert.match(
+          docker.stderr,
+          /--openshift-mirror-sets needs operation\.engine: registry \(engine docker in the shard reports in .*logs\)/,
+        );
+        await assert.rejects(Deno.stat(merged), Deno.errors.NotFound);
       });
 
       await t.step("the docker engine is refused before anything runs (exit 2)", async () => {
@@ -147,7 +163,7 @@ Deno.test({
         assert.equal(run.code, 2, run.stderr);
         assert.match(
           run.stderr,
-          /--openshift-mirror-sets needs operation\.engine: registry \(.*config\.yaml uses docker\): the docker engine re-encodes manifests/,
+          /--openshift-mirror-sets needs operation\.engine: registry \(engine docker in .*config\.yaml\): the docker engine re-encodes manifests/,
         );
         assert.doesNotMatch(run.stderr, /\n\s+at /); // no stack
         assert.equal(run.report, null);
