@@ -346,6 +346,71 @@ Deno.test("writeParts() and readParts() stop on abort and leave no temp file", a
   });
 });
 
+Deno.test("writeParts() refuses what is no layout, links and bad part sizes, naming them", async (t) => {
+  await withDir(async (dir) => {
+    await makeLayout(`${dir}/layout`);
+    await Deno.mkdir(`${dir}/out`);
+    await t.step("index.json missing", async () => {
+      await Deno.rename(`${dir}/layout/index.json`, `${dir}/index.json`);
+      await assert.rejects(
+        writeParts(`${dir}/layout`, `${dir}/out`),
+        (e: unknown) =>
+          e instanceof TarPartsError && e.problem === "layout" && e.part === "index.json" &&
+          /\/layout\/index\.json is missing: not an OCI image layout/.test(e.message),
+      );
+      await Deno.rename(`${dir}/index.json`, `${dir}/layout/index.json`);
+    });
+    await t.step("a blob that is a symbolic link", async () => {
+      const link = `${dir}/layout/blobs/sha256/${hex("9")}`;
+      await Deno.symlink("/etc/hostname", link);
+      await assert.rejects(
+        writeParts(`${dir}/layout`, `${dir}/out`),
+        (e: unknown) =>
+          e instanceof TarPartsError && e.part === `blobs/sha256/${hex("9")}` &&
+          /is not a regular file \(a link\?\): refused/.test(e.message),
+      );
+      await Deno.remove(link);
+    });
+    await t.step("a part size below 1024 bytes", async () => {
+      await assert.rejects(
+        writeParts(`${dir}/layout`, `${dir}/out`, { partSize: 100 }),
+        (e: unknown) => e instanceof RangeError && /part size 100 must be/.test(e.message),
+      );
+    });
+    assert.deepEqual([...Deno.readDirSync(`${dir}/out`)], []);
+  });
+});
+
+Deno.test("writeParts()/readParts() round trip a sha512 blob (a PAX name past 100 bytes)", async () => {
+  await withDir(async (dir) => {
+    await makeLayout(`${dir}/layout`);
+    await Deno.mkdir(`${dir}/layout/blobs/sha512`);
+    const name = `blobs/sha512/${"c".repeat(128)}`;
+    await Deno.writeFile(`${dir}/layout/${name}`, bytes(8, 700));
+    await Deno.mkdir(`${dir}/out`);
+    const { parts, entries } = await writeParts(`${dir}/layout`, `${dir}/out`, { partSize: PART });
+    assert.ok(entries.includes(name));
+    assert.match(await sh("cat bananna-export.tar.* | tar -tf -", `${dir}/out`), new RegExp(name));
+    const read = await readParts(`${dir}/out/${parts[0].name}`, `${dir}/stage`, { parts });
+    assert.ok(read.files.includes(name));
+    assert.deepEqual(await Deno.readFile(`${dir}/stage/${name}`), bytes(8, 700));
+  });
+});
+
+Deno.test("readParts() refuses an expected part name that is not a plain file name", async () => {
+  await withDir(async (dir) => {
+    await assert.rejects(
+      readParts(`${dir}/a.tar`, `${dir}/stage`, {
+        parts: [{ name: "../a.tar", size: 1024, sha256: "" }],
+      }),
+      (e: unknown) =>
+        e instanceof TarPartsError && e.problem === "format" &&
+        /Part name "\.\.\/a\.tar" is not a file name/.test(e.message),
+    );
+    await assert.rejects(Deno.stat(`${dir}/stage`), Deno.errors.NotFound);
+  });
+});
+
 Deno.test("parsePartSize() reads bytes and units; refuses the rest naming the value", async (t) => {
   const good: [string | number, number][] = [
     ["4GiB", 4 * 1024 ** 3],
