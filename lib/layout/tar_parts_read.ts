@@ -135,9 +135,10 @@ export async function readParts(
       } catch (thrown) {
         // the parser's own error says more than a closed stream
         const error = (await parser.stop()) ?? thrown;
-        if (signal?.aborted || (error instanceof TarPartsError && error.problem === "size")) {
-          throw error;
-        }
+        if (
+          signal?.aborted || (error instanceof TarPartsError && error.problem === "size") ||
+          isFileSystemError(error)
+        ) throw error; // not the archive's fault: no resynchronising past it
         const k = reader.partAt(Math.max(0, base + parser.fed - 1));
         await reader.hashUpTo(k);
         const j = verdicts.slice(0, k + 1).lastIndexOf(false);
@@ -163,6 +164,11 @@ export async function readParts(
     sha256: reader.hashes[i] ?? "",
   }));
   return { files: [...files], corruptParts, affected, parts };
+}
+
+/** An error of the file system (disk full, permission, …), as opposed to the parser's. */
+function isFileSystemError(error: unknown): boolean {
+  return Object.values(Deno.errors).some((type) => error instanceof type);
 }
 
 function formatError(error: unknown, part: string, dir: string): TarPartsError {

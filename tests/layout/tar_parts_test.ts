@@ -411,6 +411,26 @@ Deno.test("readParts() refuses an expected part name that is not a plain file na
   });
 });
 
+Deno.test("readParts(): a file system error in the staging dir is thrown as it is, not as a corrupt archive", async () => {
+  await withDir(async (dir) => {
+    await makeLayout(`${dir}/layout`);
+    await Deno.mkdir(`${dir}/out`);
+    const { parts } = await writeParts(`${dir}/layout`, `${dir}/out`, { partSize: PART });
+    // corrupt part 002 so that resynchronising would be possible, and block blobs/ in the stage
+    const path = `${dir}/out/bananna-export.tar.002`;
+    const broken = await Deno.readFile(path);
+    broken[10] ^= 1;
+    await Deno.writeFile(path, broken);
+    await Deno.mkdir(`${dir}/stage`);
+    await Deno.writeTextFile(`${dir}/stage/blobs`, "not a directory");
+    await assert.rejects(
+      readParts(`${dir}/out/bananna-export.tar.000`, `${dir}/stage`, { parts }),
+      (e: unknown) =>
+        !(e instanceof TarPartsError) && e instanceof Error && /blobs/.test(e.message),
+    );
+  });
+});
+
 Deno.test("parsePartSize() reads bytes and units; refuses the rest naming the value", async (t) => {
   const good: [string | number, number][] = [
     ["4GiB", 4 * 1024 ** 3],
