@@ -10,12 +10,15 @@ import { createHash, type Hash } from "node:crypto";
 /** The one-file (unsplit) archive name. */
 export const TAR_NAME = "bananna-export.tar";
 
-/** One part of a split archive (or the one unsplit file): name, bytes, sha256 (64 lowercase hex). */
+/** One part of a split archive (or the one unsplit file): name, bytes, sha256 digest. */
 export interface PartInfo {
   /** File name only (no directory), e.g. `bananna-export.tar.003`. */
   name: string;
   size: number;
-  /** sha256 of the part's bytes as 64 lowercase hex digits (what `sha256sum` prints). */
+  /**
+   * sha256 of the part's bytes as a digest, `sha256:<64 lowercase hex>` (the hex is what
+   * `sha256sum` prints). Expected values without the `sha256:` prefix are accepted on reading.
+   */
   sha256: string;
 }
 
@@ -161,7 +164,7 @@ export class PartWriter {
     this.#parts.push({
       name: current.name,
       size: current.size,
-      sha256: current.hash.digest("hex"),
+      sha256: `sha256:${current.hash.digest("hex")}`,
     });
   }
 }
@@ -180,7 +183,7 @@ export class PartReader {
   readonly starts: number[] = [];
   /** The whole stream's length. */
   readonly total: number;
-  /** sha256 hex of each part once known. */
+  /** sha256 digest (`sha256:<hex>`) of each part once known. */
   readonly hashes: (string | undefined)[];
 
   /** Read `parts` in `dir`; `onHashed` is told each part's sha256 as soon as it is known. */
@@ -240,7 +243,7 @@ export class PartReader {
         }
       }
       if (size !== part.size) throw this.#changed(part, size);
-      if (hash) await this.#hashed(i, hash.digest("hex"));
+      if (hash) await this.#hashed(i, `sha256:${hash.digest("hex")}`);
     }
   }
 
@@ -257,7 +260,7 @@ export class PartReader {
         size += chunk.length;
       }
       if (size !== this.#parts[i].size) throw this.#changed(this.#parts[i], size);
-      await this.#hashed(i, hash.digest("hex"));
+      await this.#hashed(i, `sha256:${hash.digest("hex")}`);
     }
   }
 

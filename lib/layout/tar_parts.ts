@@ -66,7 +66,7 @@ const TOP_LEVEL = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
  * and so are top-level names with `.tmp`, dot-files and `bananna-export.tar*` (so `outDir` may be
  * the layout itself); directories other than `blobs/` are not archived.
  *
- * @returns the parts (name, size, sha256 hex), the entries and the total size.
+ * @returns the parts (name, size, `sha256:<hex>`), the entries and the total size.
  * @throws {TarPartsError} `layout` when `oci-layout` or `index.json` is missing, or a file is a
  *   link or changed size while being read; `RangeError` on a bad `partSize`; the abort reason.
  */

@@ -97,7 +97,10 @@ export async function readParts(
   const reader = new PartReader(dir, expected, {
     signal,
     onHashed: (i, sha256) => {
-      verdicts[i] = options.parts ? sha256 === expected[i].sha256 : true;
+      const want = expected[i].sha256;
+      verdicts[i] = options.parts
+        ? sha256 === (want.includes(":") ? want : `sha256:${want}`)
+        : true;
       return settle();
     },
   });

@@ -113,7 +113,7 @@ Deno.test("writeParts() without partSize: one tar that GNU tar lists and extract
       ],
     );
     assert.equal(
-      (await sh("sha256sum bananna-export.tar", `${dir}/out`)).split(" ")[0],
+      `sha256:${(await sh("sha256sum bananna-export.tar", `${dir}/out`)).split(" ")[0]}`,
       result.parts[0].sha256,
     );
     await Deno.mkdir(`${dir}/x`);
@@ -141,7 +141,7 @@ Deno.test("writeParts() with partSize: parts of exactly partSize (the last short
     ]);
     const sums = await sh("sha256sum bananna-export.tar.*", `${dir}/out`);
     assert.deepEqual(
-      sums.trim().split("\n").map((l) => l.replace(/\s+/, " ")),
+      sums.trim().split("\n").map((l) => `sha256:${l.replace(/\s+/, " ")}`),
       result.parts.map((p) => `${p.sha256} ${p.name}`),
     );
     assert.deepEqual(
@@ -181,6 +181,13 @@ Deno.test("readParts() round trip: every file back byte for byte, checksums comp
       (await sh("find . -type f | sort", `${dir}/stage`)).trim().split("\n"),
       NAMES.filter((n) => !n.endsWith("/")).map((n) => `./${n}`).sort(),
     );
+    // expected sums as sha256sum prints them (no "sha256:") are accepted
+    const bare = parts.map((p) => ({ ...p, sha256: p.sha256.replace(/^sha256:/, "") }));
+    const again = await readParts(`${dir}/out/bananna-export.tar.000`, `${dir}/stage3`, {
+      parts: bare,
+    });
+    assert.deepEqual(again.corruptParts, []);
+    assert.deepEqual(again.parts, parts);
     // without the expected list: parts found by name, nothing compared
     const found = await readParts(`${dir}/out/bananna-export.tar.000`, `${dir}/stage2`);
     assert.deepEqual(found.parts, parts);
