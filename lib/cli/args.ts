@@ -28,6 +28,8 @@ export interface MirrorCommand {
   shards?: string;
   /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the run. */
   openshiftMirrorSets?: string;
+  /** `--metrics-file PATH`: Prometheus metrics of the run (over `metrics.file`). */
+  metricsFile?: string;
 }
 
 /** `bananna-bot report --merge DIR [--output PATH]`. */
@@ -114,6 +116,9 @@ Options:
                          for images named by tag) mapping every mirrored repository to its
                          mirror, for "oc apply -f PATH" (registry engine only; not written
                          in a dry run; not with --shard: give it to report --merge)
+      --metrics-file PATH
+                         write the run's Prometheus metrics here (over metrics.file; not in a
+                         dry run)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -175,6 +180,7 @@ export function parseArgs(argv: string[]): Command {
         merge: { type: "string" },
         output: { type: "string" },
         "openshift-mirror-sets": { type: "string" },
+        "metrics-file": { type: "string" },
       },
     }));
   } catch (error) {
@@ -218,7 +224,7 @@ export function parseArgs(argv: string[]): Command {
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
     const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "shard", "shards"];
-    for (const flag of [...mirrorFlags, "openshift-mirror-sets"]) {
+    for (const flag of [...mirrorFlags, "metrics-file", "openshift-mirror-sets"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -235,6 +241,7 @@ export function parseArgs(argv: string[]): Command {
     ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
     ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
     ...mirrorSetsFlag(values["openshift-mirror-sets"], values.shard ?? values.shards),
+    ...metricsFileOption(values["metrics-file"]),
   };
 }
 
@@ -254,7 +261,16 @@ function reportCommand(
   values: Record<string, string | boolean | string[] | undefined>,
 ): ReportCommand {
   for (
-    const flag of ["config", "dry-run", "only", "report", "non-interactive", "shard", "shards"]
+    const flag of [
+      "config",
+      "dry-run",
+      "only",
+      "report",
+      "non-interactive",
+      "shard",
+      "shards",
+      "metrics-file",
+    ]
   ) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
   }
@@ -263,4 +279,11 @@ function reportCommand(
   const output = values.output as string | undefined;
   if (output === "") throw new UsageError("--output needs a path");
   return { kind: "report", merge, output, ...mirrorSetsFlag(values["openshift-mirror-sets"]) };
+}
+
+/** `--metrics-file PATH` (an empty path is a usage error). */
+function metricsFileOption(value: unknown): { metricsFile?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--metrics-file needs a path");
+  return { metricsFile: value as string };
 }

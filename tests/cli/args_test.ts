@@ -36,6 +36,13 @@ Deno.test("parseArgs() reads mirror options", () => {
     nonInteractive: false,
     openshiftMirrorSets: "sets.yaml",
   });
+  assert.equal(
+    (parseArgs(["mirror", "--metrics-file", "/var/lib/textfile/bb.prom"]) as {
+      metricsFile: string;
+    })
+      .metricsFile,
+    "/var/lib/textfile/bb.prom",
+  );
 });
 
 Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", async (t) => {
@@ -43,6 +50,8 @@ Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", 
     [["mirror", "--bogus"], /--bogus/],
     [["deploy"], /unknown command "deploy"/],
     [["validate", "--dry-run"], /--dry-run is an option of mirror/],
+    [["validate", "--metrics-file", "m.prom"], /--metrics-file is an option of mirror/],
+    [["mirror", "--metrics-file", ""], /--metrics-file needs a path/],
     [["mirror", "extra"], /unexpected argument "extra"/],
     [["mirror", "--config"], /--config/],
     [[], /no command/],
