@@ -28,6 +28,7 @@ import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 import type { Report } from "../mirror/report.ts";
 import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
@@ -38,6 +39,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
   const shard = resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env });
   const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
+    engine: loaded.operation.engine,
+    file: loaded.file,
+  });
   const selected = selectEntries(loaded, cmd.only);
   // A shard: only its destination repositories, before any read; its own lock, state and log.
   const { images, repositories } = shard ? selectShard(loaded, selected, shard) : selected;
@@ -117,13 +122,20 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     });
     const report = end.report = await run.execute(startedAt);
     progress.clear();
-    return end.exitCode = await finishRun(report, {
+    const code = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
       lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
     });
+    if (cmd.openshiftMirrorSets === undefined) return end.exitCode = code;
+    const written = await writeRunMirrorSets(report, cmd.openshiftMirrorSets, {
+      logger,
+      line: (text) => terminal.line(text),
+      error: (text) => terminal.warn(text),
+    });
+    return end.exitCode = written || code !== 0 ? code : 1;
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, OP, error.message);

@@ -134,6 +134,13 @@ export const CODES = {
     level: "WARNING",
     meaning: "the run's webhook notification failed; the run's outcome is unchanged",
   },
+
+  // OpenShift mirror sets (--openshift-mirror-sets).
+  MIRROR_SETS_WRITTEN: {
+    level: "INFO",
+    meaning: "the ImageDigestMirrorSet (and ImageTagMirrorSet) YAML was written",
+  },
+  MIRROR_SETS_FAILED: { level: "ERROR", meaning: "the OpenShift mirror sets could not be written" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 
 /** A code from the catalogue. */
