@@ -15,7 +15,8 @@
  * - 429 storm: a source host answering 429 with a Retry-After beyond `retryDelay * maxRetries`
  *   is stopped for the run (HostPullGate) and its remaining tasks deferred (run_plan.ts);
  * - signatures: a task with `verify` keys copies only when its source digest is signed by one
- *   (verify_signatures.ts), checked before anything is written;
+ *   (verify_signatures.ts), checked before anything is written; after the copy (or for a tag
+ *   already there) its signatures and referrers are carried (supply_chain.ts);
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
  * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
@@ -53,6 +54,7 @@ import {
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
+import { supplyChainStep } from "./supply_chain.ts";
 
 const OP = "Mirror";
 
@@ -265,6 +267,11 @@ export class MirrorRun implements AsyncDisposable {
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
+      // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
+      supplyChain: supplyChainStep(engine, {
+        operation: op,
+        emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
+      }),
       pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
     });
   }
