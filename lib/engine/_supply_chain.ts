@@ -3,8 +3,8 @@
  * for the mirrored digest and each child of an index, the cosign tags `sha256-<hex>.sig`, `.att`,
  * `.sbom` and the OCI 1.1 referrers (the referrers API, or the fallback tag `sha256-<hex>` where the
  * source answers 404), each with its blobs, through the engine's own copy code
- * (`_manifest_copier.ts`). Whatever is copied now gets the same treatment in turn (a signature of
- * an SBOM), {@link MAX_DEPTH} levels down.
+ * (`_manifest_copier.ts`). Whatever is carried (an attestation, an SBOM, a referrer) gets its own
+ * `.sig` tag and referrers carried in turn (a signature of an SBOM), {@link MAX_DEPTH} levels down.
  *
  * Rules:
  * - A cosign tag is compared by HEAD on both sides; the same digest costs nothing more. Another
@@ -105,29 +105,32 @@ export class SupplyChain {
   async #subject(digest: string, depth: number): Promise<void> {
     if (this.#visited.has(digest)) return;
     this.#visited.add(digest);
-    const copied: string[] = [];
-    for (const kind of ["sig", "att", "sbom"] as const) {
+    const next: string[] = [];
+    // An image digest may carry all three; what is carried for it only gets signed in turn.
+    for (const kind of depth === 0 ? ["sig", "att", "sbom"] as const : ["sig"] as const) {
       this.#o.signal?.throwIfAborted();
       const outcome = await this.#cosignTag(digest, kind);
-      if (outcome.state === "same" || outcome.state === "copied") this.#counts[COUNTER[kind]]++;
-      if (outcome.state === "copied" && kind !== "sig") copied.push(outcome.digest);
+      if (!("digest" in outcome)) continue;
+      this.#counts[COUNTER[kind]]++;
+      // A signature is not signed in turn; an attestation or an SBOM may be (cosign sign <it>).
+      if (kind !== "sig") next.push(outcome.digest);
     }
-    copied.push(...await this.#referrers(digest));
+    next.push(...await this.#referrers(digest));
     if (depth >= MAX_DEPTH) return;
-    for (const next of copied) await this.#subject(next, depth + 1);
+    for (const more of next) await this.#subject(more, depth + 1);
   }
 
   /** One cosign tag: in step, copied, drift, or absent at the source. */
   async #cosignTag(
     digest: string,
     kind: CosignKind,
-  ): Promise<{ state: "absent" | "same" | "drift" } | { state: "copied"; digest: string }> {
+  ): Promise<{ state: "absent" | "drift" } | { state: "same" | "copied"; digest: string }> {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     const tag = cosignTags(digest)[kind];
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { state: "absent" };
     const there = await dst.manifestHead(dstRepository, tag, signal);
-    if (there?.digest === head.digest) return { state: "same" };
+    if (there?.digest === head.digest) return { state: "same", digest: head.digest };
     const manifest = await src.manifestGet(srcRepository, head.digest, signal);
     if (!manifest) return { state: "absent" };
     const where = `${src.host}/${srcRepository}:${tag}`;
@@ -156,19 +159,19 @@ export class SupplyChain {
     return { state: "copied", digest: manifest.digest };
   }
 
-  /** The referrers of `digest`: copied by digest, the destination's fallback tag kept; returns the copied ones. */
+  /** The referrers of `digest`: copied by digest, the destination's fallback tag kept; returns their digests. */
   async #referrers(digest: string): Promise<string[]> {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     const tag = referrersTag(digest);
     const listed = await this.#sourceReferrers(digest);
     if (listed === "in-step") {
       const held = await this.#fallbackIndex(dst, dstRepository, tag);
-      this.#counts.referrers += held?.index.manifests.length ?? 0;
-      return [];
+      const listed = this.#filter(held?.index.manifests ?? []);
+      this.#counts.referrers += listed.length;
+      return listed.map((d) => d.digest);
     }
     const wanted = this.#filter(listed.descriptors);
     const carried: ReferrerDescriptor[] = [];
-    const copied: string[] = [];
     for (const referrer of wanted) {
       signal?.throwIfAborted();
       if (!(await dst.manifestHead(dstRepository, referrer.digest, signal))) {
@@ -185,7 +188,6 @@ export class SupplyChain {
             referrer.artifactType ? ` (${referrer.artifactType})` : ""
           }`,
         });
-        copied.push(referrer.digest);
       }
       carried.push(referrer);
       this.#counts.referrers++;
@@ -196,7 +198,7 @@ export class SupplyChain {
         : null;
       await this.#keepFallback(digest, carried, exact);
     }
-    return copied;
+    return carried.map((d) => d.digest);
   }
 
   /**
