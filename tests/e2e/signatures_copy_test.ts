@@ -58,6 +58,17 @@ async function sameBytes(src: TestRegistry, dst: TestRegistry, from: string, to:
   return a.digest;
 }
 
+/** Every log file of a run's log dir, joined. */
+async function logText(dir: string): Promise<string> {
+  let text = "";
+  for await (const e of Deno.readDir(`${dir}/logs`)) {
+    if (e.isFile && e.name.endsWith(".log")) {
+      text += await Deno.readTextFile(`${dir}/logs/${e.name}`);
+    }
+  }
+  return text;
+}
+
 const tagOf = (digest: string, suffix = "") => `${digest.replace(":", "-")}${suffix}`;
 
 Deno.test({
@@ -207,6 +218,113 @@ Deno.test({
           console.log(`no-op with signatures: source ${s.length}, destination ${d.length}`);
         },
       );
+
+      const upstreamBundle = await pushReferrer(
+        src,
+        "team/app",
+        buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":2}' }),
+      );
+      await t.step("signatures and referrers added upstream later are carried", async () => {
+        // Re-signed upstream: cosign appends a layer, the .sig tag gets a new manifest.
+        const sigs = [];
+        for (const ref of [`${src.host}/team/app`, "registry.example/app"]) {
+          const payload = simpleSigningPayload(ref, image.digest);
+          sigs.push({ payload, signature: await opensslSign(key.privateKeyFile, payload) });
+        }
+        const resigned = await pushSignatureManifest(
+          src,
+          "team/app",
+          image.digest,
+          buildSignatureManifest(sigs),
+        );
+        await pushFallbackTag(src, "team/app", image.digest, [bundle, sbomRef, upstreamBundle]);
+        const out = await runMirrorConfig(dir, config());
+        assert.equal(out.code, 0, out.stderr);
+        assert.deepEqual(out.report!.entries.map(counts), [["exists", 4, 1, 1, 4]]);
+        const sigTag = tagOf(image.digest, ".sig");
+        assert.equal(
+          await sameBytes(src, dst, `team/app:${sigTag}`, `mirror/app:${sigTag}`),
+          resigned.digest,
+        );
+        await sameBytes(
+          src,
+          dst,
+          `team/app@${upstreamBundle.digest}`,
+          `mirror/app@${upstreamBundle.digest}`,
+        );
+        await sameBytes(
+          src,
+          dst,
+          `team/app:${tagOf(image.digest)}`,
+          `mirror/app:${tagOf(image.digest)}`,
+        );
+      });
+
+      await t.step(
+        "a signature added only at the destination survives (drift, untouched)",
+        async () => {
+          const payload = simpleSigningPayload(`${dst.host}/mirror/app`, c1);
+          const local = buildSignatureManifest([{
+            payload,
+            signature: await opensslSign(key.privateKeyFile, payload),
+          }]);
+          const localDigest = await pushManifestWithBlobs(
+            dst,
+            `mirror/app:${tagOf(c1, ".sig")}`,
+            local,
+          );
+          const srcSig = await headDigest(src, `team/app:${tagOf(c1, ".sig")}`);
+          const out = await runMirrorConfig(dir, config());
+          assert.equal(out.code, 0, out.stderr);
+          // c1's .sig is not in step (drift): 3 signatures counted.
+          assert.deepEqual(out.report!.entries.map(counts), [["exists", 3, 1, 1, 4]]);
+          assert.equal(await headDigest(dst, `mirror/app:${tagOf(c1, ".sig")}`), localDigest);
+          const log = await logText(dir);
+          assert.match(
+            log,
+            new RegExp(
+              `\\[WARNING\\] \\[IMAGE_TAG_DRIFT\\] Image: ${dst.host}/mirror/app:${
+                tagOf(c1, ".sig")
+              } holds ${localDigest} with signatures the source's ${srcSig} \\(${seen.host}/team/app:${
+                tagOf(c1, ".sig")
+              }\\) lacks; left untouched`,
+            ),
+          );
+        },
+      );
+
+      await t.step("the destination's fallback index is merged, never cut", async () => {
+        const local = await pushReferrer(
+          dst,
+          "mirror/app",
+          buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":"local"}' }),
+        );
+        await pushFallbackTag(dst, "mirror/app", image.digest, [
+          bundle,
+          sbomRef,
+          upstreamBundle,
+          local,
+        ]);
+        const later = await pushReferrer(
+          src,
+          "team/app",
+          buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":3}' }),
+        );
+        await pushFallbackTag(src, "team/app", image.digest, [
+          bundle,
+          sbomRef,
+          upstreamBundle,
+          later,
+        ]);
+        const out = await runMirrorConfig(dir, config());
+        assert.equal(out.code, 0, out.stderr);
+        const held = await skopeoInspectRaw(dst, `mirror/app:${tagOf(image.digest)}`);
+        assert.deepEqual(
+          (held.manifest.manifests as ReferrerEntry[]).map((m) => m.digest),
+          [bundle.digest, sbomRef.digest, upstreamBundle.digest, local.digest, later.digest],
+        );
+        await sameBytes(src, dst, `team/app@${later.digest}`, `mirror/app@${later.digest}`);
+      });
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
