@@ -7,8 +7,10 @@
  *
  * @module
  */
+import assert from "node:assert/strict";
+import type { Report, ReportEntry } from "../../lib/mirror/report.ts";
 import type { BuiltManifest } from "./cosign_fixture.ts";
-import { pushManifestWithBlobs, sha256 } from "./images.ts";
+import { pushManifestWithBlobs, sha256, skopeoInspectRaw } from "./images.ts";
 import { forward } from "./proxy.ts";
 import type { TestRegistry } from "./registry.ts";
 
@@ -160,4 +162,40 @@ export function startReferrersDouble(reg: TestRegistry): ReferrersDouble {
   });
   host = `127.0.0.1:${server.addr.port}`;
   return { host, requests, answers, [Symbol.asyncDispose]: () => server.shutdown() };
+}
+
+/** Assert `ref` (a tag or `@digest`) has byte-identical manifests at both registries. */
+export async function sameBytes(
+  src: TestRegistry,
+  dst: TestRegistry,
+  from: string,
+  to: string,
+): Promise<string> {
+  const a = await skopeoInspectRaw(src, from);
+  const b = await skopeoInspectRaw(dst, to);
+  assert.equal(b.digest, a.digest, `${to} vs ${from}`);
+  assert.deepEqual(b.bytes, a.bytes, `${to} vs ${from}`);
+  return a.digest;
+}
+
+/** Every log file of a run's log dir, joined. */
+export async function logText(dir: string): Promise<string> {
+  let text = "";
+  for await (const e of Deno.readDir(`${dir}/logs`)) {
+    if (e.isFile && e.name.endsWith(".log")) {
+      text += await Deno.readTextFile(`${dir}/logs/${e.name}`);
+    }
+  }
+  return text;
+}
+
+/** The report entries of a run that wrote a report (fails the test when it wrote none). */
+export function entriesOf(run: { report: Report | null; stderr: string }): ReportEntry[] {
+  assert.ok(run.report, `no report written: ${run.stderr}`);
+  return run.report.entries;
+}
+
+/** The cosign tag (`suffix` `.sig`/`.att`/`.sbom`) or referrers fallback tag of a digest. */
+export function tagOf(digest: string, suffix = ""): string {
+  return `${digest.replace(":", "-")}${suffix}`;
 }
