@@ -306,6 +306,40 @@ Deno.test({
         );
         await sameBytes(src, dst, `team/app@${later.digest}`, `mirror/app@${later.digest}`);
       });
+
+      await t.step(
+        "a signed single-arch image: the no-op cost with and without signatures",
+        async () => {
+          const one = await pushTestImage(src, "team/one:1", { kind: "oci", seed: 42 });
+          await sign("team/one", [one.digest]);
+          const oneConfig = (operation: Record<string, unknown> = {}) => ({
+            ...config(operation),
+            images: { [`${seen.host}/team/one:1`]: { targets: ["dr"] } },
+          });
+          assert.equal((await runMirrorConfig(dir, oneConfig())).code, 0);
+          const noop = async (operation: Record<string, unknown>) => {
+            const [s0, d0] = [sourceRequests().length, (await requests(dst)).length];
+            const out = await runMirrorConfig(dir, oneConfig(operation));
+            assert.equal(out.code, 0, out.stderr);
+            return { s: sourceRequests().slice(s0), d: (await requests(dst)).slice(d0), out };
+          };
+          const base = await noop({ signatures: "skip" });
+          const carried = await noop({});
+          assert.deepEqual(entriesOf(carried.out).map(counts), [["exists", 1, 0, 0, 0]]);
+          assert.deepEqual([base.s.length, base.d.length], [2, 3]);
+          // Source: + .sig .att .sbom and fallback HEADs, + the referrers probe (a GET answered 404).
+          // Destination: + the image manifest (is it an index?), + the .sig HEAD. 12 vs 5: 2.4x.
+          assert.deepEqual(
+            [carried.s.length, carried.d.length],
+            [7, 5],
+            carried.s.concat(carried.d).join("\n"),
+          );
+          assert.deepEqual(carried.s.filter((l) => l.startsWith("GET ")), [
+            "GET /v2/team/one/tags/list?n=1",
+            `GET /v2/team/one/referrers/${one.digest}`,
+          ]);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
