@@ -7,6 +7,9 @@
  * `.sig` tag and referrers carried in turn (a signature of an SBOM), {@link MAX_DEPTH} levels down.
  *
  * Rules:
+ * - The source repository's tag list is read once per run (the engine keeps it): a cosign or
+ *   fallback tag it does not list is taken as absent without a request (a listing that fails
+ *   falls back to a HEAD per tag). A tag pushed upstream during the run is seen by the next run.
  * - A cosign tag is compared by HEAD on both sides; the same digest costs nothing more. Another
  *   digest at the destination is replaced only when the source's manifest holds every layer the
  *   destination's holds (signatures appended upstream); otherwise it is drift: an
@@ -54,6 +57,11 @@ export interface SupplyChainOptions {
   copier: ManifestCopier;
   /** The engine's per-host answers about the referrers API. */
   support: ReferrersSupport;
+  /**
+   * The source repository's tags (listed once per run), or null when the listing failed: a
+   * cosign or fallback tag not listed is not HEADed.
+   */
+  sourceTags: () => Promise<ReadonlySet<string> | null>;
   artifactTypes?: readonly string[];
   emit: (event: EngineEvent) => void;
   signal?: AbortSignal;
@@ -127,6 +135,7 @@ export class SupplyChain {
   ): Promise<{ state: "absent" | "drift" } | { state: "same" | "copied"; digest: string }> {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     const tag = cosignTags(digest)[kind];
+    if (!(await this.#listed(tag))) return { state: "absent" };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { state: "absent" };
     const there = await dst.manifestHead(dstRepository, tag, signal);
@@ -225,6 +234,7 @@ export class SupplyChain {
       }
     }
     const tag = referrersTag(digest);
+    if (!(await this.#listed(tag))) return { descriptors: [] };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { descriptors: [] };
     const there = await dst.manifestHead(dstRepository, tag, signal);
@@ -232,6 +242,12 @@ export class SupplyChain {
     const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag);
     if (!read) return { descriptors: [] };
     return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
+  }
+
+  /** May the source hold `tag`? False only when its tag list was read and lacks it. */
+  async #listed(tag: string): Promise<boolean> {
+    const tags = await this.#o.sourceTags();
+    return tags === null || tags.has(tag);
   }
 
   /** A fallback index (by tag or digest), checked; null when absent. */

@@ -50,6 +50,7 @@ export class RegistryEngine implements Engine {
   #blobConcurrency: number;
   #shared = new SharedWork();
   #referrersSupport: ReferrersSupport = new Map();
+  #sourceTags = new Map<string, Promise<ReadonlySet<string> | null>>();
 
   /** Create the engine. */
   constructor(options: RegistryEngineOptions) {
@@ -84,10 +85,33 @@ export class RegistryEngine implements Engine {
       dstRepository: request.destination.repository,
       copier,
       support: this.#referrersSupport,
+      sourceTags: () => this.#tagsOf(src, request.source.repository, request.signal),
       artifactTypes: request.artifactTypes,
       emit,
       signal: request.signal,
     }).carry(request.digest);
+  }
+
+  /** A source repository's tags, listed once per run; null when the listing failed or was empty. */
+  #tagsOf(
+    client: RegistryClient,
+    repository: string,
+    signal?: AbortSignal,
+  ): Promise<ReadonlySet<string> | null> {
+    const key = `${client.host}/${repository}`;
+    let tags = this.#sourceTags.get(key);
+    if (!tags) {
+      tags = client.tagList(repository, signal).then(
+        // An empty list says nothing (the image's own tag is not in it): HEAD each tag instead.
+        (list) => list.length > 0 ? new Set(list) : null,
+        (error) => {
+          if (signal?.aborted) throw error;
+          return null;
+        },
+      );
+      this.#sourceTags.set(key, tags);
+    }
+    return tags;
   }
 
   /** Nothing to release (clients belong to the caller). */

@@ -264,6 +264,36 @@ Deno.test({
           assert.equal(await headDigest(dst, "mirror/badref:1"), image.digest);
         },
       );
+
+      await t.step(
+        "a source whose tag list fails: a HEAD per tag instead, the .sig still travels",
+        async () => {
+          const image = await pushTestImage(src, "team/listless:1", { kind: "oci", seed: 58 });
+          const p = simpleSigningPayload(`${src.host}/team/listless`, image.digest);
+          const sigOf = await pushSignatureManifest(
+            src,
+            "team/listless",
+            image.digest,
+            buildSignatureManifest([{
+              payload: p,
+              signature: await opensslSign(key.privateKeyFile, p),
+            }]),
+          );
+          api.overrides.set(
+            "/v2/team/listless/tags/list?n=1000",
+            () => new Response('{"errors":[{"code":"DENIED"}]}', { status: 403 }),
+          );
+          const out = await run("team/listless:1");
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(entriesOf(out).map(counts), [["pushed", "IMAGE_PUSHED", 1, 0, 0, 0]]);
+          assert.equal(await headDigest(dst, `mirror/listless:${sigOf.tag}`), sigOf.digest);
+          assert.ok(
+            api.requests.includes(
+              `HEAD /v2/team/listless/manifests/${sigOf.tag.replace(".sig", ".att")}`,
+            ),
+          );
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -137,6 +137,8 @@ export interface ReferrersDouble extends AsyncDisposable {
   requests: string[];
   /** What `GET /v2/<repo>/referrers/<digest>` answers: set per `repo@digest`; unset: empty index. */
   answers: Map<string, Response | (() => Response)>;
+  /** Other requests answered here instead of forwarded, by exact path and query. */
+  overrides: Map<string, () => Response>;
 }
 
 /**
@@ -146,10 +148,13 @@ export interface ReferrersDouble extends AsyncDisposable {
 export function startReferrersDouble(reg: TestRegistry): ReferrersDouble {
   const requests: string[] = [];
   const answers = new Map<string, Response | (() => Response)>();
+  const overrides = new Map<string, () => Response>();
   let host = "";
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
     requests.push(`${req.method} ${url.pathname}`);
+    const override = overrides.get(url.pathname + url.search);
+    if (override) return override();
     const m = /^\/v2\/(.+)\/referrers\/(sha256:[0-9a-f]{64})$/.exec(url.pathname);
     if (m && req.method === "GET") {
       const answer = answers.get(`${m[1]}@${m[2]}`);
@@ -161,7 +166,13 @@ export function startReferrersDouble(reg: TestRegistry): ReferrersDouble {
     return await forward(req, reg.url, host);
   });
   host = `127.0.0.1:${server.addr.port}`;
-  return { host, requests, answers, [Symbol.asyncDispose]: () => server.shutdown() };
+  return {
+    host,
+    requests,
+    answers,
+    overrides,
+    [Symbol.asyncDispose]: () => server.shutdown(),
+  };
 }
 
 /** Assert `ref` (a tag or `@digest`) has byte-identical manifests at both registries. */
