@@ -226,17 +226,26 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     if (!options.supplyChain || !digest || (status !== "pushed" && status !== "exists")) {
       return result;
     }
+    const started = performance.now();
+    const took = () => result.durationMs + Math.round(performance.now() - started);
     try {
-      return { ...result, carried: await options.supplyChain(task, digest, options.signal) };
+      const carried = await options.supplyChain(task, digest, options.signal);
+      return { ...result, carried, durationMs: took() };
     } catch (error) {
       if (options.signal?.aborted) {
-        return { ...result, status: "failed", code: "MIRROR_INTERRUPTED", error: "interrupted" };
+        return {
+          ...result,
+          status: "failed",
+          code: "MIRROR_INTERRUPTED",
+          error: "interrupted",
+          durationMs: took(),
+        };
       }
       const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
       const why = errorMessage(error);
       const message =
         `the image is mirrored (${digest}) but its signatures were not carried: ${why}`;
-      return { ...result, status: "failed", code, error: message };
+      return { ...result, status: "failed", code, error: message, durationMs: took() };
     }
   }
 
