@@ -86,6 +86,11 @@ export interface SupplyChainRequest {
   digest: string;
   /** Referrers copied only when their `artifactType` is listed (undefined: every type). */
   artifactTypes?: readonly string[];
+  /**
+   * The source repository's tags when the caller listed them this run (the plan does for
+   * `repositories` entries): the engine then does not list them again.
+   */
+  sourceTags?: readonly string[];
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
 }

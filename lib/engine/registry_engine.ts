@@ -85,23 +85,30 @@ export class RegistryEngine implements Engine {
       dstRepository: request.destination.repository,
       copier,
       support: this.#referrersSupport,
-      sourceTags: () => this.#tagsOf(src, request.source.repository, request.signal),
+      sourceTags: () => this.#tagsOf(src, request.source.repository, request),
       artifactTypes: request.artifactTypes,
       emit,
       signal: request.signal,
     }).carry(request.digest);
   }
 
-  /** A source repository's tags, listed once per run; null when the listing failed or was empty. */
+  /**
+   * A source repository's tags, listed once per run (or as the caller listed them); null when the
+   * listing failed or was empty.
+   */
   #tagsOf(
     client: RegistryClient,
     repository: string,
-    signal?: AbortSignal,
+    request: SupplyChainRequest,
   ): Promise<ReadonlySet<string> | null> {
+    const { signal } = request;
     const key = `${client.host}/${repository}`;
     let tags = this.#sourceTags.get(key);
     if (!tags) {
-      tags = client.tagList(repository, signal).then(
+      const listed = request.sourceTags
+        ? Promise.resolve(request.sourceTags)
+        : client.tagList(repository, signal);
+      tags = listed.then(
         // An empty list says nothing (the image's own tag is not in it): HEAD each tag instead.
         (list) => list.length > 0 ? new Set(list) : null,
         (error) => {

@@ -54,7 +54,7 @@ import {
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
-import { supplyChainStep } from "./supply_chain.ts";
+import { listedTags, supplyChainStep } from "./supply_chain.ts";
 
 const OP = "Mirror";
 
@@ -271,6 +271,7 @@ export class MirrorRun implements AsyncDisposable {
       supplyChain: supplyChainStep(engine, {
         operation: op,
         emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
+        listed: listedTags(plan),
       }),
       pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
     });

@@ -13,7 +13,20 @@
 import type { OperationSettings } from "../config/schema.ts";
 import type { Engine, EngineEvent, SupplyChainCounts } from "../engine/engine.ts";
 import { formatReference } from "../registry/reference.ts";
-import type { PlanTask } from "./plan.ts";
+import type { MirrorPlan, PlanTask } from "./plan.ts";
+
+/**
+ * The tags the plan listed (`repositories` entries), by source `registry/repository`, so the
+ * supply-chain step does not list those repositories again.
+ */
+export function listedTags(plan: MirrorPlan): Map<string, readonly string[]> {
+  const out = new Map<string, readonly string[]>();
+  for (const selection of plan.selections ?? []) {
+    const { registry, repository } = selection.repository.source;
+    if (selection.listed.length > 0) out.set(`${registry}/${repository}`, selection.listed);
+  }
+  return out;
+}
 
 /** What `operation.signatures` means for this run's engine. */
 export function signaturesMode(
@@ -27,13 +40,15 @@ export function signaturesMode(
  * or an engine that cannot keep digests).
  *
  * @param engine the run's engine
- * @param options the operation settings and where the step's events go
+ * @param options the operation settings, where the step's events go, and the plan's tag lists
  */
 export function supplyChainStep(
   engine: Engine,
   options: {
     operation: Pick<OperationSettings, "engine" | "signatures" | "artifactTypes">;
     emit: (task: PlanTask, event: EngineEvent) => void;
+    /** Tags the plan listed, by source `registry/repository` (`repositories` entries). */
+    listed?: ReadonlyMap<string, readonly string[]>;
   },
 ):
   | ((task: PlanTask, digest: string, signal?: AbortSignal) => Promise<SupplyChainCounts>)
@@ -47,6 +62,7 @@ export function supplyChainStep(
       destination: task.destination,
       digest,
       artifactTypes: options.operation.artifactTypes,
+      sourceTags: options.listed?.get(`${task.source.registry}/${task.source.repository}`),
       signal,
       onEvent: emit,
     });

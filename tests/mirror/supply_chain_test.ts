@@ -92,16 +92,19 @@ Deno.test("supplyChainStep(): passes the repositories and artifactTypes; IMAGE_U
     {
       operation: { engine: "registry", signatures: "copy", artifactTypes: ["text/spdx+json"] },
       emit: (t, event) => events.push([t.id, event]),
+      listed: new Map([["src.example/team/app", ["1", "sha256-x.sig"]]]),
     },
   );
   assert.ok(step);
   assert.deepEqual(await step(task(0, "push"), DIGEST), NONE);
   assert.deepEqual(await step(task(1, "exists"), DIGEST), SOME);
   assert.deepEqual(
-    asked.map((r) => [r.source.repository, r.destination.repository, r.digest, r.artifactTypes]),
+    asked.map((
+      r,
+    ) => [r.source.repository, r.destination.repository, r.digest, r.artifactTypes, r.sourceTags]),
     [
-      ["team/app", "mirror/app", DIGEST, ["text/spdx+json"]],
-      ["team/app", "mirror/app", DIGEST, ["text/spdx+json"]],
+      ["team/app", "mirror/app", DIGEST, ["text/spdx+json"], ["1", "sha256-x.sig"]],
+      ["team/app", "mirror/app", DIGEST, ["text/spdx+json"], ["1", "sha256-x.sig"]],
     ],
   );
   assert.deepEqual(events, [[0, {
