@@ -26,7 +26,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { parseManifest } from "../registry/manifest.ts";
+import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
 import { cosignTags, parseSignatureManifest } from "../signatures/cosign.ts";
 import {
@@ -40,6 +40,9 @@ import {
 } from "../signatures/referrers.ts";
 import type { ManifestCopier } from "./_manifest_copier.ts";
 import type { EngineEvent, SupplyChainCounts } from "./engine.ts";
+
+/** Media types of a manifest that has no children (an index is read for them). */
+const IMAGE_MANIFESTS = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
 
 /** Levels of "a signature of a carried artifact" followed below the image's own digests. */
 export const MAX_DEPTH = 3;
@@ -88,12 +91,18 @@ export class SupplyChain {
   /**
    * Carry everything of `digest` (and of each child when it is an index).
    *
+   * @param digest the mirrored manifest's digest
+   * @param mediaType its media type when known: an image manifest is not read again
+   *
    * @throws {MirrorError} IMAGE_SIGNATURE_INVALID (a `.sig` that is not cosign's format),
    *   IMAGE_REFERRER_INVALID (a referrers answer or fallback tag that is not an index), registry
    *   errors
    */
-  async carry(digest: string): Promise<SupplyChainCounts> {
-    for (const subject of await this.#imageDigests(digest)) await this.#subject(subject, 0);
+  async carry(digest: string, mediaType?: string): Promise<SupplyChainCounts> {
+    const digests = IMAGE_MANIFESTS.has(mediaType ?? "")
+      ? [digest]
+      : await this.#imageDigests(digest);
+    for (const subject of digests) await this.#subject(subject, 0);
     return this.#counts;
   }
 

@@ -84,6 +84,11 @@ export interface SupplyChainRequest {
   destination: Reference;
   /** The mirrored manifest digest (the same on both sides). */
   digest: string;
+  /**
+   * Its media type when the caller knows it: an image manifest (not an index) is then not read
+   * again to look for children.
+   */
+  mediaType?: string;
   /** Referrers copied only when their `artifactType` is listed (undefined: every type). */
   artifactTypes?: readonly string[];
   /**

@@ -89,7 +89,7 @@ export class RegistryEngine implements Engine {
       artifactTypes: request.artifactTypes,
       emit,
       signal: request.signal,
-    }).carry(request.digest);
+    }).carry(request.digest, request.mediaType);
   }
 
   /**

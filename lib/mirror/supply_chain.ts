@@ -61,6 +61,7 @@ export function supplyChainStep(
       source: task.source,
       destination: task.destination,
       digest,
+      mediaType: digest === task.sourceDigest ? task.sourceMediaType : undefined,
       artifactTypes: options.operation.artifactTypes,
       sourceTags: options.listed?.get(`${task.source.registry}/${task.source.repository}`),
       signal,
