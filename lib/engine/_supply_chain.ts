@@ -196,7 +196,14 @@ export class SupplyChain {
         const manifest = await src.manifestGet(srcRepository, referrer.digest, signal);
         const where = `${src.host}/${srcRepository}@${referrer.digest} (referrer of ${digest})`;
         if (!manifest) {
-          throw new MirrorError("IMAGE_REFERRER_INVALID", `${where}: listed but missing`);
+          // A stale entry of the source's list (a referrer deleted without updating its fallback
+          // index): the others still travel; the destination's index never names it.
+          this.#o.emit({
+            kind: "step",
+            code: "IMAGE_REFERRER_INVALID",
+            message: `${where}: listed by the source but not there; skipped`,
+          });
+          continue;
         }
         await this.#o.copier.copyManifest(manifest, referrer.digest, where);
         this.#o.emit({

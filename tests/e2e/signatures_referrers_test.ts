@@ -294,6 +294,31 @@ Deno.test({
           );
         },
       );
+
+      await t.step(
+        "a referrer the source lists but does not hold: skipped, the others travel",
+        async () => {
+          const { image, refs: [bundle] } = await withReferrers("team/stale", 59);
+          const ghost = { ...bundle, digest: `sha256:${"e".repeat(64)}` };
+          api.answers.set(
+            `team/stale@${image.digest}`,
+            new Response(new TextDecoder().decode(fallbackIndex([bundle, ghost])), {
+              headers: { "content-type": MT.index },
+            }),
+          );
+          const out = await run("team/stale:1");
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(entriesOf(out).map(counts), [["pushed", "IMAGE_PUSHED", 0, 0, 0, 1]]);
+          const held = await skopeoInspectRaw(dst, `mirror/stale:${tagOf(image.digest)}`);
+          assert.deepEqual(held.bytes, fallbackIndex([bundle]));
+          assert.match(
+            await logText(dir),
+            new RegExp(
+              `\\[ERROR\\] \\[IMAGE_REFERRER_INVALID\\] Image: ${api.host}/team/stale@${ghost.digest} \\(referrer of ${image.digest}\\): listed by the source but not there; skipped`,
+            ),
+          );
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
