@@ -88,11 +88,11 @@ export const CODES = {
   IMAGE_UNSIGNED: { level: "WARNING", meaning: "the image carries no signature" },
   IMAGE_SIGNATURE_COPIED: {
     level: "INFO",
-    meaning: "a cosign .sig/.att/.sbom tag was carried to the destination (same digest)",
+    meaning: "a cosign .sig/.att/.sbom tag was carried (same digest)",
   },
   IMAGE_REFERRER_COPIED: {
     level: "INFO",
-    meaning: "an OCI referrer was carried by digest, or the fallback index there updated",
+    meaning: "a referrer was carried by digest, or a fallback index kept",
   },
 
   REPO_EXISTS: { level: "INFO", meaning: "the Quay repository already exists" },
