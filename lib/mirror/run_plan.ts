@@ -8,6 +8,10 @@
  * finish); an abort stops scheduling and aborts running copies. Tasks never started are
  * `skipped`. Reports through `onEvent`; never prints.
  *
+ * Every task whose image is at its destination afterwards (pushed now, or `exists` by the plan or
+ * the engine) then runs the supply-chain step when one is given (`supplyChain`: signatures,
+ * attestations, SBOMs and referrers carried, see supply_chain.ts); its failure fails the task.
+ *
  * Tasks the plan deferred (pull budget) are `deferred`, as are the rest of a source host's tasks
  * once it answered 429 with a Retry-After longer than the retries would wait
  * (`retryDelay * maxRetries`, see {@link RunPlanOptions.pullGate}): the run stops pulling from that
