@@ -44,6 +44,12 @@ import type { EngineEvent, SupplyChainCounts } from "./engine.ts";
 /** Media types of a manifest that has no children (an index is read for them). */
 const IMAGE_MANIFESTS = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
 
+/**
+ * Referrers carried per image at most (all levels together): a source listing more fails that
+ * image's step before copying any of them, so a hostile list cannot keep the run busy for hours.
+ */
+export const MAX_REFERRERS = 1000;
+
 /** Levels of "a signature of a carried artifact" followed below the image's own digests. */
 export const MAX_DEPTH = 3;
 
@@ -81,6 +87,7 @@ const COUNTER: Record<CosignKind, keyof SupplyChainCounts> = {
 export class SupplyChain {
   #o: SupplyChainOptions;
   #visited = new Set<string>();
+  #referrersSeen = 0;
   #counts: SupplyChainCounts = { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
 
   /** A sync between two repositories. */
@@ -189,6 +196,13 @@ export class SupplyChain {
       return listed.map((d) => d.digest);
     }
     const wanted = this.#filter(listed.descriptors);
+    this.#referrersSeen += wanted.length;
+    if (this.#referrersSeen > MAX_REFERRERS) {
+      throw new MirrorError(
+        "IMAGE_REFERRER_INVALID",
+        `${src.host}/${srcRepository} referrers of ${digest}: ${wanted.length} listed, more than the ${MAX_REFERRERS} referrers carried per image; refused`,
+      );
+    }
     const carried: ReferrerDescriptor[] = [];
     for (const referrer of wanted) {
       signal?.throwIfAborted();

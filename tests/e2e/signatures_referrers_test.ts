@@ -319,6 +319,39 @@ Deno.test({
           );
         },
       );
+
+      await t.step(
+        "a list of more than 1000 referrers is refused before any is copied",
+        async () => {
+          const image = await pushTestImage(src, "team/flood:1", { kind: "oci", seed: 60 });
+          const flood = Array.from({ length: 1001 }, (_, i) => ({
+            mediaType: MT.manifest,
+            digest: `sha256:${i.toString(16).padStart(64, "0")}`,
+            size: 100,
+            artifactType: MT.bundle,
+          }));
+          api.answers.set(
+            `team/flood@${image.digest}`,
+            new Response(new TextDecoder().decode(fallbackIndex(flood)), {
+              headers: { "content-type": MT.index },
+            }),
+          );
+          const before = api.requests.length;
+          const out = await run("team/flood:1");
+          assert.equal(out.code, 1, out.stderr);
+          const [entry] = entriesOf(out);
+          assert.deepEqual([entry.status, entry.code], ["failed", "IMAGE_REFERRER_INVALID"]);
+          assert.match(
+            String(entry.error),
+            /: 1001 listed, more than the 1000 referrers carried per image; refused$/,
+          );
+          assert.deepEqual(
+            api.requests.slice(before).filter((r) => r.includes("/manifests/sha256:0000")),
+            [],
+          );
+          assert.equal(await headDigest(dst, "mirror/flood:1"), image.digest);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
