@@ -300,3 +300,30 @@ Deno.test("acquireRunLock(): a holder whose lock was taken over says so at its n
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("acquireRunLock(): the heartbeat timer does not keep a process alive", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const module = new URL("../../lib/mirror/run_lock.ts", import.meta.url).href;
+    // Takes the lock and returns without releasing it: the process must end on its own.
+    const code = `import { acquireRunLock } from "${module}";
+      await acquireRunLock(${JSON.stringify(dir)}, { heartbeatMs: 20 });
+      console.log("taken");`;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--frozen", "--allow-all", code],
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), 15_000);
+    const out = await child.output();
+    clearTimeout(timer);
+    assert.equal(out.signal, null, "ended on its own, not killed after 15 s");
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "taken");
+    // What a killed run leaves: the lock, with this run's heartbeat in it.
+    const body = JSON.parse(await Deno.readTextFile(`${dir}/.bananna-bot.lock`));
+    assert.equal(typeof body.renewed, "string");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
