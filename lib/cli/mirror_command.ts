@@ -184,6 +184,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
         ...(cmd.report ? [cmd.report] : []),
       ];
     }
+    if (interrupted) terminal.warn("bananna-bot: interrupted");
     return end.exitCode = interrupted ? 130 : 1;
   } finally {
     progress.clear();

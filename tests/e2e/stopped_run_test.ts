@@ -88,6 +88,7 @@ Deno.test({
       const out = await child.output();
       const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
       assert.equal(out.code, 130, text);
+      assert.match(new TextDecoder().decode(out.stderr), /^bananna-bot: interrupted$/m);
       for (const path of [`${dir}/logs/last-report.json`, `${dir}/report.json`]) {
         const report: Report = JSON.parse(await Deno.readTextFile(path));
         assert.equal(report.interrupted, true, path);
