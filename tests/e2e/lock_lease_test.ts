@@ -2,7 +2,8 @@
  * Issue 15 follow-up, the run lock's heartbeat with `main.ts mirror` as a subprocess: the lock of
  * a pod killed without SIGTERM (another host name, a heartbeat older than its lease) is taken
  * over with `MIRROR_LOCK_STALE` naming it; one whose heartbeat is fresh is held (`MIRROR_LOCKED`);
- * and a real run's lock keeps a heartbeat that advances while a slow run is in progress.
+ * a real run's lock keeps a heartbeat that advances while a slow run is in progress; and a run
+ * whose lock another pod took over logs `MIRROR_LOCK_LOST` and leaves that lock alone.
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
@@ -124,6 +125,50 @@ Deno.test({
         assert.doesNotMatch(await log(), /MIRROR_LOCK_LOST/);
         await assert.rejects(() => Deno.stat(lockPath), Deno.errors.NotFound);
       });
+
+      await t.step(
+        "a run whose lock was taken over logs MIRROR_LOCK_LOST and leaves it",
+        async () => {
+          await using slow = startFaultProxy(src, [
+            { method: "GET", path: /\/blobs\//, times: 1000, fault: { kind: "delay", ms: 700 } },
+          ]);
+          await Deno.writeTextFile(
+            `${dir}/config.yaml`,
+            config(slow.host, { lockLease: 1 }, "lost"),
+          );
+          const [cmd, ...args] = cliArgv([
+            "mirror",
+            "--config",
+            "config.yaml",
+            "--non-interactive",
+          ]);
+          const child = new Deno.Command(cmd, {
+            args,
+            cwd: dir,
+            env: { HOSTNAME: hostname(), NO_COLOR: "1" },
+            stdout: "piped",
+            stderr: "piped",
+          }).spawn();
+          const deadline = Date.now() + 20_000;
+          while (!(await Deno.stat(lockPath).then(() => true, () => false))) {
+            assert.ok(Date.now() < deadline, "no lock file");
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          }
+          // Another pod took it over (as if this run had stalled past its lease).
+          const theirs = podLock(0);
+          await Deno.writeTextFile(`${lockPath}.new`, theirs);
+          await Deno.rename(`${lockPath}.new`, lockPath);
+          const out = await child.output();
+          const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+          assert.equal(out.code, 0, text);
+          assert.match(
+            await log(),
+            new RegExp(`\\[MIRROR_LOCK_LOST\\] .*taken over by pid 7 on ${POD}`),
+          );
+          assert.equal(await Deno.readTextFile(lockPath), theirs, "the new owner's lock is left");
+          await Deno.remove(lockPath);
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
