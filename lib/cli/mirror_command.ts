@@ -30,9 +30,12 @@ import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
 import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 import type { Report } from "../mirror/report.ts";
+import { stoppedReport } from "../mirror/stopped_report.ts";
 import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
 const OP = "Mirror";
+const INTERRUPTED_EARLY =
+  "interrupted (SIGINT or SIGTERM) before the plan was complete: no image was copied";
 
 /** Run `bananna-bot mirror`. */
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
@@ -65,7 +68,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   try {
     // A shard's dir is made by the run inside the log dir: never followed through a planted link.
     if (shard) await refuseSymlink(config.log.dir, "a shard's log dir");
-    lock = await acquireRunLock(config.log.dir);
+    lock = await acquireRunLock(config.log.dir, { leaseMs: config.log.lockLease * 1000 });
   } catch (error) {
     if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
     locked = error;
@@ -79,10 +82,21 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   }).catch((error: unknown) => {
     throw logOpenError(config, error);
   });
+  // The lock's heartbeat (run_lock.ts): a lock taken over while this run held it is an ERROR.
+  lock?.watch((event) =>
+    event.kind === "lost"
+      ? logger.error("MIRROR_LOCK_LOST", OP, event.message)
+      : logger.warn("MIRROR_RETRY", "Lock", `${event.message}; tried again at the next heartbeat`)
+  );
+  const lastReport = shard ? shardReportPath(loaded.log.dir, shard) : undefined;
   // The end of the run for its watchers (lib/ops/run_end.ts): metrics, Pushgateway, notification.
-  const end: { report: Report | null; exitCode?: number; stopped?: RunEnd["stopped"] } = {
-    report: null,
-  };
+  const end: {
+    report: Report | null;
+    exitCode?: number;
+    stopped?: RunEnd["stopped"];
+    /** The report of a run stopped before its plan was complete (stopped_report.ts). */
+    reportPaths?: string[];
+  } = { report: null };
   try {
     logger.info(
       "SUCCESS",
@@ -127,7 +141,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
-      lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
+      lastReport,
     });
     if (cmd.openshiftMirrorSets === undefined) return end.exitCode = code;
     const written = await writeRunMirrorSets(report, cmd.openshiftMirrorSets, {
@@ -137,13 +151,41 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     });
     return end.exitCode = written || code !== 0 ? code : 1;
   } catch (error) {
-    if (error instanceof MirrorError) {
-      logger.error(error.code, OP, error.message);
-      end.stopped = { code: error.code, message: secrets.mask(error.message) };
-      return end.exitCode = io.signal.aborted ? 130 : 1;
+    const interrupted = io.signal.aborted;
+    if (!(error instanceof MirrorError) && !interrupted) {
+      end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
+      throw error;
     }
-    end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
-    throw error;
+    if (error instanceof MirrorError) logger.error(error.code, OP, error.message);
+    end.stopped = error instanceof MirrorError && !interrupted
+      ? { code: error.code, message: secrets.mask(error.message) }
+      : { code: "MIRROR_INTERRUPTED", message: INTERRUPTED_EARLY };
+    // Stopped before its report: one marked so replaces the previous run's (stopped_report.ts).
+    if (!end.report) {
+      progress.clear();
+      const report = stoppedReport({
+        config,
+        dryRun: cmd.dryRun,
+        startedAt,
+        interrupted,
+        stopped: end.stopped,
+        secrets,
+        shard,
+      });
+      await finishRun(report, {
+        logger,
+        terminal,
+        logDir: config.log.dir,
+        reportPath: cmd.report,
+        lastReport,
+      });
+      end.reportPaths = [
+        lastReport ?? `${config.log.dir}/last-report.json`,
+        ...(cmd.report ? [cmd.report] : []),
+      ];
+    }
+    if (interrupted) terminal.warn("bananna-bot: interrupted");
+    return end.exitCode = interrupted ? 130 : 1;
   } finally {
     progress.clear();
     await publishRunEnd({
@@ -153,9 +195,13 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       endedAt: end.report ? new Date(end.report.endedAt) : new Date(),
       config: config.file,
       stopped: end.stopped,
-      reportPaths: end.report
-        ? [`${config.log.dir}/last-report.json`, ...(cmd.report ? [cmd.report] : [])]
-        : [],
+      reportPaths: end.reportPaths ??
+        (end.report
+          ? [
+            lastReport ?? `${config.log.dir}/last-report.json`,
+            ...(cmd.report ? [cmd.report] : []),
+          ]
+          : []),
     }, {
       config,
       metricsFile: cmd.metricsFile && absolutePath(cmd.metricsFile, io.cwd),
@@ -165,6 +211,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       secrets,
       ...(shard ? { shard } : {}),
     });
+    // The heartbeat stops before the log closes (release again at scope end is a no-op).
+    await lock?.release();
     await logger.close();
   }
 }

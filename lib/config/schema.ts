@@ -64,6 +64,8 @@ export const logSchema = z.strictObject({
   rotationDays: z.number().int().min(1).max(3650).default(7),
   consoleOutput: z.boolean().default(true),
   keepArchives: z.number().int().min(0).max(10_000).default(0),
+  /** Seconds a run lock's heartbeat stays good (run_lock.ts); renewed every tenth of it. */
+  lockLease: z.number().min(1).max(86_400).default(300),
 });
 
 /**

@@ -120,6 +120,10 @@ export const CODES = {
   },
   MIRROR_LOCKED: { level: "ERROR", meaning: "another run holds the lock" },
   MIRROR_LOCK_STALE: { level: "WARNING", meaning: "a stale lock from a dead run was taken over" },
+  MIRROR_LOCK_LOST: {
+    level: "ERROR",
+    meaning: "another run took over this run's lock while it ran (its heartbeat had stalled)",
+  },
   MIRROR_RETRY: {
     level: "WARNING",
     meaning: "a request failed in a way that can pass; tried again after a wait",

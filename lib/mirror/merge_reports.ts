@@ -9,6 +9,7 @@
  * a failed run, not a smaller one). The merged report:
  * - `entries`: every shard's, sorted by destination then target (shards finish in any order);
  * - `totals`: the sums; `interrupted`: any shard's; `startedAt`/`endedAt`: the earliest/latest;
+ * - `stopped`: the first shard's that stopped before its plan was complete (its index named);
  * - `latest`, `selection`: every shard's (`latest` sorted by repository);
  * - `pullBudget` per host: each shard planned with its share of the budget (`reserve +
  *   (remaining - reserve) / count`, _plan_budget.ts) and reported that share as `remaining`; the
@@ -155,6 +156,7 @@ export function mergeReports(files: ShardReportFile[]): Report {
       compare(a.repository, b.repository) || compare(a.target, b.target)
     ),
     selection: reports.flatMap((r) => r.selection ?? []),
+    ...firstStopped(reports),
     merged: {
       count,
       shards: reports.map((r) => ({
@@ -163,6 +165,14 @@ export function mergeReports(files: ShardReportFile[]): Report {
         endedAt: r.endedAt,
       })),
     },
+  };
+}
+
+function firstStopped(reports: Report[]): Pick<Report, "stopped"> {
+  const r = reports.find((r) => r.stopped);
+  if (!r?.stopped) return {};
+  return {
+    stopped: { code: r.stopped.code, message: `shard ${r.shard?.index}: ${r.stopped.message}` },
   };
 }
 

@@ -86,6 +86,11 @@ export interface Report {
   selection: SelectionEntry[];
   /** A sharded run (`--shard`): which shard of how many. Absent in an unsharded run. */
   shard?: { index: number; count: number };
+  /**
+   * A run stopped before its plan was complete (stopped_report.ts): what stopped it, masked. No
+   * entries then; `interrupted` tells a signal (exit 130) from a failure (exit 1).
+   */
+  stopped?: { code: string; message: string };
   /** A report merged by `report --merge`: the shards it combines (merge_reports.ts). */
   merged?: { count: number; shards: { index: number; startedAt: string; endedAt: string }[] };
 }
@@ -199,9 +204,13 @@ function pullBudgetEntries(results: TaskResult[], options: BuildReportOptions): 
   });
 }
 
-/** The exit status of a finished run: 130 interrupted, 1 any failure or skipped task, else 0. */
+/**
+ * The exit status of a finished run: 130 interrupted, 1 a run stopped early or any failure or
+ * skipped task, else 0.
+ */
 export function exitStatus(report: Report): 0 | 1 | 130 {
   if (report.interrupted) return 130;
+  if (report.stopped) return 1;
   return report.totals.failed > 0 || report.totals.skipped > 0 ? 1 : 0;
 }
 
@@ -230,6 +239,9 @@ export function formatStatistics(report: Report): string[] {
   );
   if (t.deferred > 0) lines.push(`  Deferred (budget):  ${t.deferred}`);
   if (t.skipped > 0) lines.push(`  Not started:        ${t.skipped}`);
+  if (report.stopped) {
+    lines.push(`  Stopped early:      [${report.stopped.code}] ${report.stopped.message}`);
+  }
   for (const b of report.pullBudget ?? []) lines.push(pullBudgetLine(b, report.dryRun));
   if (!report.dryRun) {
     lines.push(`  Repositories made:  ${reposCreated}`);

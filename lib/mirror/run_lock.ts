@@ -1,8 +1,19 @@
 /**
  * A lock file in the log dir so that two runs never overlap (cron plus a person at a laptop).
- * The file holds the owner's pid, host, start time and a random token. A lock whose process is
- * gone (same host, `ps -p` says so) or that is older than `staleAfterMs` is taken over, and the
- * caller is told so it can warn.
+ * The file holds the owner's pid, host, start time, a random token and a heartbeat (a lease):
+ * `renewed`, the time the owner last rewrote it, and `leaseMs`, how long that stays good. The
+ * owner rewrites it every `heartbeatMs` (an unref'd timer: it never keeps the process alive;
+ * release stops it). A lock is stale, taken over, and the caller told so it can warn, when:
+ * - its process is gone (same host, `ps -p` says so): at once;
+ * - its heartbeat is older than its lease: from any host (a pod killed without SIGTERM, whose
+ *   successor has another host name and cannot ask for the pid);
+ * - it has no heartbeat (written by an older version) and is older than `staleAfterMs`.
+ * Hosts compare `renewed` with their own clock: the lease must exceed their clock skew.
+ *
+ * A heartbeat rewrites the lock under the takeover guard (below) and only while the lock holds
+ * the owner's token; finding another token there, the owner has lost the lock (taken over while
+ * it was stalled): it stops its heartbeat, tells {@link RunLock.watch}'s callback, and never
+ * removes or rewrites the new owner's lock.
  *
  * Every step is atomic, so that of several runs started together exactly one proceeds:
  * - a lock appears complete or not at all: it is written under a unique temp name and hard-linked
@@ -29,7 +40,20 @@ export interface RunLock extends AsyncDisposable {
   path: string;
   /** Set when a stale lock was taken over: who held it. */
   tookOverFrom?: string;
+  /** Stop the heartbeat and remove the lock if it still holds this run's token. */
   release(): Promise<void>;
+  /**
+   * Be told about the heartbeat: `lost` (another run replaced the lock; the heartbeat stops) or
+   * `failed` (a renewal could not be written; the next one tries again). Events from before the
+   * call are delivered at once.
+   */
+  watch(onEvent: (event: HeartbeatEvent) => void): void;
+}
+
+/** What the heartbeat reports (see {@link RunLock.watch}). */
+export interface HeartbeatEvent {
+  kind: "lost" | "failed";
+  message: string;
 }
 
 /** Options for {@link acquireRunLock}. */
@@ -38,6 +62,14 @@ export interface RunLockOptions {
   name?: string;
   /** A lock older than this is stale even if its pid seems alive. @default 24 h */
   staleAfterMs?: number;
+  /**
+   * How long a heartbeat stays good: a lock not renewed for this long is stale from any host.
+   * Written into the lock; a reader uses the holder's own, this one when the lock has none.
+   * @default 5 min
+   */
+  leaseMs?: number;
+  /** How often the holder renews the lock. @default leaseMs / 10 */
+  heartbeatMs?: number;
   /** For tests: the pid to write. */
   pid?: number;
 }
@@ -47,7 +79,14 @@ interface LockBody {
   host: string;
   started: string;
   token?: string;
+  /** The last heartbeat (absent in locks of older versions). */
+  renewed?: string;
+  /** The holder's lease. */
+  leaseMs?: number;
 }
+
+/** The default lease of a lock's heartbeat. */
+export const DEFAULT_LEASE_MS = 5 * 60_000;
 
 const GUARD_STALE_MS = 60_000;
 
@@ -55,28 +94,36 @@ const GUARD_STALE_MS = 60_000;
 export async function acquireRunLock(dir: string, options: RunLockOptions = {}): Promise<RunLock> {
   const path = `${dir}/${options.name ?? ".bananna-bot.lock"}`;
   const staleAfterMs = options.staleAfterMs ?? 24 * 3600_000;
+  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const heartbeatMs = options.heartbeatMs ?? Math.max(10, Math.floor(leaseMs / 10));
+  const stale = { staleAfterMs, leaseMs };
   const token = crypto.randomUUID();
+  const now = new Date().toISOString();
   const body: LockBody = {
     pid: options.pid ?? Deno.pid,
     host: hostname(),
-    started: new Date().toISOString(),
+    started: now,
     token,
+    renewed: now,
+    leaseMs,
   };
+  const held = (tookOverFrom?: string) =>
+    heldLock({ path, token, body, heartbeatMs, tookOverFrom });
   const text = JSON.stringify(body) + "\n";
   await Deno.mkdir(dir, { recursive: true });
   await refuseSymlink(path, "the run lock");
   const guard = `${path}.takeover`;
   await refuseSymlink(guard, "the run lock's takeover guard");
   for (let attempt = 0; attempt < 3; attempt++) {
-    if (await createComplete(path, text, token)) return heldLock(path, token);
+    if (await createComplete(path, text, token)) return held();
     const seen = await readText(path);
     if (seen === null) continue; // released meanwhile: try again
     const holder = parseBody(seen);
-    if (holder && !(await isStale(holder, staleAfterMs))) throw lockedBy(path, holder);
+    if (holder && !(await isStale(holder, stale))) throw lockedBy(path, holder);
     if (!(await createComplete(guard, text, token))) {
       const guardText = await readText(guard);
       const taker = guardText === null ? null : parseBody(guardText);
-      if (guardText === null || (taker && !(await isStale(taker, GUARD_STALE_MS)))) {
+      if (guardText === null || (taker && !(await isGuardStale(taker)))) {
         throw new MirrorError(
           "MIRROR_LOCKED",
           `Another bananna-bot run is taking over the stale lock ${path}${
@@ -100,24 +147,67 @@ export async function acquireRunLock(dir: string, options: RunLockOptions = {}):
     // Re-check the owner after taking.
     const now = await readText(path);
     if (now !== null && parseBody(now)?.token === token) {
-      return heldLock(
-        path,
-        token,
-        holder
-          ? `pid ${holder.pid} on ${holder.host}, started ${holder.started}`
-          : "an unreadable lock file",
-      );
+      return held(holder ? describe(holder) : "an unreadable lock file");
     }
   }
   throw new MirrorError("MIRROR_LOCKED", `Could not take the lock ${path}`);
 }
 
-function heldLock(path: string, token: string, tookOverFrom?: string): RunLock {
+function heldLock(options: {
+  path: string;
+  token: string;
+  body: LockBody;
+  heartbeatMs: number;
+  tookOverFrom?: string;
+}): RunLock {
+  const { path, token, body } = options;
+  let stopped = false;
+  let beating: Promise<void> | null = null;
+  let listener: ((event: HeartbeatEvent) => void) | undefined;
+  const pending: HeartbeatEvent[] = [];
+  const tell = (event: HeartbeatEvent) => listener ? listener(event) : pending.push(event);
+  const beat = async () => {
+    try {
+      const outcome = await renewLock(path, token, body);
+      if (outcome.lost && !stopped) {
+        stop();
+        tell({
+          kind: "lost",
+          message: `The run lock ${path} was taken over by ${
+            outcome.lost === true ? "another run (or removed)" : describe(outcome.lost)
+          } while this run held it: this run no longer excludes others (its lock is left alone)`,
+        });
+      }
+    } catch (error) {
+      tell({
+        kind: "failed",
+        message: `Cannot renew the run lock ${path}: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      });
+    }
+  };
+  const timer = setInterval(() => {
+    if (stopped || beating) return;
+    beating = beat().finally(() => beating = null);
+  }, options.heartbeatMs);
+  Deno.unrefTimer(timer);
+  function stop() {
+    stopped = true;
+    clearInterval(timer);
+  }
   return {
     path,
-    tookOverFrom,
+    tookOverFrom: options.tookOverFrom,
     async release() {
+      stop();
+      // A heartbeat under way would put the lock back after the removal: let it end first.
+      await beating;
       await removeIfOwned(path, token);
+    },
+    watch(onEvent) {
+      listener = onEvent;
+      for (const event of pending.splice(0)) onEvent(event);
     },
     [Symbol.asyncDispose]() {
       return this.release();
@@ -125,10 +215,60 @@ function heldLock(path: string, token: string, tookOverFrom?: string): RunLock {
   };
 }
 
+/**
+ * One heartbeat: under the takeover guard, rewrite the lock with a new `renewed` if it still
+ * holds `token`. `lost` names who holds it now (true: missing or unreadable). A guard held by a
+ * live run skips this beat (the next one sees who won); one left by a dead run is cleared.
+ */
+async function renewLock(
+  path: string,
+  token: string,
+  body: LockBody,
+): Promise<{ lost?: LockBody | true }> {
+  const seen = await readText(path);
+  const holder = seen === null ? null : parseBody(seen);
+  if (holder?.token !== token) return { lost: holder ?? true };
+  const guard = `${path}.takeover`;
+  const guardBody: LockBody = { ...body, started: new Date().toISOString() };
+  if (!(await createComplete(guard, JSON.stringify(guardBody) + "\n", token))) {
+    const guardText = await readText(guard);
+    const taker = guardText === null ? null : parseBody(guardText);
+    if (guardText !== null && (!taker || (await isGuardStale(taker)))) {
+      await Deno.remove(guard).catch(() => {});
+    }
+    return {};
+  }
+  try {
+    const again = await readText(path);
+    const now = again === null ? null : parseBody(again);
+    if (now?.token !== token) return { lost: now ?? true };
+    body.renewed = new Date().toISOString();
+    const tmp = `${path}.${token}.tmp`;
+    await Deno.writeTextFile(tmp, JSON.stringify(body) + "\n", { createNew: true });
+    try {
+      await Deno.rename(tmp, path);
+    } catch (error) {
+      await Deno.remove(tmp).catch(() => {});
+      throw error;
+    }
+    return {};
+  } finally {
+    await removeIfOwned(guard, token);
+  }
+}
+
+function describe(holder: LockBody): string {
+  return `pid ${holder.pid} on ${holder.host}, started ${holder.started}${
+    holder.renewed ? `, last heartbeat ${holder.renewed}` : ""
+  }`;
+}
+
 function lockedBy(path: string, holder: LockBody): MirrorError {
   return new MirrorError(
     "MIRROR_LOCKED",
-    `Another bananna-bot run holds ${path} (pid ${holder.pid} on ${holder.host}, started ${holder.started}); wait for it to finish, or remove the file if that run is gone`,
+    `Another bananna-bot run holds ${path} (${
+      describe(holder)
+    }); wait for it to finish, or remove the file if that run is gone`,
   );
 }
 
@@ -186,11 +326,32 @@ function parseBody(text: string): LockBody | null {
   }
 }
 
-async function isStale(holder: LockBody, staleAfterMs: number): Promise<boolean> {
-  const age = Date.now() - Date.parse(holder.started);
-  if (!(age < staleAfterMs)) return true;
+/**
+ * Is the lock stale? Same host and its pid gone: at once. With a heartbeat: when it is older than
+ * the holder's lease (`leaseMs` of the reader when the lock has none). Without (an older
+ * version's lock): when it is older than `staleAfterMs`.
+ */
+async function isStale(
+  holder: LockBody,
+  rules: { staleAfterMs: number; leaseMs: number },
+): Promise<boolean> {
+  const renewed = typeof holder.renewed === "string" ? Date.parse(holder.renewed) : NaN;
+  const lease = typeof holder.leaseMs === "number" && holder.leaseMs > 0
+    ? holder.leaseMs
+    : rules.leaseMs;
+  const tooOld = Number.isNaN(renewed)
+    ? !(Date.now() - Date.parse(holder.started) < rules.staleAfterMs)
+    : !(Date.now() - renewed < lease);
+  if (tooOld) return true;
   if (holder.host !== hostname()) return false;
   return !(await isAlive(holder.pid));
+}
+
+/** A takeover guard is stale once its pid is gone (same host) or after a minute. */
+async function isGuardStale(taker: LockBody): Promise<boolean> {
+  if (!(Date.now() - Date.parse(taker.started) < GUARD_STALE_MS)) return true;
+  if (taker.host !== hostname()) return false;
+  return !(await isAlive(taker.pid));
 }
 
 /**

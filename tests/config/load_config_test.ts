@@ -288,3 +288,22 @@ Deno.test("checkConfig() takes operation.dockerHubReserve as an integer >= 0", a
     });
   }
 });
+
+Deno.test("checkConfig() takes log.lockLease as seconds from 1 to a day", async (t) => {
+  const rows: [unknown, RegExp | null][] = [
+    [1, null],
+    [300, null],
+    [0.5, /^error: log\.lockLease: .*>=1/m],
+    [86_401, /^error: log\.lockLease: .*<=86400/m],
+    ["300", /^error: log\.lockLease: .*number/m],
+  ];
+  for (const [value, expected] of rows) {
+    await t.step(JSON.stringify(value), async () => {
+      const config = goodConfig();
+      config.log = { ...(config.log ?? {}), lockLease: value };
+      const problems = await problemsOf(config, { GHCR_TOKEN: "t" });
+      if (expected) assert.match(problems, expected);
+      else assert.equal(problems, "");
+    });
+  }
+});

@@ -312,7 +312,16 @@ Deno.test("every command line in the manifests and the Containerfile is accepted
 Deno.test("every ${VAR} of the config comes from the Secret; mounts match the config's paths", async () => {
   const docs = await loadManifests();
   const config = one(docs, "ConfigMap").data["config.yaml"];
-  assert.deepEqual(configVars(config), ["HUB_TOKEN", "QUAY_PASSWORD", "QUAY_TOKEN"]);
+  assert.deepEqual(configVars(config), [
+    "HUB_TOKEN",
+    "QUAY_PASSWORD",
+    "QUAY_TOKEN",
+    "WEBHOOK_TOKEN",
+  ]);
+  // The watching sections are real (validated below), the notification's token from the Secret.
+  const parsed = parse(config) as Doc;
+  assert.equal(parsed.metrics.pushgateway, "http://pushgateway.monitoring.svc:9091");
+  assert.deepEqual(parsed.notify.headers, { Authorization: "Bearer ${WEBHOOK_TOKEN}" });
   assert.deepEqual(configVars("a: $${NOT} ${YES}"), ["YES"]);
   assert.deepEqual(wiringProblems(docs), []);
   // Each break is seen.
@@ -329,6 +338,14 @@ Deno.test("every ${VAR} of the config comes from the Secret; mounts match the co
         c.env = c.env.filter((e: Doc) => e.name !== "QUAY_TOKEN");
       },
       "cronjob.yaml: container mirror: ${QUAY_TOKEN} does not come from the Secret",
+    ],
+    [
+      "the notification token's env entry gone from the Indexed Job",
+      (d) => {
+        const c = one(d, "Job").spec.template.spec.containers[0];
+        c.env = c.env.filter((e: Doc) => e.name !== "WEBHOOK_TOKEN");
+      },
+      "indexed-job.yaml: container mirror: ${WEBHOOK_TOKEN} does not come from the Secret",
     ],
     [
       "a new ${VAR} in the config",

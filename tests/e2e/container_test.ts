@@ -305,10 +305,13 @@ Deno.test({
             const state = await docker(["inspect", name, "--format", "{{.State.ExitCode}}"]);
             assert.equal(state.stdout.trim(), "130");
             assert.ok(seconds < 25, `stopped after ${seconds} s: SIGTERM was not handled`);
-            // Stopped while logging in, before the plan: the run says so on stderr (`oc logs`);
-            // it writes no report at this point (the run's own behaviour, not the container's).
+            // Stopped while logging in, before the plan: the run says so on stderr (`oc logs`)
+            // and in a report marked interrupted on the volume (stopped_report.ts).
             const logs = await docker(["logs", name]);
             assert.match(logs.stderr, /^bananna-bot: interrupted$/m, logs.stdout + logs.stderr);
+            const last = JSON.parse(await Deno.readTextFile(`${data}/last-report.json`));
+            assert.equal(last.interrupted, true);
+            assert.equal(last.stopped.code, "MIRROR_INTERRUPTED");
             await assert.rejects(Deno.stat(`${data}/.bananna-bot.lock`), Deno.errors.NotFound);
           } finally {
             await docker(["rm", "-f", name]);

@@ -151,7 +151,9 @@ Deno.test({
             env: { ...vars, DST_PASSWORD: "wrong-password" },
           });
           assert.equal(run.code, 1, run.stderr);
-          assert.equal(run.report, null, "the run stopped before its report");
+          // Stopped before its plan: the report says so (no entries), it is not the last run's.
+          assert.equal(run.report?.stopped?.code, "LOGIN_FAILED");
+          assert.deepEqual(run.report?.entries, []);
           const text = await Deno.readTextFile(file);
           assert.equal((await promtool(text)).code, 0);
           const m = samples(text);

@@ -198,7 +198,8 @@ Deno.test({
         const body = JSON.parse(hook.requests[0].body);
         assert.equal(body.outcome, "not-started");
         assert.equal(body.error.code, "LOGIN_FAILED");
-        assert.deepEqual(body.reportPaths, []);
+        // The report that says the run stopped (stopped_report.ts), not the previous run's.
+        assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
         assert.ok(!hook.requests[0].body.includes("wrong-password-77"));
       });
     } finally {

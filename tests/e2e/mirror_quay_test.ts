@@ -244,7 +244,13 @@ Deno.test({
           assert.equal(run.code, 1);
           assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${deadPort}`));
           // The good target was not touched: it still holds the first image (no drift check ran).
-          assert.equal(run.report, null);
+          // The report says the run stopped before its plan (stopped_report.ts): no entries.
+          assert.deepEqual(run.report?.entries, []);
+          assert.equal(run.report?.stopped?.code, "IMAGE_PULL_FAILED");
+          assert.match(
+            run.report?.stopped?.message ?? "",
+            new RegExp(`127\\.0\\.0\\.1:${deadPort}`),
+          );
         },
       );
 

@@ -146,6 +146,21 @@ Deno.test("mergeReports(): a failed entry in one shard, or an interrupted shard,
   );
 });
 
+Deno.test("mergeReports(): a shard stopped before its plan (a refused login) fails the merged run, named", () => {
+  const ok = shardReport(0, 2, [entry("mirror/app:1", "pushed")]);
+  const stopped: Report = {
+    ...shardReport(1, 2, []),
+    stopped: { code: "LOGIN_FAILED", message: "quay.example: login refused" },
+  };
+  assert.equal(exitStatus(stopped), 1);
+  const merged = mergeReports([{ path: "a", report: ok }, { path: "b", report: stopped }]);
+  assert.deepEqual(merged.stopped, {
+    code: "LOGIN_FAILED",
+    message: "shard 1: quay.example: login refused",
+  });
+  assert.equal(exitStatus(merged), 1);
+});
+
 Deno.test("mergeReports() refuses an incomplete or inconsistent set (MIRROR_MERGE_FAILED)", async (t) => {
   const r = (index: number, count: number) => ({
     path: `last-report.${index}.json`,
