@@ -20,7 +20,8 @@
 import { MirrorError } from "../errors.ts";
 import { type Descriptor, type ParsedManifest, parseManifest } from "../registry/manifest.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
-import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import type { ImageStore } from "../registry/image_store.ts";
+import type { ManifestBytes } from "../registry/registry_client.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import { SharedWork } from "./_shared_work.ts";
@@ -28,8 +29,11 @@ import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
 
 /** Options for {@link RegistryEngine}. */
 export interface RegistryEngineOptions {
-  /** The client for a registry host (one per host: one connection pool each). */
-  clientFor: (registryHost: string) => RegistryClient;
+  /**
+   * Where images of a registry host live: its client (one per host: one connection pool each),
+   * or another {@link ImageStore} (an OCI layout for export and import).
+   */
+  clientFor: (registryHost: string) => ImageStore;
   /** Blobs copied at once per image. @default 4 */
   blobConcurrency?: number;
 }
@@ -38,7 +42,7 @@ export interface RegistryEngineOptions {
 export class RegistryEngine implements Engine {
   readonly name = "registry" as const;
   readonly comparison = "manifest" as const;
-  #clientFor: (host: string) => RegistryClient;
+  #clientFor: (host: string) => ImageStore;
   #blobConcurrency: number;
   #shared = new SharedWork();
 
@@ -69,8 +73,8 @@ export class RegistryEngine implements Engine {
 }
 
 class CopyJob {
-  #src: RegistryClient;
-  #dst: RegistryClient;
+  #src: ImageStore;
+  #dst: ImageStore;
   #source: Reference;
   #destination: Reference;
   #replaceDigest?: string;
@@ -81,7 +85,7 @@ class CopyJob {
   bytesUploaded = 0;
 
   constructor(
-    clientFor: (host: string) => RegistryClient,
+    clientFor: (host: string) => ImageStore,
     request: CopyRequest,
     options: { blobConcurrency: number; shared: SharedWork },
   ) {
