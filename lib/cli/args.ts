@@ -24,12 +24,40 @@ export interface MirrorCommand {
   nonInteractive: boolean;
 }
 
+/** `bananna-bot export`: the plan's images into an OCI layout for an air gap. */
+export interface ExportCommand {
+  kind: "export";
+  config?: string;
+  /** The layout directory to write. */
+  to: string;
+  /** A previous export's bananna-export.json (incremental). */
+  since?: string;
+  dryRun: boolean;
+  only: string[];
+  report?: string;
+  nonInteractive: boolean;
+}
+
+/** `bananna-bot import`: an export's images into the config's targets, with every mirror rule. */
+export interface ImportCommand {
+  kind: "import";
+  config?: string;
+  /** The export directory. */
+  from: string;
+  dryRun: boolean;
+  only: string[];
+  report?: string;
+  nonInteractive: boolean;
+}
+
 /** A parsed command line. */
 export type Command =
   | { kind: "help"; text: string }
   | { kind: "version"; text: string }
   | ValidateCommand
-  | MirrorCommand;
+  | MirrorCommand
+  | ExportCommand
+  | ImportCommand;
 
 const EXIT_CODES = `Exit codes:
   0    everything mirrored (or already there; drift is reported, not fatal)
@@ -53,6 +81,8 @@ Usage:
 Commands:
   mirror     mirror every image in the config (plan, copy what is new, move latest, report)
   validate   check the config and list every problem with its path
+  export     write the planned images to an OCI layout directory (air gap, connected side)
+  import     mirror an export's images into the targets with every rule (air gap, other side)
   help       show help for a command
 
 Options:
@@ -91,6 +121,53 @@ Options:
 ${EXIT_CODES}
 `;
 
+/** Help of `export`. */
+const EXPORT_HELP = `Usage: bananna-bot export --to DIR [options]
+
+Resolve the same plan as mirror (images, tags selected by repositories rules) and copy every
+source image into an OCI image layout in DIR: every platform, exact bytes and digests, each image
+named by its full source reference, its targets recorded. bananna-export.json is written last
+(images, digests, blobs, sha256 of every file, the tool version). An interrupted export is
+resumed by running it again (what is complete is not fetched again). Targets are not contacted.
+
+Options:
+  -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
+      --to DIR           the layout directory (created when missing)
+      --since FILE       a previous export's bananna-export.json: write only blobs and
+                         manifests it (and the exports it built on) did not carry
+  -n, --dry-run          read only: print what would be exported, write nothing
+      --only PATTERN     only images and repositories whose key or full reference matches
+      --report PATH      also write the JSON report here
+      --non-interactive  never prompt for credentials
+  -h, --help             show this help
+
+${EXIT_CODES}
+`;
+
+/** Help of `import`. */
+const IMPORT_HELP = `Usage: bananna-bot import --from DIR [options]
+
+Mirror the images of an export (bananna-bot export) into the targets of the config, with every
+rule of mirror: Quay repository creation, never-overwrite (drift reported), latest, report, log,
+lock, --dry-run. Every blob is verified against its sha256 while it is read; an image whose blob
+is corrupt fails (IMAGE_DIGEST_MISMATCH naming the file) and nothing of it is written. The source
+registries are never contacted. An interrupted import is resumed by running it again. An
+incremental export needs the exports it builds on imported first.
+
+Options:
+  -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
+      --from DIR         the export directory (OCI layout with bananna-export.json)
+  -n, --dry-run          read only: print what would be done, write nothing
+      --only PATTERN     only images and repositories whose key or full reference matches
+      --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
+      --non-interactive  never prompt; missing credentials are an error
+  -h, --help             show this help
+
+${EXIT_CODES}
+`;
+
+const HELPS: Record<string, string> = { export: EXPORT_HELP, import: IMPORT_HELP };
+
 /** Help of `validate`. */
 const VALIDATE_HELP = `Usage: bananna-bot validate [options]
 
@@ -120,6 +197,9 @@ export function parseArgs(argv: string[]): Command {
         only: { type: "string", multiple: true },
         report: { type: "string" },
         "non-interactive": { type: "boolean" },
+        to: { type: "string" },
+        from: { type: "string" },
+        since: { type: "string" },
       },
     }));
   } catch (error) {
@@ -132,15 +212,27 @@ export function parseArgs(argv: string[]): Command {
     const topic = rest[0];
     return {
       kind: "help",
-      text: topic === "mirror" ? MIRROR_HELP : topic === "validate" ? VALIDATE_HELP : MAIN_HELP,
+      text: topic === "mirror"
+        ? MIRROR_HELP
+        : topic === "validate"
+        ? VALIDATE_HELP
+        : HELPS[topic ?? ""] ?? MAIN_HELP,
     };
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
     throw new UsageError("no command given (mirror or validate)");
   }
+  if (command === "export" || command === "import") return airgapCommand(command, rest, values);
+  for (const flag of ["to", "from", "since"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of export/import, not ${command ?? "this"}`);
+    }
+  }
   if (command !== "mirror" && command !== "validate") {
-    throw new UsageError(`unknown command "${command}" (commands: mirror, validate, help)`);
+    throw new UsageError(
+      `unknown command "${command}" (commands: mirror, validate, export, import, help)`,
+    );
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (values.help) {
@@ -164,4 +256,40 @@ export function parseArgs(argv: string[]): Command {
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
   };
+}
+
+/** `export` and `import`: their own flags, the shared ones as for mirror. */
+function airgapCommand(
+  command: "export" | "import",
+  rest: string[],
+  values: Record<string, string | boolean | string[] | undefined>,
+): Command {
+  if (values.help) return { kind: "help", text: HELPS[command] };
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  const config = values.config as string | undefined;
+  if (config === "") throw new UsageError("--config needs a path");
+  const common = {
+    config,
+    dryRun: Boolean(values["dry-run"]),
+    only: (values.only as string[] | undefined) ?? [],
+    report: values.report as string | undefined,
+    nonInteractive: Boolean(values["non-interactive"]),
+  };
+  const wrong = command === "export" ? "from" : "to";
+  if (values[wrong] !== undefined) {
+    throw new UsageError(`--${wrong} is not an option of ${command} (see ${command} --help)`);
+  }
+  if (command === "export") {
+    const to = values.to as string | undefined;
+    if (!to) throw new UsageError("export needs --to DIR (the layout directory to write)");
+    const since = values.since as string | undefined;
+    if (since === "") throw new UsageError("--since needs a path (a bananna-export.json)");
+    return { kind: "export", to, since, ...common };
+  }
+  if (values.since !== undefined) {
+    throw new UsageError("--since is an option of export, not import");
+  }
+  const from = values.from as string | undefined;
+  if (!from) throw new UsageError("import needs --from DIR (an export directory)");
+  return { kind: "import", from, ...common };
 }

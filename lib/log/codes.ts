@@ -121,6 +121,15 @@ export const CODES = {
     level: "ERROR",
     meaning: "a file in the log dir is a symbolic link; refused, not followed",
   },
+  MIRROR_LAYOUT_WRITTEN: {
+    level: "INFO",
+    meaning: "an export finished its OCI layout and wrote bananna-export.json last",
+  },
+  IMAGE_PREDECESSOR_MISSING: {
+    level: "ERROR",
+    meaning: "an incremental export lacks a blob an earlier one carried; import that one first",
+  },
+
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 

@@ -33,13 +33,14 @@ import { CODES } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
+import type { ImageStore } from "../registry/image_store.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
-import { buildPlan, type MirrorPlan, type PlanTask } from "./plan.ts";
+import { buildPlan, type MirrorPlan, type PlanProbe, type PlanTask } from "./plan.ts";
 import { HostPullGate } from "./pull_budget.ts";
 import { RegistryProbe } from "./registry_probe.ts";
 import { selectionEntries, selectionLines } from "./repository_selection.ts";
@@ -79,6 +80,19 @@ export interface MirrorRunOptions {
   say: (text: string) => void;
   /** Events of the image work, for the log and the terminal. */
   onEvent: (event: MirrorEvent) => void;
+  /**
+   * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
+   * no login, the plan reads them through `probe`, the engine copies from `storeFor(host)`.
+   */
+  sourceStores?: SourceStores;
+}
+
+/** Where the images of some source hosts live instead of their registries (import). */
+export interface SourceStores {
+  hosts: ReadonlySet<string>;
+  storeFor: (host: string) => ImageStore;
+  /** The plan's reads: those of these hosts answered by the stores, the rest by `inner`. */
+  probe: (inner: PlanProbe) => PlanProbe;
 }
 
 /**
@@ -164,12 +178,14 @@ export class MirrorRun implements AsyncDisposable {
       interactive: this.#options.interactive,
       say: this.#options.say,
       signal,
+      skipSources: this.#options.sourceStores?.hosts,
     });
     const brokenTargets = dryRun ? new Map<string, MirrorError>() : await this.#checkQuayTokens();
     const state = await MirrorState.load(config.log.dir);
+    const probe = new RegistryProbe({ hosts: this.#hosts, quay: (name) => this.#quayFor(name) });
     const plan = await buildPlan(
       config,
-      new RegistryProbe({ hosts: this.#hosts, quay: (name) => this.#quayFor(name) }),
+      this.#options.sourceStores?.probe(probe) ?? probe,
       {
         comparison: engine.comparison,
         images,
@@ -217,7 +233,10 @@ export class MirrorRun implements AsyncDisposable {
     const clientFor = (host: string) => this.#hosts.client(host);
     if (op.engine === "registry") {
       const { RegistryEngine } = await import("../engine/registry_engine.ts");
-      return new RegistryEngine({ clientFor });
+      const stores = this.#options.sourceStores;
+      return new RegistryEngine({
+        clientFor: (host) => stores?.hosts.has(host) ? stores.storeFor(host) : clientFor(host),
+      });
     }
     const { DockerEngine } = await import("../engine/docker_engine.ts");
     return new DockerEngine({
@@ -259,7 +278,10 @@ export class MirrorRun implements AsyncDisposable {
       platform: op.platform,
       credentials: logins.credentials,
       signal,
-      verify: (task, signal) => verifier.verify(task, signal),
+      // An import's sources were verified on export; their registries are not reachable here.
+      verify: this.#options.sourceStores
+        ? undefined
+        : (task, signal) => verifier.verify(task, signal),
       ensureRepository: (task, signal) => this.#ensureRepo(task, signal),
       updateLatest: op.updateLatest
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })

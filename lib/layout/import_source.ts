@@ -1,0 +1,126 @@
+/**
+ * `import`'s source side: an export directory (OCI layout + bananna-export.json) read and
+ * checked, the config's entries matched against what it holds, and the layout offered to the
+ * mirror run as the store of every source host it names ({@link SourceStores}), so the run's own
+ * rules (Quay repositories, never-overwrite and drift, `latest`, report, lock, dry run) apply and
+ * the source registries are never contacted.
+ *
+ * Checks, before anything is written (each a UsageError naming the path or image, exit 2): the
+ * directory is a layout, its bananna-export.json is one, `oci-layout` and `index.json` match the
+ * sums recorded there, and every target an exported image recorded is a registry of this config.
+ * Blobs are verified while they stream (oci_layout.ts).
+ *
+ * @module
+ */
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
+import { UsageError } from "../errors.ts";
+import type { SourceStores } from "../mirror/mirror_run.ts";
+import { formatReference } from "../registry/reference.ts";
+import {
+  EXPORT_MANIFEST,
+  type ExportManifest,
+  fileSum,
+  readExportManifest,
+} from "./export_manifest.ts";
+import { layoutProbe } from "./layout_probe.ts";
+import { LayoutStore } from "./layout_store.ts";
+import { OciLayout, type Predecessor } from "./oci_layout.ts";
+
+/** An opened export: the layout, its manifest, and the config entries it carries. */
+export interface ImportSource {
+  layout: OciLayout;
+  manifest: ExportManifest;
+  images: ResolvedImage[];
+  repositories: ResolvedRepository[];
+  /** Config entries the export does not carry (skipped, for the log). */
+  missing: string[];
+  stores: SourceStores;
+}
+
+/**
+ * Open the export at `dir` for the selected config entries.
+ *
+ * @throws {UsageError} a missing or bad export, a changed file, a recorded target the config
+ *   does not have, or an export holding none of the selected entries.
+ */
+export async function openImportSource(
+  dir: string,
+  config: ResolvedConfig,
+  selected: { images: ResolvedImage[]; repositories: ResolvedRepository[] },
+): Promise<ImportSource> {
+  const loaded = await readExportManifest(`${dir}/${EXPORT_MANIFEST}`).catch(async (error) => {
+    // Say "not a layout" first when that is the problem.
+    await OciLayout.read(dir);
+    throw error;
+  });
+  const manifest = loaded.manifest;
+  for (const recorded of manifest.files) {
+    const actual = await fileSum(dir, recorded.path).catch(() => null);
+    if (actual?.sha256 !== recorded.sha256) {
+      throw new UsageError(
+        `${dir}/${recorded.path} ${
+          actual ? `has sha256 ${actual.sha256}` : "is missing"
+        }, ${EXPORT_MANIFEST} recorded ${recorded.sha256}: the export is damaged or was changed`,
+      );
+    }
+  }
+  const created = new Map(manifest.since.map((s) => [s.id, s.created]));
+  const known = new Map<string, { size: number; from: Predecessor }>();
+  for (const blob of manifest.inherited) {
+    known.set(blob.digest, {
+      size: blob.size,
+      from: { id: blob.from, created: created.get(blob.from) },
+    });
+  }
+  const layout = await OciLayout.read(dir, {
+    known,
+    maxManifestBytes: config.operation.maxManifestBytes,
+  });
+  for (const image of manifest.images) {
+    const unknown = image.targets.filter((t) => !config.registries[t]);
+    if (unknown.length) {
+      throw new UsageError(
+        `${image.ref} in ${dir} was exported for target(s) ${
+          unknown.join(", ")
+        }, which ${config.file} does not define (registries: ${
+          Object.keys(config.registries).join(", ")
+        })`,
+      );
+    }
+  }
+  const refs = new Set(manifest.images.map((i) => i.ref));
+  const repos = new Set(manifest.images.map((i) => i.ref.replace(/[:@][^/]*$/, "")));
+  const images = selected.images.filter((i) => refs.has(formatReference(i.source)));
+  const repositories = selected.repositories.filter((r) =>
+    repos.has(`${r.source.registry}/${r.source.repository}`)
+  );
+  const missing = [
+    ...selected.images.filter((i) => !images.includes(i)).map((i) => formatReference(i.source)),
+    ...selected.repositories.filter((r) => !repositories.includes(r)).map((r) => r.key),
+  ];
+  if (images.length === 0 && repositories.length === 0) {
+    throw new UsageError(
+      `${dir} holds none of the selected images of ${config.file} (it holds ${
+        [...refs].slice(0, 5).join(", ") || "nothing"
+      }${refs.size > 5 ? ", ..." : ""})`,
+    );
+  }
+  const hosts = new Set(manifest.images.map((i) => i.ref.split("/")[0]));
+  const views = new Map<string, LayoutStore | null>(
+    [...hosts].map((
+      host,
+    ) => [host, new LayoutStore(layout, { host, nameOf: (r) => `${host}/${r}` })]),
+  );
+  return {
+    layout,
+    manifest,
+    images,
+    repositories,
+    missing,
+    stores: {
+      hosts,
+      storeFor: (host) => views.get(host) as LayoutStore,
+      probe: (inner) => layoutProbe(inner, views),
+    },
+  };
+}
