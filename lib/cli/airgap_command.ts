@@ -13,7 +13,7 @@ import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
 import { loadConfig, logOpenError } from "../config/load_config.ts";
 import type { ResolvedConfig } from "../config/schema.ts";
-import { MirrorError, UsageError } from "../errors.ts";
+import { MirrorError } from "../errors.ts";
 import { readExportManifest } from "../layout/export_manifest.ts";
 import { runExport } from "../layout/export_run.ts";
 import { openImportSource } from "../layout/import_source.ts";
@@ -54,12 +54,9 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
 
 /** Run `bananna-bot import`. */
 export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<number> {
-  const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
-  if (config.operation.engine !== "registry") {
-    throw new UsageError(
-      `import copies with the registry engine only (digests kept); ${config.file} sets operation.engine: ${config.operation.engine}`,
-    );
-  }
+  const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  // A layout is read by the registry engine only (digests kept), whatever copies online.
+  const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
   const source = await openImportSource(
     absolute(cmd.from, io.cwd),
     config,
@@ -78,6 +75,13 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
             : ""
         })`,
       );
+      if (loaded.operation.engine !== "registry") {
+        context.logger.info(
+          "CONFIG_WARNING",
+          "Import",
+          `operation.engine is ${loaded.operation.engine}; an import copies with the registry engine (digests kept)`,
+        );
+      }
       for (const name of source.missing) {
         context.logger.warn("IMAGE_NOT_FOUND", "Import", `${name}: not in this export; skipped`);
       }

@@ -308,7 +308,7 @@ async function writeManifest(
     };
     if (record?.description) image.description = record.description;
     return image;
-  });
+  }).sort((a, b) => a.ref.localeCompare(b.ref));
   const blobs: { digest: string; size: number }[] = [];
   for await (const alg of Deno.readDir(`${layout.dir}/blobs`)) {
     if (!alg.isDirectory) continue;

@@ -1,0 +1,255 @@
+/**
+ * `export` then `import` as subprocesses against real registries: the corpus (OCI and Docker
+ * media types, multi-arch) exported to an OCI layout, the source registry stopped, imported into a
+ * fresh registry with the source digests (skopeo as the oracle, also reading the layout with
+ * `oci:DIR:REF`); a re-run writes nothing; bad inputs are exit 2 naming the path.
+ */
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { stringify } from "yaml";
+import { runCli } from "../support/cli.ts";
+import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import type { Report } from "../../lib/mirror/report.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+/** Write the config and run `command` with it; the report comes back parsed. */
+export async function airgapCli(
+  dir: string,
+  command: string[],
+  options: { config: Record<string, unknown>; env?: Record<string, string> },
+): Promise<{ code: number; stdout: string; stderr: string; report: Report | null }> {
+  await Deno.writeTextFile(`${dir}/config.yaml`, stringify(options.config));
+  await Deno.remove(`${dir}/report.json`).catch(() => {});
+  const run = await runCli(
+    [
+      ...command,
+      "--config",
+      `${dir}/config.yaml`,
+      "--non-interactive",
+      "--report",
+      `${dir}/report.json`,
+    ],
+    { env: options.env, cwd: dir },
+  );
+  let report: Report | null = null;
+  try {
+    report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+  } catch {
+    // none written
+  }
+  return { ...run, report };
+}
+
+/** `destination status` per report entry, the registry host cut off. */
+export function statuses(report: Report | null): string[] {
+  return (report?.entries ?? []).map((e) => `${e.destination.replace(/^[^/]+\//, "")} ${e.status}`);
+}
+
+/** Writes (PUT/POST/PATCH/DELETE) in a registry's access log. */
+export async function writes(reg: TestRegistry): Promise<string[]> {
+  return (await reg.accessLog()).filter((line) => /\b(PUT|POST|PATCH|DELETE)\b/.test(line));
+}
+
+/** The config of these tests: one plain registry target `dr` (namespace `mirror`). */
+export function airgapConfig(
+  dst: TestRegistry,
+  images: Record<string, unknown>,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  return {
+    registries: {
+      dr: {
+        url: dst.host,
+        namespace: "mirror",
+        kind: "registry",
+        username: dst.username,
+        password: "${DST_PASSWORD}",
+      },
+    },
+    log: { dir: "./logs", level: "DEBUG" },
+    operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+    images,
+    ...extra,
+  };
+}
+
+async function skopeoOci(dir: string, ref: string): Promise<string> {
+  const out = await new Deno.Command("skopeo", {
+    args: ["inspect", "--raw", `oci:${dir}:${ref}`],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  if (!out.success) throw new Error(new TextDecoder().decode(out.stderr));
+  return "sha256:" + createHash("sha256").update(out.stdout).digest("hex");
+}
+
+Deno.test({
+  name: `export to a layout, stop the source, import: same digests, skopeo reads it${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    const src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-" });
+    const env = { DST_PASSWORD: dst.password ?? "" };
+    const out = `${dir}/export`;
+    try {
+      const a1 = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
+      const a2 = await pushTestImage(src, "team/app:2.0", { kind: "oci-index", seed: 2 });
+      const web = await pushTestImage(src, "tools/web:v1", { kind: "docker-list", seed: 3 });
+      const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
+      const config = airgapConfig(dst, {
+        [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
+        [`${src.host}/team/app:2.0`]: { targets: ["dr"] },
+        [`${src.host}/tools/web:v1`]: { targets: ["dr"] },
+        [`${src.host}/tools/cli:3`]: { targets: ["dr"], repository: "cli-tools" },
+      });
+
+      await t.step(
+        "export writes the layout and bananna-export.json; targets untouched",
+        async () => {
+          const run = await airgapCli(dir, ["export", "--to", out], { config, env });
+          assert.equal(run.code, 0, run.stderr + run.stdout);
+          assert.deepEqual(statuses(run.report), [
+            `export/${src.host}/team/app:1.0 pushed`,
+            `export/${src.host}/team/app:2.0 pushed`,
+            `export/${src.host}/tools/web:v1 pushed`,
+            `export/${src.host}/tools/cli:3 pushed`,
+          ]);
+          assert.deepEqual(await dst.accessLog(), []);
+          const index = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
+          const byName = new Map<string, { digest: string; annotations: Record<string, string> }>(
+            index.manifests.map((m: { annotations: Record<string, string>; digest: string }) => [
+              m.annotations["org.opencontainers.image.ref.name"],
+              m,
+            ]),
+          );
+          assert.equal(byName.get(`${src.host}/team/app:1.0`)?.digest, a1.digest);
+          assert.equal(byName.get(`${src.host}/team/app:2.0`)?.digest, a2.digest);
+          assert.equal(byName.get(`${src.host}/tools/web:v1`)?.digest, web.digest);
+          assert.equal(byName.get(`${src.host}/tools/cli:3`)?.digest, cli.digest);
+          assert.equal(
+            byName.get(`${src.host}/tools/cli:3`)?.annotations["io.bananna-bot.targets"],
+            "dr",
+          );
+          // Docker-type entries (skopeo 1.9 does not read them by name): the bytes by digest.
+          for (const digest of [web.digest, cli.digest, ...cli.layers]) {
+            const bytes = await Deno.readFile(`${out}/blobs/sha256/${digest.slice(7)}`);
+            assert.equal("sha256:" + createHash("sha256").update(bytes).digest("hex"), digest);
+          }
+          const manifest = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`));
+          assert.equal(manifest.format, "bananna-export/1");
+          assert.deepEqual(
+            manifest.images.map((i: { ref: string; digest: string }) => `${i.ref} ${i.digest}`),
+            [
+              `${src.host}/team/app:1.0 ${a1.digest}`,
+              `${src.host}/team/app:2.0 ${a2.digest}`,
+              `${src.host}/tools/cli:3 ${cli.digest}`,
+              `${src.host}/tools/web:v1 ${web.digest}`,
+            ],
+          );
+        },
+      );
+
+      await t.step("skopeo reads the OCI entries by their full source reference", async () => {
+        assert.equal(await skopeoOci(out, `${src.host}/team/app:1.0`), a1.digest);
+        assert.equal(await skopeoOci(out, `${src.host}/team/app:2.0`), a2.digest);
+      });
+
+      await src.stop();
+
+      await t.step("import with the source stopped lands every image with its digest", async () => {
+        const dry = await airgapCli(dir, ["import", "--from", out, "--dry-run"], { config, env });
+        assert.equal(dry.code, 0, dry.stderr + dry.stdout);
+        assert.deepEqual(statuses(dry.report), [
+          "mirror/app:1.0 planned",
+          "mirror/app:2.0 planned",
+          "mirror/web:v1 planned",
+          "mirror/cli-tools:3 planned",
+        ]);
+        assert.deepEqual(await writes(dst), []);
+        const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          "mirror/app:1.0 pushed",
+          "mirror/app:2.0 pushed",
+          "mirror/web:v1 pushed",
+          "mirror/cli-tools:3 pushed",
+        ]);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:1.0")).digest, a1.digest);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:2.0")).digest, a2.digest);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/web:v1")).digest, web.digest);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/cli-tools:3")).digest, cli.digest);
+        assert.equal((await skopeoInspectRaw(dst, "mirror/app:latest")).digest, a2.digest);
+      });
+
+      await t.step("a re-run finds everything there and writes nothing", async () => {
+        const before = (await writes(dst)).length;
+        const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          "mirror/app:1.0 exists",
+          "mirror/app:2.0 exists",
+          "mirror/web:v1 exists",
+          "mirror/cli-tools:3 exists",
+        ]);
+        assert.equal((await writes(dst)).length, before);
+      });
+    } finally {
+      await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-airgap-bad-" });
+  try {
+    const config = {
+      registries: { dr: { url: "127.0.0.1:9", namespace: "mirror", kind: "registry" } },
+      log: { dir: "./logs" },
+      images: { "127.0.0.1:8/team/app:1.0": { targets: ["dr"] } },
+    };
+    const check = async (from: string, expected: RegExp) => {
+      const run = await airgapCli(dir, ["import", "--from", from], { config });
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, expected);
+      assert.doesNotMatch(run.stderr, /\n\s+at /);
+    };
+    await t.step("--from missing", () => check(`${dir}/nowhere`, /nowhere does not exist/));
+    await Deno.mkdir(`${dir}/empty`);
+    await t.step(
+      "--from not a layout",
+      () => check(`${dir}/empty`, /empty is not an OCI image layout/),
+    );
+    await Deno.mkdir(`${dir}/garbage/blobs/sha256`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/garbage/oci-layout`, '{"imageLayoutVersion":"1.0.0"}');
+    await Deno.writeTextFile(`${dir}/garbage/index.json`, '{"schemaVersion":2,"manifests":[]}');
+    await Deno.writeTextFile(`${dir}/garbage/bananna-export.json`, "{not json");
+    await t.step(
+      "bananna-export.json garbage",
+      () => check(`${dir}/garbage`, /garbage\/bananna-export\.json is not JSON/),
+    );
+    await Deno.writeTextFile(`${dir}/garbage/bananna-export.json`, '{"format":"x"}');
+    await t.step(
+      "bananna-export.json of another format",
+      () =>
+        check(
+          `${dir}/garbage`,
+          /garbage\/bananna-export\.json is not a bananna-export\/1 manifest/,
+        ),
+    );
+    await t.step("--since garbage", async () => {
+      const run = await airgapCli(
+        dir,
+        ["export", "--to", `${dir}/out`, "--since", `${dir}/garbage/bananna-export.json`],
+        { config },
+      );
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /garbage\/bananna-export\.json is not a bananna-export\/1/);
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
