@@ -43,6 +43,18 @@ Deno.test({
         [`${src.host}/tools/cli:3`]: { targets: ["dr"], repository: "cli-tools" },
       });
 
+      await t.step("export --dry-run plans every image and writes nothing", async () => {
+        const run = await airgapCli(dir, ["export", "--to", out, "--dry-run"], { config, env });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          `export/${src.host}/team/app:1.0 planned`,
+          `export/${src.host}/team/app:2.0 planned`,
+          `export/${src.host}/tools/web:v1 planned`,
+          `export/${src.host}/tools/cli:3 planned`,
+        ]);
+        await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
+      });
+
       await t.step(
         "export writes the layout and bananna-export.json; targets untouched",
         async () => {
@@ -133,6 +145,40 @@ Deno.test({
         ]);
         assert.equal((await writes(dst)).length, before);
       });
+
+      await t.step(
+        "a recorded target missing from the config is exit 2 naming the image",
+        async () => {
+          const other = airgapConfig(dst, {
+            [`${src.host}/team/app:1.0`]: { targets: ["elsewhere"] },
+          });
+          const registries = other.registries as Record<string, unknown>;
+          other.registries = { elsewhere: registries.dr };
+          const before = (await writes(dst)).length;
+          const run = await airgapCli(dir, ["import", "--from", out], { config: other, env });
+          assert.equal(run.code, 2, run.stderr + run.stdout);
+          assert.match(
+            run.stderr,
+            new RegExp(
+              `${src.host}/team/app:1.0 in ${out} was exported for target\\(s\\) dr, which`,
+            ),
+          );
+          assert.equal((await writes(dst)).length, before);
+        },
+      );
+
+      await t.step(
+        "a changed index.json is exit 2 naming it, before anything is written",
+        async () => {
+          await Deno.writeTextFile(`${out}/index.json`, "\n", { append: true });
+          const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+          assert.equal(run.code, 2, run.stderr + run.stdout);
+          assert.match(
+            run.stderr,
+            new RegExp(`${out}/index.json has sha256 sha256:[0-9a-f]{64}, `),
+          );
+        },
+      );
     } finally {
       await src.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true });
