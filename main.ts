@@ -47,6 +47,10 @@ export async function main(args: string[], io: Io): Promise<number> {
         const { runImportCommand } = await import("./lib/cli/airgap_command.ts");
         return await runImportCommand(command, io);
       }
+      case "report": {
+        const { runReport } = await import("./lib/cli/report_command.ts");
+        return await runReport(command, io);
+      }
     }
   } catch (error) {
     return report(error, io);

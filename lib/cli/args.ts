@@ -22,6 +22,19 @@ export interface MirrorCommand {
   only: string[];
   report?: string;
   nonInteractive: boolean;
+  /** `--shard INDEX/COUNT` as written (checked by lib/mirror/shard.ts). */
+  shard?: string;
+  /** `--shards COUNT` as written (the index from JOB_COMPLETION_INDEX). */
+  shards?: string;
+}
+
+/** `bananna-bot report --merge DIR [--output PATH]`. */
+export interface ReportCommand {
+  kind: "report";
+  /** The log dir holding the shard reports (`last-report.<index>.json`). */
+  merge: string;
+  /** Where to write the merged JSON report. */
+  output?: string;
 }
 
 /** `bananna-bot export`: the plan's images into an OCI layout for an air gap. */
@@ -56,6 +69,7 @@ export type Command =
   | { kind: "version"; text: string }
   | ValidateCommand
   | MirrorCommand
+  | ReportCommand
   | ExportCommand
   | ImportCommand;
 
@@ -81,6 +95,7 @@ Usage:
 Commands:
   mirror     mirror every image in the config (plan, copy what is new, move latest, report)
   validate   check the config and list every problem with its path
+  report     combine the reports of a sharded run (report --merge DIR)
   export     write the planned images to an OCI layout directory (air gap, connected side)
   import     mirror an export's images into the targets with every rule (air gap, other side)
   help       show help for a command
@@ -116,6 +131,10 @@ Options:
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
       --non-interactive  never prompt; missing credentials are an error (automatic without a
                          terminal, e.g. in cron)
+      --shard I/N        run shard I (0 to N-1) of N: only the destination repositories this
+                         shard owns; own lock, state and log in <log dir>/shard-I/, report
+                         <log dir>/last-report.I.json (merge: bananna-bot report --merge)
+      --shards N         the same, with I from $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -180,6 +199,25 @@ Options:
   -h, --help          show this help
 `;
 
+/** Help of `report`. */
+const REPORT_HELP = `Usage: bananna-bot report --merge DIR [--output PATH]
+
+Combine the reports of a sharded run (last-report.<index>.json in DIR, the log dir) into one
+report with the totals and the exit code of a single run. Every shard's report must be there
+(each records how many shards the run had); a missing one is an error (exit 1).
+
+Options:
+      --merge DIR     the log dir holding the shard reports
+      --output PATH   write the merged JSON report here
+  -h, --help          show this help
+
+Exit codes:
+  0    every shard's images mirrored (or already there; drift is not fatal)
+  1    a failed image in any shard, or a shard report missing or unreadable
+  2    bad command line
+  130  a shard was interrupted
+`;
+
 /** Parse argv into a Command. @throws {UsageError} */
 export function parseArgs(argv: string[]): Command {
   let values: Record<string, string | boolean | string[] | undefined>;
@@ -197,6 +235,10 @@ export function parseArgs(argv: string[]): Command {
         only: { type: "string", multiple: true },
         report: { type: "string" },
         "non-interactive": { type: "boolean" },
+        shard: { type: "string" },
+        shards: { type: "string" },
+        merge: { type: "string" },
+        output: { type: "string" },
         to: { type: "string" },
         from: { type: "string" },
         since: { type: "string" },
@@ -216,12 +258,14 @@ export function parseArgs(argv: string[]): Command {
         ? MIRROR_HELP
         : topic === "validate"
         ? VALIDATE_HELP
+        : topic === "report"
+        ? REPORT_HELP
         : HELPS[topic ?? ""] ?? MAIN_HELP,
     };
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
-    throw new UsageError("no command given (mirror or validate)");
+    throw new UsageError("no command given (mirror, validate or report)");
   }
   if (command === "export" || command === "import") return airgapCommand(command, rest, values);
   for (const flag of ["to", "from", "since"]) {
@@ -229,19 +273,26 @@ export function parseArgs(argv: string[]): Command {
       throw new UsageError(`--${flag} is an option of export/import, not ${command ?? "this"}`);
     }
   }
-  if (command !== "mirror" && command !== "validate") {
+  if (command !== "mirror" && command !== "validate" && command !== "report") {
     throw new UsageError(
-      `unknown command "${command}" (commands: mirror, validate, export, import, help)`,
+      `unknown command "${command}" (commands: mirror, validate, report, export, import, help)`,
     );
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (values.help) {
-    return { kind: "help", text: command === "mirror" ? MIRROR_HELP : VALIDATE_HELP };
+    const text = { mirror: MIRROR_HELP, validate: VALIDATE_HELP, report: REPORT_HELP }[command];
+    return { kind: "help", text };
+  }
+  if (command === "report") return reportCommand(values);
+  for (const flag of ["merge", "output"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of report, not ${command}`);
+    }
   }
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    for (const flag of ["dry-run", "only", "report", "non-interactive"]) {
+    for (const flag of ["dry-run", "only", "report", "non-interactive", "shard", "shards"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -255,7 +306,25 @@ export function parseArgs(argv: string[]): Command {
     only: (values.only as string[] | undefined) ?? [],
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
+    ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
+    ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
   };
+}
+
+/** `report --merge DIR [--output PATH]`: no mirror or validate option. */
+function reportCommand(
+  values: Record<string, string | boolean | string[] | undefined>,
+): ReportCommand {
+  for (
+    const flag of ["config", "dry-run", "only", "report", "non-interactive", "shard", "shards"]
+  ) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
+  }
+  const merge = values.merge as string | undefined;
+  if (!merge) throw new UsageError("report needs --merge DIR (the log dir of the shard reports)");
+  const output = values.output as string | undefined;
+  if (output === "") throw new UsageError("--output needs a path");
+  return { kind: "report", merge, output };
 }
 
 /** `export` and `import`: their own flags, the shared ones as for mirror. */
@@ -266,6 +335,11 @@ function airgapCommand(
 ): Command {
   if (values.help) return { kind: "help", text: HELPS[command] };
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  for (const flag of ["shard", "shards", "merge", "output"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is not an option of ${command}`);
+    }
+  }
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   const common = {

@@ -16,7 +16,15 @@ import { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
+import {
+  resolveShard,
+  selectShard,
+  shardDir,
+  shardLine,
+  shardReportPath,
+} from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
+import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
@@ -26,8 +34,14 @@ const OP = "Mirror";
 /** Run `bananna-bot mirror`. */
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
-  const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
-  const { images, repositories } = selectEntries(config, cmd.only);
+  const shard = resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env });
+  const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  const selected = selectEntries(loaded, cmd.only);
+  // A shard: only its destination repositories, before any read; its own lock, state and log.
+  const { images, repositories } = shard ? selectShard(loaded, selected, shard) : selected;
+  const config = shard
+    ? { ...loaded, log: { ...loaded.log, dir: shardDir(loaded.log.dir, shard) } }
+    : loaded;
   const terminal = createTerminal({
     stdout: io.stdout,
     stderr: io.stderr,
@@ -41,6 +55,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   let lock: RunLock | null = null;
   let locked: MirrorError | null = null;
   try {
+    // A shard's dir is made by the run inside the log dir: never followed through a planted link.
+    if (shard) await refuseSymlink(config.log.dir, "a shard's log dir");
     lock = await acquireRunLock(config.log.dir);
   } catch (error) {
     if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
@@ -71,6 +87,9 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     if (lock.tookOverFrom) {
       logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
     }
+    if (shard) {
+      logger.info("MIRROR_START", OP, shardLine(shard, selected, { images, repositories }));
+    }
     await using run = createMirrorRun({
       config,
       images,
@@ -81,6 +100,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       signal: io.signal,
       logger,
       secrets,
+      shard,
       say: (text) => terminal.warn(text),
       onEvent: (event) => {
         progress.onEvent(event);
@@ -94,6 +114,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
+      lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
     });
   } catch (error) {
     if (error instanceof MirrorError) {

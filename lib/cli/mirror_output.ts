@@ -98,7 +98,14 @@ function logResult(logger: Logger, result: TaskResult): void {
 /** Print the statistics, log the summary, write the JSON report; returns the exit code. */
 export async function finishRun(
   report: Report,
-  options: { logger: Logger; terminal: Terminal; logDir: string; reportPath?: string },
+  options: {
+    logger: Logger;
+    terminal: Terminal;
+    logDir: string;
+    reportPath?: string;
+    /** The run's report in the log dir. @default `<logDir>/last-report.json` */
+    lastReport?: string;
+  },
 ): Promise<number> {
   const { logger, terminal } = options;
   for (const line of formatStatistics(report)) terminal.line(paintStatistic(terminal, line));
@@ -114,7 +121,7 @@ export async function finishRun(
   else logger.error("MIRROR_FAILED", OP, summary);
   const json = JSON.stringify(report, null, 2) + "\n";
   const paths = [
-    `${options.logDir}/last-report.json`,
+    options.lastReport ?? `${options.logDir}/last-report.json`,
     ...(options.reportPath ? [options.reportPath] : []),
   ];
   for (const path of paths) {

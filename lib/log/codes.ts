@@ -127,9 +127,13 @@ export const CODES = {
   },
   IMAGE_PREDECESSOR_MISSING: {
     level: "ERROR",
-    meaning: "an incremental export lacks a blob an earlier one carried; import that one first",
+    meaning: "an incremental export lacks a blob an earlier export carried",
   },
 
+  MIRROR_MERGE_FAILED: {
+    level: "ERROR",
+    meaning: "report --merge: a shard report is missing, unreadable or mismatched",
+  },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 

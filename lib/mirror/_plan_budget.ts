@@ -25,6 +25,7 @@ import {
   planPullBudget,
   pullsForImage,
   type RateLimit,
+  reserveFor,
 } from "./pull_budget.ts";
 import type { PlanTask } from "./plan.ts";
 
@@ -53,6 +54,12 @@ export interface ApplyPullBudgetOptions {
   reserve: number;
   /** When the limits were read (for the refill time). */
   nowMs: number;
+  /**
+   * A sharded run (shard.ts) splits each host's budget: with `share` shards, each plans with
+   * `reserve + floor((remaining - reserve) / share)` (the reserve capped as in pull_budget.ts), so
+   * the shards together never plan more than the host said was left. @default 1
+   */
+  share?: number;
 }
 
 /**
@@ -88,6 +95,16 @@ export function applyPullBudget(tasks: PlanTask[], options: ApplyPullBudgetOptio
   for (const [host, spent] of options.planPulls ?? []) {
     const limit = limits.get(host);
     if (limit) limits.set(host, { ...limit, remaining: Math.max(0, limit.remaining - spent) });
+  }
+  const share = options.share ?? 1;
+  if (share > 1) {
+    for (const [host, limit] of limits) {
+      const kept = Math.min(limit.remaining, reserveFor(options.reserve, limit.limit));
+      limits.set(host, {
+        ...limit,
+        remaining: kept + Math.floor((limit.remaining - kept) / share),
+      });
+    }
   }
   const budget = planPullBudget(
     pulling.map((task) => ({

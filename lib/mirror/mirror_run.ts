@@ -80,6 +80,8 @@ export interface MirrorRunOptions {
   say: (text: string) => void;
   /** Events of the image work, for the log and the terminal. */
   onEvent: (event: MirrorEvent) => void;
+  /** This run's shard (`--shard`, shard.ts), recorded in the report. */
+  shard?: { index: number; count: number } | null;
   /**
    * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
    * no login, the plan reads them through `probe`, the engine copies from `storeFor(host)`.
@@ -194,6 +196,7 @@ export class MirrorRun implements AsyncDisposable {
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
         brokenTargets,
+        budgetShare: this.#options.shard?.count,
       },
     );
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
@@ -211,6 +214,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
       stoppedHosts: new Map(
         this.#gate.stoppedHosts().map((host) => [host, this.#gate.stoppedUntil(host) as number]),
       ),
@@ -413,6 +417,7 @@ export class MirrorRun implements AsyncDisposable {
       selection: selectionEntries(plan.selections ?? []),
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
+      shard: this.#options.shard,
     });
   }
 }

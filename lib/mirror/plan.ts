@@ -133,6 +133,8 @@ export interface BuildPlanOptions {
   brokenTargets?: ReadonlyMap<string, MirrorError>;
   /** When the rate limits were read (the refill time of deferred tasks). @default Date.now() */
   nowMs?: number;
+  /** Shards the run is split in: this one plans with its share of each pull budget. @default 1 */
+  budgetShare?: number;
 }
 
 /** The destination reference of an image on a target registry. */
@@ -261,6 +263,7 @@ export async function buildPlan(
     planPulls,
     reserve: config.operation.dockerHubReserve,
     nowMs: options.nowMs ?? Date.now(),
+    share: options.budgetShare,
   });
   return { engine: config.operation.engine, tasks, pullBudget, selections };
 

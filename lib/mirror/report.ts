@@ -76,6 +76,10 @@ export interface Report {
   }[];
   /** Per `repositories` entry: tags listed, each rule's counts, dropped tags and why. */
   selection: SelectionEntry[];
+  /** A sharded run (`--shard`): which shard of how many. Absent in an unsharded run. */
+  shard?: { index: number; count: number };
+  /** A report merged by `report --merge`: the shards it combines (merge_reports.ts). */
+  merged?: { count: number; shards: { index: number; startedAt: string; endedAt: string }[] };
 }
 
 /** Options for {@link buildReport}. */
@@ -95,6 +99,8 @@ export interface BuildReportOptions {
   pullBudget?: readonly HostBudget[];
   /** Source hosts a 429 stopped for the run, with when they take pulls again (epoch ms). */
   stoppedHosts?: ReadonlyMap<string, number>;
+  /** This run's shard (`--shard`), recorded in the report; absent when unsharded. */
+  shard?: { index: number; count: number } | null;
 }
 
 /** Turn results into the JSON report (secrets masked). */
@@ -145,6 +151,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       message: mask(l.message),
     })),
     selection: options.selection ?? [],
+    ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count } } : {}),
   };
 }
 

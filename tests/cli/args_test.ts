@@ -47,3 +47,31 @@ Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", 
     });
   }
 });
+
+Deno.test("parseArgs() reads mirror --shard/--shards and report --merge/--output", async (t) => {
+  const mirror = parseArgs(["mirror", "--shard", "1/3", "--shards", "3"]);
+  assert.equal(mirror.kind === "mirror" && mirror.shard, "1/3");
+  assert.equal(mirror.kind === "mirror" && mirror.shards, "3");
+  assert.deepEqual(parseArgs(["report", "--merge", "logs", "--output", "all.json"]), {
+    kind: "report",
+    merge: "logs",
+    output: "all.json",
+  });
+  const help = parseArgs(["help", "report"]);
+  assert.match(help.kind === "help" ? help.text : "", /report --merge DIR \[--output PATH\]/);
+  const rows: [string[], RegExp][] = [
+    [["report"], /report needs --merge DIR/],
+    [["report", "--merge", "logs", "--config", "c.yaml"], /--config is not an option of report/],
+    [["report", "--merge", "logs", "--shard", "0/2"], /--shard is not an option of report/],
+    [["mirror", "--merge", "logs"], /--merge is an option of report, not mirror/],
+    [["validate", "--shards", "2"], /--shards is an option of mirror, not validate/],
+  ];
+  for (const [argv, message] of rows) {
+    await t.step(argv.join(" "), () => {
+      assert.throws(
+        () => parseArgs(argv),
+        (e) => e instanceof UsageError && message.test(e.message),
+      );
+    });
+  }
+});

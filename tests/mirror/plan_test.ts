@@ -349,3 +349,25 @@ Deno.test("buildPlan() makes a repository whose listing fails one failed task pe
     /Cannot list the tags of src.example\/team\/loop: never ends/,
   );
 });
+
+Deno.test("buildPlan() with budgetShare plans with the shard's share of the pull budget", async () => {
+  const single = { mediaType: MEDIA_TYPES.ociManifest, size: 500 };
+  const refs = ["hub.example/library/a:1", "hub.example/library/b:1", "hub.example/library/c:1"];
+  const probe = budgetProbe(
+    Object.fromEntries(refs.map((r) => [r, single])),
+    Object.fromEntries(refs.map((r) => [r, 16])),
+  );
+  const cfg = config(refs.map((r) => image(r, ["dr"])));
+  cfg.operation.dockerHubReserve = 10;
+  const nowMs = Date.UTC(2026, 10, 30, 3, 0, 0);
+  // Alone: 16 - 10 = 6 pulls for 3.
+  const alone = await buildPlan(cfg, probe, { comparison: "manifest", nowMs });
+  assert.deepEqual(alone.tasks.map((t) => t.action), ["push", "push", "push"]);
+  // One of 3 shards: 10 + floor(6 / 3) = 12 left for it, 2 pulls after the reserve.
+  const shard = await buildPlan(cfg, probe, { comparison: "manifest", nowMs, budgetShare: 3 });
+  assert.deepEqual(shard.tasks.map((t) => t.action), ["push", "push", "deferred"]);
+  assert.deepEqual(
+    shard.pullBudget?.map((b) => [b.remaining, b.planned, b.deferred]),
+    [[12, 2, 1]],
+  );
+});

@@ -1,0 +1,198 @@
+/**
+ * `bananna-bot report --merge DIR`: the reports of a sharded run (`last-report.<index>.json`, one
+ * per shard, shard.ts) combined into one report with the totals and the exit code of a single
+ * run ({@link exitStatus} applies unchanged).
+ *
+ * Every shard records `shard: { index, count }`; the merge needs exactly one report for every
+ * index below that count, all with the same count and all real runs or all dry runs, else it
+ * fails with MIRROR_MERGE_FAILED naming what is missing (a shard that never wrote its report is
+ * a failed run, not a smaller one). The merged report:
+ * - `entries`: every shard's, sorted by destination then target (shards finish in any order);
+ * - `totals`: the sums; `interrupted`: any shard's; `startedAt`/`endedAt`: the earliest/latest;
+ * - `latest`, `selection`: every shard's (`latest` sorted by repository);
+ * - `pullBudget` per host: each shard planned with its share of the budget (`reserve +
+ *   (remaining - reserve) / count`, _plan_budget.ts) and reported that share as `remaining`; the
+ *   merge adds the shares back up with the reserve once (`reserve + sum(remaining - reserve)`),
+ *   sums `planned`/`spent`/`deferred`, recomputes `remainingAfter` as a single run does, and
+ *   keeps the highest limit and reserve and the latest refill and 429 stop;
+ * - `merged`: the count and each shard's start and end; no `shard` field.
+ *
+ * @module
+ */
+import { errorMessage, MirrorError } from "../errors.ts";
+import type { PullBudgetEntry, Report } from "./report.ts";
+
+/** A shard's report as read from the dir. */
+export interface ShardReportFile {
+  /** The file's path. */
+  path: string;
+  report: Report;
+}
+
+const SHARD_REPORT = /^last-report\.(\d+)\.json$/;
+
+/**
+ * Read every `last-report.<index>.json` in `dir` (sorted by index).
+ *
+ * @throws {MirrorError} MIRROR_MERGE_FAILED when the dir cannot be read, holds no shard report,
+ *   or a report is not JSON.
+ */
+export async function readShardReports(dir: string): Promise<ShardReportFile[]> {
+  const found: { index: number; path: string }[] = [];
+  try {
+    for await (const entry of Deno.readDir(dir)) {
+      const match = SHARD_REPORT.exec(entry.name);
+      if (match && entry.isFile) {
+        found.push({ index: Number(match[1]), path: `${dir}/${entry.name}` });
+      }
+    }
+  } catch (error) {
+    throw new MirrorError(
+      "MIRROR_MERGE_FAILED",
+      `Cannot read the shard reports in ${dir}: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  if (found.length === 0) {
+    throw new MirrorError(
+      "MIRROR_MERGE_FAILED",
+      `${dir} holds no shard report (last-report.<index>.json, written by mirror --shard)`,
+    );
+  }
+  found.sort((a, b) => a.index - b.index);
+  const files: ShardReportFile[] = [];
+  for (const { path } of found) {
+    let report: Report;
+    try {
+      report = JSON.parse(await Deno.readTextFile(path));
+    } catch (error) {
+      throw new MirrorError(
+        "MIRROR_MERGE_FAILED",
+        `Cannot read the shard report ${path}: ${errorMessage(error)}`,
+        { cause: error },
+      );
+    }
+    if (report?.tool !== "bananna-bot" || !Array.isArray(report.entries) || !report.totals) {
+      throw new MirrorError("MIRROR_MERGE_FAILED", `${path} is not a bananna-bot report`);
+    }
+    files.push({ path, report });
+  }
+  return files;
+}
+
+/**
+ * Merge the shard reports of one sharded run (see the module doc).
+ *
+ * @throws {MirrorError} MIRROR_MERGE_FAILED when a report has no shard, the counts disagree, an
+ *   index is missing or twice, or dry runs and real runs are mixed.
+ */
+export function mergeReports(files: ShardReportFile[]): Report {
+  if (files.length === 0) throw new MirrorError("MIRROR_MERGE_FAILED", "No shard report to merge");
+  for (const { path, report } of files) {
+    if (!report.shard) {
+      throw new MirrorError(
+        "MIRROR_MERGE_FAILED",
+        `${path} is not a shard's report (no "shard" field: written by a run without --shard)`,
+      );
+    }
+  }
+  const count = (files[0].report.shard as { count: number }).count;
+  const byIndex = new Map<number, ShardReportFile>();
+  for (const file of files) {
+    const shard = file.report.shard as { index: number; count: number };
+    if (shard.count !== count) {
+      throw new MirrorError(
+        "MIRROR_MERGE_FAILED",
+        `${file.path} is shard ${shard.index} of ${shard.count}, but ${
+          files[0].path
+        } is of ${count}: reports of different splits (remove the stale ones)`,
+      );
+    }
+    const twice = byIndex.get(shard.index);
+    if (twice) {
+      throw new MirrorError(
+        "MIRROR_MERGE_FAILED",
+        `${twice.path} and ${file.path} are both shard ${shard.index} of ${count}`,
+      );
+    }
+    byIndex.set(shard.index, file);
+  }
+  const missing = [...Array(count).keys()].filter((i) => !byIndex.has(i));
+  if (missing.length > 0) {
+    throw new MirrorError(
+      "MIRROR_MERGE_FAILED",
+      `Incomplete: ${count} shard(s), but no report from shard ${missing.join(", ")} (last-report.${
+        missing[0]
+      }.json): that shard did not finish or wrote elsewhere`,
+    );
+  }
+  const dryRuns = new Set(files.map((f) => f.report.dryRun));
+  if (dryRuns.size > 1) {
+    throw new MirrorError("MIRROR_MERGE_FAILED", "Dry-run and real shard reports are mixed");
+  }
+  const reports = [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, f]) => f.report);
+  const first = reports[0];
+  const totals = { ...first.totals };
+  for (const key of Object.keys(totals) as (keyof Report["totals"])[]) {
+    totals[key] = reports.reduce((sum, r) => sum + (r.totals[key] ?? 0), 0);
+  }
+  const entries = reports.flatMap((r) => r.entries).sort((a, b) =>
+    compare(a.destination, b.destination) || compare(a.target, b.target)
+  );
+  return {
+    tool: "bananna-bot",
+    version: first.version,
+    engine: first.engine,
+    config: first.config,
+    dryRun: first.dryRun,
+    interrupted: reports.some((r) => r.interrupted),
+    startedAt: reports.map((r) => r.startedAt).sort()[0],
+    endedAt: reports.map((r) => r.endedAt).sort().at(-1) as string,
+    totals,
+    entries,
+    pullBudget: mergePullBudget(reports.flatMap((r) => r.pullBudget ?? []), first.dryRun),
+    latest: reports.flatMap((r) => r.latest).sort((a, b) =>
+      compare(a.repository, b.repository) || compare(a.target, b.target)
+    ),
+    selection: reports.flatMap((r) => r.selection ?? []),
+    merged: {
+      count,
+      shards: reports.map((r) => ({
+        index: (r.shard as { index: number }).index,
+        startedAt: r.startedAt,
+        endedAt: r.endedAt,
+      })),
+    },
+  };
+}
+
+function mergePullBudget(budgets: PullBudgetEntry[], dryRun: boolean): PullBudgetEntry[] {
+  const byHost = new Map<string, PullBudgetEntry[]>();
+  for (const b of budgets) byHost.set(b.host, [...(byHost.get(b.host) ?? []), b]);
+  return [...byHost.keys()].sort().map((host) => {
+    const all = byHost.get(host) as PullBudgetEntry[];
+    const sum = (pick: (b: PullBudgetEntry) => number) => all.reduce((n, b) => n + pick(b), 0);
+    const latest = (pick: (b: PullBudgetEntry) => string | null) =>
+      all.map(pick).filter((v): v is string => v !== null).sort().at(-1) ?? null;
+    const reserve = Math.max(...all.map((b) => b.reserve));
+    const remaining = reserve + sum((b) => Math.max(0, b.remaining - reserve));
+    const planned = sum((b) => b.planned);
+    const spent = sum((b) => b.spent);
+    return {
+      host,
+      limit: Math.max(...all.map((b) => b.limit)),
+      remaining,
+      reserve,
+      planned,
+      spent,
+      remainingAfter: remaining - (dryRun ? planned : spent),
+      deferred: sum((b) => b.deferred),
+      refillsAt: latest((b) => b.refillsAt),
+      stoppedUntil: latest((b) => b.stoppedUntil),
+    };
+  });
+}
+
+function compare(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
