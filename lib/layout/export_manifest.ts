@@ -46,10 +46,12 @@ const manifestSchema = z.object({
   tool: z.object({ name: z.string(), version: z.string() }),
   created: z.string(),
   images: z.array(exportedImage),
-  /** Every blob file this export holds. */
-  blobs: z.array(z.object({ digest, size })),
-  /** Blobs the images need that earlier exports carried (not in this one), with their export. */
-  inherited: z.array(z.object({ digest, size, from: z.string() })),
+  /** Every blob file this export holds, with the source repositories whose images use it. */
+  blobs: z.array(z.object({ digest, size, repositories: z.array(z.string()).optional() })),
+  /** Blobs earlier exports carried (not in this one), with their export and repositories. */
+  inherited: z.array(
+    z.object({ digest, size, from: z.string(), repositories: z.array(z.string()).optional() }),
+  ),
   /** The earlier exports this one builds on, oldest first. */
   since: z.array(z.object({ id: z.string(), sha256: digest, created: z.string() })),
   /** `oci-layout` and `index.json`. */
@@ -114,13 +116,11 @@ export async function writeExportManifest(dir: string, manifest: ExportManifest)
  */
 export function carriedBefore(
   prev: LoadedExportManifest,
-): Map<string, { size: number; from: string }> {
-  const known = new Map<string, { size: number; from: string }>();
-  for (const blob of prev.manifest.inherited) {
-    known.set(blob.digest, { size: blob.size, from: blob.from });
-  }
+): Map<string, { size: number; from: string; repositories?: string[] }> {
+  const known = new Map<string, { size: number; from: string; repositories?: string[] }>();
+  for (const blob of prev.manifest.inherited) known.set(blob.digest, blob);
   for (const blob of prev.manifest.blobs) {
-    known.set(blob.digest, { size: blob.size, from: prev.manifest.id });
+    known.set(blob.digest, { ...blob, from: prev.manifest.id });
   }
   return known;
 }

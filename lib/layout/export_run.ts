@@ -43,7 +43,7 @@ import {
 } from "./export_manifest.ts";
 import { layoutProbe } from "./layout_probe.ts";
 import { LayoutStore } from "./layout_store.ts";
-import { OciLayout, type Predecessor, REF_NAME } from "./oci_layout.ts";
+import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
 
 /** The pseudo-host of the layout in plans and reports. */
 export const LAYOUT_HOST = "oci-layout";
@@ -273,14 +273,15 @@ function annotationsOf(recorded: Recorded, refName: string): Record<string, stri
 
 function knownBlobs(
   prev: LoadedExportManifest | null,
-): Map<string, { size: number; from: Predecessor }> {
-  const known = new Map<string, { size: number; from: Predecessor }>();
+): Map<string, KnownBlob> {
+  const known = new Map<string, KnownBlob>();
   if (!prev) return known;
   const created = new Map(sinceChain(prev).map((s) => [s.id, s.created]));
   for (const [digest, blob] of carriedBefore(prev)) {
     known.set(digest, {
       size: blob.size,
       from: { id: blob.from, created: created.get(blob.from) },
+      repositories: blob.repositories,
     });
   }
   return known;
@@ -292,7 +293,7 @@ async function writeManifest(
   context: {
     prev: LoadedExportManifest | null;
     recorded: Recorded;
-    known: Map<string, { size: number; from: Predecessor }>;
+    known: Map<string, KnownBlob>;
   },
 ): Promise<void> {
   const images: ExportedImage[] = layout.entries().map((entry) => {
@@ -309,20 +310,25 @@ async function writeManifest(
     if (record?.description) image.description = record.description;
     return image;
   }).sort((a, b) => a.ref.localeCompare(b.ref));
-  const blobs: { digest: string; size: number }[] = [];
+  const blobs: { digest: string; size: number; repositories: string[] }[] = [];
   for await (const alg of Deno.readDir(`${layout.dir}/blobs`)) {
     if (!alg.isDirectory) continue;
     for await (const e of Deno.readDir(`${layout.dir}/blobs/${alg.name}`)) {
       if (!e.isFile || e.name.startsWith(".")) continue;
       const digest = `${alg.name}:${e.name}`;
       const size = (await Deno.stat(`${layout.dir}/blobs/${alg.name}/${e.name}`)).size;
-      blobs.push({ digest, size });
+      blobs.push({ digest, size, repositories: layout.usage(digest) });
     }
   }
   blobs.sort((a, b) => a.digest.localeCompare(b.digest));
   const here = new Set(blobs.map((b) => b.digest));
   const inherited = [...context.known].filter(([digest]) => !here.has(digest))
-    .map(([digest, k]) => ({ digest, size: k.size, from: k.from.id }));
+    .map(([digest, k]) => ({
+      digest,
+      size: k.size,
+      from: k.from.id,
+      ...(k.repositories ? { repositories: k.repositories } : {}),
+    }));
   await writeExportManifest(layout.dir, {
     format: EXPORT_FORMAT,
     id: crypto.randomUUID(),

@@ -24,7 +24,7 @@ import {
 } from "./export_manifest.ts";
 import { layoutProbe } from "./layout_probe.ts";
 import { LayoutStore } from "./layout_store.ts";
-import { OciLayout, type Predecessor } from "./oci_layout.ts";
+import { type KnownBlob, OciLayout } from "./oci_layout.ts";
 
 /** An opened export: the layout, its manifest, and the config entries it carries. */
 export interface ImportSource {
@@ -65,11 +65,12 @@ export async function openImportSource(
     }
   }
   const created = new Map(manifest.since.map((s) => [s.id, s.created]));
-  const known = new Map<string, { size: number; from: Predecessor }>();
+  const known = new Map<string, KnownBlob>();
   for (const blob of manifest.inherited) {
     known.set(blob.digest, {
       size: blob.size,
       from: { id: blob.from, created: created.get(blob.from) },
+      repositories: blob.repositories,
     });
   }
   const layout = await OciLayout.read(dir, {

@@ -86,7 +86,7 @@ export class LayoutStore implements ImageStore {
   ): Promise<string> {
     const digest = sha256Digest(manifest.bytes);
     const size = manifest.bytes.length;
-    if ((await this.#present(digest)) === null) {
+    if ((await this.#present(digest, repository)) === null) {
       await this.#layout.writeBlob({ digest, size }, ReadableStream.from([manifest.bytes]));
     }
     const name = refNameOf(this.#options.nameOf(repository), ref);
@@ -103,8 +103,8 @@ export class LayoutStore implements ImageStore {
   }
 
   /** A blob's size when on disk or carried by an earlier export. */
-  blobHead(_repository: string, digest: string): Promise<number | null> {
-    return this.#present(digest);
+  blobHead(repository: string, digest: string): Promise<number | null> {
+    return this.#present(digest, repository);
   }
 
   /** A blob as a stream, hashed on the way (a mismatch fails its end, naming the file). */
@@ -138,8 +138,12 @@ export class LayoutStore implements ImageStore {
     }
   }
 
-  async #present(digest: string): Promise<number | null> {
-    return (await this.#layout.hasBlob(digest)) ?? this.#layout.carriedBy(digest)?.size ?? null;
+  /** On disk, or carried for this repository by an earlier export; records the use. */
+  async #present(digest: string, repository: string): Promise<number | null> {
+    const name = this.#options.nameOf(repository);
+    this.#layout.use(digest, name);
+    return (await this.#layout.hasBlob(digest)) ?? this.#layout.carriedFor(digest, name)?.size ??
+      null;
   }
 
   async #resolve(
@@ -150,7 +154,7 @@ export class LayoutStore implements ImageStore {
     const entry = this.#layout.entry(name);
     if (entry) return entry;
     if (!ref.includes(":")) return null;
-    const size = await this.#present(ref);
+    const size = await this.#present(ref, repository);
     if (size === null) return null;
     if ((await this.#layout.hasBlob(ref)) === null) return { mediaType: "", digest: ref, size };
     try {

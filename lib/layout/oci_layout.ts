@@ -48,10 +48,18 @@ export interface Predecessor {
   created?: string;
 }
 
+/** A blob an earlier export carried: its size, that export, and the repositories that used it. */
+export interface KnownBlob {
+  size: number;
+  from: Predecessor;
+  /** Source repositories (`registry/repo`) whose images used it; absent: any. */
+  repositories?: string[];
+}
+
 /** Options for {@link OciLayout.create} and {@link OciLayout.read}. */
 export interface OciLayoutOptions {
-  /** Blobs (and manifests) carried by earlier exports: digest -> size and which export. */
-  known?: ReadonlyMap<string, { size: number; from: Predecessor }>;
+  /** Blobs (and manifests) carried by earlier exports, by digest. */
+  known?: ReadonlyMap<string, KnownBlob>;
   /** Bytes a manifest may have. @default 4 MiB */
   maxManifestBytes?: number;
 }
@@ -68,7 +76,8 @@ export class OciLayout implements AsyncDisposable {
   #entries: LayoutEntry[];
   #annotations?: Record<string, string>;
   #lock: RunLock | null;
-  #known: ReadonlyMap<string, { size: number; from: Predecessor }>;
+  #known: ReadonlyMap<string, KnownBlob>;
+  #usage = new Map<string, Set<string>>();
   #verified = new Map<string, Promise<number | null>>();
   #indexQueue: Promise<void> = Promise.resolve();
   #maxManifestBytes: number;
@@ -145,9 +154,29 @@ export class OciLayout implements AsyncDisposable {
     return this.#entries.find((e) => e.annotations?.[REF_NAME] === refName);
   }
 
-  /** The earlier export that carried `digest`, when it is known from one. */
-  carriedBy(digest: string): { size: number; from: Predecessor } | undefined {
-    return this.#known.get(digest);
+  /**
+   * The earlier export that carried `digest` for `repository`: only a blob that export's images of
+   * the same source repository used counts, since only there an import of it is sure to have put
+   * it (a layout cannot mount across repositories).
+   */
+  carriedFor(digest: string, repository: string): KnownBlob | undefined {
+    const known = this.#known.get(digest);
+    if (!known || (known.repositories && !known.repositories.includes(repository))) {
+      return undefined;
+    }
+    return known;
+  }
+
+  /** Record that an image of source `repository` uses `digest` (for bananna-export.json). */
+  use(digest: string, repository: string): void {
+    let repos = this.#usage.get(digest);
+    if (!repos) this.#usage.set(digest, repos = new Set());
+    repos.add(repository);
+  }
+
+  /** The source repositories recorded with {@link use} for `digest`, sorted. */
+  usage(digest: string): string[] {
+    return [...this.#usage.get(digest) ?? []].sort();
   }
 
   /** The file of a blob (the digest is checked against the grammar first). */

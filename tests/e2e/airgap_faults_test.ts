@@ -162,52 +162,73 @@ Deno.test({
     await using dst = await startRegistry({ auth: "htpasswd" });
     const dir = await Deno.makeTempDir({ prefix: "bb-airgap-since-" });
     const env = { DST_PASSWORD: dst.password ?? "" };
+    const images: Record<string, unknown> = {};
+    const exportTo = async (name: string, since?: string) => {
+      const run = await airgapCli(
+        dir,
+        ["export", "--to", `${dir}/${name}`, ...(since ? ["--since", since] : [])],
+        { config: airgapConfig(dst, images), env },
+      );
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      const blobs = [...Deno.readDirSync(`${dir}/${name}/blobs/sha256`)].map((e) =>
+        `sha256:${e.name}`
+      );
+      const manifest = JSON.parse(await Deno.readTextFile(`${dir}/${name}/bananna-export.json`));
+      return { blobs: blobs.sort(), manifest };
+    };
     try {
       const v1 = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
-      const images: Record<string, unknown> = { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } };
-      const first = await airgapCli(dir, ["export", "--to", `${dir}/one`], {
-        config: airgapConfig(dst, images),
-        env,
-      });
-      assert.equal(first.code, 0, first.stderr + first.stdout);
+      images[`${src.host}/team/app:1.0`] = { targets: ["dr"] };
+      const one = await exportTo("one");
+
       const v2 = await pushTestImage(src, "team/app:1.1", { kind: "oci", seed: 1, label: "b" });
       images[`${src.host}/team/app:1.1`] = { targets: ["dr"] };
-      const config = airgapConfig(dst, images);
-      const second = await airgapCli(
-        dir,
-        ["export", "--to", `${dir}/two`, "--since", `${dir}/one/bananna-export.json`],
-        { config, env },
+      const two = await exportTo("two", `${dir}/one/bananna-export.json`);
+      assert.deepEqual(two.blobs, [v2.digest, v2.configDigest].sort());
+      assert.deepEqual(two.manifest.since.map((s: { id: string }) => s.id), [one.manifest.id]);
+
+      // The same layers in another repository are carried again: an import of the earlier
+      // exports put them only into mirror/app, and a layout cannot mount across repositories.
+      const base = await pushTestImage(src, "team/base:1", { kind: "oci", seed: 1, label: "c" });
+      images[`${src.host}/team/base:1`] = { targets: ["dr"] };
+      const three = await exportTo("three", `${dir}/two/bananna-export.json`);
+      assert.deepEqual(
+        three.blobs,
+        [base.digest, base.configDigest, ...base.layers].sort(),
       );
-      assert.equal(second.code, 0, second.stderr + second.stdout);
-      const files = [...Deno.readDirSync(`${dir}/two/blobs/sha256`)].map((e) => `sha256:${e.name}`);
-      assert.deepEqual(files.sort(), [v2.digest, v2.configDigest].sort());
-      const one = JSON.parse(await Deno.readTextFile(`${dir}/one/bananna-export.json`));
-      const two = JSON.parse(await Deno.readTextFile(`${dir}/two/bananna-export.json`));
-      assert.deepEqual(two.since.map((s: { id: string }) => s.id), [one.id]);
+      assert.deepEqual(three.manifest.since.map((s: { id: string }) => s.id), [
+        one.manifest.id,
+        two.manifest.id,
+      ]);
       await src.stop();
+      const config = airgapConfig(dst, images);
 
       const alone = await airgapCli(dir, ["import", "--from", `${dir}/two`], { config, env });
       assert.equal(alone.code, 1, alone.stderr + alone.stdout);
       assert.deepEqual(statuses(alone.report), ["mirror/app:1.0 failed", "mirror/app:1.1 failed"]);
       for (const entry of alone.report?.entries ?? []) {
         assert.equal(entry.code, "IMAGE_PREDECESSOR_MISSING");
-        assert.match(entry.error ?? "", new RegExp(`the earlier export ${one.id} .*import that`));
+        assert.match(
+          entry.error ?? "",
+          new RegExp(`the earlier export ${one.manifest.id} .*import that`),
+        );
       }
       assert.equal(await headDigest(dst, "mirror/app:1.1"), null);
 
-      const inOrder = [
-        await airgapCli(dir, ["import", "--from", `${dir}/one`], { config, env }),
-        await airgapCli(dir, ["import", "--from", `${dir}/two`], { config, env }),
-      ];
-      assert.equal(inOrder[0].code, 0, inOrder[0].stderr + inOrder[0].stdout);
-      assert.deepEqual(statuses(inOrder[0].report), ["mirror/app:1.0 pushed"]);
-      assert.equal(inOrder[1].code, 0, inOrder[1].stderr + inOrder[1].stdout);
-      assert.deepEqual(statuses(inOrder[1].report), [
-        "mirror/app:1.0 exists",
-        "mirror/app:1.1 pushed",
+      const inOrder = [];
+      for (const name of ["one", "two", "three"]) {
+        const run = await airgapCli(dir, ["import", "--from", `${dir}/${name}`], { config, env });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        inOrder.push(statuses(run.report));
+      }
+      assert.deepEqual(inOrder, [
+        ["mirror/app:1.0 pushed"],
+        ["mirror/app:1.0 exists", "mirror/app:1.1 pushed"],
+        ["mirror/app:1.0 exists", "mirror/app:1.1 exists", "mirror/base:1 pushed"],
       ]);
       assert.equal(await headDigest(dst, "mirror/app:1.0"), v1.digest);
       assert.equal(await headDigest(dst, "mirror/app:1.1"), v2.digest);
+      assert.equal(await headDigest(dst, "mirror/base:1"), base.digest);
     } finally {
       await src.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true });
