@@ -236,3 +236,38 @@ Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test({
+  name: `export/import of a repositories entry: the tag rule selects on both sides${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-repos-" });
+    const env = { DST_PASSWORD: dst.password ?? "" };
+    const out = `${dir}/export`;
+    try {
+      await pushTestImage(src, "team/rel:1.0", { kind: "oci", seed: 21 });
+      const r11 = await pushTestImage(src, "team/rel:1.1", { kind: "schema2", seed: 22 });
+      const r20 = await pushTestImage(src, "team/rel:2.0", { kind: "oci-index", seed: 23 });
+      const config = airgapConfig(dst, {}, {
+        repositories: { [`${src.host}/team/rel`]: { targets: ["dr"], tags: { newest: 2 } } },
+      });
+      const exported = await airgapCli(dir, ["export", "--to", out], { config, env });
+      assert.equal(exported.code, 0, exported.stderr + exported.stdout);
+      assert.deepEqual(statuses(exported.report), [
+        `export/${src.host}/team/rel:2.0 pushed`,
+        `export/${src.host}/team/rel:1.1 pushed`,
+      ]);
+      await src.stop();
+      const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.deepEqual(statuses(run.report), ["mirror/rel:2.0 pushed", "mirror/rel:1.1 pushed"]);
+      assert.equal((await skopeoInspectRaw(dst, "mirror/rel:1.1")).digest, r11.digest);
+      assert.equal((await skopeoInspectRaw(dst, "mirror/rel:latest")).digest, r20.digest);
+    } finally {
+      await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
