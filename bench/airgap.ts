@@ -41,7 +41,11 @@ interface Row {
   rssKb: number[];
 }
 
-function bananna(args: string[], config: string, dest?: TestRegistry): Promise<RunResult> {
+function bananna(
+  args: string[],
+  options: { config: string; dest: TestRegistry },
+): Promise<RunResult> {
+  const { config, dest } = options;
   return timed("deno", [
     "run",
     "--frozen",
@@ -58,7 +62,7 @@ function bananna(args: string[], config: string, dest?: TestRegistry): Promise<R
     "--non-interactive",
   ], {
     workDir,
-    env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest?.password ?? "" },
+    env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest.password ?? "" },
   });
 }
 
@@ -111,7 +115,7 @@ async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<
       );
       const layout = `${workDir}/layout-${corpus.name}-${i}`;
       layouts.push(layout);
-      add(exportRow, check(await bananna(["export", "--to", layout], config, dest), "export"));
+      add(exportRow, check(await bananna(["export", "--to", layout], { config, dest }), "export"));
       add(skopeoRow, await skopeoOci(src, corpus, `${workDir}/skopeo-${corpus.name}-${i}`));
       await Deno.remove(`${workDir}/skopeo-${corpus.name}-${i}`, { recursive: true });
       const direct = await startRegistry({ auth: "htpasswd" });
@@ -138,7 +142,10 @@ async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<
       const config = `${workDir}/airgap-${corpus.name}-${i}.yaml`;
       add(
         importRow,
-        check(await bananna(["import", "--from", layouts[i]], config, dests[i]), "import"),
+        check(
+          await bananna(["import", "--from", layouts[i]], { config, dest: dests[i] }),
+          "import",
+        ),
       );
       await Deno.remove(layouts[i], { recursive: true });
     }

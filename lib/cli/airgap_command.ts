@@ -57,11 +57,10 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
   const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
   // A layout is read by the registry engine only (digests kept), whatever copies online.
   const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
-  const source = await openImportSource(
-    absolute(cmd.from, io.cwd),
+  const source = await openImportSource(absolute(cmd.from, io.cwd), {
     config,
-    selectEntries(config, cmd.only),
-  );
+    selected: selectEntries(config, cmd.only),
+  });
   return await session(config, io, {
     op: "Import",
     reportPath: cmd.report,

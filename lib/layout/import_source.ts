@@ -45,9 +45,13 @@ export interface ImportSource {
  */
 export async function openImportSource(
   dir: string,
-  config: ResolvedConfig,
-  selected: { images: ResolvedImage[]; repositories: ResolvedRepository[] },
+  options: {
+    config: ResolvedConfig;
+    /** The config's entries after `--only`. */
+    selected: { images: ResolvedImage[]; repositories: ResolvedRepository[] };
+  },
 ): Promise<ImportSource> {
+  const { config, selected } = options;
   const loaded = await readExportManifest(`${dir}/${EXPORT_MANIFEST}`).catch(async (error) => {
     // Say "not a layout" first when that is the problem.
     await OciLayout.read(dir);

@@ -75,7 +75,10 @@ export class LayoutStore implements ImageStore {
     const entry = this.#layout.entry(name);
     const digest = entry?.digest ?? (ref.includes(":") ? ref : null);
     if (!digest) return null;
-    return await this.#layout.readManifest(digest, entry?.mediaType ?? "", name);
+    return await this.#layout.readManifest(digest, {
+      mediaType: entry?.mediaType ?? "",
+      where: name,
+    });
   }
 
   /** Write the manifest blob, then (for a tag or a pinned digest) its index.json entry. */
@@ -158,7 +161,7 @@ export class LayoutStore implements ImageStore {
     if (size === null) return null;
     if ((await this.#layout.hasBlob(ref)) === null) return { mediaType: "", digest: ref, size };
     try {
-      const manifest = await this.#layout.readManifest(ref, "", name);
+      const manifest = await this.#layout.readManifest(ref, { mediaType: "", where: name });
       return { mediaType: manifest.mediaType, digest: ref, size };
     } catch (error) {
       if (error instanceof MirrorError) return null;

@@ -225,11 +225,18 @@ export class OciLayout implements AsyncDisposable {
     }
     const actualSize = (await file.stat()).size;
     const expected = size ?? actualSize;
-    return { size: actualSize, body: file.readable.pipeThrough(verifying(path, digest, expected)) };
+    return {
+      size: actualSize,
+      body: file.readable.pipeThrough(verifying(path, { digest, size: expected })),
+    };
   }
 
   /** A manifest's exact bytes from its blob, verified and capped. */
-  async readManifest(digest: string, mediaType: string, where: string): Promise<ManifestBytes> {
+  async readManifest(
+    digest: string,
+    context: { mediaType: string; where: string },
+  ): Promise<ManifestBytes> {
+    const { mediaType, where } = context;
     const path = this.blobPath(digest);
     const size = await fileSize(path);
     if (size === null) throw this.#missing(digest, path);
@@ -243,7 +250,7 @@ export class OciLayout implements AsyncDisposable {
     const actual = `${digest.split(":")[0]}:${
       createHash(digest.split(":")[0]).update(bytes).digest("hex")
     }`;
-    if (actual !== digest) throw mismatch(path, digest, actual);
+    if (actual !== digest) throw mismatch(path, { digest, actual });
     const parsed = parseManifest(bytes, mediaType, `${where} (${path})`);
     return { mediaType: parsed.mediaType, digest, bytes };
   }
@@ -358,7 +365,11 @@ export class OciLayout implements AsyncDisposable {
 }
 
 /** A pass-through that hashes and counts, failing the stream at the end on a mismatch. */
-function verifying(path: string, digest: string, size: number): TransformStream<Uint8Array> {
+function verifying(
+  path: string,
+  blob: { digest: string; size: number },
+): TransformStream<Uint8Array> {
+  const { digest, size } = blob;
   const alg = digest.split(":")[0];
   const hash = createHash(alg);
   let seen = 0;
@@ -371,13 +382,14 @@ function verifying(path: string, digest: string, size: number): TransformStream<
     flush(controller) {
       const actual = `${alg}:${hash.digest("hex")}`;
       if (actual !== digest || seen !== size) {
-        controller.error(mismatch(path, digest, `${actual} (${seen} bytes)`));
+        controller.error(mismatch(path, { digest, actual: `${actual} (${seen} bytes)` }));
       }
     },
   });
 }
 
-function mismatch(path: string, digest: string, actual: string): MirrorError {
+function mismatch(path: string, hashes: { digest: string; actual: string }): MirrorError {
+  const { digest, actual } = hashes;
   return new MirrorError(
     "IMAGE_DIGEST_MISMATCH",
     `${path}: the blob's bytes hash to ${actual}, not ${digest} (the file is corrupt)`,
