@@ -55,7 +55,11 @@ export async function openImportSource(
   const loaded = await readExportManifest(`${dir}/${EXPORT_MANIFEST}`).catch(async (error) => {
     // Say "not a layout" first when that is the problem.
     await OciLayout.read(dir);
-    throw error;
+    const missing = await Deno.lstat(`${dir}/${EXPORT_MANIFEST}`).then(() => false, () => true);
+    if (!missing) throw error;
+    throw new UsageError(
+      `${dir} has no ${EXPORT_MANIFEST}: the export is not complete (that file is written last); run the export again`,
+    );
   });
   const manifest = loaded.manifest;
   for (const recorded of manifest.files) {

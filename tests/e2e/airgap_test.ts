@@ -209,6 +209,11 @@ Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack
     await Deno.mkdir(`${dir}/garbage/blobs/sha256`, { recursive: true });
     await Deno.writeTextFile(`${dir}/garbage/oci-layout`, '{"imageLayoutVersion":"1.0.0"}');
     await Deno.writeTextFile(`${dir}/garbage/index.json`, '{"schemaVersion":2,"manifests":[]}');
+    await t.step(
+      "a layout without bananna-export.json (an export not complete)",
+      () =>
+        check(`${dir}/garbage`, /garbage has no bananna-export\.json: the export is not complete/),
+    );
     await Deno.writeTextFile(`${dir}/garbage/bananna-export.json`, "{not json");
     await t.step(
       "bananna-export.json garbage",
