@@ -243,7 +243,8 @@ Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack
 });
 
 Deno.test({
-  name: `export/import of a repositories entry: the tag rule selects on both sides${skip}`,
+  name:
+    `export/import of a repositories entry (the tag rule on both sides) and a digest-pinned image${skip}`,
   ignore: Boolean(skip),
   async fn() {
     const src = await startRegistry({ auth: "none" });
@@ -255,19 +256,36 @@ Deno.test({
       await pushTestImage(src, "team/rel:1.0", { kind: "oci", seed: 21 });
       const r11 = await pushTestImage(src, "team/rel:1.1", { kind: "schema2", seed: 22 });
       const r20 = await pushTestImage(src, "team/rel:2.0", { kind: "oci-index", seed: 23 });
-      const config = airgapConfig(dst, {}, {
+      const pin = await pushTestImage(src, "tools/pin:moving", { kind: "docker-list", seed: 24 });
+      const config = airgapConfig(dst, {
+        [`${src.host}/tools/pin@${pin.digest}`]: { targets: ["dr"] },
+      }, {
         repositories: { [`${src.host}/team/rel`]: { targets: ["dr"], tags: { newest: 2 } } },
       });
       const exported = await airgapCli(dir, ["export", "--to", out], { config, env });
       assert.equal(exported.code, 0, exported.stderr + exported.stdout);
       assert.deepEqual(statuses(exported.report), [
+        `export/${src.host}/tools/pin@${pin.digest} pushed`,
         `export/${src.host}/team/rel:2.0 pushed`,
         `export/${src.host}/team/rel:1.1 pushed`,
       ]);
+      const index = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
+      assert.ok(
+        index.manifests.some((m: { digest: string; annotations: Record<string, string> }) =>
+          m.digest === pin.digest &&
+          m.annotations["org.opencontainers.image.ref.name"] ===
+            `${src.host}/tools/pin@${pin.digest}`
+        ),
+      );
       await src.stop();
       const run = await airgapCli(dir, ["import", "--from", out], { config, env });
       assert.equal(run.code, 0, run.stderr + run.stdout);
-      assert.deepEqual(statuses(run.report), ["mirror/rel:2.0 pushed", "mirror/rel:1.1 pushed"]);
+      assert.deepEqual(statuses(run.report), [
+        `mirror/pin@${pin.digest} pushed`,
+        "mirror/rel:2.0 pushed",
+        "mirror/rel:1.1 pushed",
+      ]);
+      assert.equal((await skopeoInspectRaw(dst, `mirror/pin@${pin.digest}`)).digest, pin.digest);
       assert.equal((await skopeoInspectRaw(dst, "mirror/rel:1.1")).digest, r11.digest);
       assert.equal((await skopeoInspectRaw(dst, "mirror/rel:latest")).digest, r20.digest);
     } finally {
