@@ -10,7 +10,9 @@
 import assert from "node:assert/strict";
 import { cliArgv } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
-import { headDigest, pushTestImage } from "../support/images.ts";
+import { startFaultProxy } from "../support/fault_proxy.ts";
+import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
+import { stringify } from "yaml";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { hostname } from "../../lib/mirror/run_lock.ts";
 import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
@@ -231,6 +233,109 @@ Deno.test({
       assert.equal(await headDigest(dst, "mirror/base:1"), base.digest);
     } finally {
       await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `export killed with -9 mid-blob: the layout stays valid; the re-run completes it${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-export-kill-" });
+    const out = `${dir}/export`;
+    const env = { DST_PASSWORD: dst.password ?? "" };
+    try {
+      const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
+      const big = await pushTestImage(src, "team/big:1", {
+        kind: "oci",
+        seed: 7,
+        layerSize: 4 * 1024 * 1024,
+      });
+      // The big layers crawl (64 KiB every 20 ms), so the kill lands mid-blob.
+      await using proxy = startFaultProxy(src, [{
+        method: "GET",
+        path: new RegExp(`/blobs/(${big.layers.join("|")})$`),
+        times: 2,
+        fault: { kind: "trickle", chunkBytes: 64 * 1024, pauseMs: 20 },
+      }]);
+      const config = airgapConfig(dst, {
+        [`${proxy.host}/team/app:1.0`]: { targets: ["dr"] },
+        [`${proxy.host}/team/big:1`]: { targets: ["dr"] },
+      }, { operation: { engine: "registry", concurrency: 1, retryDelay: 0.05, maxRetries: 1 } });
+      await Deno.writeTextFile(`${dir}/config.yaml`, stringify(config));
+      const [cmd, ...args] = cliArgv([
+        "export",
+        "--to",
+        out,
+        "--config",
+        `${dir}/config.yaml`,
+        "--non-interactive",
+      ]);
+      const child = new Deno.Command(cmd, {
+        args,
+        cwd: dir,
+        env: { ...env, NO_COLOR: "1", HOSTNAME: hostname() },
+        stdout: "null",
+        stderr: "null",
+      }).spawn();
+      const temps = () => {
+        try {
+          return [...Deno.readDirSync(`${out}/blobs/sha256`)].filter((e) =>
+            e.name.startsWith(".tmp-")
+          ).length;
+        } catch {
+          return 0;
+        }
+      };
+      const deadline = Date.now() + 30_000;
+      const indexed = () => {
+        try {
+          return Deno.statSync(`${out}/index.json`).isFile;
+        } catch {
+          return false;
+        }
+      };
+      // app:1.0 complete (concurrency 1: it goes first), a big layer under way.
+      while ((!indexed() || temps() === 0) && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+      child.kill("SIGKILL");
+      assert.equal((await child.status).signal, "SIGKILL");
+      assert.ok(temps() >= 1, "killed while blobs were being written");
+      await assert.rejects(Deno.stat(`${out}/bananna-export.json`), Deno.errors.NotFound);
+      const index = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
+      assert.deepEqual(
+        index.manifests.map((m: { digest: string }) => m.digest),
+        [app.digest],
+        "index.json names only what is complete",
+      );
+
+      const rerun = await airgapCli(dir, ["export", "--to", out], {
+        config,
+        env: { ...env, HOSTNAME: hostname() },
+      });
+      assert.equal(rerun.code, 0, rerun.stderr + rerun.stdout);
+      assert.deepEqual(statuses(rerun.report), [
+        `export/${proxy.host}/team/app:1.0 exists`,
+        `export/${proxy.host}/team/big:1 pushed`,
+      ]);
+      assert.equal(temps(), 0);
+      const manifest = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`));
+      assert.deepEqual(manifest.images.map((i: { digest: string }) => i.digest), [
+        app.digest,
+        big.digest,
+      ]);
+      const raw = await new Deno.Command("skopeo", {
+        args: ["inspect", "--raw", `oci:${out}:${proxy.host}/team/big:1`],
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.ok(raw.success, new TextDecoder().decode(raw.stderr));
+      assert.equal(sha256(raw.stdout), big.digest);
+    } finally {
       await Deno.remove(dir, { recursive: true });
     }
   },
