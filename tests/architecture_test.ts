@@ -3,6 +3,7 @@
  * - a leaf (registry/, log/, credentials/, signatures/, quay_client, retry, errors, worker_pool, safe_file,
  *   version) imports only other leaves: never mirror/, cli/, config/ or engine/;
  * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;
+ * - ops/ (metrics, notification) never imports the CLI or an engine;
  * - only main.ts calls Deno.exit;
  * - no lib file passes 450 lines;
  * - no basename appears twice in lib/;
@@ -95,6 +96,7 @@ const FORBIDDEN: Record<string, string[]> = {
   "config/": ["mirror/", "cli/", "engine/"],
   "engine/": ["mirror/", "cli/", "config/"],
   "mirror/": ["cli/"],
+  "ops/": ["cli/", "engine/"],
 };
 
 /**

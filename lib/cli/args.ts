@@ -26,6 +26,10 @@ export interface MirrorCommand {
   shard?: string;
   /** `--shards COUNT` as written (the index from JOB_COMPLETION_INDEX). */
   shards?: string;
+  /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the run. */
+  openshiftMirrorSets?: string;
+  /** `--metrics-file PATH`: Prometheus metrics of the run (over `metrics.file`). */
+  metricsFile?: string;
 }
 
 /** `bananna-bot report --merge DIR [--output PATH]`. */
@@ -35,6 +39,8 @@ export interface ReportCommand {
   merge: string;
   /** Where to write the merged JSON report. */
   output?: string;
+  /** `--openshift-mirror-sets PATH`: IDMS/ITMS of every shard's mirrored repositories. */
+  openshiftMirrorSets?: string;
 }
 
 /** `bananna-bot export`: the plan's images into an OCI layout for an air gap. */
@@ -135,6 +141,14 @@ Options:
                          shard owns; own lock, state and log in <log dir>/shard-I/, report
                          <log dir>/last-report.I.json (merge: bananna-bot report --merge)
       --shards N         the same, with I from $JOB_COMPLETION_INDEX (Kubernetes Indexed Job)
+      --openshift-mirror-sets PATH
+                         after the run, write an ImageDigestMirrorSet (and an ImageTagMirrorSet
+                         for images named by tag) mapping every mirrored repository to its
+                         mirror, for "oc apply -f PATH" (registry engine only; not written
+                         in a dry run; not with --shard: give it to report --merge)
+      --metrics-file PATH
+                         write the run's Prometheus metrics here (over metrics.file; not in a
+                         dry run)
   -h, --help             show this help
 
 ${EXIT_CODES}
@@ -209,6 +223,9 @@ report with the totals and the exit code of a single run. Every shard's report m
 Options:
       --merge DIR     the log dir holding the shard reports
       --output PATH   write the merged JSON report here
+      --openshift-mirror-sets PATH
+                      write the OpenShift mirror sets of every shard's mirrored
+                      repositories (as mirror --openshift-mirror-sets does for one run)
   -h, --help          show this help
 
 Exit codes:
@@ -239,6 +256,8 @@ export function parseArgs(argv: string[]): Command {
         shards: { type: "string" },
         merge: { type: "string" },
         output: { type: "string" },
+        "openshift-mirror-sets": { type: "string" },
+        "metrics-file": { type: "string" },
         to: { type: "string" },
         from: { type: "string" },
         since: { type: "string" },
@@ -292,7 +311,8 @@ export function parseArgs(argv: string[]): Command {
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   if (command === "validate") {
-    for (const flag of ["dry-run", "only", "report", "non-interactive", "shard", "shards"]) {
+    const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "shard", "shards"];
+    for (const flag of [...mirrorFlags, "metrics-file", "openshift-mirror-sets"]) {
       if (values[flag] !== undefined) {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
@@ -308,7 +328,20 @@ export function parseArgs(argv: string[]): Command {
     nonInteractive: Boolean(values["non-interactive"]),
     ...(values.shard !== undefined ? { shard: values.shard as string } : {}),
     ...(values.shards !== undefined ? { shards: values.shards as string } : {}),
+    ...mirrorSetsFlag(values["openshift-mirror-sets"], values.shard ?? values.shards),
+    ...metricsFileOption(values["metrics-file"]),
   };
+}
+
+function mirrorSetsFlag(value: unknown, shard?: unknown): { openshiftMirrorSets?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--openshift-mirror-sets needs a path");
+  if (shard !== undefined) {
+    throw new UsageError(
+      "--openshift-mirror-sets with --shard/--shards: a shard knows only its own repositories; give it to report --merge",
+    );
+  }
+  return { openshiftMirrorSets: value as string };
 }
 
 /** `report --merge DIR [--output PATH]`: no mirror or validate option. */
@@ -316,7 +349,16 @@ function reportCommand(
   values: Record<string, string | boolean | string[] | undefined>,
 ): ReportCommand {
   for (
-    const flag of ["config", "dry-run", "only", "report", "non-interactive", "shard", "shards"]
+    const flag of [
+      "config",
+      "dry-run",
+      "only",
+      "report",
+      "non-interactive",
+      "shard",
+      "shards",
+      "metrics-file",
+    ]
   ) {
     if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
   }
@@ -324,7 +366,14 @@ function reportCommand(
   if (!merge) throw new UsageError("report needs --merge DIR (the log dir of the shard reports)");
   const output = values.output as string | undefined;
   if (output === "") throw new UsageError("--output needs a path");
-  return { kind: "report", merge, output };
+  return { kind: "report", merge, output, ...mirrorSetsFlag(values["openshift-mirror-sets"]) };
+}
+
+/** `--metrics-file PATH` (an empty path is a usage error). */
+function metricsFileOption(value: unknown): { metricsFile?: string } {
+  if (value === undefined) return {};
+  if (value === "") throw new UsageError("--metrics-file needs a path");
+  return { metricsFile: value as string };
 }
 
 /** `export` and `import`: their own flags, the shared ones as for mirror. */

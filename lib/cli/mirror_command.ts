@@ -28,6 +28,9 @@ import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
+import type { Report } from "../mirror/report.ts";
+import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
 const OP = "Mirror";
 
@@ -36,6 +39,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   const startedAt = new Date();
   const shard = resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env });
   const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
+    engine: loaded.operation.engine,
+    file: loaded.file,
+  });
   const selected = selectEntries(loaded, cmd.only);
   // A shard: only its destination repositories, before any read; its own lock, state and log.
   const { images, repositories } = shard ? selectShard(loaded, selected, shard) : selected;
@@ -50,6 +57,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   });
   const secrets = io.secrets;
   registerSecrets(config, secrets);
+  registerOpsSecrets(config, secrets);
   const progress = new MirrorProgress(terminal);
   // The lock first: only its holder may rotate the log (rotation archives and empties it).
   let lock: RunLock | null = null;
@@ -71,6 +79,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   }).catch((error: unknown) => {
     throw logOpenError(config, error);
   });
+  // The end of the run for its watchers (lib/ops/run_end.ts): metrics, Pushgateway, notification.
+  const end: { report: Report | null; exitCode?: number; stopped?: RunEnd["stopped"] } = {
+    report: null,
+  };
   try {
     logger.info(
       "SUCCESS",
@@ -82,7 +94,8 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     }
     if (!lock) {
       logger.error("MIRROR_LOCKED", OP, locked?.message ?? "the run lock is held");
-      return 1;
+      end.stopped = { code: "MIRROR_LOCKED", message: locked?.message ?? "the run lock is held" };
+      return end.exitCode = 1;
     }
     if (lock.tookOverFrom) {
       logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
@@ -107,23 +120,51 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
         logEvent(logger, config.registries, event);
       },
     });
-    const report = await run.execute(startedAt);
+    const report = end.report = await run.execute(startedAt);
     progress.clear();
-    return await finishRun(report, {
+    const code = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
       reportPath: cmd.report,
       lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
     });
+    if (cmd.openshiftMirrorSets === undefined) return end.exitCode = code;
+    const written = await writeRunMirrorSets(report, cmd.openshiftMirrorSets, {
+      logger,
+      line: (text) => terminal.line(text),
+      error: (text) => terminal.warn(text),
+    });
+    return end.exitCode = written || code !== 0 ? code : 1;
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, OP, error.message);
-      return io.signal.aborted ? 130 : 1;
+      end.stopped = { code: error.code, message: secrets.mask(error.message) };
+      return end.exitCode = io.signal.aborted ? 130 : 1;
     }
+    end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
     throw error;
   } finally {
     progress.clear();
+    await publishRunEnd({
+      report: end.report,
+      exitCode: end.exitCode ?? 1,
+      startedAt,
+      endedAt: end.report ? new Date(end.report.endedAt) : new Date(),
+      config: config.file,
+      stopped: end.stopped,
+      reportPaths: end.report
+        ? [`${config.log.dir}/last-report.json`, ...(cmd.report ? [cmd.report] : [])]
+        : [],
+    }, {
+      config,
+      metricsFile: cmd.metricsFile && absolutePath(cmd.metricsFile, io.cwd),
+      dryRun: cmd.dryRun,
+      heldLock: lock !== null,
+      logger,
+      secrets,
+      ...(shard ? { shard } : {}),
+    });
     await logger.close();
   }
 }
@@ -174,4 +215,8 @@ function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {
     secrets.add(source.password);
     if (source.username && source.password) secrets.addBasic(source.username, source.password);
   }
+}
+
+function absolutePath(path: string, cwd: string): string {
+  return path.startsWith("/") ? path : `${cwd}/${path}`;
 }

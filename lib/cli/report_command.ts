@@ -10,6 +10,7 @@ import type { Io } from "./io.ts";
 import { MirrorError } from "../errors.ts";
 import { mergeReports, readShardReports } from "../mirror/merge_reports.ts";
 import { exitStatus, formatStatistics } from "../mirror/report.ts";
+import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 
 /**
  * Run `bananna-bot report --merge`.
@@ -20,6 +21,10 @@ import { exitStatus, formatStatistics } from "../mirror/report.ts";
 export async function runReport(cmd: ReportCommand, io: Io): Promise<number> {
   const files = await readShardReports(cmd.merge);
   const merged = mergeReports(files);
+  refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
+    engine: merged.engine,
+    file: `the shard reports in ${cmd.merge}`,
+  });
   const lines = [
     `Merged ${files.length} shard report(s) from ${cmd.merge}`,
     ...formatStatistics(merged),
@@ -39,5 +44,11 @@ export async function runReport(cmd: ReportCommand, io: Io): Promise<number> {
     }
     io.stdout(`Report: ${cmd.output}\n`);
   }
-  return exitStatus(merged);
+  const code = exitStatus(merged);
+  if (cmd.openshiftMirrorSets === undefined) return code;
+  const written = await writeRunMirrorSets(merged, cmd.openshiftMirrorSets, {
+    line: (text) => io.stdout(`${text}\n`),
+    error: (text) => io.stderr(`${text}\n`),
+  });
+  return written || code !== 0 ? code : 1;
 }

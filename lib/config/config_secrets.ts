@@ -8,8 +8,11 @@
 import { Secrets } from "../log/redact.ts";
 import { SECRET_KEYS } from "./schema.ts";
 
-/** Keys whose values are treated as secrets in messages even under a typo'd or unknown key. */
-const SECRETISH_KEY = /pass|secret|token|auth|cred|pwd/i;
+/**
+ * Keys whose values are treated as secrets in messages even under a typo'd or unknown key; the
+ * `notify` webhook url (a Slack webhook's path is its key) and header values too.
+ */
+const SECRETISH_KEY = /pass|secret|token|auth|cred|pwd|^webhook$|^headers$/i;
 /** Longest value quoted back in a message. */
 const MAX_SHOWN = 120;
 

@@ -16,6 +16,8 @@ import { configSecrets, urlUserinfo } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
 import { issueToProblem } from "./schema_issues.ts";
 import { resolveVerifyKeys } from "./verify_keys.ts";
+import { checkSignatureRules, effectiveSignatures } from "./signature_rules.ts";
+import { resolveOps } from "./ops_schema.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
@@ -122,6 +124,7 @@ export async function checkConfig(
       registryNames,
       entriesWritten: countEntries(raw.value),
     }),
+    ...checkSignatureRules(data.operation),
   );
   const hasErrors = !parsed.success || problems.some((p) => p.severity !== "warning");
   return {
@@ -413,8 +416,10 @@ function resolve(
     registries,
     sources,
     log: { ...data.log, dir: absolute(data.log.dir, baseDir) },
-    operation: data.operation,
+    // signatures: the effective mode (unset: copy with the registry engine, skip with docker).
+    operation: { ...data.operation, signatures: effectiveSignatures(data.operation) },
     images,
     repositories: resolveRepositories(data.repositories, problems),
+    ...resolveOps(data, baseDir, problems),
   };
 }

@@ -10,6 +10,12 @@
  */
 import { z } from "zod";
 import type { Reference } from "../registry/reference.ts";
+import {
+  metricsSchema,
+  notifySchema,
+  type ResolvedMetrics,
+  type ResolvedNotify,
+} from "./ops_schema.ts";
 
 const seconds = (min: number, max: number, fallback: number) =>
   z.number().min(min).max(max).default(fallback);
@@ -183,6 +189,10 @@ export const configSchema = z.strictObject({
   images: z.record(z.string().min(1), imageSchema).default({}),
   /** Source repositories whose tags are selected by rules. Optional when `images` has one. */
   repositories: z.record(z.string().min(1), repositorySchema).default({}),
+  /** Prometheus metrics of every run: a text file and/or a Pushgateway (ops_schema.ts). */
+  metrics: metricsSchema.optional(),
+  /** One webhook notification per run (ops_schema.ts). */
+  notify: notifySchema.optional(),
 });
 
 /** What the user writes (optional fields optional). */
@@ -273,4 +283,8 @@ export interface ResolvedConfig {
   images: ResolvedImage[];
   /** Source repositories whose tags are selected by rules (empty when none are configured). */
   repositories: ResolvedRepository[];
+  /** `metrics`, when configured (paths absolute). */
+  metrics?: ResolvedMetrics;
+  /** `notify`, when configured. */
+  notify?: ResolvedNotify;
 }

@@ -8,6 +8,7 @@ import type { ConfigProblem } from "../errors.ts";
 import type { Secrets } from "../log/redact.ts";
 import { isSecretKey, showValue } from "./config_secrets.ts";
 import { formatPath } from "./parse_config_text.ts";
+import { metricsSchema, notifySchema } from "./ops_schema.ts";
 import {
   configSchema,
   imageSchema,
@@ -29,6 +30,8 @@ const KNOWN_KEYS: Record<string, string[]> = {
   image: Object.keys(imageSchema.shape),
   repository: Object.keys(repositorySchema.shape),
   tags: Object.keys(tagRulesSchema.shape),
+  metrics: Object.keys(metricsSchema.shape),
+  notify: Object.keys(notifySchema.shape),
 };
 
 function sectionOf(path: readonly PropertyKey[]): string {
@@ -39,6 +42,7 @@ function sectionOf(path: readonly PropertyKey[]): string {
   if (path[0] === "repositories" && path.length === 2) return "repository";
   if (path[0] === "repositories" && path.length === 3 && path[2] === "tags") return "tags";
   if (path.length === 1 && (path[0] === "log" || path[0] === "operation")) return String(path[0]);
+  if (path.length === 1 && (path[0] === "metrics" || path[0] === "notify")) return String(path[0]);
   return "";
 }
 
@@ -114,8 +118,8 @@ export function issueToProblem(
       message: `missing (required, ${issue.expected ?? "a value"})`,
     };
   }
-  const last = issue.path.at(-1);
-  const isSecret = typeof last === "string" && isSecretKey(last);
+  // A value under a secret key at any depth (a notify header's value) is secret too.
+  const isSecret = issue.path.some((part) => typeof part === "string" && isSecretKey(part));
   return {
     path: formatPath(issue.path),
     message: `${issue.message} (got ${isSecret ? "***" : showValue(actual, masker)})`,

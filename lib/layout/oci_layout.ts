@@ -28,6 +28,15 @@ import { parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes } from "../registry/registry_client.ts";
 import { validDigest } from "../registry/reference.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
+import {
+  exists,
+  fileSize,
+  mismatch,
+  removeStrays,
+  syncDir,
+  verifying,
+  writeDurable,
+} from "./_layout_files.ts";
 
 /** The annotation that names an index.json entry (the "tag"; here the full source reference). */
 export const REF_NAME = "org.opencontainers.image.ref.name";
@@ -364,38 +373,6 @@ export class OciLayout implements AsyncDisposable {
   }
 }
 
-/** A pass-through that hashes and counts, failing the stream at the end on a mismatch. */
-function verifying(
-  path: string,
-  blob: { digest: string; size: number },
-): TransformStream<Uint8Array> {
-  const { digest, size } = blob;
-  const alg = digest.split(":")[0];
-  const hash = createHash(alg);
-  let seen = 0;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      seen += chunk.length;
-      hash.update(chunk);
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      const actual = `${alg}:${hash.digest("hex")}`;
-      if (actual !== digest || seen !== size) {
-        controller.error(mismatch(path, { digest, actual: `${actual} (${seen} bytes)` }));
-      }
-    },
-  });
-}
-
-function mismatch(path: string, hashes: { digest: string; actual: string }): MirrorError {
-  const { digest, actual } = hashes;
-  return new MirrorError(
-    "IMAGE_DIGEST_MISMATCH",
-    `${path}: the blob's bytes hash to ${actual}, not ${digest} (the file is corrupt)`,
-  );
-}
-
 async function readIndex(dir: string): Promise<LayoutEntry[]> {
   const path = `${dir}/${INDEX_FILE}`;
   let index: unknown;
@@ -423,60 +400,4 @@ async function readIndex(dir: string): Promise<LayoutEntry[]> {
     }
     return e as LayoutEntry;
   });
-}
-
-/** Write `name` in `dir` whole: temp file, fsync, rename, directory fsync. */
-async function writeDurable(dir: string, name: string, text: string): Promise<void> {
-  const tmp = `${dir}/${name}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    {
-      using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-      const bytes = new TextEncoder().encode(text);
-      for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
-      await file.sync();
-    }
-    await Deno.rename(tmp, `${dir}/${name}`);
-    await syncDir(dir);
-  } catch (error) {
-    await Deno.remove(tmp).catch(() => {});
-    throw error;
-  }
-}
-
-/** Remove temp files a crashed writer left (`index.json.tmp-*`, `blobs/<alg>/.tmp-*`). */
-async function removeStrays(dir: string): Promise<void> {
-  for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && /\.tmp-[0-9a-f]{8}$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
-  }
-  for await (const alg of Deno.readDir(`${dir}/blobs`)) {
-    if (!alg.isDirectory) continue;
-    for await (const e of Deno.readDir(`${dir}/blobs/${alg.name}`)) {
-      if (e.name.startsWith(".tmp-")) await Deno.remove(`${dir}/blobs/${alg.name}/${e.name}`);
-    }
-  }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  using handle = await Deno.open(dir);
-  await handle.sync();
-}
-
-async function fileSize(path: string): Promise<number | null> {
-  try {
-    const info = await Deno.stat(path);
-    return info.isFile ? info.size : null;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return null;
-    throw error;
-  }
-}
-
-async function exists(path: string): Promise<boolean> {
-  try {
-    await Deno.lstat(path);
-    return true;
-  } catch (error) {
-    if (error instanceof Deno.errors.NotFound) return false;
-    throw error;
-  }
 }

@@ -135,6 +135,21 @@ export const CODES = {
     meaning: "report --merge: a shard report is missing, unreadable or mismatched",
   },
   MIRROR_INTERNAL_ERROR: { level: "CRITICAL", meaning: "a bug: please report it with the log" },
+  MIRROR_METRICS_FAILED: {
+    level: "WARNING",
+    meaning: "the metrics file or the Pushgateway push failed; the run's outcome is unchanged",
+  },
+  MIRROR_NOTIFY_FAILED: {
+    level: "WARNING",
+    meaning: "the run's webhook notification failed; the run's outcome is unchanged",
+  },
+
+  // OpenShift mirror sets (--openshift-mirror-sets).
+  MIRROR_SETS_WRITTEN: {
+    level: "INFO",
+    meaning: "the ImageDigestMirrorSet (and ImageTagMirrorSet) YAML was written",
+  },
+  MIRROR_SETS_FAILED: { level: "ERROR", meaning: "the OpenShift mirror sets could not be written" },
 } as const satisfies Record<string, { level: Level; meaning: string }>;
 
 /** A code from the catalogue. */

@@ -15,7 +15,8 @@
  * - 429 storm: a source host answering 429 with a Retry-After beyond `retryDelay * maxRetries`
  *   is stopped for the run (HostPullGate) and its remaining tasks deferred (run_plan.ts);
  * - signatures: a task with `verify` keys copies only when its source digest is signed by one
- *   (verify_signatures.ts), checked before anything is written;
+ *   (`.sig` or cosign v3 bundle referrer), with `signatures: require` only when it carries a
+ *   signature (verify_signatures.ts), checked before anything is written;
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
  * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
@@ -274,6 +275,12 @@ export class MirrorRun implements AsyncDisposable {
       clientFor: (host) => this.#hosts.client(host),
       onVerified: (source, fingerprint) =>
         this.#options.logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
+      onPresent: (source, form) =>
+        this.#options.logger.info(
+          "SUCCESS",
+          "Verify",
+          `${source}: carries a signature (${form}); not verified: no verify keys`,
+        ),
     });
     return runPlan(plan, {
       engine,

@@ -80,6 +80,8 @@ export interface PlanTask {
   replaceDigest?: string;
   /** Cosign public keys (absolute paths) the source digest must be signed with before a push. */
   verifyKeys?: string[];
+  /** `operation.signatures` as resolved; `require`: the source must carry a signature. */
+  signatures?: "copy" | "skip" | "require";
 }
 
 /** The whole plan. */
@@ -191,6 +193,7 @@ export async function buildPlan(
     };
     if (isMutable) task.mutable = true;
     if (image.verifyKeys?.length) task.verifyKeys = image.verifyKeys;
+    if (config.operation.signatures) task.signatures = config.operation.signatures;
     tasks.push(task);
     byDestination.set(key, task);
   };

@@ -174,7 +174,12 @@ export function parseSimpleSigningPayload(bytes: Uint8Array, where: string): Sim
 }
 
 /** Why no signature was accepted. */
-export type SignatureFailureReason = "no signature" | "digest mismatch" | "bad signature";
+export type SignatureFailureReason =
+  | "no signature"
+  | "digest mismatch"
+  | "bad signature"
+  // sigstore_bundle.ts: only certificate (keyless) bundles were found.
+  | "certificate (keyless) bundle: keyless verification is out of scope";
 
 /** The verdict of {@link verifyImageSignatures} (and of dsse.ts's verifyAttestation). */
 export type SignatureVerdict =

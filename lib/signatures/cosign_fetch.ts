@@ -117,8 +117,13 @@ export async function fetchImageAttestations(
   return { tag, manifestDigest: manifest.digest, envelopes };
 }
 
-/** GET a small blob: size capped, bytes checked against the descriptor's size and digest. */
-async function readBlob(
+/**
+ * GET a small blob (a payload, an envelope, a bundle): size capped, bytes checked against the
+ * descriptor's size and digest.
+ *
+ * @throws {MirrorError} IMAGE_MANIFEST_TOO_LARGE past `max`; IMAGE_DIGEST_MISMATCH.
+ */
+export async function readBlob(
   client: RegistryClient,
   options: {
     repository: string;

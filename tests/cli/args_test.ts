@@ -27,6 +27,22 @@ Deno.test("parseArgs() reads mirror options", () => {
     },
   );
   assert.deepEqual(parseArgs(["validate"]), { kind: "validate", config: undefined });
+  assert.deepEqual(parseArgs(["mirror", "--openshift-mirror-sets", "sets.yaml"]), {
+    kind: "mirror",
+    config: undefined,
+    dryRun: false,
+    only: [],
+    report: undefined,
+    nonInteractive: false,
+    openshiftMirrorSets: "sets.yaml",
+  });
+  assert.equal(
+    (parseArgs(["mirror", "--metrics-file", "/var/lib/textfile/bb.prom"]) as {
+      metricsFile: string;
+    })
+      .metricsFile,
+    "/var/lib/textfile/bb.prom",
+  );
 });
 
 Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", async (t) => {
@@ -34,9 +50,17 @@ Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", 
     [["mirror", "--bogus"], /--bogus/],
     [["deploy"], /unknown command "deploy"/],
     [["validate", "--dry-run"], /--dry-run is an option of mirror/],
+    [["validate", "--metrics-file", "m.prom"], /--metrics-file is an option of mirror/],
+    [["mirror", "--metrics-file", ""], /--metrics-file needs a path/],
     [["mirror", "extra"], /unexpected argument "extra"/],
     [["mirror", "--config"], /--config/],
     [[], /no command/],
+    [["mirror", "--openshift-mirror-sets", ""], /--openshift-mirror-sets needs a path/],
+    [
+      ["validate", "--openshift-mirror-sets", "x"],
+      /--openshift-mirror-sets is an option of mirror/,
+    ],
+    [["mirror", "--openshift-mirror-sets", "x", "--shards", "3"], /a shard knows only its own/],
   ];
   for (const [argv, pattern] of rows) {
     await t.step(argv.join(" ") || "(none)", () => {

@@ -120,6 +120,7 @@ Deno.test({
         "three shard processes at once: every task exactly once, no lock wait",
         async () => {
           const args = ["mirror", "--config", `${shardDir}/config.yaml`, "--non-interactive"];
+          args.push("--metrics-file", `${shardDir}/metrics.prom`);
           const env = { DR_PASSWORD: dr.password ?? "" };
           const runs = await Promise.all([
             runCli([...args, "--shard", "0/3"], { env, cwd: shardDir }),
@@ -167,6 +168,21 @@ Deno.test({
           }
           await assert.rejects(() => Deno.stat(`${logs}/bananna-bot.log`), Deno.errors.NotFound);
           await assert.rejects(() => Deno.stat(`${logs}/last-report.json`), Deno.errors.NotFound);
+          // Metrics: one file per shard with a shard label (the textfile collector reads them all
+          // from one folder; the same series without the label would clash); no shared file.
+          await assert.rejects(() => Deno.stat(`${shardDir}/metrics.prom`), Deno.errors.NotFound);
+          for (const i of [0, 1, 2]) {
+            const text = await Deno.readTextFile(`${shardDir}/metrics.shard-${i}.prom`);
+            assert.match(
+              text,
+              new RegExp(`^bananna_bot_run_exit_code\\{shard="${i}"\\} ${runs[i].code}$`, "m"),
+            );
+            assert.match(
+              text,
+              new RegExp(`^bananna_bot_images\\{shard="${i}",status="pushed"\\} `, "m"),
+            );
+            assert.doesNotMatch(text, /^bananna_bot_\w+ /m, "every sample carries the shard label");
+          }
           // latest landed where it belongs.
           const app21 = await skopeoInspectRaw(dr, "mirror/app:2.1");
           assert.equal((await skopeoInspectRaw(dr, "mirror/app:latest")).digest, app21.digest);

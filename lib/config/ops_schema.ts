@@ -1,0 +1,133 @@
+/**
+ * The `metrics` and `notify` sections: what a run leaves behind for the people and tools that
+ * watch it (a Prometheus text file and/or a Pushgateway group; one webhook POST per run). Only
+ * the shapes and the urls are checked here; lib/ops/ does the work.
+ *
+ * @module
+ */
+import { z } from "zod";
+import type { ConfigProblem } from "../errors.ts";
+import { isLoopbackHost } from "../registry/reference.ts";
+
+/** An absolute http(s) url, as written (a path prefix is kept). */
+const httpUrl = (what: string) =>
+  z.string().min(1).refine((value) => {
+    try {
+      const url = new URL(value);
+      return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+    } catch {
+      return false;
+    }
+  }, { message: `${what} must be an absolute http:// or https:// url` });
+
+/** `metrics`: the Prometheus text file and/or the Pushgateway. */
+export const metricsSchema = z.strictObject({
+  /** Prometheus text exposition file, rewritten whole (temp + rename) at the end of every run. */
+  file: z.string().min(1).optional(),
+  /** Pushgateway base url; the run PUTs its series to `<url>/metrics/job/<job>`. */
+  pushgateway: httpUrl("pushgateway").optional(),
+  /** The Pushgateway job (the group's name). */
+  job: z.string().regex(/^[A-Za-z0-9_.:-]+$/, {
+    message: "job may hold letters, digits, _ . : - only",
+  }).default("bananna_bot"),
+  /** A PEM file with the CA(s) to trust for the Pushgateway, relative to the config file. */
+  caFile: z.string().min(1).optional(),
+});
+
+/** When a notification is sent. */
+export const NOTIFY_EVENTS = ["failure", "drift", "deferred", "always"] as const;
+/** One of {@link NOTIFY_EVENTS}. */
+export type NotifyEvent = typeof NOTIFY_EVENTS[number];
+
+/** An HTTP header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** `notify`: one webhook POST at the end of a run. */
+export const notifySchema = z.strictObject({
+  /** The url the notification is POSTed to (a Slack incoming webhook, or any JSON receiver). */
+  webhook: httpUrl("webhook"),
+  /**
+   * When to send: `failure` (exit code not 0: a failed or not started task, an interrupted run,
+   * a run that could not start), `drift`, `deferred`; or `[always]`.
+   */
+  on: z.array(z.enum(NOTIFY_EVENTS)).min(1).refine(
+    (on) => !on.includes("always") || on.length === 1,
+    { message: "always stands alone: write on: [always], or list failure, drift, deferred" },
+  ).default(["failure", "drift"]),
+  /** Extra request headers (a token: `Authorization: Bearer ${WEBHOOK_TOKEN}`); secrets. */
+  headers: z.record(
+    z.string(),
+    z.string().refine((v) => !/[\r\n]/.test(v), { message: "a header value is one line" }),
+  ).superRefine((headers, ctx) => {
+    for (const name of Object.keys(headers)) {
+      if (!HEADER_NAME.test(name)) {
+        ctx.addIssue({
+          code: "custom",
+          path: [name],
+          message: `"${name}" is not a valid HTTP header name (letters, digits, - and the like)`,
+        });
+      }
+    }
+  }).default({}),
+  /** `json` (bananna-bot's own body) or `slack` (Slack incoming-webhook `text` + `blocks`). */
+  format: z.enum(["json", "slack"]).default("json"),
+  /** A PEM file with the CA(s) to trust for the webhook, relative to the config file. */
+  caFile: z.string().min(1).optional(),
+});
+
+/** `metrics` as written, defaults filled. */
+export type MetricsSettings = z.output<typeof metricsSchema>;
+/** `notify` as written, defaults filled. */
+export type NotifySettings = z.output<typeof notifySchema>;
+
+/** `metrics`, resolved: paths absolute. */
+export interface ResolvedMetrics {
+  /** Absolute path of the metrics file, if configured. */
+  file?: string;
+  pushgateway?: string;
+  job: string;
+  /** Absolute path of the Pushgateway CA file. */
+  caFile?: string;
+}
+
+/** `notify`, resolved: the CA path absolute. */
+export interface ResolvedNotify {
+  webhook: string;
+  on: NotifyEvent[];
+  headers: Record<string, string>;
+  format: "json" | "slack";
+  caFile?: string;
+}
+
+/**
+ * Resolve the two sections against the config file's folder. A webhook on plain http beyond
+ * loopback with headers is a warning in `problems`: its headers (a token) would travel in clear.
+ */
+export function resolveOps(
+  data: { metrics?: MetricsSettings; notify?: NotifySettings },
+  baseDir: string,
+  problems: ConfigProblem[] = [],
+): { metrics?: ResolvedMetrics; notify?: ResolvedNotify } {
+  const notify = data.notify;
+  if (notify && Object.keys(notify.headers).length > 0 && /^http:/i.test(notify.webhook)) {
+    const host = URL.parse(notify.webhook)?.host ?? "";
+    if (!isLoopbackHost(host)) {
+      problems.push({
+        path: "notify.webhook",
+        message:
+          "plain http:// beyond loopback: the notification and its headers (a token) travel in clear text; use https://",
+        severity: "warning",
+      });
+    }
+  }
+  const abs = (path: string | undefined) =>
+    path === undefined || path.startsWith("/")
+      ? path
+      : `${baseDir}/${path}`.replace(/\/\.\//g, "/");
+  return {
+    metrics: data.metrics
+      ? { ...data.metrics, file: abs(data.metrics.file), caFile: abs(data.metrics.caFile) }
+      : undefined,
+    notify: data.notify ? { ...data.notify, caFile: abs(data.notify.caFile) } : undefined,
+  };
+}

@@ -1,0 +1,159 @@
+/**
+ * One delivery to a watcher (the Pushgateway PUT, the webhook POST) over the shared transport
+ * (registry/http_transport.ts: its timeout on silence, TLS verified with the system roots and an
+ * optional CA file, redirects by its rules) with the run's retry policy (`operation.maxRetries`,
+ * `retryDelay`, `maxRetryWait`): a network failure, a 5xx or a 429 is tried again (Retry-After
+ * honoured), any other answer outside 2xx is final. Messages name what was sent to by a label the
+ * caller picks (a Slack webhook's path is its secret: never in a message).
+ *
+ * @module
+ */
+import { errorMessage } from "../errors.ts";
+import { HttpTransport } from "../registry/http_transport.ts";
+import { RegistryError } from "../registry/registry_error.ts";
+import { parseRetryAfter, retry, retryPolicy } from "../retry.ts";
+
+/** Timeout, TLS and retry settings of a delivery. */
+export interface DeliveryOptions {
+  /** Time without progress, per request (operation.apiTimeout). */
+  timeoutMs: number;
+  /** PEM CA bundle trusted besides the system roots. */
+  caFile?: string;
+  /** Retries after the first attempt (operation.maxRetries; 0 when the run was interrupted). */
+  maxRetries: number;
+  /** First backoff delay (operation.retryDelay). */
+  retryDelayMs: number;
+  /** Longest single wait (operation.maxRetryWait). */
+  maxRetryWaitMs: number;
+  /** Told before each retry. */
+  onRetry?: (message: string, attempt: number, delayMs: number) => void;
+}
+
+/** One request to deliver. */
+export interface Delivery {
+  method: "PUT" | "POST";
+  url: URL;
+  /** How messages name the receiver (e.g. `webhook https://hooks.slack.com/...`). */
+  label: string;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A delivery that did not succeed: the last answer's status (0: no answer) and whether to retry. */
+export class DeliveryError extends Error {
+  /** HTTP status, 0 when no answer came. */
+  readonly status: number;
+  /** Worth another attempt. */
+  readonly retryable: boolean;
+  /** The wait the receiver asked for (Retry-After), in ms. */
+  readonly retryAfterMs?: number;
+
+  /** An error for `label`. */
+  constructor(
+    message: string,
+    options: { status: number; retryable: boolean; retryAfterMs?: number },
+  ) {
+    super(message);
+    this.name = "DeliveryError";
+    this.status = options.status;
+    this.retryable = options.retryable;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+}
+
+/**
+ * Send `delivery` until a 2xx answer or the retries run out.
+ *
+ * @returns the status of the accepting answer and the attempts it took
+ * @throws {DeliveryError} naming the label, the last status and the attempts made
+ */
+export async function deliver(
+  delivery: Delivery,
+  options: DeliveryOptions,
+): Promise<{ status: number; attempts: number }> {
+  let transport: HttpTransport;
+  try {
+    transport = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+  } catch (error) {
+    throw new DeliveryError(`${delivery.label}: ${errorMessage(error)}`, {
+      status: 0,
+      retryable: false,
+    });
+  }
+  let attempts = 0;
+  try {
+    return await retry(
+      async () => {
+        attempts++;
+        const status = await attempt(transport, delivery);
+        return { status, attempts };
+      },
+      retryPolicy({
+        maxRetries: options.maxRetries,
+        retryDelayMs: options.retryDelayMs,
+        maxRetryWaitMs: options.maxRetryWaitMs,
+        isRetriable: (error) => error instanceof DeliveryError && error.retryable,
+        delayFor: (error) => (error instanceof DeliveryError ? error.retryAfterMs : undefined),
+        onRetry: (error, n, delayMs) => options.onRetry?.(errorMessage(error), n, delayMs),
+      }),
+    );
+  } catch (error) {
+    const why = errorMessage(error);
+    throw new DeliveryError(
+      `${why}${attempts > 1 ? ` (after ${attempts} attempts)` : ""}`,
+      {
+        status: error instanceof DeliveryError ? error.status : 0,
+        retryable: false,
+      },
+    );
+  } finally {
+    transport.close();
+  }
+}
+
+async function attempt(transport: HttpTransport, delivery: Delivery): Promise<number> {
+  let res: Response;
+  try {
+    res = await transport.send({
+      method: delivery.method,
+      url: delivery.url,
+      headers: delivery.headers,
+      body: () => delivery.body,
+      redirects: "same-origin",
+    });
+  } catch (error) {
+    // The transport's own message names the url; ours names only the label.
+    const retryable = !(error instanceof RegistryError) || error.retryable;
+    throw new DeliveryError(`${delivery.label}: ${networkReason(error, delivery.url)}`, {
+      status: 0,
+      retryable,
+    });
+  }
+  await res.body?.cancel().catch(() => {});
+  if (res.status >= 200 && res.status < 300) return res.status;
+  const retryable = res.status >= 500 || res.status === 429;
+  throw new DeliveryError(
+    `${delivery.label}: ${delivery.method} answered ${res.status}${
+      res.statusText ? ` ${res.statusText}` : ""
+    }`,
+    {
+      status: res.status,
+      retryable,
+      retryAfterMs: retryable ? parseRetryAfter(res.headers.get("retry-after")) : undefined,
+    },
+  );
+}
+
+/**
+ * What went wrong on the wire, without the url: the transport puts it first and fetch quotes it
+ * again ("error sending request for url (...)"); its path may be a key (Slack).
+ */
+function networkReason(error: unknown, url: URL): string {
+  // "PUT http://host/path: connection refused" -> "connection refused"
+  let message = errorMessage(error).replace(/^[A-Z]+ \S+: /, "");
+  for (const form of [url.href, decodeURIComponent(url.href)]) {
+    message = message.split(form).join(`${url.origin}/…`);
+  }
+  if (url.pathname.length > 1) message = message.split(url.pathname).join("/…");
+  return message;
+}
