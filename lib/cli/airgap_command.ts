@@ -16,7 +16,9 @@ import type { ResolvedConfig } from "../config/schema.ts";
 import { MirrorError } from "../errors.ts";
 import { readExportManifest } from "../layout/export_manifest.ts";
 import { runExport } from "../layout/export_run.ts";
-import { openImportSource } from "../layout/import_source.ts";
+import { type ImportLocation, locateImport } from "../layout/import_parts.ts";
+import { type ImportSource, openImportSource } from "../layout/import_source.ts";
+import { parsePartSize } from "../layout/tar_parts.ts";
 import { Logger } from "../log/logger.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import type { Report } from "../mirror/report.ts";
@@ -25,6 +27,7 @@ import type { MirrorEvent } from "../mirror/run_plan.ts";
 import { VERSION } from "../version.ts";
 import { selectEntries } from "./mirror_command.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
+import { writeRunMirrorSets } from "./mirror_sets_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
 
 /** Run `bananna-bot export`. */
@@ -34,6 +37,7 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
   const to = absolute(cmd.to, io.cwd);
   const since = cmd.since === undefined ? undefined : absolute(cmd.since, io.cwd);
   if (since) await readExportManifest(since); // a bad --since is exit 2 before anything starts
+  const partSize = cmd.partSize === undefined ? undefined : parsePartSize(cmd.partSize);
   return await session(config, io, {
     op: "Export",
     reportPath: cmd.report,
@@ -43,6 +47,7 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
         ...selected,
         dir: to,
         since,
+        partSize,
         dryRun: cmd.dryRun,
         interactive: io.isTerminal && !cmd.nonInteractive,
         env: io.env,
@@ -57,14 +62,62 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
   const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
   // A layout is read by the registry engine only (digests kept), whatever copies online.
   const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
-  const source = await openImportSource(absolute(cmd.from, io.cwd), {
-    config,
-    selected: selectEntries(config, cmd.only),
+  const selected = selectEntries(config, cmd.only);
+  const location = await locateImport(absolute(cmd.from, io.cwd), {
+    stagingParent: config.log.dir,
+    signal: io.signal,
   });
+  try {
+    const source = await openImportSource(location.dir, {
+      config,
+      selected,
+      manifestPath: location.manifestPath,
+      lost: location.lost,
+    });
+    return await importSession(cmd, io, { loaded, config, source, location });
+  } finally {
+    await location.cleanup();
+  }
+}
+
+async function importSession(
+  cmd: ImportCommand,
+  io: Io,
+  input: {
+    loaded: ResolvedConfig;
+    config: ResolvedConfig;
+    source: ImportSource;
+    location: ImportLocation;
+  },
+): Promise<number> {
+  const { loaded, config, source, location } = input;
   return await session(config, io, {
     op: "Import",
     reportPath: cmd.report,
+    after: cmd.openshiftMirrorSets === undefined
+      ? undefined
+      : (report, context) =>
+        writeRunMirrorSets(report, absolute(cmd.openshiftMirrorSets as string, io.cwd), {
+          logger: context.logger,
+          line: context.line,
+          error: context.line,
+        }),
     run: async (context) => {
+      if (location.parts) {
+        const { names, corrupt } = location.parts;
+        context.logger.log(
+          corrupt.length ? "ERROR" : "INFO",
+          corrupt.length ? "IMAGE_DIGEST_MISMATCH" : "SUCCESS",
+          "Import",
+          `${names.length} tar part(s) read from ${location.manifestPath.replace(/\/[^/]+$/, "")}${
+            corrupt.length
+              ? `; corrupt (sha256 differs): ${
+                corrupt.join(", ")
+              }: the images needing their blobs fail`
+              : ", every sha256 as recorded"
+          }`,
+        );
+      }
       context.logger.info(
         "MIRROR_START",
         "Import",
@@ -103,6 +156,8 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
 /** What a session hands its run. */
 interface SessionContext {
   startedAt: Date;
+  /** A line for the terminal. */
+  line: (text: string) => void;
   logger: Logger;
   secrets: Io["secrets"];
   say: (text: string) => void;
@@ -113,7 +168,13 @@ interface SessionContext {
 async function session(
   config: ResolvedConfig,
   io: Io,
-  options: { op: string; reportPath?: string; run: (context: SessionContext) => Promise<Report> },
+  options: {
+    op: string;
+    reportPath?: string;
+    run: (context: SessionContext) => Promise<Report>;
+    /** After the report: false makes a successful run exit 1 (mirror sets not written). */
+    after?: (report: Report, context: SessionContext) => Promise<boolean>;
+  },
 ): Promise<number> {
   const startedAt = new Date();
   const terminal = createTerminal({
@@ -163,8 +224,9 @@ async function session(
         `Took over a stale lock from ${lock.tookOverFrom}`,
       );
     }
-    const report = await options.run({
+    const context: SessionContext = {
       startedAt,
+      line: (text) => terminal.line(text),
       logger,
       secrets,
       say: (text) => terminal.warn(text),
@@ -172,14 +234,17 @@ async function session(
         progress.onEvent(event);
         logEvent(logger, config.registries, event);
       },
-    });
+    };
+    const report = await options.run(context);
     progress.clear();
-    return await finishRun(report, {
+    const code = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
       reportPath: options.reportPath,
     });
+    if (!options.after) return code;
+    return (await options.after(report, context)) || code !== 0 ? code : 1;
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, options.op, error.message);

@@ -51,6 +51,8 @@ export interface ExportCommand {
   to: string;
   /** A previous export's bananna-export.json (incremental). */
   since?: string;
+  /** `--part-size` as given (parsed by the command): also write the layout as split tar parts. */
+  partSize?: string;
   dryRun: boolean;
   only: string[];
   report?: string;
@@ -61,12 +63,14 @@ export interface ExportCommand {
 export interface ImportCommand {
   kind: "import";
   config?: string;
-  /** The export directory. */
+  /** The export directory, or the first tar part (`bananna-export.tar.000` / `.tar`). */
   from: string;
   dryRun: boolean;
   only: string[];
   report?: string;
   nonInteractive: boolean;
+  /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the import. */
+  openshiftMirrorSets?: string;
 }
 
 /** A parsed command line. */
@@ -168,6 +172,9 @@ Options:
       --to DIR           the layout directory (created when missing)
       --since FILE       a previous export's bananna-export.json: write only blobs and
                          manifests it (and the exports it built on) did not carry
+      --part-size SIZE   also write the layout as a tar split into parts of SIZE
+                         (bananna-export.tar.000, .001, ...; e.g. 4G, 500MiB), each with
+                         its sha256 in bananna-export.json
   -n, --dry-run          read only: print what would be exported, write nothing
       --only PATTERN     only images and repositories whose key or full reference matches
       --report PATH      also write the JSON report here
@@ -189,7 +196,11 @@ incremental export needs the exports it builds on imported first.
 
 Options:
   -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
-      --from DIR         the export directory (OCI layout with bananna-export.json)
+      --from DIR|PART    the export directory (OCI layout with bananna-export.json), or
+                         its first tar part (bananna-export.tar.000 or bananna-export.tar)
+      --openshift-mirror-sets PATH
+                         write ImageDigestMirrorSet (and ImageTagMirrorSet) YAML of what
+                         landed, so the cluster pulls the upstream references from the mirror
   -n, --dry-run          read only: print what would be done, write nothing
       --only PATTERN     only images and repositories whose key or full reference matches
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
@@ -261,6 +272,7 @@ export function parseArgs(argv: string[]): Command {
         to: { type: "string" },
         from: { type: "string" },
         since: { type: "string" },
+        "part-size": { type: "string" },
       },
     }));
   } catch (error) {
@@ -287,7 +299,7 @@ export function parseArgs(argv: string[]): Command {
     throw new UsageError("no command given (mirror, validate or report)");
   }
   if (command === "export" || command === "import") return airgapCommand(command, rest, values);
-  for (const flag of ["to", "from", "since"]) {
+  for (const flag of ["to", "from", "since", "part-size"]) {
     if (values[flag] !== undefined) {
       throw new UsageError(`--${flag} is an option of export/import, not ${command ?? "this"}`);
     }
@@ -384,7 +396,9 @@ function airgapCommand(
 ): Command {
   if (values.help) return { kind: "help", text: HELPS[command] };
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-  for (const flag of ["shard", "shards", "merge", "output"]) {
+  const refused = ["shard", "shards", "merge", "output", "metrics-file"];
+  if (command === "export") refused.push("openshift-mirror-sets");
+  for (const flag of refused) {
     if (values[flag] !== undefined) {
       throw new UsageError(`--${flag} is not an option of ${command}`);
     }
@@ -407,12 +421,23 @@ function airgapCommand(
     if (!to) throw new UsageError("export needs --to DIR (the layout directory to write)");
     const since = values.since as string | undefined;
     if (since === "") throw new UsageError("--since needs a path (a bananna-export.json)");
-    return { kind: "export", to, since, ...common };
+    const partSize = values["part-size"] as string | undefined;
+    return {
+      kind: "export",
+      to,
+      since,
+      ...(partSize !== undefined ? { partSize } : {}),
+      ...common,
+    };
   }
-  if (values.since !== undefined) {
-    throw new UsageError("--since is an option of export, not import");
+  for (const flag of ["since", "part-size"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of export, not import`);
+    }
   }
   const from = values.from as string | undefined;
-  if (!from) throw new UsageError("import needs --from DIR (an export directory)");
-  return { kind: "import", from, ...common };
+  if (!from) {
+    throw new UsageError("import needs --from DIR (an export directory or its first part)");
+  }
+  return { kind: "import", from, ...mirrorSetsFlag(values["openshift-mirror-sets"]), ...common };
 }

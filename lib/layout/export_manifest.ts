@@ -57,7 +57,10 @@ const manifestSchema = z.object({
   /** `oci-layout` and `index.json`. */
   files: z.array(fileSumSchema),
   /** The tar parts, when the layout was split (null: a plain directory). */
-  parts: z.array(fileSumSchema).nullable(),
+  parts: z.array(
+    z.object({ name: z.string().regex(/^bananna-export\.tar(\.\d{3,})?$/), size, sha256: digest }),
+  )
+    .nullable(),
 });
 
 /** The content of `bananna-export.json`. */

@@ -35,6 +35,7 @@ import {
   EXPORT_FORMAT,
   EXPORT_MANIFEST,
   type ExportedImage,
+  type ExportManifest,
   fileSum,
   type LoadedExportManifest,
   readExportManifest,
@@ -42,6 +43,7 @@ import {
   writeExportManifest,
 } from "./export_manifest.ts";
 import { layoutProbe } from "./layout_probe.ts";
+import { writeParts } from "./tar_parts.ts";
 import { LayoutStore } from "./layout_store.ts";
 import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
 
@@ -64,6 +66,8 @@ export interface ExportRunOptions {
   dir: string;
   /** A previous export's bananna-export.json (incremental). */
   since?: string;
+  /** Also write the layout as a tar split into parts of this many bytes (tar_parts.ts). */
+  partSize?: number;
   dryRun: boolean;
   interactive: boolean;
   env: Record<string, string | undefined>;
@@ -190,11 +194,22 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
       onEvent: options.onEvent,
     });
     if (!outcome.interrupted) {
-      await writeManifest(layout, { prev, recorded, known });
+      const manifest = await writeManifest(layout, { prev, recorded, known });
+      let parts = "";
+      if (options.partSize !== undefined) {
+        // The tar holds the layout; bananna-export.json stays beside the parts, listing them.
+        const written = await writeParts(options.dir, options.dir, {
+          partSize: options.partSize,
+          exclude: [EXPORT_MANIFEST],
+          signal,
+        });
+        await writeExportManifest(options.dir, { ...manifest, parts: written.parts });
+        parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...)`;
+      }
       logger.info(
         "MIRROR_LAYOUT_WRITTEN",
         "Export",
-        `${options.dir}/${EXPORT_MANIFEST} written: ${layout.entries().length} image(s)`,
+        `${options.dir}/${EXPORT_MANIFEST} written: ${layout.entries().length} image(s)${parts}`,
       );
     }
     return report(outcome.results, outcome.interrupted);
@@ -295,7 +310,7 @@ async function writeManifest(
     recorded: Recorded;
     known: Map<string, KnownBlob>;
   },
-): Promise<void> {
+): Promise<ExportManifest> {
   const images: ExportedImage[] = layout.entries().map((entry) => {
     const ref = entry.annotations?.[REF_NAME] ?? "";
     const record = recordOf(context.recorded, ref);
@@ -329,7 +344,7 @@ async function writeManifest(
       from: k.from.id,
       ...(k.repositories ? { repositories: k.repositories } : {}),
     }));
-  await writeExportManifest(layout.dir, {
+  const manifest: ExportManifest = {
     format: EXPORT_FORMAT,
     id: crypto.randomUUID(),
     tool: { name: "bananna-bot", version: VERSION },
@@ -340,5 +355,7 @@ async function writeManifest(
     since: context.prev ? sinceChain(context.prev) : [],
     files: [await fileSum(layout.dir, "oci-layout"), await fileSum(layout.dir, "index.json")],
     parts: null,
-  });
+  };
+  await writeExportManifest(layout.dir, manifest);
+  return manifest;
 }

@@ -49,13 +49,18 @@ export async function openImportSource(
     config: ResolvedConfig;
     /** The config's entries after `--only`. */
     selected: { images: ResolvedImage[]; repositories: ResolvedRepository[] };
+    /** The export's bananna-export.json when not in `dir` (a split export). */
+    manifestPath?: string;
+    /** Blobs lost to corrupt tar parts (import_parts.ts). */
+    lost?: ReadonlyMap<string, string>;
   },
 ): Promise<ImportSource> {
   const { config, selected } = options;
-  const loaded = await readExportManifest(`${dir}/${EXPORT_MANIFEST}`).catch(async (error) => {
+  const manifestPath = options.manifestPath ?? `${dir}/${EXPORT_MANIFEST}`;
+  const loaded = await readExportManifest(manifestPath).catch(async (error) => {
     // Say "not a layout" first when that is the problem.
     await OciLayout.read(dir);
-    const missing = await Deno.lstat(`${dir}/${EXPORT_MANIFEST}`).then(() => false, () => true);
+    const missing = await Deno.lstat(manifestPath).then(() => false, () => true);
     if (!missing) throw error;
     throw new UsageError(
       `${dir} has no ${EXPORT_MANIFEST}: the export is not complete (that file is written last); run the export again`,
@@ -83,6 +88,7 @@ export async function openImportSource(
   }
   const layout = await OciLayout.read(dir, {
     known,
+    lost: options.lost,
     maxManifestBytes: config.operation.maxManifestBytes,
   });
   for (const image of manifest.images) {

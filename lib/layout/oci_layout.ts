@@ -69,6 +69,8 @@ export interface KnownBlob {
 export interface OciLayoutOptions {
   /** Blobs (and manifests) carried by earlier exports, by digest. */
   known?: ReadonlyMap<string, KnownBlob>;
+  /** Blobs lost to a corrupt tar part: digest -> why (import of a split export). */
+  lost?: ReadonlyMap<string, string>;
   /** Bytes a manifest may have. @default 4 MiB */
   maxManifestBytes?: number;
 }
@@ -86,6 +88,7 @@ export class OciLayout implements AsyncDisposable {
   #annotations?: Record<string, string>;
   #lock: RunLock | null;
   #known: ReadonlyMap<string, KnownBlob>;
+  #lost: ReadonlyMap<string, string>;
   #usage = new Map<string, Set<string>>();
   #verified = new Map<string, Promise<number | null>>();
   #indexQueue: Promise<void> = Promise.resolve();
@@ -99,6 +102,7 @@ export class OciLayout implements AsyncDisposable {
     this.#entries = state.entries;
     this.#lock = state.lock;
     this.#known = state.options.known ?? new Map();
+    this.#lost = state.options.lost ?? new Map();
     this.#maxManifestBytes = state.options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
   }
 
@@ -360,6 +364,8 @@ export class OciLayout implements AsyncDisposable {
   }
 
   #missing(digest: string, path: string): MirrorError {
+    const lost = this.#lost.get(digest);
+    if (lost) return new MirrorError("IMAGE_DIGEST_MISMATCH", lost);
     const known = this.#known.get(digest);
     if (known) {
       return new MirrorError(
