@@ -5,6 +5,7 @@
  * `oci:DIR:REF`); a re-run writes nothing; bad inputs are exit 2 naming the path.
  */
 import assert from "node:assert/strict";
+import { parseAllDocuments as parseAll } from "yaml";
 import { createHash } from "node:crypto";
 import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
@@ -118,8 +119,27 @@ Deno.test({
           "mirror/cli-tools:3 planned",
         ]);
         assert.deepEqual(await writes(dst), []);
-        const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+        const run = await airgapCli(
+          dir,
+          ["import", "--from", out, "--openshift-mirror-sets", `${dir}/sets.yaml`],
+          { config, env },
+        );
         assert.equal(run.code, 0, run.stderr + run.stdout);
+        const sets = parseAll(await Deno.readTextFile(`${dir}/sets.yaml`)).map((d) =>
+          (d as { toJSON(): unknown }).toJSON()
+        );
+        assert.deepEqual(sets[0], {
+          apiVersion: "config.openshift.io/v1",
+          kind: "ImageDigestMirrorSet",
+          metadata: { name: "bananna-digest-mirrors" },
+          spec: {
+            imageDigestMirrors: [
+              { source: `${src.host}/team/app`, mirrors: [`${dst.host}/mirror/app`] },
+              { source: `${src.host}/tools/cli`, mirrors: [`${dst.host}/mirror/cli-tools`] },
+              { source: `${src.host}/tools/web`, mirrors: [`${dst.host}/mirror/web`] },
+            ],
+          },
+        });
         assert.deepEqual(statuses(run.report), [
           "mirror/app:1.0 pushed",
           "mirror/app:2.0 pushed",
