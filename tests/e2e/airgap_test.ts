@@ -248,6 +248,18 @@ Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack
           /garbage\/bananna-export\.json is not a bananna-export\/1 manifest/,
         ),
     );
+    await t.step("--part-size that is no size", async () => {
+      const run = await airgapCli(
+        dir,
+        ["export", "--to", `${dir}/out`, "--part-size", "4 parsecs"],
+        {
+          config,
+        },
+      );
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /4 parsecs/);
+      await assert.rejects(Deno.stat(`${dir}/out`), Deno.errors.NotFound);
+    });
     await t.step("--since garbage", async () => {
       const run = await airgapCli(
         dir,
