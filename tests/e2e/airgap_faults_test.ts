@@ -12,6 +12,7 @@ import { cliArgv } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
+import { startQuayDouble } from "../support/quay_double.ts";
 import { stringify } from "yaml";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { hostname } from "../../lib/mirror/run_lock.ts";
@@ -336,6 +337,54 @@ Deno.test({
       assert.ok(raw.success, new TextDecoder().decode(raw.stderr));
       assert.equal(sha256(raw.stdout), big.digest);
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: `import into Quay: repositories created through the REST API, source stopped${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const src = await startRegistry({ auth: "none" });
+    await using reg = await startRegistry({ auth: "htpasswd" });
+    await using quay = startQuayDouble(reg, {
+      tokens: { "tok-creator": { user: "creator", scopes: ["repo:create", "repo:write"] } },
+      orgs: { acme: { admins: [], creators: ["creator"] } },
+    });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-quay-" });
+    try {
+      const app = await pushTestImage(src, "team/app:1.0", { kind: "oci-index", seed: 11 });
+      const config = {
+        registries: {
+          prod: {
+            url: quay.host,
+            namespace: "acme",
+            kind: "quay",
+            apiToken: "${QUAY_TOKEN}",
+            username: reg.username,
+            password: "${QUAY_PASSWORD}",
+          },
+        },
+        log: { dir: "./logs" },
+        operation: { engine: "registry", retryDelay: 0.02, maxRetries: 1 },
+        images: { [`${src.host}/team/app:1.0`]: { targets: ["prod"], description: "The app" } },
+      };
+      const env = { QUAY_TOKEN: "tok-creator", QUAY_PASSWORD: reg.password ?? "" };
+      const exported = await airgapCli(dir, ["export", "--to", `${dir}/out`], { config, env });
+      assert.equal(exported.code, 0, exported.stderr + exported.stdout);
+      assert.equal(quay.requests.length, 0, "export never contacts the targets");
+      await src.stop();
+      const run = await airgapCli(dir, ["import", "--from", `${dir}/out`], { config, env });
+      assert.equal(run.code, 0, run.stderr + run.stdout);
+      assert.deepEqual(run.report?.entries.map((e) => [e.status, e.repo]), [["pushed", "created"]]);
+      assert.ok(quay.requests.includes("POST /api/v1/repository 201"), quay.requests.join());
+      const created = quay.repositories().find((r) => r.name === "app");
+      assert.equal(created?.description, "The app");
+      assert.equal(created?.isPublic, false);
+      assert.equal(await headDigest(reg, "acme/app:1.0"), app.digest);
+    } finally {
+      await src.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true });
     }
   },
