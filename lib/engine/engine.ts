@@ -72,6 +72,46 @@ export interface CopyResult {
   bytesUploaded: number;
 }
 
+/**
+ * Carry an image's supply chain (cosign `.sig`/`.att`/`.sbom` tags and OCI 1.1 referrers, for the
+ * mirrored digest and each child of an index) to the destination repository; see
+ * `_supply_chain.ts` for the rules.
+ */
+export interface SupplyChainRequest {
+  /** The source repository (registry + repository; tag and digest are ignored). */
+  source: Reference;
+  /** The destination repository. */
+  destination: Reference;
+  /** The mirrored manifest digest (the same on both sides). */
+  digest: string;
+  /**
+   * Its media type when the caller knows it: an image manifest (not an index) is then not read
+   * again to look for children.
+   */
+  mediaType?: string;
+  /** Referrers copied only when their `artifactType` is listed (undefined: every type). */
+  artifactTypes?: readonly string[];
+  /**
+   * The source repository's tags when the caller listed them this run (the plan does for
+   * `repositories` entries): the engine then does not list them again.
+   */
+  sourceTags?: readonly string[];
+  signal?: AbortSignal;
+  onEvent?: (event: EngineEvent) => void;
+}
+
+/** What the destination holds of an image's supply chain after {@link Engine.carrySupplyChain}. */
+export interface SupplyChainCounts {
+  /** `.sig` manifests in step with the source (copied now or earlier). */
+  signatures: number;
+  /** `.att` manifests in step. */
+  attestations: number;
+  /** `.sbom` manifests in step. */
+  sboms: number;
+  /** Referrer manifests present (recursively: a signature of an SBOM counts too). */
+  referrers: number;
+}
+
 /** A copy engine. */
 export interface Engine {
   readonly name: "registry" | "docker";
@@ -81,6 +121,11 @@ export interface Engine {
   prepare(signal?: AbortSignal): Promise<void>;
   /** Copy one image. Throws MirrorError with a catalogue code on failure. */
   copy(request: CopyRequest): Promise<CopyResult>;
+  /**
+   * Carry the supply chain of a mirrored image (registry engine only: digests are kept).
+   * Throws MirrorError for what could not be read or written; drift is an event, not a throw.
+   */
+  carrySupplyChain?(request: SupplyChainRequest): Promise<SupplyChainCounts>;
   /** Release what the engine holds (docker: remove images this run pulled, if configured). */
   close(): Promise<void>;
 }

@@ -14,18 +14,26 @@
  * need it wait for that one (see `_shared_work.ts` for why and for the failure rule). A manifest
  * PUT answered with BLOB_UNKNOWN (the registry lost a blob it had taken) re-checks the manifest's
  * blobs or children once, HEAD each and upload what is missing, then PUTs again before failing.
+ * The copy itself is `_manifest_copier.ts`; {@link RegistryEngine.carrySupplyChain} reuses it for
+ * signatures, attestations, SBOMs and referrers (`_supply_chain.ts`).
  *
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { type Descriptor, type ParsedManifest, parseManifest } from "../registry/manifest.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
 import type { ImageStore } from "../registry/image_store.ts";
-import type { ManifestBytes } from "../registry/registry_client.ts";
-import { RegistryError } from "../registry/registry_error.ts";
-import { forEachLimited } from "../worker_pool.ts";
+import { RegistryClient } from "../registry/registry_client.ts";
+import { ManifestCopier } from "./_manifest_copier.ts";
 import { SharedWork } from "./_shared_work.ts";
-import type { CopyRequest, CopyResult, Engine, EngineEvent } from "./engine.ts";
+import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
+import type {
+  CopyRequest,
+  CopyResult,
+  Engine,
+  EngineEvent,
+  SupplyChainCounts,
+  SupplyChainRequest,
+} from "./engine.ts";
 
 /** Options for {@link RegistryEngine}. */
 export interface RegistryEngineOptions {
@@ -45,6 +53,8 @@ export class RegistryEngine implements Engine {
   #clientFor: (host: string) => ImageStore;
   #blobConcurrency: number;
   #shared = new SharedWork();
+  #referrersSupport: ReferrersSupport = new Map();
+  #sourceTags = new Map<string, Promise<ReadonlySet<string> | null>>();
 
   /** Create the engine. */
   constructor(options: RegistryEngineOptions) {
@@ -55,6 +65,68 @@ export class RegistryEngine implements Engine {
   /** Nothing to check: no daemon. */
   prepare(): Promise<void> {
     return Promise.resolve();
+  }
+
+  /** Carry an image's signatures, attestations, SBOMs and referrers (see `_supply_chain.ts`). */
+  async carrySupplyChain(request: SupplyChainRequest): Promise<SupplyChainCounts> {
+    const src = this.#clientFor(request.source.registry);
+    const dst = this.#clientFor(request.destination.registry);
+    // A layout (export/import) holds no signatures or referrers yet: nothing to carry.
+    if (!(src instanceof RegistryClient) || !(dst instanceof RegistryClient)) {
+      return { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
+    }
+    const emit = request.onEvent ?? (() => {});
+    const copier = new ManifestCopier({
+      src,
+      dst,
+      srcRepository: request.source.repository,
+      dstRepository: request.destination.repository,
+      blobConcurrency: this.#blobConcurrency,
+      shared: this.#shared,
+      emit,
+      signal: request.signal,
+    });
+    return await new SupplyChain({
+      src,
+      dst,
+      srcRepository: request.source.repository,
+      dstRepository: request.destination.repository,
+      copier,
+      support: this.#referrersSupport,
+      sourceTags: () => this.#tagsOf(src, request.source.repository, request),
+      artifactTypes: request.artifactTypes,
+      emit,
+      signal: request.signal,
+    }).carry(request.digest, request.mediaType);
+  }
+
+  /**
+   * A source repository's tags, listed once per run (or as the caller listed them); null when the
+   * listing failed or was empty.
+   */
+  #tagsOf(
+    client: RegistryClient,
+    repository: string,
+    request: SupplyChainRequest,
+  ): Promise<ReadonlySet<string> | null> {
+    const { signal } = request;
+    const key = `${client.host}/${repository}`;
+    let tags = this.#sourceTags.get(key);
+    if (!tags) {
+      const listed = request.sourceTags
+        ? Promise.resolve(request.sourceTags)
+        : client.tagList(repository, signal);
+      tags = listed.then(
+        // An empty list says nothing (the image's own tag is not in it): HEAD each tag instead.
+        (list) => list.length > 0 ? new Set(list) : null,
+        (error) => {
+          if (signal?.aborted) throw error;
+          return null;
+        },
+      );
+      this.#sourceTags.set(key, tags);
+    }
+    return tags;
   }
 
   /** Nothing to release (clients belong to the caller). */
@@ -80,9 +152,7 @@ class CopyJob {
   #replaceDigest?: string;
   #signal?: AbortSignal;
   #emit: (event: EngineEvent) => void;
-  #blobConcurrency: number;
-  #shared: SharedWork;
-  bytesUploaded = 0;
+  #copier: ManifestCopier;
 
   constructor(
     clientFor: (host: string) => ImageStore,
@@ -96,8 +166,20 @@ class CopyJob {
     this.#replaceDigest = request.replaceDigest;
     this.#signal = request.signal;
     this.#emit = request.onEvent ?? (() => {});
-    this.#blobConcurrency = options.blobConcurrency;
-    this.#shared = options.shared;
+    this.#copier = new ManifestCopier({
+      src: this.#src,
+      dst: this.#dst,
+      srcRepository: request.source.repository,
+      dstRepository: request.destination.repository,
+      blobConcurrency: options.blobConcurrency,
+      shared: options.shared,
+      emit: this.#emit,
+      signal: request.signal,
+    });
+  }
+
+  get bytesUploaded(): number {
+    return this.#copier.bytesUploaded;
   }
 
   async run(): Promise<CopyResult> {
@@ -110,11 +192,11 @@ class CopyJob {
     if (!top) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${src} does not exist`);
     const early = await this.#checkDestination(top.digest);
     if (early) return early;
-    const parsed = await this.#copyContent(top.bytes, top.mediaType, src);
+    const parsed = await this.#copier.copyContent(top.bytes, top.mediaType, src);
     this.#signal?.throwIfAborted();
     const late = await this.#checkDestination(top.digest);
     if (late) return late;
-    const digest = await this.#putManifest(manifestRef(this.#destination), top, parsed, src);
+    const digest = await this.#copier.putManifest(manifestRef(this.#destination), top, parsed, src);
     this.#emit({
       kind: "step",
       code: "IMAGE_PUSHED",
@@ -142,151 +224,4 @@ class CopyJob {
       } has ${digest}; left untouched`,
     );
   }
-
-  /**
-   * Copy everything a manifest refers to (recursively for an index), children by digest; returns
-   * the parsed manifest.
-   */
-  async #copyContent(
-    bytes: Uint8Array,
-    mediaType: string,
-    where: string,
-  ): Promise<ParsedManifest> {
-    const parsed = parseManifest(bytes, mediaType, where);
-    if (parsed.kind === "image") {
-      await this.#copyBlobs([parsed.config, ...parsed.layers]);
-      return parsed;
-    }
-    for (const child of parsed.manifests) {
-      this.#signal?.throwIfAborted();
-      await this.#copyChild(child, where);
-    }
-    return parsed;
-  }
-
-  /** Make a child manifest (and what it refers to) exist at the destination; shared per run. */
-  async #copyChild(child: Descriptor, where: string): Promise<void> {
-    await this.#shared.run(this.#key("manifest", child.digest), async () => {
-      const repository = this.#destination.repository;
-      if (await this.#dst.manifestHead(repository, child.digest, this.#signal)) return;
-      const manifest = await this.#src.manifestGet(
-        this.#source.repository,
-        child.digest,
-        this.#signal,
-      );
-      if (!manifest) {
-        throw new MirrorError(
-          "IMAGE_NOT_FOUND",
-          `${where}: child manifest ${child.digest} is missing at the source`,
-        );
-      }
-      const childWhere = `${where}@${child.digest}`;
-      const parsed = await this.#copyContent(manifest.bytes, manifest.mediaType, childWhere);
-      await this.#putManifest(child.digest, manifest, parsed, childWhere);
-    }, this.#signal);
-  }
-
-  /**
-   * PUT a manifest whose content was copied. A registry that answers BLOB_UNKNOWN lost (or never
-   * linked) a blob or child it had taken: HEAD each one again, upload what is missing, PUT once
-   * more; a second refusal fails.
-   */
-  async #putManifest(
-    ref: string,
-    manifest: ManifestBytes,
-    parsed: ParsedManifest,
-    where: string,
-  ): Promise<string> {
-    const repository = this.#destination.repository;
-    try {
-      return await this.#dst.manifestPut(repository, ref, manifest, this.#signal);
-    } catch (error) {
-      if (!isBlobUnknown(error, parsed.kind)) throw error;
-      const parts = parsed.kind === "image" ? [parsed.config, ...parsed.layers] : parsed.manifests;
-      for (const part of parts) {
-        this.#shared.forget(this.#key(parsed.kind === "image" ? "blob" : "manifest", part.digest));
-      }
-      if (parsed.kind === "image") await this.#copyBlobs(parts);
-      else for (const child of parts) await this.#copyChild(child, where);
-      try {
-        return await this.#dst.manifestPut(repository, ref, manifest, this.#signal);
-      } catch (again) {
-        if (!(again instanceof MirrorError)) throw again;
-        throw new MirrorError(
-          again.code,
-          `${again.message} (again after re-checking its ${parts.length} ${
-            parsed.kind === "image" ? "blobs" : "child manifests"
-          })`,
-          { cause: again },
-        );
-      }
-    }
-  }
-
-  /** The key of shared work: what it makes exist in the destination repository. */
-  #key(kind: "blob" | "manifest", digest: string): string {
-    return `${kind} ${this.#dst.host}/${this.#destination.repository}@${digest}`;
-  }
-
-  async #copyBlobs(blobs: Descriptor[]): Promise<void> {
-    await forEachLimited(blobs, async (blob) => {
-      const did = await this.#shared.run(
-        this.#key("blob", blob.digest),
-        () => this.#copyBlob(blob),
-        this.#signal,
-      );
-      if (!did) {
-        this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
-      }
-    }, { limit: this.#blobConcurrency });
-  }
-
-  async #copyBlob(blob: Descriptor): Promise<void> {
-    const signal = this.#signal;
-    signal?.throwIfAborted();
-    const dstRepo = this.#destination.repository;
-    if ((await this.#dst.blobHead(dstRepo, blob.digest, signal)) !== null) {
-      this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
-      return;
-    }
-    if (this.#src.host === this.#dst.host) {
-      if (await this.#dst.blobMount(dstRepo, blob.digest, this.#source.repository, signal)) {
-        this.#emit({ kind: "blob", digest: blob.digest, state: "mounted", total: blob.size });
-        return;
-      }
-    }
-    this.#emit({ kind: "blob", digest: blob.digest, state: "started", total: blob.size });
-    await this.#dst.blobUpload(
-      dstRepo,
-      { digest: blob.digest, size: blob.size },
-      async (reading) =>
-        (await this.#src.blobGet(this.#source.repository, blob.digest, reading)).body,
-      {
-        signal,
-        onProgress: (bytes) => {
-          this.#emit({
-            kind: "blob",
-            digest: blob.digest,
-            state: "progress",
-            bytes,
-            total: blob.size,
-          });
-        },
-      },
-    );
-    // Counted once the registry took the blob: bytes of a try that failed are not "uploaded".
-    this.bytesUploaded += blob.size;
-    this.#emit({ kind: "blob", digest: blob.digest, state: "done", total: blob.size });
-  }
-}
-
-/** Registry error codes of a manifest PUT that names a missing blob (or child, for an index). */
-const BLOB_UNKNOWN = new Set(["MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"]);
-
-/** Did the registry refuse a manifest because a blob (or a child manifest) it names is missing? */
-function isBlobUnknown(error: unknown, kind: ParsedManifest["kind"]): boolean {
-  return error instanceof RegistryError &&
-    error.errors.some((e) =>
-      BLOB_UNKNOWN.has(e.code) || (kind === "index" && e.code === "MANIFEST_UNKNOWN")
-    );
 }

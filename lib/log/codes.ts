@@ -86,6 +86,14 @@ export const CODES = {
     meaning: "no valid signature by a trusted key names this digest",
   },
   IMAGE_UNSIGNED: { level: "WARNING", meaning: "the image carries no signature" },
+  IMAGE_SIGNATURE_COPIED: {
+    level: "INFO",
+    meaning: "a cosign .sig/.att/.sbom tag was carried (same digest)",
+  },
+  IMAGE_REFERRER_COPIED: {
+    level: "INFO",
+    meaning: "a referrer was carried by digest, or a fallback index kept",
+  },
 
   REPO_EXISTS: { level: "INFO", meaning: "the Quay repository already exists" },
   REPO_CREATED: { level: "INFO", meaning: "the Quay repository was created" },

@@ -16,7 +16,8 @@
  *   is stopped for the run (HostPullGate) and its remaining tasks deferred (run_plan.ts);
  * - signatures: a task with `verify` keys copies only when its source digest is signed by one
  *   (`.sig` or cosign v3 bundle referrer), with `signatures: require` only when it carries a
- *   signature (verify_signatures.ts), checked before anything is written;
+ *   signature (verify_signatures.ts), checked before anything is written; after the copy (or for
+ *   a tag already there) its signatures and referrers are carried (supply_chain.ts);
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
  * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
@@ -55,6 +56,7 @@ import {
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
+import { listedTags, supplyChainStep } from "./supply_chain.ts";
 
 const OP = "Mirror";
 
@@ -298,6 +300,13 @@ export class MirrorRun implements AsyncDisposable {
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
+      // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
+      // An import's layout holds no signatures or referrers yet (see README "Air-gapped sites").
+      supplyChain: this.#options.sourceStores ? undefined : supplyChainStep(engine, {
+        operation: op,
+        emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
+        listed: listedTags(plan),
+      }),
       pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
     });
   }

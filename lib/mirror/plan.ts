@@ -65,6 +65,8 @@ export interface PlanTask {
   action: TaskAction;
   comparedBy: Comparison;
   sourceDigest?: string;
+  /** The source manifest's media type as its HEAD said (the supply-chain step skips a read). */
+  sourceMediaType?: string;
   destinationDigest?: string;
   /** Pulls (manifest GETs) a push spends on the source host (an upper bound; _plan_budget.ts). */
   pulls?: number;
@@ -295,6 +297,7 @@ export async function buildPlan(
         return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
       }
       const sourceDigest = task.sourceDigest = sourceHead.digest;
+      task.sourceMediaType = sourceHead.mediaType;
       const destinationDigest = task.repo?.state === "missing"
         ? null
         : (await head(task.destination))?.digest ?? null;

@@ -27,6 +27,14 @@ export interface ReportEntry {
   repo: "created" | "exists" | null;
   bytesUploaded: number;
   durationMs: number;
+  /** cosign `.sig` manifests the destination holds in step with the source (0: none carried). */
+  signatures: number;
+  /** cosign `.att` manifests in step. */
+  attestations: number;
+  /** cosign `.sbom` manifests in step. */
+  sboms: number;
+  /** OCI referrer manifests present at the destination (recursively). */
+  referrers: number;
 }
 
 /**
@@ -129,6 +137,10 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       repo: result.repo ?? null,
       bytesUploaded: result.bytesUploaded ?? 0,
       durationMs: result.durationMs,
+      signatures: result.carried?.signatures ?? 0,
+      attestations: result.carried?.attestations ?? 0,
+      sboms: result.carried?.sboms ?? 0,
+      referrers: result.carried?.referrers ?? 0,
     };
   });
   return {
@@ -224,10 +236,26 @@ export function formatStatistics(report: Report): string[] {
     lines.push(`  Bytes uploaded:     ${formatBytes(bytes)}`);
     const moved = report.latest.filter((l) => l.code === "IMAGE_LATEST_UPDATED").length;
     lines.push(`  latest moved:       ${moved}`);
+    const carried = supplyChainLine(report.entries);
+    if (carried) lines.push(carried);
   }
   lines.push(`  Engine:             ${report.engine}`);
   lines.push(`  Duration:           ${seconds.toFixed(1)} s`);
   return lines;
+}
+
+/** `  Supply chain:       3 signatures, 1 attestations, 0 SBOMs, 2 referrers`, or null when none. */
+function supplyChainLine(entries: ReportEntry[]): string | null {
+  const sum = (key: "signatures" | "attestations" | "sboms" | "referrers") =>
+    entries.reduce((n, e) => n + (e[key] ?? 0), 0);
+  const [sig, att, sbom, ref] = [
+    sum("signatures"),
+    sum("attestations"),
+    sum("sboms"),
+    sum("referrers"),
+  ];
+  if (sig + att + sbom + ref === 0) return null;
+  return `  Supply chain:       ${sig} signatures, ${att} attestations, ${sbom} SBOMs, ${ref} referrers`;
 }
 
 /**

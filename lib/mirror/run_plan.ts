@@ -8,6 +8,10 @@
  * finish); an abort stops scheduling and aborts running copies. Tasks never started are
  * `skipped`. Reports through `onEvent`; never prints.
  *
+ * Every task whose image is at its destination afterwards (pushed now, or `exists` by the plan or
+ * the engine) then runs the supply-chain step when one is given (`supplyChain`: signatures,
+ * attestations, SBOMs and referrers carried, see supply_chain.ts); its failure fails the task.
+ *
  * Tasks the plan deferred (pull budget) are `deferred`, as are the rest of a source host's tasks
  * once it answered 429 with a Retry-After longer than the retries would wait
  * (`retryDelay * maxRetries`, see {@link RunPlanOptions.pullGate}): the run stops pulling from that
@@ -16,7 +20,7 @@
  * @module
  */
 import type { Credential } from "../credentials/credential.ts";
-import type { Engine, EngineEvent } from "../engine/engine.ts";
+import type { Engine, EngineEvent, SupplyChainCounts } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
@@ -46,6 +50,8 @@ export interface TaskResult {
   repo?: "created" | "exists";
   bytesUploaded?: number;
   durationMs: number;
+  /** What the destination holds of the image's signatures and referrers (when carried). */
+  carried?: SupplyChainCounts;
 }
 
 /** A repository the run mirrors into, with the tags that now hold mirrored images. */
@@ -93,6 +99,16 @@ export interface RunPlanOptions {
   /** Move latest in one repository; omitted when updateLatest is off. */
   updateLatest?: (group: LatestGroup, signal?: AbortSignal) => Promise<LatestOutcome>;
   onEvent?: (event: MirrorEvent) => void;
+  /**
+   * Carry the signatures and referrers of an image now at its destination (pushed now, or found
+   * there by the plan or the engine); a throw fails the task with the error's code (the image
+   * itself stays mirrored). Omitted: nothing carried (`signatures: skip`, docker engine).
+   */
+  supplyChain?: (
+    task: PlanTask,
+    digest: string,
+    signal?: AbortSignal,
+  ) => Promise<SupplyChainCounts>;
   /**
    * The 429 storm rule: a copy that fails IMAGE_RATE_LIMITED on its source host with a
    * Retry-After longer than `retryDelayMs * maxRetries` stops pulls from that host for the run
@@ -208,6 +224,35 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     }
   }
 
+  /** The supply-chain step of a task whose image is at its destination. */
+  async function carry(result: TaskResult): Promise<TaskResult> {
+    const { status, digest, task } = result;
+    if (!options.supplyChain || !digest || (status !== "pushed" && status !== "exists")) {
+      return result;
+    }
+    const started = performance.now();
+    const took = () => result.durationMs + Math.round(performance.now() - started);
+    try {
+      const carried = await options.supplyChain(task, digest, options.signal);
+      return { ...result, carried, durationMs: took() };
+    } catch (error) {
+      if (options.signal?.aborted) {
+        return {
+          ...result,
+          status: "failed",
+          code: "MIRROR_INTERRUPTED",
+          error: "interrupted",
+          durationMs: took(),
+        };
+      }
+      const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+      const why = errorMessage(error);
+      const message =
+        `the image is mirrored (${digest}) but its signatures were not carried: ${why}`;
+      return { ...result, status: "failed", code, error: message, durationMs: took() };
+    }
+  }
+
   /** The deferral sentence when the task's source host is stopped, else null. */
   function stoppedMessage(task: PlanTask): string | null {
     const host = task.source.registry;
@@ -232,7 +277,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
 
   await forEachLimited(plan.tasks, async (task) => {
     emit({ kind: "task-start", task });
-    const result = await runTask(task);
+    const result = await carry(await runTask(task));
     results[task.id] = result;
     emit({ kind: "task-done", result });
     if (result.status === "failed" && !options.continueOnError) stop = true;

@@ -19,6 +19,10 @@ function entry(destination: string, status: ReportEntry["status"]): ReportEntry 
     comparedBy: "manifest",
     repo: null,
     bytesUploaded: 100,
+    signatures: 0,
+    attestations: 0,
+    sboms: 0,
+    referrers: 0,
     durationMs: 5,
   };
 }

@@ -15,6 +15,10 @@ function entry(target: string, status: ReportEntry["status"], bytesUploaded = 0)
     comparedBy: "manifest",
     repo: null,
     bytesUploaded,
+    signatures: 0,
+    attestations: 0,
+    sboms: 0,
+    referrers: 0,
     durationMs: 1,
   };
 }

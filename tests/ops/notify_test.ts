@@ -21,6 +21,10 @@ function entry(n: number, status: ReportEntry["status"], error: string | null): 
     comparedBy: "manifest",
     repo: null,
     bytesUploaded: 0,
+    signatures: 0,
+    attestations: 0,
+    sboms: 0,
+    referrers: 0,
     durationMs: 1,
   };
 }

@@ -1,0 +1,348 @@
+/**
+ * The supply chain of a mirrored image, carried byte-exact (shared/registry-protocols.md §8.11):
+ * for the mirrored digest and each child of an index, the cosign tags `sha256-<hex>.sig`, `.att`,
+ * `.sbom` and the OCI 1.1 referrers (the referrers API, or the fallback tag `sha256-<hex>` where the
+ * source answers 404), each with its blobs, through the engine's own copy code
+ * (`_manifest_copier.ts`). Whatever is carried (an attestation, an SBOM, a referrer) gets its own
+ * `.sig` tag and referrers carried in turn (a signature of an SBOM), {@link MAX_DEPTH} levels down.
+ *
+ * Rules:
+ * - The source repository's tag list is read once per run (the engine keeps it): a cosign or
+ *   fallback tag it does not list is taken as absent without a request (a listing that fails
+ *   falls back to a HEAD per tag). A tag pushed upstream during the run is seen by the next run.
+ * - A cosign tag is compared by HEAD on both sides; the same digest costs nothing more. Another
+ *   digest at the destination is replaced only when the source's manifest holds every layer the
+ *   destination's holds (signatures appended upstream); otherwise it is drift: an
+ *   `IMAGE_TAG_DRIFT` event with both digests, the tag untouched.
+ * - Referrers are copied by digest (never tagged), filtered by `artifactTypes`. Whether a registry
+ *   serves the referrers API is asked once per host and run (200 = yes; 404/400/406 = no). A source
+ *   without it is read through its fallback tag, HEAD first: when the destination's fallback tag has
+ *   the same digest, nothing else is read from the source.
+ * - A destination without the API gets its fallback tag kept: the source's exact bytes when they
+ *   hold everything the destination's index holds and every referrer was carried (so the next run
+ *   compares by HEAD), else the destination's index with the carried referrers appended (merge:
+ *   nothing the destination lists is ever dropped). Never an index naming an absent manifest.
+ *
+ * @module
+ */
+import { MirrorError } from "../errors.ts";
+import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
+import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import { cosignTags, parseSignatureManifest } from "../signatures/cosign.ts";
+import {
+  encodeReferrersIndex,
+  isSuperset,
+  mergeReferrersIndex,
+  parseReferrersIndex,
+  type ReferrerDescriptor,
+  type ReferrersIndex,
+  referrersTag,
+} from "../signatures/referrers.ts";
+import type { ManifestCopier } from "./_manifest_copier.ts";
+import type { EngineEvent, SupplyChainCounts } from "./engine.ts";
+
+/** Media types of a manifest that has no children (an index is read for them). */
+const IMAGE_MANIFESTS = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
+
+/**
+ * Referrers carried per image at most (all levels together): a source listing more fails that
+ * image's step before copying any of them, so a hostile list cannot keep the run busy for hours.
+ */
+export const MAX_REFERRERS = 1000;
+
+/** Levels of "a signature of a carried artifact" followed below the image's own digests. */
+export const MAX_DEPTH = 3;
+
+/** Does a registry host serve the referrers API? Asked once per host and run. */
+export type ReferrersSupport = Map<string, boolean>;
+
+/** What {@link SupplyChain} works with. */
+export interface SupplyChainOptions {
+  src: RegistryClient;
+  dst: RegistryClient;
+  srcRepository: string;
+  dstRepository: string;
+  /** The engine's copier between the two repositories. */
+  copier: ManifestCopier;
+  /** The engine's per-host answers about the referrers API. */
+  support: ReferrersSupport;
+  /**
+   * The source repository's tags (listed once per run), or null when the listing failed: a
+   * cosign or fallback tag not listed is not HEADed.
+   */
+  sourceTags: () => Promise<ReadonlySet<string> | null>;
+  artifactTypes?: readonly string[];
+  emit: (event: EngineEvent) => void;
+  signal?: AbortSignal;
+}
+
+type CosignKind = "sig" | "att" | "sbom";
+const COUNTER: Record<CosignKind, keyof SupplyChainCounts> = {
+  sig: "signatures",
+  att: "attestations",
+  sbom: "sboms",
+};
+
+/** One image's supply-chain sync. */
+export class SupplyChain {
+  #o: SupplyChainOptions;
+  #visited = new Set<string>();
+  #referrersSeen = 0;
+  #counts: SupplyChainCounts = { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
+
+  /** A sync between two repositories. */
+  constructor(options: SupplyChainOptions) {
+    this.#o = options;
+  }
+
+  /**
+   * Carry everything of `digest` (and of each child when it is an index).
+   *
+   * @param digest the mirrored manifest's digest
+   * @param mediaType its media type when known: an image manifest is not read again
+   *
+   * @throws {MirrorError} IMAGE_SIGNATURE_INVALID (a `.sig` that is not cosign's format),
+   *   IMAGE_REFERRER_INVALID (a referrers answer or fallback tag that is not an index), registry
+   *   errors
+   */
+  async carry(digest: string, mediaType?: string): Promise<SupplyChainCounts> {
+    const digests = IMAGE_MANIFESTS.has(mediaType ?? "")
+      ? [digest]
+      : await this.#imageDigests(digest);
+    for (const subject of digests) await this.#subject(subject, 0);
+    return this.#counts;
+  }
+
+  /** The mirrored digest and its children (read at the destination, where it now is). */
+  async #imageDigests(digest: string): Promise<string[]> {
+    const { dst, dstRepository, signal } = this.#o;
+    const out = [digest];
+    const manifest = await dst.manifestGet(dstRepository, digest, signal);
+    if (!manifest) return out;
+    const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
+    if (parsed.kind === "index") {
+      for (const child of parsed.manifests) out.push(...await this.#imageDigests(child.digest));
+    }
+    return out;
+  }
+
+  async #subject(digest: string, depth: number): Promise<void> {
+    if (this.#visited.has(digest)) return;
+    this.#visited.add(digest);
+    const next: string[] = [];
+    // An image digest may carry all three; what is carried for it only gets signed in turn.
+    for (const kind of depth === 0 ? ["sig", "att", "sbom"] as const : ["sig"] as const) {
+      this.#o.signal?.throwIfAborted();
+      const outcome = await this.#cosignTag(digest, kind);
+      if (!("digest" in outcome)) continue;
+      this.#counts[COUNTER[kind]]++;
+      // A signature is not signed in turn; an attestation or an SBOM may be (cosign sign <it>).
+      if (kind !== "sig") next.push(outcome.digest);
+    }
+    next.push(...await this.#referrers(digest));
+    if (depth >= MAX_DEPTH) return;
+    for (const more of next) await this.#subject(more, depth + 1);
+  }
+
+  /** One cosign tag: in step, copied, drift, or absent at the source. */
+  async #cosignTag(
+    digest: string,
+    kind: CosignKind,
+  ): Promise<{ state: "absent" | "drift" } | { state: "same" | "copied"; digest: string }> {
+    const { src, dst, srcRepository, dstRepository, signal } = this.#o;
+    const tag = cosignTags(digest)[kind];
+    if (!(await this.#listed(tag))) return { state: "absent" };
+    const head = await src.manifestHead(srcRepository, tag, signal);
+    if (!head) return { state: "absent" };
+    const there = await dst.manifestHead(dstRepository, tag, signal);
+    if (there?.digest === head.digest) return { state: "same", digest: head.digest };
+    const manifest = await src.manifestGet(srcRepository, head.digest, signal);
+    if (!manifest) return { state: "absent" };
+    const where = `${src.host}/${srcRepository}:${tag}`;
+    if (kind === "sig") parseSignatureManifest(manifest.bytes, where);
+    if (there) {
+      const held = await dst.manifestGet(dstRepository, there.digest, signal);
+      if (held && !isSuperset(parts(manifest, where), parts(held, this.#dstWhere(tag)))) {
+        this.#o.emit({
+          kind: "step",
+          code: "IMAGE_TAG_DRIFT",
+          message: `${this.#dstWhere(tag)} holds ${there.digest} with ${
+            kind === "sig" ? "signatures" : "layers"
+          } the source's ${head.digest} (${where}) lacks; left untouched`,
+        });
+        return { state: "drift" };
+      }
+    }
+    await this.#o.copier.copyManifest(manifest, tag, where);
+    this.#o.emit({
+      kind: "step",
+      code: "IMAGE_SIGNATURE_COPIED",
+      message: `${where} -> ${this.#dstWhere(tag)} (${manifest.digest}${
+        there ? `, replaced ${there.digest}: the source's holds all of it` : ""
+      })`,
+    });
+    return { state: "copied", digest: manifest.digest };
+  }
+
+  /** The referrers of `digest`: copied by digest, the destination's fallback tag kept; returns their digests. */
+  async #referrers(digest: string): Promise<string[]> {
+    const { src, dst, srcRepository, dstRepository, signal } = this.#o;
+    const tag = referrersTag(digest);
+    const listed = await this.#sourceReferrers(digest);
+    if (listed === "in-step") {
+      const held = await this.#fallbackIndex(dst, dstRepository, tag);
+      const listed = this.#filter(held?.index.manifests ?? []);
+      this.#counts.referrers += listed.length;
+      return listed.map((d) => d.digest);
+    }
+    const wanted = this.#filter(listed.descriptors);
+    this.#referrersSeen += wanted.length;
+    if (this.#referrersSeen > MAX_REFERRERS) {
+      throw new MirrorError(
+        "IMAGE_REFERRER_INVALID",
+        `${src.host}/${srcRepository} referrers of ${digest}: ${wanted.length} listed, more than the ${MAX_REFERRERS} referrers carried per image; refused`,
+      );
+    }
+    const carried: ReferrerDescriptor[] = [];
+    for (const referrer of wanted) {
+      signal?.throwIfAborted();
+      if (!(await dst.manifestHead(dstRepository, referrer.digest, signal))) {
+        const manifest = await src.manifestGet(srcRepository, referrer.digest, signal);
+        const where = `${src.host}/${srcRepository}@${referrer.digest} (referrer of ${digest})`;
+        if (!manifest) {
+          // A stale entry of the source's list (a referrer deleted without updating its fallback
+          // index): the others still travel; the destination's index never names it.
+          this.#o.emit({
+            kind: "step",
+            code: "IMAGE_REFERRER_INVALID",
+            message: `${where}: listed by the source but not there; skipped`,
+          });
+          continue;
+        }
+        await this.#o.copier.copyManifest(manifest, referrer.digest, where);
+        this.#o.emit({
+          kind: "step",
+          code: "IMAGE_REFERRER_COPIED",
+          message: `${where} -> ${dst.host}/${dstRepository}@${referrer.digest}${
+            referrer.artifactType ? ` (${referrer.artifactType})` : ""
+          }`,
+        });
+      }
+      carried.push(referrer);
+      this.#counts.referrers++;
+    }
+    if (carried.length > 0 && !(await this.#hasApi(dst, dstRepository, digest))) {
+      const exact = listed.index && carried.length === listed.index.manifests.length
+        ? listed
+        : null;
+      await this.#keepFallback(digest, carried, exact);
+    }
+    return carried.map((d) => d.digest);
+  }
+
+  /**
+   * The source's referrers of `digest`, or `in-step` when the source has no API and its fallback
+   * tag has the digest the destination's has (HEADs only).
+   */
+  async #sourceReferrers(
+    digest: string,
+  ): Promise<
+    "in-step" | { descriptors: ReferrerDescriptor[]; index?: ReferrersIndex; raw?: ManifestBytes }
+  > {
+    const { src, dst, srcRepository, dstRepository, signal } = this.#o;
+    if (this.#o.support.get(src.host) !== false) {
+      const pages = await src.referrersGet(srcRepository, digest, { signal });
+      this.#o.support.set(src.host, pages !== null);
+      if (pages !== null) {
+        const where = `${src.host}/${srcRepository} referrers of ${digest}`;
+        return {
+          descriptors: pages.flatMap((page, i) =>
+            parseReferrersIndex(page.bytes, pages.length > 1 ? `${where} (page ${i + 1})` : where)
+              .manifests
+          ),
+        };
+      }
+    }
+    const tag = referrersTag(digest);
+    if (!(await this.#listed(tag))) return { descriptors: [] };
+    const head = await src.manifestHead(srcRepository, tag, signal);
+    if (!head) return { descriptors: [] };
+    const there = await dst.manifestHead(dstRepository, tag, signal);
+    if (there?.digest === head.digest) return "in-step";
+    const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag);
+    if (!read) return { descriptors: [] };
+    return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
+  }
+
+  /** May the source hold `tag`? False only when its tag list was read and lacks it. */
+  async #listed(tag: string): Promise<boolean> {
+    const tags = await this.#o.sourceTags();
+    return tags === null || tags.has(tag);
+  }
+
+  /** A fallback index (by tag or digest), checked; null when absent. */
+  async #fallbackIndex(
+    client: RegistryClient,
+    repository: string,
+    ref: string,
+    tag = ref,
+  ): Promise<{ index: ReferrersIndex; raw: ManifestBytes } | null> {
+    const raw = await client.manifestGet(repository, ref, this.#o.signal);
+    if (!raw) return null;
+    return { index: parseReferrersIndex(raw.bytes, `${client.host}/${repository}:${tag}`), raw };
+  }
+
+  /** Does `client`'s host serve the referrers API? Asked once per host and run. */
+  async #hasApi(client: RegistryClient, repository: string, digest: string): Promise<boolean> {
+    const known = this.#o.support.get(client.host);
+    if (known !== undefined) return known;
+    const pages = await client.referrersGet(repository, digest, { signal: this.#o.signal });
+    this.#o.support.set(client.host, pages !== null);
+    return pages !== null;
+  }
+
+  /** Keep the destination's fallback tag of `digest` listing `carried` (merge, never drop). */
+  async #keepFallback(
+    digest: string,
+    carried: ReferrerDescriptor[],
+    source: { index?: ReferrersIndex; raw?: ManifestBytes } | null,
+  ): Promise<void> {
+    const { dst, dstRepository, signal } = this.#o;
+    const tag = referrersTag(digest);
+    const held = await this.#fallbackIndex(dst, dstRepository, tag);
+    const merged = mergeReferrersIndex(held?.index ?? null, carried);
+    if (held && merged.manifests.length === held.index.manifests.length) return;
+    const exact = source?.raw && source.index &&
+        isSuperset(source.index.manifests, held?.index.manifests ?? [])
+      ? { raw: source.raw, count: source.index.manifests.length }
+      : null;
+    const body = exact ? exact.raw : encodeReferrersIndex(merged);
+    const written = await dst.manifestPut(dstRepository, tag, body, signal);
+    this.#o.emit({
+      kind: "step",
+      code: "IMAGE_REFERRER_COPIED",
+      message: `${this.#dstWhere(tag)}: fallback index now lists ${
+        exact ? exact.count : merged.manifests.length
+      } referrer(s) (${written}${exact ? ", the source's bytes" : ", merged"})`,
+    });
+  }
+
+  #filter(descriptors: ReferrerDescriptor[]): ReferrerDescriptor[] {
+    const types = this.#o.artifactTypes;
+    if (!types) return descriptors;
+    return descriptors.filter((d) =>
+      d.artifactType !== undefined && types.includes(d.artifactType)
+    );
+  }
+
+  #dstWhere(ref: string): string {
+    const { dst, dstRepository } = this.#o;
+    return `${dst.host}/${dstRepository}${ref.startsWith("sha256:") ? "@" : ":"}${ref}`;
+  }
+}
+
+/** The descriptors a managed manifest holds: layers (an image) or children (an index). */
+function parts(manifest: ManifestBytes, where: string) {
+  const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
+  return parsed.kind === "image" ? parsed.layers : parsed.manifests;
+}
