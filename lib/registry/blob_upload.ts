@@ -140,8 +140,7 @@ export class BlobUploader {
             : await this.#putChunks(repository, blob, verified, session, options.signal);
         } catch (error) {
           // The request failed because the bytes did: say so (not a push failure to retry).
-          throw verifier.failure() ??
-            (sourceFailure instanceof MirrorError ? sourceFailure : undefined) ?? error;
+          throw verifier.failure() ?? sourceVerdict(sourceFailure) ?? error;
         } finally {
           reading.abort();
           if (!done) await this.cancel(repository, session.url);
@@ -376,6 +375,15 @@ export function verifyBlob(
     },
   });
   return { stream, failure: () => failure };
+}
+
+/**
+ * The source's own verdict on its bytes (a layout's corrupt file: IMAGE_DIGEST_MISMATCH naming
+ * it), which says more than the request's failure; any other source error (a stalled GET) stays
+ * the upload's failure as before.
+ */
+function sourceVerdict(error: unknown): MirrorError | undefined {
+  return error instanceof MirrorError && error.code === "IMAGE_DIGEST_MISMATCH" ? error : undefined;
 }
 
 /** `stream`, telling `onError` the error it fails with (its own, not the consumer's). */
