@@ -42,7 +42,7 @@ export function logEvent(
         // The task's own IMAGE_PUSHED line follows; the engine's detail goes to DEBUG.
         const code = event.event.code;
         logger.log(
-          code === "IMAGE_PUSHED" ? "DEBUG" : levelOf(code),
+          code === "IMAGE_PUSHED" ? "DEBUG" : event.event.level ?? levelOf(code),
           code,
           "Image",
           event.event.message,

@@ -159,7 +159,7 @@ export class SupplyChain {
     const manifest = await src.manifestGet(srcRepository, head.digest, signal);
     if (!manifest) return { state: "absent" };
     const where = `${src.host}/${srcRepository}:${tag}`;
-    if (kind === "sig") parseSignatureManifest(manifest.bytes, where);
+    if (kind === "sig") this.#checkSignature(manifest, where);
     if (there) {
       const held = await dst.manifestGet(dstRepository, there.digest, signal);
       if (held && !isSuperset(parts(manifest, where), parts(held, this.#dstWhere(tag)))) {
@@ -182,6 +182,25 @@ export class SupplyChain {
       })`,
     });
     return { state: "copied", digest: manifest.digest };
+  }
+
+  /**
+   * A `.sig` that is not cosign's format (garbage annotations) is still carried byte for byte:
+   * the mirror holds what upstream holds, and a verifier refuses it there as it would upstream.
+   * It does not fail the image; a WARNING says it will not verify.
+   */
+  #checkSignature(manifest: ManifestBytes, where: string): void {
+    try {
+      parseSignatureManifest(manifest.bytes, where);
+    } catch (error) {
+      if (!(error instanceof MirrorError)) throw error;
+      this.#o.emit({
+        kind: "step",
+        code: "IMAGE_SIGNATURE_INVALID",
+        level: "WARNING",
+        message: `${error.message}; carried as is (it will not verify)`,
+      });
+    }
   }
 
   /** The referrers of `digest`: copied by digest, the destination's fallback tag kept; returns their digests. */

@@ -28,7 +28,13 @@ export type EngineEvent =
     /** Blob size when known. */
     total?: number;
   }
-  | { kind: "step"; code: Code; message: string };
+  | {
+    kind: "step";
+    code: Code;
+    message: string;
+    /** The log level when it is not the code's own (a problem that does not fail the copy). */
+    level?: "WARNING";
+  };
 
 /** One copy. */
 export interface CopyRequest {

@@ -209,7 +209,7 @@ Deno.test({
       );
 
       await t.step(
-        "a .sig with garbage annotations: IMAGE_SIGNATURE_INVALID, image mirrored, run fails",
+        "a .sig with garbage annotations: carried as is with a WARNING, the image mirrored",
         async () => {
           const image = await pushTestImage(src, "team/garbage:1", { kind: "oci", seed: 56 });
           const p = simpleSigningPayload(`${src.host}/team/garbage`, image.digest);
@@ -220,21 +220,23 @@ Deno.test({
             buildSignatureManifest([{ payload: p, signatureAnnotation: "%%% not base64 %%%" }]),
           );
           const out = await run("team/garbage:1");
-          assert.equal(out.code, 1, out.stderr);
+          assert.equal(out.code, 0, out.stderr);
           const [entry] = entriesOf(out);
-          assert.deepEqual([entry.status, entry.code, entry.digest], [
-            "failed",
-            "IMAGE_SIGNATURE_INVALID",
+          assert.deepEqual([entry.status, entry.code, entry.digest, entry.signatures], [
+            "pushed",
+            "IMAGE_PUSHED",
             image.digest,
+            1,
           ]);
+          assert.equal(await headDigest(dst, "mirror/garbage:1"), image.digest);
+          // Byte for byte: the mirror holds what upstream holds; a verifier refuses it there too.
+          assert.equal(await headDigest(dst, `mirror/garbage:${bad.tag}`), bad.digest);
           assert.match(
-            String(entry.error),
+            await logText(dir),
             new RegExp(
-              `^the image is mirrored \\(${image.digest}\\) but its signatures were not carried: ${api.host}/team/garbage:${bad.tag}: layers\\[0\\]: dev\\.cosignproject\\.cosign/signature is not base64`,
+              `\\[WARNING\\] \\[IMAGE_SIGNATURE_INVALID\\] Image: ${api.host}/team/garbage:${bad.tag}: layers\\[0\\]: dev\\.cosignproject\\.cosign/signature is not base64.*; carried as is \\(it will not verify\\)`,
             ),
           );
-          assert.equal(await headDigest(dst, "mirror/garbage:1"), image.digest);
-          assert.equal(await headDigest(dst, `mirror/garbage:${bad.tag}`), null);
         },
       );
 
