@@ -39,6 +39,14 @@ export async function main(args: string[], io: Io): Promise<number> {
         const { runMirror } = await import("./lib/cli/mirror_command.ts");
         return await runMirror(command, io);
       }
+      case "export": {
+        const { runExportCommand } = await import("./lib/cli/airgap_command.ts");
+        return await runExportCommand(command, io);
+      }
+      case "import": {
+        const { runImportCommand } = await import("./lib/cli/airgap_command.ts");
+        return await runImportCommand(command, io);
+      }
       case "report": {
         const { runReport } = await import("./lib/cli/report_command.ts");
         return await runReport(command, io);

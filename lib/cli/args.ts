@@ -43,13 +43,45 @@ export interface ReportCommand {
   openshiftMirrorSets?: string;
 }
 
+/** `bananna-bot export`: the plan's images into an OCI layout for an air gap. */
+export interface ExportCommand {
+  kind: "export";
+  config?: string;
+  /** The layout directory to write. */
+  to: string;
+  /** A previous export's bananna-export.json (incremental). */
+  since?: string;
+  /** `--part-size` as given (parsed by the command): also write the layout as split tar parts. */
+  partSize?: string;
+  dryRun: boolean;
+  only: string[];
+  report?: string;
+  nonInteractive: boolean;
+}
+
+/** `bananna-bot import`: an export's images into the config's targets, with every mirror rule. */
+export interface ImportCommand {
+  kind: "import";
+  config?: string;
+  /** The export directory, or the first tar part (`bananna-export.tar.000` / `.tar`). */
+  from: string;
+  dryRun: boolean;
+  only: string[];
+  report?: string;
+  nonInteractive: boolean;
+  /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the import. */
+  openshiftMirrorSets?: string;
+}
+
 /** A parsed command line. */
 export type Command =
   | { kind: "help"; text: string }
   | { kind: "version"; text: string }
   | ValidateCommand
   | MirrorCommand
-  | ReportCommand;
+  | ReportCommand
+  | ExportCommand
+  | ImportCommand;
 
 const EXIT_CODES = `Exit codes:
   0    everything mirrored (or already there; drift is reported, not fatal)
@@ -74,6 +106,8 @@ Commands:
   mirror     mirror every image in the config (plan, copy what is new, move latest, report)
   validate   check the config and list every problem with its path
   report     combine the reports of a sharded run (report --merge DIR)
+  export     write the planned images to an OCI layout directory (air gap, connected side)
+  import     mirror an export's images into the targets with every rule (air gap, other side)
   help       show help for a command
 
 Options:
@@ -123,6 +157,60 @@ Options:
 
 ${EXIT_CODES}
 `;
+
+/** Help of `export`. */
+const EXPORT_HELP = `Usage: bananna-bot export --to DIR [options]
+
+Resolve the same plan as mirror (images, tags selected by repositories rules) and copy every
+source image into an OCI image layout in DIR: every platform, exact bytes and digests, each image
+named by its full source reference, its targets recorded. bananna-export.json is written last
+(images, digests, blobs, sha256 of every file, the tool version). An interrupted export is
+resumed by running it again (what is complete is not fetched again). Targets are not contacted.
+
+Options:
+  -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
+      --to DIR           the layout directory (created when missing)
+      --since FILE       a previous export's bananna-export.json: write only blobs and
+                         manifests it (and the exports it built on) did not carry
+      --part-size SIZE   also write the layout as a tar split into parts of SIZE
+                         (bananna-export.tar.000, .001, ...; e.g. 4G, 500MiB), each with
+                         its sha256 in bananna-export.json
+  -n, --dry-run          read only: print what would be exported, write nothing
+      --only PATTERN     only images and repositories whose key or full reference matches
+      --report PATH      also write the JSON report here
+      --non-interactive  never prompt for credentials
+  -h, --help             show this help
+
+${EXIT_CODES}
+`;
+
+/** Help of `import`. */
+const IMPORT_HELP = `Usage: bananna-bot import --from DIR [options]
+
+Mirror the images of an export (bananna-bot export) into the targets of the config, with every
+rule of mirror: Quay repository creation, never-overwrite (drift reported), latest, report, log,
+lock, --dry-run. Every blob is verified against its sha256 while it is read; an image whose blob
+is corrupt fails (IMAGE_DIGEST_MISMATCH naming the file) and nothing of it is written. The source
+registries are never contacted. An interrupted import is resumed by running it again. An
+incremental export needs the exports it builds on imported first.
+
+Options:
+  -c, --config PATH      config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
+      --from DIR|PART    the export directory (OCI layout with bananna-export.json), or
+                         its first tar part (bananna-export.tar.000 or bananna-export.tar)
+      --openshift-mirror-sets PATH
+                         write ImageDigestMirrorSet (and ImageTagMirrorSet) YAML of what
+                         landed, so the cluster pulls the upstream references from the mirror
+  -n, --dry-run          read only: print what would be done, write nothing
+      --only PATTERN     only images and repositories whose key or full reference matches
+      --report PATH      also write the JSON report here (always: <log dir>/last-report.json)
+      --non-interactive  never prompt; missing credentials are an error
+  -h, --help             show this help
+
+${EXIT_CODES}
+`;
+
+const HELPS: Record<string, string> = { export: EXPORT_HELP, import: IMPORT_HELP };
 
 /** Help of `validate`. */
 const VALIDATE_HELP = `Usage: bananna-bot validate [options]
@@ -181,6 +269,10 @@ export function parseArgs(argv: string[]): Command {
         output: { type: "string" },
         "openshift-mirror-sets": { type: "string" },
         "metrics-file": { type: "string" },
+        to: { type: "string" },
+        from: { type: "string" },
+        since: { type: "string" },
+        "part-size": { type: "string" },
       },
     }));
   } catch (error) {
@@ -199,15 +291,23 @@ export function parseArgs(argv: string[]): Command {
         ? VALIDATE_HELP
         : topic === "report"
         ? REPORT_HELP
-        : MAIN_HELP,
+        : HELPS[topic ?? ""] ?? MAIN_HELP,
     };
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
     throw new UsageError("no command given (mirror, validate or report)");
   }
+  if (command === "export" || command === "import") return airgapCommand(command, rest, values);
+  for (const flag of ["to", "from", "since", "part-size"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of export/import, not ${command ?? "this"}`);
+    }
+  }
   if (command !== "mirror" && command !== "validate" && command !== "report") {
-    throw new UsageError(`unknown command "${command}" (commands: mirror, validate, report, help)`);
+    throw new UsageError(
+      `unknown command "${command}" (commands: mirror, validate, report, export, import, help)`,
+    );
   }
   if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
   if (values.help) {
@@ -286,4 +386,58 @@ function metricsFileOption(value: unknown): { metricsFile?: string } {
   if (value === undefined) return {};
   if (value === "") throw new UsageError("--metrics-file needs a path");
   return { metricsFile: value as string };
+}
+
+/** `export` and `import`: their own flags, the shared ones as for mirror. */
+function airgapCommand(
+  command: "export" | "import",
+  rest: string[],
+  values: Record<string, string | boolean | string[] | undefined>,
+): Command {
+  if (values.help) return { kind: "help", text: HELPS[command] };
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  const refused = ["shard", "shards", "merge", "output", "metrics-file"];
+  if (command === "export") refused.push("openshift-mirror-sets");
+  for (const flag of refused) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is not an option of ${command}`);
+    }
+  }
+  const config = values.config as string | undefined;
+  if (config === "") throw new UsageError("--config needs a path");
+  const common = {
+    config,
+    dryRun: Boolean(values["dry-run"]),
+    only: (values.only as string[] | undefined) ?? [],
+    report: values.report as string | undefined,
+    nonInteractive: Boolean(values["non-interactive"]),
+  };
+  const wrong = command === "export" ? "from" : "to";
+  if (values[wrong] !== undefined) {
+    throw new UsageError(`--${wrong} is not an option of ${command} (see ${command} --help)`);
+  }
+  if (command === "export") {
+    const to = values.to as string | undefined;
+    if (!to) throw new UsageError("export needs --to DIR (the layout directory to write)");
+    const since = values.since as string | undefined;
+    if (since === "") throw new UsageError("--since needs a path (a bananna-export.json)");
+    const partSize = values["part-size"] as string | undefined;
+    return {
+      kind: "export",
+      to,
+      since,
+      ...(partSize !== undefined ? { partSize } : {}),
+      ...common,
+    };
+  }
+  for (const flag of ["since", "part-size"]) {
+    if (values[flag] !== undefined) {
+      throw new UsageError(`--${flag} is an option of export, not import`);
+    }
+  }
+  const from = values.from as string | undefined;
+  if (!from) {
+    throw new UsageError("import needs --from DIR (an export directory or its first part)");
+  }
+  return { kind: "import", from, ...mirrorSetsFlag(values["openshift-mirror-sets"]), ...common };
 }

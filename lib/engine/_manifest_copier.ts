@@ -14,7 +14,8 @@
  */
 import { MirrorError } from "../errors.ts";
 import { type Descriptor, type ParsedManifest, parseManifest } from "../registry/manifest.ts";
-import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import type { ImageStore } from "../registry/image_store.ts";
+import type { ManifestBytes } from "../registry/registry_client.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import type { SharedWork } from "./_shared_work.ts";
@@ -22,8 +23,8 @@ import type { EngineEvent } from "./engine.ts";
 
 /** What a {@link ManifestCopier} copies between. */
 export interface ManifestCopierOptions {
-  src: RegistryClient;
-  dst: RegistryClient;
+  src: ImageStore;
+  dst: ImageStore;
   /** Source repository. */
   srcRepository: string;
   /** Destination repository. */
@@ -38,8 +39,8 @@ export interface ManifestCopierOptions {
 
 /** Copies manifests with their content from one repository to another; counts bytes uploaded. */
 export class ManifestCopier {
-  #src: RegistryClient;
-  #dst: RegistryClient;
+  #src: ImageStore;
+  #dst: ImageStore;
   #srcRepo: string;
   #dstRepo: string;
   #blobConcurrency: number;

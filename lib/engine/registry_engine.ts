@@ -21,7 +21,8 @@
  */
 import { MirrorError } from "../errors.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ImageStore } from "../registry/image_store.ts";
+import { RegistryClient } from "../registry/registry_client.ts";
 import { ManifestCopier } from "./_manifest_copier.ts";
 import { SharedWork } from "./_shared_work.ts";
 import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
@@ -36,8 +37,11 @@ import type {
 
 /** Options for {@link RegistryEngine}. */
 export interface RegistryEngineOptions {
-  /** The client for a registry host (one per host: one connection pool each). */
-  clientFor: (registryHost: string) => RegistryClient;
+  /**
+   * Where images of a registry host live: its client (one per host: one connection pool each),
+   * or another {@link ImageStore} (an OCI layout for export and import).
+   */
+  clientFor: (registryHost: string) => ImageStore;
   /** Blobs copied at once per image. @default 4 */
   blobConcurrency?: number;
 }
@@ -46,7 +50,7 @@ export interface RegistryEngineOptions {
 export class RegistryEngine implements Engine {
   readonly name = "registry" as const;
   readonly comparison = "manifest" as const;
-  #clientFor: (host: string) => RegistryClient;
+  #clientFor: (host: string) => ImageStore;
   #blobConcurrency: number;
   #shared = new SharedWork();
   #referrersSupport: ReferrersSupport = new Map();
@@ -67,6 +71,10 @@ export class RegistryEngine implements Engine {
   async carrySupplyChain(request: SupplyChainRequest): Promise<SupplyChainCounts> {
     const src = this.#clientFor(request.source.registry);
     const dst = this.#clientFor(request.destination.registry);
+    // A layout (export/import) holds no signatures or referrers yet: nothing to carry.
+    if (!(src instanceof RegistryClient) || !(dst instanceof RegistryClient)) {
+      return { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
+    }
     const emit = request.onEvent ?? (() => {});
     const copier = new ManifestCopier({
       src,
@@ -137,8 +145,8 @@ export class RegistryEngine implements Engine {
 }
 
 class CopyJob {
-  #src: RegistryClient;
-  #dst: RegistryClient;
+  #src: ImageStore;
+  #dst: ImageStore;
   #source: Reference;
   #destination: Reference;
   #replaceDigest?: string;
@@ -147,7 +155,7 @@ class CopyJob {
   #copier: ManifestCopier;
 
   constructor(
-    clientFor: (host: string) => RegistryClient,
+    clientFor: (host: string) => ImageStore,
     request: CopyRequest,
     options: { blobConcurrency: number; shared: SharedWork },
   ) {

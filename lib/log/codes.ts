@@ -133,6 +133,15 @@ export const CODES = {
     level: "ERROR",
     meaning: "a file in the log dir is a symbolic link; refused, not followed",
   },
+  MIRROR_LAYOUT_WRITTEN: {
+    level: "INFO",
+    meaning: "an export finished its OCI layout and wrote bananna-export.json last",
+  },
+  IMAGE_PREDECESSOR_MISSING: {
+    level: "ERROR",
+    meaning: "an incremental export lacks a blob an earlier export carried",
+  },
+
   MIRROR_MERGE_FAILED: {
     level: "ERROR",
     meaning: "report --merge: a shard report is missing, unreadable or mismatched",

@@ -35,13 +35,14 @@ import { CODES } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
+import type { ImageStore } from "../registry/image_store.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
-import { buildPlan, type MirrorPlan, type PlanTask } from "./plan.ts";
+import { buildPlan, type MirrorPlan, type PlanProbe, type PlanTask } from "./plan.ts";
 import { HostPullGate } from "./pull_budget.ts";
 import { RegistryProbe } from "./registry_probe.ts";
 import { selectionEntries, selectionLines } from "./repository_selection.ts";
@@ -84,6 +85,19 @@ export interface MirrorRunOptions {
   onEvent: (event: MirrorEvent) => void;
   /** This run's shard (`--shard`, shard.ts), recorded in the report. */
   shard?: { index: number; count: number } | null;
+  /**
+   * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
+   * no login, the plan reads them through `probe`, the engine copies from `storeFor(host)`.
+   */
+  sourceStores?: SourceStores;
+}
+
+/** Where the images of some source hosts live instead of their registries (import). */
+export interface SourceStores {
+  hosts: ReadonlySet<string>;
+  storeFor: (host: string) => ImageStore;
+  /** The plan's reads: those of these hosts answered by the stores, the rest by `inner`. */
+  probe: (inner: PlanProbe) => PlanProbe;
 }
 
 /**
@@ -169,12 +183,14 @@ export class MirrorRun implements AsyncDisposable {
       interactive: this.#options.interactive,
       say: this.#options.say,
       signal,
+      skipSources: this.#options.sourceStores?.hosts,
     });
     const brokenTargets = dryRun ? new Map<string, MirrorError>() : await this.#checkQuayTokens();
     const state = await MirrorState.load(config.log.dir);
+    const probe = new RegistryProbe({ hosts: this.#hosts, quay: (name) => this.#quayFor(name) });
     const plan = await buildPlan(
       config,
-      new RegistryProbe({ hosts: this.#hosts, quay: (name) => this.#quayFor(name) }),
+      this.#options.sourceStores?.probe(probe) ?? probe,
       {
         comparison: engine.comparison,
         images,
@@ -224,7 +240,10 @@ export class MirrorRun implements AsyncDisposable {
     const clientFor = (host: string) => this.#hosts.client(host);
     if (op.engine === "registry") {
       const { RegistryEngine } = await import("../engine/registry_engine.ts");
-      return new RegistryEngine({ clientFor });
+      const stores = this.#options.sourceStores;
+      return new RegistryEngine({
+        clientFor: (host) => stores?.hosts.has(host) ? stores.storeFor(host) : clientFor(host),
+      });
     }
     const { DockerEngine } = await import("../engine/docker_engine.ts");
     return new DockerEngine({
@@ -272,14 +291,18 @@ export class MirrorRun implements AsyncDisposable {
       platform: op.platform,
       credentials: logins.credentials,
       signal,
-      verify: (task, signal) => verifier.verify(task, signal),
+      // An import's sources were verified on export; their registries are not reachable here.
+      verify: this.#options.sourceStores
+        ? undefined
+        : (task, signal) => verifier.verify(task, signal),
       ensureRepository: (task, signal) => this.#ensureRepo(task, signal),
       updateLatest: op.updateLatest
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
       // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
-      supplyChain: supplyChainStep(engine, {
+      // An import's layout holds no signatures or referrers yet (see README "Air-gapped sites").
+      supplyChain: this.#options.sourceStores ? undefined : supplyChainStep(engine, {
         operation: op,
         emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
         listed: listedTags(plan),

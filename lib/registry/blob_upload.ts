@@ -130,14 +130,17 @@ export class BlobUploader {
         const session = await this.#start(repository, options.signal);
         let done = false;
         const verifier = verifyBlob(blob, options.onProgress);
+        // A source that fails with its own verdict (a layout's corrupt file) keeps it.
+        let sourceFailure: unknown;
         try {
-          const verified = (await open(signal)).pipeThrough(verifier.stream);
+          const verified = tapFailure(await open(signal), (e) => sourceFailure = e)
+            .pipeThrough(verifier.stream);
           done = this.#chunkBytes === null
             ? await this.#putWhole(repository, blob, verified, session.url, options.signal)
             : await this.#putChunks(repository, blob, verified, session, options.signal);
         } catch (error) {
           // The request failed because the bytes did: say so (not a push failure to retry).
-          throw verifier.failure() ?? error;
+          throw verifier.failure() ?? sourceVerdict(sourceFailure) ?? error;
         } finally {
           reading.abort();
           if (!done) await this.cancel(repository, session.url);
@@ -372,4 +375,36 @@ export function verifyBlob(
     },
   });
   return { stream, failure: () => failure };
+}
+
+/**
+ * The source's own verdict on its bytes (a layout's corrupt file: IMAGE_DIGEST_MISMATCH naming
+ * it), which says more than the request's failure; any other source error (a stalled GET) stays
+ * the upload's failure as before.
+ */
+function sourceVerdict(error: unknown): MirrorError | undefined {
+  return error instanceof MirrorError && error.code === "IMAGE_DIGEST_MISMATCH" ? error : undefined;
+}
+
+/** `stream`, telling `onError` the error it fails with (its own, not the consumer's). */
+function tapFailure(
+  stream: ReadableStream<Uint8Array>,
+  onError: (error: unknown) => void,
+): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (error) {
+        onError(error);
+        controller.error(error);
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }

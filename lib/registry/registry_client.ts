@@ -32,6 +32,7 @@ import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import { errorFromResponse, isRetryable, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpRequest, HttpTransport } from "./http_transport.ts";
+import type { ImageStore } from "./image_store.ts";
 import {
   blobPath,
   checkedDigest,
@@ -88,8 +89,8 @@ export interface ManifestBytes {
   bytes: Uint8Array;
 }
 
-/** The OCI distribution API for one host. */
-export class RegistryClient {
+/** The OCI distribution API for one host (an {@link ImageStore}). */
+export class RegistryClient implements ImageStore {
   /** The registry name as in references. */
   readonly host: string;
   #base: string;

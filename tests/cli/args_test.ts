@@ -99,3 +99,69 @@ Deno.test("parseArgs() reads mirror --shard/--shards and report --merge/--output
     });
   }
 });
+
+Deno.test("parseArgs() reads export and import, and refuses their flags elsewhere", async (t) => {
+  await t.step("export", () => {
+    assert.deepEqual(
+      parseArgs(["export", "--to", "out", "--since", "prev/bananna-export.json", "-n"]),
+      {
+        kind: "export",
+        to: "out",
+        since: "prev/bananna-export.json",
+        config: undefined,
+        dryRun: true,
+        only: [],
+        report: undefined,
+        nonInteractive: false,
+      },
+    );
+    assert.equal(
+      (parseArgs(["export", "--to", "out", "--part-size", "4G"]) as { partSize?: string }).partSize,
+      "4G",
+    );
+  });
+  await t.step("import", () => {
+    assert.deepEqual(
+      parseArgs([
+        "import",
+        "--from",
+        "media/bananna-export.tar.000",
+        "--openshift-mirror-sets",
+        "s",
+      ]),
+      {
+        kind: "import",
+        from: "media/bananna-export.tar.000",
+        openshiftMirrorSets: "s",
+        config: undefined,
+        dryRun: false,
+        only: [],
+        report: undefined,
+        nonInteractive: false,
+      },
+    );
+  });
+  const refused: [string[], RegExp][] = [
+    [["export"], /export needs --to DIR/],
+    [["import"], /import needs --from DIR/],
+    [["export", "--to", "o", "--from", "x"], /--from is not an option of export/],
+    [["import", "--from", "x", "--to", "o"], /--to is not an option of import/],
+    [["import", "--from", "x", "--since", "p"], /--since is an option of export, not import/],
+    [["import", "--from", "x", "--part-size", "4G"], /--part-size is an option of export/],
+    [
+      ["export", "--to", "o", "--openshift-mirror-sets", "s"],
+      /--openshift-mirror-sets is not an option of export/,
+    ],
+    [["export", "--to", "o", "--shard", "0/2"], /--shard is not an option of export/],
+    [["mirror", "--to", "o"], /--to is an option of export\/import, not mirror/],
+    [["mirror", "--part-size", "4G"], /--part-size is an option of export\/import, not mirror/],
+  ];
+  for (const [argv, message] of refused) {
+    await t.step(argv.join(" "), () => {
+      assert.throws(
+        () => parseArgs(argv),
+        (e: unknown) => e instanceof UsageError && message.test(e.message),
+      );
+    });
+  }
+});

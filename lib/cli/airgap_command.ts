@@ -1,0 +1,264 @@
+/**
+ * `bananna-bot export` and `bananna-bot import`, composition only, like mirror_command.ts: load the
+ * config, check the inputs (bad ones are exit 2 before anything starts), take the run lock, open
+ * the logger, wire events to the log and the terminal, run, print the end. Export runs
+ * lib/layout/export_run.ts; import runs the mirror run (lib/mirror/mirror_run.ts) with the export
+ * directory as the store of every source host (lib/layout/import_source.ts). Returns the exit
+ * code; never calls Deno.exit.
+ *
+ * @module
+ */
+import type { ExportCommand, ImportCommand } from "./args.ts";
+import type { Io } from "./io.ts";
+import { createTerminal } from "./terminal.ts";
+import { loadConfig, logOpenError } from "../config/load_config.ts";
+import type { ResolvedConfig } from "../config/schema.ts";
+import { MirrorError } from "../errors.ts";
+import { readExportManifest } from "../layout/export_manifest.ts";
+import { runExport } from "../layout/export_run.ts";
+import { type ImportLocation, locateImport } from "../layout/import_parts.ts";
+import { type ImportSource, openImportSource } from "../layout/import_source.ts";
+import { parsePartSize } from "../layout/tar_parts.ts";
+import { Logger } from "../log/logger.ts";
+import { createMirrorRun } from "../mirror/mirror_run.ts";
+import type { Report } from "../mirror/report.ts";
+import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
+import type { MirrorEvent } from "../mirror/run_plan.ts";
+import { VERSION } from "../version.ts";
+import { selectEntries } from "./mirror_command.ts";
+import { finishRun, logEvent } from "./mirror_output.ts";
+import { writeRunMirrorSets } from "./mirror_sets_output.ts";
+import { MirrorProgress } from "./mirror_progress.ts";
+
+/** Run `bananna-bot export`. */
+export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<number> {
+  const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  const selected = selectEntries(config, cmd.only);
+  const to = absolute(cmd.to, io.cwd);
+  const since = cmd.since === undefined ? undefined : absolute(cmd.since, io.cwd);
+  if (since) await readExportManifest(since); // a bad --since is exit 2 before anything starts
+  const partSize = cmd.partSize === undefined ? undefined : parsePartSize(cmd.partSize);
+  return await session(config, io, {
+    op: "Export",
+    reportPath: cmd.report,
+    run: (context) =>
+      runExport({
+        config,
+        ...selected,
+        dir: to,
+        since,
+        partSize,
+        dryRun: cmd.dryRun,
+        interactive: io.isTerminal && !cmd.nonInteractive,
+        env: io.env,
+        signal: io.signal,
+        ...context,
+      }, context.startedAt),
+  });
+}
+
+/** Run `bananna-bot import`. */
+export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<number> {
+  const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  // A layout is read by the registry engine only (digests kept), whatever copies online.
+  const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
+  const selected = selectEntries(config, cmd.only);
+  const location = await locateImport(absolute(cmd.from, io.cwd), {
+    stagingParent: config.log.dir,
+    signal: io.signal,
+  });
+  try {
+    const source = await openImportSource(location.dir, {
+      config,
+      selected,
+      manifestPath: location.manifestPath,
+      lost: location.lost,
+    });
+    return await importSession(cmd, io, { loaded, config, source, location });
+  } finally {
+    await location.cleanup();
+  }
+}
+
+async function importSession(
+  cmd: ImportCommand,
+  io: Io,
+  input: {
+    loaded: ResolvedConfig;
+    config: ResolvedConfig;
+    source: ImportSource;
+    location: ImportLocation;
+  },
+): Promise<number> {
+  const { loaded, config, source, location } = input;
+  return await session(config, io, {
+    op: "Import",
+    reportPath: cmd.report,
+    after: cmd.openshiftMirrorSets === undefined
+      ? undefined
+      : (report, context) =>
+        writeRunMirrorSets(report, absolute(cmd.openshiftMirrorSets as string, io.cwd), {
+          logger: context.logger,
+          line: context.line,
+          error: context.line,
+        }),
+    run: async (context) => {
+      if (location.parts) {
+        const { names, corrupt } = location.parts;
+        context.logger.log(
+          corrupt.length ? "ERROR" : "INFO",
+          corrupt.length ? "IMAGE_DIGEST_MISMATCH" : "SUCCESS",
+          "Import",
+          `${names.length} tar part(s) read from ${location.manifestPath.replace(/\/[^/]+$/, "")}${
+            corrupt.length
+              ? `; corrupt (sha256 differs): ${
+                corrupt.join(", ")
+              }: the images needing their blobs fail`
+              : ", every sha256 as recorded"
+          }`,
+        );
+      }
+      context.logger.info(
+        "MIRROR_START",
+        "Import",
+        `from ${source.layout.dir}: export ${source.manifest.id} of ${source.manifest.created} (bananna-bot ${source.manifest.tool.version}, ${source.manifest.images.length} image(s)${
+          source.manifest.since.length
+            ? `, builds on ${source.manifest.since.map((s) => s.id).join(" <- ")}`
+            : ""
+        })`,
+      );
+      if (loaded.operation.engine !== "registry") {
+        context.logger.info(
+          "CONFIG_WARNING",
+          "Import",
+          `operation.engine is ${loaded.operation.engine}; an import copies with the registry engine (digests kept)`,
+        );
+      }
+      for (const name of source.missing) {
+        context.logger.warn("IMAGE_NOT_FOUND", "Import", `${name}: not in this export; skipped`);
+      }
+      await using run = createMirrorRun({
+        config,
+        images: source.images,
+        repositories: source.repositories,
+        dryRun: cmd.dryRun,
+        interactive: io.isTerminal && !cmd.nonInteractive,
+        env: io.env,
+        signal: io.signal,
+        sourceStores: source.stores,
+        ...context,
+      });
+      return await run.execute(context.startedAt);
+    },
+  });
+}
+
+/** What a session hands its run. */
+interface SessionContext {
+  startedAt: Date;
+  /** A line for the terminal. */
+  line: (text: string) => void;
+  logger: Logger;
+  secrets: Io["secrets"];
+  say: (text: string) => void;
+  onEvent: (event: MirrorEvent) => void;
+}
+
+/** Lock, logger, terminal and the end of a run, as `mirror` does them. */
+async function session(
+  config: ResolvedConfig,
+  io: Io,
+  options: {
+    op: string;
+    reportPath?: string;
+    run: (context: SessionContext) => Promise<Report>;
+    /** After the report: false makes a successful run exit 1 (mirror sets not written). */
+    after?: (report: Report, context: SessionContext) => Promise<boolean>;
+  },
+): Promise<number> {
+  const startedAt = new Date();
+  const terminal = createTerminal({
+    stdout: io.stdout,
+    stderr: io.stderr,
+    isTerminal: io.isTerminal,
+    noColor: Boolean(io.env.NO_COLOR),
+  });
+  const secrets = io.secrets;
+  for (const r of [...Object.values(config.registries), ...Object.values(config.sources)]) {
+    secrets.add(r.password);
+    secrets.add((r as { apiToken?: string }).apiToken);
+    if (r.username && r.password) secrets.addBasic(r.username, r.password);
+  }
+  const progress = new MirrorProgress(terminal);
+  let lock: RunLock | null = null;
+  let locked: MirrorError | null = null;
+  try {
+    lock = await acquireRunLock(config.log.dir);
+  } catch (error) {
+    if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
+    locked = error;
+  }
+  await using _lock = lock;
+  const logger = await Logger.open({
+    settings: config.log,
+    console: (line, level) => progress.logLine(line, level),
+    secrets,
+    rotate: lock !== null,
+  }).catch((error: unknown) => {
+    throw logOpenError(config, error);
+  });
+  try {
+    logger.info(
+      "SUCCESS",
+      "bananna-bot Startup",
+      `bananna-bot ${VERSION} starting up: ${options.op.toLowerCase()} (config ${config.file})`,
+    );
+    if (!lock) {
+      logger.error("MIRROR_LOCKED", options.op, locked?.message ?? "the run lock is held");
+      return 1;
+    }
+    if (lock.tookOverFrom) {
+      logger.warn(
+        "MIRROR_LOCK_STALE",
+        options.op,
+        `Took over a stale lock from ${lock.tookOverFrom}`,
+      );
+    }
+    const context: SessionContext = {
+      startedAt,
+      line: (text) => terminal.line(text),
+      logger,
+      secrets,
+      say: (text) => terminal.warn(text),
+      onEvent: (event) => {
+        progress.onEvent(event);
+        logEvent(logger, config.registries, event);
+      },
+    };
+    const report = await options.run(context);
+    progress.clear();
+    const code = await finishRun(report, {
+      logger,
+      terminal,
+      logDir: config.log.dir,
+      reportPath: options.reportPath,
+    });
+    if (!options.after) return code;
+    return (await options.after(report, context)) || code !== 0 ? code : 1;
+  } catch (error) {
+    if (error instanceof MirrorError) {
+      logger.error(error.code, options.op, error.message);
+      return io.signal.aborted ? 130 : 1;
+    }
+    throw error;
+  } finally {
+    progress.clear();
+    await logger.close();
+  }
+}
+
+function absolute(path: string, cwd: string): string {
+  return path.startsWith("/")
+    ? path.replace(/\/+$/, "") || "/"
+    : `${cwd}/${path}`.replace(/\/+$/, "");
+}

@@ -1,0 +1,153 @@
+/**
+ * `bananna-export.json`: what an export holds, written last (after index.json), so its presence
+ * says the export is complete. It lists the images (full source reference, digest, media type,
+ * size, the config's targets and description), every blob file with its size, the sha256 of the
+ * layout's own files (and of every part when the layout is split into tar parts), the tool version
+ * and the `since` chain of an incremental export: the earlier exports (id and sha256 of their
+ * bananna-export.json) it builds on, and which of their blobs it relies on without carrying them.
+ *
+ * Import reads it with {@link readExportManifest}: a missing or malformed file is a UsageError
+ * naming the path (exit 2), never a stack.
+ *
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { z } from "zod";
+import { UsageError } from "../errors.ts";
+import { writeFileAtomic } from "../safe_file.ts";
+
+/** The file name inside an export directory. */
+export const EXPORT_MANIFEST = "bananna-export.json";
+
+/** The format tag of this version. */
+export const EXPORT_FORMAT = "bananna-export/1";
+
+const digest = z.string().regex(/^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$/);
+const size = z.number().int().nonnegative();
+
+const exportedImage = z.object({
+  /** The full source reference, as in index.json's ref.name. */
+  ref: z.string().min(1),
+  /** The image key (or `repositories` key) in the config. */
+  key: z.string(),
+  digest,
+  mediaType: z.string(),
+  size,
+  /** The target registries' names in the exporting config. */
+  targets: z.array(z.string()),
+  description: z.string().optional(),
+});
+
+const fileSumSchema = z.object({ path: z.string().min(1), sha256: digest, size });
+
+const manifestSchema = z.object({
+  format: z.literal(EXPORT_FORMAT),
+  id: z.string().min(1),
+  tool: z.object({ name: z.string(), version: z.string() }),
+  created: z.string(),
+  images: z.array(exportedImage),
+  /** Every blob file this export holds, with the source repositories whose images use it. */
+  blobs: z.array(z.object({ digest, size, repositories: z.array(z.string()).optional() })),
+  /** Blobs earlier exports carried (not in this one), with their export and repositories. */
+  inherited: z.array(
+    z.object({ digest, size, from: z.string(), repositories: z.array(z.string()).optional() }),
+  ),
+  /** The earlier exports this one builds on, oldest first. */
+  since: z.array(z.object({ id: z.string(), sha256: digest, created: z.string() })),
+  /** `oci-layout` and `index.json`. */
+  files: z.array(fileSumSchema),
+  /** The tar parts, when the layout was split (null: a plain directory). */
+  parts: z.array(
+    z.object({ name: z.string().regex(/^bananna-export\.tar(\.\d{3,})?$/), size, sha256: digest }),
+  )
+    .nullable(),
+});
+
+/** The content of `bananna-export.json`. */
+export type ExportManifest = z.output<typeof manifestSchema>;
+
+/** One exported image. */
+export type ExportedImage = z.output<typeof exportedImage>;
+
+/** An export manifest read from disk, with the sha256 of its bytes (for the `since` chain). */
+export interface LoadedExportManifest {
+  path: string;
+  sha256: string;
+  manifest: ExportManifest;
+}
+
+/**
+ * Read and check `bananna-export.json` at `path`.
+ *
+ * @throws {UsageError} naming the path when it is missing, not JSON or not this format.
+ */
+export async function readExportManifest(path: string): Promise<LoadedExportManifest> {
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(path);
+  } catch {
+    throw new UsageError(
+      `${path} does not exist or cannot be read (an export's ${EXPORT_MANIFEST})`,
+    );
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    throw new UsageError(`${path} is not JSON (an export's ${EXPORT_MANIFEST} was expected)`);
+  }
+  const parsed = manifestSchema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UsageError(
+      `${path} is not a ${EXPORT_FORMAT} manifest: ${
+        issue.path.join(".") || "the file"
+      }: ${issue.message}`,
+    );
+  }
+  return { path, sha256: sha256Hex(bytes), manifest: parsed.data };
+}
+
+/** Write the manifest (temp + rename; the last file of an export). */
+export async function writeExportManifest(dir: string, manifest: ExportManifest): Promise<void> {
+  await writeFileAtomic(`${dir}/${EXPORT_MANIFEST}`, JSON.stringify(manifest, null, 2) + "\n");
+}
+
+/**
+ * The blobs an export started with `--since PREV` counts as already carried: PREV's own and those
+ * PREV inherited, each with the id of the export that holds it.
+ */
+export function carriedBefore(
+  prev: LoadedExportManifest,
+): Map<string, { size: number; from: string; repositories?: string[] }> {
+  const known = new Map<string, { size: number; from: string; repositories?: string[] }>();
+  for (const blob of prev.manifest.inherited) known.set(blob.digest, blob);
+  for (const blob of prev.manifest.blobs) {
+    known.set(blob.digest, { ...blob, from: prev.manifest.id });
+  }
+  return known;
+}
+
+/** The `since` chain of an export built on `prev`. */
+export function sinceChain(prev: LoadedExportManifest): ExportManifest["since"] {
+  return [
+    ...prev.manifest.since,
+    { id: prev.manifest.id, sha256: prev.sha256, created: prev.manifest.created },
+  ];
+}
+
+/** sha256 and size of a file, streamed. */
+export async function fileSum(dir: string, path: string): Promise<z.output<typeof fileSumSchema>> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  const file = await Deno.open(`${dir}/${path}`);
+  for await (const chunk of file.readable) {
+    hash.update(chunk);
+    bytes += chunk.length;
+  }
+  return { path, sha256: `sha256:${hash.digest("hex")}`, size: bytes };
+}
+
+function sha256Hex(bytes: Uint8Array): string {
+  return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+}

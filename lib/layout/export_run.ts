@@ -1,0 +1,361 @@
+/**
+ * `export` as a library: the mirror plan with an OCI layout as the one target. Every image the
+ * config selects (explicit images and the tags `repositories` rules select, `--only` applied) is
+ * planned by plan.ts over the registry probe, with the layout standing in for the targets, and
+ * copied by the registry engine registry -> layout (oci_layout.ts writes crash-safely). Only the
+ * source hosts are logged into; targets are not contacted (they are recorded per image in the
+ * `io.bananna-bot.targets` annotation and in bananna-export.json, written last).
+ *
+ * The layout names an image by its full source reference (`registry/repo:tag`): the plan's
+ * destination repository is `export/<registry>/<repo>` on the pseudo-host {@link LAYOUT_HOST},
+ * and the layout view strips `export/`.
+ *
+ * `--since PREV`: the blobs PREV (and the exports PREV built on) carried count as present, so
+ * they are neither pulled nor written; the new manifest records the chain and relies on them.
+ *
+ * @module
+ */
+import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
+import { RegistryEngine } from "../engine/registry_engine.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log/logger.ts";
+import type { Secrets } from "../log/redact.ts";
+import { loginAll } from "../mirror/logins.ts";
+import { buildPlan } from "../mirror/plan.ts";
+import { RegistryProbe } from "../mirror/registry_probe.ts";
+import { selectionEntries } from "../mirror/repository_selection.ts";
+import { buildReport, planResults, type Report } from "../mirror/report.ts";
+import { type MirrorEvent, runPlan } from "../mirror/run_plan.ts";
+import { SignatureVerifier } from "../mirror/verify_signatures.ts";
+import { formatReference } from "../registry/reference.ts";
+import { RegistryHosts } from "../registry/registry_hosts.ts";
+import { VERSION } from "../version.ts";
+import {
+  carriedBefore,
+  EXPORT_FORMAT,
+  EXPORT_MANIFEST,
+  type ExportedImage,
+  type ExportManifest,
+  fileSum,
+  type LoadedExportManifest,
+  readExportManifest,
+  sinceChain,
+  writeExportManifest,
+} from "./export_manifest.ts";
+import { layoutProbe } from "./layout_probe.ts";
+import { writeParts } from "./tar_parts.ts";
+import { LayoutStore } from "./layout_store.ts";
+import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
+
+/** The pseudo-host of the layout in plans and reports. */
+export const LAYOUT_HOST = "oci-layout";
+/** The annotation with the image's targets (comma-separated names in the exporting config). */
+export const TARGETS_ANNOTATION = "io.bananna-bot.targets";
+/** The annotation with the image's key in the exporting config. */
+export const KEY_ANNOTATION = "io.bananna-bot.key";
+
+const TARGET = "export";
+const NAMESPACE = "export";
+
+/** What an export needs. */
+export interface ExportRunOptions {
+  config: ResolvedConfig;
+  images: ResolvedImage[];
+  repositories: ResolvedRepository[];
+  /** The layout directory (created when missing). */
+  dir: string;
+  /** A previous export's bananna-export.json (incremental). */
+  since?: string;
+  /** Also write the layout as a tar split into parts of this many bytes (tar_parts.ts). */
+  partSize?: number;
+  dryRun: boolean;
+  interactive: boolean;
+  env: Record<string, string | undefined>;
+  signal: AbortSignal;
+  logger: Logger;
+  secrets: Secrets;
+  say: (text: string) => void;
+  onEvent: (event: MirrorEvent) => void;
+}
+
+/**
+ * Run an export: plan, copy into the layout, write bananna-export.json last.
+ *
+ * @returns the report (task failures are in it, not thrown).
+ * @throws {UsageError} a bad `--since` file; {MirrorError} what stops the run (login, lock).
+ */
+export async function runExport(options: ExportRunOptions, startedAt: Date): Promise<Report> {
+  const { config, logger, signal, dryRun } = options;
+  const op = config.operation;
+  const prev = options.since ? await readExportManifest(options.since) : null;
+  const known = knownBlobs(prev);
+  logger.info(
+    "MIRROR_START",
+    "Export",
+    `${dryRun ? "Dry run" : "Export"} to ${options.dir}: ${options.images.length} image(s)${
+      options.repositories.length ? `, ${options.repositories.length} repositor(ies) by rules` : ""
+    }${prev ? `, since ${prev.manifest.id} (${prev.path})` : ""}`,
+  );
+  const hosts = new RegistryHosts({
+    hosts: Object.values(config.sources),
+    timeoutMs: op.apiTimeout * 1000,
+    maxRetries: op.maxRetries,
+    retryDelayMs: op.retryDelay * 1000,
+    maxRetryWaitMs: op.maxRetryWait * 1000,
+    maxManifestBytes: op.maxManifestBytes,
+    secrets: options.secrets,
+    onRetry: (error, retry) =>
+      logger.warn("MIRROR_RETRY", "Retry", `${errorMessage(error)}; retry ${retry}`),
+  });
+  let layout: OciLayout | null = null;
+  try {
+    if (!dryRun) {
+      layout = await OciLayout.create(options.dir, {
+        known,
+        maxManifestBytes: op.maxManifestBytes,
+      });
+      // A manifest names a complete export: gone until this one is complete.
+      await Deno.remove(`${options.dir}/${EXPORT_MANIFEST}`).catch(() => {});
+    } else {
+      layout = await OciLayout.read(options.dir, { known }).catch(() => null);
+    }
+    const logins = await loginAll({
+      config,
+      images: options.images.map((i) => ({ ...i, targets: [] })),
+      repositories: options.repositories.map((r) => ({ ...r, targets: [] })),
+      hosts,
+      logger,
+      secrets: options.secrets,
+      env: options.env,
+      interactive: options.interactive,
+      say: options.say,
+      signal,
+    });
+    const recorded = recordedTargets(options.images, options.repositories);
+    const pinned = new Set(
+      options.images.filter((i) => i.source.digest !== undefined && i.source.tag === undefined)
+        .map((i) => formatReference(i.source)),
+    );
+    const store = layout
+      ? new LayoutStore(layout, {
+        host: LAYOUT_HOST,
+        nameOf: (repository) => repository.slice(NAMESPACE.length + 1),
+        annotations: (name) => annotationsOf(recorded, name),
+        pinned,
+      })
+      : null;
+    const derived = exportConfig(config, options.images, options.repositories);
+    const probe = new RegistryProbe({
+      hosts,
+      quay: () => {
+        throw new Error("export never asks Quay");
+      },
+    });
+    const plan = await buildPlan(
+      derived.config,
+      layoutProbe(probe, new Map([[LAYOUT_HOST, store]])),
+      {
+        comparison: "manifest",
+        images: derived.images,
+        repositories: derived.repositories,
+        signal,
+        brokenHosts: logins.broken,
+      },
+    );
+    const report = (results: ReturnType<typeof planResults>, interrupted: boolean) =>
+      buildReport(results, {
+        version: VERSION,
+        engine: "registry",
+        config: config.file,
+        dryRun,
+        interrupted,
+        startedAt,
+        endedAt: new Date(),
+        latest: [],
+        selection: selectionEntries(plan.selections ?? []),
+        secrets: options.secrets,
+        pullBudget: plan.pullBudget,
+      });
+    if (dryRun || !layout || !store) return report(planResults(plan), false);
+    const verifier = new SignatureVerifier({
+      clientFor: (host) => hosts.client(host),
+      onVerified: (source, fingerprint) =>
+        logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
+    });
+    const outcome = await runPlan(plan, {
+      engine: new RegistryEngine({
+        clientFor: (host) => host === LAYOUT_HOST ? store : hosts.client(host),
+      }),
+      concurrency: op.concurrency,
+      continueOnError: op.continueOnError,
+      credentials: logins.credentials,
+      signal,
+      verify: (task, s) => verifier.verify(task, s),
+      onEvent: options.onEvent,
+    });
+    if (!outcome.interrupted) {
+      const manifest = await writeManifest(layout, { prev, recorded, known });
+      let parts = "";
+      if (options.partSize !== undefined) {
+        // The tar holds the layout; bananna-export.json stays beside the parts, listing them.
+        const written = await writeParts(options.dir, options.dir, {
+          partSize: options.partSize,
+          exclude: [EXPORT_MANIFEST],
+          signal,
+        });
+        await writeExportManifest(options.dir, { ...manifest, parts: written.parts });
+        parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...)`;
+      }
+      logger.info(
+        "MIRROR_LAYOUT_WRITTEN",
+        "Export",
+        `${options.dir}/${EXPORT_MANIFEST} written: ${layout.entries().length} image(s)${parts}`,
+      );
+    }
+    return report(outcome.results, outcome.interrupted);
+  } finally {
+    await layout?.[Symbol.asyncDispose]();
+    hosts.closeAll();
+  }
+}
+
+/** The config the plan sees: every entry's one target is the layout. */
+function exportConfig(
+  config: ResolvedConfig,
+  images: ResolvedImage[],
+  repositories: ResolvedRepository[],
+): { config: ResolvedConfig; images: ResolvedImage[]; repositories: ResolvedRepository[] } {
+  const derivedImages = images.map((i) => ({
+    ...i,
+    targets: [TARGET],
+    repository: `${i.source.registry}/${i.source.repository}`,
+  }));
+  const derivedRepos = repositories.map((r) => ({
+    ...r,
+    targets: [TARGET],
+    repository: `${r.source.registry}/${r.source.repository}`,
+  }));
+  return {
+    config: {
+      ...config,
+      registries: {
+        [TARGET]: {
+          name: TARGET,
+          kind: "registry",
+          host: LAYOUT_HOST,
+          scheme: "http",
+          namespace: NAMESPACE,
+          organization: NAMESPACE,
+        },
+      },
+      operation: { ...config.operation, createReposIfNotExists: false },
+      images: derivedImages,
+      repositories: derivedRepos,
+    },
+    images: derivedImages,
+    repositories: derivedRepos,
+  };
+}
+
+interface Recorded {
+  /** By full reference (explicit images) and by `registry/repo` (repositories entries). */
+  byRef: Map<string, { targets: Set<string>; key: string; description?: string }>;
+}
+
+/** The config's targets (union), key and description of every exported source. */
+function recordedTargets(images: ResolvedImage[], repositories: ResolvedRepository[]): Recorded {
+  const byRef: Recorded["byRef"] = new Map();
+  const add = (name: string, e: { targets: string[]; key: string; description?: string }) => {
+    const seen = byRef.get(name);
+    if (seen) { for (const t of e.targets) seen.targets.add(t); }
+    else byRef.set(name, { targets: new Set(e.targets), key: e.key, description: e.description });
+  };
+  for (const image of images) add(formatReference(image.source), image);
+  for (const repo of repositories) add(`${repo.source.registry}/${repo.source.repository}`, repo);
+  return { byRef };
+}
+
+function recordOf(recorded: Recorded, refName: string) {
+  const repo = refName.replace(/[:@][^/]*$/, "");
+  return recorded.byRef.get(refName) ?? recorded.byRef.get(repo);
+}
+
+function annotationsOf(recorded: Recorded, refName: string): Record<string, string> {
+  const record = recordOf(recorded, refName);
+  if (!record) return {};
+  return { [TARGETS_ANNOTATION]: [...record.targets].join(","), [KEY_ANNOTATION]: record.key };
+}
+
+function knownBlobs(
+  prev: LoadedExportManifest | null,
+): Map<string, KnownBlob> {
+  const known = new Map<string, KnownBlob>();
+  if (!prev) return known;
+  const created = new Map(sinceChain(prev).map((s) => [s.id, s.created]));
+  for (const [digest, blob] of carriedBefore(prev)) {
+    known.set(digest, {
+      size: blob.size,
+      from: { id: blob.from, created: created.get(blob.from) },
+      repositories: blob.repositories,
+    });
+  }
+  return known;
+}
+
+/** bananna-export.json, last: images, blob files, inherited blobs, file sums, the chain. */
+async function writeManifest(
+  layout: OciLayout,
+  context: {
+    prev: LoadedExportManifest | null;
+    recorded: Recorded;
+    known: Map<string, KnownBlob>;
+  },
+): Promise<ExportManifest> {
+  const images: ExportedImage[] = layout.entries().map((entry) => {
+    const ref = entry.annotations?.[REF_NAME] ?? "";
+    const record = recordOf(context.recorded, ref);
+    const image: ExportedImage = {
+      ref,
+      key: entry.annotations?.[KEY_ANNOTATION] ?? record?.key ?? ref,
+      digest: entry.digest,
+      mediaType: entry.mediaType,
+      size: entry.size,
+      targets: (entry.annotations?.[TARGETS_ANNOTATION] ?? "").split(",").filter(Boolean),
+    };
+    if (record?.description) image.description = record.description;
+    return image;
+  }).sort((a, b) => a.ref.localeCompare(b.ref));
+  const blobs: { digest: string; size: number; repositories: string[] }[] = [];
+  for await (const alg of Deno.readDir(`${layout.dir}/blobs`)) {
+    if (!alg.isDirectory) continue;
+    for await (const e of Deno.readDir(`${layout.dir}/blobs/${alg.name}`)) {
+      if (!e.isFile || e.name.startsWith(".")) continue;
+      const digest = `${alg.name}:${e.name}`;
+      const size = (await Deno.stat(`${layout.dir}/blobs/${alg.name}/${e.name}`)).size;
+      blobs.push({ digest, size, repositories: layout.usage(digest) });
+    }
+  }
+  blobs.sort((a, b) => a.digest.localeCompare(b.digest));
+  const here = new Set(blobs.map((b) => b.digest));
+  const inherited = [...context.known].filter(([digest]) => !here.has(digest))
+    .map(([digest, k]) => ({
+      digest,
+      size: k.size,
+      from: k.from.id,
+      ...(k.repositories ? { repositories: k.repositories } : {}),
+    }));
+  const manifest: ExportManifest = {
+    format: EXPORT_FORMAT,
+    id: crypto.randomUUID(),
+    tool: { name: "bananna-bot", version: VERSION },
+    created: new Date().toISOString(),
+    images,
+    blobs,
+    inherited,
+    since: context.prev ? sinceChain(context.prev) : [],
+    files: [await fileSum(layout.dir, "oci-layout"), await fileSum(layout.dir, "index.json")],
+    parts: null,
+  };
+  await writeExportManifest(layout.dir, manifest);
+  return manifest;
+}

@@ -1,0 +1,171 @@
+/**
+ * An {@link ImageStore} over an OCI layout (oci_layout.ts), so the registry engine copies
+ * registry -> layout (export) and layout -> registry (import) with its one copy code.
+ *
+ * A layout has no repositories: an image is an index.json entry whose
+ * `org.opencontainers.image.ref.name` is the full source reference (`registry/repo:tag`, or
+ * `registry/repo@sha256:...` for a digest-pinned image). A view maps the engine's
+ * `(repository, ref)` to that name with {@link LayoutViewOptions.nameOf}: the export's view strips
+ * the plan's namespace, the import's view for a source host prefixes the host. Manifests are blobs;
+ * a tag PUT writes its manifest blob, then its entry (with the view's annotations) into index.json.
+ *
+ * @module
+ */
+import { MirrorError } from "../errors.ts";
+import type { ImageStore } from "../registry/image_store.ts";
+import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
+import { sha256Digest } from "../registry/manifest.ts";
+import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";
+
+/** How a view names images. */
+export interface LayoutViewOptions {
+  /** The host this view stands for (the engine's `clientFor` key). */
+  host: string;
+  /** The ref.name prefix (`registry/repo`) of an engine repository. */
+  nameOf: (repository: string) => string;
+  /** Annotations for the entry named `refName` (besides ref.name). */
+  annotations?: (refName: string) => Record<string, string>;
+  /** Digest-addressed names that get an index entry too (digest-pinned images). */
+  pinned?: ReadonlySet<string>;
+}
+
+/** The full ref.name of `ref` (tag or digest) in a repository named `name`. */
+export function refNameOf(name: string, ref: string): string {
+  return `${name}${ref.includes(":") ? "@" : ":"}${ref}`;
+}
+
+/** A view of a layout as one registry host. */
+export class LayoutStore implements ImageStore {
+  /** The host this view stands for. */
+  readonly host: string;
+  #layout: OciLayout;
+  #options: LayoutViewOptions;
+
+  /** A view of `layout`. */
+  constructor(layout: OciLayout, options: LayoutViewOptions) {
+    this.#layout = layout;
+    this.#options = options;
+    this.host = options.host;
+  }
+
+  /** The tags of a repository: entries named `<nameOf(repository)>:<tag>`. */
+  tags(repository: string): string[] {
+    const prefix = `${this.#options.nameOf(repository)}:`;
+    return this.#layout.entries()
+      .map((e) => e.annotations?.[REF_NAME] ?? "")
+      .filter((name) => name.startsWith(prefix) && !name.slice(prefix.length).includes("@"))
+      .map((name) => name.slice(prefix.length));
+  }
+
+  /** A tag's entry, or a manifest blob by digest (on disk or carried by an earlier export). */
+  async manifestHead(repository: string, ref: string): Promise<ManifestHead | null> {
+    const found = await this.#resolve(repository, ref);
+    if (!found) return null;
+    return {
+      mediaType: found.mediaType,
+      digest: found.digest,
+      size: found.size,
+      headers: new Headers(),
+    };
+  }
+
+  /** A manifest's bytes, verified against its digest. */
+  async manifestGet(repository: string, ref: string): Promise<ManifestBytes | null> {
+    const name = refNameOf(this.#options.nameOf(repository), ref);
+    const entry = this.#layout.entry(name);
+    const digest = entry?.digest ?? (ref.includes(":") ? ref : null);
+    if (!digest) return null;
+    return await this.#layout.readManifest(digest, {
+      mediaType: entry?.mediaType ?? "",
+      where: name,
+    });
+  }
+
+  /** Write the manifest blob, then (for a tag or a pinned digest) its index.json entry. */
+  async manifestPut(
+    repository: string,
+    ref: string,
+    manifest: { mediaType: string; bytes: Uint8Array },
+  ): Promise<string> {
+    const digest = sha256Digest(manifest.bytes);
+    const size = manifest.bytes.length;
+    if ((await this.#present(digest, repository)) === null) {
+      await this.#layout.writeBlob({ digest, size }, ReadableStream.from([manifest.bytes]));
+    }
+    const name = refNameOf(this.#options.nameOf(repository), ref);
+    if (!ref.includes(":") || this.#options.pinned?.has(name)) {
+      const entry: LayoutEntry = {
+        mediaType: manifest.mediaType,
+        digest,
+        size,
+        annotations: { [REF_NAME]: name, ...this.#options.annotations?.(name) },
+      };
+      await this.#layout.setEntry(entry);
+    }
+    return digest;
+  }
+
+  /** A blob's size when on disk or carried by an earlier export. */
+  blobHead(repository: string, digest: string): Promise<number | null> {
+    return this.#present(digest, repository);
+  }
+
+  /** A blob as a stream, hashed on the way (a mismatch fails its end, naming the file). */
+  blobGet(
+    _repository: string,
+    digest: string,
+  ): Promise<{ size: number; body: ReadableStream<Uint8Array> }> {
+    return this.#layout.openBlob(digest);
+  }
+
+  /** A layout has no repositories to mount between. */
+  blobMount(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+
+  /** Write a blob crash-safely (temp, verify, fsync, rename). */
+  async blobUpload(
+    _repository: string,
+    blob: { digest: string; size: number },
+    open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
+    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
+  ): Promise<void> {
+    const reading = new AbortController();
+    const signal = options.signal
+      ? AbortSignal.any([options.signal, reading.signal])
+      : reading.signal;
+    try {
+      await this.#layout.writeBlob(blob, await open(signal), options);
+    } finally {
+      reading.abort();
+    }
+  }
+
+  /** On disk, or carried for this repository by an earlier export; records the use. */
+  async #present(digest: string, repository: string): Promise<number | null> {
+    const name = this.#options.nameOf(repository);
+    this.#layout.use(digest, name);
+    return (await this.#layout.hasBlob(digest)) ?? this.#layout.carriedFor(digest, name)?.size ??
+      null;
+  }
+
+  async #resolve(
+    repository: string,
+    ref: string,
+  ): Promise<{ mediaType: string; digest: string; size: number } | null> {
+    const name = refNameOf(this.#options.nameOf(repository), ref);
+    const entry = this.#layout.entry(name);
+    if (entry) return entry;
+    if (!ref.includes(":")) return null;
+    const size = await this.#present(ref, repository);
+    if (size === null) return null;
+    if ((await this.#layout.hasBlob(ref)) === null) return { mediaType: "", digest: ref, size };
+    try {
+      const manifest = await this.#layout.readManifest(ref, { mediaType: "", where: name });
+      return { mediaType: manifest.mediaType, digest: ref, size };
+    } catch (error) {
+      if (error instanceof MirrorError) return null;
+      throw error;
+    }
+  }
+}

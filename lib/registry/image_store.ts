@@ -1,0 +1,52 @@
+/**
+ * ImageStore: the surface the registry engine copies through, so that a registry and an OCI image
+ * layout on disk are two places images live and one copy code moves them (like containers/image's
+ * transports). {@link RegistryClient} implements it over the distribution API; the layout store
+ * (lib/layout/oci_layout.ts) implements it over a directory.
+ *
+ * The contract is the client's: absence is a value (null / false), every other failure throws a
+ * MirrorError with a catalogue code; manifests are exact bytes with their digest verified; blob
+ * bodies stream and are checked against their descriptor (size and digest) while they flow.
+ *
+ * @module
+ */
+import type { ManifestBytes, ManifestHead } from "./registry_client.ts";
+
+/** Where images live, as the registry engine reads and writes them. */
+export interface ImageStore {
+  /** The registry name as in references (the layout: a name of its own). */
+  readonly host: string;
+  /** A manifest's descriptor, or null when absent. */
+  manifestHead(repository: string, ref: string, signal?: AbortSignal): Promise<ManifestHead | null>;
+  /** A manifest's exact bytes, digest verified; null when absent. */
+  manifestGet(repository: string, ref: string, signal?: AbortSignal): Promise<ManifestBytes | null>;
+  /** Store exact manifest bytes under `ref` (tag or digest); returns the digest. */
+  manifestPut(
+    repository: string,
+    ref: string,
+    manifest: { mediaType: string; bytes: Uint8Array },
+    signal?: AbortSignal,
+  ): Promise<string>;
+  /** A blob's size, or null when absent. */
+  blobHead(repository: string, digest: string, signal?: AbortSignal): Promise<number | null>;
+  /** A blob as a stream. */
+  blobGet(
+    repository: string,
+    digest: string,
+    signal?: AbortSignal,
+  ): Promise<{ size: number; body: ReadableStream<Uint8Array> }>;
+  /** Mount a blob from another repository of the same store. True when mounted. */
+  blobMount(
+    repository: string,
+    digest: string,
+    from: string,
+    signal?: AbortSignal,
+  ): Promise<boolean>;
+  /** Store a blob from a fresh stream per attempt; size and digest checked while it flows. */
+  blobUpload(
+    repository: string,
+    blob: { digest: string; size: number },
+    open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
+    options?: { signal?: AbortSignal; onProgress?: (bytes: number) => void },
+  ): Promise<void>;
+}

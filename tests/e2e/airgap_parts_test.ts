@@ -1,0 +1,165 @@
+/**
+ * `export --part-size` and `import --from <first part>` as subprocesses against real registries:
+ * the parts and their sha256 in bananna-export.json, the whole tar read by skopeo
+ * (`oci-archive:`), only the parts and the manifest carried across, the source stopped; a missing
+ * part is exit 2 naming it with nothing written; a flipped byte in a part fails only the image
+ * whose blob lies in it (naming the part) while the others land; with the part copied again the
+ * re-run lands the rest.
+ */
+import assert from "node:assert/strict";
+import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+const PART = 100_000;
+
+Deno.test({
+  name: `export in tar parts, import from the first part: missing, corrupt, resumed${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    const src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-parts-" });
+    const env = { DST_PASSWORD: dst.password ?? "" };
+    const out = `${dir}/export`;
+    const media = `${dir}/media`;
+    try {
+      const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
+      const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
+      const big = await pushTestImage(src, "team/big:1", {
+        kind: "oci",
+        seed: 7,
+        layerSize: 512 * 1024,
+      });
+      const config = airgapConfig(dst, {
+        [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
+        [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
+        [`${src.host}/team/big:1`]: { targets: ["dr"] },
+      }, {
+        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, updateLatest: false },
+      });
+      let parts: { name: string; size: number; sha256: string }[] = [];
+
+      await t.step("export writes the parts, each with its sha256 in the manifest", async () => {
+        const run = await airgapCli(dir, ["export", "--to", out, "--part-size", String(PART)], {
+          config,
+          env,
+        });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        parts = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`)).parts;
+        assert.ok(parts.length >= 10, `${parts.length} parts`);
+        assert.equal(parts[0].name, "bananna-export.tar.000");
+        for (const part of parts) {
+          const bytes = await Deno.readFile(`${out}/${part.name}`);
+          assert.equal(part.size, bytes.length);
+          assert.equal(part.sha256, sha256(bytes));
+          assert.ok(part.size <= PART);
+        }
+      });
+
+      await t.step("the parts together are a tar skopeo reads (oci-archive:)", async () => {
+        const whole = await Promise.all(parts.map((p) => Deno.readFile(`${out}/${p.name}`)));
+        const tar = `${dir}/whole.tar`;
+        await Deno.writeFile(tar, concat(whole));
+        const raw = await new Deno.Command("skopeo", {
+          args: ["inspect", "--raw", `oci-archive:${tar}:${src.host}/team/app:1.0`],
+          stdout: "piped",
+          stderr: "piped",
+        }).output();
+        assert.ok(raw.success, new TextDecoder().decode(raw.stderr));
+        assert.equal(sha256(raw.stdout), app.digest);
+        await Deno.remove(tar);
+      });
+
+      // Only the parts and bananna-export.json cross the gap.
+      await Deno.mkdir(media);
+      for (const name of [...parts.map((p) => p.name), "bananna-export.json"]) {
+        await Deno.copyFile(`${out}/${name}`, `${media}/${name}`);
+      }
+      await src.stop();
+      const first = `${media}/bananna-export.tar.000`;
+
+      await t.step("a missing part is exit 2 naming it; nothing written", async () => {
+        const last = parts[parts.length - 1].name;
+        await Deno.rename(`${media}/${last}`, `${dir}/${last}`);
+        const run = await airgapCli(dir, ["import", "--from", first], { config, env });
+        assert.equal(run.code, 2, run.stderr + run.stdout);
+        assert.match(run.stderr, new RegExp(last.replaceAll(".", "\\.")));
+        assert.deepEqual(await writes(dst), []);
+        await Deno.rename(`${dir}/${last}`, `${media}/${last}`);
+      });
+
+      // The part in the middle of big's first layer: whole inside that blob.
+      const whole = concat(
+        await Promise.all(parts.map((p) => Deno.readFile(`${media}/${p.name}`))),
+      );
+      const layer = await Deno.readFile(`${out}/blobs/sha256/${big.layers[0].slice(7)}`);
+      const start = indexOf(whole, layer.subarray(1000, 1064)) - 1000;
+      assert.ok(start > 0);
+      const index = Math.floor((start + 256 * 1024) / PART);
+      const corrupt = parts[index].name;
+      const good = await Deno.readFile(`${media}/${corrupt}`);
+
+      await t.step("a flipped byte in a part fails only the image that needs it", async () => {
+        const bad = good.slice();
+        bad[PART / 2] ^= 0xff;
+        await Deno.writeFile(`${media}/${corrupt}`, bad);
+        const run = await airgapCli(dir, ["import", "--from", first], { config, env });
+        assert.equal(run.code, 1, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          "mirror/app:1.0 pushed",
+          "mirror/cli:3 pushed",
+          "mirror/big:1 failed",
+        ]);
+        const failed = run.report?.entries[2];
+        assert.equal(failed?.code, "IMAGE_DIGEST_MISMATCH");
+        assert.match(
+          failed?.error ?? "",
+          new RegExp(`${corrupt.replaceAll(".", "\\.")}, whose sha256`),
+        );
+        assert.equal(await headDigest(dst, "mirror/big:1"), null);
+        assert.equal(await headDigest(dst, "mirror/app:1.0"), app.digest);
+        assert.equal(await headDigest(dst, "mirror/cli:3"), cli.digest);
+      });
+
+      await t.step("with the part copied again the re-run lands the rest", async () => {
+        await Deno.writeFile(`${media}/${corrupt}`, good);
+        const run = await airgapCli(dir, ["import", "--from", media], { config, env });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          "mirror/app:1.0 exists",
+          "mirror/cli:3 exists",
+          "mirror/big:1 pushed",
+        ]);
+        assert.equal(await headDigest(dst, "mirror/big:1"), big.digest);
+        // The staging dir in the log dir is gone.
+        const left = [...Deno.readDirSync(`${dir}/logs`)].filter((e) =>
+          e.name.startsWith("import-")
+        );
+        assert.deepEqual(left, []);
+      });
+    } finally {
+      await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let offset = 0;
+  for (const chunk of chunks) {
+    all.set(chunk, offset);
+    offset += chunk.length;
+  }
+  return all;
+}
+
+function indexOf(haystack: Uint8Array, needle: Uint8Array): number {
+  outer: for (let i = 0; i + needle.length <= haystack.length; i++) {
+    for (let j = 0; j < needle.length; j++) if (haystack[i + j] !== needle[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
