@@ -44,7 +44,7 @@ import {
   runValidate,
 } from "./tools.ts";
 
-const SCENARIOS = ["small", "many", "big", "validate", "select"] as const;
+const SCENARIOS = ["small", "many", "big", "validate", "select", "airgap"] as const;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -674,3 +674,28 @@ async function validate(src: TestRegistry, small: Corpus) {
 }
 
 await main();
+if (only.has("airgap")) await airgap();
+
+/**
+ * Issue 14's export/import figures: bench/airgap.ts (also `deno task bench:airgap`) in its own
+ * process, after the others (it starts its own registries and writes airgap-<date>.json).
+ */
+async function airgap() {
+  const args = [
+    "run",
+    "--frozen",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    "--allow-sys",
+    new URL("./airgap.ts", import.meta.url).pathname,
+    ...(flags.quick ? ["--quick"] : []),
+    ...(flags.runs ? ["--runs", flags.runs] : []),
+    ...(flags["big-mb"] ? ["--big-mb", flags["big-mb"]] : []),
+  ];
+  log("airgap: export/import (bench/airgap.ts)");
+  const { code } = await new Deno.Command(Deno.execPath(), { args }).spawn().status;
+  if (code !== 0) log(`airgap: bench/airgap.ts exited ${code}`);
+}
