@@ -27,7 +27,8 @@
  */
 import { MirrorError } from "../errors.ts";
 import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
-import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
+import type { ManifestBytes } from "../registry/registry_client.ts";
 import { cosignTags, parseSignatureManifest } from "../signatures/cosign.ts";
 import {
   encodeReferrersIndex,
@@ -58,8 +59,8 @@ export type ReferrersSupport = Map<string, boolean>;
 
 /** What {@link SupplyChain} works with. */
 export interface SupplyChainOptions {
-  src: RegistryClient;
-  dst: RegistryClient;
+  src: ArtifactStore;
+  dst: ArtifactStore;
   srcRepository: string;
   dstRepository: string;
   /** The engine's copier between the two repositories. */
@@ -117,7 +118,7 @@ export class SupplyChain {
   async #imageDigests(digest: string): Promise<string[]> {
     const { dst, dstRepository, signal } = this.#o;
     const out = [digest];
-    const manifest = await dst.manifestGet(dstRepository, digest, signal);
+    const manifest = await this.#dstGet(digest);
     if (!manifest) return out;
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
     if (parsed.kind === "index") {
@@ -161,7 +162,7 @@ export class SupplyChain {
     const where = `${src.host}/${srcRepository}:${tag}`;
     if (kind === "sig") this.#checkSignature(manifest, where);
     if (there) {
-      const held = await dst.manifestGet(dstRepository, there.digest, signal);
+      const held = await this.#dstGet(there.digest);
       if (held && !isSuperset(parts(manifest, where), parts(held, this.#dstWhere(tag)))) {
         this.#o.emit({
           kind: "step",
@@ -301,18 +302,34 @@ export class SupplyChain {
 
   /** A fallback index (by tag or digest), checked; null when absent. */
   async #fallbackIndex(
-    client: RegistryClient,
+    client: ArtifactStore,
     repository: string,
     ref: string,
     tag = ref,
   ): Promise<{ index: ReferrersIndex; raw: ManifestBytes } | null> {
-    const raw = await client.manifestGet(repository, ref, this.#o.signal);
+    const raw = client === this.#o.dst
+      ? await this.#dstGet(ref)
+      : await client.manifestGet(repository, ref, this.#o.signal);
     if (!raw) return null;
     return { index: parseReferrersIndex(raw.bytes, `${client.host}/${repository}:${tag}`), raw };
   }
 
+  /**
+   * A manifest at the destination. A layout written with `--since` may list a manifest an earlier
+   * export carried (not in this directory): then the source's, which has the same digest.
+   */
+  async #dstGet(ref: string): Promise<ManifestBytes | null> {
+    const { src, dst, srcRepository, dstRepository, signal } = this.#o;
+    try {
+      return await dst.manifestGet(dstRepository, ref, signal);
+    } catch (error) {
+      if (!(error instanceof MirrorError) || error.code !== "IMAGE_PREDECESSOR_MISSING") throw error;
+      return await src.manifestGet(srcRepository, ref, signal);
+    }
+  }
+
   /** Does `client`'s host serve the referrers API? Asked once per host and run. */
-  async #hasApi(client: RegistryClient, repository: string, digest: string): Promise<boolean> {
+  async #hasApi(client: ArtifactStore, repository: string, digest: string): Promise<boolean> {
     const known = this.#o.support.get(client.host);
     if (known !== undefined) return known;
     const pages = await client.referrersGet(repository, digest, { signal: this.#o.signal });
