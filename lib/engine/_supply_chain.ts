@@ -157,9 +157,21 @@ export class SupplyChain {
     if (!head) return { state: "absent" };
     const there = await dst.manifestHead(dstRepository, tag, signal);
     if (there?.digest === head.digest) return { state: "same", digest: head.digest };
-    const manifest = await src.manifestGet(srcRepository, head.digest, signal);
-    if (!manifest) return { state: "absent" };
     const where = `${src.host}/${srcRepository}:${tag}`;
+    const manifest = await src.manifestGet(srcRepository, head.digest, signal).catch((error) => {
+      // An import of an export made with --since: the tag is as an earlier export carried it
+      // (imported before); the destination's other digest is kept, as drift.
+      if (!there || !isPredecessorMissing(error)) throw error;
+      this.#o.emit({
+        kind: "step",
+        code: "IMAGE_TAG_DRIFT",
+        message: `${this.#dstWhere(tag)} holds ${there.digest}; the source's ${head.digest} ` +
+          `(${where}) was carried by an earlier export, not this one; left untouched`,
+      });
+      return "earlier" as const;
+    });
+    if (manifest === "earlier") return { state: "drift" };
+    if (!manifest) return { state: "absent" };
     if (kind === "sig") this.#checkSignature(manifest, where);
     if (there) {
       const held = await this.#dstGet(there.digest);
@@ -289,7 +301,12 @@ export class SupplyChain {
     if (!head) return { descriptors: [] };
     const there = await dst.manifestHead(dstRepository, tag, signal);
     if (there?.digest === head.digest) return "in-step";
-    const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag);
+    const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag).catch((error) => {
+      // An import of an export made with --since: the fallback index is as an earlier export
+      // carried it (imported before): nothing new to carry.
+      if (isPredecessorMissing(error)) return null;
+      throw error;
+    });
     if (!read) return { descriptors: [] };
     return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
   }
@@ -323,7 +340,7 @@ export class SupplyChain {
     try {
       return await dst.manifestGet(dstRepository, ref, signal);
     } catch (error) {
-      if (!(error instanceof MirrorError) || error.code !== "IMAGE_PREDECESSOR_MISSING") throw error;
+      if (!isPredecessorMissing(error)) throw error;
       return await src.manifestGet(srcRepository, ref, signal);
     }
   }
@@ -381,4 +398,9 @@ export class SupplyChain {
 function parts(manifest: ManifestBytes, where: string) {
   const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
   return parsed.kind === "image" ? parsed.layers : parsed.manifests;
+}
+
+/** A layout's "an earlier export carried this blob, not this one" (`--since`). */
+function isPredecessorMissing(error: unknown): boolean {
+  return error instanceof MirrorError && error.code === "IMAGE_PREDECESSOR_MISSING";
 }
