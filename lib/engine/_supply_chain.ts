@@ -116,7 +116,6 @@ export class SupplyChain {
 
   /** The mirrored digest and its children (read at the destination, where it now is). */
   async #imageDigests(digest: string): Promise<string[]> {
-    const { dst, dstRepository, signal } = this.#o;
     const out = [digest];
     const manifest = await this.#dstGet(digest);
     if (!manifest) return out;
