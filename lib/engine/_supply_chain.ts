@@ -273,7 +273,7 @@ export class SupplyChain {
 
   /**
    * The source's referrers of `digest`, or `in-step` when the source has no API and its fallback
-   * tag has the digest the destination's has (HEADs only).
+   * tag has the digest the destination's has (HEADs only), or was carried by an earlier export.
    */
   async #sourceReferrers(
     digest: string,
@@ -302,10 +302,11 @@ export class SupplyChain {
     if (there?.digest === head.digest) return "in-step";
     const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag).catch((error) => {
       // An import of an export made with --since: the fallback index is as an earlier export
-      // carried it (imported before): nothing new to carry.
-      if (isPredecessorMissing(error)) return null;
+      // carried it (imported before): nothing new; the destination's (merged) index is counted.
+      if (isPredecessorMissing(error)) return "earlier" as const;
       throw error;
     });
+    if (read === "earlier") return "in-step";
     if (!read) return { descriptors: [] };
     return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
   }

@@ -271,15 +271,45 @@ Deno.test({
           `mirror/app${newSigTag}`,
           buildSignatureManifest([firstSig, mine]),
         );
+        // c1's .sig (unchanged upstream: the --since export lists it, the first one carried it)
+        // and the index's fallback index get the mirror's own additions too.
+        const c1Tag = `:${tagOf(c1, ".sig")}`;
+        const c1Local = await pushManifestWithBlobs(
+          dst2,
+          `mirror/app${c1Tag}`,
+          buildSignatureManifest([await signatureOf(keyB.privateKeyFile, "mirror", c1)]),
+        );
+        const localRef = await pushReferrer(
+          dst2,
+          "mirror/app",
+          buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":"mirror"}' }),
+        );
+        const fallback = `:${tagOf(image.digest)}`;
+        const localIndex = await pushFallbackTag(dst2, "mirror/app", image.digest, [
+          bundle,
+          sbomRef,
+          localRef,
+        ]);
         const run = await airgapCli(dir, ["import", "--from", e2], { config: config(dst2) });
         assert.equal(run.code, 0, run.stderr + run.stdout);
-        // The index's .sig is not in step (drift): 3 signatures counted.
-        assert.deepEqual(entriesOf(run).map(counts), [["exists", 3, 1, 1, 3]]);
+        // Two .sig not in step (drift): 2 signatures; referrers: the destination's 3 + 1 below.
+        assert.deepEqual(entriesOf(run).map(counts), [["exists", 2, 1, 1, 4]]);
         assert.equal(await headDigest(dst2, `mirror/app${newSigTag}`), localDigest);
+        assert.equal(await headDigest(dst2, `mirror/app${c1Tag}`), c1Local);
+        assert.equal(await headDigest(dst2, `mirror/app${fallback}`), localIndex);
+        const log = await logText(dir);
         assert.match(
-          await logText(dir),
+          log,
           new RegExp(
             `\\[WARNING\\] \\[IMAGE_TAG_DRIFT\\] Image: ${dst2.host}/mirror/app${newSigTag} holds ${localDigest} with signatures the source's ${resignedDigest} \\(${src.host}/team/app${newSigTag}\\) lacks; left untouched`,
+          ),
+        );
+        assert.match(
+          log,
+          new RegExp(
+            `\\[WARNING\\] \\[IMAGE_TAG_DRIFT\\] Image: ${dst2.host}/mirror/app${c1Tag} holds ${c1Local}; the source's ${
+              atSource.get(c1Tag)?.digest
+            } \\(${src.host}/team/app${c1Tag}\\) was carried by an earlier export, not this one; left untouched`,
           ),
         );
       });
