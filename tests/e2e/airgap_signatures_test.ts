@@ -336,3 +336,40 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `import with signatures: require refuses an unsigned image, nothing written; export of it warns${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airsig-unsigned-" });
+    const out = `${dir}/export`;
+    try {
+      await pushTestImage(src, "team/plain:1", { kind: "oci", seed: 62 });
+      const config = (signatures: string) => ({
+        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        log: { dir: "./logs", level: "DEBUG" },
+        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, signatures },
+        images: { [`${src.host}/team/plain:1`]: { targets: ["dr"] } },
+      });
+      const exported = await airgapCli(dir, ["export", "--to", out], { config: config("copy") });
+      assert.equal(exported.code, 0, exported.stderr + exported.stdout);
+      assert.deepEqual(entriesOf(exported).map(counts), [["pushed", 0, 0, 0, 0]]);
+      assert.match(await logText(dir), /\[WARNING\] \[IMAGE_UNSIGNED\]/);
+      const manifest = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`));
+      assert.deepEqual(manifest.artifacts, []);
+      await src.stop();
+      const run = await airgapCli(dir, ["import", "--from", out], { config: config("require") });
+      assert.equal(run.code, 1, run.stderr + run.stdout);
+      const [entry] = entriesOf(run);
+      assert.equal(entry.status, "failed");
+      assert.equal(entry.code, "IMAGE_UNSIGNED");
+      assert.deepEqual(await writes(dst), []);
+    } finally {
+      await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
