@@ -87,7 +87,8 @@ export interface MirrorRunOptions {
   shard?: { index: number; count: number } | null;
   /**
    * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
-   * no login, the plan reads them through `probe`, the engine copies from `storeFor(host)`.
+   * no login, the plan reads them through `probe`, the engine copies images and their supply
+   * chain from `storeFor(host)`, and `verify` keys are checked against its signatures.
    */
   sourceStores?: SourceStores;
 }
