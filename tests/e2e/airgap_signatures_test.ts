@@ -190,6 +190,18 @@ Deno.test({
         await assert.rejects(Deno.stat(`${logs}/last-report.json`), Deno.errors.NotFound);
       });
 
+      const e1p = `${dir}/e1-parts`;
+      await t.step("export --part-size: the same artifacts, as tar parts", async () => {
+        const run = await airgapCli(dir, ["export", "--to", e1p, "--part-size", "64KiB"], {
+          config: config(dst),
+        });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(entriesOf(run).map(counts), [["pushed", 4, 1, 1, 3]]);
+        const manifest = await readExport(e1p);
+        assert.ok(manifest.parts.length > 1, JSON.stringify(manifest.parts));
+        assert.equal(manifest.artifacts.length, tags.length);
+      });
+
       // Upstream appends a signature (another key) to the index's .sig after the first export.
       const secondSig = await signatureOf(keyB.privateKeyFile, "example.com/app", image.digest);
       const resigned = buildSignatureManifest([firstSig, secondSig]);
@@ -323,11 +335,13 @@ Deno.test({
         assert.equal(entry.status, "failed");
         assert.equal(entry.code, "IMAGE_SIGNATURE_INVALID");
         assert.deepEqual(await writes(dst3), []);
-        const good = await airgapCli(dir, ["import", "--from", e1], {
+        // From the tar parts this time: the signatures travel in them too.
+        const good = await airgapCli(dir, ["import", "--from", `${e1p}/bananna-export.tar.000`], {
           config: config(dst3, { verify: { cosignKey: keyA.publicKeyFile } }),
         });
         assert.equal(good.code, 0, good.stderr + good.stdout);
         assert.deepEqual(entriesOf(good).map(counts), [["pushed", 4, 1, 1, 3]]);
+        for (const ref of refs) await sameAsSource(dst3, ref);
         assert.match(await logText(dir), /team\/app.*: signed by key /);
       });
     } finally {
