@@ -41,6 +41,8 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
   return await session(config, io, {
     op: "Export",
     reportPath: cmd.report,
+    // `last-report.json` is the last mirror's (import's) report, which operators and metrics read.
+    lastReport: `${config.log.dir}/last-export-report.json`,
     run: (context) =>
       runExport({
         config,
@@ -171,6 +173,8 @@ async function session(
   options: {
     op: string;
     reportPath?: string;
+    /** The report in the log dir. @default `<log dir>/last-report.json` */
+    lastReport?: string;
     run: (context: SessionContext) => Promise<Report>;
     /** After the report: false makes a successful run exit 1 (mirror sets not written). */
     after?: (report: Report, context: SessionContext) => Promise<boolean>;
@@ -242,6 +246,7 @@ async function session(
       terminal,
       logDir: config.log.dir,
       reportPath: options.reportPath,
+      lastReport: options.lastReport,
     });
     if (!options.after) return code;
     return (await options.after(report, context)) || code !== 0 ? code : 1;

@@ -163,7 +163,8 @@ const EXPORT_HELP = `Usage: bananna-bot export --to DIR [options]
 
 Resolve the same plan as mirror (images, tags selected by repositories rules) and copy every
 source image into an OCI image layout in DIR: every platform, exact bytes and digests, each image
-named by its full source reference, its targets recorded. bananna-export.json is written last
+named by its full source reference, its targets recorded, with its signatures, attestations, SBOMs
+and referrers (operation.signatures). bananna-export.json is written last
 (images, digests, blobs, sha256 of every file, the tool version). An interrupted export is
 resumed by running it again (what is complete is not fetched again). Targets are not contacted.
 
@@ -177,7 +178,7 @@ Options:
                          its sha256 in bananna-export.json
   -n, --dry-run          read only: print what would be exported, write nothing
       --only PATTERN     only images and repositories whose key or full reference matches
-      --report PATH      also write the JSON report here
+      --report PATH      also write the JSON report here (always: <log dir>/last-export-report.json)
       --non-interactive  never prompt for credentials
   -h, --help             show this help
 

@@ -27,7 +27,8 @@
  */
 import { MirrorError } from "../errors.ts";
 import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
-import type { ManifestBytes, RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
+import type { ManifestBytes } from "../registry/registry_client.ts";
 import { cosignTags, parseSignatureManifest } from "../signatures/cosign.ts";
 import {
   encodeReferrersIndex,
@@ -58,8 +59,8 @@ export type ReferrersSupport = Map<string, boolean>;
 
 /** What {@link SupplyChain} works with. */
 export interface SupplyChainOptions {
-  src: RegistryClient;
-  dst: RegistryClient;
+  src: ArtifactStore;
+  dst: ArtifactStore;
   srcRepository: string;
   dstRepository: string;
   /** The engine's copier between the two repositories. */
@@ -115,9 +116,8 @@ export class SupplyChain {
 
   /** The mirrored digest and its children (read at the destination, where it now is). */
   async #imageDigests(digest: string): Promise<string[]> {
-    const { dst, dstRepository, signal } = this.#o;
     const out = [digest];
-    const manifest = await dst.manifestGet(dstRepository, digest, signal);
+    const manifest = await this.#dstGet(digest);
     if (!manifest) return out;
     const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
     if (parsed.kind === "index") {
@@ -156,12 +156,24 @@ export class SupplyChain {
     if (!head) return { state: "absent" };
     const there = await dst.manifestHead(dstRepository, tag, signal);
     if (there?.digest === head.digest) return { state: "same", digest: head.digest };
-    const manifest = await src.manifestGet(srcRepository, head.digest, signal);
-    if (!manifest) return { state: "absent" };
     const where = `${src.host}/${srcRepository}:${tag}`;
+    const manifest = await src.manifestGet(srcRepository, head.digest, signal).catch((error) => {
+      // An import of an export made with --since: the tag is as an earlier export carried it
+      // (imported before); the destination's other digest is kept, as drift.
+      if (!there || !isPredecessorMissing(error)) throw error;
+      this.#o.emit({
+        kind: "step",
+        code: "IMAGE_TAG_DRIFT",
+        message: `${this.#dstWhere(tag)} holds ${there.digest}; the source's ${head.digest} ` +
+          `(${where}) was carried by an earlier export, not this one; left untouched`,
+      });
+      return "earlier" as const;
+    });
+    if (manifest === "earlier") return { state: "drift" };
+    if (!manifest) return { state: "absent" };
     if (kind === "sig") this.#checkSignature(manifest, where);
     if (there) {
-      const held = await dst.manifestGet(dstRepository, there.digest, signal);
+      const held = await this.#dstGet(there.digest);
       if (held && !isSuperset(parts(manifest, where), parts(held, this.#dstWhere(tag)))) {
         this.#o.emit({
           kind: "step",
@@ -261,7 +273,7 @@ export class SupplyChain {
 
   /**
    * The source's referrers of `digest`, or `in-step` when the source has no API and its fallback
-   * tag has the digest the destination's has (HEADs only).
+   * tag has the digest the destination's has (HEADs only), or was carried by an earlier export.
    */
   async #sourceReferrers(
     digest: string,
@@ -288,7 +300,13 @@ export class SupplyChain {
     if (!head) return { descriptors: [] };
     const there = await dst.manifestHead(dstRepository, tag, signal);
     if (there?.digest === head.digest) return "in-step";
-    const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag);
+    const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag).catch((error) => {
+      // An import of an export made with --since: the fallback index is as an earlier export
+      // carried it (imported before): nothing new; the destination's (merged) index is counted.
+      if (isPredecessorMissing(error)) return "earlier" as const;
+      throw error;
+    });
+    if (read === "earlier") return "in-step";
     if (!read) return { descriptors: [] };
     return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
   }
@@ -301,18 +319,34 @@ export class SupplyChain {
 
   /** A fallback index (by tag or digest), checked; null when absent. */
   async #fallbackIndex(
-    client: RegistryClient,
+    client: ArtifactStore,
     repository: string,
     ref: string,
     tag = ref,
   ): Promise<{ index: ReferrersIndex; raw: ManifestBytes } | null> {
-    const raw = await client.manifestGet(repository, ref, this.#o.signal);
+    const raw = client === this.#o.dst
+      ? await this.#dstGet(ref)
+      : await client.manifestGet(repository, ref, this.#o.signal);
     if (!raw) return null;
     return { index: parseReferrersIndex(raw.bytes, `${client.host}/${repository}:${tag}`), raw };
   }
 
+  /**
+   * A manifest at the destination. A layout written with `--since` may list a manifest an earlier
+   * export carried (not in this directory): then the source's, which has the same digest.
+   */
+  async #dstGet(ref: string): Promise<ManifestBytes | null> {
+    const { src, dst, srcRepository, dstRepository, signal } = this.#o;
+    try {
+      return await dst.manifestGet(dstRepository, ref, signal);
+    } catch (error) {
+      if (!isPredecessorMissing(error)) throw error;
+      return await src.manifestGet(srcRepository, ref, signal);
+    }
+  }
+
   /** Does `client`'s host serve the referrers API? Asked once per host and run. */
-  async #hasApi(client: RegistryClient, repository: string, digest: string): Promise<boolean> {
+  async #hasApi(client: ArtifactStore, repository: string, digest: string): Promise<boolean> {
     const known = this.#o.support.get(client.host);
     if (known !== undefined) return known;
     const pages = await client.referrersGet(repository, digest, { signal: this.#o.signal });
@@ -364,4 +398,9 @@ export class SupplyChain {
 function parts(manifest: ManifestBytes, where: string) {
   const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
   return parsed.kind === "image" ? parsed.layers : parsed.manifests;
+}
+
+/** A layout's "an earlier export carried this blob, not this one" (`--since`). */
+function isPredecessorMissing(error: unknown): boolean {
+  return error instanceof MirrorError && error.code === "IMAGE_PREDECESSOR_MISSING";
 }

@@ -21,8 +21,7 @@
  */
 import { MirrorError } from "../errors.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
-import type { ImageStore } from "../registry/image_store.ts";
-import { RegistryClient } from "../registry/registry_client.ts";
+import { type ArtifactStore, type ImageStore, isArtifactStore } from "../registry/image_store.ts";
 import { ManifestCopier } from "./_manifest_copier.ts";
 import { SharedWork } from "./_shared_work.ts";
 import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
@@ -71,8 +70,8 @@ export class RegistryEngine implements Engine {
   async carrySupplyChain(request: SupplyChainRequest): Promise<SupplyChainCounts> {
     const src = this.#clientFor(request.source.registry);
     const dst = this.#clientFor(request.destination.registry);
-    // A layout (export/import) holds no signatures or referrers yet: nothing to carry.
-    if (!(src instanceof RegistryClient) || !(dst instanceof RegistryClient)) {
+    // A registry client or a layout store (export/import: tags from index.json, no referrers API).
+    if (!isArtifactStore(src) || !isArtifactStore(dst)) {
       return { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
     }
     const emit = request.onEvent ?? (() => {});
@@ -105,7 +104,7 @@ export class RegistryEngine implements Engine {
    * listing failed or was empty.
    */
   #tagsOf(
-    client: RegistryClient,
+    client: ArtifactStore,
     repository: string,
     request: SupplyChainRequest,
   ): Promise<ReadonlySet<string> | null> {

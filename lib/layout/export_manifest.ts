@@ -1,7 +1,8 @@
 /**
  * `bananna-export.json`: what an export holds, written last (after index.json), so its presence
  * says the export is complete. It lists the images (full source reference, digest, media type,
- * size, the config's targets and description), every blob file with its size, the sha256 of the
+ * size, the config's targets and description, the supply-chain counts), the cosign and referrers
+ * fallback tags (`artifacts`), every blob file with its size, the sha256 of the
  * layout's own files (and of every part when the layout is split into tar parts), the tool version
  * and the `since` chain of an incremental export: the earlier exports (id and sha256 of their
  * bananna-export.json) it builds on, and which of their blobs it relies on without carrying them.
@@ -36,7 +37,17 @@ const exportedImage = z.object({
   /** The target registries' names in the exporting config. */
   targets: z.array(z.string()),
   description: z.string().optional(),
+  /** What the export carried of its supply chain (`signatures: copy|require`; issue 13). */
+  supplyChain: z.object({
+    signatures: size,
+    attestations: size,
+    sboms: size,
+    referrers: size,
+  }).optional(),
 });
+
+/** A managed tag (`sha256-<hex>.sig`/`.att`/`.sbom`, fallback `sha256-<hex>`) in index.json. */
+const exportedArtifact = z.object({ ref: z.string().min(1), digest, mediaType: z.string(), size });
 
 const fileSumSchema = z.object({ path: z.string().min(1), sha256: digest, size });
 
@@ -46,6 +57,11 @@ const manifestSchema = z.object({
   tool: z.object({ name: z.string(), version: z.string() }),
   created: z.string(),
   images: z.array(exportedImage),
+  /**
+   * The cosign and referrers fallback tags in index.json (not images: import carries them with
+   * the image they sign, by the supply-chain rules). Absent in exports made before they travelled.
+   */
+  artifacts: z.array(exportedArtifact).optional(),
   /** Every blob file this export holds, with the source repositories whose images use it. */
   blobs: z.array(z.object({ digest, size, repositories: z.array(z.string()).optional() })),
   /** Blobs earlier exports carried (not in this one), with their export and repositories. */
@@ -68,6 +84,9 @@ export type ExportManifest = z.output<typeof manifestSchema>;
 
 /** One exported image. */
 export type ExportedImage = z.output<typeof exportedImage>;
+
+/** One exported cosign or referrers fallback tag. */
+export type ExportedArtifact = z.output<typeof exportedArtifact>;
 
 /** An export manifest read from disk, with the sha256 of its bytes (for the `since` chain). */
 export interface LoadedExportManifest {

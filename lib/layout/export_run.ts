@@ -10,12 +10,18 @@
  * destination repository is `export/<registry>/<repo>` on the pseudo-host {@link LAYOUT_HOST},
  * and the layout view strips `export/`.
  *
+ * Signatures, attestations, SBOMs and referrers travel too (supply_chain.ts, as `mirror` carries
+ * them): cosign tags become index.json entries named like image tags (`registry/repo:sha256-<hex>.sig`),
+ * referrers are manifest blobs listed by their fallback tag entry `registry/repo:sha256-<hex>`.
+ * bananna-export.json lists those entries as `artifacts` (not images) and each image's counts.
+ *
  * `--since PREV`: the blobs PREV (and the exports PREV built on) carried count as present, so
  * they are neither pulled nor written; the new manifest records the chain and relies on them.
  *
  * @module
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
+import { ARTIFACT_TAG } from "../config/tag_rules.ts";
 import { RegistryEngine } from "../engine/registry_engine.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
@@ -25,7 +31,8 @@ import { buildPlan } from "../mirror/plan.ts";
 import { RegistryProbe } from "../mirror/registry_probe.ts";
 import { selectionEntries } from "../mirror/repository_selection.ts";
 import { buildReport, planResults, type Report } from "../mirror/report.ts";
-import { type MirrorEvent, runPlan } from "../mirror/run_plan.ts";
+import { type MirrorEvent, runPlan, type TaskResult } from "../mirror/run_plan.ts";
+import { listedTags, supplyChainStep } from "../mirror/supply_chain.ts";
 import { SignatureVerifier } from "../mirror/verify_signatures.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryHosts } from "../registry/registry_hosts.ts";
@@ -34,6 +41,7 @@ import {
   carriedBefore,
   EXPORT_FORMAT,
   EXPORT_MANIFEST,
+  type ExportedArtifact,
   type ExportedImage,
   type ExportManifest,
   fileSum,
@@ -182,19 +190,32 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
       onVerified: (source, fingerprint) =>
         logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
     });
+    const engine = new RegistryEngine({
+      clientFor: (host) => host === LAYOUT_HOST ? store : hosts.client(host),
+    });
     const outcome = await runPlan(plan, {
-      engine: new RegistryEngine({
-        clientFor: (host) => host === LAYOUT_HOST ? store : hosts.client(host),
-      }),
+      engine,
       concurrency: op.concurrency,
       continueOnError: op.continueOnError,
       credentials: logins.credentials,
       signal,
       verify: (task, s) => verifier.verify(task, s),
       onEvent: options.onEvent,
+      // Signatures, attestations, SBOMs and referrers go into the layout with each image (the
+      // registry engine copies here whatever `operation.engine` says: digests are kept).
+      supplyChain: supplyChainStep(engine, {
+        operation: { ...op, engine: "registry" },
+        emit: (task, event) => options.onEvent({ kind: "engine", task, event }),
+        listed: listedTags(plan),
+      }),
     });
     if (!outcome.interrupted) {
-      const manifest = await writeManifest(layout, { prev, recorded, known });
+      const manifest = await writeManifest(layout, {
+        prev,
+        recorded,
+        known,
+        carried: carriedByRef(outcome.results),
+      });
       let parts = "";
       if (options.partSize !== undefined) {
         // The tar holds the layout; bananna-export.json stays beside the parts, listing them.
@@ -286,6 +307,19 @@ function annotationsOf(recorded: Recorded, refName: string): Record<string, stri
   return { [TARGETS_ANNOTATION]: [...record.targets].join(","), [KEY_ANNOTATION]: record.key };
 }
 
+/** The supply-chain counts of each exported image, by its full source reference. */
+function carriedByRef(
+  results: TaskResult[],
+): Map<string, NonNullable<ExportedImage["supplyChain"]>> {
+  const out = new Map<string, NonNullable<ExportedImage["supplyChain"]>>();
+  for (const result of results) {
+    if (!result?.carried) continue;
+    const { signatures, attestations, sboms, referrers } = result.carried;
+    out.set(formatReference(result.task.source), { signatures, attestations, sboms, referrers });
+  }
+  return out;
+}
+
 function knownBlobs(
   prev: LoadedExportManifest | null,
 ): Map<string, KnownBlob> {
@@ -309,9 +343,17 @@ async function writeManifest(
     prev: LoadedExportManifest | null;
     recorded: Recorded;
     known: Map<string, KnownBlob>;
+    /** Supply-chain counts by full source reference. */
+    carried: Map<string, NonNullable<ExportedImage["supplyChain"]>>;
   },
 ): Promise<ExportManifest> {
-  const images: ExportedImage[] = layout.entries().map((entry) => {
+  const artifacts: ExportedArtifact[] = [];
+  const images: ExportedImage[] = layout.entries().filter((entry) => {
+    const ref = entry.annotations?.[REF_NAME] ?? "";
+    if (!ARTIFACT_TAG.test(ref.slice(ref.lastIndexOf(":") + 1))) return true;
+    artifacts.push({ ref, digest: entry.digest, mediaType: entry.mediaType, size: entry.size });
+    return false;
+  }).map((entry) => {
     const ref = entry.annotations?.[REF_NAME] ?? "";
     const record = recordOf(context.recorded, ref);
     const image: ExportedImage = {
@@ -323,8 +365,11 @@ async function writeManifest(
       targets: (entry.annotations?.[TARGETS_ANNOTATION] ?? "").split(",").filter(Boolean),
     };
     if (record?.description) image.description = record.description;
+    const carried = context.carried.get(ref);
+    if (carried) image.supplyChain = carried;
     return image;
   }).sort((a, b) => a.ref.localeCompare(b.ref));
+  artifacts.sort((a, b) => a.ref.localeCompare(b.ref));
   const blobs: { digest: string; size: number; repositories: string[] }[] = [];
   for await (const alg of Deno.readDir(`${layout.dir}/blobs`)) {
     if (!alg.isDirectory) continue;
@@ -350,6 +395,7 @@ async function writeManifest(
     tool: { name: "bananna-bot", version: VERSION },
     created: new Date().toISOString(),
     images,
+    artifacts,
     blobs,
     inherited,
     since: context.prev ? sinceChain(context.prev) : [],

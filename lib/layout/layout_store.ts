@@ -8,11 +8,14 @@
  * `(repository, ref)` to that name with {@link LayoutViewOptions.nameOf}: the export's view strips
  * the plan's namespace, the import's view for a source host prefixes the host. Manifests are blobs;
  * a tag PUT writes its manifest blob, then its entry (with the view's annotations) into index.json.
+ * Signatures travel the same way: cosign tags (`sha256-<hex>.sig`, `.att`, `.sbom`) are entries
+ * like image tags; referrers are manifest blobs listed by their fallback tag entry `sha256-<hex>`
+ * (a layout has no referrers API: {@link LayoutStore.referrersGet} answers null).
  *
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { ImageStore } from "../registry/image_store.ts";
+import type { ArtifactStore, ReferrersPage } from "../registry/image_store.ts";
 import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
 import { sha256Digest } from "../registry/manifest.ts";
 import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";
@@ -35,7 +38,7 @@ export function refNameOf(name: string, ref: string): string {
 }
 
 /** A view of a layout as one registry host. */
-export class LayoutStore implements ImageStore {
+export class LayoutStore implements ArtifactStore {
   /** The host this view stands for. */
   readonly host: string;
   #layout: OciLayout;
@@ -55,6 +58,19 @@ export class LayoutStore implements ImageStore {
       .map((e) => e.annotations?.[REF_NAME] ?? "")
       .filter((name) => name.startsWith(prefix) && !name.slice(prefix.length).includes("@"))
       .map((name) => name.slice(prefix.length));
+  }
+
+  /** The tags of a repository (the supply-chain copy's listing: cosign and fallback tags too). */
+  tagList(repository: string): Promise<string[]> {
+    return Promise.resolve(this.tags(repository));
+  }
+
+  /**
+   * A layout has no referrers API (null): referrers travel as blobs plus the fallback tag
+   * `sha256-<hex>` index entry, as regclient's `ocidir://` keeps them.
+   */
+  referrersGet(): Promise<ReferrersPage[] | null> {
+    return Promise.resolve(null);
   }
 
   /** A tag's entry, or a manifest blob by digest (on disk or carried by an earlier export). */

@@ -35,7 +35,7 @@ import { CODES } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { ensureRepository, QuayClient } from "../quay_client.ts";
-import type { ImageStore } from "../registry/image_store.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { RegistryHosts } from "../registry/registry_hosts.ts";
@@ -87,7 +87,8 @@ export interface MirrorRunOptions {
   shard?: { index: number; count: number } | null;
   /**
    * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
-   * no login, the plan reads them through `probe`, the engine copies from `storeFor(host)`.
+   * no login, the plan reads them through `probe`, the engine copies images and their supply
+   * chain from `storeFor(host)`, and `verify` keys are checked against its signatures.
    */
   sourceStores?: SourceStores;
 }
@@ -95,7 +96,7 @@ export interface MirrorRunOptions {
 /** Where the images of some source hosts live instead of their registries (import). */
 export interface SourceStores {
   hosts: ReadonlySet<string>;
-  storeFor: (host: string) => ImageStore;
+  storeFor: (host: string) => ArtifactStore;
   /** The plan's reads: those of these hosts answered by the stores, the rest by `inner`. */
   probe: (inner: PlanProbe) => PlanProbe;
 }
@@ -273,8 +274,11 @@ export class MirrorRun implements AsyncDisposable {
   #run(plan: MirrorPlan, engine: Engine, logins: Logins): Promise<RunOutcome> {
     const { config, signal } = this.#options;
     const op = config.operation;
+    const stores = this.#options.sourceStores;
     const verifier = new SignatureVerifier({
-      clientFor: (host) => this.#hosts.client(host),
+      // An import verifies with the layout's signatures (its sources are never contacted).
+      clientFor: (host) =>
+        stores?.hosts.has(host) ? stores.storeFor(host) : this.#hosts.client(host),
       onVerified: (source, fingerprint) =>
         this.#options.logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
       onPresent: (source, form) =>
@@ -291,18 +295,15 @@ export class MirrorRun implements AsyncDisposable {
       platform: op.platform,
       credentials: logins.credentials,
       signal,
-      // An import's sources were verified on export; their registries are not reachable here.
-      verify: this.#options.sourceStores
-        ? undefined
-        : (task, signal) => verifier.verify(task, signal),
+      verify: (task, signal) => verifier.verify(task, signal),
       ensureRepository: (task, signal) => this.#ensureRepo(task, signal),
       updateLatest: op.updateLatest
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
       // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
-      // An import's layout holds no signatures or referrers yet (see README "Air-gapped sites").
-      supplyChain: this.#options.sourceStores ? undefined : supplyChainStep(engine, {
+      // An import carries them from the layout (cosign tags and fallback tags in index.json).
+      supplyChain: supplyChainStep(engine, {
         operation: op,
         emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
         listed: listedTags(plan),

@@ -15,7 +15,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 import { bundleNamesDigest, verifyBundles } from "../signatures/sigstore_bundle.ts";
 import { fetchImageBundles } from "../signatures/bundle_fetch.ts";
 import {
@@ -30,7 +30,7 @@ import type { PlanTask } from "./plan.ts";
 /** Options for {@link SignatureVerifier}. */
 export interface SignatureVerifierOptions {
   /** The registry client of a source host. */
-  clientFor: (host: string) => RegistryClient;
+  clientFor: (host: string) => ArtifactStore;
   /** Called once per verified source digest with what verified it (for the log). */
   onVerified?: (source: string, keyFingerprint: string) => void;
   /** `signatures: require` without keys: called once per source digest that carries one. */
@@ -39,7 +39,7 @@ export interface SignatureVerifierOptions {
 
 /** Verifies the source digests of a run's push tasks; one per run. */
 export class SignatureVerifier {
-  #clientFor: (host: string) => RegistryClient;
+  #clientFor: (host: string) => ArtifactStore;
   #onVerified: (source: string, keyFingerprint: string) => void;
   #onPresent: (source: string, form: ".sig" | "bundle") => void;
   #keys = new Map<string, Promise<CryptoKey>>();
@@ -127,7 +127,7 @@ export class SignatureVerifier {
 
   /** `signatures: require` without keys: a `.sig` payload or a signature bundle names the digest. */
   async #present(input: {
-    client: RegistryClient;
+    client: ArtifactStore;
     where: { repository: string; digest: string; signal?: AbortSignal };
     source: string;
     signatures: { payload: Uint8Array }[];

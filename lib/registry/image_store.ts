@@ -10,7 +10,10 @@
  *
  * @module
  */
+import type { ReferrersPage } from "./_referrers_get.ts";
 import type { ManifestBytes, ManifestHead } from "./registry_client.ts";
+
+export type { ReferrersPage };
 
 /** Where images live, as the registry engine reads and writes them. */
 export interface ImageStore {
@@ -49,4 +52,27 @@ export interface ImageStore {
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
     options?: { signal?: AbortSignal; onProgress?: (bytes: number) => void },
   ): Promise<void>;
+}
+
+/**
+ * An {@link ImageStore} that also lists a repository's tags and answers the OCI 1.1 referrers API
+ * (null: no API, read the fallback tag): what the supply-chain copy and signature verification
+ * read through. {@link RegistryClient} is one; so is the layout store (tags from index.json; no
+ * referrers API, so the fallback tag `sha256-<hex>` is used, as regclient does).
+ */
+export interface ArtifactStore extends ImageStore {
+  /** All tags of a repository. */
+  tagList(repository: string, signal?: AbortSignal): Promise<string[]>;
+  /** The referrers of `digest`, unparsed pages; null when the store has no referrers API. */
+  referrersGet(
+    repository: string,
+    digest: string,
+    options?: { artifactType?: string; signal?: AbortSignal },
+  ): Promise<ReferrersPage[] | null>;
+}
+
+/** Does `store` list tags and answer referrers (a registry client, a layout store)? */
+export function isArtifactStore(store: ImageStore): store is ArtifactStore {
+  const s = store as Partial<ArtifactStore>;
+  return typeof s.tagList === "function" && typeof s.referrersGet === "function";
 }

@@ -14,7 +14,7 @@
  */
 import { MirrorError } from "../errors.ts";
 import { parseManifest } from "../registry/manifest.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 import {
   DEFAULT_MAX_PAYLOAD_BYTES,
   type FetchImageSignaturesOptions,
@@ -45,7 +45,7 @@ export interface FetchedBundle {
  *   matching its descriptor; RegistryError codes for registry failures.
  */
 export async function fetchImageBundles(
-  client: RegistryClient,
+  client: ArtifactStore,
   options: FetchImageSignaturesOptions,
 ): Promise<FetchedBundle[]> {
   const { repository, digest, signal } = options;

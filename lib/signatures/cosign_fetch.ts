@@ -13,7 +13,7 @@
  */
 import { MirrorError } from "../errors.ts";
 import { digestLike, parseManifest } from "../registry/manifest.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 import { cosignTags, parseSignatureManifest, type SignatureLayer } from "./cosign.ts";
 import { type DsseEnvelope, parseDsseEnvelope } from "./dsse.ts";
 
@@ -52,7 +52,7 @@ export interface FetchedSignatures {
  *   bytes do not match its descriptor; RegistryError codes for registry failures.
  */
 export async function fetchImageSignatures(
-  client: RegistryClient,
+  client: ArtifactStore,
   options: FetchImageSignaturesOptions,
 ): Promise<FetchedSignatures | null> {
   const { repository, signal } = options;
@@ -95,7 +95,7 @@ export interface FetchedAttestations {
  *   that is not DSSE.
  */
 export async function fetchImageAttestations(
-  client: RegistryClient,
+  client: ArtifactStore,
   options: FetchImageSignaturesOptions,
 ): Promise<FetchedAttestations | null> {
   const { repository, signal } = options;
@@ -124,7 +124,7 @@ export async function fetchImageAttestations(
  * @throws {MirrorError} IMAGE_MANIFEST_TOO_LARGE past `max`; IMAGE_DIGEST_MISMATCH.
  */
 export async function readBlob(
-  client: RegistryClient,
+  client: ArtifactStore,
   options: {
     repository: string;
     where: string;

@@ -23,7 +23,7 @@ import { MirrorError } from "../errors.ts";
 import type { Descriptor } from "../registry/manifest.ts";
 import { MEDIA_TYPES } from "../registry/manifest.ts";
 import { validDigest } from "../registry/reference.ts";
-import type { RegistryClient } from "../registry/registry_client.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 
 /** A referrer: a manifest descriptor with the referrer's `artifactType` and annotations. */
 export interface ReferrerDescriptor extends Descriptor {
@@ -93,7 +93,7 @@ export function referrersTag(digest: string): string {
  *   past the cap; the client's own errors otherwise
  */
 export async function listReferrers(
-  client: RegistryClient,
+  client: ArtifactStore,
   repository: string,
   digest: string,
   options: ListReferrersOptions = {},
