@@ -11,7 +11,7 @@
 import type { ExportCommand, ImportCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
-import { loadConfig, logOpenError } from "../config/load_config.ts";
+import { loadConfig } from "../config/load_config.ts";
 import type { ResolvedConfig } from "../config/schema.ts";
 import { MirrorError } from "../errors.ts";
 import { readExportManifest } from "../layout/export_manifest.ts";
@@ -19,16 +19,16 @@ import { runExport } from "../layout/export_run.ts";
 import { type ImportLocation, locateImport } from "../layout/import_parts.ts";
 import { type ImportSource, openImportSource } from "../layout/import_source.ts";
 import { parsePartSize } from "../layout/tar_parts.ts";
-import { Logger } from "../log/logger.ts";
+import type { Logger } from "../log/logger.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import type { Report } from "../mirror/report.ts";
-import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import type { MirrorEvent } from "../mirror/run_plan.ts";
 import { VERSION } from "../version.ts";
 import { selectEntries } from "./mirror_command.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { writeRunMirrorSets } from "./mirror_sets_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import { logLockState, openRunSession, registerSecrets } from "./run_session.ts";
 
 /** Run `bananna-bot export`. */
 export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<number> {
@@ -188,46 +188,23 @@ async function session(
     noColor: Boolean(io.env.NO_COLOR),
   });
   const secrets = io.secrets;
-  for (const r of [...Object.values(config.registries), ...Object.values(config.sources)]) {
-    secrets.add(r.password);
-    secrets.add((r as { apiToken?: string }).apiToken);
-    if (r.username && r.password) secrets.addBasic(r.username, r.password);
-  }
+  registerSecrets(config, secrets);
   const progress = new MirrorProgress(terminal);
-  let lock: RunLock | null = null;
-  let locked: MirrorError | null = null;
-  try {
-    lock = await acquireRunLock(config.log.dir);
-  } catch (error) {
-    if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
-    locked = error;
-  }
-  await using _lock = lock;
-  const logger = await Logger.open({
-    settings: config.log,
+  // The lock first, then the log, as `mirror` (run_session.ts: heartbeat, MIRROR_LOCK_LOST).
+  const session = await openRunSession(config, {
     console: (line, level) => progress.logLine(line, level),
     secrets,
-    rotate: lock !== null,
-  }).catch((error: unknown) => {
-    throw logOpenError(config, error);
+    op: options.op,
   });
+  const { lock, logger } = session;
+  await using _lock = lock;
   try {
     logger.info(
       "SUCCESS",
       "bananna-bot Startup",
       `bananna-bot ${VERSION} starting up: ${options.op.toLowerCase()} (config ${config.file})`,
     );
-    if (!lock) {
-      logger.error("MIRROR_LOCKED", options.op, locked?.message ?? "the run lock is held");
-      return 1;
-    }
-    if (lock.tookOverFrom) {
-      logger.warn(
-        "MIRROR_LOCK_STALE",
-        options.op,
-        `Took over a stale lock from ${lock.tookOverFrom}`,
-      );
-    }
+    if (!logLockState(session, options.op)) return 1;
     const context: SessionContext = {
       startedAt,
       line: (text) => terminal.line(text),
@@ -258,6 +235,8 @@ async function session(
     throw error;
   } finally {
     progress.clear();
+    // The heartbeat stops before the log closes (release again at scope end is a no-op).
+    await lock?.release();
     await logger.close();
   }
 }

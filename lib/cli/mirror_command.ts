@@ -9,13 +9,10 @@
 import type { MirrorCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
-import { loadConfig, logOpenError } from "../config/load_config.ts";
-import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
+import { loadConfig } from "../config/load_config.ts";
+import type { ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { MirrorError, UsageError } from "../errors.ts";
-import { Logger } from "../log/logger.ts";
-import type { Secrets } from "../log/redact.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
-import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import {
   resolveShard,
   selectShard,
@@ -24,10 +21,10 @@ import {
   shardReportPath,
 } from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
-import { refuseSymlink } from "../safe_file.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
+import { logLockState, openRunSession, registerSecrets } from "./run_session.ts";
 import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 import type { Report } from "../mirror/report.ts";
 import { stoppedReport } from "../mirror/stopped_report.ts";
@@ -62,32 +59,15 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   registerSecrets(config, secrets);
   registerOpsSecrets(config, secrets);
   const progress = new MirrorProgress(terminal);
-  // The lock first: only its holder may rotate the log (rotation archives and empties it).
-  let lock: RunLock | null = null;
-  let locked: MirrorError | null = null;
-  try {
-    // A shard's dir is made by the run inside the log dir: never followed through a planted link.
-    if (shard) await refuseSymlink(config.log.dir, "a shard's log dir");
-    lock = await acquireRunLock(config.log.dir, { leaseMs: config.log.lockLease * 1000 });
-  } catch (error) {
-    if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
-    locked = error;
-  }
-  await using _lock = lock;
-  const logger = await Logger.open({
-    settings: config.log,
+  // The lock first, then the log (run_session.ts); a shard's dir is never followed through a link.
+  const session = await openRunSession(config, {
     console: (line, level) => progress.logLine(line, level),
     secrets,
-    rotate: lock !== null,
-  }).catch((error: unknown) => {
-    throw logOpenError(config, error);
+    op: OP,
+    refuseLink: shard ? "a shard's log dir" : undefined,
   });
-  // The lock's heartbeat (run_lock.ts): a lock taken over while this run held it is an ERROR.
-  lock?.watch((event) =>
-    event.kind === "lost"
-      ? logger.error("MIRROR_LOCK_LOST", OP, event.message)
-      : logger.warn("MIRROR_RETRY", "Lock", `${event.message}; tried again at the next heartbeat`)
-  );
+  const { lock, logger } = session;
+  await using _lock = lock;
   const lastReport = shard ? shardReportPath(loaded.log.dir, shard) : undefined;
   // The end of the run for its watchers (lib/ops/run_end.ts): metrics, Pushgateway, notification.
   const end: {
@@ -106,13 +86,10 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     for (const w of config.warnings) {
       logger.warn("CONFIG_WARNING", "Config", `${w.path ? `${w.path}: ` : ""}${w.message}`);
     }
-    if (!lock) {
-      logger.error("MIRROR_LOCKED", OP, locked?.message ?? "the run lock is held");
-      end.stopped = { code: "MIRROR_LOCKED", message: locked?.message ?? "the run lock is held" };
+    if (!logLockState(session, OP)) {
+      const message = session.locked?.message ?? "the run lock is held";
+      end.stopped = { code: "MIRROR_LOCKED", message };
       return end.exitCode = 1;
-    }
-    if (lock.tookOverFrom) {
-      logger.warn("MIRROR_LOCK_STALE", OP, `Took over a stale lock from ${lock.tookOverFrom}`);
     }
     if (shard) {
       logger.info("MIRROR_START", OP, shardLine(shard, selected, { images, repositories }));
@@ -249,20 +226,6 @@ export function selectEntries(
     );
   }
   return { images, repositories };
-}
-
-function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {
-  for (const registry of Object.values(config.registries)) {
-    secrets.add(registry.password);
-    secrets.add(registry.apiToken);
-    if (registry.username && registry.password) {
-      secrets.addBasic(registry.username, registry.password);
-    }
-  }
-  for (const source of Object.values(config.sources)) {
-    secrets.add(source.password);
-    if (source.username && source.password) secrets.addBasic(source.username, source.password);
-  }
 }
 
 function absolutePath(path: string, cwd: string): string {

@@ -80,16 +80,16 @@ Deno.test({
         await assert.rejects(() => Deno.stat(lockPath), Deno.errors.NotFound);
       });
 
-      await t.step("a real run's heartbeat advances while it runs (lease 1 s)", async () => {
+      const heartbeat = async (argv: string[], namespace: string) => {
         // Every blob GET takes 700 ms (into a new namespace: all copied): the run lasts seconds.
         await using slow = startFaultProxy(src, [
           { method: "GET", path: /\/blobs\//, times: 1000, fault: { kind: "delay", ms: 700 } },
         ]);
         await Deno.writeTextFile(
           `${dir}/config.yaml`,
-          config(slow.host, { lockLease: 1 }, "fresh"),
+          config(slow.host, { lockLease: 1 }, namespace),
         );
-        const [cmd, ...args] = cliArgv(["mirror", "--config", "config.yaml", "--non-interactive"]);
+        const [cmd, ...args] = cliArgv(argv);
         const child = new Deno.Command(cmd, {
           args,
           cwd: dir,
@@ -124,6 +124,15 @@ Deno.test({
         );
         assert.doesNotMatch(await log(), /MIRROR_LOCK_LOST/);
         await assert.rejects(() => Deno.stat(lockPath), Deno.errors.NotFound);
+      };
+      await t.step("a real run's heartbeat advances while it runs (lease 1 s)", async () => {
+        await heartbeat(["mirror", "--config", "config.yaml", "--non-interactive"], "fresh");
+      });
+      await t.step("export holds the same heartbeat lock (run_session.ts)", async () => {
+        await heartbeat(
+          ["export", "--config", "config.yaml", "--to", "export", "--non-interactive"],
+          "export",
+        );
       });
 
       await t.step(
