@@ -15,8 +15,12 @@
  * referrers are manifest blobs listed by their fallback tag entry `registry/repo:sha256-<hex>`.
  * bananna-export.json lists those entries as `artifacts` (not images) and each image's counts.
  *
- * `--since PREV`: the blobs PREV (and the exports PREV built on) carried count as present, so
- * they are neither pulled nor written; the new manifest records the chain and relies on them.
+ * `--since PREV`: the config and layer blobs PREV (and the exports PREV built on) carried count
+ * as present, so they are neither pulled nor written; the new manifest records the chain and
+ * relies on them. Image manifests (and an index's children) are written again for every image the
+ * export lists: a new tag of a digest PREV carried (a re-tag upstream, a tag a rule newly selects)
+ * is imported from this layout's own manifest. Supply-chain manifests are not: their cosign and
+ * fallback tags name the digest, so an earlier import already wrote them to the same repository.
  *
  * @module
  */
@@ -144,14 +148,20 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
       options.images.filter((i) => i.source.digest !== undefined && i.source.tag === undefined)
         .map((i) => formatReference(i.source)),
     );
-    const store = layout
-      ? new LayoutStore(layout, {
-        host: LAYOUT_HOST,
-        nameOf: (repository) => repository.slice(NAMESPACE.length + 1),
-        annotations: (name) => annotationsOf(recorded, name),
-        pinned,
-      })
-      : null;
+    const view = (carryManifests: boolean) =>
+      layout
+        ? new LayoutStore(layout, {
+          host: LAYOUT_HOST,
+          nameOf: (repository) => repository.slice(NAMESPACE.length + 1),
+          annotations: (name) => annotationsOf(recorded, name),
+          pinned,
+          carryManifests,
+        })
+        : null;
+    // Images through a view that writes every manifest they list (a re-tag of a digest PREV
+    // carried imports from this layout); their supply chain through one that inherits PREV's.
+    const store = view(true);
+    const chainStore = view(false);
     const derived = exportConfig(config, options.images, options.repositories);
     const probe = new RegistryProbe({
       hosts,
@@ -193,6 +203,9 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
     const engine = new RegistryEngine({
       clientFor: (host) => host === LAYOUT_HOST ? store : hosts.client(host),
     });
+    const chainEngine = new RegistryEngine({
+      clientFor: (host) => host === LAYOUT_HOST && chainStore ? chainStore : hosts.client(host),
+    });
     const outcome = await runPlan(plan, {
       engine,
       concurrency: op.concurrency,
@@ -203,7 +216,7 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
       onEvent: options.onEvent,
       // Signatures, attestations, SBOMs and referrers go into the layout with each image (the
       // registry engine copies here whatever `operation.engine` says: digests are kept).
-      supplyChain: supplyChainStep(engine, {
+      supplyChain: supplyChainStep(chainEngine, {
         operation: { ...op, engine: "registry" },
         emit: (task, event) => options.onEvent({ kind: "engine", task, event }),
         listed: listedTags(plan),

@@ -30,6 +30,12 @@ export interface LayoutViewOptions {
   annotations?: (refName: string) => Record<string, string>;
   /** Digest-addressed names that get an index entry too (digest-pinned images). */
   pinned?: ReadonlySet<string>;
+  /**
+   * A manifest counts as present only when its blob is on disk, never because an earlier export
+   * carried it (`export --since`: the layout holds the manifests of every image it lists, so its
+   * import can write a new tag of an old digest; config and layer blobs stay inherited).
+   */
+  carryManifests?: boolean;
 }
 
 /** The full ref.name of `ref` (tag or digest) in a repository named `name`. */
@@ -105,7 +111,7 @@ export class LayoutStore implements ArtifactStore {
   ): Promise<string> {
     const digest = sha256Digest(manifest.bytes);
     const size = manifest.bytes.length;
-    if ((await this.#present(digest, repository)) === null) {
+    if ((await this.#manifestPresent(digest, repository)) === null) {
       await this.#layout.writeBlob({ digest, size }, ReadableStream.from([manifest.bytes]));
     }
     const name = refNameOf(this.#options.nameOf(repository), ref);
@@ -165,6 +171,13 @@ export class LayoutStore implements ArtifactStore {
       null;
   }
 
+  /** A manifest blob: as {@link #present}, or only on disk with `carryManifests`. */
+  #manifestPresent(digest: string, repository: string): Promise<number | null> {
+    if (!this.#options.carryManifests) return this.#present(digest, repository);
+    this.#layout.use(digest, this.#options.nameOf(repository));
+    return this.#layout.hasBlob(digest);
+  }
+
   async #resolve(
     repository: string,
     ref: string,
@@ -173,7 +186,7 @@ export class LayoutStore implements ArtifactStore {
     const entry = this.#layout.entry(name);
     if (entry) return entry;
     if (!ref.includes(":")) return null;
-    const size = await this.#present(ref, repository);
+    const size = await this.#manifestPresent(ref, repository);
     if (size === null) return null;
     if ((await this.#layout.hasBlob(ref)) === null) return { mediaType: "", digest: ref, size };
     try {

@@ -4,8 +4,8 @@
  * flipped byte in a layer fails only the image that needs it (IMAGE_DIGEST_MISMATCH naming the
  * file; no manifest or tag of it written) while the others land; kill -9 in the middle of an import
  * leaves no partial tag and the re-run completes without writing anything twice; and `--since`:
- * the incremental export holds only the new blobs, imported alone it fails naming the export it
- * builds on, imported after it everything lands.
+ * the incremental export holds only the new blobs (and the manifests of the images it lists),
+ * imported alone it fails naming the export it builds on, imported after it everything lands.
  */
 import assert from "node:assert/strict";
 import { cliArgv } from "../support/cli.ts";
@@ -187,7 +187,8 @@ Deno.test({
       const v2 = await pushTestImage(src, "team/app:1.1", { kind: "oci", seed: 1, label: "b" });
       images[`${src.host}/team/app:1.1`] = { targets: ["dr"] };
       const two = await exportTo("two", `${dir}/one/bananna-export.json`);
-      assert.deepEqual(two.blobs, [v2.digest, v2.configDigest].sort());
+      // app:1.0's manifest again (every listed image's manifest is carried), not its blobs.
+      assert.deepEqual(two.blobs, [v1.digest, v2.digest, v2.configDigest].sort());
       assert.deepEqual(two.manifest.since.map((s: { id: string }) => s.id), [one.manifest.id]);
 
       // The same layers in another repository are carried again: an import of the earlier
@@ -197,7 +198,7 @@ Deno.test({
       const three = await exportTo("three", `${dir}/two/bananna-export.json`);
       assert.deepEqual(
         three.blobs,
-        [base.digest, base.configDigest, ...base.layers].sort(),
+        [v1.digest, v2.digest, base.digest, base.configDigest, ...base.layers].sort(),
       );
       assert.deepEqual(three.manifest.since.map((s: { id: string }) => s.id), [
         one.manifest.id,

@@ -108,7 +108,10 @@ Deno.test({
       // In order: the first lands everything; the second only writes the two new tags.
       const first = await airgapCli(dir, ["import", "--from", `${dir}/one`], { config, env });
       assert.equal(first.code, 0, first.stderr + first.stdout);
-      assert.deepEqual(statuses(first.report), ["mirror/app:1.0 pushed", "mirror/multi:1.0 pushed"]);
+      assert.deepEqual(statuses(first.report), [
+        "mirror/app:1.0 pushed",
+        "mirror/multi:1.0 pushed",
+      ]);
       const before = (await writes(dst)).length;
       const second = await airgapCli(dir, ["import", "--from", `${dir}/two`], { config, env });
       assert.equal(second.code, 0, second.stderr + second.stdout);

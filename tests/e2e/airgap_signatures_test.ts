@@ -221,11 +221,18 @@ Deno.test({
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(entriesOf(run).map((e) => counts(e).slice(1)), [[4, 1, 1, 3]]);
         const manifest = await readExport(e2);
-        // The new .sig manifest, its config (diff_ids) and the new payload; nothing else.
+        // The new .sig manifest, its config (diff_ids) and the new payload, and the image's own
+        // manifests (the index and its children: every listed image's are carried); nothing else.
         assert.deepEqual(
           manifest.blobs.map((b: { digest: string }) => b.digest),
-          [resignedDigest, ...resigned.blobs.slice(0, 1).map(sha256), sha256(secondSig.payload)]
-            .sort(),
+          [
+            image.digest,
+            c1,
+            c2,
+            resignedDigest,
+            ...resigned.blobs.slice(0, 1).map(sha256),
+            sha256(secondSig.payload),
+          ].sort(),
         );
         const sig = manifest.artifacts.find((a: { ref: string }) =>
           a.ref === `${src.host}/team/app${newSigTag}`
