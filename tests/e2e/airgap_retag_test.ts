@@ -3,11 +3,19 @@
  * re-tag: `stable` -> the image `1.0` is), for an image and a multi-arch index, as subprocesses
  * against real registries (the source stopped before any import): the incremental export carries
  * the manifests of every image it lists (index, children) and none of the earlier config or layer
- * blobs; imported after its predecessor it lands the new tags with the source digests, writing only
- * their manifest PUTs; imported alone it fails naming the predecessor.
+ * blobs (nor the signature manifest: its cosign tag names the digest); imported after its
+ * predecessor it lands the new tags with the source digests, writing only their manifest PUTs;
+ * imported alone it fails naming the predecessor.
  */
 import assert from "node:assert/strict";
 import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import {
+  buildSignatureManifest,
+  makeKey,
+  opensslSign,
+  pushSignatureManifest,
+  simpleSigningPayload,
+} from "../support/cosign_fixture.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -26,6 +34,16 @@ Deno.test({
     try {
       const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 31 });
       const multi = await pushTestImage(src, "team/multi:1.0", { kind: "oci-index", seed: 32 });
+      // app is signed: its .sig names the digest, so `stable` shares it with `1.0`.
+      const key = await makeKey(dir, "p256");
+      const payload = simpleSigningPayload(`${src.host}/team/app`, app.digest);
+      const signature = await opensslSign(key.privateKeyFile, payload);
+      await pushSignatureManifest(
+        src,
+        "team/app",
+        app.digest,
+        buildSignatureManifest([{ payload, signature }]),
+      );
       const images: Record<string, unknown> = {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/team/multi:1.0`]: { targets: ["dr"] },
@@ -121,6 +139,8 @@ Deno.test({
         "mirror/app:stable pushed",
         "mirror/multi:stable pushed",
       ]);
+      // app's .sig (carried by the first export, landed by its import) counts for both tags.
+      assert.deepEqual(second.report?.entries.map((e) => e.signatures), [1, 0, 1, 0]);
       assert.equal(await headDigest(dst, "mirror/app:stable"), app.digest);
       assert.equal(await headDigest(dst, "mirror/multi:stable"), multi.digest);
       const written = (await writes(dst)).slice(before).map((l) => l.split(" ").slice(0, 2));
