@@ -29,6 +29,7 @@ import { finishRun, logEvent } from "./mirror_output.ts";
 import { writeRunMirrorSets } from "./mirror_sets_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
 import { logLockState, openRunSession, registerSecrets } from "./run_session.ts";
+import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
 /** Run `bananna-bot export`. */
 export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<number> {
@@ -96,6 +97,7 @@ async function importSession(
   return await session(config, io, {
     op: "Import",
     reportPath: cmd.report,
+    publish: { dryRun: cmd.dryRun },
     after: cmd.openshiftMirrorSets === undefined
       ? undefined
       : (report, context) =>
@@ -168,7 +170,7 @@ interface SessionContext {
 
 /** Lock, logger, terminal and the end of a run, as `mirror` does them. */
 async function session(
-  config: ResolvedConfig,
+  config: ResolvedConfig & { warnings?: readonly { path?: string; message: string }[] },
   io: Io,
   options: {
     op: string;
@@ -178,6 +180,11 @@ async function session(
     run: (context: SessionContext) => Promise<Report>;
     /** After the report: false makes a successful run exit 1 (mirror sets not written). */
     after?: (report: Report, context: SessionContext) => Promise<boolean>;
+    /**
+     * Import: the end of the run for its watchers, as mirror's (metrics file, Pushgateway, one
+     * notification; lib/ops/run_end.ts). An import is the disconnected side's mirror run.
+     */
+    publish?: { dryRun: boolean };
   },
 ): Promise<number> {
   const startedAt = new Date();
@@ -189,6 +196,7 @@ async function session(
   });
   const secrets = io.secrets;
   registerSecrets(config, secrets);
+  if (options.publish) registerOpsSecrets(config, secrets);
   const progress = new MirrorProgress(terminal);
   // The lock first, then the log, as `mirror` (run_session.ts: heartbeat, MIRROR_LOCK_LOST).
   const session = await openRunSession(config, {
@@ -198,13 +206,23 @@ async function session(
   });
   const { lock, logger } = session;
   await using _lock = lock;
+  const lastReport = options.lastReport ?? `${config.log.dir}/last-report.json`;
+  const end: { report: Report | null; exitCode?: number; stopped?: RunEnd["stopped"] } = {
+    report: null,
+  };
   try {
     logger.info(
       "SUCCESS",
       "bananna-bot Startup",
       `bananna-bot ${VERSION} starting up: ${options.op.toLowerCase()} (config ${config.file})`,
     );
-    if (!logLockState(session, options.op)) return 1;
+    for (const w of config.warnings ?? []) {
+      logger.warn("CONFIG_WARNING", "Config", `${w.path ? `${w.path}: ` : ""}${w.message}`);
+    }
+    if (!logLockState(session, options.op)) {
+      end.stopped = { code: "MIRROR_LOCKED", message: "the run lock is held" };
+      return end.exitCode = 1;
+    }
     const context: SessionContext = {
       startedAt,
       line: (text) => terminal.line(text),
@@ -216,25 +234,46 @@ async function session(
         logEvent(logger, config.registries, event);
       },
     };
-    const report = await options.run(context);
+    const report = end.report = await options.run(context);
     progress.clear();
     const code = await finishRun(report, {
       logger,
       terminal,
       logDir: config.log.dir,
       reportPath: options.reportPath,
-      lastReport: options.lastReport,
+      lastReport,
     });
-    if (!options.after) return code;
-    return (await options.after(report, context)) || code !== 0 ? code : 1;
+    if (!options.after) return end.exitCode = code;
+    return end.exitCode = (await options.after(report, context)) || code !== 0 ? code : 1;
   } catch (error) {
     if (error instanceof MirrorError) {
       logger.error(error.code, options.op, error.message);
-      return io.signal.aborted ? 130 : 1;
+      end.stopped = { code: error.code, message: secrets.mask(error.message) };
+      return end.exitCode = io.signal.aborted ? 130 : 1;
     }
+    end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
     throw error;
   } finally {
     progress.clear();
+    if (options.publish) {
+      await publishRunEnd({
+        report: end.report,
+        exitCode: end.exitCode ?? 1,
+        startedAt,
+        endedAt: end.report ? new Date(end.report.endedAt) : new Date(),
+        config: config.file,
+        stopped: end.stopped,
+        reportPaths: end.report
+          ? [lastReport, ...(options.reportPath ? [options.reportPath] : [])]
+          : [],
+      }, {
+        config,
+        dryRun: options.publish.dryRun,
+        heldLock: lock !== null,
+        logger,
+        secrets,
+      });
+    }
     // The heartbeat stops before the log closes (release again at scope end is a no-op).
     await lock?.release();
     await logger.close();
