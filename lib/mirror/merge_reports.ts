@@ -131,6 +131,7 @@ export function mergeReports(files: ShardReportFile[]): Report {
   if (dryRuns.size > 1) {
     throw new MirrorError("MIRROR_MERGE_FAILED", "Dry-run and real shard reports are mixed");
   }
+  refuseStale([...byIndex.values()]);
   const reports = [...byIndex.entries()].sort(([a], [b]) => a - b).map(([, f]) => f.report);
   const first = reports[0];
   const totals = { ...first.totals };
@@ -166,6 +167,28 @@ export function mergeReports(files: ShardReportFile[]): Report {
       })),
     },
   };
+}
+
+/**
+ * The shards of one run start together (one Indexed Job, one cron minute): a report that started
+ * more than {@link STALE_SPREAD_MS} before the newest shard's is a leftover of an earlier run
+ * (that shard did not write this time), not part of this one.
+ */
+const STALE_SPREAD_MS = 12 * 3600_000;
+
+function refuseStale(files: ShardReportFile[]): void {
+  const started = (f: ShardReportFile) => Date.parse(f.report.startedAt);
+  const newest = files.reduce((a, b) => (started(b) > started(a) ? b : a));
+  const stale = files.filter((f) => started(newest) - started(f) > STALE_SPREAD_MS);
+  if (stale.length === 0) return;
+  throw new MirrorError(
+    "MIRROR_MERGE_FAILED",
+    `Stale: ${
+      stale.map((f) => `${f.path} (started ${f.report.startedAt})`).join(", ")
+    } started more than ${
+      STALE_SPREAD_MS / 3600_000
+    } h before ${newest.path} (started ${newest.report.startedAt}): a report of an earlier run; that shard did not finish this time`,
+  );
 }
 
 function firstStopped(reports: Report[]): Pick<Report, "stopped"> {

@@ -178,6 +178,14 @@ Deno.test("mergeReports() refuses an incomplete or inconsistent set (MIRROR_MERG
     ["the same index twice", [r(0, 2), r(0, 2), r(1, 2)], /are both shard 0 of 2/],
     ["an unsharded report", [unsharded], /not a shard's report/],
     ["dry and real runs mixed", [r(0, 2), dry], /Dry-run and real shard reports are mixed/],
+    [
+      "a shard's report left from the night before",
+      [r(0, 2), {
+        path: "last-report.1.json",
+        report: { ...shardReport(1, 2, []), startedAt: "2026-11-29T02:00:01.000Z" },
+      }],
+      /Stale: last-report\.1\.json \(started 2026-11-29T02:00:01\.000Z\) started more than 12 h before last-report\.0\.json/,
+    ],
     ["nothing", [], /No shard report/],
   ];
   for (const [name, files, message] of rows) {
