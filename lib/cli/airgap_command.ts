@@ -132,10 +132,10 @@ async function importSession(
         })`,
       );
       if (loaded.operation.engine !== "registry") {
-        context.logger.info(
+        context.logger.warn(
           "CONFIG_WARNING",
           "Import",
-          `operation.engine is ${loaded.operation.engine}; an import copies with the registry engine (digests kept)`,
+          `operation.engine is ${loaded.operation.engine}; an import copies with the registry engine (digests kept), operation.signatures ${loaded.operation.signatures}`,
         );
       }
       for (const name of source.missing) {

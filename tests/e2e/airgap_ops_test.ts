@@ -61,6 +61,26 @@ Deno.test({
       assert.equal(body.totals.pushed, 2);
       assert.doesNotMatch(request.body, /hook-secret-4711/);
       assert.doesNotMatch(request.body, new RegExp(dst.password ?? "never"));
+
+      // A config written for the docker engine imports with the registry engine: digests kept.
+      await using dst2 = await startRegistry({ auth: "htpasswd" });
+      const docker = airgapConfig(dst2, config.images as Record<string, unknown>);
+      docker.operation = { engine: "docker", retryDelay: 0.05, maxRetries: 1 };
+      const again = await airgapCli(dir, ["import", "--from", `${dir}/export`], {
+        config: docker,
+        env: { DST_PASSWORD: dst2.password ?? "" },
+      });
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      assert.deepEqual(statuses(again.report), ["mirror/app:1.0 pushed", "mirror/app:2.0 pushed"]);
+      assert.equal(again.report?.engine, "registry");
+      assert.deepEqual(
+        again.report?.entries.map((e) => e.digest),
+        run.report?.entries.map((e) => e.digest),
+      );
+      assert.match(
+        await Deno.readTextFile(`${dir}/logs/bananna-bot.log`),
+        /\[WARNING\] \[CONFIG_WARNING\] Import: operation\.engine is docker; an import copies with the registry engine \(digests kept\), operation\.signatures skip/,
+      );
     } finally {
       await src.stop().catch(() => {});
       await Deno.remove(dir, { recursive: true });
