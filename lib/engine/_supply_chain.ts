@@ -22,6 +22,10 @@
  *   hold everything the destination's index holds and every referrer was carried (so the next run
  *   compares by HEAD), else the destination's index with the carried referrers appended (merge:
  *   nothing the destination lists is ever dropped). Never an index naming an absent manifest.
+ * - The memo ({@link SupplyChainMemo}, kept across runs by the caller): what a digest lists (an
+ *   index's children, a fallback index's referrers) is not read again; a managed tag the
+ *   destination held at the source's digest when last HEADed (or written) less than 24 h ago is
+ *   "same" without its destination HEAD. A drift is never memoised; an older entry is HEADed again.
  *
  * @module
  */
@@ -40,7 +44,7 @@ import {
   referrersTag,
 } from "../signatures/referrers.ts";
 import type { ManifestCopier } from "./_manifest_copier.ts";
-import type { EngineEvent, SupplyChainCounts } from "./engine.ts";
+import type { EngineEvent, MemoPart, SupplyChainCounts, SupplyChainMemo } from "./engine.ts";
 
 /** Media types of a manifest that has no children (an index is read for them). */
 const IMAGE_MANIFESTS = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.dockerManifest]);
@@ -73,6 +77,8 @@ export interface SupplyChainOptions {
    */
   sourceTags: () => Promise<ReadonlySet<string> | null>;
   artifactTypes?: readonly string[];
+  /** What earlier runs learned (destination reads skipped); none: everything is read. */
+  memo?: SupplyChainMemo;
   emit: (event: EngineEvent) => void;
   signal?: AbortSignal;
 }
@@ -117,12 +123,15 @@ export class SupplyChain {
   /** The mirrored digest and its children (read at the destination, where it now is). */
   async #imageDigests(digest: string): Promise<string[]> {
     const out = [digest];
-    const manifest = await this.#dstGet(digest);
-    if (!manifest) return out;
-    const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
-    if (parsed.kind === "index") {
-      for (const child of parsed.manifests) out.push(...await this.#imageDigests(child.digest));
+    let children = this.#o.memo?.parts(digest);
+    if (!children) {
+      const manifest = await this.#dstGet(digest);
+      if (!manifest) return out;
+      const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
+      children = parsed.kind === "index" ? parsed.manifests.map((c) => ({ digest: c.digest })) : [];
+      this.#o.memo?.recordParts(digest, children);
     }
+    for (const child of children) out.push(...await this.#imageDigests(child.digest));
     return out;
   }
 
@@ -154,8 +163,15 @@ export class SupplyChain {
     if (!(await this.#listed(tag))) return { state: "absent" };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { state: "absent" };
+    const memo = this.#o.memo;
+    const key = `${dst.host}/${dstRepository}`;
+    if (memo?.inStep(key, tag, head.digest)) return { state: "same", digest: head.digest };
     const there = await dst.manifestHead(dstRepository, tag, signal);
-    if (there?.digest === head.digest) return { state: "same", digest: head.digest };
+    if (there?.digest === head.digest) {
+      memo?.recordInStep(key, tag, head.digest);
+      return { state: "same", digest: head.digest };
+    }
+    memo?.forget(key, tag);
     const where = `${src.host}/${srcRepository}:${tag}`;
     const manifest = await src.manifestGet(srcRepository, head.digest, signal).catch((error) => {
       // An import of an export made with --since: the tag is as an earlier export carried it
@@ -186,6 +202,7 @@ export class SupplyChain {
       }
     }
     await this.#o.copier.copyManifest(manifest, tag, where);
+    memo?.recordInStep(key, tag, manifest.digest);
     this.#o.emit({
       kind: "step",
       code: "IMAGE_SIGNATURE_COPIED",
@@ -220,11 +237,13 @@ export class SupplyChain {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     const tag = referrersTag(digest);
     const listed = await this.#sourceReferrers(digest);
-    if (listed === "in-step") {
-      const held = await this.#fallbackIndex(dst, dstRepository, tag);
-      const listed = this.#filter(held?.index.manifests ?? []);
-      this.#counts.referrers += listed.length;
-      return listed.map((d) => d.digest);
+    if ("inStep" in listed) {
+      const held = this.#filter(
+        this.#o.memo?.parts(listed.inStep) ??
+          (await this.#fallbackIndex(dst, dstRepository, tag))?.index.manifests ?? [],
+      );
+      this.#counts.referrers += held.length;
+      return held.map((d) => d.digest);
     }
     const wanted = this.#filter(listed.descriptors);
     this.#referrersSeen += wanted.length;
@@ -272,13 +291,18 @@ export class SupplyChain {
   }
 
   /**
-   * The source's referrers of `digest`, or `in-step` when the source has no API and its fallback
-   * tag has the digest the destination's has (HEADs only), or was carried by an earlier export.
+   * The source's referrers of `digest`, or `inStep` (the fallback tag's digest, "" when unknown)
+   * when the source has no API and its fallback tag has the digest the destination's has (HEADs
+   * only, or the memo), or was carried by an earlier export.
    */
   async #sourceReferrers(
     digest: string,
   ): Promise<
-    "in-step" | { descriptors: ReferrerDescriptor[]; index?: ReferrersIndex; raw?: ManifestBytes }
+    { inStep: string } | {
+      descriptors: ReferrerDescriptor[];
+      index?: ReferrersIndex;
+      raw?: ManifestBytes;
+    }
   > {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     if (this.#o.support.get(src.host) !== false) {
@@ -298,15 +322,21 @@ export class SupplyChain {
     if (!(await this.#listed(tag))) return { descriptors: [] };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { descriptors: [] };
+    const memo = this.#o.memo;
+    const key = `${dst.host}/${dstRepository}`;
+    if (memo?.inStep(key, tag, head.digest)) return { inStep: head.digest };
     const there = await dst.manifestHead(dstRepository, tag, signal);
-    if (there?.digest === head.digest) return "in-step";
+    if (there?.digest === head.digest) {
+      memo?.recordInStep(key, tag, head.digest);
+      return { inStep: head.digest };
+    }
     const read = await this.#fallbackIndex(src, srcRepository, head.digest, tag).catch((error) => {
       // An import of an export made with --since: the fallback index is as an earlier export
       // carried it (imported before): nothing new; the destination's (merged) index is counted.
       if (isPredecessorMissing(error)) return "earlier" as const;
       throw error;
     });
-    if (read === "earlier") return "in-step";
+    if (read === "earlier") return { inStep: "" };
     if (!read) return { descriptors: [] };
     return { descriptors: read.index.manifests, index: read.index, raw: read.raw };
   }
@@ -328,7 +358,9 @@ export class SupplyChain {
       ? await this.#dstGet(ref)
       : await client.manifestGet(repository, ref, this.#o.signal);
     if (!raw) return null;
-    return { index: parseReferrersIndex(raw.bytes, `${client.host}/${repository}:${tag}`), raw };
+    const index = parseReferrersIndex(raw.bytes, `${client.host}/${repository}:${tag}`);
+    this.#o.memo?.recordParts(raw.digest, memoParts(index.manifests));
+    return { index, raw };
   }
 
   /**
@@ -367,10 +399,12 @@ export class SupplyChain {
     if (held && merged.manifests.length === held.index.manifests.length) return;
     const exact = source?.raw && source.index &&
         isSuperset(source.index.manifests, held?.index.manifests ?? [])
-      ? { raw: source.raw, count: source.index.manifests.length }
+      ? { raw: source.raw, count: source.index.manifests.length, parts: source.index.manifests }
       : null;
     const body = exact ? exact.raw : encodeReferrersIndex(merged);
     const written = await dst.manifestPut(dstRepository, tag, body, signal);
+    this.#o.memo?.recordParts(written, memoParts(exact?.parts ?? merged.manifests));
+    this.#o.memo?.recordInStep(`${dst.host}/${dstRepository}`, tag, written);
     this.#o.emit({
       kind: "step",
       code: "IMAGE_REFERRER_COPIED",
@@ -380,9 +414,9 @@ export class SupplyChain {
     });
   }
 
-  #filter(descriptors: ReferrerDescriptor[]): ReferrerDescriptor[] {
+  #filter<T extends MemoPart>(descriptors: readonly T[]): T[] {
     const types = this.#o.artifactTypes;
-    if (!types) return descriptors;
+    if (!types) return [...descriptors];
     return descriptors.filter((d) =>
       d.artifactType !== undefined && types.includes(d.artifactType)
     );
@@ -398,6 +432,13 @@ export class SupplyChain {
 function parts(manifest: ManifestBytes, where: string) {
   const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
   return parsed.kind === "image" ? parsed.layers : parsed.manifests;
+}
+
+/** What the memo keeps of a referrers index's descriptors. */
+function memoParts(descriptors: readonly ReferrerDescriptor[]): MemoPart[] {
+  return descriptors.map((d) =>
+    d.artifactType ? { digest: d.digest, artifactType: d.artifactType } : { digest: d.digest }
+  );
 }
 
 /** A layout's "an earlier export carried this blob, not this one" (`--since`). */

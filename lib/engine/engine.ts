@@ -106,6 +106,32 @@ export interface SupplyChainRequest {
   onEvent?: (event: EngineEvent) => void;
 }
 
+/** A descriptor a memoised manifest lists (an index's child, a fallback index's referrer). */
+export interface MemoPart {
+  digest: string;
+  artifactType?: string;
+}
+
+/**
+ * What earlier runs learned about supply chains (registry engine; persisted by the caller, see
+ * lib/mirror/supply_chain_state.ts), so a no-op run spends fewer destination requests.
+ */
+export interface SupplyChainMemo {
+  /** The descriptors the manifest `digest` lists (immutable: content-addressed), when known. */
+  parts(digest: string): readonly MemoPart[] | undefined;
+  /** Remember what the manifest `digest` lists. */
+  recordParts(digest: string, parts: readonly MemoPart[]): void;
+  /**
+   * Did a destination HEAD (or write) recently enough find `tag` of `repository`
+   * (`host/repository`) at `digest`? Older entries answer false (checked again).
+   */
+  inStep(repository: string, tag: string, digest: string): boolean;
+  /** A destination HEAD or write just found `tag` at `digest`. */
+  recordInStep(repository: string, tag: string, digest: string): void;
+  /** The tag is not in step (drift): never answered from the memo. */
+  forget(repository: string, tag: string): void;
+}
+
 /** What the destination holds of an image's supply chain after {@link Engine.carrySupplyChain}. */
 export interface SupplyChainCounts {
   /** `.sig` manifests in step with the source (copied now or earlier). */

@@ -31,6 +31,7 @@ import type {
   Engine,
   EngineEvent,
   SupplyChainCounts,
+  SupplyChainMemo,
   SupplyChainRequest,
 } from "./engine.ts";
 
@@ -43,6 +44,8 @@ export interface RegistryEngineOptions {
   clientFor: (registryHost: string) => ImageStore;
   /** Blobs copied at once per image. @default 4 */
   blobConcurrency?: number;
+  /** What earlier runs learned about supply chains (skips destination reads; see `_supply_chain.ts`). */
+  supplyChainMemo?: SupplyChainMemo;
 }
 
 /** Copies over the distribution API. */
@@ -54,11 +57,13 @@ export class RegistryEngine implements Engine {
   #shared = new SharedWork();
   #referrersSupport: ReferrersSupport = new Map();
   #sourceTags = new Map<string, Promise<ReadonlySet<string> | null>>();
+  #memo?: SupplyChainMemo;
 
   /** Create the engine. */
   constructor(options: RegistryEngineOptions) {
     this.#clientFor = options.clientFor;
     this.#blobConcurrency = options.blobConcurrency ?? 4;
+    this.#memo = options.supplyChainMemo;
   }
 
   /** Nothing to check: no daemon. */
@@ -94,6 +99,7 @@ export class RegistryEngine implements Engine {
       support: this.#referrersSupport,
       sourceTags: () => this.#tagsOf(src, request.source.repository, request),
       artifactTypes: request.artifactTypes,
+      memo: this.#memo,
       emit,
       signal: request.signal,
     }).carry(request.digest, request.mediaType);

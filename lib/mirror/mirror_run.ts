@@ -42,6 +42,7 @@ import { RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
+import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "./supply_chain_state.ts";
 import { buildPlan, type MirrorPlan, type PlanProbe, type PlanTask } from "./plan.ts";
 import { HostPullGate } from "./pull_budget.ts";
 import { RegistryProbe } from "./registry_probe.ts";
@@ -124,6 +125,8 @@ export class MirrorRun implements AsyncDisposable {
   #hosts: RegistryHosts;
   #quay = new Map<string, QuayClient>();
   #engine?: Engine;
+  /** The registry engine's supply-chain memo, saved after the run. */
+  #chainMemo?: SupplyChainState;
   #gate = new HostPullGate();
 
   /** Use {@link createMirrorRun}. */
@@ -206,6 +209,10 @@ export class MirrorRun implements AsyncDisposable {
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
     const outcome = await this.#run(plan, engine, logins);
     if (engine.comparison === "config") await this.#recordState(state, outcome);
+    const unsaved = await this.#chainMemo?.save().then(() => "", errorMessage);
+    if (unsaved) {
+      logger.warn("MIRROR_FAILED", OP, `Cannot save ${SUPPLY_CHAIN_STATE_FILE}: ${unsaved}`);
+    }
     return buildReport(outcome.results, {
       version: VERSION,
       engine: op.engine,
@@ -242,8 +249,10 @@ export class MirrorRun implements AsyncDisposable {
     if (op.engine === "registry") {
       const { RegistryEngine } = await import("../engine/registry_engine.ts");
       const stores = this.#options.sourceStores;
+      this.#chainMemo = await SupplyChainState.load(this.#options.config.log.dir);
       return new RegistryEngine({
         clientFor: (host) => stores?.hosts.has(host) ? stores.storeFor(host) : clientFor(host),
+        supplyChainMemo: this.#chainMemo,
       });
     }
     const { DockerEngine } = await import("../engine/docker_engine.ts");
