@@ -249,7 +249,8 @@ export class MirrorRun implements AsyncDisposable {
     if (op.engine === "registry") {
       const { RegistryEngine } = await import("../engine/registry_engine.ts");
       const stores = this.#options.sourceStores;
-      this.#chainMemo = await SupplyChainState.load(this.#options.config.log.dir);
+      // Registry to registry only: an import (a layout source) reads and HEADs as without it.
+      if (!stores) this.#chainMemo = await SupplyChainState.load(this.#options.config.log.dir);
       return new RegistryEngine({
         clientFor: (host) => stores?.hosts.has(host) ? stores.storeFor(host) : clientFor(host),
         supplyChainMemo: this.#chainMemo,

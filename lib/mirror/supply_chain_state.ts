@@ -8,7 +8,8 @@
  *   that digest and the entry is younger than {@link MAX_AGE_MS}, the destination HEAD is skipped.
  *   So a tag deleted or changed at the destination is seen again within a day; a drift is never kept.
  *
- * Losing or deleting the file costs only those requests. Stored as
+ * Mirror runs registry to registry only (an import from a layout does not use it). Losing or
+ * deleting the file costs only those requests. Stored as
  * `<log dir>/.supply-chain-state.json`, written atomically (lib/safe_file.ts).
  *
  * @module
