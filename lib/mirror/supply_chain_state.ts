@@ -15,10 +15,14 @@
  * @module
  */
 import type { MemoPart, SupplyChainMemo } from "../engine/engine.ts";
+import { validDigest } from "../registry/reference.ts";
 import { writeFileAtomic } from "../safe_file.ts";
 
 /** How long a destination HEAD of a managed tag is trusted: 24 h. */
 export const MAX_AGE_MS = 24 * 3600 * 1000;
+
+/** The state file read at most (a larger one is ignored: an empty memo). */
+const MAX_FILE_BYTES = 64 * 1024 * 1024;
 
 /** How long a digest's parts are kept after a run last used them: 30 days. */
 export const PARTS_KEPT_MS = 30 * 24 * 3600 * 1000;
@@ -62,16 +66,25 @@ export class SupplyChainState implements SupplyChainMemo {
       options.now ?? Date.now,
     );
     try {
+      // A file in the log dir, but its digests go into registry URLs: a regular file under the
+      // cap, every digest checked like a registry's (a bad entry is dropped, not trusted).
+      const info = await Deno.lstat(state.#path);
+      if (!info.isFile || info.size > MAX_FILE_BYTES) return state;
       const parsed = JSON.parse(await Deno.readTextFile(state.#path));
       for (const [digest, entry] of Object.entries(parsed?.parts ?? {})) {
         const e = entry as Partial<PartsEntry> | null;
-        if (Array.isArray(e?.parts) && e.parts.every(isPart) && typeof e.usedAt === "number") {
+        if (
+          validDigest(digest) && Array.isArray(e?.parts) && e.parts.every(isPart) &&
+          typeof e.usedAt === "number"
+        ) {
           state.#parts.set(digest, { parts: e.parts, usedAt: e.usedAt });
         }
       }
       for (const [key, entry] of Object.entries(parsed?.tags ?? {})) {
         const e = entry as Partial<TagEntry> | null;
-        if (typeof e?.digest === "string" && typeof e.verifiedAt === "number") {
+        if (
+          typeof e?.digest === "string" && validDigest(e.digest) && typeof e.verifiedAt === "number"
+        ) {
           state.#tags.set(key, { digest: e.digest, verifiedAt: e.verifiedAt });
         }
       }
@@ -128,6 +141,6 @@ export class SupplyChainState implements SupplyChainMemo {
 
 function isPart(value: unknown): value is MemoPart {
   const v = value as Partial<MemoPart> | null;
-  return typeof v?.digest === "string" &&
+  return typeof v?.digest === "string" && validDigest(v.digest) &&
     (v.artifactType === undefined || typeof v.artifactType === "string");
 }
