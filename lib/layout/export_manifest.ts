@@ -49,7 +49,15 @@ const exportedImage = z.object({
 /** A managed tag (`sha256-<hex>.sig`/`.att`/`.sbom`, fallback `sha256-<hex>`) in index.json. */
 const exportedArtifact = z.object({ ref: z.string().min(1), digest, mediaType: z.string(), size });
 
-const fileSumSchema = z.object({ path: z.string().min(1), sha256: digest, size });
+/**
+ * The layout files an export checksums: only these names, so a crafted manifest cannot point the
+ * import's checksum read outside the layout (`../../dev/zero` would never end).
+ */
+const fileSumSchema = z.object({
+  path: z.enum(["oci-layout", "index.json"]),
+  sha256: digest,
+  size,
+});
 
 const manifestSchema = z.object({
   format: z.literal(EXPORT_FORMAT),
@@ -156,7 +164,10 @@ export function sinceChain(prev: LoadedExportManifest): ExportManifest["since"] 
 }
 
 /** sha256 and size of a file, streamed. */
-export async function fileSum(dir: string, path: string): Promise<z.output<typeof fileSumSchema>> {
+export async function fileSum(
+  dir: string,
+  path: "oci-layout" | "index.json",
+): Promise<z.output<typeof fileSumSchema>> {
   const hash = createHash("sha256");
   let bytes = 0;
   const file = await Deno.open(`${dir}/${path}`);

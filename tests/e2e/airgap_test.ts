@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { parseAllDocuments as parseAll } from "yaml";
 import { createHash } from "node:crypto";
+import { readExportManifest } from "../../lib/layout/export_manifest.ts";
 import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -164,6 +165,17 @@ Deno.test({
           "mirror/cli-tools:3 exists",
         ]);
         assert.equal((await writes(dst)).length, before);
+      });
+
+      await t.step("a checksummed file outside the layout is refused, not read", async () => {
+        const manifest = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`));
+        manifest.files[0].path = "../../../../dev/zero";
+        const crafted = `${dir}/crafted.json`;
+        await Deno.writeTextFile(crafted, JSON.stringify(manifest));
+        await assert.rejects(
+          () => readExportManifest(crafted),
+          /crafted\.json is not a bananna-export\/1 manifest: files\.0\.path/,
+        );
       });
 
       await t.step(
