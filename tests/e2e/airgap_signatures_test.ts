@@ -37,6 +37,7 @@ import {
   MT,
   pushFallbackTag,
   pushReferrer,
+  pushReferrerTree,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
 import type { ReportEntry } from "../../lib/mirror/report.ts";
@@ -108,27 +109,7 @@ Deno.test({
         digest: image.digest,
         size: (await skopeoInspectRaw(src, "team/app:1")).bytes.length,
       };
-      const bundle = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":1}' }),
-      );
-      const sbomRef = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({ subject, artifactType: MT.spdx, content: '{"spdx":"ref"}' }),
-      );
-      const sbomRefBundle = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({
-          subject: { mediaType: MT.manifest, digest: sbomRef.digest, size: sbomRef.size },
-          artifactType: MT.bundle,
-          content: '{"bundle":"of the sbom"}',
-        }),
-      );
-      await pushFallbackTag(src, "team/app", image.digest, [bundle, sbomRef]);
-      await pushFallbackTag(src, "team/app", sbomRef.digest, [sbomRefBundle]);
+      const { bundle, sbomRef, sbomRefBundle } = await pushReferrerTree(src, "team/app", subject);
 
       // Every artifact as the source holds it, by the reference under team/app.
       const tags = [

@@ -28,7 +28,7 @@ import {
 } from "../support/images.ts";
 import { forward } from "../support/proxy.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import {
   ageMemo,
   buildReferrer,
@@ -38,17 +38,14 @@ import {
   MT,
   pushFallbackTag,
   pushReferrer,
+  pushReferrerTree,
   type ReferrerEntry,
+  requests,
   sameBytes,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-/** Requests of a registry's access log as `METHOD PATH` (status dropped). */
-async function requests(reg: TestRegistry): Promise<string[]> {
-  return (await reg.accessLog()).map((l) => l.split(" ").slice(0, 2).join(" "));
-}
 
 function writes(lines: string[]): string[] {
   return lines.filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
@@ -94,27 +91,7 @@ Deno.test({
       await sign("team/app", [sbomDigest]); // cosign sign of the SBOM: recursive
       const subject = { mediaType: image.mediaType, digest: image.digest, size: 0 };
       subject.size = (await skopeoInspectRaw(src, "team/app:1")).bytes.length;
-      const bundle = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":1}' }),
-      );
-      const sbomRef = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({ subject, artifactType: MT.spdx, content: '{"spdx":"ref"}' }),
-      );
-      const sbomRefBundle = await pushReferrer(
-        src,
-        "team/app",
-        buildReferrer({
-          subject: { mediaType: MT.manifest, digest: sbomRef.digest, size: sbomRef.size },
-          artifactType: MT.bundle,
-          content: '{"bundle":"of the sbom"}',
-        }),
-      );
-      await pushFallbackTag(src, "team/app", image.digest, [bundle, sbomRef]);
-      await pushFallbackTag(src, "team/app", sbomRef.digest, [sbomRefBundle]);
+      const { bundle, sbomRef, sbomRefBundle } = await pushReferrerTree(src, "team/app", subject);
 
       // Every source request of the runs goes through this counting proxy (the registry's own
       // access log leaves out requests its router does not know, such as the referrers API).

@@ -18,15 +18,17 @@ import type { ReportEntry } from "../../lib/mirror/report.ts";
 import { headDigest, pushManifestWithBlobs, pushTestImage } from "../support/images.ts";
 import { forward } from "../support/proxy.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
-import { ageMemo, entriesOf, logText, sameBytes, tagOf } from "../support/supply_chain_fixture.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import {
+  ageMemo,
+  entriesOf,
+  logText,
+  requests,
+  sameBytes,
+  tagOf,
+} from "../support/supply_chain_fixture.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-/** Requests of a registry's access log as `METHOD PATH` (status dropped). */
-async function requests(reg: TestRegistry): Promise<string[]> {
-  return (await reg.accessLog()).map((l) => l.split(" ").slice(0, 2).join(" "));
-}
 
 Deno.test({
   name: `a no-op run of a signed index costs at most 2x a no-op without signatures${skip}`,

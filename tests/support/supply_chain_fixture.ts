@@ -129,6 +129,45 @@ export async function pushFallbackTag(
   return sha256(bytes);
 }
 
+/**
+ * The referrer tree of the signature tests, pushed into `repo` with fallback tags (a real
+ * registry has no referrers API): a sigstore bundle and an SPDX document referring to `subject`,
+ * and a bundle referring to that document.
+ */
+export async function pushReferrerTree(
+  reg: TestRegistry,
+  repo: string,
+  subject: { mediaType: string; digest: string; size: number },
+): Promise<{ bundle: ReferrerEntry; sbomRef: ReferrerEntry; sbomRefBundle: ReferrerEntry }> {
+  const bundle = await pushReferrer(
+    reg,
+    repo,
+    buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":1}' }),
+  );
+  const sbomRef = await pushReferrer(
+    reg,
+    repo,
+    buildReferrer({ subject, artifactType: MT.spdx, content: '{"spdx":"ref"}' }),
+  );
+  const sbomRefBundle = await pushReferrer(
+    reg,
+    repo,
+    buildReferrer({
+      subject: { mediaType: MT.manifest, digest: sbomRef.digest, size: sbomRef.size },
+      artifactType: MT.bundle,
+      content: '{"bundle":"of the sbom"}',
+    }),
+  );
+  await pushFallbackTag(reg, repo, subject.digest, [bundle, sbomRef]);
+  await pushFallbackTag(reg, repo, sbomRef.digest, [sbomRefBundle]);
+  return { bundle, sbomRef, sbomRefBundle };
+}
+
+/** Requests of a registry's access log as `METHOD PATH` (status dropped). */
+export async function requests(reg: TestRegistry): Promise<string[]> {
+  return (await reg.accessLog()).map((l) => l.split(" ").slice(0, 2).join(" "));
+}
+
 /** A referrers-API double in front of a real registry. */
 export interface ReferrersDouble extends AsyncDisposable {
   /** `127.0.0.1:PORT`. */
