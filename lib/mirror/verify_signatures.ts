@@ -75,20 +75,23 @@ export class SignatureVerifier {
         ),
       );
     }
-    const key = `${files.join("\n")}\n${task.signatures}\n${source}@${digest}`;
+    // The verdict is cached per requirement: everything #check decides by is in the key, so a
+    // requirement that grows (keyless identities) cannot share another entry's pass.
+    const requirement: Requirement = { files, signatures: task.signatures ?? null };
+    const key = JSON.stringify([requirement, source, digest]);
     let pending = this.#verdicts.get(key);
     if (!pending) {
-      pending = this.#check({ files, task, digest, signal });
+      pending = this.#check({ requirement, task, digest, signal });
       this.#verdicts.set(key, pending);
     }
     return pending;
   }
 
   async #check(
-    input: { files: string[]; task: PlanTask; digest: string; signal?: AbortSignal },
+    input: { requirement: Requirement; task: PlanTask; digest: string; signal?: AbortSignal },
   ): Promise<string> {
-    const { files, task, digest, signal } = input;
-    const keys = await Promise.all(files.map((file) => this.#load(file)));
+    const { requirement, task, digest, signal } = input;
+    const keys = await Promise.all(requirement.files.map((file) => this.#load(file)));
     const client = this.#clientFor(task.source.registry);
     const where = { repository: task.source.repository, digest, signal };
     const source = `${task.source.registry}/${task.source.repository}@${digest}`;
@@ -173,6 +176,14 @@ export class SignatureVerifier {
     }
     return key;
   }
+}
+
+/** What a task requires of its source digest; the verdict cache is keyed by all of it. */
+interface Requirement {
+  /** The cosign public key files (`verify.cosignKey`). */
+  files: string[];
+  /** `operation.signatures` as the task carries it. */
+  signatures: PlanTask["signatures"] | null;
 }
 
 type Failed = { code: "IMAGE_UNSIGNED" | "IMAGE_SIGNATURE_INVALID"; reason: string } & {

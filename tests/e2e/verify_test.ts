@@ -331,6 +331,73 @@ Deno.test({
   },
 });
 
+Deno.test({
+  name:
+    `mirror: two entries on one digest with keys [A] and [B], signed by A: only A's is mirrored, in both orders${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry({ auth: "none" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-verify-two-" });
+    try {
+      const keyA = await makeKey(dir, "p256");
+      const keyB = await makeKey(dir, "p256");
+      const image = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 7 });
+      const again = await pushTestImage(src, "team/app:stable", { kind: "oci", seed: 7 });
+      assert.equal(again.digest, image.digest);
+      const payload = simpleSigningPayload(`${src.host}/team/app`, image.digest);
+      const signature = await opensslSign(keyA.privateKeyFile, payload);
+      await pushSignatureManifest(
+        src,
+        "team/app",
+        image.digest,
+        buildSignatureManifest([{ payload, signature }]),
+      );
+      const entries = {
+        "1.0": { targets: ["dr"], verify: { cosignKey: relative(keyA.publicKeyFile) } },
+        stable: { targets: ["dr"], verify: { cosignKey: relative(keyB.publicKeyFile) } },
+      };
+      for (const order of [["1.0", "stable"], ["stable", "1.0"]]) {
+        await t.step(`entries in the order ${order.join(", ")}`, async () => {
+          await using dst = await startRegistry({ auth: "none" });
+          const file = `${dir}/config.yaml`;
+          await Deno.writeTextFile(
+            file,
+            stringify({
+              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+              log: { dir: "./logs" },
+              operation: { engine: "registry", concurrency: 1, retryDelay: 0.05, maxRetries: 1 },
+              images: Object.fromEntries(
+                order.map((tag) => [`${src.host}/team/app:${tag}`, entries[tag as "1.0"]]),
+              ),
+            }),
+          );
+          const out = await runCli(
+            ["mirror", "--config", file, "--non-interactive", "--report", `${dir}/report.json`],
+            { cwd: dir },
+          );
+          assert.equal(out.code, 1, out.stderr);
+          const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
+          const byTag = Object.fromEntries(
+            report.entries.map((e) => [e.source.split(":").pop(), [e.status, e.code ?? null]]),
+          );
+          assert.deepEqual(byTag, {
+            "1.0": ["pushed", "IMAGE_PUSHED"],
+            stable: ["failed", "IMAGE_SIGNATURE_INVALID"],
+          });
+          const tags = (await dst.accessLog()).filter((l) =>
+            /^PUT \/v2\/mirror\/app\/manifests\//.test(l)
+          );
+          const paths = tags.map((l) => l.split(" ")[1]);
+          assert.ok(paths.includes("/v2/mirror/app/manifests/1.0"), paths.join("\n"));
+          assert.ok(!paths.includes("/v2/mirror/app/manifests/stable"), paths.join("\n"));
+        });
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
 function relative(file: string): string {
   return `./${file.split("/").pop()}`;
 }
