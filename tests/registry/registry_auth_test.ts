@@ -14,7 +14,12 @@ import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import {
+  makeCertificates,
+  registryBinaryAvailable,
+  startRegistry,
+  type TestRegistry,
+} from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -377,4 +382,38 @@ Deno.test({
       });
     }
   },
+});
+
+Deno.test("RegistryClient over TLS refuses a redirect to plain http: nothing reaches the http host", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-https-http-" });
+  await using plain = startRecordingHost({ handle: () => new Response("blob bytes") });
+  const certs = await makeCertificates(dir);
+  const digest = `sha256:${"cd".repeat(32)}`;
+  const server = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: await Deno.readTextFile(certs.cert),
+    key: await Deno.readTextFile(certs.key),
+    onListen() {},
+  }, (req) => {
+    const path = new URL(req.url).pathname;
+    if (path === "/v2/") return new Response("{}");
+    if (path === `/v2/team/app/blobs/${digest}`) {
+      return new Response(null, { status: 307, headers: { location: `${plain.url}/blob` } });
+    }
+    return new Response("not here", { status: 404 });
+  });
+  try {
+    const host = `127.0.0.1:${server.addr.port}`;
+    const tls = client({ host, scheme: "https", caFile: certs.ca }, null);
+    await rejectsWith(
+      () => tls.blobGet("team/app", digest),
+      "IMAGE_PULL_FAILED",
+      /refused a redirect from https to http \(http:\/\/127\.0\.0\.2:\d+\/blob\)/,
+    );
+    assert.deepEqual(plain.requests, [], "the http host got no request");
+  } finally {
+    await server.shutdown();
+    await Deno.remove(dir, { recursive: true });
+  }
 });
