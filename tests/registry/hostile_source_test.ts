@@ -538,3 +538,65 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `RegistryEngine: manifest bytes that are a valid manifest of another digest fail IMAGE_DIGEST_MISMATCH, once, nothing PUT${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using dst = await startRegistry();
+    await using src = startHostileRegistry();
+    const a = hostileImage(21);
+    const b = hostileImage(22);
+    for (const image of [a, b]) {
+      for (const [digest, bytes] of image.blobs) src.blobs.set(digest, { bytes });
+    }
+    using e = engineOf();
+    const rows: { name: string; tag: string; manifestGet: string; serve: () => void }[] = [
+      {
+        name: "a tag GET whose Docker-Content-Digest is another image's valid digest",
+        tag: "lying-header",
+        manifestGet: "GET /v2/team/app/manifests/lying-header",
+        serve: () =>
+          src.manifests.set("lying-header", {
+            bytes: a.manifest,
+            mediaType: a.mediaType,
+            headers: { "docker-content-digest": b.digest },
+          }),
+      },
+      {
+        name: "a child GET by digest that returns another valid manifest",
+        tag: "swapped-child",
+        manifestGet: `GET /v2/team/app/manifests/${a.digest}`,
+        serve: () => {
+          const index = hostileIndex([{ digest: a.digest, size: a.manifest.length }]);
+          src.manifests.set("swapped-child", {
+            bytes: index,
+            mediaType: "application/vnd.oci.image.index.v1+json",
+          });
+          src.manifests.set(a.digest, { bytes: b.manifest, mediaType: b.mediaType });
+        },
+      },
+    ];
+    for (const row of rows) {
+      await t.step(row.name, async () => {
+        row.serve();
+        const before = src.requests.filter((r) => r === row.manifestGet).length;
+        await rejectsWith(
+          () =>
+            e.engine.copy({
+              source: parseReference(`${src.host}/team/app:${row.tag}`),
+              destination: parseReference(`${dst.host}/mirror/app:${row.tag}`),
+              signal: AbortSignal.timeout(8_000),
+            }),
+          "IMAGE_DIGEST_MISMATCH",
+          /manifest bytes hash to sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/,
+        );
+        const after = src.requests.filter((r) => r === row.manifestGet).length;
+        assert.equal(after - before, 1, "one try, not retried");
+        const puts = (await writes(dst)).filter((l) => /^PUT \/v2\/[^ ]+\/manifests\//.test(l));
+        assert.deepEqual(puts, [], "no manifest PUT");
+      });
+    }
+  },
+});
