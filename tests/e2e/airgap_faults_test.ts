@@ -390,3 +390,80 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `import: a layout manifest one byte over the cap fails only its image, IMAGE_MANIFEST_TOO_LARGE naming the file${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-airgap-cap-" });
+    const env = { DST_PASSWORD: dst.password ?? "" };
+    const out = `${dir}/export`;
+    const cap = 4 * 1024 * 1024;
+    try {
+      const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
+      const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
+      const config = airgapConfig(dst, {
+        [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
+        [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
+      }, {
+        operation: {
+          engine: "registry",
+          retryDelay: 0.05,
+          maxRetries: 1,
+          updateLatest: false,
+          maxManifestBytes: cap,
+        },
+      });
+      const exported = await airgapCli(dir, ["export", "--to", out], { config, env });
+      assert.equal(exported.code, 0, exported.stderr + exported.stdout);
+      await src.stop();
+
+      // app's manifest, padded with an annotation to exactly cap + 1 bytes: valid JSON, its
+      // index.json entry with the right digest and size, bananna-export.json's checksum updated.
+      const original = JSON.parse(
+        await Deno.readTextFile(`${out}/blobs/sha256/${app.digest.slice(7)}`),
+      );
+      const bare = JSON.stringify({ ...original, annotations: { pad: "" } });
+      const padded = new TextEncoder().encode(
+        JSON.stringify({ ...original, annotations: { pad: "x".repeat(cap + 1 - bare.length) } }),
+      );
+      assert.equal(padded.length, cap + 1);
+      const digest = sha256(padded);
+      const file = `${out}/blobs/sha256/${digest.slice(7)}`;
+      await Deno.writeFile(file, padded);
+      const index = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
+      const entry = index.manifests.find((m: { digest: string }) => m.digest === app.digest);
+      assert.ok(entry, "app's entry in index.json");
+      entry.digest = digest;
+      entry.size = padded.length;
+      const indexBytes = new TextEncoder().encode(JSON.stringify(index));
+      await Deno.writeFile(`${out}/index.json`, indexBytes);
+      const manifest = JSON.parse(await Deno.readTextFile(`${out}/bananna-export.json`));
+      for (const f of manifest.files) {
+        if (f.path === "index.json") {
+          f.sha256 = sha256(indexBytes);
+          if ("size" in f) f.size = indexBytes.length;
+        }
+      }
+      await Deno.writeTextFile(`${out}/bananna-export.json`, JSON.stringify(manifest));
+
+      const run = await airgapCli(dir, ["import", "--from", out], {
+        config,
+        env,
+      });
+      assert.equal(run.code, 1, run.stderr + run.stdout);
+      assert.deepEqual(statuses(run.report), ["mirror/app:1.0 failed", "mirror/cli:3 pushed"]);
+      const failed = run.report?.entries[0];
+      assert.equal(failed?.code, "IMAGE_MANIFEST_TOO_LARGE", failed?.error ?? "");
+      assert.ok(failed?.error?.includes(file), failed?.error ?? "");
+      assert.equal(await headDigest(dst, "mirror/app:1.0"), null);
+      assert.equal(await headDigest(dst, "mirror/cli:3"), cli.digest);
+    } finally {
+      await src.stop().catch(() => {});
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
