@@ -417,3 +417,38 @@ Deno.test("RegistryClient over TLS refuses a redirect to plain http: nothing rea
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("the identity-token refresh POST is not followed to another origin: its body never leaves", async () => {
+  await using catcher = startRecordingHost();
+  await using registry = startRecordingHost({
+    hostname: "127.0.0.1",
+    handle: (req, self) => {
+      if (new URL(req.url).pathname === "/token") {
+        return new Response(null, { status: 307, headers: { location: `${catcher.url}/token` } });
+      }
+      return new Response('{"errors":[{"code":"UNAUTHORIZED","message":"log in"}]}', {
+        status: 401,
+        headers: { "www-authenticate": `Bearer realm="${self.url}/token",service="reg"` },
+      });
+    },
+  });
+  const refreshToken = `rt-${crypto.randomUUID()}`;
+  const c = client({ host: registry.host }, {
+    kind: "identity-token",
+    token: refreshToken,
+    source: "docker-config",
+  });
+  try {
+    await rejectsWith(
+      () => c.manifestGet("team/app", "1"),
+      "LOGIN_FAILED",
+      /redirected to another host .*a request that carries a credential is not followed there/,
+    );
+  } finally {
+    c.close();
+  }
+  const posts = registry.requests.filter((r) => r.method === "POST");
+  assert.equal(posts.length, 1, "the refresh POST went to the realm");
+  assert.ok(posts[0].body.includes(refreshToken));
+  assert.deepEqual(catcher.requests, [], "nothing reached the other origin");
+});
