@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
+import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../support/webhook_receiver.ts";
 
@@ -202,6 +203,114 @@ Deno.test({
         assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
         assert.ok(!hook.requests[0].body.includes("wrong-password-77"));
       });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+/**
+ * A raw HTTP/1.1 receiver on 127.0.0.1 (Deno.serve sends no reason phrase of its own choosing):
+ * every request is answered with `statusLine` and `headers`, and recorded.
+ */
+function startRawReceiver(answer: (path: string) => { statusLine: string; headers?: string[] }) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const requests: string[] = [];
+  const serve = async () => {
+    for await (const conn of listener) {
+      (async () => {
+        const buf = new Uint8Array(64 * 1024);
+        let text = "";
+        while (!text.includes("\r\n\r\n")) {
+          const n = await conn.read(buf).catch(() => null);
+          if (n === null) break;
+          text += new TextDecoder().decode(buf.subarray(0, n));
+        }
+        const [method, path] = text.split(" ");
+        requests.push(`${method} ${path}`);
+        const { statusLine, headers = [] } = answer(path ?? "/");
+        const head = [statusLine, ...headers, "content-length: 0", "connection: close", "", ""];
+        await conn.write(new TextEncoder().encode(head.join("\r\n"))).catch(() => {});
+        conn.close();
+      })();
+    }
+  };
+  const done = serve().catch(() => {});
+  const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
+  return {
+    url,
+    requests,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      await done;
+    },
+  };
+}
+
+Deno.test({
+  name:
+    `notify and Pushgateway: no redirect to another origin is followed; a Location echoing the header token leaves it in neither the log nor the report${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-notify-origin-" });
+    await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 43 });
+    const path = "/hooks/T000/B000/pathsecret7f3e";
+    const config = (hookUrl: string, extra: Record<string, unknown> = {}) => ({
+      registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+      log: { dir: "./logs", level: "DEBUG" },
+      operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+      notify: {
+        webhook: `${hookUrl}${path}`,
+        on: ["always"],
+        headers: { Authorization: "Bearer ${HOOK_TOKEN}" },
+      },
+      images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
+      ...extra,
+    });
+    try {
+      await t.step(
+        "307 to another origin: the webhook and the Pushgateway are not followed",
+        async () => {
+          await using catcher = startRecordingHost({ handle: () => new Response("ok") });
+          await using hook = startRawReceiver(() => ({
+            statusLine: "HTTP/1.1 307 Temporary Redirect",
+            headers: [`location: ${catcher.url}/caught`],
+          }));
+          const run = await runMirrorConfig(
+            dir,
+            config(hook.url, { metrics: { pushgateway: `${hook.url}/pushgateway` } }),
+            { env: { HOOK_TOKEN: TOKEN } },
+          );
+          assert.equal(run.code, 0, run.stderr);
+          assert.ok(hook.requests.some((r) => r.startsWith("POST /hooks/")), hook.requests.join());
+          assert.ok(hook.requests.some((r) => r.includes("/pushgateway")), hook.requests.join());
+          assert.deepEqual(catcher.requests, [], "nothing reached the other origin");
+        },
+      );
+      await t.step(
+        "a redirect whose Location echoes the header token: masked in log and report",
+        async () => {
+          // Deno's fetch keeps only the canonical reason phrase, so a receiver cannot echo through
+          // the status text; the refused cross-origin Location is named in the message instead.
+          await Deno.remove(`${dir}/logs`, { recursive: true }).catch(() => {});
+          await using catcher = startRecordingHost({ handle: () => new Response("ok") });
+          await using hook = startRawReceiver(() => ({
+            statusLine: "HTTP/1.1 307 Temporary Redirect",
+            headers: [`location: ${catcher.url}/echo/${TOKEN}/refused`],
+          }));
+          const run = await runMirrorConfig(dir, config(hook.url), { env: { HOOK_TOKEN: TOKEN } });
+          assert.equal(run.code, 0, run.stderr);
+          assert.deepEqual(hook.requests, [`POST ${path}`]);
+          assert.deepEqual(catcher.requests, []);
+          const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+          assert.match(log, /MIRROR_NOTIFY_FAILED.*\/echo\/\*+\/refused/, log);
+          const everything = [log, run.stdout, run.stderr, JSON.stringify(run.report)].join("\n");
+          assert.ok(!everything.includes(TOKEN), "the header token leaked");
+          assert.ok(!everything.includes("pathsecret7f3e"), "the webhook path leaked");
+        },
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
