@@ -6,6 +6,7 @@
  * was not retried, and that nothing was written at the destination.
  */
 import assert from "node:assert/strict";
+import { within } from "../support/bounded.ts";
 import { stringify } from "yaml";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
 import { MirrorError } from "../../lib/errors.ts";
@@ -228,24 +229,25 @@ Deno.test("RegistryClient reads a manifest under maxManifestBytes and stops at t
   ];
   try {
     for (const [name, entry] of rows) {
-      await t.step(name, async () => {
-        src.manifests.set("big", {
-          mediaType: "application/vnd.oci.image.manifest.v1+json",
-          ...entry,
-        });
-        const requests = src.requests.length;
-        const streamed = src.streamedBytes();
-        const started = performance.now();
-        await rejectsWith(
-          () => c.manifestGet("team/app", "big", AbortSignal.timeout(5_000)),
-          "IMAGE_MANIFEST_TOO_LARGE",
-          /4194304-byte cap.*maxManifestBytes/,
-        );
-        assert.ok(performance.now() - started < 5000, "ends quickly");
-        assert.equal(src.requests.length - requests, 1, "not retried");
-        const sent = src.streamedBytes() - streamed;
-        assert.ok(sent < 32 * MiB, `reading stopped near the cap (${sent} bytes streamed)`);
-      });
+      await t.step(name, () =>
+        within(30_000, name, async () => {
+          src.manifests.set("big", {
+            mediaType: "application/vnd.oci.image.manifest.v1+json",
+            ...entry,
+          });
+          const requests = src.requests.length;
+          const streamed = src.streamedBytes();
+          const started = performance.now();
+          await rejectsWith(
+            () => c.manifestGet("team/app", "big", AbortSignal.timeout(5_000)),
+            "IMAGE_MANIFEST_TOO_LARGE",
+            /4194304-byte cap.*maxManifestBytes/,
+          );
+          assert.ok(performance.now() - started < 5000, "ends quickly");
+          assert.equal(src.requests.length - requests, 1, "not retried");
+          const sent = src.streamedBytes() - streamed;
+          assert.ok(sent < 32 * MiB, `reading stopped near the cap (${sent} bytes streamed)`);
+        }));
     }
     await t.step("a larger cap is honoured", async () => {
       const big = clientOf(src.host, { maxManifestBytes: 8 * MiB });
@@ -313,10 +315,11 @@ Deno.test("RegistryClient.tagList() caps each page and checks every tag", async 
   ];
   try {
     for (const [name, entry, code, pattern] of rows) {
-      await t.step(name, async () => {
-        src.tagLists.set("team/app", entry);
-        await rejectsWith(() => c.tagList("team/app"), code, pattern);
-      });
+      await t.step(name, () =>
+        within(30_000, name, async (signal) => {
+          src.tagLists.set("team/app", entry);
+          await rejectsWith(() => c.tagList("team/app", signal), code, pattern);
+        }));
     }
     await t.step("a good list still reads", async () => {
       src.tagLists.set("team/app", { bytes: jsonBytes({ name: "team/app", tags: ["1", "v2.0"] }) });
@@ -361,41 +364,42 @@ Deno.test({
     ];
     using e = engineOf();
     for (const [name, entry, pattern] of rows) {
-      await t.step(name, async () => {
-        serveWithLayer(src, image, entry);
-        const gets = () =>
-          src.requests.filter((r) => r === `GET /v2/team/app/blobs/${image.layers[0].digest}`)
-            .length;
-        const before = gets();
-        const streamed = src.streamedBytes();
-        const started = performance.now();
-        await rejectsWith(
-          () =>
-            e.engine.copy({
-              source: parseReference(`${src.host}/team/app:1`),
-              destination: parseReference(`${watch.host}/mirror/app:1`),
-              signal: AbortSignal.timeout(8_000),
-            }),
-          "IMAGE_DIGEST_MISMATCH",
-          pattern,
-        );
-        assert.ok(performance.now() - started < 10_000, "ends quickly");
-        assert.equal(gets() - before, 1, "not retried");
-        assert.ok(src.streamedBytes() - streamed < 32 * MiB, "an endless body is cut early");
-        assert.ok(
-          !watch.completedUploads.includes(image.layers[0].digest),
-          "no upload PUT of the bad blob delivered its body (the destination's own check did not catch it)",
-        );
-        assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
-        assert.equal(
-          await (await fetch(`${dst.url}/v2/mirror/app/blobs/${image.layers[0].digest}`, {
-            method: "HEAD",
-          }))
-            .status,
-          404,
-          "the blob is not at the destination",
-        );
-      });
+      await t.step(name, () =>
+        within(30_000, name, async () => {
+          serveWithLayer(src, image, entry);
+          const gets = () =>
+            src.requests.filter((r) => r === `GET /v2/team/app/blobs/${image.layers[0].digest}`)
+              .length;
+          const before = gets();
+          const streamed = src.streamedBytes();
+          const started = performance.now();
+          await rejectsWith(
+            () =>
+              e.engine.copy({
+                source: parseReference(`${src.host}/team/app:1`),
+                destination: parseReference(`${watch.host}/mirror/app:1`),
+                signal: AbortSignal.timeout(8_000),
+              }),
+            "IMAGE_DIGEST_MISMATCH",
+            pattern,
+          );
+          assert.ok(performance.now() - started < 10_000, "ends quickly");
+          assert.equal(gets() - before, 1, "not retried");
+          assert.ok(src.streamedBytes() - streamed < 32 * MiB, "an endless body is cut early");
+          assert.ok(
+            !watch.completedUploads.includes(image.layers[0].digest),
+            "no upload PUT of the bad blob delivered its body (the destination's own check did not catch it)",
+          );
+          assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
+          assert.equal(
+            await (await fetch(`${dst.url}/v2/mirror/app/blobs/${image.layers[0].digest}`, {
+              method: "HEAD",
+            }))
+              .status,
+            404,
+            "the blob is not at the destination",
+          );
+        }));
     }
     // Every upload session that did not finish was deleted (gotcha 12).
     const deletes = watch.requests.filter((r) =>
@@ -511,27 +515,28 @@ Deno.test({
     ];
     try {
       for (const [name, tag, code, operation] of rows) {
-        await t.step(name, async () => {
-          await Deno.writeTextFile(
-            `${dir}/config.yaml`,
-            stringify({
-              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
-              log: { dir: "./logs" },
-              operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
-              images: { [`${src.host}/team/app:${tag}`]: { targets: ["dr"] } },
-            }),
-          );
-          const run = await runCliMeasured(
-            ["mirror", "--config", `${dir}/config.yaml`, "--non-interactive"],
-            { cwd: dir, timeoutMs: 60_000 },
-          );
-          const out = run.stdout + run.stderr;
-          assert.ok(run.peakRssMb < 120, `peak RSS ${run.peakRssMb.toFixed(1)} MB`);
-          assert.ok(run.elapsedMs < 30_000, `took ${run.elapsedMs} ms`);
-          assert.equal(run.code, 1, out);
-          assert.match(out, new RegExp(code), out);
-          assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
-        });
+        await t.step(name, () =>
+          within(30_000, name, async () => {
+            await Deno.writeTextFile(
+              `${dir}/config.yaml`,
+              stringify({
+                registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+                log: { dir: "./logs" },
+                operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
+                images: { [`${src.host}/team/app:${tag}`]: { targets: ["dr"] } },
+              }),
+            );
+            const run = await runCliMeasured(
+              ["mirror", "--config", `${dir}/config.yaml`, "--non-interactive"],
+              { cwd: dir, timeoutMs: 25_000 },
+            );
+            const out = run.stdout + run.stderr;
+            assert.ok(run.peakRssMb < 120, `peak RSS ${run.peakRssMb.toFixed(1)} MB`);
+            assert.ok(run.elapsedMs < 30_000, `took ${run.elapsedMs} ms`);
+            assert.equal(run.code, 1, out);
+            assert.match(out, new RegExp(code), out);
+            assert.deepEqual(await tagsOf(dst, "mirror/app"), [], "no tag written");
+          }));
       }
     } finally {
       await Deno.remove(dir, { recursive: true });
@@ -579,24 +584,25 @@ Deno.test({
       },
     ];
     for (const row of rows) {
-      await t.step(row.name, async () => {
-        row.serve();
-        const before = src.requests.filter((r) => r === row.manifestGet).length;
-        await rejectsWith(
-          () =>
-            e.engine.copy({
-              source: parseReference(`${src.host}/team/app:${row.tag}`),
-              destination: parseReference(`${dst.host}/mirror/app:${row.tag}`),
-              signal: AbortSignal.timeout(8_000),
-            }),
-          "IMAGE_DIGEST_MISMATCH",
-          /manifest bytes hash to sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/,
-        );
-        const after = src.requests.filter((r) => r === row.manifestGet).length;
-        assert.equal(after - before, 1, "one try, not retried");
-        const puts = (await writes(dst)).filter((l) => /^PUT \/v2\/[^ ]+\/manifests\//.test(l));
-        assert.deepEqual(puts, [], "no manifest PUT");
-      });
+      await t.step(row.name, () =>
+        within(30_000, row.name, async () => {
+          row.serve();
+          const before = src.requests.filter((r) => r === row.manifestGet).length;
+          await rejectsWith(
+            () =>
+              e.engine.copy({
+                source: parseReference(`${src.host}/team/app:${row.tag}`),
+                destination: parseReference(`${dst.host}/mirror/app:${row.tag}`),
+                signal: AbortSignal.timeout(8_000),
+              }),
+            "IMAGE_DIGEST_MISMATCH",
+            /manifest bytes hash to sha256:[0-9a-f]{64}, expected sha256:[0-9a-f]{64}/,
+          );
+          const after = src.requests.filter((r) => r === row.manifestGet).length;
+          assert.equal(after - before, 1, "one try, not retried");
+          const puts = (await writes(dst)).filter((l) => /^PUT \/v2\/[^ ]+\/manifests\//.test(l));
+          assert.deepEqual(puts, [], "no manifest PUT");
+        }));
     }
   },
 });

@@ -6,6 +6,7 @@
  * and a password outside Latin-1 works (UTF-8, then base64).
  */
 import assert from "node:assert/strict";
+import { endlessBody, within } from "../support/bounded.ts";
 import type { Credential } from "../../lib/credentials/credential.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
@@ -306,17 +307,9 @@ Deno.test("RegistryClient reads token answers under a 1 MiB cap; malformed ones 
       name: "an endless answer is cut at the cap",
       answer: () => {
         const chunk = new Uint8Array(64 * 1024).fill(0x20);
-        return new Response(
-          new ReadableStream<Uint8Array>({
-            pull(controller) {
-              // Bounded (64 MiB) so that a client without a cap ends too.
-              if (sent >= 64 * 1024 * 1024) return controller.close();
-              sent += chunk.length;
-              controller.enqueue(chunk);
-            },
-          }),
-          { headers: { "content-type": "application/json" } },
-        );
+        return new Response(endlessBody(chunk, (n) => sent += n), {
+          headers: { "content-type": "application/json" },
+        });
       },
       error: /token answer from http:\/\/127\.0\.0\.1:\d+\/token is larger than 1048576 bytes/,
     },
@@ -333,22 +326,23 @@ Deno.test("RegistryClient reads token answers under a 1 MiB cap; malformed ones 
     },
   ];
   for (const row of rows) {
-    await t.step(row.name, async () => {
-      answer = row.answer;
-      const c = client(
-        { host: registry.host },
-        basic({ username: "mirror", password: "pw-secret" }),
-      );
-      try {
-        if (row.error) {
-          await rejectsWith(() => c.tagList("team/app"), "LOGIN_FAILED", row.error);
-        } else {
-          assert.deepEqual(await c.tagList("team/app"), ["1"]);
+    await t.step(row.name, () =>
+      within(15_000, row.name, async (signal) => {
+        answer = row.answer;
+        const c = client(
+          { host: registry.host },
+          basic({ username: "mirror", password: "pw-secret" }),
+        );
+        try {
+          if (row.error) {
+            await rejectsWith(() => c.tagList("team/app", signal), "LOGIN_FAILED", row.error);
+          } else {
+            assert.deepEqual(await c.tagList("team/app", signal), ["1"]);
+          }
+        } finally {
+          c.close();
         }
-      } finally {
-        c.close();
-      }
-    });
+      }));
   }
   assert.ok(
     sent < 16 * 1024 * 1024,

@@ -4,6 +4,7 @@
  * and the pure merge and superset rules. Every expected value is written out.
  */
 import assert from "node:assert/strict";
+import { endlessBody, within } from "../support/bounded.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
@@ -313,14 +314,9 @@ const GARBAGE: [string, Response | (() => Response), string, RegExp][] = [
   [
     "an endless body",
     () =>
-      new Response(
-        new ReadableStream({
-          pull(controller) {
-            controller.enqueue(new TextEncoder().encode(" ".repeat(16 * 1024)));
-          },
-        }),
-        { headers: { "content-type": INDEX } },
-      ),
+      new Response(endlessBody(new TextEncoder().encode(" ".repeat(16 * 1024))), {
+        headers: { "content-type": INDEX },
+      }),
     "IMAGE_MANIFEST_TOO_LARGE",
     /passed the 65536-byte cap/,
   ],
@@ -328,8 +324,10 @@ const GARBAGE: [string, Response | (() => Response), string, RegExp][] = [
 
 for (const [name, answer, code, pattern] of GARBAGE) {
   Deno.test(`listReferrers() refuses an API answer that is ${name} (${code})`, async () => {
-    await using d = startDouble(typeof answer === "function" ? answer : () => answer);
-    await rejectsWith(() => listReferrers(d.client, "app", SUBJECT), code, pattern);
+    await within(15_000, name, async (signal) => {
+      await using d = startDouble(typeof answer === "function" ? answer : () => answer);
+      await rejectsWith(() => listReferrers(d.client, "app", SUBJECT, { signal }), code, pattern);
+    });
   });
 }
 

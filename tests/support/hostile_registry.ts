@@ -2,8 +2,8 @@
  * A hostile source registry on loopback: it answers the OCI distribution API from tables the test
  * fills in, and can lie in every way a broken or malicious registry can: descriptors whose
  * "digest" is a path, `Docker-Content-Digest` headers that are not digests, blobs longer or shorter
- * than their descriptor or with a flipped byte, bodies that never end (a stream that produces
- * 64 KiB chunks for as long as it is read), huge manifests, and malformed JSON. Anonymous, plain
+ * than their descriptor or with a flipped byte, bodies that never end (64 KiB chunks for as long as
+ * they are read, up to bounded.ts's ceiling), huge manifests, and malformed JSON. Anonymous, plain
  * http. It counts the requests and the bytes it streamed, so a test can prove a body was cut early
  * and nothing was retried.
  *
@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { endlessBody } from "./bounded.ts";
 import { randomBytes, sha256 } from "./images.ts";
 import { forward } from "./proxy.ts";
 import type { TestRegistry } from "./registry.ts";
@@ -139,7 +140,9 @@ function generated(
   onBytes: (n: number) => void,
 ): ReadableStream<Uint8Array> {
   const filler = new Uint8Array(CHUNK).fill(0x61); // "a"
-  let left = spec.kind === "sized" ? spec.bytes : Infinity;
+  // "Endless" stops at the ceiling with an error, so a client whose cap regressed ends too.
+  if (spec.kind === "endless") return endlessBody(filler, onBytes);
+  let left = spec.bytes;
   return new ReadableStream<Uint8Array>({
     pull(controller) {
       if (left <= 0) return controller.close();
