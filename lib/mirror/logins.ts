@@ -72,6 +72,19 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
     options.signal.throwIfAborted();
     try {
       const { client, credential } = await login(options, host, repository, destination);
+      if (destination) {
+        await client.probeVersionCheck(options.signal);
+        const sparse = client.sparseManifestSupport;
+        if (sparse !== null && sparse !== undefined) {
+          logger.debug(
+            "LOGIN_SUCCESS",
+            "Login",
+            `${host}: X-Sparse-Manifest-Support: ${sparse} (an index with missing children is ${
+              sparse ? "accepted" : "refused"
+            })`,
+          );
+        }
+      }
       // Reuse the verified client: its auth scheme, tokens and connections are known good.
       options.hosts.adopt(host, client);
       if (credential) logins.credentials.set(host, credential);

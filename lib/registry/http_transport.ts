@@ -9,12 +9,18 @@
  * it again. {@link redirectedAway} tells the auth layer that an answer came from another origin,
  * so it never answers that origin's challenge. A request that carries a credential in its URL or
  * body (a token request) may refuse cross-origin redirects altogether. A body is a function, so a
- * redirected or retried request gets a fresh stream.
+ * redirected or retried request gets a fresh stream. Every request says who sends it
+ * ({@link USER_AGENT}), so a registry operator can tell the mirror from anything else in an
+ * access log.
  *
  * @module
  */
 import { MirrorError } from "../errors.ts";
+import { VERSION } from "../version.ts";
 import { redactUrl, RegistryError } from "./registry_error.ts";
+
+/** The `User-Agent` of every request bananna-bot sends (registry, token realm, Quay API, webhook, Pushgateway). */
+export const USER_AGENT = `bananna-bot/${VERSION}`;
 
 /** Options for {@link HttpTransport}. */
 export interface HttpTransportOptions {
@@ -86,6 +92,7 @@ export class HttpTransport {
     for (let hop = 0; hop <= 10; hop++) {
       away ||= url.origin !== origin;
       const headers = new Headers(request.headers);
+      headers.set("user-agent", USER_AGENT);
       if (request.authorization && !away) {
         headers.set("authorization", request.authorization);
       }

@@ -102,6 +102,8 @@ export class RegistryClient implements ImageStore {
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   #uploader: BlobUploader;
   #maxManifestBytes: number;
+  /** Accepts an index missing children? true/false per Quay's `GET /v2/`; null: not said; see {@link probeVersionCheck}. */
+  sparseManifestSupport: boolean | null | undefined;
 
   /** Create a client. Reads `caFile` at once. */
   constructor(options: RegistryClientOptions) {
@@ -149,6 +151,21 @@ export class RegistryClient implements ImageStore {
       ok: [200, 404],
     });
     await res.body?.cancel();
+  }
+
+  /**
+   * `GET /v2/` without credentials (Quay answers it even with a 401): records its
+   * `X-Sparse-Manifest-Support` (the login step runs it per destination host; a failure: null).
+   */
+  async probeVersionCheck(signal?: AbortSignal): Promise<void> {
+    this.sparseManifestSupport = null;
+    const url = new URL(`${this.#base}/v2/`);
+    const res = await this.#http.send({ method: "GET", url, signal }).catch((error) => {
+      if (signal?.aborted) throw error;
+    });
+    await res?.body?.cancel();
+    const header = res?.headers.get("x-sparse-manifest-support")?.trim().toLowerCase();
+    if (header === "true" || header === "false") this.sparseManifestSupport = header === "true";
   }
 
   /** HEAD a manifest: its descriptor, or null when absent. */

@@ -37,6 +37,8 @@ export interface QuayFixtures {
   tokens: Record<string, QuayToken>;
   orgs: Record<string, QuayOrg>;
   repos?: QuayRepo[];
+  /** `X-Sparse-Manifest-Support` on `GET /v2/` (FEATURE_SPARSE_INDEX). @default false */
+  sparseManifestSupport?: boolean;
 }
 
 /** A running double. */
@@ -214,7 +216,17 @@ export function startQuayDouble(upstream: TestRegistry, fixtures: QuayFixtures):
 
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const url = new URL(req.url);
-    if (!url.pathname.startsWith("/api/")) return await forward(req, upstream.url, host);
+    if (!url.pathname.startsWith("/api/")) {
+      const res = await forward(req, upstream.url, host);
+      if (url.pathname === "/v2/") {
+        // Quay says on its version check whether it takes an index with missing children (§5.14).
+        res.headers.set(
+          "x-sparse-manifest-support",
+          String(fixtures.sparseManifestSupport ?? false),
+        );
+      }
+      return res;
+    }
     const res = await api(req, url);
     requests.push(`${req.method} ${url.pathname} ${res.status}`);
     return res;

@@ -13,6 +13,8 @@ export interface RecordedRequest {
   /** Path and query. */
   path: string;
   authorization: string | null;
+  /** The `User-Agent` header. */
+  userAgent: string | null;
   body: string;
 }
 
@@ -57,6 +59,7 @@ export function startRecordingHost(options: RecordingHostOptions = {}): Recordin
         method: req.method,
         path: url.pathname + url.search,
         authorization: req.headers.get("authorization"),
+        userAgent: req.headers.get("user-agent"),
         body,
       });
       return await handle(new Request(req.url, { method: req.method, headers: req.headers }), self);
