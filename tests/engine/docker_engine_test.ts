@@ -20,6 +20,7 @@ import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import {
   dockerdAvailability,
   listProcesses,
+  mountsUnder,
   startDockerd,
   type TestDockerd,
 } from "../support/dockerd.ts";
@@ -731,4 +732,39 @@ Deno.test("DockerEngine.prepare() says DOCKER_NOT_AVAILABLE when the docker CLI 
   });
   const error = await rejectsWith(engine.prepare(), "DOCKER_NOT_AVAILABLE");
   assert.match(error.message, /not installed/);
+});
+
+Deno.test({
+  name: `the test dockerd leaves no mount, process or directory behind when stopped${
+    availability.ok ? "" : ` (ignored: ${availability.reason})`
+  }`,
+  ignore: !availability.ok,
+  async fn() {
+    const dockerd = await startDockerd();
+    const dir = dockerd.dir;
+    // A container on the host network makes dockerd mount its default network namespace.
+    const work = await Deno.makeTempDir({ prefix: "bb-empty-image-" });
+    try {
+      await Deno.writeTextFile(`${work}/f`, "x");
+      const tar = await new Deno.Command("tar", {
+        args: ["-C", work, "-cf", "-", "f"],
+        stdout: "piped",
+      }).output();
+      const imported = await dockerd.docker(["import", "-", "bb-empty:1"], {
+        stdin: new TextDecoder().decode(tar.stdout),
+      });
+      assert.equal(imported.code, 0, imported.stderr);
+      // No binary in the image: the start fails after the sandbox (and its netns) was made.
+      const run = await dockerd.docker(["run", "--rm", "--network", "host", "bb-empty:1", "/x"]);
+      assert.match(run.stderr, /no such file or directory/);
+    } finally {
+      await Deno.remove(work, { recursive: true });
+    }
+    const mounted = await mountsUnder(dir);
+    assert.ok(mounted.some((p) => p.endsWith("/netns/default")), mounted.join(", "));
+    await dockerd.stop();
+    assert.deepEqual(await mountsUnder(dir), [], "no mount left under the fixture's dir");
+    assert.deepEqual((await listProcesses()).filter((p) => p.args.includes(dir)), []);
+    await assert.rejects(() => Deno.stat(dir), Deno.errors.NotFound);
+  },
 });

@@ -177,6 +177,21 @@ function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/**
+ * The mount points at or below `dir` in this mount namespace (/proc/self/mountinfo, field 5,
+ * octal escapes decoded), in mount order.
+ */
+export async function mountsUnder(dir: string): Promise<string[]> {
+  // Read through cat: Deno asks for --allow-all to read /proc/self itself.
+  const out = await new Deno.Command("cat", { args: ["/proc/self/mountinfo"], stdout: "piped" })
+    .output();
+  const text = new TextDecoder().decode(out.stdout);
+  return text.split("\n").map((line) => line.split(" ")[4])
+    .filter((p): p is string => Boolean(p))
+    .map((p) => p.replace(/\\([0-7]{3})/g, (_, o) => String.fromCharCode(parseInt(o, 8))))
+    .filter((p) => p === dir || p.startsWith(`${dir}/`));
+}
+
 /** Start a daemon in a fresh temp dir and wait until `docker info` answers. */
 export async function startDockerd(
   options: { startTimeoutMs?: number } = {},
@@ -265,6 +280,11 @@ export async function startDockerd(
         }
       }
       await sleep(100);
+    }
+    // dockerd bind-mounts its default network namespace at <exec-root>/netns/default and leaves
+    // it mounted on exit: unmount everything under the temp dir (deepest first) before removing.
+    for (const mountPoint of (await mountsUnder(dir)).reverse()) {
+      await new Deno.Command("umount", { args: ["-l", mountPoint], stderr: "null" }).output();
     }
     await Deno.remove(dir, { recursive: true }).catch(async () => {
       await new Deno.Command("rm", { args: ["-rf", dir] }).output();
