@@ -1,7 +1,7 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, a log dir that is not a writable folder (or cannot be created), and warnings (docker engine without a platform, insecure remote hosts, passwords
+ * name rules, a log dir that is not a writable folder (or cannot be created), and warnings (docker engine without a platform or with a bandwidth limit, insecure remote hosts, passwords
  * written into a YAML file).
  *
  * @module
@@ -159,6 +159,21 @@ export async function checkRules(
       "operation.platform",
       "docker engine without a platform: multi-arch images are mirrored for the docker daemon's platform only (the registry engine keeps all of them)",
     );
+  }
+  if (data.operation.engine === "docker") {
+    const limited = [
+      ...(data.operation.maxBytesPerSecond ? ["operation.maxBytesPerSecond"] : []),
+      ...Object.entries(data.registries).filter(([, r]) => r.maxBytesPerSecond)
+        .map(([name]) => `registries${key(name)}.maxBytesPerSecond`),
+      ...Object.entries(data.sources).filter(([, s]) => s.maxBytesPerSecond)
+        .map(([host]) => `sources${key(host)}.maxBytesPerSecond`),
+    ];
+    for (const path of limited) {
+      warn(
+        path,
+        "the docker engine moves layers inside dockerd, which this limit cannot hold back: it applies to the registry engine (and export/import) only",
+      );
+    }
   }
   return problems;
 }

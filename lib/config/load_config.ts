@@ -376,6 +376,7 @@ function resolve(
       caFile: r.caFile ? absolute(r.caFile, baseDir) : undefined,
       username: r.username,
       password: r.password,
+      maxBytesPerSecond: r.maxBytesPerSecond,
       namespace: r.namespace,
       organization: r.organization ?? r.namespace,
       kind: r.kind,
@@ -391,6 +392,7 @@ function resolve(
       caFile: s.caFile ? absolute(s.caFile, baseDir) : undefined,
       username: s.username,
       password: s.password,
+      maxBytesPerSecond: s.maxBytesPerSecond,
     };
   }
   const images: ResolvedImage[] = [];

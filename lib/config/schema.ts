@@ -21,6 +21,9 @@ const seconds = (min: number, max: number, fallback: number) =>
   z.number().min(min).max(max).default(fallback);
 
 /** Connection settings shared by destination and source registries. */
+/** A bandwidth limit in bytes per second: at least 1 KiB/s. */
+const bytesPerSecond = z.number().int().min(1024).max(1e12);
+
 const connection = {
   /** Username for the registry (robot account `org+name` on Quay). */
   username: z.string().min(1).optional(),
@@ -30,6 +33,11 @@ const connection = {
   caFile: z.string().min(1).optional(),
   /** Plain http (no TLS). Loopback hosts default to http like docker does. */
   insecure: z.boolean().optional(),
+  /**
+   * Bandwidth limit for this host's blob streams, in bytes per second per direction, on top of
+   * `operation.maxBytesPerSecond` (registry engine, export and import).
+   */
+  maxBytesPerSecond: bytesPerSecond.optional(),
 };
 
 /**
@@ -115,6 +123,12 @@ export const operationSchema = z.strictObject({
    * all 10); see lib/mirror/pull_budget.ts.
    */
   dockerHubReserve: z.number().int().min(0).max(100_000).default(10),
+  /**
+   * Bandwidth limit of the whole process, in bytes per second per direction: every blob
+   * download together, and every blob upload together, whatever the concurrency (registry
+   * engine, export and import; lib/registry/bandwidth.ts).
+   */
+  maxBytesPerSecond: bytesPerSecond.optional(),
   /** Images mirrored at once. */
   concurrency: z.number().int().min(1).max(64).default(2),
   /** Move `latest` to the highest mirrored tag when a new tag lands. */
@@ -224,6 +238,8 @@ export interface Connection {
   caFile?: string;
   username?: string;
   password?: string;
+  /** This host's bandwidth limit for blob streams, bytes per second per direction. */
+  maxBytesPerSecond?: number;
 }
 
 /** A destination registry, resolved. */

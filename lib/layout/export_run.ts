@@ -39,7 +39,7 @@ import { type MirrorEvent, runPlan, type TaskResult } from "../mirror/run_plan.t
 import { listedTags, supplyChainStep } from "../mirror/supply_chain.ts";
 import { SignatureVerifier } from "../mirror/verify_signatures.ts";
 import { formatReference } from "../registry/reference.ts";
-import { RegistryHosts } from "../registry/registry_hosts.ts";
+import { hostLimits, RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import {
   carriedBefore,
@@ -110,11 +110,7 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
   );
   const hosts = new RegistryHosts({
     hosts: Object.values(config.sources),
-    timeoutMs: op.apiTimeout * 1000,
-    maxRetries: op.maxRetries,
-    retryDelayMs: op.retryDelay * 1000,
-    maxRetryWaitMs: op.maxRetryWait * 1000,
-    maxManifestBytes: op.maxManifestBytes,
+    ...hostLimits(op),
     secrets: options.secrets,
     onRetry: (error, retry) =>
       logger.warn("MIRROR_RETRY", "Retry", `${errorMessage(error)}; retry ${retry}`),
@@ -193,6 +189,7 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
         selection: selectionEntries(plan.selections ?? []),
         secrets: options.secrets,
         pullBudget: plan.pullBudget,
+        bandwidth: hosts.bandwidthUsage(),
       });
     if (dryRun || !layout || !store) return report(planResults(plan), false);
     const verifier = new SignatureVerifier({

@@ -38,7 +38,7 @@ import { ensureRepository, QuayClient } from "../quay_client.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
-import { RegistryHosts } from "../registry/registry_hosts.ts";
+import { hostLimits, RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
@@ -136,11 +136,7 @@ export class MirrorRun implements AsyncDisposable {
     const op = config.operation;
     this.#hosts = new RegistryHosts({
       hosts: [...Object.values(config.registries), ...Object.values(config.sources)],
-      timeoutMs: op.apiTimeout * 1000,
-      maxRetries: op.maxRetries,
-      retryDelayMs: op.retryDelay * 1000,
-      maxRetryWaitMs: op.maxRetryWait * 1000,
-      maxManifestBytes: op.maxManifestBytes,
+      ...hostLimits(op),
       secrets: options.secrets,
       onRetry: (error, retry, delayMs) => {
         const rateLimited = error instanceof RegistryError && error.status === 429;
@@ -226,6 +222,7 @@ export class MirrorRun implements AsyncDisposable {
       secrets: this.#options.secrets,
       pullBudget: plan.pullBudget,
       shard: this.#options.shard,
+      bandwidth: this.#hosts.bandwidthUsage(),
       stoppedHosts: new Map(
         this.#gate.stoppedHosts().map((host) => [host, this.#gate.stoppedUntil(host) as number]),
       ),

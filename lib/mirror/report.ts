@@ -5,6 +5,7 @@
  * @module
  */
 import type { Secrets } from "../log/redact.ts";
+import type { BandwidthUsage } from "../registry/bandwidth.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan } from "./plan.ts";
 import type { HostBudget } from "./pull_budget.ts";
@@ -86,6 +87,8 @@ export interface Report {
   selection: SelectionEntry[];
   /** A sharded run (`--shard`): which shard of how many. Absent in an unsharded run. */
   shard?: { index: number; count: number };
+  /** The bandwidth limit and what it held back; absent when no limit is set. */
+  bandwidth?: BandwidthUsage;
   /**
    * A run stopped before its plan was complete (stopped_report.ts): what stopped it, masked. No
    * entries then; `interrupted` tells a signal (exit 130) from a failure (exit 1).
@@ -114,6 +117,8 @@ export interface BuildReportOptions {
   stoppedHosts?: ReadonlyMap<string, number>;
   /** This run's shard (`--shard`), recorded in the report; absent when unsharded. */
   shard?: { index: number; count: number } | null;
+  /** What the bandwidth limits let through and held back (null or absent: no limit). */
+  bandwidth?: BandwidthUsage | null;
 }
 
 /** Turn results into the JSON report (secrets masked). */
@@ -169,6 +174,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
     })),
     selection: options.selection ?? [],
     ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count } } : {}),
+    ...(options.bandwidth ? { bandwidth: options.bandwidth } : {}),
   };
 }
 
@@ -250,6 +256,7 @@ export function formatStatistics(report: Report): string[] {
     lines.push(`  latest moved:       ${moved}`);
     const carried = supplyChainLine(report.entries);
     if (carried) lines.push(carried);
+    if (report.bandwidth) lines.push(bandwidthLine(report.bandwidth));
   }
   lines.push(`  Engine:             ${report.engine}`);
   lines.push(`  Duration:           ${seconds.toFixed(1)} s`);
@@ -268,6 +275,20 @@ function supplyChainLine(entries: ReportEntry[]): string | null {
   ];
   if (sig + att + sbom + ref === 0) return null;
   return `  Supply chain:       ${sig} signatures, ${att} attestations, ${sbom} SBOMs, ${ref} referrers`;
+}
+
+/**
+ * `  Bandwidth limit:    50.0 MB/s per direction; 1.0 GB in, 1.0 GB out, streams held 19.7 s`
+ * (host limits listed after the process one).
+ */
+export function bandwidthLine(b: BandwidthUsage): string {
+  const rates = [
+    ...(b.bytesPerSecond ? [`${formatBytes(b.bytesPerSecond)}/s`] : []),
+    ...Object.entries(b.hosts).map(([host, rate]) => `${host} ${formatBytes(rate)}/s`),
+  ];
+  return `  Bandwidth limit:    ${rates.join(", ")} per direction; ${
+    formatBytes(b.downloadBytes)
+  } in, ${formatBytes(b.uploadBytes)} out, streams held ${b.waitedSeconds.toFixed(1)} s`;
 }
 
 /**

@@ -13,8 +13,10 @@
  */
 import type { Credential } from "../credentials/credential.ts";
 import type { Secrets } from "../log/redact.ts";
+import { Bandwidth, type BandwidthUsage } from "./bandwidth.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { RegistryClient } from "./registry_client.ts";
+import { ThrottledClient } from "./throttled_client.ts";
 
 /** How to reach one registry host, as configured. */
 export interface HostSettings {
@@ -26,6 +28,8 @@ export interface HostSettings {
   /** Configured credentials (the credential chain reads them; the pool never sends them itself). */
   username?: string;
   password?: string;
+  /** This host's own bandwidth limit for blob streams, per direction (bandwidth.ts). */
+  maxBytesPerSecond?: number;
 }
 
 /** Options for {@link RegistryHosts}. */
@@ -42,10 +46,45 @@ export interface RegistryHostsOptions {
   maxRetryWaitMs: number;
   /** Bytes a manifest or a tag-list page may have. */
   maxManifestBytes: number;
+  /**
+   * The process's bandwidth limit for blob streams, per direction, shared by every host's
+   * client (bandwidth.ts). @default no limit
+   */
+  maxBytesPerSecond?: number;
   /** Where secrets are registered and masked. */
   secrets: Secrets;
   /** Told before each wait for a retry, on any host's client. */
   onRetry?: (error: unknown, retry: number, delayMs: number) => void;
+}
+
+/** The run-wide settings {@link RegistryHosts} takes, as `operation` writes them (seconds). */
+export interface OperationLimits {
+  apiTimeout: number;
+  maxRetries: number;
+  retryDelay: number;
+  maxRetryWait: number;
+  maxManifestBytes: number;
+  maxBytesPerSecond?: number;
+}
+
+/** {@link RegistryHostsOptions} from the config's `operation` (seconds to ms). */
+export function hostLimits(op: OperationLimits): Pick<
+  RegistryHostsOptions,
+  | "timeoutMs"
+  | "maxRetries"
+  | "retryDelayMs"
+  | "maxRetryWaitMs"
+  | "maxManifestBytes"
+  | "maxBytesPerSecond"
+> {
+  return {
+    timeoutMs: op.apiTimeout * 1000,
+    maxRetries: op.maxRetries,
+    retryDelayMs: op.retryDelay * 1000,
+    maxRetryWaitMs: op.maxRetryWait * 1000,
+    maxManifestBytes: op.maxManifestBytes,
+    maxBytesPerSecond: op.maxBytesPerSecond,
+  };
 }
 
 /** Host settings and the client pool of one run. */
@@ -53,13 +92,24 @@ export class RegistryHosts {
   #options: RegistryHostsOptions;
   #settings = new Map<string, HostSettings>();
   #clients = new Map<string, RegistryClient>();
+  #bandwidth: Bandwidth;
 
   /** Index the configured hosts; no client is made yet. */
   constructor(options: RegistryHostsOptions) {
     this.#options = options;
+    const hostLimits: Record<string, number> = {};
     for (const settings of options.hosts) {
       if (!this.#settings.has(settings.host)) this.#settings.set(settings.host, settings);
+      const limit = settings.maxBytesPerSecond;
+      // Two entries on one host: the lower limit holds.
+      if (limit) hostLimits[settings.host] = Math.min(limit, hostLimits[settings.host] ?? limit);
     }
+    this.#bandwidth = new Bandwidth(options.maxBytesPerSecond, hostLimits);
+  }
+
+  /** What the bandwidth limits let through and held back; null when nothing is limited. */
+  bandwidthUsage(): BandwidthUsage | null {
+    return this.#bandwidth.usage();
   }
 
   /**
@@ -80,7 +130,7 @@ export class RegistryHosts {
   newClient(host: string, credential: Credential | null): RegistryClient {
     const connection = this.connection(host);
     const o = this.#options;
-    return new RegistryClient({
+    const options = {
       host,
       scheme: connection.scheme,
       caFile: connection.caFile,
@@ -92,6 +142,11 @@ export class RegistryHosts {
       maxRetryWaitMs: o.maxRetryWaitMs,
       secrets: o.secrets,
       onRetry: o.onRetry,
+    };
+    if (!this.#bandwidth.limited) return new RegistryClient(options);
+    return new ThrottledClient(options, {
+      download: this.#bandwidth.throttle(host, "download"),
+      upload: this.#bandwidth.throttle(host, "upload"),
     });
   }
 

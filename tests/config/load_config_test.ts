@@ -307,3 +307,36 @@ Deno.test("checkConfig() takes log.lockLease as seconds from 1 to a day", async 
     });
   }
 });
+
+Deno.test("checkConfig() takes maxBytesPerSecond on operation, registries and sources; warns with docker", async (t) => {
+  const rows: [unknown, RegExp | null][] = [
+    [1024, null],
+    [50 * 1024 * 1024, null],
+    [1000, /^error: operation\.maxBytesPerSecond: .*>=1024/m],
+    [1.5e6 + 0.5, /^error: operation\.maxBytesPerSecond: .*expected int/m],
+    ["50MB", /^error: operation\.maxBytesPerSecond: .*number/m],
+  ];
+  for (const [value, expected] of rows) {
+    await t.step(JSON.stringify(value), async () => {
+      const config = goodConfig();
+      config.operation.maxBytesPerSecond = value;
+      const problems = await problemsOf(config, { GHCR_TOKEN: "t" });
+      if (expected) assert.match(problems, expected);
+      else assert.equal(problems, "");
+    });
+  }
+  await t.step("per registry and source entry; the docker engine warns for each", async () => {
+    const config = goodConfig();
+    (config.registries.dst as Record<string, unknown>).maxBytesPerSecond = 2048;
+    (config.sources["ghcr.io"] as Record<string, unknown>).maxBytesPerSecond = 4096;
+    assert.equal(await problemsOf(config, { GHCR_TOKEN: "t" }), "");
+    config.operation = { engine: "docker", platform: "linux/amd64", maxBytesPerSecond: 4096 };
+    const problems = await problemsOf(config, { GHCR_TOKEN: "t" });
+    for (const path of ["operation", "registries.dst", 'sources["ghcr.io"]']) {
+      assert.ok(
+        problems.includes(`warning: ${path}.maxBytesPerSecond: the docker engine moves layers`),
+        problems,
+      );
+    }
+  });
+});
