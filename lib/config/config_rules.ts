@@ -154,6 +154,7 @@ export async function checkRules(
     );
   }
   await checkLogDir(config.log.dir, err);
+  checkPlatforms(data, err, warn);
   if (data.operation.engine === "docker" && !data.operation.platform) {
     warn(
       "operation.platform",
@@ -176,6 +177,48 @@ export async function checkRules(
     }
   }
   return problems;
+}
+
+/**
+ * `platforms` and `platformsMode` are the registry engine's: the docker engine pulls one platform
+ * (`operation.platform`) and writes a new digest anyway. `platformsMode` without any `platforms`
+ * does nothing (a warning).
+ */
+function checkPlatforms(
+  data: ValidConfig,
+  err: (path: string, message: string) => void,
+  warn: (path: string, message: string) => void,
+): void {
+  const withPlatforms = [
+    ...(data.operation.platforms ? ["operation.platforms"] : []),
+    ...Object.entries(data.images).filter(([, e]) => e.platforms).map(([k]) =>
+      `images${key(k)}.platforms`
+    ),
+    ...Object.entries(data.repositories).filter(([, e]) => e.platforms).map(([k]) =>
+      `repositories${key(k)}.platforms`
+    ),
+  ];
+  if (data.operation.engine === "docker") {
+    if (data.operation.platformsMode) {
+      err(
+        "operation.platformsMode",
+        "platformsMode applies to the registry engine (engine: registry); the docker engine pulls the one operation.platform and always writes a new digest",
+      );
+    }
+    for (const path of withPlatforms) {
+      err(
+        path,
+        "platforms needs the registry engine (engine: registry); the docker engine mirrors the one operation.platform",
+      );
+    }
+    return;
+  }
+  if (data.operation.platformsMode && withPlatforms.length === 0) {
+    warn(
+      "operation.platformsMode",
+      "does nothing without platforms: every platform of every image is mirrored",
+    );
+  }
 }
 
 /** Is `name` valid as a destination repository (OCI path components and Quay's rule)? */

@@ -405,6 +405,8 @@ function resolve(
         targets: image.targets,
         description: image.description,
         repository: image.repository ?? source.repository.split("/").pop() ?? source.repository,
+        // The nearest platforms win: the entry's own, else operation.platforms.
+        ...platformsOf(image.platforms ?? data.operation.platforms),
       });
     } catch (error) {
       problems.push({
@@ -421,7 +423,15 @@ function resolve(
     // signatures: the effective mode (unset: copy with the registry engine, skip with docker).
     operation: { ...data.operation, signatures: effectiveSignatures(data.operation) },
     images,
-    repositories: resolveRepositories(data.repositories, problems),
+    repositories: resolveRepositories(data.repositories, problems).map((repository) => ({
+      ...repository,
+      ...platformsOf(data.repositories[repository.key].platforms ?? data.operation.platforms),
+    })),
     ...resolveOps(data, baseDir, problems),
   };
+}
+
+/** `{ platforms }` without duplicates, or nothing when every platform is kept. */
+function platformsOf(platforms: string[] | undefined): { platforms?: string[] } {
+  return platforms ? { platforms: [...new Set(platforms)] } : {};
 }

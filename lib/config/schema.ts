@@ -91,6 +91,51 @@ export const verifySchema = z.strictObject({
   }).optional(),
 });
 
+/** OS names a platform may start with (GOOS values, as image indexes write them). */
+const PLATFORM_OS = new Set([
+  "aix",
+  "android",
+  "darwin",
+  "dragonfly",
+  "freebsd",
+  "illumos",
+  "ios",
+  "js",
+  "linux",
+  "netbsd",
+  "openbsd",
+  "plan9",
+  "solaris",
+  "wasip1",
+  "windows",
+]);
+
+/**
+ * One platform of a multi-arch image in the image spec's `os/arch[/variant]` form
+ * (`linux/amd64`, `linux/arm64/v8`): an OS it knows first, then an architecture.
+ */
+export const platformSchema = z.string().refine(
+  (value) =>
+    /^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/.test(value) && PLATFORM_OS.has(value.split("/")[0]),
+  {
+    error: (issue) =>
+      `${
+        JSON.stringify(issue.input)
+      } is not a platform: write os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8`,
+  },
+);
+
+/**
+ * `platforms`: the platforms of a multi-arch image to mirror (registry engine); at least one.
+ * A single-platform image is mirrored as it is.
+ */
+export const platformsSchema = z.array(platformSchema, {
+  error: "give a list of platforms, e.g. [linux/amd64]",
+}).min(1, {
+  error:
+    "an empty list mirrors nothing: list at least one platform, e.g. [linux/amd64], or remove platforms to keep every platform",
+});
+
 /** Operation settings. */
 export const operationSchema = z.strictObject({
   engine: z.enum(["docker", "registry"]).default("docker"),
@@ -137,6 +182,17 @@ export const operationSchema = z.strictObject({
   platform: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/, {
     message: "platform must look like os/arch[/variant], e.g. linux/amd64",
   }).optional(),
+  /**
+   * Registry engine: mirror only these platforms of a multi-arch image (every entry without its
+   * own `platforms`). Unset: every platform.
+   */
+  platforms: platformsSchema.optional(),
+  /**
+   * With `platforms`: `sparse` (default) pushes the index unchanged with only the selected
+   * children, keeping its digest (the destination must accept an index with missing children);
+   * `rewrite` writes a new index holding only the selected platforms (a new digest).
+   */
+  platformsMode: z.enum(["sparse", "rewrite"]).optional(),
   /** Signature verification for every entry without its own `verify`. */
   verify: verifySchema.optional(),
   /**
@@ -159,6 +215,8 @@ export const imageSchema = z.strictObject({
   repository: z.string().min(1).optional(),
   /** Signature verification for this image (overrides `operation.verify`). */
   verify: verifySchema.optional(),
+  /** Platforms of a multi-arch image to mirror (overrides `operation.platforms`). */
+  platforms: platformsSchema.optional(),
 });
 
 /**
@@ -191,6 +249,8 @@ export const repositorySchema = z.strictObject({
   tags: tagRulesSchema.default({}),
   /** Signature verification for these tags (overrides `operation.verify`). */
   verify: verifySchema.optional(),
+  /** Platforms of multi-arch images to mirror (overrides `operation.platforms`). */
+  platforms: platformsSchema.optional(),
 });
 
 /** The whole configuration. */
@@ -266,6 +326,8 @@ export interface ResolvedImage {
   repository: string;
   /** Absolute paths of the cosign public keys the source must be signed with; absent/empty: none. */
   verifyKeys?: string[];
+  /** The platforms to mirror (the entry's own, else `operation.platforms`); absent: all. */
+  platforms?: string[];
 }
 
 /** The `tags` rules of a repository, as written (checked by `checkTagRules`). */
@@ -286,6 +348,8 @@ export interface ResolvedRepository {
   tags: TagRulesSettings;
   /** Absolute paths of the cosign public keys the source must be signed with; absent/empty: none. */
   verifyKeys?: string[];
+  /** The platforms to mirror (the entry's own, else `operation.platforms`); absent: all. */
+  platforms?: string[];
 }
 
 /** A config ready to run: every default filled, every reference parsed, every path absolute. */

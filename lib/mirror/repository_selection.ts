@@ -76,6 +76,7 @@ export function selectedImages(selection: RepositorySelection): ResolvedImage[] 
     description: repository.description,
     repository: repository.repository,
     verifyKeys: repository.verifyKeys,
+    ...(repository.platforms ? { platforms: repository.platforms } : {}),
   }));
 }
 

@@ -107,6 +107,24 @@ Deno.test("validate rejects each kind of bad config with exit 2 and the path of 
       /registries\.prod\.url: missing/,
     ],
     ["YAML syntax error", "registries: [unclosed", /YAML syntax error/],
+    [
+      "a platform without its architecture",
+      config(
+        GOOD_REGISTRY,
+        '  "nginx:1": { targets: [prod], platforms: [linux] }',
+        "operation: { engine: registry }",
+      ),
+      /images\["nginx:1"\]\.platforms\[0\]: "linux" is not a platform: write os\/arch\[\/variant\]/,
+    ],
+    [
+      "platformsMode with the docker engine",
+      config(
+        GOOD_REGISTRY,
+        '  "nginx:1": { targets: [prod] }',
+        "operation: { engine: docker, platform: linux/amd64, platformsMode: rewrite }",
+      ),
+      /operation\.platformsMode: platformsMode applies to the registry engine/,
+    ],
   ];
   for (const [name, yaml, pattern] of rows) {
     await t.step(name, async () => {
