@@ -81,13 +81,15 @@ export async function listTags(
         "IMAGE_MANIFEST_TOO_LARGE",
         `${where}: a tag list page passed the ${limit}-byte cap (${seen} bytes or more)`,
       ));
-    tags.push(...parseTagList(bytes, where));
-    if (tags.length > MAX_TAGS) {
+    const listed = parseTagList(bytes, where);
+    // Counted before any is kept: one page may hold more tags than a spread can pass as arguments.
+    if (tags.length + listed.length > MAX_TAGS) {
       throw new MirrorError(
         "IMAGE_MANIFEST_TOO_LARGE",
         `${where}: the tag list passed ${MAX_TAGS} tags; a listing that large is refused`,
       );
     }
+    for (const tag of listed) tags.push(tag);
     const link = /<([^>]+)>\s*;\s*rel="?next"?/.exec(res.headers.get("link") ?? "");
     next = link ? nextPage(client, { link: link[1], path, where }) : null;
   }

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
+import { within } from "../support/bounded.ts";
 import { startPagingProxy } from "../support/paging_proxy.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { pushTags, repositoryTags } from "../support/tag_fixture.ts";
@@ -147,4 +148,29 @@ Deno.test("RegistryClient.tagList(): a 404 on the first page is absence, on a la
       }
     });
   }
+});
+
+// Before the count was checked ahead of the push, `tags.push(...page)` of one page of 130,000 tags
+// overflowed the call stack: a RangeError (MIRROR_INTERNAL_ERROR) instead of the size code.
+Deno.test("RegistryClient.tagList(): one page of 130,000 tags fails with the size code, not a stack overflow", async () => {
+  await within(30_000, "a 130,000-tag page", async (signal) => {
+    const tags = Array.from({ length: 130_000 }, (_, i) => `t${i}`);
+    const body = JSON.stringify({ name: "team/app", tags });
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: 0, onListen() {}, signal },
+      () => new Response(body, { headers: { "content-type": "application/json" } }),
+    );
+    const c = clientOf(`127.0.0.1:${(server.addr as Deno.NetAddr).port}`);
+    try {
+      await assert.rejects(() => c.tagList("team/app", signal), (e: unknown) => {
+        assert.ok(e instanceof MirrorError, String(e));
+        assert.equal(e.code, "IMAGE_MANIFEST_TOO_LARGE");
+        assert.match(e.message, /passed 100000 tags/);
+        return true;
+      });
+    } finally {
+      c.close();
+      await server.shutdown();
+    }
+  });
 });
