@@ -369,3 +369,20 @@ Deno.test({
     }
   },
 });
+
+// Before: node's parseArgs took "-1/2" for an option and answered with its own text ("Option
+// '--shard' argument is ambiguous ... use '--shard=-XYZ'"), not the tool's usage message.
+Deno.test("mirror --shard -1/2 and --shards -2 get the tool's own usage message (exit 2)", async (t) => {
+  const rows: [string[], RegExp][] = [
+    [["--shard", "-1/2"], /--shard "-1\/2": expected INDEX\/COUNT, e\.g\. --shard 0\/3/],
+    [["--shards", "-2"], /--shards COUNT/],
+  ];
+  for (const [flags, message] of rows) {
+    await t.step(flags.join(" "), async () => {
+      const out = await runCli(["mirror", "--dry-run", ...flags], { timeoutMs: 30_000 });
+      assert.equal(out.code, 2, out.stderr);
+      assert.match(out.stderr, message);
+      assert.doesNotMatch(out.stderr, /ambiguous|XYZ|\n\s+at /);
+    });
+  }
+});
