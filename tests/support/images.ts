@@ -110,7 +110,8 @@ export async function gzip(bytes: Uint8Array): Promise<Uint8Array> {
   return new Uint8Array(await new Response(stream).arrayBuffer());
 }
 
-interface Built {
+/** A generated image: its blobs by digest and its manifest. */
+export interface Built {
   blobs: Map<string, Uint8Array>;
   manifest: Uint8Array;
   mediaType: string;
@@ -118,7 +119,8 @@ interface Built {
   layers: string[];
 }
 
-async function buildImage(
+/** Generate (not push) a single-platform image from `seed`. */
+export async function buildImage(
   seed: number,
   oci: boolean,
   arch: string,
