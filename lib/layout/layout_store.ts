@@ -18,6 +18,7 @@ import { MirrorError } from "../errors.ts";
 import type { ArtifactStore, ReferrersPage } from "../registry/image_store.ts";
 import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
 import { sha256Digest } from "../registry/manifest.ts";
+import { isValidTag } from "../registry/reference.ts";
 import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";
 
 /** How a view names images. */
@@ -57,18 +58,34 @@ export class LayoutStore implements ArtifactStore {
     this.host = options.host;
   }
 
-  /** The tags of a repository: entries named `<nameOf(repository)>:<tag>`. */
+  /**
+   * The tags of a repository: entries named `<nameOf(repository)>:<tag>`, each checked against
+   * the tag grammar like a registry's tag list (index.json is input from outside).
+   *
+   * @throws {MirrorError} IMAGE_MANIFEST_INVALID naming index.json for a tag outside the grammar
+   */
   tags(repository: string): string[] {
     const prefix = `${this.#options.nameOf(repository)}:`;
-    return this.#layout.entries()
+    const tags = this.#layout.entries()
       .map((e) => e.annotations?.[REF_NAME] ?? "")
       .filter((name) => name.startsWith(prefix) && !name.slice(prefix.length).includes("@"))
       .map((name) => name.slice(prefix.length));
+    for (const tag of tags) {
+      if (!isValidTag(tag)) {
+        throw new MirrorError(
+          "IMAGE_MANIFEST_INVALID",
+          `${this.#layout.dir}/index.json: ${
+            JSON.stringify(`${prefix}${tag}`.slice(0, 300))
+          } names a tag that does not follow the tag grammar`,
+        );
+      }
+    }
+    return tags;
   }
 
   /** The tags of a repository (the supply-chain copy's listing: cosign and fallback tags too). */
   tagList(repository: string): Promise<string[]> {
-    return Promise.resolve(this.tags(repository));
+    return Promise.resolve().then(() => this.tags(repository));
   }
 
   /**
