@@ -38,6 +38,7 @@ import {
   encodeReferrersIndex,
   isSuperset,
   mergeReferrersIndex,
+  notReferrerOf,
   parseReferrersIndex,
   type ReferrerDescriptor,
   type ReferrersIndex,
@@ -256,19 +257,20 @@ export class SupplyChain {
     const carried: ReferrerDescriptor[] = [];
     for (const referrer of wanted) {
       signal?.throwIfAborted();
-      if (!(await dst.manifestHead(dstRepository, referrer.digest, signal))) {
-        const manifest = await src.manifestGet(srcRepository, referrer.digest, signal);
-        const where = `${src.host}/${srcRepository}@${referrer.digest} (referrer of ${digest})`;
-        if (!manifest) {
-          // A stale entry of the source's list (a referrer deleted without updating its fallback
-          // index): the others still travel; the destination's index never names it.
-          this.#o.emit({
-            kind: "step",
-            code: "IMAGE_REFERRER_INVALID",
-            message: `${where}: listed by the source but not there; skipped`,
-          });
-          continue;
-        }
+      const where = `${src.host}/${srcRepository}@${referrer.digest} (referrer of ${digest})`;
+      const there = await dst.manifestHead(dstRepository, referrer.digest, signal);
+      const manifest = there
+        ? await this.#dstGet(referrer.digest)
+        : await src.manifestGet(srcRepository, referrer.digest, signal);
+      // A stale entry of the source's list (a referrer deleted without updating its fallback
+      // index), or one whose own subject is another image (a list proves nothing): the others
+      // still travel; the destination's index never names it.
+      const why = notReferrerOf(manifest, digest);
+      if (why || !manifest) {
+        this.#o.emit({ kind: "step", code: "IMAGE_REFERRER_INVALID", message: `${where}: ${why}` });
+        continue;
+      }
+      if (!there) {
         await this.#o.copier.copyManifest(manifest, referrer.digest, where);
         this.#o.emit({
           kind: "step",

@@ -20,7 +20,7 @@ import {
   type FetchImageSignaturesOptions,
   readBlob,
 } from "./cosign_fetch.ts";
-import { listReferrers } from "./referrers.ts";
+import { listReferrers, referrerSubject } from "./referrers.ts";
 import { BUNDLE_MEDIA_TYPES, parseSigstoreBundle, type SigstoreBundle } from "./sigstore_bundle.ts";
 
 /** At most this many bundle referrers of one digest are read (a hostile list stays cheap). */
@@ -63,7 +63,7 @@ export async function fetchImageBundles(
     if (parsed.kind !== "image") {
       throw new MirrorError("IMAGE_SIGNATURE_INVALID", `${where}: a bundle referrer, not an index`);
     }
-    if (subjectOf(manifest.bytes) !== digest) continue;
+    if (referrerSubject(manifest.bytes) !== digest) continue;
     const index = parsed.layers.findIndex((l) => BUNDLE_MEDIA_TYPES.includes(l.mediaType));
     if (index < 0) {
       throw new MirrorError(
@@ -85,13 +85,4 @@ export async function fetchImageBundles(
     });
   }
   return out;
-}
-
-/** The manifest's `subject.digest`, or null. */
-function subjectOf(bytes: Uint8Array): string | null {
-  const body = JSON.parse(new TextDecoder().decode(bytes));
-  const subject = typeof body === "object" && body !== null ? body.subject : undefined;
-  return typeof subject === "object" && subject !== null && typeof subject.digest === "string"
-    ? subject.digest
-    : null;
 }

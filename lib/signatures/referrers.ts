@@ -174,6 +174,37 @@ export function referrerDescriptor(
 }
 
 /**
+ * The `subject.digest` a referrer manifest names, or null (none, or not JSON). A referrers list
+ * (an API answer or a fallback index) is written by others and proves nothing: a referrer belongs
+ * to the digest its own `subject` names.
+ */
+export function referrerSubject(bytes: Uint8Array): string | null {
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return null;
+  }
+  const subject = isObject(body) ? body.subject : undefined;
+  return isObject(subject) && typeof subject.digest === "string" ? subject.digest : null;
+}
+
+/**
+ * Why a listed referrer is skipped (null: it is `digest`'s): absent from the store that listed
+ * it, or its own `subject` names another digest.
+ */
+export function notReferrerOf(
+  manifest: { bytes: Uint8Array } | null,
+  digest: string,
+): string | null {
+  if (!manifest) return "listed by the source but not there; skipped";
+  const subject = referrerSubject(manifest.bytes);
+  return subject === digest
+    ? null
+    : `its subject is ${subject ?? "missing"}, not this image; skipped`;
+}
+
+/**
  * Parse and check a referrers index (an API page or the fallback tag's bytes).
  *
  * @param bytes the exact bytes

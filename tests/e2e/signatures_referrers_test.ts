@@ -322,6 +322,56 @@ Deno.test({
         },
       );
 
+      // Before: both foreign referrers were listed in this image's fallback index (3 referrers
+      // counted) and the one not at the destination was copied there.
+      await t.step(
+        "a referrer whose subject is another image: not copied, not listed, the own one travels",
+        async () => {
+          const { image, refs: [bundle] } = await withReferrers("team/foreign", 61);
+          const other = await pushTestImage(src, "team/foreign:2", { kind: "oci", seed: 62 });
+          const otherRaw = await skopeoInspectRaw(src, "team/foreign:2");
+          const subject = {
+            mediaType: MT.manifest,
+            digest: other.digest,
+            size: otherRaw.bytes.length,
+          };
+          const foreign = buildReferrer({
+            subject,
+            artifactType: MT.bundle,
+            content: '{"other":1}',
+          });
+          const planted = buildReferrer({ subject, artifactType: MT.spdx, content: '{"other":2}' });
+          const foreignRef = await pushReferrer(src, "team/foreign", foreign);
+          const plantedRef = await pushReferrer(src, "team/foreign", planted);
+          // Already at the destination (as the other image's referrer): a HEAD finds it there.
+          await pushReferrer(dst, "mirror/foreign", planted);
+          api.answers.set(
+            `team/foreign@${image.digest}`,
+            new Response(
+              new TextDecoder().decode(fallbackIndex([bundle, foreignRef, plantedRef])),
+              {
+                headers: { "content-type": MT.index },
+              },
+            ),
+          );
+          const out = await run("team/foreign:1");
+          assert.equal(out.code, 0, out.stderr);
+          assert.deepEqual(entriesOf(out).map(counts), [["pushed", "IMAGE_PUSHED", 0, 0, 0, 1]]);
+          assert.equal(await has(dst, "mirror/foreign", foreignRef.digest), false);
+          const held = await skopeoInspectRaw(dst, `mirror/foreign:${tagOf(image.digest)}`);
+          assert.deepEqual(held.bytes, fallbackIndex([bundle]));
+          const log = await logText(dir);
+          for (const r of [foreignRef, plantedRef]) {
+            assert.match(
+              log,
+              new RegExp(
+                `\\[IMAGE_REFERRER_INVALID\\] Image: [^ ]+/team/foreign@${r.digest} \\(referrer of ${image.digest}\\): its subject is ${other.digest}, not this image; skipped`,
+              ),
+            );
+          }
+        },
+      );
+
       await t.step(
         "a list of more than 1000 referrers is refused before any is copied",
         async () => {
