@@ -51,7 +51,7 @@ Deno.test("LayoutStore.tags(): a ref.name whose tag breaks the tag grammar fails
         });
         for (
           const list of [
-            async () => store.tags("team/app"),
+            () => Promise.resolve().then(() => store.tags("team/app")),
             () => store.tagList("team/app"),
           ]
         ) {
