@@ -137,7 +137,7 @@ export async function checkRules(
     if (image.source.tag === undefined && data.operation.updateLatest) {
       warn(
         at,
-        "pinned by digest only: mirrored by digest, no tag is written, and latest cannot point at it",
+        "pinned by digest only: written under the tag pinned-<algorithm>-<hex> (a manifest without a tag expires on Quay), which latest never points at",
       );
     }
     if (image.source.tag === "latest") {

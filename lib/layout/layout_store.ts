@@ -18,7 +18,7 @@ import { MirrorError } from "../errors.ts";
 import type { ArtifactStore, ReferrersPage } from "../registry/image_store.ts";
 import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
 import { sha256Digest } from "../registry/manifest.ts";
-import { isValidTag } from "../registry/reference.ts";
+import { isPinnedDigestTag, isValidTag, pinnedDigestTag } from "../registry/reference.ts";
 import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";
 
 /** How a view names images. */
@@ -97,7 +97,8 @@ export class LayoutStore implements ArtifactStore {
   }
 
   /** A tag's entry, or a manifest blob by digest (on disk or carried by an earlier export). */
-  async manifestHead(repository: string, ref: string): Promise<ManifestHead | null> {
+  async manifestHead(repository: string, tagOrDigest: string): Promise<ManifestHead | null> {
+    const ref = this.#digestOfPinnedTag(repository, tagOrDigest);
     const found = await this.#resolve(repository, ref);
     if (!found) return null;
     return {
@@ -109,7 +110,8 @@ export class LayoutStore implements ArtifactStore {
   }
 
   /** A manifest's bytes, verified against its digest. */
-  async manifestGet(repository: string, ref: string): Promise<ManifestBytes | null> {
+  async manifestGet(repository: string, tagOrDigest: string): Promise<ManifestBytes | null> {
+    const ref = this.#digestOfPinnedTag(repository, tagOrDigest);
     const name = refNameOf(this.#options.nameOf(repository), ref);
     const entry = this.#layout.entry(name);
     const digest = entry?.digest ?? (ref.includes(":") ? ref : null);
@@ -123,9 +125,10 @@ export class LayoutStore implements ArtifactStore {
   /** Write the manifest blob, then (for a tag or a pinned digest) its index.json entry. */
   async manifestPut(
     repository: string,
-    ref: string,
+    tagOrDigest: string,
     manifest: { mediaType: string; bytes: Uint8Array },
   ): Promise<string> {
+    const ref = this.#digestOfPinnedTag(repository, tagOrDigest);
     const digest = sha256Digest(manifest.bytes);
     const size = manifest.bytes.length;
     if ((await this.#manifestPresent(digest, repository)) === null) {
@@ -178,6 +181,20 @@ export class LayoutStore implements ArtifactStore {
     } finally {
       reading.abort();
     }
+  }
+
+  /**
+   * A layout names a digest-pinned image by its digest (`registry/repo@sha256:...`), so the tag a
+   * registry gets for it (reference.ts pinnedDigestTag) stands for that digest here.
+   */
+  #digestOfPinnedTag(repository: string, ref: string): string {
+    if (!isPinnedDigestTag(ref)) return ref;
+    const prefix = `${this.#options.nameOf(repository)}@`;
+    for (const name of this.#options.pinned ?? []) {
+      const digest = name.slice(prefix.length);
+      if (name.startsWith(prefix) && pinnedDigestTag(digest) === ref) return digest;
+    }
+    return ref;
   }
 
   /** On disk, or carried for this repository by an earlier export; records the use. */

@@ -33,7 +33,7 @@ import type {
 import type { Comparison } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
-import { formatReference, type Reference } from "../registry/reference.ts";
+import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import { applyPullBudget, pullsForHead, type SourceHead } from "./_plan_budget.ts";
 import type { HostBudget, RateLimit } from "./pull_budget.ts";
@@ -141,14 +141,19 @@ export interface BuildPlanOptions {
   budgetShare?: number;
 }
 
-/** The destination reference of an image on a target registry. */
+/**
+ * The destination reference of an image on a target registry: always a tag, never a digest
+ * alone. `name:tag@digest` writes `tag` (the digest decides the content); `name@digest` writes
+ * {@link pinnedDigestTag} (a manifest reachable by no tag expires on Quay and is collected by
+ * distribution's garbage collection).
+ */
 function destinationOf(image: ResolvedImage, registry: ResolvedRegistry): Reference {
   const ref: Reference = {
     registry: registry.host,
     repository: `${registry.namespace}/${image.repository}`,
   };
   if (image.source.tag !== undefined) ref.tag = image.source.tag;
-  else if (image.source.digest !== undefined) ref.digest = image.source.digest;
+  else if (image.source.digest !== undefined) ref.tag = pinnedDigestTag(image.source.digest);
   return ref;
 }
 

@@ -25,7 +25,7 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
 import { type HostPullGate, shouldStopHost } from "./pull_budget.ts";
-import { apiHost } from "../registry/reference.ts";
+import { apiHost, isPinnedDigestTag } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 
 /** Final status of a task. */
@@ -326,7 +326,7 @@ export function latestGroups(results: TaskResult[]): LatestGroup[] {
   for (const result of results) {
     const { task } = result;
     const tag = task.destination.tag;
-    if (tag === undefined || tag === "latest") continue;
+    if (tag === undefined || tag === "latest" || isPinnedDigestTag(tag)) continue;
     if ((result.status !== "pushed" && result.status !== "exists") || !result.digest) continue;
     const key = `${task.target}\n${task.destination.registry}/${task.destination.repository}`;
     let group = groups.get(key);

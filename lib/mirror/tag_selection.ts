@@ -53,6 +53,7 @@ import {
   type TagRules,
   type TagVersion,
 } from "../config/tag_rules.ts";
+import { isPinnedDigestTag } from "../registry/reference.ts";
 
 // The rules as data (types, compiling, checking, the version rule) live in config/tag_rules.ts,
 // which validate uses at config load; still importable from here.
@@ -174,14 +175,14 @@ function select(tags: readonly string[], rules: CompiledTagRules): TagSelection 
     current = kept;
   };
 
-  if (current.some(({ tag }) => ARTIFACT_TAG.test(tag))) {
-    apply(
-      "artifact",
-      ({ tag }) =>
-        ARTIFACT_TAG.test(tag)
-          ? "a signature, attestation, SBOM or referrers tag of another manifest, not an image"
-          : null,
-    );
+  const notAnImage = (tag: string) =>
+    ARTIFACT_TAG.test(tag)
+      ? "a signature, attestation, SBOM or referrers tag of another manifest, not an image"
+      : isPinnedDigestTag(tag)
+      ? "the tag bananna-bot writes for a digest-pinned image, not an image tag of its own"
+      : null;
+  if (current.some(({ tag }) => notAnImage(tag) !== null)) {
+    apply("artifact", ({ tag }) => notAnImage(tag));
   }
   for (const filter of tagFilters(rules)) {
     apply(filter.rule, ({ tag, version }) => filter.why(tag, version));

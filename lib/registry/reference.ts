@@ -260,6 +260,39 @@ export function formatReference(ref: Reference): string {
   }`;
 }
 
+/** The prefix of {@link pinnedDigestTag}: no cosign tag, referrers fallback tag or version starts so. */
+const PINNED_PREFIX = "pinned-";
+const PINNED_TAG = /^pinned-(?:sha256-[a-f0-9]{64}|sha512-[a-f0-9]{114})$/;
+
+/**
+ * The tag a digest-pinned image (`name@sha256:...`) is written under, so that every manifest the
+ * mirror writes is reachable by a tag: Quay expires a top-level manifest pushed by digest alone
+ * after an hour, and `garbage-collect --delete-untagged` removes it from distribution. It is
+ * `pinned-<algorithm>-<hex>`: the same on every run (a re-run finds it and writes nothing), a
+ * valid tag of at most 128 characters (a sha512 keeps its first 114 hex digits, 456 bits), and
+ * distinct from cosign's `sha256-<hex>.sig/.att/.sbom` and the referrers fallback tag
+ * `sha256-<hex>`. Tag rules, `latest` and the tag listing of a mirror never pick it
+ * ({@link isPinnedDigestTag}).
+ *
+ * @example
+ * ```ts
+ * import { pinnedDigestTag } from "./reference.ts";
+ * import assert from "node:assert/strict";
+ * assert.equal(pinnedDigestTag(`sha256:${"ab".repeat(32)}`), `pinned-sha256-${"ab".repeat(32)}`);
+ * assert.equal(pinnedDigestTag(`sha512:${"c".repeat(128)}`).length, 128);
+ * ```
+ * @throws {RangeError} when `digest` is not a valid digest.
+ */
+export function pinnedDigestTag(digest: string): string {
+  if (!validDigest(digest)) throw new RangeError(`not a digest: ${JSON.stringify(digest)}`);
+  return `${PINNED_PREFIX}${digest.replace(":", "-")}`.slice(0, 128);
+}
+
+/** Is `tag` a {@link pinnedDigestTag}? */
+export function isPinnedDigestTag(tag: string): boolean {
+  return PINNED_TAG.test(tag);
+}
+
 /** The tag or digest to address a manifest by (digest wins). */
 export function manifestRef(ref: Reference): string {
   return ref.digest ?? ref.tag ?? "latest";

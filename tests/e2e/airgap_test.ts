@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { parseAllDocuments as parseAll } from "yaml";
 import { createHash } from "node:crypto";
 import { readExportManifest } from "../../lib/layout/export_manifest.ts";
+import { pinnedDigestTag } from "../../lib/registry/reference.ts";
 import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -309,7 +310,8 @@ Deno.test({
       const exported = await airgapCli(dir, ["export", "--to", out], { config, env });
       assert.equal(exported.code, 0, exported.stderr + exported.stdout);
       assert.deepEqual(statuses(exported.report), [
-        `export/${src.host}/tools/pin@${pin.digest} pushed`,
+        // Written under the pinned tag, but the layout names it by digest (next assertion).
+        `export/${src.host}/tools/pin:${pinnedDigestTag(pin.digest)} pushed`,
         `export/${src.host}/team/rel:2.0 pushed`,
         `export/${src.host}/team/rel:1.1 pushed`,
       ]);
@@ -325,11 +327,14 @@ Deno.test({
       const run = await airgapCli(dir, ["import", "--from", out], { config, env });
       assert.equal(run.code, 0, run.stderr + run.stdout);
       assert.deepEqual(statuses(run.report), [
-        `mirror/pin@${pin.digest} pushed`,
+        `mirror/pin:${pinnedDigestTag(pin.digest)} pushed`,
         "mirror/rel:2.0 pushed",
         "mirror/rel:1.1 pushed",
       ]);
-      assert.equal((await skopeoInspectRaw(dst, `mirror/pin@${pin.digest}`)).digest, pin.digest);
+      assert.equal(
+        (await skopeoInspectRaw(dst, `mirror/pin:${pinnedDigestTag(pin.digest)}`)).digest,
+        pin.digest,
+      );
       assert.equal((await skopeoInspectRaw(dst, "mirror/rel:1.1")).digest, r11.digest);
       assert.equal((await skopeoInspectRaw(dst, "mirror/rel:latest")).digest, r20.digest);
     } finally {

@@ -156,6 +156,13 @@ Deno.test("latestGroups() picks every repository holding a mirrored tag, candida
     digest: "sha256:c",
     code: "IMAGE_TAG_DRIFT" as const,
     durationMs: 0,
+  }, {
+    // A digest-pinned image's tag is never a candidate for latest.
+    task: task(4, `a:pinned-sha256-${"e".repeat(64)}`),
+    status: "pushed" as const,
+    digest: "sha256:e",
+    code: "IMAGE_PUSHED" as const,
+    durationMs: 0,
   }]);
   // b got no new tag but is still reconciled (a crash may have left its latest behind); c holds
   // no mirrored tag (drift only): nothing to point at.

@@ -542,7 +542,7 @@ Deno.test("compileTagRules() and selectTags() throw TagRulesError on rules that 
   }
 });
 
-Deno.test("selectTags() never selects cosign or referrers-fallback tags (rule artifact)", () => {
+Deno.test("selectTags() never selects cosign, referrers-fallback or digest-pinned tags (rule artifact)", () => {
   const hex = "0123456789abcdef".repeat(4);
   const tags = [
     "1.0.0",
@@ -550,6 +550,7 @@ Deno.test("selectTags() never selects cosign or referrers-fallback tags (rule ar
     `sha256-${hex}.att`,
     `sha256-${hex}.sbom`,
     `sha256-${hex}`,
+    `pinned-sha256-${hex}`,
     "sha-abc",
   ];
   const all = selectTags(tags, {});
@@ -559,10 +560,11 @@ Deno.test("selectTags() never selects cosign or referrers-fallback tags (rule ar
     [`sha256-${hex}.att`, "artifact"],
     [`sha256-${hex}.sbom`, "artifact"],
     [`sha256-${hex}`, "artifact"],
+    [`pinned-sha256-${hex}`, "artifact"],
   ]);
-  assert.deepEqual(all.steps, [{ rule: "artifact", kept: 2, dropped: 4 }]);
+  assert.deepEqual(all.steps, [{ rule: "artifact", kept: 2, dropped: 5 }]);
   // An include that would match them does not bring them back.
-  assert.deepEqual(selectTags(tags, { include: ["^sha"] }).selected, ["sha-abc"]);
+  assert.deepEqual(selectTags(tags, { include: ["^sha", "^pinned"] }).selected, ["sha-abc"]);
   // No step when the listing has none.
   assert.deepEqual(selectTags(["1.0.0"], {}).steps, []);
 });

@@ -3,12 +3,16 @@ import {
   apiHost,
   formatReference,
   isLoopbackHost,
+  isPinnedDigestTag,
   isValidRepository,
   isValidTag,
   parseReference,
+  pinnedDigestTag,
   ReferenceError,
   validDigest,
 } from "../../lib/registry/reference.ts";
+import { ARTIFACT_TAG } from "../../lib/config/tag_rules.ts";
+import { parseVersion } from "../../lib/mirror/latest.ts";
 
 const D = "sha256:" + "a".repeat(64);
 
@@ -140,4 +144,43 @@ Deno.test("isValidRepository() and isValidTag() refuse anything that could steer
   for (const bad of ["", "..", ".x", "-x", "a/b", "a?b", "a:b", "x".repeat(129), 1]) {
     assert.equal(isValidTag(bad), false, String(bad));
   }
+});
+
+Deno.test("pinnedDigestTag(): a valid tag of at most 128 characters, the same every time, never a cosign, referrers or version tag", () => {
+  const digests = [
+    D,
+    `sha256:${"0123456789abcdef".repeat(4)}`,
+    `sha512:${"f".repeat(128)}`,
+    `sha512:${"0123456789abcdef".repeat(8)}`,
+  ];
+  const tags = digests.map(pinnedDigestTag);
+  assert.equal(tags[0], `pinned-sha256-${"a".repeat(64)}`);
+  assert.equal(tags[2], `pinned-sha512-${"f".repeat(114)}`);
+  for (const [i, tag] of tags.entries()) {
+    assert.ok(isValidTag(tag), tag);
+    assert.ok(tag.length <= 128, tag);
+    assert.equal(pinnedDigestTag(digests[i]), tag, "idempotent");
+    assert.ok(isPinnedDigestTag(tag), tag);
+    assert.equal(parseVersion(tag), null, "never a version, so never chosen for latest");
+    const hex = digests[i].slice(7);
+    const algorithm = digests[i].slice(0, 6);
+    for (const suffix of ["", ".sig", ".att", ".sbom"]) {
+      assert.notEqual(tag, `${algorithm}-${hex}${suffix}`);
+    }
+    assert.equal(ARTIFACT_TAG.test(tag), false);
+  }
+  assert.equal(new Set(tags).size, tags.length);
+  for (
+    const tag of [
+      "latest",
+      "1.2.3",
+      `sha256-${"a".repeat(64)}`,
+      `sha256-${"a".repeat(64)}.sig`,
+      "pinned-sha256-abc",
+    ]
+  ) {
+    assert.equal(isPinnedDigestTag(tag), false, tag);
+  }
+  assert.throws(() => pinnedDigestTag("sha256:abc"), RangeError);
+  assert.throws(() => pinnedDigestTag("a:b/../../x"), RangeError);
 });
