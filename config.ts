@@ -23,11 +23,9 @@ export default defineConfig({
     keepArchives: 12,
   },
   operation: {
-    engine: "docker",
-    platform: "linux/amd64",
+    engine: "registry", // the default; "docker" needs a docker daemon (not in the container image)
     continueOnError: true,
     createReposIfNotExists: true,
-    cleanupLocalImages: true,
     concurrency: 2,
   },
   images: {

@@ -1,6 +1,7 @@
 /**
  * `bananna-bot validate`: load and check the config, print every problem with its path (errors
- * and warnings), or a short summary. Makes no network request. Returns 0 or 2.
+ * and warnings), or a short summary. Makes no network request; with `engine: docker` it asks the
+ * local docker daemon `docker version` and warns when none answers. Returns 0 or 2.
  *
  * @module
  */
@@ -8,6 +9,9 @@ import type { ValidateCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
 import { checkConfig } from "../config/load_config.ts";
+import type { ConfigProblem } from "../errors.ts";
+import { MirrorError } from "../errors.ts";
+import { Secrets } from "../log/redact.ts";
 
 /** Run `validate`. */
 export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number> {
@@ -18,6 +22,10 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
     noColor: Boolean(io.env.NO_COLOR),
   });
   const check = await checkConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  if (check.config?.operation.engine === "docker") {
+    const problem = await dockerDaemonProblem(io.env, check.config.operation.dockerTimeout);
+    if (problem) check.problems.push(problem);
+  }
   const errors = check.problems.filter((p) => p.severity !== "warning");
   const warnings = check.problems.filter((p) => p.severity === "warning");
   for (const p of errors) terminal.error(`error: ${p.path ? `${p.path}: ` : ""}${p.message}`);
@@ -49,4 +57,39 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
     );
   }
   return 0;
+}
+
+/**
+ * `engine: docker` needs a daemon that answers: a warning (not an error, the run may happen on
+ * another machine) saying so, or null. At most 10 s.
+ */
+async function dockerDaemonProblem(
+  env: Record<string, string | undefined>,
+  dockerTimeout: number,
+): Promise<ConfigProblem | null> {
+  const { DockerEngine } = await import("../engine/docker_engine.ts");
+  const engine = new DockerEngine({
+    clientFor: () => {
+      throw new Error("validate copies nothing");
+    },
+    dockerTimeoutMs: Math.min(dockerTimeout, 10) * 1000,
+    maxRetries: 0,
+    retryDelayMs: 0,
+    cleanupLocalImages: false,
+    env,
+    secrets: new Secrets(),
+  });
+  try {
+    await engine.prepare();
+    return null;
+  } catch (error) {
+    if (!(error instanceof MirrorError)) throw error;
+    return {
+      path: "operation.engine",
+      severity: "warning",
+      message: `engine docker, but a run here would fail [${error.code}]: ${error.message}`,
+    };
+  } finally {
+    await engine.close();
+  }
 }

@@ -138,7 +138,12 @@ export const platformsSchema = z.array(platformSchema, {
 
 /** Operation settings. */
 export const operationSchema = z.strictObject({
-  engine: z.enum(["docker", "registry"]).default("docker"),
+  /**
+   * `registry` (default): daemonless copy that keeps digests and carries signatures. `docker`:
+   * pull, tag and push through a docker daemon (the original tool's behaviour); needs the docker
+   * CLI and a daemon that answers.
+   */
+  engine: z.enum(["docker", "registry"]).default("registry"),
   continueOnError: z.boolean().default(true),
   createReposIfNotExists: z.boolean().default(true),
   cleanupLocalImages: z.boolean().default(false),

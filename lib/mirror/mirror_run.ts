@@ -68,7 +68,7 @@ export interface MirrorRunOptions {
   images: ResolvedImage[];
   /** The repositories whose tags rules select (the config's, filtered by `--only`). */
   repositories: ResolvedRepository[];
-  /** Plan only: nothing is written, docker is not prepared, Quay tokens are not checked. */
+  /** Plan only: nothing written, no Quay token check; docker still prepared (fails early). */
   dryRun: boolean;
   /** A person is at a terminal and may be asked for credentials. */
   interactive: boolean;
@@ -171,7 +171,7 @@ export class MirrorRun implements AsyncDisposable {
       }engine ${op.engine}, concurrency ${op.concurrency}`,
     );
     const engine = this.#engine = await this.#makeEngine();
-    if (!dryRun) await engine.prepare(signal);
+    await engine.prepare(signal); // a dry run too: no "Would push" from a run that cannot push
     const logins = await loginAll({
       config,
       images,

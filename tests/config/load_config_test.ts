@@ -47,7 +47,7 @@ Deno.test("loadConfig() resolves defaults, schemes, relative paths and destinati
     assert.equal(config.registries.plain.scheme, "http");
     assert.equal(config.log.dir, `${dir}/etc/../var/log`);
     assert.equal(config.log.rotationDays, 7);
-    assert.equal(config.operation.engine, "docker");
+    assert.equal(config.operation.engine, "registry", "the default engine needs no daemon");
     assert.equal(config.operation.dockerHubReserve, 10);
     assert.deepEqual(config.images.map((i) => i.repository), ["nginx", "node-exporter-mirror"]);
     assert.deepEqual(config.images[0].source, {

@@ -241,6 +241,7 @@ Deno.test("validate accepts good YAML and JSON, resolving ${VAR} and relative pa
         config(
           "  prod: { url: quay.corp.internal, namespace: platform, apiToken: literal-token-1 }",
           '  "nginx:1": { targets: [prod] }',
+          "operation: { engine: docker }",
         ),
       );
       assert.equal(run.code, 0, run.stderr);
