@@ -149,7 +149,7 @@ async function importSession(
         interactive: io.isTerminal && !cmd.nonInteractive,
         env: io.env,
         signal: io.signal,
-        sourceStores: source.stores,
+        stores: source.stores,
         ...context,
       });
       return await run.execute(context.startedAt);

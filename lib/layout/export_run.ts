@@ -1,10 +1,12 @@
 /**
- * `export` as a library: the mirror plan with an OCI layout as the one target. Every image the
+ * `export` as a library: the mirror run (lib/mirror/mirror_run.ts) whose one target is an OCI
+ * layout, the store of the pseudo-host {@link LAYOUT_HOST} ({@link HostStores}). Every image the
  * config selects (explicit images and the tags `repositories` rules select, `--only` applied) is
- * planned by plan.ts over the registry probe, with the layout standing in for the targets, and
- * copied by the registry engine registry -> layout (oci_layout.ts writes crash-safely). Only the
- * source hosts are logged into; targets are not contacted (they are recorded per image in the
- * `io.bananna-bot.targets` annotation and in bananna-export.json, written last).
+ * planned, verified, copied (registry engine; oci_layout.ts writes crash-safely) and reported by
+ * the run's own rules (pull budget and 429 gate, retries, signatures); then the export's own
+ * after-step writes bananna-export.json (last) and the tar parts. Only the source hosts are logged
+ * into; targets are not contacted (they are recorded per image in the `io.bananna-bot.targets`
+ * annotation and in bananna-export.json).
  *
  * The layout names an image by its full source reference (`registry/repo:tag`): the plan's
  * destination repository is `export/<registry>/<repo>` on the pseudo-host {@link LAYOUT_HOST},
@@ -26,20 +28,12 @@
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { ARTIFACT_TAG } from "../config/tag_rules.ts";
-import { RegistryEngine } from "../engine/registry_engine.ts";
-import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
-import { loginAll } from "../mirror/logins.ts";
-import { buildPlan } from "../mirror/plan.ts";
-import { RegistryProbe } from "../mirror/registry_probe.ts";
-import { selectionEntries } from "../mirror/repository_selection.ts";
-import { buildReport, planResults, type Report } from "../mirror/report.ts";
-import { type MirrorEvent, runPlan, type TaskResult } from "../mirror/run_plan.ts";
-import { listedTags, supplyChainStep } from "../mirror/supply_chain.ts";
-import { SignatureVerifier } from "../mirror/verify_signatures.ts";
+import { createMirrorRun, type HostStores } from "../mirror/mirror_run.ts";
+import type { Report } from "../mirror/report.ts";
+import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import { formatReference } from "../registry/reference.ts";
-import { hostLimits, RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
 import {
   carriedBefore,
@@ -54,7 +48,6 @@ import {
   sinceChain,
   writeExportManifest,
 } from "./export_manifest.ts";
-import { layoutProbe } from "./layout_probe.ts";
 import { writeParts } from "./tar_parts.ts";
 import { LayoutStore } from "./layout_store.ts";
 import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
@@ -91,14 +84,14 @@ export interface ExportRunOptions {
 }
 
 /**
- * Run an export: plan, copy into the layout, write bananna-export.json last.
+ * Run an export: the mirror run (lib/mirror/mirror_run.ts) with the layout as the store of its one
+ * target, then its after-step: bananna-export.json last (and the tar parts), unless interrupted.
  *
  * @returns the report (task failures are in it, not thrown).
  * @throws {UsageError} a bad `--since` file; {MirrorError} what stops the run (login, lock).
  */
 export async function runExport(options: ExportRunOptions, startedAt: Date): Promise<Report> {
-  const { config, logger, signal, dryRun } = options;
-  const op = config.operation;
+  const { config, logger, dryRun } = options;
   const prev = options.since ? await readExportManifest(options.since) : null;
   const known = knownBlobs(prev);
   logger.info(
@@ -108,146 +101,87 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
       options.repositories.length ? `, ${options.repositories.length} repositor(ies) by rules` : ""
     }${prev ? `, since ${prev.manifest.id} (${prev.path})` : ""}`,
   );
-  const hosts = new RegistryHosts({
-    hosts: Object.values(config.sources),
-    ...hostLimits(op),
-    secrets: options.secrets,
-    onRetry: (error, retry) =>
-      logger.warn("MIRROR_RETRY", "Retry", `${errorMessage(error)}; retry ${retry}`),
-  });
-  let layout: OciLayout | null = null;
+  const layout = dryRun
+    ? await OciLayout.read(options.dir, { known }).catch(() => null)
+    : await OciLayout.create(options.dir, {
+      known,
+      maxManifestBytes: config.operation.maxManifestBytes,
+    });
   try {
-    if (!dryRun) {
-      layout = await OciLayout.create(options.dir, {
-        known,
-        maxManifestBytes: op.maxManifestBytes,
-      });
-      // A manifest names a complete export: gone until this one is complete.
-      await Deno.remove(`${options.dir}/${EXPORT_MANIFEST}`).catch(() => {});
-    } else {
-      layout = await OciLayout.read(options.dir, { known }).catch(() => null);
-    }
-    const logins = await loginAll({
-      config,
-      images: options.images.map((i) => ({ ...i, targets: [] })),
-      repositories: options.repositories.map((r) => ({ ...r, targets: [] })),
-      hosts,
-      logger,
-      secrets: options.secrets,
-      env: options.env,
-      interactive: options.interactive,
-      say: options.say,
-      signal,
-    });
+    // A manifest names a complete export: gone until this one is complete.
+    if (!dryRun) await Deno.remove(`${options.dir}/${EXPORT_MANIFEST}`).catch(() => {});
     const recorded = recordedTargets(options.images, options.repositories);
-    const pinned = new Set(
-      options.images.filter((i) => i.source.digest !== undefined && i.source.tag === undefined)
-        .map((i) => formatReference(i.source)),
-    );
-    const view = (carryManifests: boolean) =>
-      layout
-        ? new LayoutStore(layout, {
-          host: LAYOUT_HOST,
-          nameOf: (repository) => repository.slice(NAMESPACE.length + 1),
-          annotations: (name) => annotationsOf(recorded, name),
-          pinned,
-          carryManifests,
-        })
-        : null;
-    // Images through a view that writes every manifest they list (a re-tag of a digest PREV
-    // carried imports from this layout); their supply chain through one that inherits PREV's.
-    const store = view(true);
-    const chainStore = view(false);
     const derived = exportConfig(config, options.images, options.repositories);
-    const probe = new RegistryProbe({
-      hosts,
-      quay: () => {
-        throw new Error("export never asks Quay");
-      },
+    await using run = createMirrorRun({
+      ...options,
+      ...derived,
+      stores: layoutStores(layout, { recorded, images: options.images }),
     });
-    const plan = await buildPlan(
-      derived.config,
-      layoutProbe(probe, new Map([[LAYOUT_HOST, store]])),
-      {
-        comparison: "manifest",
-        images: derived.images,
-        repositories: derived.repositories,
-        signal,
-        brokenHosts: logins.broken,
-      },
-    );
-    const report = (results: ReturnType<typeof planResults>, interrupted: boolean) =>
-      buildReport(results, {
-        version: VERSION,
-        engine: "registry",
-        config: config.file,
-        dryRun,
-        interrupted,
-        startedAt,
-        endedAt: new Date(),
-        latest: [],
-        selection: selectionEntries(plan.selections ?? []),
-        secrets: options.secrets,
-        pullBudget: plan.pullBudget,
-        bandwidth: hosts.bandwidthUsage(),
-      });
-    if (dryRun || !layout || !store) return report(planResults(plan), false);
-    const verifier = new SignatureVerifier({
-      clientFor: (host) => hosts.client(host),
-      onVerified: (source, fingerprint) =>
-        logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
-    });
-    const engine = new RegistryEngine({
-      clientFor: (host) => host === LAYOUT_HOST ? store : hosts.client(host),
-    });
-    const chainEngine = new RegistryEngine({
-      clientFor: (host) => host === LAYOUT_HOST && chainStore ? chainStore : hosts.client(host),
-    });
-    const outcome = await runPlan(plan, {
-      engine,
-      concurrency: op.concurrency,
-      continueOnError: op.continueOnError,
-      credentials: logins.credentials,
-      signal,
-      verify: (task, s) => verifier.verify(task, s),
-      onEvent: options.onEvent,
-      // Signatures, attestations, SBOMs and referrers go into the layout with each image (the
-      // registry engine copies here whatever `operation.engine` says: digests are kept).
-      supplyChain: supplyChainStep(chainEngine, {
-        operation: { ...op, engine: "registry" },
-        emit: (task, event) => options.onEvent({ kind: "engine", task, event }),
-        listed: listedTags(plan),
-      }),
-    });
-    if (!outcome.interrupted) {
-      const manifest = await writeManifest(layout, {
+    const report = await run.execute(startedAt);
+    if (layout && !dryRun && !report.interrupted) {
+      await writeExportFiles(layout, options, {
         prev,
         recorded,
         known,
-        carried: carriedByRef(outcome.results),
+        carried: carriedByRef(run.results),
       });
-      let parts = "";
-      if (options.partSize !== undefined) {
-        // The tar holds the layout; bananna-export.json stays beside the parts, listing them.
-        const written = await writeParts(options.dir, options.dir, {
-          partSize: options.partSize,
-          exclude: [EXPORT_MANIFEST],
-          signal,
-        });
-        await writeExportManifest(options.dir, { ...manifest, parts: written.parts });
-        parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...)`;
-      }
-      logger.info(
-        "MIRROR_LAYOUT_WRITTEN",
-        "Export",
-        `${options.dir}/${EXPORT_MANIFEST} written: ${layout.entries().length} image(s)${parts}`,
-      );
     }
-    return report(outcome.results, outcome.interrupted);
+    return report;
   } finally {
     await layout?.[Symbol.asyncDispose]();
-    hosts.closeAll();
   }
+}
+
+/**
+ * The layout as the store of {@link LAYOUT_HOST}: images through a view that writes every
+ * manifest they list (a re-tag of a digest PREV carried imports from this layout), their supply
+ * chain through one that inherits PREV's.
+ */
+function layoutStores(
+  layout: OciLayout | null,
+  context: { recorded: Recorded; images: ResolvedImage[] },
+): HostStores {
+  const pinned = new Set(
+    context.images.filter((i) => i.source.digest !== undefined && i.source.tag === undefined)
+      .map((i) => formatReference(i.source)),
+  );
+  const view = (carryManifests: boolean) =>
+    layout
+      ? new LayoutStore(layout, {
+        host: LAYOUT_HOST,
+        nameOf: (repository) => repository.slice(NAMESPACE.length + 1),
+        annotations: (name) => annotationsOf(context.recorded, name),
+        pinned,
+        carryManifests,
+      })
+      : null;
+  const views = { image: view(true), supplyChain: view(false) };
+  return { hosts: new Set([LAYOUT_HOST]), storeFor: (_host, use) => views[use] };
+}
+
+/** bananna-export.json, then (with `--part-size`) the tar parts, listed in it. */
+async function writeExportFiles(
+  layout: OciLayout,
+  options: ExportRunOptions,
+  context: Parameters<typeof writeManifest>[1],
+): Promise<void> {
+  const manifest = await writeManifest(layout, context);
+  let parts = "";
+  if (options.partSize !== undefined) {
+    // The tar holds the layout; bananna-export.json stays beside the parts, listing them.
+    const written = await writeParts(options.dir, options.dir, {
+      partSize: options.partSize,
+      exclude: [EXPORT_MANIFEST],
+      signal: options.signal,
+    });
+    await writeExportManifest(options.dir, { ...manifest, parts: written.parts });
+    parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...)`;
+  }
+  options.logger.info(
+    "MIRROR_LAYOUT_WRITTEN",
+    "Export",
+    `${options.dir}/${EXPORT_MANIFEST} written: ${layout.entries().length} image(s)${parts}`,
+  );
 }
 
 /** The config the plan sees: every entry's one target is the layout. */
@@ -279,7 +213,13 @@ function exportConfig(
           organization: NAMESPACE,
         },
       },
-      operation: { ...config.operation, createReposIfNotExists: false },
+      // The layout keeps digests (registry engine); it has no Quay API and no `latest`.
+      operation: {
+        ...config.operation,
+        engine: "registry",
+        createReposIfNotExists: false,
+        updateLatest: false,
+      },
       images: derivedImages,
       repositories: derivedRepos,
     },
@@ -319,7 +259,7 @@ function annotationsOf(recorded: Recorded, refName: string): Record<string, stri
 
 /** The supply-chain counts of each exported image, by its full source reference. */
 function carriedByRef(
-  results: TaskResult[],
+  results: readonly TaskResult[],
 ): Map<string, NonNullable<ExportedImage["supplyChain"]>> {
   const out = new Map<string, NonNullable<ExportedImage["supplyChain"]>>();
   for (const result of results) {

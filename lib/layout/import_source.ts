@@ -1,7 +1,7 @@
 /**
  * `import`'s source side: an export directory (OCI layout + bananna-export.json) read and
  * checked, the config's entries matched against what it holds, and the layout offered to the
- * mirror run as the store of every source host it names ({@link SourceStores}), so the run's own
+ * mirror run as the store of every source host it names ({@link HostStores}), so the run's own
  * rules (Quay repositories, never-overwrite and drift, `latest`, report, lock, dry run) apply and
  * the source registries are never contacted.
  *
@@ -14,7 +14,7 @@
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
-import type { SourceStores } from "../mirror/mirror_run.ts";
+import type { HostStores } from "../mirror/mirror_run.ts";
 import { formatReference } from "../registry/reference.ts";
 import {
   EXPORT_MANIFEST,
@@ -22,7 +22,6 @@ import {
   fileSum,
   readExportManifest,
 } from "./export_manifest.ts";
-import { layoutProbe } from "./layout_probe.ts";
 import { LayoutStore } from "./layout_store.ts";
 import { type KnownBlob, OciLayout } from "./oci_layout.ts";
 
@@ -34,7 +33,7 @@ export interface ImportSource {
   repositories: ResolvedRepository[];
   /** Config entries the export does not carry (skipped, for the log). */
   missing: string[];
-  stores: SourceStores;
+  stores: HostStores;
 }
 
 /**
@@ -121,7 +120,7 @@ export async function openImportSource(
     );
   }
   const hosts = new Set(manifest.images.map((i) => i.ref.split("/")[0]));
-  const views = new Map<string, LayoutStore | null>(
+  const views = new Map(
     [...hosts].map((
       host,
     ) => [host, new LayoutStore(layout, { host, nameOf: (r) => `${host}/${r}` })]),
@@ -132,10 +131,6 @@ export async function openImportSource(
     images,
     repositories,
     missing,
-    stores: {
-      hosts,
-      storeFor: (host) => views.get(host) as LayoutStore,
-      probe: (inner) => layoutProbe(inner, views),
-    },
+    stores: { hosts, storeFor: (host) => views.get(host) ?? null },
   };
 }

@@ -38,8 +38,8 @@ export interface LoginOptions {
   /** Where messages for the person at the prompt go. */
   say: (text: string) => void;
   signal: AbortSignal;
-  /** Source hosts never contacted (an import reads their images from a layout). */
-  skipSources?: ReadonlySet<string>;
+  /** Hosts never contacted: their images live in a store of their own (mirror_run.ts HostStores). */
+  skipHosts?: ReadonlySet<string>;
 }
 
 /**
@@ -56,11 +56,12 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
   const { config, logger } = options;
   const hosts = new Map<string, { repository: string; destination: boolean }>();
   for (const image of [...options.images, ...options.repositories ?? []]) {
-    if (!hosts.has(image.source.registry) && !options.skipSources?.has(image.source.registry)) {
+    if (!hosts.has(image.source.registry) && !options.skipHosts?.has(image.source.registry)) {
       hosts.set(image.source.registry, { repository: image.source.repository, destination: false });
     }
     for (const target of image.targets) {
       const registry = config.registries[target];
+      if (options.skipHosts?.has(registry.host)) continue;
       hosts.set(registry.host, {
         repository: `${registry.namespace}/${image.repository}`,
         destination: true,

@@ -9,7 +9,11 @@
  * - credentials: logins.ts, before any image work; verified clients go to the host pool
  *   (registry/registry_hosts.ts), the credentials themselves go to the engine with each copy;
  * - Quay API tokens: checked once per target before planning (not in a dry run); a refused one
- *   fails that target's tasks, as an input of the plan;
+ *   fails that target's tasks, as an input of the plan (quay_repositories.ts);
+ * - stores: the store of a host is its registry client, or for the hosts of
+ *   {@link MirrorRunOptions.stores} an OCI layout (export's destination, import's sources); the
+ *   plan, the engine and the verifier read and write through {@link MirrorRun}'s one `#storeFor`,
+ *   so every rule below holds for mirror, export and import alike;
  * - plan: plan.ts over registry_probe.ts, with broken hosts and targets as inputs; its last step
  *   defers what the source hosts' pull budget (rate-limit headers) has no room for;
  * - 429 storm: a source host answering 429 with a Retry-After beyond `retryDelay * maxRetries`
@@ -34,7 +38,6 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import { CODES } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
-import { ensureRepository, QuayClient } from "../quay_client.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
 import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
@@ -43,8 +46,9 @@ import { VERSION } from "../version.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "./supply_chain_state.ts";
-import { buildPlan, type MirrorPlan, type PlanProbe, type PlanTask } from "./plan.ts";
+import { buildPlan, type MirrorPlan } from "./plan.ts";
 import { HostPullGate } from "./pull_budget.ts";
+import { QuayRepositories } from "./quay_repositories.ts";
 import { RegistryProbe } from "./registry_probe.ts";
 import { selectionEntries, selectionLines } from "./repository_selection.ts";
 import { buildReport, planLine, planResults, type Report } from "./report.ts";
@@ -54,6 +58,7 @@ import {
   type MirrorEvent,
   type RunOutcome,
   runPlan,
+  type TaskResult,
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
@@ -86,20 +91,24 @@ export interface MirrorRunOptions {
   onEvent: (event: MirrorEvent) => void;
   /** This run's shard (`--shard`, shard.ts), recorded in the report. */
   shard?: { index: number; count: number } | null;
-  /**
-   * Import: source hosts whose images live elsewhere (an OCI layout). They are never contacted:
-   * no login, the plan reads them through `probe`, the engine copies images and their supply
-   * chain from `storeFor(host)`, and `verify` keys are checked against its signatures.
-   */
-  sourceStores?: SourceStores;
+  /** Hosts whose images live in a store of their own, not a registry (export, import). */
+  stores?: HostStores;
 }
 
-/** Where the images of some source hosts live instead of their registries (import). */
-export interface SourceStores {
+/**
+ * Hosts whose images live in a store of their own (an OCI layout) instead of a registry: export's
+ * destination, import's sources. They are never contacted and never logged into; the plan reads
+ * them, the engine copies from and to them, and `verify` keys are checked against their
+ * signatures, all through {@link HostStores.storeFor}.
+ */
+export interface HostStores {
   hosts: ReadonlySet<string>;
-  storeFor: (host: string) => ArtifactStore;
-  /** The plan's reads: those of these hosts answered by the stores, the rest by `inner`. */
-  probe: (inner: PlanProbe) => PlanProbe;
+  /**
+   * The store of a host in `hosts`; null: an empty one (a dry-run export to a directory not there
+   * yet). `use` "supplyChain" is the view the supply-chain step copies through (an export
+   * `--since` counts the earlier export's signature manifests as present, not its images').
+   */
+  storeFor: (host: string, use: "image" | "supplyChain") => ArtifactStore | null;
 }
 
 /**
@@ -123,16 +132,18 @@ export function createMirrorRun(options: MirrorRunOptions): MirrorRun {
 export class MirrorRun implements AsyncDisposable {
   #options: MirrorRunOptions;
   #hosts: RegistryHosts;
-  #quay = new Map<string, QuayClient>();
+  #quay: QuayRepositories;
   #engine?: Engine;
   /** The registry engine's supply-chain memo, saved after the run. */
   #chainMemo?: SupplyChainState;
   #gate = new HostPullGate();
+  #results: readonly TaskResult[] = [];
 
   /** Use {@link createMirrorRun}. */
   constructor(options: MirrorRunOptions) {
     this.#options = options;
     const { config, logger } = options;
+    this.#quay = new QuayRepositories(config, options.secrets);
     const op = config.operation;
     this.#hosts = new RegistryHosts({
       hosts: [...Object.values(config.registries), ...Object.values(config.sources)],
@@ -183,14 +194,19 @@ export class MirrorRun implements AsyncDisposable {
       interactive: this.#options.interactive,
       say: this.#options.say,
       signal,
-      skipSources: this.#options.sourceStores?.hosts,
+      skipHosts: this.#options.stores?.hosts,
     });
-    const brokenTargets = dryRun ? new Map<string, MirrorError>() : await this.#checkQuayTokens();
+    const brokenTargets = dryRun
+      ? new Map<string, MirrorError>()
+      : await this.#quay.checkTokens([...images, ...repositories], { logger, signal });
     const state = await MirrorState.load(config.log.dir);
-    const probe = new RegistryProbe({ hosts: this.#hosts, quay: (name) => this.#quayFor(name) });
+    const probe = new RegistryProbe({
+      storeFor: (host) => this.#storeFor(host),
+      quay: this.#quay,
+    });
     const plan = await buildPlan(
       config,
-      this.#options.sourceStores?.probe(probe) ?? probe,
+      probe,
       {
         comparison: engine.comparison,
         images,
@@ -204,6 +220,7 @@ export class MirrorRun implements AsyncDisposable {
     );
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
     const outcome = await this.#run(plan, engine, logins);
+    this.#results = outcome.results;
     if (engine.comparison === "config") await this.#recordState(state, outcome);
     const unsaved = await this.#chainMemo?.save().then(() => "", errorMessage);
     if (unsaved) {
@@ -229,6 +246,11 @@ export class MirrorRun implements AsyncDisposable {
     });
   }
 
+  /** What the executed run did per task (none before, nor in a dry run): for a command's after-step. */
+  get results(): readonly TaskResult[] {
+    return this.#results;
+  }
+
   /** Close the engine (a failure is a warning) and every registry connection. */
   async [Symbol.asyncDispose](): Promise<void> {
     try {
@@ -240,22 +262,38 @@ export class MirrorRun implements AsyncDisposable {
     }
   }
 
-  async #makeEngine(): Promise<Engine> {
+  /**
+   * The store of `host`: its store in {@link MirrorRunOptions.stores}, else its registry client
+   * from the host pool. The one place the run answers "where do this host's images live".
+   */
+  #storeFor(host: string, use: "image" | "supplyChain" = "image"): ArtifactStore | null {
+    const stores = this.#options.stores;
+    return stores?.hosts.has(host) ? stores.storeFor(host, use) : this.#hosts.client(host);
+  }
+
+  /** {@link #storeFor} for copies: a store that is not there is a bug of the caller. */
+  #copyStore(host: string, use: "image" | "supplyChain"): ArtifactStore {
+    const store = this.#storeFor(host, use);
+    if (!store) throw new MirrorError("MIRROR_INTERNAL_ERROR", `${host}: no store to copy with`);
+    return store;
+  }
+
+  async #makeEngine(use: "image" | "supplyChain" = "image"): Promise<Engine> {
     const op = this.#options.config.operation;
-    const clientFor = (host: string) => this.#hosts.client(host);
     if (op.engine === "registry") {
       const { RegistryEngine } = await import("../engine/registry_engine.ts");
-      const stores = this.#options.sourceStores;
-      // Registry to registry only: an import (a layout source) reads and HEADs as without it.
-      if (!stores) this.#chainMemo = await SupplyChainState.load(this.#options.config.log.dir);
+      // Registry to registry only: a layout is read and HEADed as without it.
+      if (!this.#options.stores && !this.#chainMemo) {
+        this.#chainMemo = await SupplyChainState.load(this.#options.config.log.dir);
+      }
       return new RegistryEngine({
-        clientFor: (host) => stores?.hosts.has(host) ? stores.storeFor(host) : clientFor(host),
+        clientFor: (host) => this.#copyStore(host, use),
         supplyChainMemo: this.#chainMemo,
       });
     }
     const { DockerEngine } = await import("../engine/docker_engine.ts");
     return new DockerEngine({
-      clientFor,
+      clientFor: (host) => this.#hosts.client(host),
       dockerTimeoutMs: op.dockerTimeout * 1000,
       maxRetries: op.maxRetries,
       retryDelayMs: op.retryDelay * 1000,
@@ -278,14 +316,14 @@ export class MirrorRun implements AsyncDisposable {
     );
   }
 
-  #run(plan: MirrorPlan, engine: Engine, logins: Logins): Promise<RunOutcome> {
+  async #run(plan: MirrorPlan, engine: Engine, logins: Logins): Promise<RunOutcome> {
     const { config, signal } = this.#options;
     const op = config.operation;
-    const stores = this.#options.sourceStores;
+    // A store with a supply-chain view of its own (a layout) gets an engine of its own for it.
+    const chainEngine = this.#options.stores ? await this.#makeEngine("supplyChain") : engine;
     const verifier = new SignatureVerifier({
-      // An import verifies with the layout's signatures (its sources are never contacted).
-      clientFor: (host) =>
-        stores?.hosts.has(host) ? stores.storeFor(host) : this.#hosts.client(host),
+      // A layout source verifies with the layout's signatures (it is never contacted).
+      clientFor: (host) => this.#copyStore(host, "image"),
       onVerified: (source, fingerprint) =>
         this.#options.logger.info("SUCCESS", "Verify", `${source}: signed by key ${fingerprint}`),
       onPresent: (source, form) =>
@@ -295,7 +333,7 @@ export class MirrorRun implements AsyncDisposable {
           `${source}: carries a signature (${form}); not verified: no verify keys`,
         ),
     });
-    return runPlan(plan, {
+    return await runPlan(plan, {
       engine,
       concurrency: op.concurrency,
       continueOnError: op.continueOnError,
@@ -303,76 +341,19 @@ export class MirrorRun implements AsyncDisposable {
       credentials: logins.credentials,
       signal,
       verify: (task, signal) => verifier.verify(task, signal),
-      ensureRepository: (task, signal) => this.#ensureRepo(task, signal),
+      ensureRepository: (task, signal) => this.#quay.ensure(task, signal),
       updateLatest: op.updateLatest
         ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
         : undefined,
       onEvent: this.#options.onEvent,
       // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
-      // An import carries them from the layout (cosign tags and fallback tags in index.json).
-      supplyChain: supplyChainStep(engine, {
+      // A layout holds them as cosign tags and fallback tags in index.json.
+      supplyChain: supplyChainStep(chainEngine, {
         operation: op,
         emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
         listed: listedTags(plan),
       }),
       pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
-    });
-  }
-
-  /** Once per run per Quay target: check the API token, so a bad one fails once, early. */
-  async #checkQuayTokens(): Promise<Map<string, MirrorError>> {
-    const { config, images, repositories, logger, signal } = this.#options;
-    const broken = new Map<string, MirrorError>();
-    if (!config.operation.createReposIfNotExists) return broken;
-    for (const name of new Set([...images, ...repositories].flatMap((i) => i.targets))) {
-      const registry = config.registries[name];
-      if (registry.kind !== "quay" || !registry.apiToken) continue;
-      try {
-        const who = await this.#quayFor(name).checkToken(signal);
-        logger.info(
-          "LOGIN_SUCCESS",
-          "Quay API",
-          `${registry.host}: API token of ${who.username} accepted`,
-        );
-      } catch (error) {
-        if (!(error instanceof MirrorError)) throw error;
-        logger.error(error.code, "Quay API", error.message);
-        broken.set(name, error);
-      }
-    }
-    return broken;
-  }
-
-  #quayFor(name: string): QuayClient {
-    let quay = this.#quay.get(name);
-    if (!quay) {
-      const registry = this.#options.config.registries[name];
-      const op = this.#options.config.operation;
-      quay = new QuayClient({
-        baseUrl: `${registry.scheme}://${registry.host}`,
-        token: registry.apiToken ?? "",
-        caFile: registry.caFile,
-        timeoutMs: op.apiTimeout * 1000,
-        maxRetries: op.maxRetries,
-        retryDelayMs: op.retryDelay * 1000,
-        maxRetryWaitMs: op.maxRetryWait * 1000,
-        secrets: this.#options.secrets,
-      });
-      this.#quay.set(name, quay);
-    }
-    return quay;
-  }
-
-  async #ensureRepo(task: PlanTask, signal?: AbortSignal): Promise<"created" | "exists"> {
-    const repo = task.repo;
-    if (!repo) return "exists";
-    const description = task.description ??
-      `Mirror of ${task.source.registry}/${task.source.repository}, kept by bananna-bot`;
-    return await ensureRepository(this.#quayFor(task.target), {
-      namespace: repo.namespace,
-      name: repo.name,
-      description,
-      signal,
     });
   }
 

@@ -1,18 +1,18 @@
 /**
- * The config digest (image ID) of an image in a registry: a walk over its manifests (an index's
+ * The config digest (image ID) of an image in a store (a registry, a layout): a walk over its manifests (an index's
  * child for a platform, then the image's config descriptor), not an endpoint of its own.
  *
  * @module
  */
 import { parseManifest, selectPlatform } from "./manifest.ts";
-import type { RegistryClient } from "./registry_client.ts";
+import type { ImageStore } from "./image_store.ts";
 
 /**
  * The config digest (image ID) of `ref`; for an index, of the child for `platform`
  * (default linux/amd64). Null when the image is absent.
  */
 export async function imageConfigDigest(
-  client: RegistryClient,
+  client: ImageStore,
   repository: string,
   ref: string,
   options: { platform?: string; signal?: AbortSignal } = {},

@@ -227,3 +227,66 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `export keeps the run's rules: a short 429 is retried (LOGIN_RATE_LIMITED, retry count), a 429 storm stops the host${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry({ auth: "none" });
+    for (const [i, tag] of TAGS.entries()) {
+      await pushTestImage(src, `team/app:${tag}`, { kind: "oci", seed: 60 + i, layers: 1 });
+    }
+    // GET 2 answers 429 Retry-After 1 once (its retry gets through); after 2 pulls, a storm.
+    await using hub = startRateLimitProxy(src, {
+      limit: 100,
+      remaining: 100,
+      stormAfter: 2,
+      blipAt: { get: 2, retryAfter: 1 },
+    });
+    const dir = await Deno.makeTempDir({ prefix: "bb-export-storm-" });
+    // The destination is never contacted by an export: a closed port stands for it.
+    await setUp(dir, hub.host, "127.0.0.1:9", 1);
+    try {
+      const before = Date.now();
+      const run = await runCli(
+        ["export", "--config", `${dir}/config.yaml`, "--to", `${dir}/out`, "--non-interactive"]
+          .concat(["--report", `${dir}/r.json`]),
+        { cwd: dir },
+      );
+      const after = Date.now();
+      const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/r.json`));
+      const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+      assert.equal(run.code, 0, run.stderr + run.stdout + log);
+      assert.deepEqual(
+        report.entries.map((e) => `${e.source.replace(/^[^/]+\//, "")} ${e.status}`),
+        [
+          "team/app:1 pushed",
+          "team/app:2 pushed",
+          "team/app:3 deferred",
+          "team/app:4 deferred",
+          "team/app:5 deferred",
+        ],
+      );
+      assert.equal(hub.refused, 2, "the blip, then one 429 of the storm, then no more pulls");
+      assert.match(
+        log,
+        /\[WARNING\] \[LOGIN_RATE_LIMITED\] Retry: GET \S+ answered 429 .*; retry 1 of 1 in 1\.0 s/,
+      );
+      const stopped = report.pullBudget[0].stoppedUntil;
+      assert.ok(stopped !== null);
+      const at = Date.parse(stopped);
+      assert.ok(at >= before + 3_600_000 && at <= after + 3_600_000, stopped);
+      const deferred = log.split("\n").filter((l) => l.includes("[IMAGE_DEFERRED_RATE_LIMIT]"));
+      assert.equal(deferred.length, 3, log);
+      // The export names what it holds: the two images it copied.
+      const manifest = JSON.parse(await Deno.readTextFile(`${dir}/out/bananna-export.json`));
+      assert.deepEqual(
+        manifest.images.map((i: { ref: string }) => i.ref.replace(/^[^/]+\//, "")),
+        ["team/app:1", "team/app:2"],
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -3,7 +3,8 @@
  * registry that adds `ratelimit-limit: <limit>;w=21600` and `ratelimit-remaining: <left>;w=21600`
  * to every manifest answer and counts a pull for every manifest GET (HEAD is free), as Docker Hub
  * does. `reset()` is the window refilling. With `stormAfter`, manifest GETs after that many answer
- * 429 with `Retry-After: 3600` (the window spent, a 429 storm).
+ * 429 with `Retry-After: 3600` (the window spent, a 429 storm). With `blipAt`, one manifest GET
+ * (the n-th, counting every GET) answers 429 with a short `Retry-After` (a retry gets through).
  *
  * @module
  */
@@ -18,6 +19,8 @@ export interface RateLimitProxyOptions {
   remaining: number;
   /** Manifest GETs served before every further one answers 429 Retry-After: 3600. */
   stormAfter?: number;
+  /** The n-th manifest GET (1-based) answers 429 with `Retry-After: <retryAfter>`, once. */
+  blipAt?: { get: number; retryAfter: number };
 }
 
 /** A running proxy. */
@@ -41,6 +44,7 @@ export function startRateLimitProxy(
   let remaining = options.remaining;
   let pulls = 0;
   let refused = 0;
+  let gets = 0;
   let stormAfter = options.stormAfter;
   let host = "";
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
@@ -48,6 +52,15 @@ export function startRateLimitProxy(
     const isManifest = /^\/v2\/.+\/manifests\/[^/]+$/.test(path);
     if (!isManifest) return await forward(req, upstream.url, host);
     if (req.method === "GET") {
+      gets++;
+      if (gets === options.blipAt?.get) {
+        refused++;
+        await req.body?.cancel();
+        return new Response(
+          JSON.stringify({ errors: [{ code: "TOOMANYREQUESTS", message: "slow down" }] }),
+          { status: 429, headers: { "retry-after": `${options.blipAt.retryAfter}` } },
+        );
+      }
       if ((stormAfter !== undefined && pulls >= stormAfter) || remaining === 0) {
         refused++;
         await req.body?.cancel();
