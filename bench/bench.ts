@@ -19,7 +19,11 @@ import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 import { type PagingProxy, startPagingProxy } from "../tests/support/paging_proxy.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { type Corpus, FULL, pushBig, pushMany, pushSelect, pushSmall, QUICK } from "./corpora.ts";
+import { scaleScenario } from "./scale.ts";
+import { startupScenario } from "./startup.ts";
 import {
+  BW_HIGH,
+  BW_LIMITED,
   type CaseResult,
   environment,
   evaluateTargets,
@@ -31,7 +35,6 @@ import {
   selectTargets,
 } from "./table.ts";
 import {
-  banannaConfig,
   check,
   NAMESPACE,
   runBananna,
@@ -41,10 +44,19 @@ import {
   runListFloor,
   type RunResult,
   runSkopeoSync,
-  runValidate,
 } from "./tools.ts";
 
-const SCENARIOS = ["small", "many", "big", "validate", "select", "airgap"] as const;
+const SCENARIOS = [
+  "small",
+  "many",
+  "big",
+  "bandwidth",
+  "validate",
+  "startup",
+  "select",
+  "scale",
+  "airgap",
+] as const;
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -53,7 +65,12 @@ const { values: flags } = parseArgs({
     runs: { type: "string" },
     only: { type: "string", default: SCENARIOS.join(",") },
     "no-docker": { type: "boolean", default: false },
-    concurrency: { type: "string", default: "4" },
+    /** `operation.concurrency` of every bananna-bot run; unset: the default a user gets. */
+    concurrency: { type: "string" },
+    /** More registry-engine contenders in `small` and `big`, one per concurrency (e.g. 2,4,8). */
+    sweep: { type: "string" },
+    /** `scale`: destination namespaces of the small and the large run (x the 300 tags of many). */
+    "scale-k": { type: "string", default: "5,50" },
     "floor-parallel": { type: "string", default: "4" },
     out: { type: "string" },
     /** Keep the work dir (configs, bananna-bot logs, no-op request logs) for inspection. */
@@ -74,7 +91,11 @@ const onlyTools = flags.tools?.split(",").map((t) => t.trim());
 const denoFlags = flags["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${flags["cpu-prof"]}`] : [];
 const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
 const only = new Set(flags.only.split(","));
-const concurrency = Number(flags.concurrency);
+const concurrency = flags.concurrency ? Number(flags.concurrency) : undefined;
+const sweep = flags.sweep ? flags.sweep.split(",").map(Number) : [];
+/** The bandwidth contenders of `big` (limited, and a limit too high to bind). */
+const LIMIT = 50 * 1024 * 1024;
+const HIGH_LIMIT = 1024 * 1024 * 1024;
 const floorParallel = Number(flags["floor-parallel"]);
 
 const cases: CaseResult[] = [];
@@ -411,11 +432,45 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
           corpus,
           engine: "registry",
           concurrency,
+          updateLatest: "default",
           logDir,
           workDir,
           denoFlags,
         }),
     },
+    ...sweep.map((n): Contender => ({
+      tool: `bananna registry (concurrency ${n})`,
+      sameDigest: true,
+      run: (dest, logDir) =>
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency: n,
+          updateLatest: "default",
+          logDir,
+          workDir,
+          denoFlags,
+        }),
+    })),
+    ...[[LIMIT, BW_LIMITED], [HIGH_LIMIT, BW_HIGH]].map(([limit, tool]): Contender => ({
+      tool: tool as string,
+      sameDigest: true,
+      run: (dest, logDir) =>
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency,
+          updateLatest: "default",
+          maxBytesPerSecond: limit as number,
+          logDir,
+          workDir,
+          denoFlags,
+        }),
+    })),
     {
       tool: "bananna docker",
       docker: true,
@@ -427,6 +482,7 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
           corpus,
           engine: "docker",
           concurrency,
+          updateLatest: "default",
           logDir,
           workDir,
           env,
@@ -449,7 +505,16 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
       tool: "floor (HEAD)",
       sameDigest: true,
       fill: (dest, logDir) =>
-        runBananna({ src, dest, corpus, engine: "registry", concurrency, logDir, workDir }),
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency,
+          updateLatest: "default",
+          logDir,
+          workDir,
+        }),
       run: (dest) => runHeadFloor({ src, dest, corpus, workDir, parallel: 16 }),
     },
     {
@@ -465,8 +530,10 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
         }),
     },
   ];
+  const swept = sweep.map((n) => `bananna registry (concurrency ${n})`);
   return all.filter((c) =>
-    which.includes(c.tool) && !(c.docker && flags["no-docker"]) &&
+    (which.includes(c.tool) || (which.includes("bananna registry") && swept.includes(c.tool))) &&
+    !(c.docker && flags["no-docker"]) &&
     (!onlyTools || onlyTools.includes(c.tool))
   );
 }
@@ -479,8 +546,12 @@ async function main() {
   const docker = needsDocker ? await startDocker() : "not needed";
   if (typeof docker === "string") log(`docker cases not runnable: ${docker}`);
   const corpora: Record<string, { images: number; blobs: number; bytes: number }> = {};
+  let manyCorpus: Corpus | undefined;
   try {
-    if (only.has("small") || only.has("validate")) {
+    if (only.has("validate") || only.has("startup")) {
+      cases.push(...await startupScenario({ src, sizes, workDir, runs, log, only }));
+    }
+    if (only.has("small")) {
       log("pushing corpus small");
       const small = await pushSmall(src, sizes);
       corpora.small = {
@@ -488,32 +559,29 @@ async function main() {
         blobs: small.blobs.length,
         bytes: small.bytes,
       };
-      if (only.has("small")) {
-        log(
-          `small: ${small.images.length} tags, ${small.blobs.length} blobs, ${
-            (small.bytes / 1e6).toFixed(1)
-          } MB`,
-        );
-        await cold(
-          "small cold",
-          src,
-          small,
-          contenders(src, small, [
-            "bananna registry",
-            "bananna docker",
-            "skopeo sync",
-            "docker loop",
-            "floor (curl)",
-          ]),
-          docker,
-          runs,
-        );
-      }
-      if (only.has("validate")) await validate(src, small);
+      log(
+        `small: ${small.images.length} tags, ${small.blobs.length} blobs, ${
+          (small.bytes / 1e6).toFixed(1)
+        } MB`,
+      );
+      await cold(
+        "small cold",
+        src,
+        small,
+        contenders(src, small, [
+          "bananna registry",
+          "bananna docker",
+          "skopeo sync",
+          "docker loop",
+          "floor (curl)",
+        ]),
+        docker,
+        runs,
+      );
     }
     if (only.has("many")) {
       log("pushing corpus many");
-      const many = await pushMany(src, sizes);
+      const many = manyCorpus = await pushMany(src, sizes);
       corpora.many = { images: many.images.length, blobs: many.blobs.length, bytes: many.bytes };
       await noop(
         { scenario: "many no-op", src },
@@ -538,25 +606,34 @@ async function main() {
       };
       await selectNoop(src, select);
     }
-    if (only.has("big")) {
+    if (only.has("big") || only.has("bandwidth")) {
       log("pushing corpus big");
       const big = await pushBig(src, sizes);
       corpora.big = { images: 1, blobs: big.blobs.length, bytes: big.bytes };
+      const which = [
+        ...(only.has("big") ? ["bananna registry", "skopeo sync", "floor (curl)"] : []),
+        ...(only.has("bandwidth") ? ["bananna registry", BW_LIMITED, BW_HIGH] : []),
+      ];
       await cold(
         "big cold",
         src,
         big,
-        contenders(src, big, ["bananna registry", "skopeo sync", "floor (curl)"]),
+        contenders(src, big, [...new Set(which)]),
         "not needed",
         runs,
       );
+    }
+    if (only.has("scale")) {
+      const many = manyCorpus ?? await pushMany(src, sizes);
+      const ks = flags["scale-k"].split(",").map(Number);
+      cases.push(...await scaleScenario({ src, corpus: many, ks, runs, workDir, log, denoFlags }));
     }
   } finally {
     if (typeof docker !== "string") await docker.stop();
   }
   const manyTags = corpora.many?.images ?? 0;
   const targets = [
-    ...evaluateTargets(cases, manyTags),
+    ...evaluateTargets(cases, manyTags, { limit: LIMIT, bigBytes: corpora.big?.bytes }),
     ...(only.has("select") ? selectTargets(cases, sizes.selectTags) : []),
   ];
   console.log("\n" + formatTable(cases, targets));
@@ -571,7 +648,13 @@ async function main() {
         date: new Date().toISOString(),
         quick: flags.quick,
         runs,
-        settings: { concurrency, floorParallel, updateLatest: false },
+        settings: {
+          concurrency: concurrency ?? "default (operation.concurrency not written)",
+          sweep,
+          floorParallel,
+          updateLatest: "default (true) for bananna-bot registry/docker; false for select",
+          commit: await gitCommit(),
+        },
         ...env,
         corpora,
         cases,
@@ -644,33 +727,14 @@ async function pagePaths(paging: PagingProxy, repository: string): Promise<strin
   return paths;
 }
 
-/** `main.ts validate` on the small corpus's registry-engine config, after one warm-up run. */
-async function validate(src: TestRegistry, small: Corpus) {
-  const result = caseFor("validate", "bananna validate");
-  try {
-    const file = `${workDir}/validate.yaml`;
-    const fake = { host: "127.0.0.1:1", username: "mirror", password: "x" } as TestRegistry;
-    await Deno.writeTextFile(
-      file,
-      banannaConfig({
-        src,
-        dest: fake,
-        corpus: small,
-        engine: "registry",
-        concurrency,
-        logDir: `${workDir}/validate-logs`,
-        workDir,
-      }),
-    );
-    check(await runValidate(file, workDir), "validate (warm-up)");
-    for (let i = 0; i < Math.max(runs, 5); i++) {
-      const out = check(await runValidate(file, workDir), "validate");
-      result.samples.push({ ms: out.ms, rssKb: out.rssKb });
-    }
-    log(`  validate: ${result.samples.map((s) => s.ms.toFixed(0)).join(", ")} ms`);
-  } catch (error) {
-    fail(result, error);
-  }
+/** The commit measured (with `-dirty` when the tree has changes), or "unknown". */
+async function gitCommit(): Promise<string> {
+  const git = (args: string[]) =>
+    new Deno.Command("git", { args, stdout: "piped", stderr: "null" }).output()
+      .then((o) => new TextDecoder().decode(o.stdout).trim()).catch(() => "");
+  const head = await git(["rev-parse", "--short", "HEAD"]);
+  const dirty = await git(["status", "--porcelain", "--", "lib", "main.ts", "bench"]);
+  return head ? `${head}${dirty ? "-dirty" : ""}` : "unknown";
 }
 
 await main();

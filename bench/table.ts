@@ -23,7 +23,19 @@ export interface Sample {
 }
 
 /** Scenarios. */
-export type Scenario = "small cold" | "many no-op" | "big cold" | "validate" | "select no-op";
+export type Scenario =
+  | "small cold"
+  | "many no-op"
+  | "big cold"
+  | "validate"
+  | "startup"
+  | "select no-op"
+  | "scale no-op";
+
+/** The `big` contender under a 50 MiB/s bandwidth limit. */
+export const BW_LIMITED = "bananna registry (50 MiB/s)";
+/** The `big` contender under a limit above what loopback moves (the limiter's own cost). */
+export const BW_HIGH = "bananna registry (1 GiB/s limit)";
 
 /** One contender in one scenario. */
 export interface CaseResult {
@@ -42,7 +54,7 @@ export interface TargetResult {
   name: string;
   value?: number;
   limit: number;
-  unit: "x" | "MB" | "ms" | "req/tag" | "GETs" | "pages/100 tags";
+  unit: "x" | "MB" | "ms" | "req/tag" | "GETs" | "pages/100 tags" | "ms/task";
   /** `<=` or `>=` the limit. */
   direction: "<=" | ">=";
   /** A ratio shown to explain the others; no limit of its own. */
@@ -86,22 +98,52 @@ function ratio(a?: number, b?: number): number | undefined {
   return a === undefined || b === undefined || b === 0 ? undefined : a / b;
 }
 
-/** The targets of issue 6, from medians of one invocation. */
-export function evaluateTargets(cases: CaseResult[], tagsInMany: number): TargetResult[] {
+/** What {@link evaluateTargets} needs besides the cases. */
+export interface TargetOptions {
+  /** The bandwidth limit of {@link BW_LIMITED}, bytes per second. */
+  limit: number;
+  /** Bytes of the `big` corpus (what the limited run moves). */
+  bigBytes?: number;
+}
+
+/** The performance targets, from medians of one invocation (ratios within it). */
+export function evaluateTargets(
+  cases: CaseResult[],
+  tagsInMany: number,
+  options: TargetOptions = { limit: 0 },
+): TargetResult[] {
   const t: TargetResult[] = [];
   const small = (tool: string) => median(find(cases, "small cold", tool), ms);
   t.push(
     target(
-      "small cold: registry engine / skopeo sync",
+      "small cold: registry engine (defaults) / skopeo sync",
       ratio(small("bananna registry"), small("skopeo sync")),
-      { limit: 0.7, unit: "x", direction: "<=" },
+      { limit: 0.6, unit: "x", direction: "<=" },
     ),
   );
+  for (const c of cases) {
+    const n = /^bananna registry \(concurrency (\d+)\)$/.exec(c.tool)?.[1];
+    if (!n || c.status !== "ok") continue;
+    const scenario = c.scenario === "big cold" ? "big cold" : "small cold";
+    const skopeo = median(find(cases, scenario, "skopeo sync"), ms);
+    t.push(
+      target(
+        `${scenario}: registry engine at concurrency ${n} / skopeo sync`,
+        ratio(median(c, ms), skopeo),
+        {
+          limit: Infinity,
+          unit: "x",
+          direction: "<=",
+          info: true,
+        },
+      ),
+    );
+  }
   t.push(
     target(
-      "small cold: registry engine / floor",
+      "small cold: registry engine / floor (curl), for reference",
       ratio(small("bananna registry"), small("floor (curl)")),
-      { limit: 1.5, unit: "x", direction: "<=" },
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
     ),
   );
   t.push(
@@ -112,63 +154,146 @@ export function evaluateTargets(cases: CaseResult[], tagsInMany: number): Target
     ),
   );
   const many = (tool: string) => find(cases, "many no-op", tool);
-  for (const engine of ["registry", "docker"]) {
-    const c = many(`bananna ${engine}`);
-    t.push(
-      target(
-        `many no-op: ${engine} engine / skopeo sync`,
-        ratio(median(c, ms), median(many("skopeo sync"), ms)),
-        { limit: 0.1, unit: "x", direction: "<=" },
-      ),
-    );
-    t.push(
-      target(
-        `many no-op: ${engine} engine / floor (HEAD), for reference`,
-        ratio(median(c, ms), median(many("floor (HEAD)"), ms)),
-        { limit: Infinity, unit: "x", direction: "<=", info: true },
-      ),
-    );
-    const dst = median(c, (s) => s.dstRequests);
-    t.push(
-      target(
-        `many no-op: ${engine} engine destination requests per tag`,
-        dst === undefined ? undefined : dst / tagsInMany,
-        { limit: 1, unit: "req/tag", direction: "<=" },
-      ),
-    );
-    t.push(
-      target(
-        `many no-op: ${engine} engine manifest GETs on the source`,
-        median(c, (s) => s.srcManifestGets),
-        { limit: 0, unit: "GETs", direction: "<=" },
-      ),
-    );
-  }
+  const registry = many("bananna registry");
+  t.push(
+    target(
+      "many no-op: registry engine (defaults) / skopeo sync",
+      ratio(median(registry, ms), median(many("skopeo sync"), ms)),
+      { limit: 0.35, unit: "x", direction: "<=" },
+    ),
+  );
+  t.push(
+    target(
+      "many no-op: registry engine (defaults) / floor (HEAD, curl)",
+      ratio(median(registry, ms), median(many("floor (HEAD)"), ms)),
+      { limit: 1.3, unit: "x", direction: "<=" },
+    ),
+  );
+  t.push(
+    target(
+      "many no-op: docker engine / skopeo sync, for reference",
+      ratio(median(many("bananna docker"), ms), median(many("skopeo sync"), ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
+    ),
+  );
+  const dst = median(registry, (s) => s.dstRequests);
+  t.push(
+    target(
+      "many no-op: registry engine destination requests per tag",
+      dst === undefined || tagsInMany === 0 ? undefined : dst / tagsInMany,
+      { limit: Infinity, unit: "req/tag", direction: "<=", info: true },
+    ),
+  );
+  t.push(
+    target(
+      "many no-op: registry engine manifest GETs on the source",
+      median(registry, (s) => s.srcManifestGets),
+      { limit: 0, unit: "GETs", direction: "<=" },
+    ),
+  );
   const big = find(cases, "big cold", "bananna registry");
   const rss = median(big, (s) => s.rssKb);
   t.push(
     target("big cold: registry engine peak RSS", rss === undefined ? undefined : rss / 1024, {
-      limit: 120,
+      limit: 100,
       unit: "MB",
       direction: "<=",
     }),
   );
-  const floor = find(cases, "big cold", "floor (curl)");
   t.push(
     target(
-      "big cold: registry engine throughput / floor",
-      ratio(median(floor, ms), median(big, ms)),
-      { limit: 0.8, unit: "x", direction: ">=" },
+      "big cold: registry engine / skopeo sync (time)",
+      ratio(median(big, ms), median(find(cases, "big cold", "skopeo sync"), ms)),
+      { limit: 1.05, unit: "x", direction: "<=" },
     ),
   );
   t.push(
-    target("validate wall time", median(find(cases, "validate", "bananna validate"), ms), {
-      limit: 300,
-      unit: "ms",
+    target(
+      "big cold: registry engine / floor (curl) (time), for reference",
+      ratio(median(big, ms), median(find(cases, "big cold", "floor (curl)"), ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
+    ),
+  );
+  const limited = find(cases, "big cold", BW_LIMITED);
+  const expected = options.bigBytes && options.limit
+    ? (options.bigBytes / options.limit) * 1000
+    : undefined;
+  const off = ratio(median(limited, ms), expected);
+  t.push(
+    target(
+      "bandwidth: 1 GiB at 50 MiB/s, |time / (bytes / limit) - 1|",
+      off === undefined ? undefined : Math.abs(off - 1),
+      { limit: 0.1, unit: "x", direction: "<=" },
+    ),
+  );
+  t.push(
+    target(
+      "bandwidth: a limit that does not bind (1 GiB/s) / no limit (time)",
+      ratio(median(find(cases, "big cold", BW_HIGH), ms), median(big, ms)),
+      { limit: 1.05, unit: "x", direction: "<=" },
+    ),
+  );
+  t.push(
+    target(
+      "validate (300 images) wall time",
+      median(find(cases, "validate", "bananna validate"), ms),
+      {
+        limit: 120,
+        unit: "ms",
+        direction: "<=",
+      },
+    ),
+  );
+  t.push(
+    target(
+      "no-op run: time before its first request",
+      median(find(cases, "startup", "bananna registry"), ms),
+      { limit: 150, unit: "ms", direction: "<=" },
+    ),
+  );
+  t.push(...scaleTargets(cases));
+  return t;
+}
+
+/** The growth curve: marginal ms per task between the smallest and largest K, RSS, skopeo. */
+function scaleTargets(cases: CaseResult[]): TargetResult[] {
+  const runs = cases
+    .filter((c) => c.scenario === "scale no-op" && c.status === "ok")
+    .map((c) => ({ c, tasks: Number(/\((\d+) tasks\)/.exec(c.tool)?.[1] ?? NaN) }))
+    .filter((r) => r.c.tool.startsWith("bananna") && Number.isFinite(r.tasks))
+    .sort((a, b) => a.tasks - b.tasks);
+  if (runs.length < 2) return [];
+  const lo = runs[0];
+  const hi = runs[runs.length - 1];
+  const loMs = median(lo.c, ms);
+  const hiMs = median(hi.c, ms);
+  const marginal = loMs === undefined || hiMs === undefined
+    ? undefined
+    : (hiMs - loMs) / (hi.tasks - lo.tasks);
+  const rss = median(hi.c, (s) => s.rssKb);
+  const skopeo = find(cases, "scale no-op", `skopeo sync (${hi.tasks} tasks)`);
+  return [
+    target(`scale: marginal cost of a no-op task, ${lo.tasks} to ${hi.tasks}`, marginal, {
+      limit: 1,
+      unit: "ms/task",
       direction: "<=",
     }),
-  );
-  return t;
+    target(`scale: peak RSS at ${hi.tasks} tasks`, rss === undefined ? undefined : rss / 1024, {
+      limit: 100,
+      unit: "MB",
+      direction: "<=",
+    }),
+    target(
+      `scale: registry engine / skopeo sync at ${hi.tasks} tasks`,
+      ratio(hiMs, median(skopeo, ms)),
+      {
+        limit: Infinity,
+        unit: "x",
+        direction: "<=",
+        info: true,
+      },
+    ),
+  ];
 }
 
 /** Tool names of the two `select no-op` contenders. */

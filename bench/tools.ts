@@ -72,7 +72,17 @@ export interface BanannaOptions {
   dest: TestRegistry;
   corpus: Corpus;
   engine: "registry" | "docker";
-  concurrency: number;
+  /** `operation.concurrency`; undefined: the default a user gets (not written). */
+  concurrency?: number;
+  /** `operation.updateLatest`; undefined: the default (true, not written). @default false */
+  updateLatest?: boolean | "default";
+  /** `operation.maxBytesPerSecond`, when set. */
+  maxBytesPerSecond?: number;
+  /**
+   * Destination namespaces: one `registries` entry per namespace on the destination, every image
+   * targeting all of them (K namespaces x the corpus's tags = tasks). @default [NAMESPACE]
+   */
+  namespaces?: string[];
   /** Log dir (also holds the mirror state file): fresh for a cold run, kept for a re-run. */
   logDir: string;
   workDir: string;
@@ -89,37 +99,40 @@ export interface BanannaOptions {
 
 /** The YAML config bananna-bot gets for a corpus. */
 export function banannaConfig(options: BanannaOptions): string {
-  const lines = [
-    "version: 1",
-    "registries:",
-    "  bench:",
-    `    url: http://${options.dest.host}`,
-    `    namespace: ${NAMESPACE}`,
-    "    kind: registry",
-    `    username: ${options.dest.username}`,
-    "    password: ${BENCH_DEST_PASSWORD}",
-    "operation:",
-    `  engine: ${options.engine}`,
-    `  concurrency: ${options.concurrency}`,
-    "  updateLatest: false",
-    "  retryDelay: 1",
-    "log:",
-    `  dir: ${options.logDir}`,
-  ];
+  const namespaces = options.namespaces ?? [NAMESPACE];
+  const names = namespaces.map((_, i) => (i === 0 ? "bench" : `bench${i}`));
+  const lines = ["version: 1", "registries:"];
+  namespaces.forEach((namespace, i) => {
+    lines.push(
+      `  ${names[i]}:`,
+      `    url: http://${options.dest.host}`,
+      `    namespace: ${namespace}`,
+      "    kind: registry",
+      `    username: ${options.dest.username}`,
+      "    password: ${BENCH_DEST_PASSWORD}",
+    );
+  });
+  lines.push("operation:", `  engine: ${options.engine}`);
+  if (options.concurrency !== undefined) lines.push(`  concurrency: ${options.concurrency}`);
+  const latest = options.updateLatest ?? false;
+  if (latest !== "default") lines.push(`  updateLatest: ${latest}`);
+  if (options.maxBytesPerSecond) lines.push(`  maxBytesPerSecond: ${options.maxBytesPerSecond}`);
+  lines.push("  retryDelay: 1", "log:", `  dir: ${options.logDir}`);
+  const targets = `    targets: [${names.join(", ")}]`;
   const selection = options.corpus.selection;
   if (options.rules) {
     if (!selection) throw new Error(`corpus ${options.corpus.name} has no selection rule`);
     lines.push(
       "repositories:",
       `  "${options.src.host}/${selection.repository}":`,
-      "    targets: [bench]",
+      targets,
       `    tags: { semver: "${selection.semver}" }`,
     );
     return lines.join("\n") + "\n";
   }
   lines.push("images:");
   for (const image of options.corpus.images) {
-    lines.push(`  "${options.src.host}/${image.repository}:${image.tag}":`, "    targets: [bench]");
+    lines.push(`  "${options.src.host}/${image.repository}:${image.tag}":`, targets);
   }
   return lines.join("\n") + "\n";
 }
@@ -128,7 +141,7 @@ export function banannaConfig(options: BanannaOptions): string {
 export async function runBananna(options: BanannaOptions): Promise<RunResult> {
   const file = `${options.workDir}/bananna-${options.corpus.name}-${options.engine}${
     options.rules ? "-rules" : ""
-  }.yaml`;
+  }-${options.namespaces?.length ?? 1}.yaml`;
   await Deno.writeTextFile(file, banannaConfig(options));
   return await timed("deno", [
     "run",
@@ -189,7 +202,14 @@ export async function writeAuthFile(reg: TestRegistry, file: string): Promise<vo
 
 /** `skopeo sync --all --preserve-digests --src yaml --dest docker`: one process for the corpus. */
 export async function runSkopeoSync(
-  options: { src: TestRegistry; dest: TestRegistry; corpus: Corpus; workDir: string },
+  options: {
+    src: TestRegistry;
+    dest: TestRegistry;
+    corpus: Corpus;
+    workDir: string;
+    /** Destination namespace. @default NAMESPACE */
+    namespace?: string;
+  },
 ): Promise<RunResult> {
   const { src, dest, corpus, workDir } = options;
   const yaml = [`${src.host}:`, "  tls-verify: false", "  images:"];
@@ -212,7 +232,7 @@ export async function runSkopeoSync(
     "--dest-authfile",
     authFile,
     yamlFile,
-    `${dest.host}/${NAMESPACE}`,
+    `${dest.host}/${options.namespace ?? NAMESPACE}`,
   ], { workDir, env: { ...baseEnv(), TMPDIR: workDir } });
 }
 

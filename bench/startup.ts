@@ -1,0 +1,159 @@
+/**
+ * Start-up scenarios:
+ *
+ * - `validate`: `main.ts validate` on a 300-image config (the `many` corpus's names: 30
+ *   repositories x 10 tags), after one warm-up run; wall time and peak RSS.
+ * - `startup`: a mirror run with the same 300 images and the defaults a user gets, its source and
+ *   destination behind recording proxies: the time from spawning the process to its first request
+ *   (whichever host it goes to). What happens after does not matter here (the images need not
+ *   exist), so the run's exit code is not checked.
+ *
+ * @module
+ */
+import { startHookProxy } from "../tests/support/hook_proxy.ts";
+import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
+import type { Corpus, CorpusSizes } from "./corpora.ts";
+import type { CaseResult } from "./table.ts";
+import { banannaConfig, baseEnv, check, timed } from "./tools.ts";
+
+/** The `many` corpus's 300 names, without pushing anything. */
+function names(sizes: CorpusSizes): Corpus {
+  const images: Corpus["images"] = [];
+  for (let r = 0; r < sizes.manyRepos; r++) {
+    for (let t = 0; t < sizes.manyTagsPerRepo; t++) {
+      images.push({
+        repository: `many/m${String(r).padStart(2, "0")}`,
+        tag: `1.${t}`,
+        kind: "schema2",
+      });
+    }
+  }
+  return { name: "many", images, blobs: [], bytes: 0 };
+}
+
+const PERMISSIONS = ["--allow-net", "--allow-read", "--allow-write", "--allow-env", "--allow-run"];
+
+/** Run the start-up scenarios named in `only` (`validate`, `startup`). */
+export async function startupScenario(options: {
+  src: TestRegistry;
+  sizes: CorpusSizes;
+  workDir: string;
+  runs: number;
+  log: (text: string) => void;
+  only: ReadonlySet<string>;
+}): Promise<CaseResult[]> {
+  const { src, sizes, workDir, log, only } = options;
+  const corpus = names(sizes);
+  const out: CaseResult[] = [];
+  const count = Math.max(options.runs, 5);
+  if (only.has("validate")) {
+    const result: CaseResult = {
+      scenario: "validate",
+      tool: "bananna validate",
+      status: "ok",
+      samples: [],
+      note: `${corpus.images.length} images`,
+    };
+    out.push(result);
+    try {
+      const file = `${workDir}/validate.yaml`;
+      const fake = { host: "127.0.0.1:1", username: "mirror", password: "x" } as TestRegistry;
+      await Deno.writeTextFile(
+        file,
+        banannaConfig({
+          src,
+          dest: fake,
+          corpus,
+          engine: "registry",
+          updateLatest: "default",
+          logDir: `${workDir}/validate-logs`,
+          workDir,
+        }),
+      );
+      const validate = () =>
+        timed(
+          "deno",
+          ["run", "--frozen", ...PERMISSIONS, "main.ts", "validate", "--config", file],
+          {
+            workDir,
+            env: { ...baseEnv(), BENCH_DEST_PASSWORD: "validate-only" },
+          },
+        );
+      check(await validate(), "validate (warm-up)");
+      for (let i = 0; i < count; i++) {
+        const run = check(await validate(), "validate");
+        result.samples.push({ ms: run.ms, rssKb: run.rssKb });
+      }
+      log(`  validate: ${result.samples.map((s) => s.ms.toFixed(0)).join(", ")} ms`);
+    } catch (error) {
+      result.status = "failed";
+      result.note = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    }
+  }
+  if (only.has("startup")) {
+    const result: CaseResult = {
+      scenario: "startup",
+      tool: "bananna registry",
+      status: "ok",
+      samples: [],
+      note: `time to the first request, ${corpus.images.length} images, defaults`,
+    };
+    out.push(result);
+    await using dest = await startRegistry({ auth: "htpasswd" });
+    let first = Infinity;
+    const seen = () => {
+      first = Math.min(first, performance.now());
+    };
+    await using srcProxy = startHookProxy(src, seen);
+    await using dstProxy = startHookProxy(dest, seen);
+    const through = (reg: TestRegistry, proxy: { host: string; url: string }) => ({
+      ...reg,
+      host: proxy.host,
+      url: proxy.url,
+    });
+    try {
+      const file = `${workDir}/startup.yaml`;
+      await Deno.writeTextFile(
+        file,
+        banannaConfig({
+          src: through(src, srcProxy),
+          dest: through(dest, dstProxy),
+          corpus,
+          engine: "registry",
+          updateLatest: "default",
+          logDir: `${workDir}/startup-logs`,
+          workDir,
+        }),
+      );
+      const mirror = () =>
+        timed("deno", [
+          "run",
+          "--frozen",
+          "--v8-flags=--max-semi-space-size=1",
+          ...PERMISSIONS,
+          "main.ts",
+          "mirror",
+          "--config",
+          file,
+          "--non-interactive",
+        ], { workDir, env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest.password ?? "" } });
+      await mirror(); // warm-up
+      for (let i = 0; i < count; i++) {
+        first = Infinity;
+        const started = performance.now();
+        const run = await mirror();
+        if (!Number.isFinite(first)) throw new Error(`no request seen (exit ${run.code})`);
+        result.samples.push({ ms: first - started, rssKb: run.rssKb });
+      }
+      log(
+        `  startup: first request after ${
+          result.samples.map((s) => s.ms.toFixed(0)).join(", ")
+        } ms`,
+      );
+    } catch (error) {
+      result.status = "failed";
+      result.note = error instanceof Error ? error.message.split("\n")[0] : String(error);
+    }
+  }
+  return out;
+}
