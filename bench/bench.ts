@@ -28,6 +28,8 @@ import {
   environment,
   evaluateTargets,
   formatTable,
+  NOOP_NO_LATEST,
+  NOOP_NO_SIGNATURES,
   type Sample,
   SELECT_FLOOR,
   SELECT_IMAGES,
@@ -454,6 +456,26 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
           denoFlags,
         }),
     })),
+    ...([
+      [NOOP_NO_SIGNATURES, { signatures: "skip" }],
+      [NOOP_NO_LATEST, { updateLatest: false }],
+    ] as const).map(([tool, settings]): Contender => ({
+      tool,
+      sameDigest: true,
+      run: (dest, logDir) =>
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency,
+          updateLatest: "default",
+          ...settings,
+          logDir,
+          workDir,
+          denoFlags,
+        }),
+    })),
     ...[[LIMIT, BW_LIMITED], [HIGH_LIMIT, BW_HIGH]].map(([limit, tool]): Contender => ({
       tool: tool as string,
       sameDigest: true,
@@ -588,6 +610,8 @@ async function main() {
         many,
         contenders(src, many, [
           "bananna registry",
+          NOOP_NO_SIGNATURES,
+          NOOP_NO_LATEST,
           "bananna docker",
           "skopeo sync",
           "floor (HEAD)",

@@ -32,6 +32,11 @@ export type Scenario =
   | "select no-op"
   | "scale no-op";
 
+/** The `many` no-op with `signatures: skip` (what carrying the supply chain costs a no-op). */
+export const NOOP_NO_SIGNATURES = "bananna registry (signatures skip)";
+/** The `many` no-op with `updateLatest: false` (what reconciling `latest` costs a no-op). */
+export const NOOP_NO_LATEST = "bananna registry (updateLatest false)";
+
 /** The `big` contender under a 50 MiB/s bandwidth limit. */
 export const BW_LIMITED = "bananna registry (50 MiB/s)";
 /** The `big` contender under a limit above what loopback moves (the limiter's own cost). */
@@ -176,6 +181,15 @@ export function evaluateTargets(
       { limit: Infinity, unit: "x", direction: "<=", info: true },
     ),
   );
+  for (const tool of [NOOP_NO_SIGNATURES, NOOP_NO_LATEST]) {
+    t.push(
+      target(
+        `many no-op: ${tool.replace("bananna registry ", "")} / defaults, for reference`,
+        ratio(median(many(tool), ms), median(registry, ms)),
+        { limit: Infinity, unit: "x", direction: "<=", info: true },
+      ),
+    );
+  }
   const dst = median(registry, (s) => s.dstRequests);
   t.push(
     target(

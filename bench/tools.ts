@@ -76,6 +76,8 @@ export interface BanannaOptions {
   concurrency?: number;
   /** `operation.updateLatest`; undefined: the default (true, not written). @default false */
   updateLatest?: boolean | "default";
+  /** `operation.signatures`, when set (unset: `copy` with the registry engine). */
+  signatures?: "copy" | "skip";
   /** `operation.maxBytesPerSecond`, when set. */
   maxBytesPerSecond?: number;
   /**
@@ -116,6 +118,7 @@ export function banannaConfig(options: BanannaOptions): string {
   if (options.concurrency !== undefined) lines.push(`  concurrency: ${options.concurrency}`);
   const latest = options.updateLatest ?? false;
   if (latest !== "default") lines.push(`  updateLatest: ${latest}`);
+  if (options.signatures) lines.push(`  signatures: ${options.signatures}`);
   if (options.maxBytesPerSecond) lines.push(`  maxBytesPerSecond: ${options.maxBytesPerSecond}`);
   lines.push("  retryDelay: 1", "log:", `  dir: ${options.logDir}`);
   const targets = `    targets: [${names.join(", ")}]`;

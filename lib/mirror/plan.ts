@@ -297,15 +297,19 @@ export async function buildPlan(
         );
       }
       const sourceKey = formatReference(task.source);
+      // Both sides at once (a no-op run is these two HEADs per task); the source's answer and
+      // failure come first, as if read one after the other.
+      const destinationHead = task.repo?.state === "missing"
+        ? Promise.resolve(null)
+        : head(task.destination);
+      destinationHead.catch(() => {});
       const sourceHead = await once(sourceHeads, sourceKey, () => head(task.source));
       if (sourceHead === null) {
         return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
       }
       const sourceDigest = task.sourceDigest = sourceHead.digest;
       task.sourceMediaType = sourceHead.mediaType;
-      const destinationDigest = task.repo?.state === "missing"
-        ? null
-        : (await head(task.destination))?.digest ?? null;
+      const destinationDigest = (await destinationHead)?.digest ?? null;
       if (destinationDigest === null) {
         task.action = "push";
         pushHeads.set(task.id, sourceHead);

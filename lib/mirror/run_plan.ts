@@ -83,7 +83,15 @@ export type MirrorEvent =
 /** Options for {@link runPlan}. */
 export interface RunPlanOptions {
   engine: Engine;
+  /** Copies at once. */
   concurrency: number;
+  /**
+   * Tasks that copy nothing (the plan found them `exists`, drift, failed or deferred: their
+   * supply-chain step reads, mostly) and the `latest` reconciliations run this many at once,
+   * beside the copies (with `continueOnError` off, tasks keep one pool and config order).
+   * @default concurrency * 4 (the plan's reads)
+   */
+  readConcurrency?: number;
   continueOnError: boolean;
   platform?: string;
   /** Verified credentials per host (the login step's), given to the engine with each copy. */
@@ -275,13 +283,27 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     return true;
   }
 
-  await forEachLimited(plan.tasks, async (task) => {
+  const one = async (task: PlanTask) => {
     emit({ kind: "task-start", task });
     const result = await carry(await runTask(task));
     results[task.id] = result;
     emit({ kind: "task-done", result });
     if (result.status === "failed" && !options.continueOnError) stop = true;
-  }, { limit: options.concurrency, shouldStop: () => stop || Boolean(options.signal?.aborted) });
+  };
+  const shouldStop = () => stop || Boolean(options.signal?.aborted);
+  const reads = options.readConcurrency ?? options.concurrency * 4;
+  // A no-op task must not wait for a copy slot (a nightly no-op is 300 of them and no copy).
+  const split = options.continueOnError && reads > options.concurrency;
+  const copies = split ? plan.tasks.filter((t) => t.action === "push") : plan.tasks;
+  await Promise.all([
+    forEachLimited(copies, one, { limit: options.concurrency, shouldStop }),
+    split
+      ? forEachLimited(plan.tasks.filter((t) => t.action !== "push"), one, {
+        limit: reads,
+        shouldStop,
+      })
+      : undefined,
+  ]);
   const interrupted = options.signal?.aborted ?? false;
   for (const task of plan.tasks) {
     if (!results[task.id]) {
@@ -298,19 +320,22 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
   }
 
   const latest: LatestOutcome[] = [];
-  if (options.updateLatest && !interrupted) {
-    for (const group of latestGroups(results)) {
+  const update = options.updateLatest;
+  if (update && !interrupted) {
+    // One repository each, so they run at once (a HEAD of `latest` each; a PUT where it moves).
+    const groups = latestGroups(results);
+    const outcomes: LatestOutcome[] = new Array(groups.length);
+    await forEachLimited([...groups.keys()], async (i) => {
+      const group = groups[i];
       try {
-        const outcome = await options.updateLatest(group, options.signal);
-        latest.push(outcome);
-        emit({ kind: "latest", outcome });
+        outcomes[i] = await update(group, options.signal);
       } catch (error) {
         const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
-        const outcome = { group, code, message: errorMessage(error) };
-        latest.push(outcome);
-        emit({ kind: "latest", outcome });
+        outcomes[i] = { group, code, message: errorMessage(error) };
       }
-    }
+      emit({ kind: "latest", outcome: outcomes[i] });
+    }, { limit: reads });
+    latest.push(...outcomes);
   }
   return { results, latest, interrupted };
 }

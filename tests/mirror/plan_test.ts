@@ -371,3 +371,33 @@ Deno.test("buildPlan() with budgetShare plans with the shard's share of the pull
     [[12, 2, 1]],
   );
 });
+
+Deno.test("buildPlan() reads a task's source and destination at once; the source's failure wins", async () => {
+  const { probe } = fakeProbe({ "src.example/team/app:1": A, "dst.example/m/app:1": A });
+  let inFlight = 0;
+  let most = 0;
+  const slow: PlanProbe = {
+    ...probe,
+    async manifestHead(ref, signal) {
+      most = Math.max(most, ++inFlight);
+      await new Promise((r) => setTimeout(r, 20));
+      inFlight--;
+      if (ref.repository === "team/broken") {
+        throw new MirrorError("IMAGE_PULL_FAILED", "source down");
+      }
+      if (ref.repository === "m/broken") throw new MirrorError("REPO_ACCESS_DENIED", "no");
+      return await probe.manifestHead(ref, signal);
+    },
+  };
+  const plan = await buildPlan(config([image("src.example/team/app:1", ["dr"])]), slow, {
+    comparison: "manifest",
+    concurrency: 1,
+  });
+  assert.equal(plan.tasks[0].action, "exists");
+  assert.equal(most, 2, "one task: its two HEADs in flight together");
+  const broken = await buildPlan(config([image("src.example/team/broken:1", ["dr"])]), slow, {
+    comparison: "manifest",
+  });
+  assert.equal(broken.tasks[0].action, "failed");
+  assert.equal(broken.tasks[0].code, "IMAGE_PULL_FAILED", "the source's error, as before");
+});

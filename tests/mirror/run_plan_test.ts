@@ -357,3 +357,72 @@ Deno.test("buildReport() counts deferred tasks, exits 0 for them and shows pulls
     lines.join("\n"),
   );
 });
+
+Deno.test("runPlan(): tasks that copy nothing and latest do not wait for copy slots", async () => {
+  const exists = (id: number, src: string) => ({
+    ...task(id, src, "exists"),
+    destinationDigest: `sha256:${"b".repeat(64)}`,
+  });
+  const plan: MirrorPlan = {
+    engine: "registry",
+    tasks: [task(0, "a:1"), exists(1, "b:1"), exists(2, "c:1"), exists(3, "d:1")],
+  };
+  let release!: () => void;
+  const copying = new Promise<void>((r) => release = r);
+  const order: string[] = [];
+  const carried: string[] = [];
+  let inLatest = 0;
+  let mostInLatest = 0;
+  const deadline = setTimeout(release, 5_000); // a regression ends the test instead of hanging
+  try {
+    const out = await runPlan(plan, {
+      engine: engine(() => copying, []),
+      concurrency: 1,
+      continueOnError: true,
+      onEvent: (event) => {
+        if (event.kind === "task-done") order.push(event.result.task.source.repository);
+        // The three no-op tasks are done while the copy still holds the only copy slot.
+        if (order.length === 3 && !order.includes("library/a")) release();
+      },
+      supplyChain: (t) => {
+        carried.push(t.source.repository);
+        return Promise.resolve({ signatures: 0, attestations: 0, sboms: 0, referrers: 0 });
+      },
+      updateLatest: async (group) => {
+        mostInLatest = Math.max(mostInLatest, ++inLatest);
+        await new Promise((r) => setTimeout(r, 20));
+        inLatest--;
+        return { group, code: "IMAGE_LATEST_KEPT", message: "ok" };
+      },
+    });
+    assert.deepEqual(order, ["library/b", "library/c", "library/d", "library/a"]);
+    assert.equal(carried.length, 4, "every task at its destination carried its supply chain");
+    assert.deepEqual(out.results.map((r) => r.status), ["pushed", "exists", "exists", "exists"]);
+    assert.deepEqual(
+      out.latest.map((l) => l.group.repository),
+      ["acme/a", "acme/b", "acme/c", "acme/d"],
+      "latest outcomes in group order",
+    );
+    assert.ok(mostInLatest > 1, "latest reconciled in several repositories at once");
+  } finally {
+    clearTimeout(deadline);
+  }
+});
+
+Deno.test("runPlan(): without continueOnError, tasks keep one pool and config order", async () => {
+  const plan: MirrorPlan = {
+    engine: "registry",
+    tasks: [task(0, "a:1"), task(1, "b:1"), {
+      ...task(2, "c:1", "failed"),
+      code: "IMAGE_NOT_FOUND",
+    }],
+  };
+  const copies: string[] = [];
+  const out = await runPlan(plan, {
+    engine: engine(() => Promise.resolve(), copies),
+    concurrency: 1,
+    continueOnError: false,
+  });
+  assert.deepEqual(out.results.map((r) => r.status), ["pushed", "pushed", "failed"]);
+  assert.deepEqual(copies, ["library/a:1", "library/b:1"]);
+});
