@@ -40,6 +40,7 @@ import {
   mergeReferrersIndex,
   notReferrerOf,
   parseReferrersIndex,
+  readReferrersApi,
   type ReferrerDescriptor,
   type ReferrersIndex,
   referrersTag,
@@ -308,17 +309,9 @@ export class SupplyChain {
   > {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
     if (this.#o.support.get(src.host) !== false) {
-      const pages = await src.referrersGet(srcRepository, digest, { signal });
-      this.#o.support.set(src.host, pages !== null);
-      if (pages !== null) {
-        const where = `${src.host}/${srcRepository} referrers of ${digest}`;
-        return {
-          descriptors: pages.flatMap((page, i) =>
-            parseReferrersIndex(page.bytes, pages.length > 1 ? `${where} (page ${i + 1})` : where)
-              .manifests
-          ),
-        };
-      }
+      const descriptors = await readReferrersApi(src, srcRepository, digest, { signal });
+      this.#o.support.set(src.host, descriptors !== null);
+      if (descriptors !== null) return { descriptors };
     }
     const tag = referrersTag(digest);
     if (!(await this.#listed(tag))) return { descriptors: [] };

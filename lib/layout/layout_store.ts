@@ -15,7 +15,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { ArtifactStore, ReferrersPage } from "../registry/image_store.ts";
+import type { ArtifactStore } from "../registry/image_store.ts";
 import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
 import { sha256Digest } from "../registry/manifest.ts";
 import { isPinnedDigestTag, isValidTag, pinnedDigestTag } from "../registry/reference.ts";
@@ -92,7 +92,7 @@ export class LayoutStore implements ArtifactStore {
    * A layout has no referrers API (null): referrers travel as blobs plus the fallback tag
    * `sha256-<hex>` index entry, as regclient's `ocidir://` keeps them.
    */
-  referrersGet(): Promise<ReferrersPage[] | null> {
+  referrersGet(): Promise<number | null> {
     return Promise.resolve(null);
   }
 

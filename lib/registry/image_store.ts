@@ -10,7 +10,7 @@
  *
  * @module
  */
-import type { ReferrersPage } from "./_referrers_get.ts";
+import type { ReferrersOptions, ReferrersPage } from "./_referrers_get.ts";
 import type { ManifestBytes, ManifestHead } from "./registry_client.ts";
 
 export type { ReferrersPage };
@@ -63,12 +63,15 @@ export interface ImageStore {
 export interface ArtifactStore extends ImageStore {
   /** All tags of a repository. */
   tagList(repository: string, signal?: AbortSignal): Promise<string[]>;
-  /** The referrers of `digest`, unparsed pages; null when the store has no referrers API. */
+  /**
+   * The referrers of `digest`: each unparsed page handed to `onPage` as it comes (never all held
+   * at once); the number of pages, or null when the store has no referrers API.
+   */
   referrersGet(
     repository: string,
     digest: string,
-    options?: { artifactType?: string; signal?: AbortSignal },
-  ): Promise<ReferrersPage[] | null>;
+    options?: ReferrersOptions,
+  ): Promise<number | null>;
 }
 
 /** Does `store` list tags and answer referrers (a registry client, a layout store)? */

@@ -25,7 +25,7 @@ import type { Secrets } from "../log/redact.ts";
 import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
 import { listTags } from "./_tag_list.ts";
-import { getReferrers, type ReferrersPage } from "./_referrers_get.ts";
+import { getReferrers, type ReferrersOptions } from "./_referrers_get.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
 import { apiHost, validDigest } from "./reference.ts";
@@ -365,14 +365,14 @@ export class RegistryClient implements ImageStore {
   }
 
   /**
-   * OCI 1.1 referrers of `digest`: every page, each capped, unparsed (see _referrers_get.ts);
-   * null when the registry has no referrers API (404, 400, 406).
+   * OCI 1.1 referrers of `digest`: each page capped and handed unparsed to `onPage`, then dropped
+   * (see _referrers_get.ts); the page count, or null when the registry has no referrers API.
    */
   referrersGet(
     repository: string,
     digest: string,
-    options: { artifactType?: string; signal?: AbortSignal } = {},
-  ): Promise<ReferrersPage[] | null> {
+    options: ReferrersOptions = {},
+  ): Promise<number | null> {
     return getReferrers({
       host: this.host,
       origin: new URL(this.#base).origin,

@@ -99,18 +99,8 @@ export async function listReferrers(
   options: ListReferrersOptions = {},
 ): Promise<ReferrersList> {
   const { artifactType, signal } = options;
-  const where = `${client.host}/${repository} referrers of ${digest}`;
-  const pages = await client.referrersGet(repository, digest, { artifactType, signal });
-  if (pages !== null) {
-    const descriptors: ReferrerDescriptor[] = [];
-    pages.forEach((page, i) => {
-      const at = pages.length === 1 ? where : `${where} (page ${i + 1})`;
-      const type = page.contentType;
-      if (type !== "" && type !== MEDIA_TYPES.ociIndex && type !== "application/json") {
-        throw invalid(at, `Content-Type must be ${MEDIA_TYPES.ociIndex}, not ${show(type)}`);
-      }
-      descriptors.push(...parseReferrersIndex(page.bytes, at).manifests);
-    });
+  const descriptors = await readReferrersApi(client, repository, digest, options);
+  if (descriptors !== null) {
     return { via: "api", descriptors: filterByType(descriptors, artifactType) };
   }
   const tag = referrersTag(digest);
@@ -123,6 +113,43 @@ export async function listReferrers(
     index,
     tagDigest: stored.digest,
   };
+}
+
+/** Referrers one listing may name (all pages of an API answer together). */
+export const MAX_LISTED_REFERRERS = 10_000;
+
+/**
+ * The referrers of `digest` through the referrers API, each page checked as it comes and dropped
+ * (only the descriptors are kept, at most {@link MAX_LISTED_REFERRERS}); null when the store has
+ * no referrers API.
+ *
+ * @throws {MirrorError} IMAGE_REFERRER_INVALID naming the page and field, or for more than
+ *   {@link MAX_LISTED_REFERRERS} referrers; the store's own errors (page caps, loops) otherwise
+ */
+export async function readReferrersApi(
+  client: ArtifactStore,
+  repository: string,
+  digest: string,
+  options: ListReferrersOptions = {},
+): Promise<ReferrerDescriptor[] | null> {
+  const where = `${client.host}/${repository} referrers of ${digest}`;
+  const descriptors: ReferrerDescriptor[] = [];
+  const pages = await client.referrersGet(repository, digest, {
+    ...options,
+    onPage(page, i) {
+      const at = i === 0 ? where : `${where} (page ${i + 1})`;
+      const type = page.contentType;
+      if (type !== "" && type !== MEDIA_TYPES.ociIndex && type !== "application/json") {
+        throw invalid(at, `Content-Type must be ${MEDIA_TYPES.ociIndex}, not ${show(type)}`);
+      }
+      const listed = parseReferrersIndex(page.bytes, at).manifests;
+      if (descriptors.length + listed.length > MAX_LISTED_REFERRERS) {
+        throw invalid(where, `more than ${MAX_LISTED_REFERRERS} referrers listed; refused`);
+      }
+      for (const d of listed) descriptors.push(d);
+    },
+  });
+  return pages === null ? null : descriptors;
 }
 
 /**

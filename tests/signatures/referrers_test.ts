@@ -177,8 +177,12 @@ Deno.test("listReferrers() refuses a next page that fails and a Link that never 
     );
   }
   {
-    await using d = startDouble(() =>
-      indexAnswer(BOTH, { link: `</v2/app/referrers/${SUBJECT}?again>; rel="next"` })
+    await using d = startDouble((url) =>
+      indexAnswer(BOTH, {
+        link: `</v2/app/referrers/${SUBJECT}?p=${
+          Number(url.searchParams.get("p")) + 1
+        }>; rel="next"`,
+      })
     );
     await rejectsWith(
       () => listReferrers(d.client, "app", SUBJECT),
@@ -187,6 +191,51 @@ Deno.test("listReferrers() refuses a next page that fails and a Link that never 
     );
     assert.equal(d.requests.length, 100);
   }
+});
+
+// Before: a Link back to a page already read was followed until the 100-page bound, every page
+// kept (100 x the page cap held at once), and the pages together had no cap.
+Deno.test("listReferrers() stops a Link that loops at once, and caps the pages together", async (t) => {
+  for (
+    const [name, link, requests] of [
+      ["a next page that is itself", `</v2/app/referrers/${SUBJECT}>`, 1],
+      ["a next page that links to itself", `</v2/app/referrers/${SUBJECT}?again>`, 2],
+    ] as const
+  ) {
+    await t.step(name, () =>
+      within(10_000, name, async () => {
+        await using d = startDouble(() => indexAnswer(BOTH, { link: `${link}; rel="next"` }));
+        await rejectsWith(
+          () => listReferrers(d.client, "app", SUBJECT),
+          "IMAGE_REFERRER_INVALID",
+          /was already read \(the pages loop\); refused/,
+        );
+        assert.equal(d.requests.length, requests);
+      }));
+  }
+  await t.step(
+    "new pages of 60 KiB each: refused past 4 x the 64 KiB page cap",
+    () =>
+      within(10_000, "pages past the total cap", async () => {
+        const filler = "x".repeat(60 * 1024);
+        await using d = startDouble((url) =>
+          indexAnswer(
+            `{"schemaVersion":2,"mediaType":"${INDEX}","annotations":{"pad":"${filler}"},"manifests":[]}`,
+            {
+              link: `</v2/app/referrers/${SUBJECT}?p=${
+                Number(url.searchParams.get("p")) + 1
+              }>; rel="next"`,
+            },
+          )
+        );
+        await rejectsWith(
+          () => listReferrers(d.client, "app", SUBJECT),
+          "IMAGE_MANIFEST_TOO_LARGE",
+          /the pages passed 262144 bytes in all \(\d+ bytes or more over 5 pages\); refused/,
+        );
+        assert.equal(d.requests.length, 5);
+      }),
+  );
 });
 
 Deno.test("listReferrers() falls back to the sha256-<hex> tag when the API answers 404, 400 or 406", async () => {

@@ -61,6 +61,8 @@ export interface HostileRegistry extends AsyncDisposable {
   blobs: Map<string, HostileEntry>;
   /** Tag list answers by repository (default: the tags of `manifests`). */
   tagLists: Map<string, HostileEntry>;
+  /** The referrers API (`GET /v2/<name>/referrers/<digest>`); unset: none (404). */
+  referrers?: (url: URL) => Response;
   /** Requests so far: `METHOD /path`. */
   requests: string[];
   /** Bytes of generated (`stream`) bodies handed to the network so far. */
@@ -197,6 +199,9 @@ export function startHostileRegistry(): HostileRegistry {
     requests.push(`${req.method} ${url.pathname}`);
     await req.body?.cancel();
     if (url.pathname === "/v2/") return new Response("{}", { status: 200 });
+    if (/^\/v2\/.+\/referrers\/[^/]+$/.test(url.pathname) && registry.referrers) {
+      return registry.referrers(url);
+    }
     const m = /^\/v2\/(.+)\/(manifests|blobs|tags)\/(.+)$/.exec(url.pathname);
     if (!m) return notFound("NAME_UNKNOWN");
     const [, repository, kind, ref] = m;

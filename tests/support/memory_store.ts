@@ -13,7 +13,7 @@
  * @module
  */
 import { sha256 } from "./images.ts";
-import type { ArtifactStore, ReferrersPage } from "../../lib/registry/image_store.ts";
+import type { ArtifactStore } from "../../lib/registry/image_store.ts";
 import type { ManifestBytes, ManifestHead } from "../../lib/registry/registry_client.ts";
 
 /** A store that lives in two maps. */
@@ -112,7 +112,7 @@ export class MemoryStore implements ArtifactStore {
     );
   }
 
-  referrersGet(): Promise<ReferrersPage[] | null> {
+  referrersGet(): Promise<number | null> {
     return Promise.resolve(null);
   }
 }
