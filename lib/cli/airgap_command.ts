@@ -42,6 +42,7 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
   return await session(config, io, {
     op: "Export",
     reportPath: cmd.report,
+    dryRun: cmd.dryRun,
     // `last-report.json` is the last mirror's (import's) report, which operators and metrics read.
     lastReport: `${config.log.dir}/last-export-report.json`,
     run: (context) =>
@@ -97,6 +98,7 @@ async function importSession(
   return await session(config, io, {
     op: "Import",
     reportPath: cmd.report,
+    dryRun: cmd.dryRun,
     publish: { dryRun: cmd.dryRun },
     after: cmd.openshiftMirrorSets === undefined
       ? undefined
@@ -175,6 +177,8 @@ async function session(
   options: {
     op: string;
     reportPath?: string;
+    /** A dry run: no lock, the log on the console only, no report but `--report PATH`. */
+    dryRun: boolean;
     /** The report in the log dir. @default `<log dir>/last-report.json` */
     lastReport?: string;
     run: (context: SessionContext) => Promise<Report>;
@@ -203,6 +207,7 @@ async function session(
     console: (line, level) => progress.logLine(line, level),
     secrets,
     op: options.op,
+    dryRun: options.dryRun,
   });
   const { lock, logger } = session;
   await using _lock = lock;

@@ -65,6 +65,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     secrets,
     op: OP,
     refuseLink: shard ? "a shard's log dir" : undefined,
+    dryRun: cmd.dryRun,
   });
   const { lock, logger } = session;
   await using _lock = lock;

@@ -95,7 +95,10 @@ function logResult(logger: Logger, result: TaskResult): void {
   }
 }
 
-/** Print the statistics, log the summary, write the JSON report; returns the exit code. */
+/**
+ * Print the statistics, log the summary, write the JSON report (a dry run's only to
+ * `--report PATH`: it writes nothing else); returns the exit code.
+ */
 export async function finishRun(
   report: Report,
   options: {
@@ -120,14 +123,15 @@ export async function finishRun(
   else if (code === 0) logger.info("MIRROR_COMPLETE", OP, summary);
   else logger.error("MIRROR_FAILED", OP, summary);
   const json = JSON.stringify(report, null, 2) + "\n";
+  const inLogDir = options.lastReport ?? `${options.logDir}/last-report.json`;
   const paths = [
-    options.lastReport ?? `${options.logDir}/last-report.json`,
+    ...(report.dryRun ? [] : [inLogDir]),
     ...(options.reportPath ? [options.reportPath] : []),
   ];
   for (const path of paths) {
     try {
       // In the log dir: never through a planted link (temp + rename); --report as the user asked.
-      if (path === paths[0]) await writeFileAtomic(path, json);
+      if (path === inLogDir) await writeFileAtomic(path, json);
       else await Deno.writeTextFile(path, json);
     } catch (error) {
       logger.error(
@@ -137,7 +141,9 @@ export async function finishRun(
       );
     }
   }
-  terminal.line(`Report: ${paths.join(", ")}`);
+  terminal.line(
+    paths.length ? `Report: ${paths.join(", ")}` : "Report: none written (dry run; --report PATH)",
+  );
   return code;
 }
 

@@ -2,7 +2,8 @@
  * What `mirror`, `export` and `import` open the same way before any work: the run lock first (only
  * its holder may rotate the log, which archives and empties it), with its heartbeat (a lock taken
  * over while held is an ERROR `MIRROR_LOCK_LOST`), then the logger; and the config's secrets
- * registered before anything can print them.
+ * registered before anything can print them. A dry run writes nothing: no lock, and its log lines
+ * go to the console only.
  *
  * @module
  */
@@ -21,6 +22,8 @@ export interface RunSession {
   lock: RunLock | null;
   locked: MirrorError | null;
   logger: Logger;
+  /** A dry run's session: no lock was wanted. */
+  dryRun?: boolean;
 }
 
 /** Options for {@link openRunSession}. */
@@ -35,6 +38,8 @@ export interface RunSessionOptions {
    * link. The text names it in the refusal.
    */
   refuseLink?: string;
+  /** A dry run: no lock taken, the log on the console only (the log dir is left untouched). */
+  dryRun?: boolean;
 }
 
 /**
@@ -50,6 +55,15 @@ export async function openRunSession(
 ): Promise<RunSession> {
   let lock: RunLock | null = null;
   let locked: MirrorError | null = null;
+  if (options.dryRun) {
+    const logger = await Logger.open({
+      settings: config.log,
+      console: options.console,
+      secrets: options.secrets,
+      consoleOnly: true,
+    });
+    return { lock, locked, logger, dryRun: true };
+  }
   try {
     if (options.refuseLink) await refuseSymlink(config.log.dir, options.refuseLink);
     lock = await acquireRunLock(config.log.dir, { leaseMs: config.log.lockLease * 1000 });
@@ -84,6 +98,7 @@ export async function openRunSession(
  */
 export function logLockState(session: RunSession, op: string): boolean {
   const { lock, locked, logger } = session;
+  if (session.dryRun) return true;
   if (!lock) {
     logger.error("MIRROR_LOCKED", op, locked?.message ?? "the run lock is held");
     return false;

@@ -56,6 +56,11 @@ export interface LoggerOptions {
    * @default true
    */
   rotate?: boolean;
+  /**
+   * A dry run: lines go to the console sink only (whatever `consoleOutput` says); no file is
+   * opened, no directory made, nothing rotated.
+   */
+  consoleOnly?: boolean;
 }
 
 /** Format a log line: `YYYY-MM-DD HH:MM:SS [LEVEL] [CODE] Operation: message` (local time). */
@@ -87,8 +92,10 @@ export class Logger {
   #pending: string[] = [];
   #encoder = new TextEncoder();
 
-  private constructor(options: LoggerOptions, path: string, file: Deno.FsFile) {
-    this.#settings = options.settings;
+  private constructor(options: LoggerOptions, path: string, file: Deno.FsFile | null) {
+    this.#settings = options.consoleOnly
+      ? { ...options.settings, consoleOutput: true }
+      : options.settings;
     this.#console = options.console;
     this.#clock = options.clock ?? (() => new Date());
     this.#secrets = options.secrets;
@@ -100,6 +107,8 @@ export class Logger {
   /** Create the log dir, rotate if due (unless `rotate: false`), and open the log for appending. */
   static async open(options: LoggerOptions): Promise<Logger> {
     const { settings } = options;
+    const path = `${settings.dir}/${settings.file}`;
+    if (options.consoleOnly) return new Logger(options, path, null);
     const rotate = options.rotate ?? true;
     await Deno.mkdir(settings.dir, { recursive: true });
     const rotation: RotateResult = rotate
@@ -111,7 +120,6 @@ export class Logger {
         clock: options.clock,
       })
       : { rotated: false, deleted: [] };
-    const path = `${settings.dir}/${settings.file}`;
     const file = await openNoFollow(path, { append: true, create: true }, "the log");
     const logger = new Logger(options, path, file);
     if (rotate) logger.#nextCheck = logger.#clock().getTime() + 60_000;

@@ -26,7 +26,7 @@ Deno.test("mirror creates the missing parents of log.dir and logs there", async 
     const check = await runCli(["validate", "-c", "c.yaml"], { cwd: dir });
     assert.equal(check.code, 0, check.stderr);
     assert.equal(await Deno.stat(`${dir}/a`).catch(() => null), null, "validate creates nothing");
-    const run = await runCli(["mirror", "--dry-run", "--non-interactive", "-c", "c.yaml"], {
+    const run = await runCli(["mirror", "--non-interactive", "-c", "c.yaml"], {
       cwd: dir,
       timeoutMs: 30_000,
     });
@@ -42,7 +42,7 @@ Deno.test("mirror with a log it cannot open is exit 2 naming log, no internal er
   try {
     await Deno.mkdir(`${dir}/logs/sub`, { recursive: true });
     await Deno.writeTextFile(`${dir}/c.yaml`, configWithLog("{ dir: ./logs, file: sub }"));
-    const run = await runCli(["mirror", "--dry-run", "--non-interactive", "-c", "c.yaml"], {
+    const run = await runCli(["mirror", "--non-interactive", "-c", "c.yaml"], {
       cwd: dir,
       timeoutMs: 30_000,
     });

@@ -60,7 +60,10 @@ async function mirror(env: Env, extra: string[] = []) {
   } catch {
     // no report
   }
-  const log = await Deno.readTextFile(`${env.dir}/logs/bananna-bot.log`).catch(() => "");
+  // A dry run writes no log file: its log lines are on the console only.
+  const log = extra.includes("--dry-run")
+    ? result.stdout + result.stderr
+    : await Deno.readTextFile(`${env.dir}/logs/bananna-bot.log`).catch(() => "");
   await Deno.remove(`${env.dir}/logs/bananna-bot.log`).catch(() => {});
   return { ...result, report, log };
 }

@@ -24,6 +24,8 @@ async function mirror(dir: string, extra: string[] = []) {
   );
   const report: Report = JSON.parse(await Deno.readTextFile(`${dir}/r.json`));
   await Deno.remove(`${dir}/r.json`);
+  // A dry run writes no log file: its log lines are on the console only.
+  if (extra.includes("--dry-run")) return { ...result, report, log: result.stdout + result.stderr };
   const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
   await Deno.remove(`${dir}/logs/bananna-bot.log`);
   return { ...result, report, log };
