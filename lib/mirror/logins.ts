@@ -55,6 +55,9 @@ export interface Logins {
 export async function loginAll(options: LoginOptions): Promise<Logins> {
   const { config, logger } = options;
   const hosts = new Map<string, { repository: string; destination: boolean }>();
+  // Destination hosts that will be asked to hold a sparse index (an entry with `platforms`): only
+  // these are sent the extra `GET /v2/` that reads X-Sparse-Manifest-Support.
+  const sparseHosts = new Set<string>();
   for (const image of [...options.images, ...options.repositories ?? []]) {
     if (!hosts.has(image.source.registry) && !options.skipHosts?.has(image.source.registry)) {
       hosts.set(image.source.registry, { repository: image.source.repository, destination: false });
@@ -66,6 +69,7 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
         repository: `${registry.namespace}/${image.repository}`,
         destination: true,
       });
+      if (image.platforms) sparseHosts.add(registry.host);
     }
   }
   const logins: Logins = { credentials: new Map(), broken: new Map() };
@@ -73,7 +77,7 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
     options.signal.throwIfAborted();
     try {
       const { client, credential } = await login(options, host, repository, destination);
-      if (destination) {
+      if (sparseHosts.has(host)) {
         await client.probeVersionCheck(options.signal);
         const sparse = client.sparseManifestSupport;
         if (sparse !== null && sparse !== undefined) {

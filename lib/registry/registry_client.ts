@@ -155,7 +155,8 @@ export class RegistryClient implements ImageStore {
 
   /**
    * `GET /v2/` without credentials (Quay answers it even with a 401): records its
-   * `X-Sparse-Manifest-Support` (the login step runs it per destination host; a failure: null).
+   * `X-Sparse-Manifest-Support` (the login step runs it for each destination host that an entry
+   * with `platforms` targets, so other runs pay no extra request; a failure: null).
    */
   async probeVersionCheck(signal?: AbortSignal): Promise<void> {
     this.sparseManifestSupport = null;
