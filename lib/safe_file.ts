@@ -28,11 +28,24 @@ export async function refuseSymlink(path: string, what: string): Promise<void> {
  * Write `data` to `path` whole: a unique temp file beside it (never through a link), then a
  * rename over `path` (a link at `path` is replaced, its target untouched).
  */
-export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: string | Uint8Array | Iterable<string>,
+): Promise<void> {
   const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
-  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
   try {
-    await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
+    if (typeof data === "string" || data instanceof Uint8Array) {
+      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+      await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
+    } else {
+      // Chunks (a large report): written one after another, never joined in memory.
+      const encoder = new TextEncoder();
+      using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
+      for (const chunk of data) {
+        const bytes = encoder.encode(chunk);
+        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+      }
+    }
     await Deno.rename(tmp, path);
   } catch (error) {
     await Deno.remove(tmp).catch(() => {});

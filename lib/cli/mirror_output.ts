@@ -11,7 +11,7 @@ import { errorMessage } from "../errors.ts";
 import { type Code, CODES, type Level } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import { formatReference } from "../registry/reference.ts";
-import { exitStatus, formatStatistics, type Report } from "../mirror/report.ts";
+import { exitStatus, formatStatistics, type Report, reportJsonChunks } from "../mirror/report.ts";
 import { writeFileAtomic } from "../safe_file.ts";
 import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
@@ -122,7 +122,6 @@ export async function finishRun(
   if (report.interrupted) logger.warn("MIRROR_INTERRUPTED", OP, `Interrupted: ${summary}`);
   else if (code === 0) logger.info("MIRROR_COMPLETE", OP, summary);
   else logger.error("MIRROR_FAILED", OP, summary);
-  const json = JSON.stringify(report, null, 2) + "\n";
   const inLogDir = options.lastReport ?? `${options.logDir}/last-report.json`;
   const paths = [
     ...(report.dryRun ? [] : [inLogDir]),
@@ -131,8 +130,8 @@ export async function finishRun(
   for (const path of paths) {
     try {
       // In the log dir: never through a planted link (temp + rename); --report as the user asked.
-      if (path === inLogDir) await writeFileAtomic(path, json);
-      else await Deno.writeTextFile(path, json);
+      if (path === inLogDir) await writeFileAtomic(path, reportJsonChunks(report));
+      else await Deno.writeTextFile(path, ReadableStream.from(reportJsonChunks(report)));
     } catch (error) {
       logger.error(
         "MIRROR_FAILED",

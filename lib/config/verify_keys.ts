@@ -8,7 +8,6 @@
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
-import { loadCosignPublicKey } from "../signatures/cosign_key.ts";
 import { formatPath } from "./parse_config_text.ts";
 import type { ResolvedConfig, ValidConfig } from "./schema.ts";
 
@@ -79,6 +78,9 @@ async function keyProblem(file: string): Promise<string | null> {
     return `cosign key ${file}: cannot be read (${why})`;
   }
   try {
+    // Loaded only when a key is configured: it brings node:crypto, which validate and most runs
+    // otherwise do without at start-up.
+    const { loadCosignPublicKey } = await import("../signatures/cosign_key.ts");
     await loadCosignPublicKey(pem, { file });
     return null;
   } catch (error) {

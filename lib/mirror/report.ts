@@ -220,6 +220,28 @@ export function exitStatus(report: Report): 0 | 1 | 130 {
   return report.totals.failed > 0 || report.totals.skipped > 0 ? 1 : 0;
 }
 
+/**
+ * The JSON report as `JSON.stringify(report, null, 2) + "\n"` writes it, in chunks: the entries
+ * one at a time, so a report of 15,000 entries is never one string (nor its bytes) in memory.
+ * The file is still written whole (safe_file.ts writes the chunks to a temp file, then renames).
+ */
+export function* reportJsonChunks(report: Report): Generator<string> {
+  const marker = `\u0000entries-${crypto.randomUUID()}\u0000`;
+  const head = JSON.stringify({ ...report, entries: marker }, null, 2);
+  const at = head.indexOf(JSON.stringify(marker));
+  yield head.slice(0, at);
+  if (report.entries.length === 0) yield "[]";
+  else {
+    yield "[\n";
+    for (const [i, entry] of report.entries.entries()) {
+      const text = JSON.stringify(entry, null, 2).replaceAll("\n", "\n    ");
+      yield `    ${text}${i < report.entries.length - 1 ? ",\n" : "\n"}`;
+    }
+    yield "  ]";
+  }
+  yield head.slice(at + JSON.stringify(marker).length) + "\n";
+}
+
 /** The statistics block printed at the end of a run (and logged). */
 export function formatStatistics(report: Report): string[] {
   const seconds = (Date.parse(report.endedAt) - Date.parse(report.startedAt)) / 1000;
