@@ -8,7 +8,7 @@
  */
 import { MirrorError } from "../errors.ts";
 import type { Secrets } from "../log/redact.ts";
-import type { Credential } from "./credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import { credentialFromHelper } from "./credential_helper.ts";
 import { authFor, helperFor, readDockerConfig, serverKey } from "./docker_config.ts";
 import { promptCredentials, type PromptOptions } from "./prompt_credentials.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { Credential } from "./credential.ts";
+import type { Credential } from "../registry/credential.ts";
 
 /** Ask helper `name` for the credentials of `serverUrl`; null when it has none. */
 export async function credentialFromHelper(

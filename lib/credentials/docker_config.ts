@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Credential } from "./credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import { DOCKER_HUB_INDEX, isDockerHub } from "../registry/reference.ts";
 
 /** The parts of config.json we use. */

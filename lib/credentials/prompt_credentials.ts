@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { Credential } from "./credential.ts";
+import type { Credential } from "../registry/credential.ts";
 
 /** Options for {@link promptCredentials}. */
 export interface PromptOptions {

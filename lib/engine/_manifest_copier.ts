@@ -15,7 +15,7 @@
 import { MirrorError } from "../errors.ts";
 import { type Descriptor, type ParsedManifest, parseManifest } from "../registry/manifest.ts";
 import type { ImageStore } from "../registry/image_store.ts";
-import type { ManifestBytes } from "../registry/registry_client.ts";
+import type { ManifestBytes } from "../registry/image_store.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import type { SharedWork } from "./_shared_work.ts";

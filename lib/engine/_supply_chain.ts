@@ -32,7 +32,7 @@
 import { MirrorError } from "../errors.ts";
 import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
-import type { ManifestBytes } from "../registry/registry_client.ts";
+import type { ManifestBytes } from "../registry/image_store.ts";
 import { cosignTags, parseSignatureManifest } from "../signatures/cosign.ts";
 import {
   encodeReferrersIndex,

@@ -25,7 +25,7 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import { MirrorError } from "../errors.ts";
 import type { Secrets } from "../log/redact.ts";
 import { retry, retryPolicy } from "../retry.ts";

@@ -13,7 +13,7 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import type { Code } from "../log/codes.ts";
 import type { Reference } from "../registry/reference.ts";
 

@@ -15,8 +15,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { ArtifactStore } from "../registry/image_store.ts";
-import type { ManifestBytes, ManifestHead } from "../registry/registry_client.ts";
+import type { ArtifactStore, ManifestBytes, ManifestHead } from "../registry/image_store.ts";
 import { sha256Digest } from "../registry/manifest.ts";
 import { isPinnedDigestTag, isValidTag, pinnedDigestTag } from "../registry/reference.ts";
 import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";

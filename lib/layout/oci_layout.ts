@@ -25,7 +25,7 @@ import { createHash } from "node:crypto";
 import { MirrorError, UsageError } from "../errors.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import { parseManifest } from "../registry/manifest.ts";
-import type { ManifestBytes } from "../registry/registry_client.ts";
+import type { ManifestBytes } from "../registry/image_store.ts";
 import { validDigest } from "../registry/reference.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
 import {

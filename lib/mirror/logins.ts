@@ -13,7 +13,7 @@
  * @module
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import { missingCredentialsError, resolveCredential } from "../credentials/credential_chain.ts";
 import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";

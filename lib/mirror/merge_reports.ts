@@ -12,7 +12,7 @@
  * - `stopped`: the first shard's that stopped before its plan was complete (its index named);
  * - `latest`, `selection`: every shard's (`latest` sorted by repository);
  * - `pullBudget` per host: each shard planned with its share of the budget (`reserve +
- *   (remaining - reserve) / count`, _plan_budget.ts) and reported that share as `remaining`; the
+ *   (remaining - reserve) / count`, pull_budget.ts) and reported that share as `remaining`; the
  *   merge adds the shares back up with the reserve once (`reserve + sum(remaining - reserve)`),
  *   sums `planned`/`spent`/`deferred`, recomputes `remainingAfter` as a single run does, and
  *   keeps the highest limit and reserve and the latest refill and 429 stop;

@@ -47,7 +47,7 @@ import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "./supply_chain_state.ts";
 import { buildPlan, type MirrorPlan } from "./plan.ts";
-import { HostPullGate } from "./pull_budget.ts";
+import { HostPullGate } from "./pull_gate.ts";
 import { QuayRepositories } from "./quay_repositories.ts";
 import { RegistryProbe } from "./registry_probe.ts";
 import { selectionEntries, selectionLines } from "./repository_selection.ts";

@@ -18,7 +18,7 @@
  * Quay target whose API token was refused is not asked about repositories, and its tasks that
  * would otherwise run fail with the token's error.
  *
- * The last step is the pull budget (_plan_budget.ts): the rate limits the manifest HEADs carried
+ * The last step is the pull budget (pull_budget.ts): the rate limits the manifest HEADs carried
  * (`ratelimit-limit` / `ratelimit-remaining`, from whichever host sends them) decide which tasks
  * that would push fit; the rest are `deferred` (IMAGE_DEFERRED_RATE_LIMIT).
  *
@@ -35,8 +35,13 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
-import { applyPullBudget, pullsForHead, type SourceHead } from "./_plan_budget.ts";
-import type { HostBudget, RateLimit } from "./pull_budget.ts";
+import {
+  applyPullBudget,
+  type HostBudget,
+  pullsForHead,
+  type RateLimit,
+  type SourceHead,
+} from "./pull_budget.ts";
 import {
   type RepositorySelection,
   selectedImages,
@@ -68,7 +73,7 @@ export interface PlanTask {
   /** The source manifest's media type as its HEAD said (the supply-chain step skips a read). */
   sourceMediaType?: string;
   destinationDigest?: string;
-  /** Pulls (manifest GETs) a push spends on the source host (an upper bound; _plan_budget.ts). */
+  /** Pulls (manifest GETs) a push spends on the source host (an upper bound; pull_budget.ts). */
   pulls?: number;
   /** Plan-time failure (e.g. IMAGE_NOT_FOUND), drift details or why it is deferred. */
   code?: Code;

@@ -1,8 +1,9 @@
 /**
- * The Docker Hub pull budget, as pure logic: read the rate-limit headers a registry sends, decide
- * which tasks of a plan fit in what is left of the window, and remember, for one run, the hosts
- * that asked us to stop. No I/O: the plan feeds in the headers of the manifest HEADs it already
- * makes (a HEAD costs no pull) and the pulls each task would spend; the run asks the gate.
+ * The Docker Hub pull budget, the plan's last step: read the rate-limit headers a registry sends,
+ * count the pulls each task would spend, and decide which tasks fit in what is left of the window
+ * ({@link applyPullBudget} turns the others into `deferred` ones before the plan is returned, so
+ * the plan is never patched afterwards). No I/O: the plan feeds in the headers of the manifest
+ * HEADs it already makes (a HEAD costs no pull). What the run does with a 429 is pull_gate.ts.
  *
  * ## What a pull is
  * Docker Hub counts a manifest GET as a pull (HEAD is free). A task spends one GET for its image and
@@ -30,8 +31,22 @@
  * - A task that needs more than `limit - reserve` can never fit in a full window: it is deferred
  *   with the reason `window`, not `budget`, so the message says so instead of promising a refill.
  *
+ * ## Counting pulls without a GET
+ * A HEAD tells whether the source is an index, not how many children it has. The docker engine
+ * pulls one platform, so an index costs 2 pulls and a single image 1, exactly. The registry
+ * engine copies every child; the plan counts an upper bound from the index's size: every child
+ * descriptor needs at least {@link MIN_DESCRIPTOR_BYTES} bytes of JSON (mediaType, a sha256
+ * digest and a size), so an index of `size` bytes has at most `floor(size / 150)` children. That
+ * overcounts (real descriptors carry platforms and annotations, 2-5 times larger), so a tight
+ * budget defers an index a little early, never overspends.
+ *
+ * The plan's own GETs (the docker engine compares config digests when manifest digests differ)
+ * are taken off what the HEADs said was left, so `remaining` in the budget is "left for copies".
+ *
  * @module
  */
+import type { Code } from "../log/codes.ts";
+import { MEDIA_TYPES } from "../registry/manifest.ts";
 
 /** Docker Hub's rate-limit state for one host, read from `ratelimit-limit` / `-remaining`. */
 export interface RateLimit {
@@ -357,94 +372,110 @@ export function describeDeferral(task: DeferredTask, host: HostBudget): string {
     `the next run picks it up`;
 }
 
-/** Options for {@link shouldStopHost}: the host's retry settings. */
-export interface ShouldStopHostOptions {
-  /** operation.retryDelay in ms. */
-  retryDelayMs: number;
-  /** operation.maxRetries. */
-  maxRetries: number;
+/** Bytes every child descriptor of an index takes at least (see the module doc). */
+export const MIN_DESCRIPTOR_BYTES = 150;
+
+/** What a source HEAD told the plan, as this step needs it. */
+export interface SourceHead {
+  mediaType: string;
+  size: number;
+}
+
+/** A plan task as {@link applyPullBudget} reads and changes it (plan.ts's PlanTask is one). */
+export interface BudgetedTask {
+  /** The task's index in the plan's task list. */
+  id: number;
+  source: { registry: string };
+  action: string;
+  pulls?: number;
+  code?: Code;
+  message?: string;
+}
+
+/** Options for {@link applyPullBudget}. */
+export interface ApplyPullBudgetOptions {
+  engine: "registry" | "docker";
+  /** The lowest rate limit seen per host during planning. */
+  limits: ReadonlyMap<string, RateLimit>;
+  /** The source HEAD of each task that would push (by task id). */
+  heads: ReadonlyMap<number, SourceHead>;
+  /**
+   * Pulls the plan itself spent per host (the docker engine's config reads GET the manifest): taken
+   * off `remaining` first, as the HEADs may have answered before those GETs.
+   */
+  planPulls?: ReadonlyMap<string, number>;
+  /** operation.dockerHubReserve. */
+  reserve: number;
+  /** When the limits were read (for the refill time). */
+  nowMs: number;
+  /**
+   * A sharded run (shard.ts) splits each host's budget: with `share` shards, each plans with
+   * `reserve + floor((remaining - reserve) / share)` (the reserve capped as in pull_budget.ts), so
+   * the shards together never plan more than the host said was left. @default 1
+   */
+  share?: number;
 }
 
 /**
- * Should a 429 stop further pulls from its host for the rest of the run? Yes when the registry
- * asks to wait longer than the retries would (`Retry-After > retryDelay * maxRetries`); a 429
- * without Retry-After (undefined) is left to the normal retries.
+ * The pulls a copy of a source spends, by engine (an upper bound for an index with the registry
+ * engine; see the module doc).
  *
- * @param retryAfterMs The Retry-After in ms (see `parseRetryAfter` in lib/retry.ts), or undefined.
- * @param options The retry settings.
- * @returns True when the host is to be stopped.
- *
- * @example
- * ```ts
- * import { shouldStopHost } from "./pull_budget.ts";
- * import assert from "node:assert/strict";
- * assert.equal(shouldStopHost(3_600_000, { retryDelayMs: 5000, maxRetries: 3 }), true);
- * assert.equal(shouldStopHost(15_000, { retryDelayMs: 5000, maxRetries: 3 }), false);
- * ```
+ * @param head The source's HEAD.
+ * @param engine The engine that copies.
+ * @returns Manifest GETs on the source host.
  */
-export function shouldStopHost(
-  retryAfterMs: number | undefined,
-  options: ShouldStopHostOptions,
-): boolean {
-  if (retryAfterMs === undefined || !Number.isFinite(retryAfterMs)) return false;
-  return retryAfterMs > options.retryDelayMs * options.maxRetries;
+export function pullsForHead(head: SourceHead, engine: "registry" | "docker"): number {
+  const isIndex = head.mediaType === MEDIA_TYPES.ociIndex ||
+    head.mediaType === MEDIA_TYPES.dockerList;
+  const children = isIndex ? Math.max(1, Math.floor(head.size / MIN_DESCRIPTOR_BYTES)) : 0;
+  return pullsForImage({ engine, children });
 }
 
 /**
- * The hosts that stopped us for this run. Once stopped, a host stays stopped until the run ends
- * (the rest of its tasks are deferred), whatever the time: `untilMs` only says, for the message,
- * when the registry said it would take pulls again. Stopping twice keeps the later time.
+ * Give every task that would push its pulls, and defer (action `deferred`, code
+ * IMAGE_DEFERRED_RATE_LIMIT, the refill time in the message) those the budget has no room for.
  *
- * @example
- * ```ts
- * import { HostPullGate } from "./pull_budget.ts";
- * import assert from "node:assert/strict";
- * const gate = new HostPullGate();
- * gate.stop("docker.io", 5000);
- * assert.equal(gate.isStopped("docker.io"), true);
- * assert.equal(gate.isStopped("quay.io"), false);
- * assert.equal(gate.stoppedUntil("docker.io"), 5000);
- * ```
+ * @param tasks The plan's tasks in config order (changed in place).
+ * @param options Engine, limits, the source HEADs, reserve and time.
+ * @returns What each rate-limited source host spends (empty when no host sent a rate limit).
  */
-export class HostPullGate {
-  #until = new Map<string, number>();
-
-  /**
-   * Stop pulls from `host` for the rest of the run.
-   *
-   * @param host The source host.
-   * @param untilMs When the registry said it would take pulls again (epoch ms).
-   */
-  stop(host: string, untilMs: number): void {
-    this.#until.set(host, Math.max(untilMs, this.#until.get(host) ?? -Infinity));
+export function applyPullBudget(
+  tasks: BudgetedTask[],
+  options: ApplyPullBudgetOptions,
+): HostBudget[] {
+  const pulling = tasks.filter((task) => task.action === "push" && options.heads.has(task.id));
+  for (const task of pulling) {
+    task.pulls = pullsForHead(options.heads.get(task.id) as SourceHead, options.engine);
   }
-
-  /**
-   * Is `host` stopped for this run?
-   *
-   * @param host The source host.
-   * @returns True once {@link HostPullGate.stop} was called for it.
-   */
-  isStopped(host: string): boolean {
-    return this.#until.has(host);
+  if (options.limits.size === 0) return [];
+  const limits = new Map(options.limits);
+  for (const [host, spent] of options.planPulls ?? []) {
+    const limit = limits.get(host);
+    if (limit) limits.set(host, { ...limit, remaining: Math.max(0, limit.remaining - spent) });
   }
-
-  /**
-   * When a stopped host said it would take pulls again.
-   *
-   * @param host The source host.
-   * @returns Epoch ms, or null when the host is not stopped.
-   */
-  stoppedUntil(host: string): number | null {
-    return this.#until.get(host) ?? null;
+  const share = options.share ?? 1;
+  if (share > 1) {
+    for (const [host, limit] of limits) {
+      const kept = Math.min(limit.remaining, reserveFor(options.reserve, limit.limit));
+      limits.set(host, {
+        ...limit,
+        remaining: kept + Math.floor((limit.remaining - kept) / share),
+      });
+    }
   }
-
-  /**
-   * The stopped hosts, sorted by name.
-   *
-   * @returns Host names.
-   */
-  stoppedHosts(): string[] {
-    return [...this.#until.keys()].sort();
+  const budget = planPullBudget(
+    pulling.map((task) => ({
+      id: String(task.id),
+      pulls: { [task.source.registry]: task.pulls ?? 0 },
+    })),
+    { limits, reserve: options.reserve, nowMs: options.nowMs },
+  );
+  for (const deferred of budget.deferred) {
+    const task = tasks[Number(deferred.id)];
+    const host = budget.hosts.find((h) => h.host === deferred.host) as HostBudget;
+    task.action = "deferred";
+    task.code = "IMAGE_DEFERRED_RATE_LIMIT";
+    task.message = describeDeferral(deferred, host);
   }
+  return budget.hosts;
 }

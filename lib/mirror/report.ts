@@ -40,7 +40,7 @@ export interface ReportEntry {
 
 /**
  * Docker Hub pull budget of one source host: what the plan read and what the run spent. `spent`
- * is an upper bound (the pulls counted for every copy that started; see _plan_budget.ts).
+ * is an upper bound (the pulls counted for every copy that started; see pull_budget.ts).
  */
 export interface PullBudgetEntry {
   host: string;

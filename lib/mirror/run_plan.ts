@@ -19,12 +19,12 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "../registry/credential.ts";
 import type { Engine, EngineEvent, SupplyChainCounts } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
-import { type HostPullGate, shouldStopHost } from "./pull_budget.ts";
+import { type HostPullGate, shouldStopHost } from "./pull_gate.ts";
 import { apiHost, isPinnedDigestTag } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
 

@@ -11,9 +11,24 @@
  * @module
  */
 import type { ReferrersOptions, ReferrersPage } from "./_referrers_get.ts";
-import type { ManifestBytes, ManifestHead } from "./registry_client.ts";
 
 export type { ReferrersPage };
+
+/** A manifest as a HEAD reports it (see manifest.ts's `Descriptor` for the parsed kind). */
+export interface ManifestHead {
+  mediaType: string;
+  digest: string;
+  size: number;
+  /** The HEAD's response headers (the plan reads Docker Hub's `ratelimit-*` there). */
+  headers: Headers;
+}
+
+/** A manifest's exact bytes. */
+export interface ManifestBytes {
+  mediaType: string;
+  digest: string;
+  bytes: Uint8Array;
+}
 
 /** Where images live, as the registry engine reads and writes them. */
 export interface ImageStore {

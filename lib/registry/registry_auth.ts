@@ -22,7 +22,7 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { type HttpRequest, HttpTransport, redirectedAway } from "./http_transport.ts";

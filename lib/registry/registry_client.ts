@@ -20,7 +20,7 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { retry, type RetryOptions, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { MirrorError } from "../errors.ts";
@@ -32,7 +32,7 @@ import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import { errorFromResponse, isRetryable, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpRequest, HttpTransport } from "./http_transport.ts";
-import type { ImageStore } from "./image_store.ts";
+import type { ImageStore, ManifestBytes, ManifestHead } from "./image_store.ts";
 import {
   blobPath,
   checkedDigest,
@@ -72,22 +72,6 @@ export interface RegistryClientOptions {
 
 /** The manifest cap of distribution and containers/image. */
 export const DEFAULT_MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
-
-/** A manifest as a HEAD reports it (see manifest.ts's `Descriptor` for the parsed kind). */
-export interface ManifestHead {
-  mediaType: string;
-  digest: string;
-  size: number;
-  /** The HEAD's response headers (the plan reads Docker Hub's `ratelimit-*` there). */
-  headers: Headers;
-}
-
-/** A manifest's exact bytes. */
-export interface ManifestBytes {
-  mediaType: string;
-  digest: string;
-  bytes: Uint8Array;
-}
 
 /** The OCI distribution API for one host (an {@link ImageStore}). */
 export class RegistryClient implements ImageStore {

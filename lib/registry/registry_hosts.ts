@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { Credential } from "../credentials/credential.ts";
+import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { Bandwidth, type BandwidthUsage } from "./bandwidth.ts";
 import { isLoopbackHost } from "./reference.ts";

@@ -1,13 +1,13 @@
 /**
  * The pull budget (pure): rate-limit headers, pulls per copy, the planner's first fit in config
- * order with the reserve, the deferral sentence, and the per-run host gate. Every expected value is
+ * order with the reserve, the deferral sentence (pull_budget.ts), and the per-run 429 gate
+ * (pull_gate.ts). Every expected value is
  * written out.
  */
 import assert from "node:assert/strict";
 import {
   type BudgetTask,
   describeDeferral,
-  HostPullGate,
   observeRateLimit,
   parseRateLimit,
   planPullBudget,
@@ -15,8 +15,8 @@ import {
   pullsForImage,
   type RateLimit,
   reserveFor,
-  shouldStopHost,
 } from "../../lib/mirror/pull_budget.ts";
+import { HostPullGate, shouldStopHost } from "../../lib/mirror/pull_gate.ts";
 
 Deno.test("parseRateLimit() reads Docker Hub's headers and returns null for junk", async (t) => {
   const rows: [string, Record<string, string>, RateLimit | null][] = [

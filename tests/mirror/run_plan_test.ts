@@ -11,7 +11,7 @@ import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { buildReport, exitStatus, formatStatistics } from "../../lib/mirror/report.ts";
 import { latestGroups, runPlan } from "../../lib/mirror/run_plan.ts";
-import { HostPullGate } from "../../lib/mirror/pull_budget.ts";
+import { HostPullGate } from "../../lib/mirror/pull_gate.ts";
 import { RegistryError } from "../../lib/registry/registry_error.ts";
 
 function task(id: number, src: string, action: PlanTask["action"] = "push"): PlanTask {

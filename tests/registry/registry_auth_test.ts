@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { endlessBody, within } from "../support/bounded.ts";
-import type { Credential } from "../../lib/credentials/credential.ts";
+import type { Credential } from "../../lib/registry/credential.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { basicAuthorization } from "../../lib/registry/registry_auth.ts";

@@ -13,8 +13,7 @@
  * @module
  */
 import { sha256 } from "./images.ts";
-import type { ArtifactStore } from "../../lib/registry/image_store.ts";
-import type { ManifestBytes, ManifestHead } from "../../lib/registry/registry_client.ts";
+import type { ArtifactStore, ManifestBytes, ManifestHead } from "../../lib/registry/image_store.ts";
 
 /** A store that lives in two maps. */
 export class MemoryStore implements ArtifactStore {

@@ -1,6 +1,7 @@
 /**
- * The credential type every layer passes around. Secrets in it are registered with
- * `lib/log/redact.ts` by whoever reads them.
+ * The credential type every layer passes around: what registry auth (registry_auth.ts) sends to its
+ * host, what the credential chain (lib/credentials/, above this folder) finds for a host. Secrets in
+ * it are registered with `lib/log/redact.ts` by whoever reads them.
  *
  * @module
  */
