@@ -44,7 +44,29 @@ export async function checkRules(
     problems.push({ path, message, severity: "warning" });
   const known = Object.keys(config.registries);
   const written = options.registryNames === undefined ? known : options.registryNames;
+  await checkRegistries(config, data, { err, warn });
+  checkImages(config, data, { err, warn, written });
+  for (const path of options.literalSecrets ?? []) {
+    warn(
+      path,
+      "secret written literally in the config file: pass it from the environment as ${VAR}",
+    );
+  }
+  await checkLogDir(config.log.dir, err);
+  checkPlatforms(data, err, warn);
+  checkDockerEngine(data, warn);
+  return problems;
+}
 
+/** Where a rule reports: an error, or a warning. */
+interface Say {
+  err: (path: string, message: string) => void;
+  warn: (path: string, message: string) => void;
+}
+
+/** Each registry: placeholders, namespace grammar, Quay's API token, credentials, http, CA files. */
+async function checkRegistries(config: ResolvedConfig, data: ValidConfig, say: Say): Promise<void> {
+  const { err, warn } = say;
   for (const [name, raw] of Object.entries(data.registries)) {
     const at = `registries${key(name)}`;
     const fields: [string, string | undefined][] = [
@@ -100,7 +122,15 @@ export async function checkRules(
   for (const [host, source] of Object.entries(config.sources)) {
     if (source.caFile) await checkReadable(source.caFile, `sources${key(host)}.caFile`, err);
   }
+}
 
+/** Each image: known targets, one source per destination, a valid repository, digest and latest. */
+function checkImages(
+  config: ResolvedConfig,
+  data: ValidConfig,
+  say: Say & { written: string[] | null },
+): void {
+  const { err, warn, written } = say;
   const destinations = new Map<string, string>();
   for (const image of config.images) {
     const at = `images${key(image.key)}`;
@@ -147,14 +177,10 @@ export async function checkRules(
       );
     }
   }
-  for (const path of options.literalSecrets ?? []) {
-    warn(
-      path,
-      "secret written literally in the config file: pass it from the environment as ${VAR}",
-    );
-  }
-  await checkLogDir(config.log.dir, err);
-  checkPlatforms(data, err, warn);
+}
+
+/** The docker engine: one platform, and no bandwidth limit (dockerd moves the layers). */
+function checkDockerEngine(data: ValidConfig, warn: Say["warn"]): void {
   if (data.operation.engine === "docker" && !data.operation.platform) {
     warn(
       "operation.platform",
@@ -176,7 +202,6 @@ export async function checkRules(
       );
     }
   }
-  return problems;
 }
 
 /**
