@@ -50,6 +50,17 @@ export interface QuayRepository {
   state?: string;
 }
 
+/**
+ * A namespace's storage quota as Quay reports it (FEATURE_QUOTA_MANAGEMENT): usage and limit in
+ * bytes, and the Warning / Reject limits in percent of the limit (null when not configured).
+ */
+export interface NamespaceQuota {
+  usedBytes: number;
+  limitBytes: number;
+  warningPercent: number | null;
+  rejectPercent: number | null;
+}
+
 /** A failed Quay API call. */
 export class QuayError extends MirrorError {
   readonly status: number;
@@ -200,6 +211,43 @@ export class QuayClient {
       return;
     }
     throw await this.#error(res, `set the description of ${namespace}/${name}`);
+  }
+
+  /**
+   * The organization's quota: `quota_report` of `GET /api/v1/organization/<org>`, its limits from
+   * the same answer's `quotas` or else `GET /api/v1/organization/<org>/quota`. Null when Quay
+   * reports no quota (none configured, quota management off) or will not say (any refusal):
+   * the pushes then learn it from the registry's 403.
+   */
+  async getOrganizationQuota(org: string, signal?: AbortSignal): Promise<NamespaceQuota | null> {
+    const read = async (path: string) => {
+      const res = await this.#request("GET", path, undefined, signal);
+      if (res.status === 200) return await this.#json(res, `read the quota of ${org}`);
+      await res.body?.cancel();
+      return null;
+    };
+    const body = await read(`/api/v1/organization/${org}`);
+    const report = body?.quota_report;
+    const used = Number(report?.quota_bytes);
+    const limit = Number(report?.configured_quota);
+    if (!Number.isFinite(used) || !Number.isFinite(limit) || limit <= 0) return null;
+    const quotas = Array.isArray(body?.quotas)
+      ? body.quotas
+      : await read(`/api/v1/organization/${org}/quota`).catch(() => null);
+    const limits: { type?: unknown; limit_percent?: unknown }[] = Array.isArray(quotas?.[0]?.limits)
+      ? quotas[0].limits
+      : [];
+    const percent = (type: string) => {
+      const found = limits.find((l) => String(l?.type).toLowerCase() === type);
+      const value = Number(found?.limit_percent);
+      return found && Number.isFinite(value) && value > 0 ? value : null;
+    };
+    return {
+      usedBytes: used,
+      limitBytes: limit,
+      warningPercent: percent("warning"),
+      rejectPercent: percent("reject"),
+    };
   }
 
   /** Release connections. */

@@ -66,6 +66,14 @@ export const CODES = {
     meaning: "a manifest (or other metadata body) passed its size cap; reading stopped there",
   },
   IMAGE_RATE_LIMITED: { level: "ERROR", meaning: "the registry kept answering 429" },
+  IMAGE_QUOTA_EXCEEDED: {
+    level: "ERROR",
+    meaning: "the destination namespace's storage quota is full; no more pushes into it this run",
+  },
+  IMAGE_QUOTA_WARNING: {
+    level: "WARNING",
+    meaning: "the destination namespace is past its quota's warning limit",
+  },
   IMAGE_DEFERRED_RATE_LIMIT: {
     level: "WARNING",
     meaning: "deferred: the source's pull budget is spent; the next run copies it",

@@ -218,6 +218,7 @@ export class MirrorRun implements AsyncDisposable {
         budgetShare: this.#options.shard?.count,
       },
     );
+    for (const q of plan.quotas ?? []) logger.log(CODES[q.code].level, q.code, "Plan", q.message);
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
     const outcome = await this.#run(plan, engine, logins);
     this.#results = outcome.results;

@@ -18,9 +18,10 @@
  * Quay target whose API token was refused is not asked about repositories, and its tasks that
  * would otherwise run fail with the token's error.
  *
- * The last step is the pull budget (pull_budget.ts): the rate limits the manifest HEADs carried
- * (`ratelimit-limit` / `ratelimit-remaining`, from whichever host sends them) decide which tasks
- * that would push fit; the rest are `deferred` (IMAGE_DEFERRED_RATE_LIMIT).
+ * Before it, the quota of every Quay organization pushed into (plan_quota.ts): a full one fails
+ * its pushes at once. The last step is the pull budget (pull_budget.ts): the rate limits the
+ * manifest HEADs carried (`ratelimit-limit` / `ratelimit-remaining`, from whichever host sends
+ * them) decide which tasks that would push fit; the rest are `deferred` (IMAGE_DEFERRED_RATE_LIMIT).
  *
  * @module
  */
@@ -35,6 +36,7 @@ import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
 import { forEachLimited } from "../worker_pool.ts";
+import type { NamespaceQuota } from "../quay_client.ts";
 import {
   applyPullBudget,
   type HostBudget,
@@ -42,6 +44,7 @@ import {
   type RateLimit,
   type SourceHead,
 } from "./pull_budget.ts";
+import { applyQuotas, type PlannedQuota } from "./plan_quota.ts";
 import {
   type RepositorySelection,
   selectedImages,
@@ -99,6 +102,8 @@ export interface MirrorPlan {
   pullBudget?: HostBudget[];
   /** What the rules of each planned `repositories` entry selected (config order). */
   selections?: RepositorySelection[];
+  /** Quay organizations pushed into that are full or past their warning limit (_plan_quota.ts). */
+  quotas?: PlannedQuota[];
 }
 
 /** A manifest HEAD as the plan reads it. */
@@ -122,6 +127,8 @@ export interface PlanProbe {
   repository(registry: ResolvedRegistry, name: string, signal?: AbortSignal): Promise<RepoState>;
   /** Every tag of a source repository (all pages); [] when it is absent (404). */
   tags(repository: Omit<Reference, "tag" | "digest">, signal?: AbortSignal): Promise<string[]>;
+  /** The storage quota of a Quay target's organization, or null (none, or not readable). */
+  quota?(registry: ResolvedRegistry, signal?: AbortSignal): Promise<NamespaceQuota | null>;
 }
 
 /** Options for {@link buildPlan}. */
@@ -271,6 +278,9 @@ export async function buildPlan(
     },
     { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );
+  const quotas = await applyQuotas(tasks, config, {
+    read: probe.quota && ((registry) => probe.quota?.(registry, options.signal) ?? null),
+  });
   const pullBudget = applyPullBudget(tasks, {
     engine: config.operation.engine,
     limits,
@@ -280,7 +290,7 @@ export async function buildPlan(
     nowMs: options.nowMs ?? Date.now(),
     share: options.budgetShare,
   });
-  return { engine: config.operation.engine, tasks, pullBudget, selections };
+  return { engine: config.operation.engine, tasks, pullBudget, selections, quotas };
 
   async function planTask(task: PlanTask): Promise<void> {
     options.signal?.throwIfAborted();
@@ -399,6 +409,10 @@ function failingOnBrokenHosts(
       throwIfBroken(broken, repository.registry);
       return await probe.tags(repository, signal);
     },
+    quota: probe.quota && (async (registry, signal) => {
+      throwIfBroken(broken, registry.host);
+      return await probe.quota?.(registry, signal) ?? null;
+    }),
   };
 }
 

@@ -11,6 +11,7 @@
  * @module
  */
 import type { ResolvedRegistry } from "../config/schema.ts";
+import type { NamespaceQuota } from "../quay_client.ts";
 import { manifestRef, type Reference } from "../registry/reference.ts";
 import { imageConfigDigest } from "../registry/image_config.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
@@ -65,6 +66,15 @@ export class RegistryProbe implements PlanProbe {
   ): Promise<string[]> {
     const store = this.#options.storeFor(repository.registry);
     return await store?.tagList(repository.repository, signal) ?? [];
+  }
+
+  /** The quota of a Quay target's organization (needs its API token), or null. */
+  async quota(registry: ResolvedRegistry, signal?: AbortSignal): Promise<NamespaceQuota | null> {
+    if (registry.kind !== "quay" || !registry.apiToken) return null;
+    return await this.#options.quay.client(registry.name).getOrganizationQuota(
+      registry.organization,
+      signal,
+    );
   }
 
   /** Quay's answer (quay_repositories.ts: "unknown" without an API token and on a 403). */

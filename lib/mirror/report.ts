@@ -10,7 +10,7 @@ import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan } from "./plan.ts";
 import type { HostBudget } from "./pull_budget.ts";
 import type { SelectionEntry } from "./repository_selection.ts";
-import type { LatestOutcome, TaskResult, TaskStatus } from "./run_plan.ts";
+import { type LatestOutcome, namespaceOf, type TaskResult, type TaskStatus } from "./run_plan.ts";
 
 /** One line of the JSON report. */
 export interface ReportEntry {
@@ -85,6 +85,8 @@ export interface Report {
   }[];
   /** Per `repositories` entry: tags listed, each rule's counts, dropped tags and why. */
   selection: SelectionEntry[];
+  /** Destination namespaces whose quota stopped pushes (IMAGE_QUOTA_EXCEEDED), with the count. */
+  quotaExceeded?: { target: string; namespace: string; images: number }[];
   /** A sharded run (`--shard`): which shard of how many. Absent in an unsharded run. */
   shard?: { index: number; count: number };
   /** The bandwidth limit and what it held back; absent when no limit is set. */
@@ -173,9 +175,23 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       message: mask(l.message),
     })),
     selection: options.selection ?? [],
+    ...quotaSection(results),
     ...(options.shard ? { shard: { index: options.shard.index, count: options.shard.count } } : {}),
     ...(options.bandwidth ? { bandwidth: options.bandwidth } : {}),
   };
+}
+
+/** `quotaExceeded` when a namespace's quota stopped a push, else nothing. */
+function quotaSection(results: TaskResult[]): Pick<Report, "quotaExceeded"> {
+  const byNamespace = new Map<string, { target: string; namespace: string; images: number }>();
+  for (const r of results) {
+    if (r.code !== "IMAGE_QUOTA_EXCEEDED") continue;
+    const namespace = namespaceOf(r.task);
+    const entry = byNamespace.get(namespace) ?? { target: r.task.target, namespace, images: 0 };
+    entry.images++;
+    byNamespace.set(namespace, entry);
+  }
+  return byNamespace.size ? { quotaExceeded: [...byNamespace.values()] } : {};
 }
 
 /** Per host: the plan's budget, the pulls the started copies spent, deferrals, 429 stops. */
@@ -265,6 +281,9 @@ export function formatStatistics(report: Report): string[] {
     `  Drift (untouched):  ${t.drift}`,
     `  Failed:             ${t.failed}`,
   );
+  for (const q of report.quotaExceeded ?? []) {
+    lines.push(`  Quota exceeded:     ${q.images} in ${q.namespace}`);
+  }
   if (t.deferred > 0) lines.push(`  Deferred (budget):  ${t.deferred}`);
   if (t.skipped > 0) lines.push(`  Not started:        ${t.skipped}`);
   if (report.stopped) {

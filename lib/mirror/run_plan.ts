@@ -132,12 +132,20 @@ export interface RunOutcome {
   interrupted: boolean;
 }
 
+/** A task's destination namespace, `host/namespace` (the first path component). */
+export function namespaceOf(task: PlanTask): string {
+  const namespace = task.repo?.namespace ?? task.destination.repository.split("/")[0];
+  return `${task.destination.registry}/${namespace}`;
+}
+
 /** Execute the plan. Never throws for a task's failure; those become results. */
 export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promise<RunOutcome> {
   const emit = options.onEvent ?? (() => {});
   const results: TaskResult[] = new Array(plan.tasks.length);
   let stop = false;
   const ensured = new Map<string, Promise<"created" | "exists">>();
+  /** Destination namespaces whose quota refused a write: no more pushes there this run. */
+  const fullNamespaces = new Set<string>();
 
   async function runTask(task: PlanTask): Promise<TaskResult> {
     const started = performance.now();
@@ -173,6 +181,14 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     }
     const gated = stoppedMessage(task);
     if (gated) return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: gated });
+    const namespace = namespaceOf(task);
+    if (fullNamespaces.has(namespace)) {
+      return done({
+        status: "failed",
+        code: "IMAGE_QUOTA_EXCEEDED",
+        error: `namespace ${namespace} is over its quota (refused earlier this run); not tried`,
+      });
+    }
     let repo: "created" | "exists" | undefined;
     try {
       // A verified task copies the digest that was verified, not what the tag holds by now.
@@ -228,6 +244,14 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         });
       }
       const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+      if (code === "IMAGE_QUOTA_EXCEEDED") {
+        fullNamespaces.add(namespace);
+        const message =
+          `namespace ${namespace} is over its quota: no more pushes into it this run (${
+            errorMessage(error)
+          })`;
+        return done({ status: "failed", code, error: message, repo });
+      }
       return done({ status: "failed", code, error: errorMessage(error), repo });
     }
   }
@@ -288,7 +312,9 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     const result = await carry(await runTask(task));
     results[task.id] = result;
     emit({ kind: "task-done", result });
-    if (result.status === "failed" && !options.continueOnError) stop = true;
+    // A full namespace is fenced off (above), not a reason to stop the other namespaces.
+    const quota = result.code === "IMAGE_QUOTA_EXCEEDED";
+    if (result.status === "failed" && !options.continueOnError && !quota) stop = true;
   };
   const shouldStop = () => stop || Boolean(options.signal?.aborted);
   const reads = options.readConcurrency ?? options.concurrency * 4;

@@ -119,6 +119,15 @@ export function metricsText(input: RunMetricsInput): string {
         }))
       ),
     }, {
+      name: "bananna_bot_target_quota_exceeded_images",
+      help:
+        "Image x target pairs of the last mirror run refused by a full namespace quota (IMAGE_QUOTA_EXCEEDED), by target.",
+      samples: targets.map((target) => ({
+        labels: { target },
+        value: entries.filter((e) => e.target === target && e.code === "IMAGE_QUOTA_EXCEEDED")
+          .length,
+      })),
+    }, {
       name: "bananna_bot_target_bytes_uploaded",
       help: "Bytes the last mirror run uploaded, by target registry (config name).",
       samples: targets.map((target) => ({

@@ -180,7 +180,14 @@ export function parseErrorBody(text: string): RegistryErrorEntry[] {
 }
 
 /**
- * The RegistryError for an answer whose status was not expected: 401/403 LOGIN_FAILED, 404
+ * A registry's words for a full storage quota: Quay's `Quota has been exceeded on namespace`,
+ * Harbor's `... will exceed the configured upper limit of ...` (a bare 403) and the like.
+ */
+const QUOTA_MESSAGE = /\bquota\b|exceed(?:s|ed)? the configured upper limit/i;
+
+/**
+ * The RegistryError for an answer whose status was not expected: a 403 whose message speaks of
+ * a quota IMAGE_QUOTA_EXCEEDED (never retried), other 401/403 LOGIN_FAILED, 404
  * IMAGE_NOT_FOUND, 429 IMAGE_RATE_LIMITED (with ratelimit-remaining and Retry-After in the message),
  * anything else IMAGE_PUSH_FAILED for a write or IMAGE_PULL_FAILED. The registry's error body is
  * read up to 64 KiB (not for HEAD) and the body is always released; the URL in the message is
@@ -199,7 +206,11 @@ export async function errorFromResponse(
   const detail = entries.map((e) => `${e.code}: ${e.message}`).join("; ");
   let code: Code;
   let hint = "";
-  if (res.status === 401 || res.status === 403) {
+  if (res.status === 403 && entries.some((e) => QUOTA_MESSAGE.test(e.message))) {
+    // Quay's DENIED and Harbor's bare 403 alike: a full namespace, not a permission problem.
+    code = "IMAGE_QUOTA_EXCEEDED";
+    hint = " (the namespace's storage quota is full)";
+  } else if (res.status === 401 || res.status === 403) {
     code = "LOGIN_FAILED";
     hint = res.status === 401 ? " (credentials missing or refused)" : " (access denied)";
   } else if (res.status === 404) {

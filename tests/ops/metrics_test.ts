@@ -59,7 +59,11 @@ const BUDGET = {
 Deno.test("metricsText(): every series written out, per target, budget, label escaping", async () => {
   const text = metricsText({
     report: report(
-      [entry("prod", "pushed", 1000), entry('we"ird\\name\nx', "failed"), entry("prod", "drift")],
+      [
+        entry("prod", "pushed", 1000),
+        { ...entry('we"ird\\name\nx', "failed"), code: "IMAGE_QUOTA_EXCEEDED" },
+        entry("prod", "drift"),
+      ],
       [BUDGET, { ...BUDGET, host: "ghcr.io", limit: 0 }],
     ),
     exitCode: 1,
@@ -99,6 +103,9 @@ Deno.test("metricsText(): every series written out, per target, budget, label es
     'bananna_bot_target_images{target="we\\"ird\\\\name\\nx",status="failed"} 1',
     'bananna_bot_target_images{target="we\\"ird\\\\name\\nx",status="deferred"} 0',
     'bananna_bot_target_images{target="we\\"ird\\\\name\\nx",status="skipped"} 0',
+    'bananna_bot_target_quota_exceeded_images{target="prod"} 0',
+    'bananna_bot_target_quota_exceeded_images{target="spare"} 0',
+    'bananna_bot_target_quota_exceeded_images{target="we\\"ird\\\\name\\nx"} 1',
     'bananna_bot_target_bytes_uploaded{target="prod"} 1000',
     'bananna_bot_target_bytes_uploaded{target="spare"} 0',
     'bananna_bot_target_bytes_uploaded{target="we\\"ird\\\\name\\nx"} 0',
@@ -106,8 +113,8 @@ Deno.test("metricsText(): every series written out, per target, budget, label es
     'bananna_bot_pull_budget_limit{host="docker.io"} 100',
   ]);
   // Every family has HELP and TYPE; promtool (the real one) accepts the escaped labels.
-  assert.equal(text.match(/^# HELP /gm)?.length, 10);
-  assert.equal(text.match(/^# TYPE \S+ gauge$/gm)?.length, 10);
+  assert.equal(text.match(/^# HELP /gm)?.length, 11);
+  assert.equal(text.match(/^# TYPE \S+ gauge$/gm)?.length, 11);
   const check = await runProcess("promtool", ["check", "metrics"], { stdin: text });
   assert.equal(check.code, 0, check.stdout + check.stderr);
 });
