@@ -97,7 +97,7 @@ Deno.test({
           run.report?.entries[0].error ?? "",
           /namespace 127\.0\.0\.1:\d+\/full is over its quota: 1000000 of 1000000 bytes \(100\.0%\) used, pushes are refused from 100%/,
         );
-        const text = await log();
+        const text = run.stdout + run.stderr;
         assert.match(
           text,
           /\[WARNING\] \[IMAGE_QUOTA_WARNING\] Plan: namespace 127\.0\.0\.1:\d+\/warn is past its quota's warning limit: 9500000 of 10000000 bytes \(95\.0%\) used \(warning at 90%, pushes refused from 100%\)/,
@@ -167,8 +167,8 @@ Deno.test({
               /\[IMAGE_QUOTA_EXCEEDED\] Plan: namespace .*\/full/.test(l)
             )
               .length,
-            2,
-            "one plan line for full per run (dry run and run)",
+            1,
+            "one plan line for the full organization",
           );
           const metrics = await Deno.readTextFile(`${dir}/metrics.prom`);
           assert.match(
