@@ -11,6 +11,7 @@
  * @module
  */
 import { MirrorError } from "./errors.ts";
+import { checkWrite } from "./write_guard.ts";
 
 /** Throw MIRROR_UNSAFE_PATH when `path` is a symbolic link (a missing path is fine). */
 export async function refuseSymlink(path: string, what: string): Promise<void> {
@@ -26,12 +27,14 @@ export async function refuseSymlink(path: string, what: string): Promise<void> {
 
 /**
  * Write `data` to `path` whole: a unique temp file beside it (never through a link), then a
- * rename over `path` (a link at `path` is replaced, its target untouched).
+ * rename over `path` (a link at `path` is replaced, its target untouched). Asks the run's write
+ * guard first (lib/write_guard.ts).
  */
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array | Iterable<string>,
 ): Promise<void> {
+  await checkWrite(path);
   const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
     if (typeof data === "string" || data instanceof Uint8Array) {

@@ -1,7 +1,7 @@
 /**
  * The architecture rules of issue 11, kept by a test:
  * - a leaf (registry/, log/, credentials/, signatures/, quay_client, retry, errors, worker_pool, safe_file,
- *   version) imports only other leaves: never mirror/, cli/, config/ or engine/;
+ *   version, write_guard) imports only other leaves: never mirror/, cli/, config/ or engine/;
  * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;
  * - ops/ (metrics, notification) never imports the CLI or an engine;
  * - no import circle: neither between files nor between units (a folder, or a file at the lib
@@ -88,6 +88,7 @@ const LEAF_FILES = [
   "worker_pool.ts",
   "safe_file.ts",
   "version.ts",
+  "write_guard.ts",
 ];
 
 function isLeaf(path: string): boolean {

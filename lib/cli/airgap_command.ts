@@ -28,7 +28,7 @@ import { selectEntries } from "./mirror_command.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { writeRunMirrorSets } from "./mirror_sets_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
-import { logLockState, openRunSession, registerSecrets } from "./run_session.ts";
+import { endLockLost, logLockState, openRunSession, registerSecrets } from "./run_session.ts";
 import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.ts";
 
 /** Run `bananna-bot export`. */
@@ -55,7 +55,6 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
         dryRun: cmd.dryRun,
         interactive: io.isTerminal && !cmd.nonInteractive,
         env: io.env,
-        signal: io.signal,
         ...context,
       }, context.startedAt),
   });
@@ -150,7 +149,6 @@ async function importSession(
         dryRun: cmd.dryRun,
         interactive: io.isTerminal && !cmd.nonInteractive,
         env: io.env,
-        signal: io.signal,
         stores: source.stores,
         ...context,
       });
@@ -162,6 +160,8 @@ async function importSession(
 /** What a session hands its run. */
 interface SessionContext {
   startedAt: Date;
+  /** Aborts the run: SIGINT / SIGTERM, or the run lock lost (run_session.ts). */
+  signal: AbortSignal;
   /** A line for the terminal. */
   line: (text: string) => void;
   logger: Logger;
@@ -208,12 +208,20 @@ async function session(
     secrets,
     op: options.op,
     dryRun: options.dryRun,
+    signal: io.signal,
   });
+  using _guard = session;
   const { lock, logger } = session;
   await using _lock = lock;
   const lastReport = options.lastReport ?? `${config.log.dir}/last-report.json`;
   const end: { report: Report | null; exitCode?: number; stopped?: RunEnd["stopped"] } = {
     report: null,
+  };
+  // Lost the lock while running: nothing more is written (run_session.ts), exit 3.
+  const lockLost = () => {
+    end.report = null;
+    end.stopped = { code: "MIRROR_LOCK_LOST", message: "another run took over the run lock" };
+    return end.exitCode = endLockLost(session, options.op);
   };
   try {
     logger.info(
@@ -230,6 +238,7 @@ async function session(
     }
     const context: SessionContext = {
       startedAt,
+      signal: session.signal,
       line: (text) => terminal.line(text),
       logger,
       secrets,
@@ -241,6 +250,7 @@ async function session(
     };
     const report = end.report = await options.run(context);
     progress.clear();
+    if (session.lockLost()) return lockLost();
     const code = await finishRun(report, {
       logger,
       terminal,
@@ -248,9 +258,11 @@ async function session(
       reportPath: options.reportPath,
       lastReport,
     });
+    if (session.lockLost()) return lockLost();
     if (!options.after) return end.exitCode = code;
     return end.exitCode = (await options.after(report, context)) || code !== 0 ? code : 1;
   } catch (error) {
+    if (session.lockLost()) return lockLost();
     if (error instanceof MirrorError) {
       logger.error(error.code, options.op, error.message);
       end.stopped = { code: error.code, message: secrets.mask(error.message) };
@@ -274,7 +286,7 @@ async function session(
       }, {
         config,
         dryRun: options.publish.dryRun,
-        heldLock: lock !== null,
+        heldLock: lock !== null && !session.lockLost(),
         logger,
         secrets,
       });

@@ -24,7 +24,7 @@ import { formatReference } from "../registry/reference.ts";
 import { VERSION } from "../version.ts";
 import { finishRun, logEvent } from "./mirror_output.ts";
 import { MirrorProgress } from "./mirror_progress.ts";
-import { logLockState, openRunSession, registerSecrets } from "./run_session.ts";
+import { endLockLost, logLockState, openRunSession, registerSecrets } from "./run_session.ts";
 import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 import type { Report } from "../mirror/report.ts";
 import { stoppedReport } from "../mirror/stopped_report.ts";
@@ -66,7 +66,9 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     op: OP,
     refuseLink: shard ? "a shard's log dir" : undefined,
     dryRun: cmd.dryRun,
+    signal: io.signal,
   });
+  using _guard = session;
   const { lock, logger } = session;
   await using _lock = lock;
   const lastReport = shard ? shardReportPath(loaded.log.dir, shard) : undefined;
@@ -78,6 +80,12 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     /** The report of a run stopped before its plan was complete (stopped_report.ts). */
     reportPaths?: string[];
   } = { report: null };
+  // Lost the lock while running: nothing more is written (run_session.ts), exit 3.
+  const lockLost = () => {
+    end.report = null;
+    end.stopped = { code: "MIRROR_LOCK_LOST", message: "another run took over the run lock" };
+    return end.exitCode = endLockLost(session, OP);
+  };
   try {
     logger.info(
       "SUCCESS",
@@ -102,7 +110,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       dryRun: cmd.dryRun,
       interactive: io.isTerminal && !cmd.nonInteractive,
       env: io.env,
-      signal: io.signal,
+      signal: session.signal,
       logger,
       secrets,
       shard,
@@ -114,6 +122,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     });
     const report = end.report = await run.execute(startedAt);
     progress.clear();
+    if (session.lockLost()) return lockLost();
     const code = await finishRun(report, {
       logger,
       terminal,
@@ -121,6 +130,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       reportPath: cmd.report,
       lastReport,
     });
+    if (session.lockLost()) return lockLost();
     if (cmd.openshiftMirrorSets === undefined) return end.exitCode = code;
     const written = await writeRunMirrorSets(report, cmd.openshiftMirrorSets, {
       logger,
@@ -129,6 +139,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     });
     return end.exitCode = written || code !== 0 ? code : 1;
   } catch (error) {
+    if (session.lockLost()) return lockLost();
     const interrupted = io.signal.aborted;
     if (!(error instanceof MirrorError) && !interrupted) {
       end.stopped = { code: "MIRROR_INTERNAL_ERROR", message: "internal error (see stderr)" };
@@ -184,7 +195,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       config,
       metricsFile: cmd.metricsFile && absolutePath(cmd.metricsFile, io.cwd),
       dryRun: cmd.dryRun,
-      heldLock: lock !== null,
+      heldLock: lock !== null && !session.lockLost(),
       logger,
       secrets,
       ...(shard ? { shard } : {}),

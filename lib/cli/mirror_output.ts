@@ -13,6 +13,7 @@ import type { Logger } from "../log/logger.ts";
 import { formatReference } from "../registry/reference.ts";
 import { exitStatus, formatStatistics, type Report, reportJsonChunks } from "../mirror/report.ts";
 import { writeFileAtomic } from "../safe_file.ts";
+import { checkWrite } from "../write_guard.ts";
 import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
 
@@ -131,7 +132,10 @@ export async function finishRun(
     try {
       // In the log dir: never through a planted link (temp + rename); --report as the user asked.
       if (path === inLogDir) await writeFileAtomic(path, reportJsonChunks(report));
-      else await Deno.writeTextFile(path, ReadableStream.from(reportJsonChunks(report)));
+      else {
+        await checkWrite(path);
+        await Deno.writeTextFile(path, ReadableStream.from(reportJsonChunks(report)));
+      }
     } catch (error) {
       logger.error(
         "MIRROR_FAILED",

@@ -1,9 +1,14 @@
 /**
  * What `mirror`, `export` and `import` open the same way before any work: the run lock first (only
- * its holder may rotate the log, which archives and empties it), with its heartbeat (a lock taken
- * over while held is an ERROR `MIRROR_LOCK_LOST`), then the logger; and the config's secrets
- * registered before anything can print them. A dry run writes nothing: no lock, and its log lines
- * go to the console only.
+ * its holder may rotate the log, which archives and empties it), with its heartbeat, then the
+ * logger; and the config's secrets registered before anything can print them. A dry run writes
+ * nothing: no lock, and its log lines go to the console only.
+ *
+ * The lock guards every write of the run (lib/write_guard.ts): each write first verifies the lock
+ * (run_lock.ts). A lock taken over while this run held it (the run was paused past its lease) is
+ * an ERROR `MIRROR_LOCK_LOST`: the run is aborted at once ({@link RunSession.signal}), writes
+ * nothing more (no tag, report, state or metrics over the new holder's) and exits
+ * {@link EXIT_LOCK_LOST}.
  *
  * @module
  */
@@ -15,6 +20,10 @@ import { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import { refuseSymlink } from "../safe_file.ts";
+import { installWriteGuard } from "../write_guard.ts";
+
+/** The exit code of a run that lost its lock to another run while it ran. */
+export const EXIT_LOCK_LOST = 3;
 
 /** The lock (or why it is held by another run) and the open logger. */
 export interface RunSession {
@@ -24,6 +33,12 @@ export interface RunSession {
   logger: Logger;
   /** A dry run's session: no lock was wanted. */
   dryRun?: boolean;
+  /** The caller's signal, also aborted when the lock is lost: give it to the run. */
+  signal: AbortSignal;
+  /** True once this run lost its lock (see {@link endLockLost}). */
+  lockLost(): boolean;
+  /** Uninstall the write guard (after the lock is released). */
+  [Symbol.dispose](): void;
 }
 
 /** Options for {@link openRunSession}. */
@@ -40,6 +55,8 @@ export interface RunSessionOptions {
   refuseLink?: string;
   /** A dry run: no lock taken, the log on the console only (the log dir is left untouched). */
   dryRun?: boolean;
+  /** Aborts the run (SIGINT / SIGTERM). */
+  signal: AbortSignal;
 }
 
 /**
@@ -62,7 +79,15 @@ export async function openRunSession(
       secrets: options.secrets,
       consoleOnly: true,
     });
-    return { lock, locked, logger, dryRun: true };
+    return {
+      lock,
+      locked,
+      logger,
+      dryRun: true,
+      signal: options.signal,
+      lockLost: () => false,
+      [Symbol.dispose]: () => {},
+    };
   }
   try {
     if (options.refuseLink) await refuseSymlink(config.log.dir, options.refuseLink);
@@ -83,13 +108,41 @@ export async function openRunSession(
     await lock?.release();
     throw logOpenError(config, error);
   }
-  // The lock's heartbeat (run_lock.ts): a lock taken over while this run held it is an ERROR.
-  lock?.watch((event) =>
-    event.kind === "lost"
-      ? logger.error("MIRROR_LOCK_LOST", options.op, event.message)
-      : logger.warn("MIRROR_RETRY", "Lock", `${event.message}; tried again at the next heartbeat`)
+  // The lock's heartbeat (run_lock.ts): a lock taken over while this run held it is an ERROR,
+  // and the run stops at once.
+  const lost = new AbortController();
+  lock?.watch((event) => {
+    if (event.kind === "lost") {
+      logger.error("MIRROR_LOCK_LOST", options.op, event.message);
+      lost.abort(new MirrorError("MIRROR_LOCK_LOST", event.message));
+    } else {
+      logger.warn("MIRROR_RETRY", "Lock", `${event.message}; tried again at the next heartbeat`);
+    }
+  });
+  const guard = lock ? installWriteGuard((what) => lock.verify(what)) : null;
+  return {
+    lock,
+    locked,
+    logger,
+    signal: AbortSignal.any([options.signal, lost.signal]),
+    lockLost: () => lock?.lost ?? false,
+    [Symbol.dispose]: () => guard?.[Symbol.dispose](),
+  };
+}
+
+/**
+ * The end of a run that lost its lock: one ERROR line saying what was left undone; no report,
+ * state or metrics (they are the new holder's). Returns {@link EXIT_LOCK_LOST}.
+ */
+export function endLockLost(session: RunSession, op: string): number {
+  session.logger.error(
+    "MIRROR_LOCK_LOST",
+    op,
+    `Stopped: another run took over the run lock ${
+      session.lock?.path ?? ""
+    } while this one was paused past log.lockLease; this run wrote nothing more (no tag, report, state or metrics) and exits ${EXIT_LOCK_LOST}`,
   );
-  return { lock, locked, logger };
+  return EXIT_LOCK_LOST;
 }
 
 /**

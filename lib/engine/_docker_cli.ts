@@ -16,6 +16,7 @@
 import type { Code } from "../log/codes.ts";
 import { MirrorError } from "../errors.ts";
 import type { Secrets } from "../log/redact.ts";
+import { checkWrite } from "../write_guard.ts";
 
 /** The outcome of one docker call that ran to its end. */
 export interface DockerRunResult {
@@ -90,6 +91,7 @@ export class DockerCli {
    * @throws {MirrorError} DOCKER_NOT_AVAILABLE when the binary is missing.
    * @throws {DockerError} DOCKER_TIMEOUT when the call outlived the timeout (its group was killed).
    * @throws the signal's reason when `signal` aborted (the process group was killed).
+   * @throws {MirrorError} MIRROR_LOCK_LOST from the write guard before a `push`.
    */
   async run(
     args: string[],
@@ -97,6 +99,8 @@ export class DockerCli {
   ): Promise<DockerRunResult> {
     const { signal } = options;
     signal?.throwIfAborted();
+    // A push writes to a registry: the run's write guard first (lib/write_guard.ts).
+    if (args[0] === "push") await checkWrite(`docker ${args.join(" ")}`);
     const binary = this.#options.binary ?? "docker";
     this.#options.onDockerCall?.([...args]);
     const env: Record<string, string> = {};

@@ -6,6 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
+import { checkWrite } from "../write_guard.ts";
 
 /** A pass-through that hashes and counts, failing the stream at the end on a mismatch. */
 export function verifying(
@@ -50,6 +51,7 @@ export async function writeDurable(dir: string, name: string, text: string): Pro
       for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
       await file.sync();
     }
+    await checkWrite(`${dir}/${name}`);
     await Deno.rename(tmp, `${dir}/${name}`);
     await syncDir(dir);
   } catch (error) {

@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { checkWrite } from "../write_guard.ts";
 
 /** The one-file (unsplit) archive name. */
 export const TAR_NAME = "bananna-export.tar";
@@ -160,6 +161,7 @@ export class PartWriter {
     } finally {
       current.file.close();
     }
+    await checkWrite(`${this.#dir}/${current.name}`);
     await Deno.rename(current.tmp, `${this.#dir}/${current.name}`);
     this.#parts.push({
       name: current.name,

@@ -28,6 +28,7 @@ import { parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
 import { validDigest } from "../registry/reference.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
+import { checkWrite } from "../write_guard.ts";
 import {
   exists,
   fileSize,
@@ -310,6 +311,7 @@ export class OciLayout implements AsyncDisposable {
         }
         await file.sync();
       }
+      await checkWrite(path);
       await Deno.rename(tmp, path);
       await syncDir(dir);
       this.#verified.set(blob.digest, Promise.resolve(blob.size));

@@ -130,7 +130,7 @@ export const CODES = {
   MIRROR_LOCK_STALE: { level: "WARNING", meaning: "a stale lock from a dead run was taken over" },
   MIRROR_LOCK_LOST: {
     level: "ERROR",
-    meaning: "another run took over this run's lock while it ran (its heartbeat had stalled)",
+    meaning: "another run took over this run's lock (paused past its lease): it stops, exit 3",
   },
   MIRROR_RETRY: {
     level: "WARNING",

@@ -24,8 +24,7 @@
  *   a tag already there) its signatures and referrers are carried (supply_chain.ts);
  * - run and `latest`: run_plan.ts and update_latest.ts; a dry run predicts the `latest` moves
  *   (tags that would be pushed count as pushed) without writing;
- * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run;
- * - report: report.ts.
+ * - state: the docker engine's proven pairs (mirror_state.ts), recorded after the run; report.ts.
  *
  * Dispose the run (`await using`) after printing its end: that closes the engine (docker:
  * removes local images when configured) and every registry connection.
@@ -43,6 +42,7 @@ import { formatReference } from "../registry/reference.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { hostLimits, RegistryHosts } from "../registry/registry_hosts.ts";
 import { VERSION } from "../version.ts";
+import { unlessLockLost } from "../write_guard.ts";
 import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "./supply_chain_state.ts";
@@ -223,7 +223,7 @@ export class MirrorRun implements AsyncDisposable {
     const outcome = await this.#run(plan, engine, logins);
     this.#results = outcome.results;
     if (engine.comparison === "config") await this.#recordState(state, outcome);
-    const unsaved = await this.#chainMemo?.save().then(() => "", errorMessage);
+    const unsaved = await this.#chainMemo?.save().then(() => "", unlessLockLost);
     if (unsaved) {
       logger.warn("MIRROR_FAILED", OP, `Cannot save ${SUPPLY_CHAIN_STATE_FILE}: ${unsaved}`);
     }
@@ -366,7 +366,7 @@ export class MirrorRun implements AsyncDisposable {
       }
     }
     await state.save().catch((error) =>
-      this.#options.logger.warn(
+      unlessLockLost(error) && this.#options.logger.warn(
         "MIRROR_FAILED",
         OP,
         `Cannot save ${this.#options.config.log.dir}/.mirror-state.json: ${errorMessage(error)}`,

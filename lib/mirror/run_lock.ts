@@ -15,6 +15,13 @@
  * it was stalled): it stops its heartbeat, tells {@link RunLock.watch}'s callback, and never
  * removes or rewrites the new owner's lock.
  *
+ * A heartbeat alone is not enough: a run paused past its lease (SIGSTOP, a frozen VM) resumes with
+ * writes already under way, before its next heartbeat. So every write first asks
+ * {@link RunLock.verify} (through lib/write_guard.ts): while the last confirmed renewal is younger
+ * than half the lease nobody can have taken the lock (others wait a whole lease); older, the lock is
+ * renewed (re-read under the guard) right then, and a lock that holds another token, is gone, or
+ * cannot be renewed is lost: `verify` throws MIRROR_LOCK_LOST and the watcher is told.
+ *
  * Every step is atomic, so that of several runs started together exactly one proceeds:
  * - a lock appears complete or not at all: it is written under a unique temp name and hard-linked
  *   into place (link fails when the name exists), so nobody reads a half-written lock as stale;
@@ -48,6 +55,13 @@ export interface RunLock extends AsyncDisposable {
    * call are delivered at once.
    */
   watch(onEvent: (event: HeartbeatEvent) => void): void;
+  /**
+   * Resolve when this run still holds the lock (see the module notes); throw MIRROR_LOCK_LOST when
+   * another run took it over, it is gone, or it cannot be renewed. Call it right before a write.
+   */
+  verify(what: string): Promise<void>;
+  /** True once the lock was found lost (by the heartbeat or by {@link verify}). */
+  readonly lost: boolean;
 }
 
 /** What the heartbeat reports (see {@link RunLock.watch}). */
@@ -107,8 +121,10 @@ export async function acquireRunLock(dir: string, options: RunLockOptions = {}):
     renewed: now,
     leaseMs,
   };
+  // The lease is counted from before the lock was written (conservative).
+  const since = Date.now();
   const held = (tookOverFrom?: string) =>
-    heldLock({ path, token, body, heartbeatMs, tookOverFrom });
+    heldLock({ path, token, body, heartbeatMs, tookOverFrom, since, leaseMs });
   const text = JSON.stringify(body) + "\n";
   await Deno.mkdir(dir, { recursive: true });
   await refuseSymlink(path, "the run lock");
@@ -159,25 +175,38 @@ function heldLock(options: {
   body: LockBody;
   heartbeatMs: number;
   tookOverFrom?: string;
+  /** When the lock was last known to be this run's (ms since the epoch). */
+  since: number;
+  leaseMs: number;
 }): RunLock {
-  const { path, token, body } = options;
+  const { path, token, body, leaseMs } = options;
   let stopped = false;
+  let confirmed = options.since;
+  let lost: MirrorError | null = null;
   let beating: Promise<void> | null = null;
   let listener: ((event: HeartbeatEvent) => void) | undefined;
   const pending: HeartbeatEvent[] = [];
   const tell = (event: HeartbeatEvent) => listener ? listener(event) : pending.push(event);
+  const loseTo = (why: string) => {
+    if (lost) return;
+    stop();
+    const message = `The run lock ${path} ${why} while this run held it: this run no longer ` +
+      `excludes others and writes nothing more (its lock is left alone)`;
+    lost = new MirrorError("MIRROR_LOCK_LOST", message);
+    tell({ kind: "lost", message });
+  };
   const beat = async () => {
+    const started = Date.now();
     try {
       const outcome = await renewLock(path, token, body);
       if (outcome.lost && !stopped) {
-        stop();
-        tell({
-          kind: "lost",
-          message: `The run lock ${path} was taken over by ${
+        loseTo(
+          `was taken over by ${
             outcome.lost === true ? "another run (or removed)" : describe(outcome.lost)
-          } while this run held it: this run no longer excludes others (its lock is left alone)`,
-        });
+          }`,
+        );
       }
+      if (outcome.renewed) confirmed = started;
     } catch (error) {
       tell({
         kind: "failed",
@@ -187,18 +216,40 @@ function heldLock(options: {
       });
     }
   };
+  const beatOnce = (): Promise<void> => beating ??= beat().finally(() => beating = null);
   const timer = setInterval(() => {
     if (stopped || beating) return;
-    beating = beat().finally(() => beating = null);
+    void beatOnce();
   }, options.heartbeatMs);
   Deno.unrefTimer(timer);
   function stop() {
     stopped = true;
     clearInterval(timer);
   }
+  const fresh = () => Date.now() - confirmed < leaseMs / 2;
   return {
     path,
     tookOverFrom: options.tookOverFrom,
+    get lost() {
+      return lost !== null;
+    },
+    async verify(what) {
+      if (lost) throw lost;
+      if (fresh()) return;
+      // Stale by this run's own clock (a pause, a slow disk): renew now, before writing.
+      for (let attempt = 0; attempt < 5 && !lost && !stopped; attempt++) {
+        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, 50));
+        await beatOnce();
+        if (lost) throw lost;
+        if (fresh()) return;
+      }
+      loseTo(
+        `could not be renewed before writing ${what} (last renewed ${
+          new Date(confirmed).toISOString()
+        }, lease ${leaseMs / 1000} s)`,
+      );
+      throw lost;
+    },
     async release() {
       stop();
       // A heartbeat under way would put the lock back after the removal: let it end first.
@@ -224,7 +275,7 @@ async function renewLock(
   path: string,
   token: string,
   body: LockBody,
-): Promise<{ lost?: LockBody | true }> {
+): Promise<{ lost?: LockBody | true; renewed?: true }> {
   const seen = await readText(path);
   const holder = seen === null ? null : parseBody(seen);
   if (holder?.token !== token) return { lost: holder ?? true };
@@ -251,7 +302,7 @@ async function renewLock(
       await Deno.remove(tmp).catch(() => {});
       throw error;
     }
-    return {};
+    return { renewed: true };
   } finally {
     await removeIfOwned(guard, token);
   }

@@ -37,6 +37,11 @@ export interface Delivery {
   label: string;
   headers: Record<string, string>;
   body: string;
+  /**
+   * False for the notification: it changes nothing another run relies on, so a run that lost its
+   * lock still says so (lib/write_guard.ts). The Pushgateway PUT is guarded. @default true
+   */
+  guarded?: boolean;
 }
 
 /** A delivery that did not succeed: the last answer's status (0: no answer) and whether to retry. */
@@ -120,6 +125,7 @@ async function attempt(transport: HttpTransport, delivery: Delivery): Promise<nu
       headers: delivery.headers,
       body: () => delivery.body,
       redirects: "same-origin",
+      guarded: delivery.guarded ?? true,
     });
   } catch (error) {
     // The transport's own message names the url; ours names only the label.

@@ -7,8 +7,8 @@
  * Which runs publish (see README "Metrics and alerts"):
  * - every run that held the lock: success, failure, interrupted, and one that stopped before
  *   its report (a login refused, docker unavailable): metrics and notification;
- * - a run that found the lock held: the notification only; the metrics belong to the holder,
- *   which writes them when it ends (so two runs never race on the file);
+ * - a run that found the lock held, or lost it while it ran: the notification only; the metrics
+ *   belong to the holder, which writes them when it ends (so two runs never race on the file);
  * - a dry run: nothing (it is read only; its report is the answer);
  * - a config that does not load (exit 2): nothing (no config to say where).
  *
@@ -179,6 +179,7 @@ async function sendNotification(end: RunEnd, options: PublishOptions): Promise<v
       label,
       headers: { "content-type": "application/json", ...notify.headers },
       body: JSON.stringify(payload),
+      guarded: false,
     }, deliveryOptions(end, options, notify.caFile, "Notify"));
     logger.info(
       "SUCCESS",

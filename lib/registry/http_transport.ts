@@ -17,6 +17,7 @@
  */
 import { MirrorError } from "../errors.ts";
 import { VERSION } from "../version.ts";
+import { checkWrite } from "../write_guard.ts";
 import { redactUrl, RegistryError } from "./registry_error.ts";
 
 /** The `User-Agent` of every request bananna-bot sends (registry, token realm, Quay API, webhook, Pushgateway). */
@@ -46,6 +47,11 @@ export interface HttpRequest {
    * @default "follow"
    */
   redirects?: "follow" | "same-origin";
+  /**
+   * False for a request that changes nothing another run relies on (a notification): it skips
+   * the write guard. @default true for every method but GET and HEAD (lib/write_guard.ts)
+   */
+  guarded?: boolean;
 }
 
 /** Answers that came from another origin than their request's, after a redirect. */
@@ -91,6 +97,11 @@ export class HttpTransport {
     let away = false;
     for (let hop = 0; hop <= 10; hop++) {
       away ||= url.origin !== origin;
+      // Every write asks the run's write guard first, and again before each chunk of a streamed
+      // body: a run that lost its lock (paused mid-upload) completes no write after it resumes.
+      const guarded = request.guarded ?? !["GET", "HEAD"].includes(method);
+      const what = `${method} ${redactUrl(url)}`;
+      if (guarded) await checkWrite(what);
       const headers = new Headers(request.headers);
       headers.set("user-agent", USER_AGENT);
       if (request.authorization && !away) {
@@ -102,7 +113,7 @@ export class HttpTransport {
         body: body ? await body() : undefined,
         redirect: "manual",
         signal: request.signal,
-      });
+      }, guarded ? () => checkWrite(what) : undefined);
       if (![301, 302, 303, 307, 308].includes(res.status)) {
         if (away) crossOriginAnswers.add(res);
         return res;
@@ -145,7 +156,11 @@ export class HttpTransport {
     );
   }
 
-  async #fetchWithTimeout(url: URL, init: RequestInit): Promise<Response> {
+  async #fetchWithTimeout(
+    url: URL,
+    init: RequestInit,
+    guard?: () => Promise<void>,
+  ): Promise<Response> {
     const outer = init.signal ?? undefined;
     const timeout = new AbortController();
     const limit = this.#timeoutMs;
@@ -174,7 +189,8 @@ export class HttpTransport {
     if (body instanceof ReadableStream) {
       body = body.pipeThrough(
         new TransformStream<Uint8Array, Uint8Array>({
-          transform(chunk, controller) {
+          async transform(chunk, controller) {
+            await guard?.();
             lastProgress = performance.now();
             controller.enqueue(chunk);
           },

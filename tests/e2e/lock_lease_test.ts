@@ -169,7 +169,9 @@ Deno.test({
           await Deno.rename(`${lockPath}.new`, lockPath);
           const out = await child.output();
           const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-          assert.equal(out.code, 0, text);
+          // It stops at once with its own exit code (the paused-run test below shows it writes
+          // nothing more).
+          assert.equal(out.code, 3, text);
           assert.match(
             await log(),
             new RegExp(`\\[MIRROR_LOCK_LOST\\] .*taken over by pid 7 on ${POD}`),
@@ -179,6 +181,109 @@ Deno.test({
         },
       );
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a run paused past its lease (SIGSTOP) loses the lock to the next run: resumed, it writes nothing and exits 3${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const outer = AbortSignal.timeout(90_000);
+    await using src = await startRegistry();
+    await using dst = await startRegistry();
+    const names = ["app", "web", "api", "db"];
+    for (const [i, name] of names.entries()) {
+      await pushTestImage(src, `team/${name}:1`, { kind: "oci", seed: 90 + i });
+    }
+    // Every source blob GET waits 300 ms: run A lasts seconds.
+    await using slow = startFaultProxy(src, [
+      { method: "GET", path: /\/blobs\//, times: 1000, fault: { kind: "delay", ms: 300 } },
+    ]);
+    const dir = await Deno.makeTempDir({ prefix: "bb-paused-" });
+    const lockPath = `${dir}/logs/.bananna-bot.lock`;
+    const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+    await Deno.writeTextFile(
+      `${dir}/config.yaml`,
+      stringify({
+        registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+        log: { dir: "./logs", lockLease: 1 },
+        operation: { engine: "registry", concurrency: 1, updateLatest: true },
+        images: Object.fromEntries(
+          names.map((name) => [`${slow.host}/team/${name}:1`, { targets: ["dr"] }]),
+        ),
+      }),
+    );
+    const writes = (lines: string[]) =>
+      lines.filter((line) => /^(PUT|POST|PATCH|DELETE) /.test(line));
+    const [cmd, ...args] = cliArgv(["mirror", "--config", "config.yaml", "--non-interactive"]);
+    const a = new Deno.Command(cmd, {
+      args,
+      cwd: dir,
+      env: { HOSTNAME: hostname(), NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const killA = () => {
+      try {
+        a.kill("SIGKILL");
+      } catch { /* ended */ }
+    };
+    outer.addEventListener("abort", killA);
+    try {
+      // A is under way: its first image is at the destination.
+      const started = Date.now();
+      while (!(await dst.accessLog()).some((l) => /^PUT \/v2\/.*\/manifests\/.* 201$/.test(l))) {
+        assert.ok(Date.now() - started < 30_000, `run A pushed nothing: ${await dst.accessLog()}`);
+        await sleep(20);
+      }
+      // Pause A (never inside a heartbeat, while it holds the takeover guard for a few ms).
+      for (let tries = 0;; tries++) {
+        a.kill("SIGSTOP");
+        await sleep(50);
+        if (!(await Deno.stat(`${lockPath}.takeover`).then(() => true, () => false))) break;
+        assert.ok(tries < 20, "A always held the takeover guard");
+        a.kill("SIGCONT");
+        await sleep(30);
+      }
+      // Past its lease of 1 s, run B takes the lock over and mirrors the first image again.
+      await sleep(1_500);
+      const b = await runCli(
+        ["mirror", "--config", "config.yaml", "--non-interactive", "--only", "*team/app:1"],
+        { cwd: dir, env: { HOSTNAME: hostname() }, timeoutMs: 60_000 },
+      );
+      assert.equal(b.code, 0, b.stdout + b.stderr);
+      const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+      assert.match(log, /\[MIRROR_LOCK_STALE\] .*Took over a stale lock from pid/);
+      const holdersReport = await Deno.readTextFile(`${dir}/logs/last-report.json`);
+      await sleep(300); // the registry logs B's last requests
+      const before = (await dst.accessLog()).length;
+
+      a.kill("SIGCONT");
+      const out = await a.output();
+      const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+      const after = (await dst.accessLog()).slice(before);
+      assert.deepEqual(
+        writes(after).filter((line) => / 2\d\d$/.test(line)),
+        [],
+        `A wrote after it resumed:\n${after.join("\n")}\n${text}`,
+      );
+      assert.equal(out.code, 3, text);
+      assert.equal(
+        await Deno.readTextFile(`${dir}/logs/last-report.json`),
+        holdersReport,
+        "A left the holder's report",
+      );
+      const aLog = (await Deno.readTextFile(`${dir}/logs/bananna-bot.log`)).slice(log.length);
+      assert.match(aLog, /\[MIRROR_LOCK_LOST\] .*wrote nothing more .* exits 3/);
+      assert.doesNotMatch(aLog, /MIRROR_COMPLETE|MIRROR_FAILED/);
+      await assert.rejects(() => Deno.stat(lockPath), Deno.errors.NotFound, "A made no lock");
+    } finally {
+      outer.removeEventListener("abort", killA);
+      killA();
+      await a.status;
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -327,3 +327,47 @@ Deno.test("acquireRunLock(): the heartbeat timer does not keep a process alive",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("RunLock.verify(): passes while fresh, renews when stale, throws MIRROR_LOCK_LOST once taken", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    // A heartbeat far beyond the test: only verify() renews.
+    const lock = await acquireRunLock(dir, { leaseMs: 400, heartbeatMs: 60_000 });
+    const path = `${dir}/.bananna-bot.lock`;
+    const renewed = async () => JSON.parse(await Deno.readTextFile(path)).renewed;
+    const first = await renewed();
+    await lock.verify("a manifest PUT"); // fresh: nothing read or written
+    assert.equal(await renewed(), first);
+    await new Promise((resolve) => setTimeout(resolve, 250)); // older than half the lease
+    await lock.verify("a manifest PUT");
+    assert.notEqual(await renewed(), first, "renewed before the write");
+    assert.equal(lock.lost, false);
+    const events: string[] = [];
+    lock.watch((event) => events.push(event.kind));
+    // Another run took it over (this one was paused past its lease).
+    const theirs = JSON.stringify({
+      pid: 7,
+      host: "other-pod",
+      started: new Date().toISOString(),
+      token: "theirs",
+      renewed: new Date().toISOString(),
+      leaseMs: 400,
+    });
+    await Deno.writeTextFile(path, theirs);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    for (let i = 0; i < 2; i++) {
+      await assert.rejects(() => lock.verify("the report"), (e: unknown) => {
+        assert.ok(e instanceof MirrorError);
+        assert.equal(e.code, "MIRROR_LOCK_LOST");
+        assert.match(e.message, /taken over by pid 7 on other-pod/);
+        return true;
+      });
+    }
+    assert.equal(lock.lost, true);
+    assert.deepEqual(events, ["lost"]);
+    await lock.release();
+    assert.equal(await Deno.readTextFile(path), theirs, "their lock is left alone");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
