@@ -35,6 +35,7 @@ import {
   SELECT_IMAGES,
   SELECT_RULES,
   selectTargets,
+  useStatistic,
 } from "./table.ts";
 import {
   check,
@@ -71,6 +72,8 @@ const { values: flags } = parseArgs({
     concurrency: { type: "string" },
     /** More registry-engine contenders in `small` and `big`, one per concurrency (e.g. 2,4,8). */
     sweep: { type: "string" },
+    /** Targets from the `median` (default) or the `min` of each contender's runs. */
+    stat: { type: "string", default: "median" },
     /** `scale`: destination namespaces of the small and the large run (x the 300 tags of many). */
     "scale-k": { type: "string", default: "5,50" },
     "floor-parallel": { type: "string", default: "4" },
@@ -94,6 +97,8 @@ const denoFlags = flags["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${flags["cp
 const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
 const only = new Set(flags.only.split(","));
 const concurrency = flags.concurrency ? Number(flags.concurrency) : undefined;
+if (flags.stat !== "median" && flags.stat !== "min") throw new Error("--stat is median or min");
+useStatistic(flags.stat);
 const sweep = flags.sweep ? flags.sweep.split(",").map(Number) : [];
 /** The bandwidth contenders of `big` (limited, and a limit too high to bind). */
 const LIMIT = 50 * 1024 * 1024;
@@ -675,6 +680,7 @@ async function main() {
         settings: {
           concurrency: concurrency ?? "default (operation.concurrency not written)",
           sweep,
+          statistic: flags.stat,
           floorParallel,
           updateLatest: "default (true) for bananna-bot registry/docker; false for select",
           commit: await gitCommit(),

@@ -81,9 +81,20 @@ function find(cases: CaseResult[], scenario: Scenario, tool: string): CaseResult
   return cases.find((c) => c.scenario === scenario && c.tool === tool && c.status === "ok");
 }
 
+/**
+ * The statistic targets are computed from: `median` (default), or `min` on a machine shared with
+ * other work, where the fastest run of each contender is the one least disturbed (`--stat min`).
+ */
+let statistic: "median" | "min" = "median";
+
+/** Compute the targets from medians (default) or minimums of the runs. */
+export function useStatistic(which: "median" | "min"): void {
+  statistic = which;
+}
+
 function median(c: CaseResult | undefined, pick: (s: Sample) => number | undefined) {
   if (!c) return undefined;
-  return stats(c.samples.map(pick).filter((v): v is number => v !== undefined)).median;
+  return stats(c.samples.map(pick).filter((v): v is number => v !== undefined))[statistic];
 }
 
 const ms = (s: Sample) => s.ms;

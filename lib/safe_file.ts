@@ -41,11 +41,11 @@ export async function writeFileAtomic(
       const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
       await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
     } else {
-      // Chunks (a large report): written one after another, never joined in memory.
+      // Chunks (a large report): written in pieces of about 256 KiB, never joined whole.
       const encoder = new TextEncoder();
       using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-      for (const chunk of data) {
-        const bytes = encoder.encode(chunk);
+      for (const piece of textPieces(data)) {
+        const bytes = encoder.encode(piece);
         for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
       }
     }
@@ -84,4 +84,17 @@ function unsafe(path: string, what: string): MirrorError {
     "MIRROR_UNSAFE_PATH",
     `${path} (${what}) is a symbolic link; bananna-bot never writes through a link in its log dir. Remove it (or choose another log.dir)`,
   );
+}
+
+/** Small text chunks joined into pieces of about 256 KiB: one write each, none the whole text. */
+export function* textPieces(chunks: Iterable<string>): Generator<string> {
+  let piece = "";
+  for (const chunk of chunks) {
+    piece += chunk;
+    if (piece.length >= 256 * 1024) {
+      yield piece;
+      piece = "";
+    }
+  }
+  if (piece) yield piece;
 }

@@ -12,7 +12,7 @@ import { type Code, CODES, type Level } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import { formatReference } from "../registry/reference.ts";
 import { exitStatus, formatStatistics, type Report, reportJsonChunks } from "../mirror/report.ts";
-import { writeFileAtomic } from "../safe_file.ts";
+import { textPieces, writeFileAtomic } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
 import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
@@ -134,7 +134,7 @@ export async function finishRun(
       if (path === inLogDir) await writeFileAtomic(path, reportJsonChunks(report));
       else {
         await checkWrite(path);
-        await Deno.writeTextFile(path, ReadableStream.from(reportJsonChunks(report)));
+        await Deno.writeTextFile(path, ReadableStream.from(textPieces(reportJsonChunks(report))));
       }
     } catch (error) {
       logger.error(
