@@ -1,7 +1,8 @@
 /**
  * Where credentials come from, in order (ggcr's MultiKeychain): the config (`username` /
- * `password`), docker's config.json `auths`, a credential helper (`credHelpers`, then
- * `credsStore`), then a prompt when a person is at a terminal. The first hit wins; null means
+ * `password`), a credential helper docker's config.json names (`credHelpers`, then `credsStore`;
+ * one without an entry for the host passes), that file's `auths`, then a prompt when a person is at
+ * a terminal. The first hit wins; null means
  * anonymous. Every secret found is registered for masking at once.
  *
  * @module

@@ -20,6 +20,8 @@ export async function credentialFromHelper(
   try {
     child = new Deno.Command(program, {
       args: ["get"],
+      // The run's environment (PATH finds the helper; the helper reads its own settings there).
+      env: definedEnv(options.env ?? {}),
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -75,4 +77,10 @@ export async function credentialFromHelper(
   } finally {
     clearTimeout(timer);
   }
+}
+
+function definedEnv(env: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(
+    Object.entries(env).filter((entry): entry is [string, string] => entry[1] !== undefined),
+  );
 }

@@ -2,13 +2,17 @@
  * The one transport names bananna-bot in every request: registry calls, the token realm, the
  * version check, the Quay API and a watcher delivery (webhook, Pushgateway) all carry
  * `User-Agent: bananna-bot/<version>`, seen by a recording host on loopback. The version check
- * records `X-Sparse-Manifest-Support` per host.
+ * records `X-Sparse-Manifest-Support` per host. Then the transport's own rules, on loopback servers
+ * (127.0.0.1 and 127.0.0.2 are two origins): Authorization never follows a redirect to another
+ * origin, 303 becomes a GET, same-origin requests refuse to leave, 10 hops at most, and silence
+ * (no headers, or a stalled body) fails after the timeout while a slow, steady body completes.
  */
 import assert from "node:assert/strict";
 import { Secrets } from "../../lib/log/redact.ts";
 import { deliver } from "../../lib/ops/ops_http.ts";
 import { QuayClient } from "../../lib/quay_client.ts";
-import { USER_AGENT } from "../../lib/registry/http_transport.ts";
+import { HttpTransport, redirectedAway, USER_AGENT } from "../../lib/registry/http_transport.ts";
+import { RegistryError } from "../../lib/registry/registry_error.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { VERSION } from "../../lib/version.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
@@ -111,4 +115,169 @@ Deno.test("probeVersionCheck(): X-Sparse-Manifest-Support false, absent, or no a
       client.close();
     }
   });
+});
+
+/** A loopback server on `hostname` recording `METHOD path auth body` per request. */
+function recorder(
+  hostname: string,
+  handle: (req: Request, url: URL) => Response | Promise<Response>,
+) {
+  const seen: string[] = [];
+  const server = Deno.serve({ hostname, port: 0, onListen() {} }, async (req) => {
+    const url = new URL(req.url);
+    const body = req.body ? await req.text() : "";
+    seen.push(`${req.method} ${url.pathname} ${req.headers.get("authorization") ?? "-"} ${body}`);
+    return await handle(req, url);
+  });
+  const origin = `http://${hostname}:${(server.addr as Deno.NetAddr).port}`;
+  return { origin, seen, [Symbol.asyncDispose]: () => server.shutdown() };
+}
+
+/** Rejects when `promise` takes longer than `ms` (a bound of the test itself). */
+function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let id: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    id = setTimeout(() => reject(new Error(`not settled within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, late]).finally(() => clearTimeout(id));
+}
+
+Deno.test("HttpTransport.send(): Authorization only to the first origin, never again once a redirect left it", async () => {
+  let other = "";
+  await using b = recorder(
+    "127.0.0.2",
+    (_req, url) =>
+      url.pathname === "/next"
+        ? new Response(null, { status: 302, headers: { location: `${first}/back` } })
+        : new Response("?", { status: 404 }),
+  );
+  other = b.origin;
+  let first = "";
+  await using a = recorder("127.0.0.1", (_req, url) => {
+    if (url.pathname === "/start") {
+      return new Response(null, { status: 307, headers: { location: `${other}/next` } });
+    }
+    if (url.pathname === "/see-other") {
+      return new Response(null, { status: 303, headers: { location: "/after" } });
+    }
+    return new Response("done");
+  });
+  first = a.origin;
+  const http = new HttpTransport({ timeoutMs: 5000 });
+  try {
+    // 307 and 302 keep the method and send the body again (a fresh one per hop).
+    let bodies = 0;
+    const res = await http.send({
+      method: "PUT",
+      url: new URL(`${first}/start`),
+      authorization: "Bearer secret-token",
+      body: () => `body-${++bodies}`,
+    });
+    assert.equal(await res.text(), "done");
+    assert.equal(redirectedAway(res), true, "the answer came after a hop to another origin");
+    assert.deepEqual([...a.seen, ...b.seen], [
+      "PUT /start Bearer secret-token body-1",
+      "PUT /back - body-3",
+      "PUT /next - body-2",
+    ]);
+    // 303 turns the request into a GET without a body; same origin, so it keeps the header.
+    a.seen.length = 0;
+    const after = await http.send({
+      method: "POST",
+      url: new URL(`${first}/see-other`),
+      authorization: "Basic abc",
+      body: () => "form",
+    });
+    assert.equal(await after.text(), "done");
+    assert.equal(redirectedAway(after), false);
+    assert.deepEqual(a.seen, ["POST /see-other Basic abc form", "GET /after Basic abc "]);
+  } finally {
+    http.close();
+  }
+});
+
+Deno.test("HttpTransport.send(): a same-origin request refuses a cross-origin redirect; 11 hops are too many", async () => {
+  await using b = recorder("127.0.0.2", () => new Response("token"));
+  await using a = recorder(
+    "127.0.0.1",
+    (_req, url) =>
+      url.pathname === "/token"
+        ? new Response(null, { status: 307, headers: { location: `${b.origin}/token?refresh=rt` } })
+        : new Response(null, { status: 302, headers: { location: "/loop" } }),
+  );
+  const http = new HttpTransport({ timeoutMs: 5000 });
+  try {
+    await assert.rejects(
+      http.send({
+        method: "POST",
+        url: new URL(`${a.origin}/token`),
+        body: () => "refresh_token=rt",
+        redirects: "same-origin",
+      }),
+      (error: RegistryError) =>
+        error instanceof RegistryError && error.code === "LOGIN_FAILED" &&
+        error.message.includes("redirected to another host"),
+    );
+    assert.deepEqual(b.seen, [], "nothing reached the other host");
+    a.seen.length = 0;
+    await assert.rejects(
+      http.send({ method: "GET", url: new URL(`${a.origin}/loop`) }),
+      (error: RegistryError) => error.message.endsWith("too many redirects"),
+    );
+    assert.equal(a.seen.length, 11, "the first request and 10 hops");
+  } finally {
+    http.close();
+  }
+});
+
+Deno.test("HttpTransport: silence fails after timeoutMs (headers or body); a slow steady body completes", async () => {
+  const encoder = new TextEncoder();
+  /** A body of `chunks` chunks, `gapMs` apart; after them it stalls up to 3 s when `stall`. */
+  const paced = (chunks: number, gapMs: number, stall: boolean) =>
+    new ReadableStream<Uint8Array>({
+      async start(controller) {
+        for (let i = 0; i < chunks; i++) {
+          controller.enqueue(encoder.encode(`${i}`));
+          await new Promise((r) => setTimeout(r, gapMs));
+        }
+        if (stall) await new Promise((r) => setTimeout(r, 3000));
+        try {
+          controller.close();
+        } catch {
+          // the client gave up first
+        }
+      },
+    });
+  await using host = recorder("127.0.0.1", async (_req, url) => {
+    if (url.pathname === "/late") await new Promise((r) => setTimeout(r, 2000));
+    if (url.pathname === "/steady") return new Response(paced(8, 100, false));
+    if (url.pathname === "/stall") return new Response(paced(1, 0, true));
+    return new Response("late");
+  });
+  const http = new HttpTransport({ timeoutMs: 400 });
+  try {
+    // 8 chunks 100 ms apart: 800 ms in all, never 400 ms of silence.
+    const steady = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/steady`) }),
+    );
+    assert.equal(await within(5000, steady.text()), "01234567");
+    const started = performance.now();
+    await assert.rejects(
+      within(5000, http.send({ method: "GET", url: new URL(`${host.origin}/late`) })),
+      (error: RegistryError) =>
+        error.status === 0 && error.message.includes("no answer within 0.4 s (apiTimeout)"),
+    );
+    const stalled = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/stall`) }),
+    );
+    await assert.rejects(
+      within(5000, stalled.text()),
+      (error: RegistryError) => error.message.includes("no progress for 0.4 s (apiTimeout)"),
+    );
+    assert.ok(performance.now() - started < 2500, "both failed on the timeout, not the server");
+  } finally {
+    http.close();
+  }
 });
