@@ -49,6 +49,8 @@ export class ManifestCopier {
   #signal?: AbortSignal;
   /** Bytes the destination took from this copier. */
   bytesUploaded = 0;
+  /** Child manifests this copier PUT (a child found at the destination is not counted). */
+  childrenWritten = 0;
 
   /** A copier between two repositories. */
   constructor(options: ManifestCopierOptions) {
@@ -83,11 +85,16 @@ export class ManifestCopier {
       await this.#copyBlobs([parsed.config, ...parsed.layers]);
       return parsed;
     }
-    for (const child of parsed.manifests) {
+    await this.copyChildren(parsed.manifests, where);
+    return parsed;
+  }
+
+  /** Make each child manifest (and what it refers to) exist at the destination, in order. */
+  async copyChildren(children: readonly Descriptor[], where: string): Promise<void> {
+    for (const child of children) {
       this.#signal?.throwIfAborted();
       await this.#copyChild(child, where);
     }
-    return parsed;
   }
 
   /**
@@ -100,13 +107,17 @@ export class ManifestCopier {
     manifest: ManifestBytes,
     parsed: ParsedManifest,
     where: string,
+    children?: readonly Descriptor[],
   ): Promise<string> {
     const repository = this.#dstRepo;
     try {
       return await this.#dst.manifestPut(repository, ref, manifest, this.#signal);
     } catch (error) {
       if (!isBlobUnknown(error, parsed.kind)) throw error;
-      const parts = parsed.kind === "image" ? [parsed.config, ...parsed.layers] : parsed.manifests;
+      // An index copied for some platforms: only its kept children are the copier's to re-check.
+      const parts = parsed.kind === "image"
+        ? [parsed.config, ...parsed.layers]
+        : [...children ?? parsed.manifests];
       for (const part of parts) {
         this.#shared.forget(this.#key(parsed.kind === "image" ? "blob" : "manifest", part.digest));
       }
@@ -141,6 +152,7 @@ export class ManifestCopier {
       const childWhere = `${where}@${child.digest}`;
       const parsed = await this.copyContent(manifest.bytes, manifest.mediaType, childWhere);
       await this.putManifest(child.digest, manifest, parsed, childWhere);
+      this.childrenWritten++;
     }, this.#signal);
   }
 
@@ -204,7 +216,7 @@ export class ManifestCopier {
 const BLOB_UNKNOWN = new Set(["MANIFEST_BLOB_UNKNOWN", "BLOB_UNKNOWN"]);
 
 /** Did the registry refuse a manifest because a blob (or a child manifest) it names is missing? */
-function isBlobUnknown(error: unknown, kind: ParsedManifest["kind"]): boolean {
+export function isBlobUnknown(error: unknown, kind: ParsedManifest["kind"]): boolean {
   return error instanceof RegistryError &&
     error.errors.some((e) =>
       BLOB_UNKNOWN.has(e.code) || (kind === "index" && e.code === "MANIFEST_UNKNOWN")

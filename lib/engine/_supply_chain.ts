@@ -109,15 +109,15 @@ export class SupplyChain {
    *
    * @param digest the mirrored manifest's digest
    * @param mediaType its media type when known: an image manifest is not read again
+   * @param only the digests to carry for, not `digest` and its children (some platforms)
    *
    * @throws {MirrorError} IMAGE_SIGNATURE_INVALID (a `.sig` that is not cosign's format),
    *   IMAGE_REFERRER_INVALID (a referrers answer or fallback tag that is not an index), registry
    *   errors
    */
-  async carry(digest: string, mediaType?: string): Promise<SupplyChainCounts> {
-    const digests = IMAGE_MANIFESTS.has(mediaType ?? "")
-      ? [digest]
-      : await this.#imageDigests(digest);
+  async carry(digest: string, mediaType?: string, only?: readonly string[]) {
+    const image = IMAGE_MANIFESTS.has(mediaType ?? "");
+    const digests = only ?? (image ? [digest] : await this.#imageDigests(digest));
     for (const subject of digests) await this.#subject(subject, 0);
     return this.#counts;
   }

@@ -45,6 +45,13 @@ export interface CopyRequest {
   /** Docker engine: the platform to pull (`linux/arm64`). */
   platform?: string;
   /**
+   * Registry engine: copy only these platforms of an index (`os/arch[/variant]`), `sparse` (the
+   * index unchanged, only the kept children copied: same digest; the destination must accept
+   * it) or `rewrite` (a new index of the kept children: a new digest). A single image is copied
+   * as it is.
+   */
+  platforms?: PlatformRequest;
+  /**
    * The credentials the login step verified for the source and destination hosts, as data.
    * Engines that log in themselves (docker: `docker login` once per host, right before the first
    * pull or push there) use them; the registry engine's clients already hold theirs.
@@ -57,6 +64,27 @@ export interface CopyRequest {
   replaceDigest?: string;
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
+}
+
+/** `platforms` of a copy. */
+export interface PlatformRequest {
+  wanted: readonly string[];
+  mode: "sparse" | "rewrite";
+}
+
+/** What a copy with `platforms` kept of an index. */
+export interface PlatformOutcome {
+  mode: "sparse" | "rewrite";
+  /** Platforms copied (`os/arch[/variant]`). */
+  kept: string[];
+  /** Platforms of the index left out. */
+  skipped: string[];
+  /** Digests of the kept children (their supply chain is carried). */
+  children: string[];
+  /** The source index digest (differs from the written one with `rewrite`). */
+  sourceDigest: string;
+  /** Kept platforms copied now to an index that was already at the destination (widening). */
+  added?: string[];
 }
 
 /** Credentials for the two hosts of one copy; absent for anonymous access. */
@@ -76,6 +104,8 @@ export interface CopyResult {
   digest: string;
   /** Bytes uploaded to the destination (0 when everything existed or was mounted). */
   bytesUploaded: number;
+  /** What `platforms` kept, when the source is an index and `platforms` was given. */
+  platforms?: PlatformOutcome;
 }
 
 /**
@@ -95,6 +125,11 @@ export interface SupplyChainRequest {
    * again to look for children.
    */
   mediaType?: string;
+  /**
+   * The digests whose supply chain is carried, when not `digest` and all its children (an index
+   * copied for some platforms: the kept children, and the index itself unless rewritten).
+   */
+  subjects?: readonly string[];
   /** Referrers copied only when their `artifactType` is listed (undefined: every type). */
   artifactTypes?: readonly string[];
   /**

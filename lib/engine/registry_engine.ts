@@ -1,7 +1,9 @@
 /**
  * The daemonless engine: copies straight from registry to registry over the OCI distribution
  * API, like skopeo and crane. Every platform of an index is kept and the destination digest
- * equals the source digest (exact bytes, never re-serialised).
+ * equals the source digest (exact bytes, never re-serialised), unless the copy names
+ * `platforms`: then `_platform_copy.ts` copies only those children (sparse: the same index
+ * bytes; rewrite: a new index).
  *
  * Order: config and layer blobs before their manifest, children before their index, the tagged
  * manifest last. Blobs that exist are skipped (HEAD); on the same registry they are mounted from
@@ -22,7 +24,9 @@
 import { MirrorError } from "../errors.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
 import { type ArtifactStore, type ImageStore, isArtifactStore } from "../registry/image_store.ts";
+import { parseManifest } from "../registry/manifest.ts";
 import { ManifestCopier } from "./_manifest_copier.ts";
+import { PlatformCopy } from "./_platform_copy.ts";
 import { SharedWork } from "./_shared_work.ts";
 import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
 import type {
@@ -30,6 +34,7 @@ import type {
   CopyResult,
   Engine,
   EngineEvent,
+  PlatformRequest,
   SupplyChainCounts,
   SupplyChainMemo,
   SupplyChainRequest,
@@ -55,6 +60,8 @@ export class RegistryEngine implements Engine {
   #clientFor: (host: string) => ImageStore;
   #blobConcurrency: number;
   #shared = new SharedWork();
+  /** Destination hosts that refused a sparse index this run (later copies fail at once). */
+  #sparseRefused = new Set<string>();
   #referrersSupport: ReferrersSupport = new Map();
   #sourceTags = new Map<string, Promise<ReadonlySet<string> | null>>();
   #memo?: SupplyChainMemo;
@@ -102,7 +109,7 @@ export class RegistryEngine implements Engine {
       memo: this.#memo,
       emit,
       signal: request.signal,
-    }).carry(request.digest, request.mediaType);
+    }).carry(request.digest, request.mediaType, request.subjects);
   }
 
   /**
@@ -144,6 +151,7 @@ export class RegistryEngine implements Engine {
     const job = new CopyJob(this.#clientFor, request, {
       blobConcurrency: this.#blobConcurrency,
       shared: this.#shared,
+      sparseRefused: this.#sparseRefused,
     });
     return await job.run();
   }
@@ -155,6 +163,8 @@ class CopyJob {
   #source: Reference;
   #destination: Reference;
   #replaceDigest?: string;
+  #platforms?: PlatformRequest;
+  #sparseRefused: Set<string>;
   #signal?: AbortSignal;
   #emit: (event: EngineEvent) => void;
   #copier: ManifestCopier;
@@ -162,13 +172,15 @@ class CopyJob {
   constructor(
     clientFor: (host: string) => ImageStore,
     request: CopyRequest,
-    options: { blobConcurrency: number; shared: SharedWork },
+    options: { blobConcurrency: number; shared: SharedWork; sparseRefused: Set<string> },
   ) {
     this.#src = clientFor(request.source.registry);
     this.#dst = clientFor(request.destination.registry);
     this.#source = request.source;
     this.#destination = request.destination;
     this.#replaceDigest = request.replaceDigest;
+    this.#platforms = request.platforms;
+    this.#sparseRefused = options.sparseRefused;
     this.#signal = request.signal;
     this.#emit = request.onEvent ?? (() => {});
     this.#copier = new ManifestCopier({
@@ -195,6 +207,23 @@ class CopyJob {
       this.#signal,
     );
     if (!top) throw new MirrorError("IMAGE_NOT_FOUND", `Source image ${src} does not exist`);
+    if (this.#platforms) {
+      const parsed = parseManifest(top.bytes, top.mediaType, src);
+      // A single image is mirrored as it is: there is nothing to choose.
+      if (parsed.kind === "index") {
+        return await new PlatformCopy({
+          src,
+          dst: this.#dst,
+          destination: this.#destination,
+          copier: this.#copier,
+          request: this.#platforms,
+          sparseRefused: this.#sparseRefused,
+          checkDestination: (digest) => this.#checkDestination(digest),
+          emit: this.#emit,
+          signal: this.#signal,
+        }).run(top, parsed);
+      }
+    }
     const early = await this.#checkDestination(top.digest);
     if (early) return early;
     const parsed = await this.#copier.copyContent(top.bytes, top.mediaType, src);

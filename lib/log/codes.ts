@@ -35,6 +35,24 @@ export const CODES = {
     level: "INFO",
     meaning: "the destination tag already holds the same image; nothing written",
   },
+  IMAGE_SPARSE_REFUSED: {
+    level: "ERROR",
+    meaning:
+      "the destination refuses an index whose children are not all there (platforms, sparse); nothing tagged",
+  },
+  IMAGE_PLATFORM_ABSENT: {
+    level: "ERROR",
+    meaning: "the source index has none of the wanted platforms",
+  },
+  IMAGE_PLATFORMS_REWRITTEN: {
+    level: "WARNING",
+    meaning:
+      "platformsMode rewrite wrote a new index of the kept platforms: a new digest, the index's signatures not carried",
+  },
+  IMAGE_PLATFORMS_ADDED: {
+    level: "INFO",
+    meaning: "platforms now wanted were added to an index already mirrored; the tag unchanged",
+  },
   IMAGE_TAG_DRIFT: {
     level: "WARNING",
     meaning: "the destination tag holds a different image; reported, not touched",

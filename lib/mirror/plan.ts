@@ -31,10 +31,11 @@ import type {
   ResolvedRegistry,
   ResolvedRepository,
 } from "../config/schema.ts";
-import type { Comparison } from "../engine/engine.ts";
+import type { Comparison, PlatformOutcome, PlatformRequest } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
+import type { ManifestBytes } from "../registry/image_store.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import type { NamespaceQuota } from "../quay_client.ts";
 import {
@@ -45,6 +46,7 @@ import {
   type SourceHead,
 } from "./pull_budget.ts";
 import { applyQuotas, type PlannedQuota } from "./plan_quota.ts";
+import { isIndexType, planPlatforms } from "./_plan_platforms.ts";
 import {
   type RepositorySelection,
   selectedImages,
@@ -92,6 +94,10 @@ export interface PlanTask {
   verifyKeys?: string[];
   /** `operation.signatures` as resolved; `require`: the source must carry a signature. */
   signatures?: "copy" | "skip" | "require";
+  /** Registry engine: the platforms of an index to mirror, and how (`platforms`). */
+  platforms?: PlatformRequest;
+  /** What the destination holds of an index mirrored for some platforms (plan said exists). */
+  platformOutcome?: PlatformOutcome;
 }
 
 /** The whole plan. */
@@ -129,6 +135,11 @@ export interface PlanProbe {
   tags(repository: Omit<Reference, "tag" | "digest">, signal?: AbortSignal): Promise<string[]>;
   /** The storage quota of a Quay target's organization, or null (none, or not readable). */
   quota?(registry: ResolvedRegistry, signal?: AbortSignal): Promise<NamespaceQuota | null>;
+  /**
+   * A manifest's exact bytes (read at the destination only: tasks with `platforms`), or null.
+   * Optional: without it the engine decides those tasks.
+   */
+  manifest?(ref: Reference, signal?: AbortSignal): Promise<ManifestBytes | null>;
 }
 
 /** Options for {@link buildPlan}. */
@@ -213,6 +224,12 @@ export async function buildPlan(
     if (isMutable) task.mutable = true;
     if (image.verifyKeys?.length) task.verifyKeys = image.verifyKeys;
     if (config.operation.signatures) task.signatures = config.operation.signatures;
+    if (image.platforms && config.operation.engine === "registry") {
+      task.platforms = {
+        wanted: image.platforms,
+        mode: config.operation.platformsMode ?? "sparse",
+      };
+    }
     tasks.push(task);
     byDestination.set(key, task);
   };
@@ -331,6 +348,11 @@ export async function buildPlan(
         return;
       }
       task.destinationDigest = destinationDigest;
+      if (task.platforms && isIndexType(sourceHead.mediaType)) {
+        const decided = await planPlatforms(task, probe, destinationDigest, options.signal);
+        if (decided === "push") pushHeads.set(task.id, sourceHead);
+        if (decided) return;
+      }
       if (destinationDigest === sourceDigest) {
         task.action = "exists";
         task.comparedBy = "manifest";
@@ -412,6 +434,10 @@ function failingOnBrokenHosts(
     quota: probe.quota && (async (registry, signal) => {
       throwIfBroken(broken, registry.host);
       return await probe.quota?.(registry, signal) ?? null;
+    }),
+    manifest: probe.manifest && (async (ref, signal) => {
+      throwIfBroken(broken, ref.registry);
+      return await probe.manifest?.(ref, signal) ?? null;
     }),
   };
 }

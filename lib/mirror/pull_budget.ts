@@ -40,6 +40,9 @@
  * overcounts (real descriptors carry platforms and annotations, 2-5 times larger), so a tight
  * budget defers an index a little early, never overspends.
  *
+ * With `platforms` the registry engine reads one child per wanted platform and its attestation
+ * manifest (lib/registry/platforms.ts), so the bound is `2 x platforms` when that is lower.
+ *
  * The plan's own GETs (the docker engine compares config digests when manifest digests differ)
  * are taken off what the HEADs said was left, so `remaining` in the budget is "left for copies".
  *
@@ -390,6 +393,8 @@ export interface BudgetedTask {
   pulls?: number;
   code?: Code;
   message?: string;
+  /** `platforms`: the registry engine reads only these platforms' children. */
+  platforms?: { wanted: readonly string[] };
 }
 
 /** Options for {@link applyPullBudget}. */
@@ -424,10 +429,16 @@ export interface ApplyPullBudgetOptions {
  * @param engine The engine that copies.
  * @returns Manifest GETs on the source host.
  */
-export function pullsForHead(head: SourceHead, engine: "registry" | "docker"): number {
+export function pullsForHead(
+  head: SourceHead,
+  engine: "registry" | "docker",
+  platforms?: number,
+): number {
   const isIndex = head.mediaType === MEDIA_TYPES.ociIndex ||
     head.mediaType === MEDIA_TYPES.dockerList;
-  const children = isIndex ? Math.max(1, Math.floor(head.size / MIN_DESCRIPTOR_BYTES)) : 0;
+  const bound = isIndex ? Math.max(1, Math.floor(head.size / MIN_DESCRIPTOR_BYTES)) : 0;
+  // `platforms`: one child per wanted platform and its attestation manifest are read, no more.
+  const children = platforms === undefined ? bound : Math.min(bound, 2 * platforms);
   return pullsForImage({ engine, children });
 }
 
@@ -445,7 +456,11 @@ export function applyPullBudget(
 ): HostBudget[] {
   const pulling = tasks.filter((task) => task.action === "push" && options.heads.has(task.id));
   for (const task of pulling) {
-    task.pulls = pullsForHead(options.heads.get(task.id) as SourceHead, options.engine);
+    task.pulls = pullsForHead(
+      options.heads.get(task.id) as SourceHead,
+      options.engine,
+      task.platforms?.wanted.length,
+    );
   }
   if (options.limits.size === 0) return [];
   const limits = new Map(options.limits);

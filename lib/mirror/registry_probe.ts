@@ -15,6 +15,7 @@ import type { NamespaceQuota } from "../quay_client.ts";
 import { manifestRef, type Reference } from "../registry/reference.ts";
 import { imageConfigDigest } from "../registry/image_config.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
+import type { ManifestBytes } from "../registry/image_store.ts";
 import type { PlanProbe, ProbedManifest, RepoState } from "./plan.ts";
 import { parseRateLimit } from "./pull_budget.ts";
 import type { QuayRepositories } from "./quay_repositories.ts";
@@ -46,6 +47,12 @@ export class RegistryProbe implements PlanProbe {
     if (!head) return null;
     const { digest, mediaType, size } = head;
     return { digest, mediaType, size, rateLimit: parseRateLimit(head.headers) };
+  }
+
+  /** The exact bytes of `ref`'s manifest, or null when absent. */
+  async manifest(ref: Reference, signal?: AbortSignal): Promise<ManifestBytes | null> {
+    const store = this.#options.storeFor(ref.registry);
+    return await store?.manifestGet(ref.repository, manifestRef(ref), signal) ?? null;
   }
 
   /** The config digest (image ID) of `ref` for `platform`, or null when absent. */

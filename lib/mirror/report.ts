@@ -36,6 +36,20 @@ export interface ReportEntry {
   sboms: number;
   /** OCI referrer manifests present at the destination (recursively). */
   referrers: number;
+  /**
+   * `platforms` of the entry: wanted, how (`sparse` / `rewrite`), and for an index what the
+   * destination holds (`kept`, `skipped`) with the source index digest (`digest` is the written
+   * one: they differ after a rewrite). `kept` null: not known (single image, or not copied).
+   */
+  platforms?: {
+    wanted: string[];
+    mode: "sparse" | "rewrite";
+    kept: string[] | null;
+    skipped: string[];
+    sourceDigest: string | null;
+    /** Platforms copied this run into an index already at the destination (tag unchanged). */
+    added?: string[];
+  };
 }
 
 /**
@@ -153,6 +167,7 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       attestations: result.carried?.attestations ?? 0,
       sboms: result.carried?.sboms ?? 0,
       referrers: result.carried?.referrers ?? 0,
+      ...platformsEntry(result),
     };
   });
   return {
@@ -192,6 +207,35 @@ function quotaSection(results: TaskResult[]): Pick<Report, "quotaExceeded"> {
     byNamespace.set(namespace, entry);
   }
   return byNamespace.size ? { quotaExceeded: [...byNamespace.values()] } : {};
+}
+
+/** The `platforms` field of an entry whose task names platforms. */
+function platformsEntry(result: TaskResult): Pick<ReportEntry, "platforms"> {
+  const wanted = result.task.platforms;
+  if (!wanted) return {};
+  const got = result.platforms;
+  return {
+    platforms: {
+      wanted: [...wanted.wanted],
+      mode: wanted.mode,
+      kept: got?.kept ?? null,
+      skipped: got?.skipped ?? [],
+      sourceDigest: got?.sourceDigest ?? result.task.sourceDigest ?? null,
+      ...(got?.added ? { added: got.added } : {}),
+    },
+  };
+}
+
+/** `  Platforms:          3 indexes for some platforms: 3 kept, 9 left out (2 rewritten)`. */
+function platformsLine(entries: ReportEntry[]): string | null {
+  const some = entries.filter((e) => e.platforms?.kept && e.platforms.skipped.length > 0);
+  if (some.length === 0) return null;
+  const kept = some.reduce((n, e) => n + (e.platforms?.kept?.length ?? 0), 0);
+  const skipped = some.reduce((n, e) => n + (e.platforms?.skipped.length ?? 0), 0);
+  const rewritten = some.filter((e) => e.platforms?.sourceDigest !== e.digest).length;
+  return `  Platforms:          ${some.length} indexes for some platforms: ${kept} kept, ${skipped} left out${
+    rewritten ? ` (${rewritten} rewritten: new digests)` : ""
+  }`;
 }
 
 /** Per host: the plan's budget, the pulls the started copies spent, deferrals, 429 stops. */
@@ -297,6 +341,8 @@ export function formatStatistics(report: Report): string[] {
     lines.push(`  latest moved:       ${moved}`);
     const carried = supplyChainLine(report.entries);
     if (carried) lines.push(carried);
+    const platforms = platformsLine(report.entries);
+    if (platforms) lines.push(platforms);
     if (report.bandwidth) lines.push(bandwidthLine(report.bandwidth));
   }
   lines.push(`  Engine:             ${report.engine}`);
@@ -383,9 +429,10 @@ export function planLine(result: TaskResult): string {
       if (t.replaceDigest) {
         return `would update ${formatReference(t.source)} -> ${dst}: ${t.message}`;
       }
-      return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}`;
+      if (t.code === "IMAGE_PLATFORMS_ADDED") return `would add    ${dst}: ${t.message}`;
+      return `would push   ${formatReference(t.source)} -> ${dst}${repoNote}${platformsNote(t)}`;
     case "exists":
-      return `exists       ${dst} (${t.comparedBy} digest matches)`;
+      return `exists       ${dst} (${t.comparedBy} digest matches)${platformsNote(t)}`;
     case "drift":
       return `drift        ${dst}: ${t.message}`;
     case "deferred":
@@ -393,4 +440,16 @@ export function planLine(result: TaskResult): string {
     default:
       return `would fail   ${formatReference(t.source)} -> ${dst}: [${result.code}] ${t.message}`;
   }
+}
+
+/** ` [platforms linux/amd64, sparse]` (` ...: kept ..., left out ...` when known), or "". */
+function platformsNote(task: TaskResult["task"]): string {
+  if (!task.platforms) return "";
+  const got = task.platformOutcome;
+  const known = got
+    ? `: holds ${got.kept.join(", ")}${
+      got.skipped.length ? `, left out ${got.skipped.join(", ")}` : ""
+    }`
+    : "";
+  return ` [platforms ${task.platforms.wanted.join(", ")}, ${task.platforms.mode}${known}]`;
 }

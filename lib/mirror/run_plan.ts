@@ -20,7 +20,7 @@
  * @module
  */
 import type { Credential } from "../registry/credential.ts";
-import type { Engine, EngineEvent, SupplyChainCounts } from "../engine/engine.ts";
+import type { Engine, EngineEvent, PlatformOutcome, SupplyChainCounts } from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
@@ -52,6 +52,8 @@ export interface TaskResult {
   durationMs: number;
   /** What the destination holds of the image's signatures and referrers (when carried). */
   carried?: SupplyChainCounts;
+  /** The platforms an index was mirrored for (`platforms`), kept and left out. */
+  platforms?: PlatformOutcome;
 }
 
 /** A repository the run mirrors into, with the tags that now hold mirrored images. */
@@ -116,6 +118,7 @@ export interface RunPlanOptions {
     task: PlanTask,
     digest: string,
     signal?: AbortSignal,
+    platforms?: PlatformOutcome,
   ) => Promise<SupplyChainCounts>;
   /**
    * The 429 storm rule: a copy that fails IMAGE_RATE_LIMITED on its source host with a
@@ -159,6 +162,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         status: "exists",
         digest: task.destinationDigest,
         code: "IMAGE_ALREADY_EXISTS",
+        ...(task.platformOutcome ? { platforms: task.platformOutcome } : {}),
       });
     }
     if (task.action === "drift") {
@@ -211,6 +215,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         source,
         destination: task.destination,
         platform: options.platform,
+        platforms: task.platforms,
         replaceDigest: task.replaceDigest,
         credentials: {
           source: options.credentials?.get(task.source.registry),
@@ -219,13 +224,18 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
         signal: options.signal,
         onEvent: (event) => emit({ kind: "engine", task, event }),
       });
-      const pushedCode = task.replaceDigest ? "IMAGE_TAG_UPDATED" : "IMAGE_PUSHED";
+      const pushedCode = copied.platforms?.added
+        ? "IMAGE_PLATFORMS_ADDED"
+        : task.replaceDigest
+        ? "IMAGE_TAG_UPDATED"
+        : "IMAGE_PUSHED";
       return done({
         status: copied.status === "pushed" ? "pushed" : "exists",
         digest: copied.digest,
         code: copied.status === "pushed" ? pushedCode : "IMAGE_ALREADY_EXISTS",
         repo,
         bytesUploaded: copied.bytesUploaded,
+        ...(copied.platforms ? { platforms: copied.platforms } : {}),
       });
     } catch (error) {
       if (options.signal?.aborted) {
@@ -265,7 +275,7 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     const started = performance.now();
     const took = () => result.durationMs + Math.round(performance.now() - started);
     try {
-      const carried = await options.supplyChain(task, digest, options.signal);
+      const carried = await options.supplyChain(task, digest, options.signal, result.platforms);
       return { ...result, carried, durationMs: took() };
     } catch (error) {
       if (options.signal?.aborted) {

@@ -11,7 +11,7 @@
  * @module
  */
 import type { OperationSettings } from "../config/schema.ts";
-import type { Engine, EngineEvent, SupplyChainCounts } from "../engine/engine.ts";
+import type { Engine, EngineEvent, PlatformOutcome, SupplyChainCounts } from "../engine/engine.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
 
@@ -51,17 +51,31 @@ export function supplyChainStep(
     listed?: ReadonlyMap<string, readonly string[]>;
   },
 ):
-  | ((task: PlanTask, digest: string, signal?: AbortSignal) => Promise<SupplyChainCounts>)
+  | ((
+    task: PlanTask,
+    digest: string,
+    signal?: AbortSignal,
+    platforms?: PlatformOutcome,
+  ) => Promise<SupplyChainCounts>)
   | undefined {
   const carry = engine.carrySupplyChain?.bind(engine);
   if (!carry || signaturesMode(options.operation) === "skip") return undefined;
-  return async (task, digest, signal) => {
+  return async (task, digest, signal, platforms) => {
     const emit = (event: EngineEvent) => options.emit(task, event);
     const counts = await carry({
       source: task.source,
       destination: task.destination,
       digest,
       mediaType: digest === task.sourceDigest ? task.sourceMediaType : undefined,
+      // Some platforms: the kept children's, and the index's own unless it was rewritten (its
+      // signatures name the source digest, which the destination does not hold).
+      ...(platforms
+        ? {
+          subjects: digest === platforms.sourceDigest
+            ? [digest, ...platforms.children]
+            : platforms.children,
+        }
+        : {}),
       artifactTypes: options.operation.artifactTypes,
       sourceTags: options.listed?.get(`${task.source.registry}/${task.source.repository}`),
       signal,

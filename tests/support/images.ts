@@ -41,6 +41,8 @@ export interface PushTestImageOptions {
    * index, nothing else) but differ in config, manifest and digest.
    */
   label?: string;
+  /** Multi-arch: the linux architectures of the children, in index order. @default amd64, arm64 */
+  architectures?: string[];
 }
 
 const MT = {
@@ -207,7 +209,7 @@ export async function pushTestImage(
     const descriptors = [];
     const layers: string[] = [];
     let bytes = 0;
-    for (const [i, arch] of ["amd64", "arm64"].entries()) {
+    for (const [i, arch] of (options.architectures ?? ["amd64", "arm64"]).entries()) {
       const image = await buildImage(options.seed * 10 + i, oci, arch, sizes);
       for (const [digest, blob] of image.blobs) bytes += await pusher.blob(repo, digest, blob);
       const digest = sha256(image.manifest);

@@ -1,0 +1,224 @@
+/**
+ * `platforms` with the registry engine, as a subprocess against real registries:
+ * - distribution 2.8 as destination refuses a sparse index: IMAGE_SPARSE_REFUSED naming
+ *   `platformsMode: rewrite`, nothing tagged; `rewrite` lands a one-platform index skopeo reads,
+ *   the report names both digests, and a re-run writes nothing;
+ * - a destination that keeps sparse indexes (tests/support/sparse_registry.ts, Quay's
+ *   FEATURE_SPARSE_INDEX) gets the source's index digest with only the kept children's blobs
+ *   uploaded (counted in the registry's access log), and widening `platforms` adds the missing
+ *   child on the next run without writing the tag again.
+ */
+import assert from "node:assert/strict";
+import { runMirrorConfig } from "../support/cli.ts";
+import { headDigest, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { startSparseRegistry } from "../support/sparse_registry.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+function config(
+  src: TestRegistry,
+  dstHost: string,
+  operation: Record<string, unknown>,
+): Record<string, unknown> {
+  return {
+    registries: { dr: { url: dstHost, namespace: "mirror", kind: "registry" } },
+    log: { dir: "./logs", level: "DEBUG" },
+    operation: {
+      engine: "registry",
+      retryDelay: 0.05,
+      maxRetries: 1,
+      updateLatest: false,
+      ...operation,
+    },
+    images: { [`${src.host}/multi/app:1`]: { targets: ["dr"] } },
+  };
+}
+
+async function log(dir: string): Promise<string> {
+  const text = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`).catch(() => "");
+  await Deno.remove(`${dir}/logs/bananna-bot.log`).catch(() => {});
+  return text;
+}
+
+/** Writes (PUT, POST, PATCH) the registry logged since `from` lines. */
+async function writes(reg: TestRegistry, from: number): Promise<string[]> {
+  return (await reg.accessLog()).slice(from).filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
+}
+
+Deno.test({
+  name:
+    `platforms on distribution 2.8: sparse refused, nothing tagged; rewrite lands one platform; a re-run writes nothing${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry();
+    const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
+    try {
+      const image = await pushTestImage(src, "multi/app:1", {
+        kind: "oci-index",
+        seed: 71,
+        architectures: ["amd64", "arm64", "s390x"],
+      });
+      const amd64 = image.children?.find((c) => c.platform === "linux/amd64")?.digest;
+
+      const sparse = await runMirrorConfig(
+        dir,
+        config(src, dst.host, { platforms: ["linux/amd64"] }),
+      );
+      assert.equal(sparse.code, 1, sparse.stdout + sparse.stderr);
+      const refused = sparse.report?.entries[0];
+      assert.equal(refused?.status, "failed");
+      assert.equal(refused?.code, "IMAGE_SPARSE_REFUSED");
+      assert.match(refused?.error ?? "", /platformsMode: rewrite/);
+      assert.equal(await headDigest(dst, "mirror/app:1"), null, "nothing tagged");
+      assert.match(await log(dir), /\[IMAGE_SPARSE_REFUSED\]/);
+
+      const operation = { platforms: ["linux/amd64"], platformsMode: "rewrite" };
+      const rewrite = await runMirrorConfig(dir, config(src, dst.host, operation));
+      assert.equal(rewrite.code, 0, rewrite.stdout + rewrite.stderr);
+      const entry = rewrite.report?.entries[0];
+      assert.equal(entry?.status, "pushed");
+      const written = await headDigest(dst, "mirror/app:1");
+      assert.ok(written && written !== image.digest, "a new digest");
+      assert.equal(entry?.digest, written);
+      assert.deepEqual(entry?.platforms, {
+        wanted: ["linux/amd64"],
+        mode: "rewrite",
+        kept: ["linux/amd64"],
+        skipped: ["linux/arm64", "linux/s390x"],
+        sourceDigest: image.digest,
+      });
+      const text = await log(dir);
+      assert.match(text, /\[IMAGE_PLATFORMS_REWRITTEN\]/);
+      assert.ok(text.includes(image.digest) && text.includes(written), "both digests logged");
+      assert.match(rewrite.stdout, /Platforms: +1 indexes for some platforms: 1 kept, 2 left out/);
+      // skopeo (the oracle) reads the one-platform index and its child.
+      const seen = await skopeoInspectRaw(dst, "mirror/app:1");
+      assert.equal(seen.digest, written);
+      const manifests = seen.manifest.manifests as { digest: string }[];
+      assert.deepEqual(manifests.map((m) => m.digest), [amd64]);
+      // Only the amd64 child's blobs (config + 2 layers) were ever uploaded (by the sparse try).
+      const uploads = (await writes(dst, 0)).filter((l) =>
+        /^PUT \/v2\/mirror\/app\/blobs\/uploads\/\S+ 201$/.test(l)
+      );
+      assert.equal(uploads.length, 3, uploads.join("\n"));
+
+      const mark = (await dst.accessLog()).length;
+      const again = await runMirrorConfig(dir, config(src, dst.host, operation));
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.equal(again.report?.entries[0].status, "exists");
+      assert.equal(again.report?.entries[0].digest, written);
+      assert.deepEqual(await writes(dst, mark), [], "the re-run writes nothing");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `platforms sparse into a registry that keeps sparse indexes: the digest kept, only kept blobs uploaded; widening adds a child, tag untouched${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using backend = await startRegistry();
+    await using proxy = startSparseRegistry(backend);
+    const dst = { ...backend, host: proxy.host, url: proxy.url };
+    const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
+    try {
+      const image = await pushTestImage(src, "multi/app:1", {
+        kind: "docker-list",
+        seed: 72,
+        architectures: ["amd64", "arm64", "ppc64le", "s390x"],
+      });
+      const child = (p: string) => image.children?.find((c) => c.platform === p)?.digest;
+
+      const before = (await backend.accessLog()).length;
+      const first = await runMirrorConfig(
+        dir,
+        config(src, proxy.host, { platforms: ["linux/amd64"] }),
+      );
+      assert.equal(first.code, 0, first.stdout + first.stderr);
+      assert.equal(first.report?.entries[0].status, "pushed");
+      assert.equal(first.report?.entries[0].digest, image.digest, "the source's digest");
+      assert.equal(await headDigest(dst, "mirror/app:1"), image.digest);
+      assert.deepEqual(proxy.sparseStored, [`mirror/app:1@${image.digest}`]);
+      const firstWrites = await writes(backend, before);
+      const uploads = firstWrites.filter((l) => /^PUT \/v2\/mirror\/app\/blobs\/uploads\//.test(l));
+      assert.equal(uploads.length, 3, "config + 2 layers of linux/amd64 only");
+      const children = firstWrites.filter((l) => /^PUT \/v2\/mirror\/app\/manifests\//.test(l));
+      assert.deepEqual(children, [`PUT /v2/mirror/app/manifests/${child("linux/amd64")} 201`]);
+
+      // A re-run: nothing written, the platform set in the report.
+      const mark = (await backend.accessLog()).length;
+      const again = await runMirrorConfig(
+        dir,
+        config(src, proxy.host, { platforms: ["linux/amd64"] }),
+      );
+      assert.equal(again.report?.entries[0].status, "exists", again.stdout);
+      assert.deepEqual(again.report?.entries[0].platforms?.kept, ["linux/amd64"]);
+      assert.deepEqual(await writes(backend, mark), []);
+
+      // Widening: the arm64 child is added, the tag (kept by the proxy) is not PUT again.
+      const widened = { platforms: ["linux/amd64", "linux/arm64"] };
+      const dry = await runMirrorConfig(dir, config(src, proxy.host, widened), {
+        extra: ["--dry-run"],
+      });
+      assert.match(dry.stdout, /would add .*without linux\/arm64/);
+      const wide = await runMirrorConfig(dir, config(src, proxy.host, widened));
+      assert.equal(wide.code, 0, wide.stdout + wide.stderr);
+      const entry = wide.report?.entries[0];
+      assert.equal(entry?.code, "IMAGE_PLATFORMS_ADDED");
+      assert.deepEqual(entry?.platforms?.added, ["linux/arm64"]);
+      assert.equal(entry?.digest, image.digest);
+      assert.deepEqual(
+        proxy.sparseStored,
+        [`mirror/app:1@${image.digest}`],
+        "tag not written again",
+      );
+      const wideWrites = await writes(backend, mark);
+      assert.deepEqual(
+        wideWrites.filter((l) => /manifests/.test(l)),
+        [`PUT /v2/mirror/app/manifests/${child("linux/arm64")} 201`],
+      );
+      // Narrowing deletes nothing and is a no-op.
+      const mark2 = (await backend.accessLog()).length;
+      const narrow = await runMirrorConfig(
+        dir,
+        config(src, proxy.host, { platforms: ["linux/arm64"] }),
+      );
+      assert.equal(narrow.report?.entries[0].status, "exists");
+      assert.deepEqual(await writes(backend, mark2), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `platforms sparse into a registry that says X-Sparse-Manifest-Support: false: refused before anything is copied${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using backend = await startRegistry();
+    await using proxy = startSparseRegistry(backend, { support: "false" });
+    const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
+    try {
+      await pushTestImage(src, "multi/app:1", { kind: "oci-index", seed: 73 });
+      const run = await runMirrorConfig(
+        dir,
+        config(src, proxy.host, { platforms: ["linux/arm64"] }),
+      );
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      const entry = run.report?.entries[0];
+      assert.equal(entry?.code, "IMAGE_SPARSE_REFUSED");
+      assert.match(entry?.error ?? "", /X-Sparse-Manifest-Support: false/);
+      assert.match(entry?.error ?? "", /platformsMode: rewrite/);
+      assert.deepEqual(await writes(backend, 0), [], "nothing copied, nothing tagged");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
