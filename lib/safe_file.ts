@@ -8,10 +8,136 @@
  * - files opened in place (the log) are checked with `lstat` before and `fstat` after opening:
  *   a link, or a name swapped between the two, is refused with MIRROR_UNSAFE_PATH naming the path.
  *
+ * Files it reads that it did not just write (an export's `bananna-export.json`, a layout's
+ * `index.json` and `oci-layout`, shard reports, state files, the lock) are input from outside, as
+ * untrusted as a registry's bodies: {@link readFileCapped} and {@link readJsonFile} are the one
+ * reader. Only a regular file (a link to one is followed: a Kubernetes volume is links), checked
+ * with `stat` before opening and `fstat` after (a FIFO, a device like `/dev/zero`, a directory, or
+ * a name swapped in between is refused), at most `maxBytes` read (a file that grows while read is
+ * refused too), then parsed with a zod schema into a checked type (never an `as` cast). Every
+ * failure is a {@link FileInputError} naming the file; the caller turns it into its exit code.
+ *
  * @module
  */
+import type { z } from "zod";
 import { MirrorError } from "./errors.ts";
 import { checkWrite } from "./write_guard.ts";
+
+/** A file from outside that cannot be used: missing, not a regular file, too large, or invalid. */
+export class FileInputError extends Error {
+  /** The file does not exist (callers may treat that as "none yet"). */
+  readonly missing: boolean;
+  constructor(message: string, options: { missing?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "FileInputError";
+    this.missing = options.missing ?? false;
+  }
+}
+
+/** What a reader of a file from outside is told. */
+export interface ReadFileOptions {
+  /** What the file is, for messages (`an export's bananna-export.json`). */
+  what: string;
+  /** Bytes it may have. */
+  maxBytes: number;
+}
+
+/**
+ * The bytes of a regular file of at most `maxBytes` bytes (see the module doc).
+ *
+ * @throws {FileInputError} naming the file when it is missing, not a regular file, swapped while
+ *   opened, or larger than `maxBytes`
+ */
+export async function readFileCapped(path: string, options: ReadFileOptions): Promise<Uint8Array> {
+  const { what, maxBytes } = options;
+  const named = await statOrFail(path, what);
+  refuseNonRegular(path, what, named);
+  if (named.size > maxBytes) throw tooLarge(path, options, named.size);
+  using file = await Deno.open(path, { read: true }).catch((cause) => {
+    throw new FileInputError(`${path} (${what}) cannot be opened: ${reason(cause)}`, { cause });
+  });
+  const opened = await file.stat();
+  refuseNonRegular(path, what, opened);
+  if (opened.ino !== named.ino || opened.dev !== named.dev) {
+    throw new FileInputError(`${path} (${what}) was replaced while it was opened; refused`);
+  }
+  const buffer = new Uint8Array(Math.min(opened.size, maxBytes) + 1);
+  let length = 0;
+  for (;;) {
+    if (length === buffer.length) {
+      if (length > maxBytes) throw tooLarge(path, options, length);
+      break;
+    }
+    const n = await file.read(buffer.subarray(length));
+    if (n === null) break;
+    length += n;
+  }
+  return buffer.subarray(0, length);
+}
+
+/**
+ * A JSON file from outside, read with {@link readFileCapped} and checked with `schema`.
+ *
+ * @throws {FileInputError} naming the file (and the first wrong field) when it cannot be read, is
+ *   not JSON, or does not match the schema
+ */
+export async function readJsonFile<S extends z.ZodType>(
+  path: string,
+  schema: S,
+  options: ReadFileOptions,
+): Promise<z.output<S>> {
+  const bytes = await readFileCapped(path, options);
+  let data: unknown;
+  try {
+    data = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+  } catch (cause) {
+    throw new FileInputError(`${path} is not JSON (${options.what} was expected)`, { cause });
+  }
+  const parsed = schema.safeParse(data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue.path.map(String).join(".") || "the file";
+    throw new FileInputError(`${path} is not ${options.what}: ${field}: ${issue.message}`);
+  }
+  return parsed.data;
+}
+
+async function statOrFail(path: string, what: string): Promise<Deno.FileInfo> {
+  try {
+    return await Deno.stat(path);
+  } catch (cause) {
+    if (cause instanceof Deno.errors.NotFound) {
+      throw new FileInputError(`${path} does not exist (${what})`, { missing: true, cause });
+    }
+    throw new FileInputError(`${path} (${what}) cannot be read: ${reason(cause)}`, { cause });
+  }
+}
+
+function refuseNonRegular(path: string, what: string, info: Deno.FileInfo): void {
+  if (info.isFile) return;
+  const kind = info.isDirectory
+    ? "a directory"
+    : info.isFifo
+    ? "a FIFO"
+    : info.isCharDevice
+    ? "a character device"
+    : info.isBlockDevice
+    ? "a block device"
+    : info.isSocket
+    ? "a socket"
+    : "not a regular file";
+  throw new FileInputError(`${path} (${what}) is ${kind}, not a regular file; refused`);
+}
+
+function tooLarge(path: string, options: ReadFileOptions, size: number): FileInputError {
+  return new FileInputError(
+    `${path} (${options.what}) has ${size} bytes or more, more than its ${options.maxBytes}-byte cap; refused`,
+  );
+}
+
+function reason(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
 
 /** Throw MIRROR_UNSAFE_PATH when `path` is a symbolic link (a missing path is fine). */
 export async function refuseSymlink(path: string, what: string): Promise<void> {

@@ -15,10 +15,17 @@
 import { createHash } from "node:crypto";
 import { z } from "zod";
 import { UsageError } from "../errors.ts";
-import { writeFileAtomic } from "../safe_file.ts";
+import { FileInputError, readFileCapped, writeFileAtomic } from "../safe_file.ts";
+import { MAX_LAYOUT_FILE_BYTES } from "./oci_layout.ts";
 
 /** The file name inside an export directory. */
 export const EXPORT_MANIFEST = "bananna-export.json";
+
+/**
+ * Bytes `bananna-export.json` may have: about 20,000 blobs and 2,000 images; a hostile file at
+ * the cap is parsed and refused under 120 MB peak RSS.
+ */
+export const MAX_EXPORT_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The format tag of this version. */
 export const EXPORT_FORMAT = "bananna-export/1";
@@ -111,11 +118,13 @@ export interface LoadedExportManifest {
 export async function readExportManifest(path: string): Promise<LoadedExportManifest> {
   let bytes: Uint8Array;
   try {
-    bytes = await Deno.readFile(path);
-  } catch {
-    throw new UsageError(
-      `${path} does not exist or cannot be read (an export's ${EXPORT_MANIFEST})`,
-    );
+    bytes = await readFileCapped(path, {
+      what: `an export's ${EXPORT_MANIFEST}`,
+      maxBytes: MAX_EXPORT_MANIFEST_BYTES,
+    });
+  } catch (error) {
+    if (error instanceof FileInputError) throw new UsageError(error.message);
+    throw error;
   }
   let data: unknown;
   try {
@@ -163,19 +172,21 @@ export function sinceChain(prev: LoadedExportManifest): ExportManifest["since"] 
   ];
 }
 
-/** sha256 and size of a file, streamed. */
+/**
+ * sha256 and size of a layout file, read as a file from outside (a regular file under its cap:
+ * a link to /dev/zero is refused, never hashed forever).
+ *
+ * @throws {FileInputError} naming the file
+ */
 export async function fileSum(
   dir: string,
   path: "oci-layout" | "index.json",
 ): Promise<z.output<typeof fileSumSchema>> {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  const file = await Deno.open(`${dir}/${path}`);
-  for await (const chunk of file.readable) {
-    hash.update(chunk);
-    bytes += chunk.length;
-  }
-  return { path, sha256: `sha256:${hash.digest("hex")}`, size: bytes };
+  const bytes = await readFileCapped(`${dir}/${path}`, {
+    what: `the layout's ${path}`,
+    maxBytes: MAX_LAYOUT_FILE_BYTES[path],
+  });
+  return { path, sha256: sha256Hex(bytes), size: bytes.length };
 }
 
 function sha256Hex(bytes: Uint8Array): string {

@@ -14,6 +14,7 @@
  */
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
+import { FileInputError } from "../safe_file.ts";
 import type { HostStores } from "../mirror/mirror_run.ts";
 import { formatReference } from "../registry/reference.ts";
 import {
@@ -67,7 +68,11 @@ export async function openImportSource(
   });
   const manifest = loaded.manifest;
   for (const recorded of manifest.files) {
-    const actual = await fileSum(dir, recorded.path).catch(() => null);
+    const actual = await fileSum(dir, recorded.path).catch((error) => {
+      // Not a regular file, or past its cap: said as such (exit 2), never hashed forever.
+      if (error instanceof FileInputError && !error.missing) throw new UsageError(error.message);
+      return null;
+    });
     if (actual?.sha256 !== recorded.sha256) {
       throw new UsageError(
         `${dir}/${recorded.path} ${

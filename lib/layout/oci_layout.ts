@@ -22,12 +22,14 @@
  * @module
  */
 import { createHash } from "node:crypto";
+import { z } from "zod";
 import { MirrorError, UsageError } from "../errors.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import { parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
 import { validDigest } from "../registry/reference.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
+import { FileInputError, readFileCapped, readJsonFile } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
 import {
   exists,
@@ -75,6 +77,9 @@ export interface OciLayoutOptions {
   /** Bytes a manifest may have. @default 4 MiB */
   maxManifestBytes?: number;
 }
+
+/** Bytes a layout's own files may have when read: `oci-layout` and `index.json`. */
+export const MAX_LAYOUT_FILE_BYTES = { "oci-layout": 64 * 1024, "index.json": 4 * 1024 * 1024 };
 
 const LAYOUT_FILE = "oci-layout";
 const INDEX_FILE = "index.json";
@@ -144,16 +149,14 @@ export class OciLayout implements AsyncDisposable {
       throw new UsageError(`${dir} does not exist (--from names an export directory)`);
     }
     if (!info.isDirectory) throw new UsageError(`${dir} is not a directory (an export layout)`);
-    let version: unknown;
     try {
-      version = JSON.parse(await Deno.readTextFile(`${dir}/${LAYOUT_FILE}`)).imageLayoutVersion;
-    } catch {
-      version = undefined;
-    }
-    if (typeof version !== "string") {
-      throw new UsageError(
-        `${dir} is not an OCI image layout: ${dir}/${LAYOUT_FILE} is missing or not {"imageLayoutVersion": ...}`,
-      );
+      await readJsonFile(`${dir}/${LAYOUT_FILE}`, layoutFileSchema, {
+        what: 'an OCI layout\'s {"imageLayoutVersion": ...}',
+        maxBytes: MAX_LAYOUT_FILE_BYTES[LAYOUT_FILE],
+      });
+    } catch (error) {
+      if (!(error instanceof FileInputError)) throw error;
+      throw new UsageError(`${dir} is not an OCI image layout: ${error.message}`);
     }
     return new OciLayout(dir, { entries: await readIndex(dir), lock: null, options });
   }
@@ -237,7 +240,12 @@ export class OciLayout implements AsyncDisposable {
       if (error instanceof Deno.errors.NotFound) throw this.#missing(digest, path);
       throw error;
     }
-    const actualSize = (await file.stat()).size;
+    const info = await file.stat();
+    if (!info.isFile) {
+      file.close();
+      throw new MirrorError("IMAGE_DIGEST_MISMATCH", `${path} is not a regular file; refused`);
+    }
+    const actualSize = info.size;
     const expected = size ?? actualSize;
     return {
       size: actualSize,
@@ -260,7 +268,15 @@ export class OciLayout implements AsyncDisposable {
         `${where}: ${path} has ${size} bytes, more than the ${this.#maxManifestBytes}-byte manifest cap`,
       );
     }
-    const bytes = await Deno.readFile(path);
+    const bytes = await readFileCapped(path, {
+      what: `the manifest of ${where}`,
+      maxBytes: this.#maxManifestBytes,
+    }).catch((error) => {
+      if (!(error instanceof FileInputError)) throw error;
+      throw error.missing
+        ? this.#missing(digest, path)
+        : new MirrorError("IMAGE_MANIFEST_TOO_LARGE", error.message);
+    });
     const actual = `${digest.split(":")[0]}:${
       createHash(digest.split(":")[0]).update(bytes).digest("hex")
     }`;
@@ -381,31 +397,34 @@ export class OciLayout implements AsyncDisposable {
   }
 }
 
+/** `oci-layout`. */
+const layoutFileSchema = z.object({ imageLayoutVersion: z.string() });
+
+/** `index.json`: the descriptors this tool reads (other fields are ignored). */
+const indexSchema = z.object({
+  manifests: z.array(z.object({
+    mediaType: z.string(),
+    digest: z.string().refine(validDigest, "not a digest"),
+    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+    annotations: z.record(z.string(), z.string()).optional(),
+  })),
+});
+
+/**
+ * The entries of `<dir>/index.json`, read as a file from outside (a regular file under its cap,
+ * every descriptor checked).
+ *
+ * @throws {UsageError} naming the file and the field (exit 2)
+ */
 async function readIndex(dir: string): Promise<LayoutEntry[]> {
-  const path = `${dir}/${INDEX_FILE}`;
-  let index: unknown;
   try {
-    index = JSON.parse(await Deno.readTextFile(path));
+    const index = await readJsonFile(`${dir}/${INDEX_FILE}`, indexSchema, {
+      what: "an OCI image index (a layout's index.json)",
+      maxBytes: MAX_LAYOUT_FILE_BYTES[INDEX_FILE],
+    });
+    return index.manifests;
   } catch (error) {
-    throw new UsageError(
-      `${path} is missing or not JSON (${error instanceof Error ? error.message : error})`,
-    );
+    if (!(error instanceof FileInputError)) throw error;
+    throw new UsageError(error.message);
   }
-  const manifests = (index as { manifests?: unknown })?.manifests;
-  if (!Array.isArray(manifests)) {
-    throw new UsageError(`${path} is not an OCI image index (no "manifests" list)`);
-  }
-  return manifests.map((m, i) => {
-    const e = m as Partial<LayoutEntry>;
-    if (
-      typeof e?.mediaType !== "string" || !validDigest(e.digest) ||
-      !Number.isSafeInteger(e.size) ||
-      (e.annotations !== undefined && typeof e.annotations !== "object")
-    ) {
-      throw new UsageError(
-        `${path}: manifests[${i}] is not a descriptor (mediaType, digest, size)`,
-      );
-    }
-    return e as LayoutEntry;
-  });
 }

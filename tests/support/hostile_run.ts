@@ -15,6 +15,9 @@ export interface MeasuredRun extends CliResult {
   elapsedMs: number;
 }
 
+/** The V8 flags the shipped entry points use (deno.json `mirror`/`compile`, the Containerfile). */
+export const SHIPPED_V8_FLAGS = "--v8-flags=--max-semi-space-size=1";
+
 /** Is GNU time installed? */
 export function gnuTimeAvailable(): boolean {
   try {
@@ -27,7 +30,13 @@ export function gnuTimeAvailable(): boolean {
 /** Run `main.ts args` under `/usr/bin/time -v` (killed after `timeoutMs`, default 60 s). */
 export async function runCliMeasured(
   args: string[],
-  options: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {},
+  options: {
+    cwd?: string;
+    env?: Record<string, string>;
+    timeoutMs?: number;
+    /** Run as shipped: the V8 flags of `deno task mirror`, the image and the binary. */
+    shippedV8Flags?: boolean;
+  } = {},
 ): Promise<MeasuredRun> {
   const env: Record<string, string> = { NO_COLOR: "1" };
   for (const key of ["PATH", "HOME", "DENO_DIR", "TMPDIR"]) {
@@ -35,7 +44,9 @@ export async function runCliMeasured(
     if (value !== undefined) env[key] = value;
   }
   const started = performance.now();
-  const result = await runProcess("/usr/bin/time", ["-v", ...cliArgv(args)], {
+  const argv = cliArgv(args);
+  if (options.shippedV8Flags) argv.splice(2, 0, SHIPPED_V8_FLAGS);
+  const result = await runProcess("/usr/bin/time", ["-v", ...argv], {
     cwd: options.cwd ?? ROOT,
     env: { ...env, ...options.env },
     clearEnv: true,
