@@ -55,6 +55,20 @@ export async function writeRunMirrorSets(
     const what = `${n.digestSources} repositories by digest, ${n.tagSources} by tag`;
     sinks.logger?.info("MIRROR_SETS_WRITTEN", OP, `${path}: ${what}`);
     sinks.line(`OpenShift mirror sets: ${path} (${what})`);
+    const rewritten = report.entries.filter((e) =>
+      e.platforms?.sourceDigest && e.digest && e.platforms.sourceDigest !== e.digest
+    );
+    if (rewritten.length > 0) {
+      // platformsMode: rewrite wrote new digests: a pull of the upstream digest has no mirror.
+      const first = rewritten[0];
+      const message = `${rewritten.length} image(s) were rewritten for some platforms ` +
+        `(platformsMode: rewrite): a pull by the upstream digest (${
+          first.source.replace(/@.*$/, "").replace(/:[^/:]*$/, "")
+        }@${first.platforms?.sourceDigest}) ` +
+        `finds nothing at the mirror, which holds ${first.digest}; the ImageDigestMirrorSet cannot map those digests`;
+      sinks.logger?.warn("IMAGE_PLATFORMS_REWRITTEN", OP, message);
+      sinks.line(`Warning: ${message}`);
+    }
     return true;
   } catch (error) {
     const message = `Cannot write ${path}: ${errorMessage(error)}`;

@@ -6,11 +6,14 @@
  * - a destination that keeps sparse indexes (tests/support/sparse_registry.ts, Quay's
  *   FEATURE_SPARSE_INDEX) gets the source's index digest with only the kept children's blobs
  *   uploaded (counted in the registry's access log), and widening `platforms` adds the missing
- *   child on the next run without writing the tag again.
+ *   child on the next run without writing the tag again;
+ * - a real dockerd pulls the rewritten one-platform index, and the mirror-sets step warns that
+ *   pulls by the upstream digest have no mirror.
  */
 import assert from "node:assert/strict";
 import { runMirrorConfig } from "../support/cli.ts";
 import { headDigest, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
+import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";
 
@@ -217,6 +220,57 @@ Deno.test({
       assert.match(entry?.error ?? "", /X-Sparse-Manifest-Support: false/);
       assert.match(entry?.error ?? "", /platformsMode: rewrite/);
       assert.deepEqual(await writes(backend, 0), [], "nothing copied, nothing tagged");
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+const availability = await dockerdAvailability();
+const noDocker = skip || (availability.ok ? "" : ` (ignored: ${availability.reason})`);
+
+Deno.test({
+  name:
+    `platforms rewrite: a real dockerd pulls the one-platform index; mirror sets warn about the upstream digest${noDocker}`,
+  ignore: Boolean(noDocker),
+  sanitizeResources: false,
+  sanitizeOps: false,
+  async fn() {
+    await using dockerd = await startDockerd();
+    await using src = await startRegistry();
+    await using dst = await startRegistry();
+    const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
+    try {
+      const image = await pushTestImage(src, "multi/app:1", {
+        kind: "oci-index",
+        seed: 74,
+        architectures: ["amd64", "arm64", "s390x"],
+      });
+      const operation = { platforms: ["linux/amd64"], platformsMode: "rewrite" };
+      const run = await runMirrorConfig(dir, config(src, dst.host, operation), {
+        extra: ["--openshift-mirror-sets", `${dir}/sets.yaml`],
+      });
+      assert.equal(run.code, 0, run.stdout + run.stderr);
+      const written = run.report?.entries[0].digest as string;
+      assert.notEqual(written, image.digest);
+      assert.match(
+        run.stdout,
+        new RegExp(
+          `a pull by the upstream digest \\(${src.host}/multi/app@${image.digest}\\) finds nothing at the mirror, which holds ${written}`,
+        ),
+      );
+      assert.match(await log(dir), /\[WARNING\] \[IMAGE_PLATFORMS_REWRITTEN\]/);
+      const pull = await dockerd.docker(["pull", `${dst.host}/mirror/app:1`]);
+      assert.equal(pull.code, 0, pull.stderr);
+      assert.match(pull.stdout, new RegExp(`Digest: ${written}`));
+      const arch = await dockerd.docker([
+        "image",
+        "inspect",
+        "--format",
+        "{{.Os}}/{{.Architecture}}",
+        `${dst.host}/mirror/app:1`,
+      ]);
+      assert.equal(arch.stdout.trim(), "linux/amd64");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
