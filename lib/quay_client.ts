@@ -250,6 +250,44 @@ export class QuayClient {
     };
   }
 
+  /**
+   * Make sure `robot` (`org+name`) may push into the repository: read its role (`GET
+   * .../permissions/user/<robot>`) and, unless it is `write` or `admin`, grant `write` (PUT).
+   * Quay checks admin on the repository and the token's `repo:admin` scope first: a refusal
+   * throws (REPO_ACCESS_DENIED, status 401/403).
+   *
+   * @returns "granted" when this call gave the role, "had" when the robot already had it.
+   */
+  async grantRobotWrite(
+    repo: { namespace: string; name: string; robot: string },
+    signal?: AbortSignal,
+  ): Promise<"granted" | "had"> {
+    const { namespace, name, robot } = repo;
+    if (!/^[a-z0-9][a-z0-9._-]*\+[a-z0-9_]+$/.test(robot)) {
+      throw new QuayError("CONFIG_INVALID", `"${robot}" is not a Quay robot name (org+name)`, {
+        status: 0,
+        detail: "robot name",
+      });
+    }
+    const path = `/api/v1/repository/${namespace}/${name}/permissions/user/${robot}`;
+    const doing = `give robot ${robot} write on ${namespace}/${name}`;
+    const current = await this.#request("GET", path, undefined, signal);
+    if (current.status === 200) {
+      const role = (await this.#json(current, doing))?.role;
+      if (role === "write" || role === "admin") return "had";
+    } else if (current.status !== 400 && current.status !== 404) {
+      throw await this.#error(current, doing);
+    } else {
+      await current.body?.cancel();
+    }
+    const res = await this.#request("PUT", path, { role: "write" }, signal);
+    if (res.status === 200 || res.status === 201) {
+      await res.body?.cancel();
+      return "granted";
+    }
+    throw await this.#error(res, doing);
+  }
+
   /** Release connections. */
   close(): void {
     this.#http.close();

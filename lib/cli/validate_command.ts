@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { requiredScopes } from "../mirror/quay_repositories.ts";
 import type { ValidateCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
@@ -43,8 +44,14 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
   terminal.line(`${check.file}: valid [CONFIG_VALID]`);
   for (const r of Object.values(config.registries)) {
     terminal.line(
-      `  registry ${r.name}: ${r.kind} ${r.scheme}://${r.host} namespace ${r.namespace}`,
+      `  registry ${r.name}: ${r.kind} ${r.scheme}://${r.host} namespace ${r.namespace}${
+        r.robot ? `, pushes as robot ${r.robot}` : ""
+      }`,
     );
+    const scopes = r.kind === "quay" && r.apiToken
+      ? requiredScopes(r, config.operation.createReposIfNotExists)
+      : [];
+    for (const scope of scopes) terminal.line(`    API token scope ${scope}`);
   }
   terminal.line(
     `  ${config.images.length} image(s), ${pairs} image x target, engine ${config.operation.engine}, logs in ${config.log.dir}`,

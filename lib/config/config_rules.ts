@@ -106,8 +106,18 @@ async function checkRegistries(config: ResolvedConfig, data: ValidConfig, say: S
           "missing: a Quay registry needs an OAuth API token (repo:create) to create repositories; set apiToken (\${QUAY_TOKEN} in YAML), or set operation.createReposIfNotExists: false",
         );
       }
+      if (raw.robot && !registry.robot?.startsWith(`${registry.organization}+`)) {
+        err(`${at}.robot`, `"${raw.robot}" is not a robot of ${registry.organization}`);
+      } else if (registry.robot && !raw.apiToken) {
+        err(
+          `${at}.apiToken`,
+          `missing: granting robot ${registry.robot} write on each repository needs an API token with repo:admin`,
+        );
+      }
     } else if (!registry.namespace.split("/").every((c) => OCI_COMPONENT.test(c))) {
       err(`${at}.namespace`, `"${registry.namespace}" is not a valid repository path component`);
+    } else if (raw.robot) {
+      err(`${at}.robot`, "a robot account is a Quay concept: set kind: quay, or drop robot");
     }
     if (raw.username && !raw.password) err(`${at}.password`, "username is set but password is not");
     if (raw.password && !raw.username) err(`${at}.username`, "password is set but username is not");

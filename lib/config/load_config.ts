@@ -381,6 +381,11 @@ function resolve(
       organization: r.organization ?? r.namespace,
       kind: r.kind,
       apiToken: r.apiToken,
+      robot: r.robot
+        ? r.robot.includes("+") ? r.robot : `${r.organization ?? r.namespace}+${r.robot}`
+        : /^[^+\s]+\+[^+\s]+$/.test(r.username ?? "")
+        ? r.username
+        : undefined,
     };
   }
   const sources: Record<string, Connection> = Object.create(null);

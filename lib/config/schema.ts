@@ -58,6 +58,12 @@ export const registrySchema = z.strictObject({
   kind: z.enum(["quay", "registry"]).default("quay"),
   /** Quay OAuth API token (Bearer) for creating repositories. */
   apiToken: z.string().min(1).optional(),
+  /**
+   * Quay robot account that pushes (`org+name`, or `name` in `organization`): granted `write` on
+   * every repository the run creates or finds without it (needs the token's `repo:admin`
+   * scope). A `username` of the form `org+name` counts as this.
+   */
+  robot: z.string().min(1).optional(),
   ...connection,
 });
 
@@ -316,6 +322,8 @@ export interface ResolvedRegistry extends Connection {
   organization: string;
   kind: "quay" | "registry";
   apiToken?: string;
+  /** Quay robot to grant `write` on every repository (`org+name`): `robot`, or an `org+name` username. */
+  robot?: string;
 }
 
 /** One image to mirror, resolved. */

@@ -123,6 +123,10 @@ export const CODES = {
 
   REPO_EXISTS: { level: "INFO", meaning: "the Quay repository already exists" },
   REPO_CREATED: { level: "INFO", meaning: "the Quay repository was created" },
+  REPO_ROBOT_GRANTED: {
+    level: "INFO",
+    meaning: "the pushing Quay robot was granted write on a repository",
+  },
   REPO_CREATE_FAILED: { level: "ERROR", meaning: "Quay refused to create the repository" },
   REPO_ACCESS_DENIED: { level: "ERROR", meaning: "the Quay API token lacks a permission" },
   REPO_API_ERROR: { level: "ERROR", meaning: "the Quay API failed (network, 5xx, timeout)" },

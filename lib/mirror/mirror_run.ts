@@ -143,7 +143,7 @@ export class MirrorRun implements AsyncDisposable {
   constructor(options: MirrorRunOptions) {
     this.#options = options;
     const { config, logger } = options;
-    this.#quay = new QuayRepositories(config, options.secrets);
+    this.#quay = new QuayRepositories(config, options.secrets, logger);
     const op = config.operation;
     this.#hosts = new RegistryHosts({
       hosts: [...Object.values(config.registries), ...Object.values(config.sources)],

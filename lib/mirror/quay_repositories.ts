@@ -20,18 +20,53 @@ import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { ensureRepository, QuayClient, QuayError } from "../quay_client.ts";
+import type { Reference } from "../registry/reference.ts";
 import type { PlanTask, RepoState } from "./plan.ts";
+
+/**
+ * The OAuth scopes a Quay target's API token needs, each with what it is needed for (validate
+ * prints them).
+ */
+export function requiredScopes(registry: ResolvedRegistry, createRepos: boolean): string[] {
+  return [
+    ...(createRepos
+      ? [
+        "repo:create (create a missing repository; or org:admin)",
+        "repo:write (set its description)",
+      ]
+      : []),
+    ...(registry.robot
+      ? [`repo:admin (grant robot ${registry.robot} write on each repository)`]
+      : []),
+  ];
+}
+
+/** A refused robot grant as one clear error: the scope it needs and where it is set. */
+function robotGrantError(error: unknown, registry: ResolvedRegistry): unknown {
+  if (!(error instanceof QuayError) || (error.status !== 401 && error.status !== 403)) return error;
+  return new MirrorError(
+    "REPO_ACCESS_DENIED",
+    `${registry.host}: the API token cannot grant robot ${registry.robot} write (${error.status} ${error.detail}): it needs the repo:admin scope and admin on the repositories; generate it with "Administer Repositories" ticked (Quay: organization ${registry.organization} > Applications > your application > Generate Token), or drop registries.${registry.name}.robot`,
+    { cause: error },
+  );
+}
+
+function descriptionOf(source: Reference, description?: string): string {
+  return description ?? `Mirror of ${source.registry}/${source.repository}, kept by bananna-bot`;
+}
 
 /** The Quay API clients of a run's targets, and the run's rules over them. */
 export class QuayRepositories {
   #config: ResolvedConfig;
   #secrets: Secrets;
   #clients = new Map<string, QuayClient>();
+  #logger?: Logger;
 
   /** Clients are made on first use, from `config.registries` and `config.operation`. */
-  constructor(config: ResolvedConfig, secrets: Secrets) {
+  constructor(config: ResolvedConfig, secrets: Secrets, logger?: Logger) {
     this.#config = config;
     this.#secrets = secrets;
+    this.#logger = logger;
   }
 
   /** The Quay API client of a target (by its name in the config). */
@@ -78,6 +113,16 @@ export class QuayRepositories {
           "Quay API",
           `${registry.host}: API token of ${who.username} accepted`,
         );
+        // A token that cannot grant the robot fails here once, not once per image: the first
+        // repository is made sure of and granted now.
+        const first = entries.find((e) => e.targets.includes(name));
+        if (registry.robot && first) {
+          await this.#ensureAndGrant(registry, {
+            name: first.repository,
+            description: descriptionOf(first.source, first.description),
+            signal,
+          });
+        }
       } catch (error) {
         if (!(error instanceof MirrorError)) throw error;
         logger.error(error.code, "Quay API", error.message);
@@ -112,17 +157,41 @@ export class QuayRepositories {
     }
   }
 
-  /** The run's step before a task's first copy to a repository: make sure it exists. */
+  /**
+   * The run's step before a task's first copy to a repository: make sure it exists, and that the
+   * target's robot may push into it (a repository made through the API belongs to the token's
+   * user alone, §5.14).
+   */
   async ensure(task: PlanTask, signal?: AbortSignal): Promise<"created" | "exists"> {
     const repo = task.repo;
     if (!repo) return "exists";
-    const description = task.description ??
-      `Mirror of ${task.source.registry}/${task.source.repository}, kept by bananna-bot`;
-    return await ensureRepository(this.client(task.target), {
-      namespace: repo.namespace,
+    return await this.#ensureAndGrant(this.#config.registries[task.target], {
       name: repo.name,
-      description,
+      description: descriptionOf(task.source, task.description),
       signal,
     });
+  }
+
+  async #ensureAndGrant(
+    registry: ResolvedRegistry,
+    repo: { name: string; description: string; signal?: AbortSignal },
+  ): Promise<"created" | "exists"> {
+    const client = this.client(registry.name);
+    const namespace = registry.organization;
+    const outcome = await ensureRepository(client, { namespace, ...repo });
+    const robot = registry.robot;
+    if (!robot) return outcome;
+    const granted = await client.grantRobotWrite({ namespace, name: repo.name, robot }, repo.signal)
+      .catch((error) => {
+        throw robotGrantError(error, registry);
+      });
+    if (granted === "granted") {
+      this.#logger?.info(
+        "REPO_ROBOT_GRANTED",
+        "Quay API",
+        `${registry.host}/${namespace}/${repo.name}: robot ${robot} granted write`,
+      );
+    }
+    return outcome;
   }
 }

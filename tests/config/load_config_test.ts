@@ -340,3 +340,63 @@ Deno.test("checkConfig() takes maxBytesPerSecond on operation, registries and so
     }
   });
 });
+
+Deno.test("checkConfig(): the pushing robot of a Quay target (robot, or an org+name username)", async (t) => {
+  const quay = (extra: Record<string, unknown>) => ({
+    ...goodConfig(),
+    registries: {
+      q: {
+        url: "quay.corp.internal",
+        namespace: "acme",
+        kind: "quay",
+        apiToken: "${QUAY_TOKEN}",
+        ...extra,
+      },
+    },
+    images: { "nginx:1.25": { targets: ["q"] } },
+  });
+  const env = { QUAY_TOKEN: "t", GHCR_TOKEN: "g", ROBOT: "r" };
+  const robotOf = async (config: unknown) => {
+    const dir = await Deno.makeTempDir({ prefix: "bb-config-" });
+    try {
+      await Deno.writeTextFile(`${dir}/c.json`, JSON.stringify(config));
+      const check = await checkConfig(`${dir}/c.json`, { env, cwd: dir });
+      return check.config?.registries.q.robot;
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  };
+  await t.step("robot: a short name is in the organization", async () => {
+    assert.equal(await robotOf(quay({ robot: "mirror" })), "acme+mirror");
+    assert.equal(await robotOf(quay({ robot: "acme+mirror" })), "acme+mirror");
+  });
+  await t.step("a username org+name is the robot; a plain username is not", async () => {
+    assert.equal(
+      await robotOf(quay({ username: "acme+push", password: "${ROBOT}" })),
+      "acme+push",
+    );
+    assert.equal(await robotOf(quay({ username: "alice", password: "${ROBOT}" })), undefined);
+  });
+  await t.step("errors: another organization's robot, no API token, a plain registry", async () => {
+    assert.match(
+      await problemsOf(quay({ robot: "other+mirror" }), env),
+      /error: registries\.q\.robot: "other\+mirror" is not a robot of acme/,
+    );
+    const noToken = quay({ robot: "mirror" });
+    delete (noToken.registries.q as Record<string, unknown>).apiToken;
+    assert.match(
+      await problemsOf({
+        ...noToken,
+        operation: { engine: "registry", createReposIfNotExists: false },
+      }, env),
+      /error: registries\.q\.apiToken: missing: granting robot acme\+mirror write on each repository needs an API token with repo:admin/,
+    );
+    assert.match(
+      await problemsOf({
+        ...goodConfig(),
+        registries: { dst: { url: "m.corp", namespace: "m", kind: "registry", robot: "x" } },
+      }, env),
+      /error: registries\.dst\.robot: a robot account is a Quay concept/,
+    );
+  });
+});

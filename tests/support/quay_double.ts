@@ -228,7 +228,8 @@ export function startQuayDouble(upstream: TestRegistry, fixtures: QuayFixtures):
     const permission = /^\/api\/v1\/repository\/([^/]+)\/(.+)\/permissions\/user\/([^/]+)$/
       .exec(path);
     if (permission) {
-      const [, ns, name, who] = permission;
+      const [, ns, name] = permission;
+      const who = decodeURIComponent(permission[3]);
       const repo = repos.get(`${ns}/${name}`);
       // Admin on the repository, capped by the repo:admin scope (§5.4), before existence.
       const user = token?.user;

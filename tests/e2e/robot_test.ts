@@ -1,0 +1,150 @@
+/**
+ * A Quay robot that pushes, against the Quay double (shared/registry-protocols.md §5.10, §5.14):
+ * a repository created through the API belongs to the token's user alone, so the run grants the
+ * robot `write` on every repository it creates or finds without the grant. A token without
+ * `repo:admin` is one clear error at login time (the scope and the Quay screen named), not one
+ * per image. Every request the double sees says User-Agent bananna-bot/<version>.
+ */
+import assert from "node:assert/strict";
+import { VERSION } from "../../lib/version.ts";
+import { runCli, runMirrorConfig } from "../support/cli.ts";
+import { headDigest, pushTestImage } from "../support/images.ts";
+import { startQuayDouble } from "../support/quay_double.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+Deno.test({
+  name:
+    `robot push account: granted write on the repositories the token creates; a token without repo:admin fails once at login${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry();
+    await using reg = await startRegistry({ auth: "htpasswd" });
+    await using quay = startQuayDouble(reg, {
+      tokens: {
+        "tok-no-admin": { user: "creator", scopes: ["repo:create", "repo:write"] },
+        "tok-admin": { user: "creator", scopes: ["repo:create", "repo:write", "repo:admin"] },
+      },
+      orgs: { acme: { creators: ["creator"] } },
+      robots: { "acme+mirror": "robot-secret" },
+      repos: [{
+        namespace: "acme",
+        name: "web",
+        description: "by hand",
+        isPublic: false,
+        createdBy: "creator",
+      }],
+    });
+    const dir = await Deno.makeTempDir({ prefix: "bb-robot-" });
+    const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 51 });
+    const web = await pushTestImage(src, "team/web:2", { kind: "schema2", seed: 52 });
+    const config = {
+      registries: {
+        prod: {
+          url: quay.host,
+          namespace: "acme",
+          kind: "quay",
+          apiToken: "${QUAY_TOKEN}",
+          username: "acme+mirror",
+          password: "${ROBOT_TOKEN}",
+        },
+      },
+      log: { dir: "./logs" },
+      operation: { retryDelay: 0.02, maxRetries: 1, apiTimeout: 5, engine: "registry" },
+      images: {
+        [`${src.host}/team/app:1.0`]: { targets: ["prod"] },
+        [`${src.host}/team/web:2`]: { targets: ["prod"] },
+      },
+    };
+    const env = (token: string) => ({ QUAY_TOKEN: token, ROBOT_TOKEN: "robot-secret" });
+    const grants = () => quay.requests.filter((r) => r.includes("/permissions/user/"));
+    try {
+      await t.step("validate says what each scope of the token is for", async () => {
+        await Deno.writeTextFile(`${dir}/config.json`, JSON.stringify(config));
+        const run = await runCli(["validate", "--config", `${dir}/config.json`], {
+          env: env("tok-admin"),
+        });
+        assert.equal(run.code, 0, run.stderr);
+        assert.match(
+          run.stdout,
+          /registry prod: quay .* namespace acme, pushes as robot acme\+mirror/,
+        );
+        assert.match(
+          run.stdout,
+          /API token scope repo:create \(create a missing repository; or org:admin\)/,
+        );
+        assert.match(
+          run.stdout,
+          /API token scope repo:admin \(grant robot acme\+mirror write on each repository\)/,
+        );
+      });
+
+      await t.step("a token without repo:admin: one error at login, no image work", async () => {
+        const run = await runMirrorConfig(dir, config, { env: env("tok-no-admin") });
+        assert.equal(run.code, 1);
+        assert.deepEqual(run.report?.entries.map((e) => [e.status, e.code]), [
+          ["failed", "REPO_ACCESS_DENIED"],
+          ["failed", "REPO_ACCESS_DENIED"],
+        ]);
+        assert.deepEqual(grants(), [
+          "GET /api/v1/repository/acme/app/permissions/user/acme+mirror 403",
+        ]);
+        const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+        const lines = log.split("\n").filter((l) => l.includes("[REPO_ACCESS_DENIED] Quay API"));
+        assert.equal(lines.length, 1, log);
+        assert.match(lines[0], /needs the repo:admin scope/);
+        assert.match(lines[0], /"Administer Repositories".*Applications/);
+        assert.deepEqual(
+          (await reg.accessLog()).filter((l) => /^(PUT|POST|PATCH) /.test(l)),
+          [],
+        );
+      });
+
+      await t.step("with repo:admin the robot is granted write and pushes", async () => {
+        quay.requests.length = 0;
+        const run = await runMirrorConfig(dir, config, { env: env("tok-admin") });
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(run.report?.entries.map((e) => e.status), ["pushed", "pushed"]);
+        assert.equal(await headDigest(reg, "acme/app:1.0"), app.digest);
+        assert.equal(await headDigest(reg, "acme/web:2"), web.digest);
+        for (const name of ["app", "web"]) {
+          const repo = quay.repositories().find((r) => r.name === name);
+          assert.equal(repo?.permissions?.["acme+mirror"], "write", name);
+        }
+        assert.equal(quay.repositories().find((r) => r.name === "app")?.createdBy, "creator");
+        assert.deepEqual(quay.refused, [], "the robot was never refused a write");
+        const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+        assert.match(
+          log,
+          /\[REPO_ROBOT_GRANTED\] Quay API: .*\/acme\/app: robot acme\+mirror granted write/,
+        );
+        assert.match(
+          log,
+          /\[REPO_ROBOT_GRANTED\] Quay API: .*\/acme\/web: robot acme\+mirror granted write/,
+        );
+      });
+
+      await t.step("a re-run reads the grants and writes none", async () => {
+        quay.requests.length = 0;
+        const run = await runMirrorConfig(dir, config, { env: env("tok-admin") });
+        assert.equal(run.code, 0, run.stderr);
+        assert.deepEqual(run.report?.entries.map((e) => e.status), ["exists", "exists"]);
+        assert.ok(
+          grants().length > 0 && grants().every((r) => r.startsWith("GET ")),
+          grants().join(),
+        );
+      });
+
+      await t.step("every request said User-Agent bananna-bot/<version>", () => {
+        assert.ok(quay.userAgents.length > 10);
+        assert.deepEqual(
+          [...new Set(quay.userAgents)],
+          [`bananna-bot/${VERSION}`],
+        );
+      });
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
