@@ -20,7 +20,9 @@
  *
  * @module
  */
+import { z } from "zod";
 import { errorMessage, MirrorError } from "../errors.ts";
+import { FileInputError, readJsonFile } from "../safe_file.ts";
 import type { PullBudgetEntry, Report } from "./report.ts";
 
 /** A shard's report as read from the dir. */
@@ -31,6 +33,103 @@ export interface ShardReportFile {
 }
 
 const SHARD_REPORT = /^last-report\.(\d+)\.json$/;
+
+/** Bytes one shard report may have (about 8,000 entries); a file from outside like any other. */
+export const MAX_SHARD_REPORT_BYTES = 4 * 1024 * 1024;
+
+/** Shards a run may have (as shard.ts allows). */
+const MAX_SHARDS = 1000;
+
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
+const when = z.string().refine((t) => Number.isFinite(Date.parse(t)), "not a time");
+const status = z.enum(["pushed", "exists", "drift", "failed", "deferred", "planned", "skipped"]);
+
+/** A shard's report as `report --merge` reads it: every field it adds up or copies, checked. */
+const shardReportSchema = z.object({
+  tool: z.literal("bananna-bot"),
+  version: z.string(),
+  engine: z.string(),
+  config: z.string(),
+  dryRun: z.boolean(),
+  interrupted: z.boolean(),
+  startedAt: when,
+  endedAt: when,
+  totals: z.object(Object.fromEntries(status.options.map((s) => [s, count.default(0)]))).pipe(
+    z.object({
+      pushed: count,
+      exists: count,
+      drift: count,
+      failed: count,
+      deferred: count,
+      planned: count,
+      skipped: count,
+    }),
+  ),
+  entries: z.array(z.object({
+    source: z.string(),
+    target: z.string(),
+    destination: z.string(),
+    status,
+    digest: z.string().nullable(),
+    code: z.string(),
+    error: z.string().nullable(),
+    comparedBy: z.string(),
+    repo: z.enum(["created", "exists"]).nullable(),
+    bytesUploaded: count,
+    durationMs: count,
+    signatures: count.default(0),
+    attestations: count.default(0),
+    sboms: count.default(0),
+    referrers: count.default(0),
+  })),
+  pullBudget: z.array(z.object({
+    host: z.string(),
+    limit: count,
+    remaining: count,
+    reserve: count,
+    planned: count,
+    spent: count,
+    remainingAfter: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
+    deferred: count,
+    refillsAt: z.string().nullable(),
+    stoppedUntil: z.string().nullable(),
+  })).default([]),
+  latest: z.array(z.object({
+    target: z.string(),
+    repository: z.string(),
+    code: z.string(),
+    tag: z.string().nullable(),
+    message: z.string(),
+  })),
+  selection: z.array(z.object({
+    repository: z.string(),
+    listed: z.array(z.string()),
+    selected: z.array(z.string()),
+    mutable: z.array(z.string()),
+    rules: z.array(z.object({ rule: z.string(), kept: count, dropped: count })),
+    dropped: z.array(z.object({ tag: z.string(), rule: z.string(), reason: z.string() })),
+    code: z.string().nullable(),
+    error: z.string().nullable(),
+  })).default([]),
+  shard: z.object({ index: count, count: count.min(1).max(MAX_SHARDS) })
+    .refine((s) => s.index < s.count, "index must be below count").optional(),
+  bandwidth: z.object({
+    bytesPerSecond: count.nullable(),
+    hosts: z.record(z.string(), count),
+    downloadBytes: count,
+    uploadBytes: count,
+    waitedSeconds: z.number().nonnegative(),
+  }).optional(),
+  stopped: z.object({ code: z.string(), message: z.string() }).optional(),
+});
+
+/** A shard report read from `path`: checked, typed, never cast. */
+async function readShardReport(path: string): Promise<Report> {
+  return await readJsonFile(path, shardReportSchema, {
+    what: "a bananna-bot shard report",
+    maxBytes: MAX_SHARD_REPORT_BYTES,
+  });
+}
 
 /**
  * Read every `last-report.<index>.json` in `dir` (sorted by index).
@@ -65,16 +164,12 @@ export async function readShardReports(dir: string): Promise<ShardReportFile[]> 
   for (const { path } of found) {
     let report: Report;
     try {
-      report = JSON.parse(await Deno.readTextFile(path));
+      report = await readShardReport(path);
     } catch (error) {
-      throw new MirrorError(
-        "MIRROR_MERGE_FAILED",
-        `Cannot read the shard report ${path}: ${errorMessage(error)}`,
-        { cause: error },
-      );
-    }
-    if (report?.tool !== "bananna-bot" || !Array.isArray(report.entries) || !report.totals) {
-      throw new MirrorError("MIRROR_MERGE_FAILED", `${path} is not a bananna-bot report`);
+      if (!(error instanceof FileInputError)) throw error;
+      throw new MirrorError("MIRROR_MERGE_FAILED", `Cannot merge: ${error.message}`, {
+        cause: error,
+      });
     }
     files.push({ path, report });
   }

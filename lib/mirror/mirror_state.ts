@@ -10,7 +10,13 @@
  *
  * @module
  */
-import { writeFileAtomic } from "../safe_file.ts";
+import { z } from "zod";
+import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
+
+/** The state file read at most (a larger one is ignored: an empty state). */
+export const MAX_STATE_BYTES = 16 * 1024 * 1024;
+
+const stateSchema = z.object({ equivalent: z.record(z.string(), z.unknown()).optional() });
 
 /** Recorded equivalences: destination reference -> `source digest|destination digest`. */
 export class MirrorState {
@@ -27,13 +33,17 @@ export class MirrorState {
   static async load(dir: string): Promise<MirrorState> {
     const path = `${dir}/.mirror-state.json`;
     const pairs = new Map<string, string>();
-    try {
-      const parsed = JSON.parse(await Deno.readTextFile(path));
-      for (const [key, value] of Object.entries(parsed?.equivalent ?? {})) {
-        if (typeof value === "string") pairs.set(key, value);
-      }
-    } catch {
-      // Missing or corrupt: start empty; the comparison just costs GETs again.
+    const file = await readJsonFile(path, stateSchema, {
+      what: "the mirror state",
+      maxBytes: MAX_STATE_BYTES,
+    }).catch((error) => {
+      // Missing, not a regular file, too large or corrupt: start empty; the comparison just
+      // costs GETs again.
+      if (error instanceof FileInputError) return null;
+      throw error;
+    });
+    for (const [key, value] of Object.entries(file?.equivalent ?? {})) {
+      if (typeof value === "string") pairs.set(key, value);
     }
     return new MirrorState(path, pairs);
   }

@@ -14,15 +14,27 @@
  *
  * @module
  */
+import { z } from "zod";
 import type { MemoPart, SupplyChainMemo } from "../engine/engine.ts";
 import { validDigest } from "../registry/reference.ts";
-import { writeFileAtomic } from "../safe_file.ts";
+import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
 
 /** How long a destination HEAD of a managed tag is trusted: 24 h. */
 export const MAX_AGE_MS = 24 * 3600 * 1000;
 
 /** The state file read at most (a larger one is ignored: an empty memo). */
-const MAX_FILE_BYTES = 64 * 1024 * 1024;
+export const MAX_FILE_BYTES = 16 * 1024 * 1024;
+
+const digestSchema = z.string().refine(validDigest, "not a digest");
+const partsEntrySchema = z.object({
+  parts: z.array(z.object({ digest: digestSchema, artifactType: z.string().optional() })),
+  usedAt: z.number(),
+});
+const tagEntrySchema = z.object({ digest: digestSchema, verifiedAt: z.number() });
+const fileSchema = z.object({
+  parts: z.record(z.string(), z.unknown()).optional(),
+  tags: z.record(z.string(), z.unknown()).optional(),
+});
 
 /** How long a digest's parts are kept after a run last used them: 30 days. */
 export const PARTS_KEPT_MS = 30 * 24 * 3600 * 1000;
@@ -65,31 +77,24 @@ export class SupplyChainState implements SupplyChainMemo {
       `${dir}/${SUPPLY_CHAIN_STATE_FILE}`,
       options.now ?? Date.now,
     );
-    try {
-      // A file in the log dir, but its digests go into registry URLs: a regular file under the
-      // cap, every digest checked like a registry's (a bad entry is dropped, not trusted).
-      const info = await Deno.lstat(state.#path);
-      if (!info.isFile || info.size > MAX_FILE_BYTES) return state;
-      const parsed = JSON.parse(await Deno.readTextFile(state.#path));
-      for (const [digest, entry] of Object.entries(parsed?.parts ?? {})) {
-        const e = entry as Partial<PartsEntry> | null;
-        if (
-          validDigest(digest) && Array.isArray(e?.parts) && e.parts.every(isPart) &&
-          typeof e.usedAt === "number"
-        ) {
-          state.#parts.set(digest, { parts: e.parts, usedAt: e.usedAt });
-        }
-      }
-      for (const [key, entry] of Object.entries(parsed?.tags ?? {})) {
-        const e = entry as Partial<TagEntry> | null;
-        if (
-          typeof e?.digest === "string" && validDigest(e.digest) && typeof e.verifiedAt === "number"
-        ) {
-          state.#tags.set(key, { digest: e.digest, verifiedAt: e.verifiedAt });
-        }
-      }
-    } catch {
-      // Missing or corrupt: start empty; the run just reads and HEADs as without a memo.
+    // A file in the log dir, but its digests go into registry URLs: read as a file from outside
+    // (a regular file under the cap), every entry checked (a bad one is dropped, not trusted).
+    const file = await readJsonFile(state.#path, fileSchema, {
+      what: "the supply-chain memo",
+      maxBytes: MAX_FILE_BYTES,
+    }).catch((error) => {
+      // Missing, not a regular file, too large or corrupt: an empty memo; the run just reads
+      // and HEADs as without one.
+      if (error instanceof FileInputError) return null;
+      throw error;
+    });
+    for (const [digest, entry] of Object.entries(file?.parts ?? {})) {
+      const parsed = partsEntrySchema.safeParse(entry);
+      if (validDigest(digest) && parsed.success) state.#parts.set(digest, parsed.data);
+    }
+    for (const [key, entry] of Object.entries(file?.tags ?? {})) {
+      const parsed = tagEntrySchema.safeParse(entry);
+      if (parsed.success) state.#tags.set(key, parsed.data);
     }
     return state;
   }
@@ -137,10 +142,4 @@ export class SupplyChainState implements SupplyChainMemo {
     );
     await writeFileAtomic(this.#path, JSON.stringify({ version: 1, parts, tags }, null, 1) + "\n");
   }
-}
-
-function isPart(value: unknown): value is MemoPart {
-  const v = value as Partial<MemoPart> | null;
-  return typeof v?.digest === "string" && validDigest(v.digest) &&
-    (v.artifactType === undefined || typeof v.artifactType === "string");
 }

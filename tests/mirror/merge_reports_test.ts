@@ -6,6 +6,8 @@ import assert from "node:assert/strict";
 import { MirrorError } from "../../lib/errors.ts";
 import { mergeReports, readShardReports } from "../../lib/mirror/merge_reports.ts";
 import { exitStatus, type Report, type ReportEntry } from "../../lib/mirror/report.ts";
+import { within } from "../support/bounded.ts";
+import { runCli } from "../support/cli.ts";
 
 function entry(destination: string, status: ReportEntry["status"]): ReportEntry {
   return {
@@ -211,14 +213,91 @@ Deno.test("readShardReports() refuses an empty dir and a report that is not JSON
       () => readShardReports(dir),
       (e) =>
         e instanceof MirrorError &&
-        e.message.includes(`Cannot read the shard report ${dir}/last-report.0.json`),
+        e.message.includes(`Cannot merge: ${dir}/last-report.0.json is not JSON`),
     );
     await Deno.writeTextFile(`${dir}/last-report.0.json`, '{"tool":"other"}');
     await assert.rejects(
       () => readShardReports(dir),
-      (e) => e instanceof MirrorError && /is not a bananna-bot report/.test(e.message),
+      (e) =>
+        e instanceof MirrorError &&
+        /last-report\.0\.json is not a bananna-bot shard report: tool: /.test(e.message),
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+// Before: count 1e9 crashed V8 (out of memory), -1 and 1.5 and entries [null] were an internal
+// error, string totals were concatenated into the merged report, and /dev/zero was read forever.
+Deno.test("report --merge refuses shard reports with hostile values or files, naming the file (exit 1)", async (t) => {
+  const base = () =>
+    JSON.parse(JSON.stringify(shardReport(0, 1, [entry("mirror/web:1", "pushed")])));
+  const rows: [string, (r: Record<string, unknown>) => unknown, RegExp][] = [
+    ["shard.count 1e9", (r) => (r.shard = { index: 0, count: 1e9 }), /shard\.count: /],
+    ["shard.count -1", (r) => (r.shard = { index: 0, count: -1 }), /shard\.count: /],
+    ["shard.count 1.5", (r) => (r.shard = { index: 0, count: 1.5 }), /shard\.count: /],
+    [
+      "shard.index past count",
+      (r) => (r.shard = { index: 2, count: 2 }),
+      /shard: index must be below count/,
+    ],
+    ["entries [null]", (r) => (r.entries = [null]), /entries\.0: /],
+    [
+      "a string total",
+      (r) => ((r.totals as Record<string, unknown>).pushed = "1"),
+      /totals\.pushed: /,
+    ],
+    [
+      "a string pull budget",
+      (r) => ((r.pullBudget as Record<string, unknown>[])[0].spent = "2"),
+      /pullBudget\.0\.spent: /,
+    ],
+    [
+      "a negative duration",
+      (r) => ((r.entries as Record<string, unknown>[])[0].durationMs = -5),
+      /entries\.0\.durationMs: /,
+    ],
+  ];
+  for (const [name, spoil, pattern] of rows) {
+    await t.step(name, () =>
+      within(20_000, name, async () => {
+        const dir = await Deno.makeTempDir({ prefix: "bb-merge-hostile-" });
+        try {
+          const report = base();
+          spoil(report);
+          await Deno.writeTextFile(`${dir}/last-report.0.json`, JSON.stringify(report));
+          const out = await runCli(["report", "--merge", dir], { timeoutMs: 15_000 });
+          assert.equal(out.code, 1, out.stderr + out.stdout);
+          assert.match(out.stderr, /MIRROR_MERGE_FAILED|Cannot merge/);
+          assert.match(out.stderr, /last-report\.0\.json is not a bananna-bot shard report: /);
+          assert.match(out.stderr, pattern);
+          assert.doesNotMatch(out.stderr, /internal error|\n\s+at /i);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      }));
+  }
+  for (
+    const [name, make, pattern] of [
+      [
+        "a 5 MiB report",
+        (p: string) => Deno.writeTextFile(p, `{"pad":"${"x".repeat(5 * 1024 * 1024)}"}`),
+        /more than its 4194304-byte cap/,
+      ],
+    ] as const
+  ) {
+    await t.step(name, () =>
+      within(20_000, name, async () => {
+        const dir = await Deno.makeTempDir({ prefix: "bb-merge-hostile-" });
+        try {
+          await make(`${dir}/last-report.0.json`);
+          const out = await runCli(["report", "--merge", dir], { timeoutMs: 15_000 });
+          assert.equal(out.code, 1, out.stderr + out.stdout);
+          assert.match(out.stderr, pattern);
+          assert.doesNotMatch(out.stderr, /internal error|\n\s+at /i);
+        } finally {
+          await Deno.remove(dir, { recursive: true });
+        }
+      }));
   }
 });

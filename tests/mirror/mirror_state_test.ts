@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { MirrorState } from "../../lib/mirror/mirror_state.ts";
+import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "../../lib/mirror/supply_chain_state.ts";
+import { within } from "../support/bounded.ts";
 
 Deno.test("MirrorState records proven digest pairs across runs and forgets changed ones", async () => {
   const dir = await Deno.makeTempDir();
@@ -50,5 +52,42 @@ Deno.test("MirrorState.save() never writes through a symbolic link planted at th
   } finally {
     await Deno.remove(dir, { recursive: true });
     await Deno.remove(outside);
+  }
+});
+
+// Before: a link to /dev/zero was read until memory ran out and a FIFO blocked the load forever.
+Deno.test("MirrorState and SupplyChainState load /dev/zero, a FIFO or an oversize file as empty, at once", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-state-hostile-" });
+  const files = [".mirror-state.json", SUPPLY_CHAIN_STATE_FILE];
+  const rows: [string, (path: string) => Promise<unknown>][] = [
+    ["a link to /dev/zero", (path) => Deno.symlink("/dev/zero", path)],
+    ["a FIFO", (path) => new Deno.Command("mkfifo", { args: [path] }).output()],
+    ["past the 16 MiB cap", async (path) => {
+      const digest = `sha256:${"a".repeat(64)}`;
+      const pad = "x".repeat(17 * 1024 * 1024);
+      await Deno.writeTextFile(
+        path,
+        JSON.stringify({
+          equivalent: { x: "a|b", pad },
+          tags: { "x:t": { digest, verifiedAt: Date.now() } },
+          pad,
+        }),
+      );
+    }],
+  ];
+  try {
+    for (const [name, make] of rows) {
+      await t.step(name, () =>
+        within(10_000, name, async () => {
+          for (const f of files) await Deno.remove(`${dir}/${f}`).catch(() => {});
+          for (const f of files) await make(`${dir}/${f}`);
+          const mirror = await MirrorState.load(dir);
+          assert.equal(mirror.isEquivalent("x", "a", "b"), false);
+          const chain = await SupplyChainState.load(dir);
+          assert.equal(chain.inStep("x", "t", `sha256:${"a".repeat(64)}`), false);
+        }));
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
