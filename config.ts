@@ -1,6 +1,6 @@
 /**
  * Your bananna-bot configuration. `deno task validate` tells you what is left to fill in.
- * Every key is documented in README.md ("Configuration"). Secrets come from the environment:
+ * Every key is documented in docs/configuration.md. Secrets come from the environment:
  * never write a password or token into this file.
  */
 import { defineConfig } from "./lib/config/schema.ts";

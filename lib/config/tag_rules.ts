@@ -8,7 +8,7 @@
  * and the selection in mirror/ imports it, in the direction data flows. The filters live here too,
  * so that "a mutable tag the rules can never select" is decided by the very code that selects,
  * with the same reasons. Rule semantics and the version rule: see the module doc of
- * `lib/mirror/tag_selection.ts` and README "Selecting tags".
+ * `lib/mirror/tag_selection.ts` and docs/configuration.md "Selecting tags".
  *
  * @module
  */

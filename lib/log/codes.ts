@@ -10,7 +10,7 @@ export const LEVELS = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] as const
 /** A log level name. */
 export type Level = typeof LEVELS[number];
 
-/** The code catalogue: code -> default level and a one-line meaning (shown in the README). */
+/** The code catalogue: code -> default level and a one-line meaning (shown in docs/metrics.md). */
 export const CODES = {
   SUCCESS: { level: "INFO", meaning: "an operation finished as planned" },
 

@@ -4,7 +4,7 @@
  * notification (notify.ts). None of them can fail the run or change its exit code: a failure is
  * a WARNING (`MIRROR_METRICS_FAILED`, `MIRROR_NOTIFY_FAILED`) and the run goes on to its end.
  *
- * Which runs publish (see README "Metrics and alerts"):
+ * Which runs publish (see docs/metrics.md):
  * - every run that held the lock: success, failure, interrupted, and one that stopped before
  *   its report (a login refused, docker unavailable): metrics and notification;
  * - a run that found the lock held, or lost it while it ran: the notification only; the metrics

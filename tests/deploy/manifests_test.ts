@@ -163,7 +163,7 @@ export function cronJobProblems(cron: Doc): string[] {
     }
     if (sc.runAsUser !== undefined) problems.push(`${c.name}: runAsUser is set`);
     const r = c.resources ?? {};
-    // README "Performance": peak RSS 83 MB (1 GiB layer); headroom for concurrency and Deno.
+    // docs/performance.md: peak RSS 83 MB (1 GiB layer); headroom for concurrency and Deno.
     const request = r.requests?.memory ? bytesOf(r.requests.memory) : 0;
     const limit = r.limits?.memory ? bytesOf(r.limits.memory) : 0;
     if (!(request >= 83e6)) problems.push(`${c.name}: memory request below the measured 83 MB`);
