@@ -165,6 +165,8 @@ async function writeExportFiles(
   options: ExportRunOptions,
   context: Parameters<typeof writeManifest>[1],
 ): Promise<void> {
+  // Nothing exported (every image failed or deferred): still a valid layout, with its manifest.
+  await layout.ensureIndex();
   const manifest = await writeManifest(layout, context);
   let parts = "";
   if (options.partSize !== undefined) {

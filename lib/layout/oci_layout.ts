@@ -354,6 +354,15 @@ export class OciLayout implements AsyncDisposable {
     return run;
   }
 
+  /** Write index.json when it is missing (a layout with no image is still a valid layout). */
+  async ensureIndex(): Promise<void> {
+    this.#writable();
+    await this.#indexQueue;
+    if (!(await exists(`${this.dir}/${INDEX_FILE}`))) {
+      await (this.#indexQueue = this.#indexQueue.then(() => this.#writeIndex()));
+    }
+  }
+
   /** Set the index's own annotations (written with the next entry, or now). */
   async setIndexAnnotations(annotations: Record<string, string>): Promise<void> {
     this.#annotations = annotations;

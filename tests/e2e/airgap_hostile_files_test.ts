@@ -3,7 +3,8 @@
  * `bananna-export.json`, the layout's `index.json` and `oci-layout` as a link to /dev/zero, a FIFO,
  * or past their caps. Each is refused with exit 2 and a message naming the file, never read
  * forever and never a stack trace; each step runs within a deadline of its own. A manifest just
- * under its cap is parsed and refused under 120 MB peak RSS.
+ * under its cap is parsed and refused under 120 MB peak RSS. An export where nothing can be
+ * exported still ends with its report, its exit code and a valid (empty) layout.
  */
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -11,8 +12,11 @@ import { stringify } from "yaml";
 import { within } from "../support/bounded.ts";
 import { runCli } from "../support/cli.ts";
 import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
+import { airgapCli, statuses } from "../support/airgap.ts";
+import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const MiB = 1024 * 1024;
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
 function sha256(bytes: Uint8Array): string {
   return `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
@@ -213,6 +217,43 @@ Deno.test({
         assert.equal(run.code, 2, run.stderr);
         assert.match(run.stderr, /bananna-export\.json is not a bananna-export\/1 manifest/);
         assert.ok(run.peakRssMb < 120, `peak RSS ${run.peakRssMb.toFixed(1)} MB`);
+      } finally {
+        await Deno.remove(dir, { recursive: true });
+      }
+    }),
+});
+
+// Before: "internal error: No such file or directory: open .../index.json" (the layout had no
+// index.json, since no image was written), no report, exit 1 for the wrong reason.
+Deno.test({
+  name: `export where nothing can be exported: a report, exit 1, a valid empty layout${skip}`,
+  ignore: Boolean(skip),
+  fn: () =>
+    within(60_000, "an export of nothing", async () => {
+      await using src = await startRegistry({ auth: "none" });
+      const dir = await Deno.makeTempDir({ prefix: "bb-export-nothing-" });
+      try {
+        const out = await airgapCli(dir, ["export", "--to", `${dir}/out`], {
+          config: {
+            registries: { dr: { url: "127.0.0.1:9", namespace: "mirror", kind: "registry" } },
+            log: { dir: "./logs" },
+            operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+            images: {
+              [`${src.host}/team/none:1`]: { targets: ["dr"] },
+              [`${src.host}/team/gone:2`]: { targets: ["dr"] },
+            },
+          },
+        });
+        assert.equal(out.code, 1, out.stderr + out.stdout);
+        assert.doesNotMatch(out.stderr + out.stdout, /internal error|No such file/i);
+        assert.deepEqual(statuses(out.report).sort(), [
+          `export/${src.host}/team/gone:2 failed`,
+          `export/${src.host}/team/none:1 failed`,
+        ]);
+        const index = JSON.parse(await Deno.readTextFile(`${dir}/out/index.json`));
+        assert.deepEqual(index.manifests, []);
+        const manifest = JSON.parse(await Deno.readTextFile(`${dir}/out/bananna-export.json`));
+        assert.deepEqual(manifest.images, []);
       } finally {
         await Deno.remove(dir, { recursive: true });
       }
