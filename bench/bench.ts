@@ -59,6 +59,7 @@ const SCENARIOS = [
   "select",
   "scale",
   "airgap",
+  "platforms",
 ] as const;
 
 const { values: flags } = parseArgs({
@@ -769,6 +770,30 @@ async function gitCommit(): Promise<string> {
 
 await main();
 if (only.has("airgap")) await airgap();
+if (only.has("platforms")) await platforms();
+
+/**
+ * One platform of a 4-platform corpus against every platform: bench/platforms.ts (also
+ * `deno task bench:platforms`) in its own process, after the others (writes platforms-<date>.json).
+ */
+async function platforms() {
+  const args = [
+    "run",
+    "--frozen",
+    "--allow-net",
+    "--allow-read",
+    "--allow-write",
+    "--allow-env",
+    "--allow-run",
+    "--allow-sys",
+    new URL("./platforms.ts", import.meta.url).pathname,
+    ...(flags.quick ? ["--quick"] : []),
+    ...(flags.runs ? ["--runs", flags.runs] : []),
+  ];
+  log("platforms: one platform of four (bench/platforms.ts)");
+  const { code } = await new Deno.Command(Deno.execPath(), { args }).spawn().status;
+  if (code !== 0) log(`platforms: bench/platforms.ts exited ${code}`);
+}
 
 /**
  * Issue 14's export/import figures: bench/airgap.ts (also `deno task bench:airgap`) in its own

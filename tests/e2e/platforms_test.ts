@@ -12,7 +12,15 @@
  */
 import assert from "node:assert/strict";
 import { runMirrorConfig } from "../support/cli.ts";
-import { headDigest, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
+import {
+  buildSignatureManifest,
+  makeKey,
+  opensslSign,
+  pushSignatureManifest,
+  simpleSigningPayload,
+  type TestKey,
+} from "../support/cosign_fixture.ts";
+import { headDigest, pushTestImage, sha256, skopeoInspectRaw } from "../support/images.ts";
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";
@@ -47,6 +55,50 @@ async function log(dir: string): Promise<string> {
 /** Writes (PUT, POST, PATCH) the registry logged since `from` lines. */
 async function writes(reg: TestRegistry, from: number): Promise<string[]> {
   return (await reg.accessLog()).slice(from).filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
+}
+
+/**
+ * Verify the cosign signature of `digest` in `repo` at `url` with openssl (the oracle): the `.sig`
+ * manifest's payload blob, its signature annotation, and the digest the payload names.
+ */
+async function verifySignature(url: string, repo: string, digest: string, key: TestKey) {
+  const tag = `${digest.replace(":", "-")}.sig`;
+  const res = await fetch(`${url}/v2/${repo}/manifests/${tag}`, {
+    headers: { accept: "application/vnd.oci.image.manifest.v1+json" },
+  });
+  assert.equal(res.status, 200, `${tag} at the destination`);
+  const layer = (await res.json()).layers[0];
+  const payload = new Uint8Array(
+    await (await fetch(`${url}/v2/${repo}/blobs/${layer.digest}`)).arrayBuffer(),
+  );
+  assert.equal(sha256(payload), layer.digest);
+  const named = JSON.parse(new TextDecoder().decode(payload)).critical.image;
+  assert.equal(named["docker-manifest-digest"], digest);
+  const dir = await Deno.makeTempDir({ prefix: "bb-verify-" });
+  try {
+    const signature = Uint8Array.from(
+      atob(layer.annotations["dev.cosignproject.cosign/signature"]),
+      (c) => c.charCodeAt(0),
+    );
+    await Deno.writeFile(`${dir}/sig`, signature);
+    await Deno.writeFile(`${dir}/payload`, payload);
+    const out = await new Deno.Command("openssl", {
+      args: [
+        "dgst",
+        "-sha256",
+        "-verify",
+        key.publicKeyFile,
+        "-signature",
+        `${dir}/sig`,
+        `${dir}/payload`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assert.equal(new TextDecoder().decode(out.stdout).trim(), "Verified OK");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 }
 
 Deno.test({
@@ -136,6 +188,16 @@ Deno.test({
         architectures: ["amd64", "arm64", "ppc64le", "s390x"],
       });
       const child = (p: string) => image.children?.find((c) => c.platform === p)?.digest;
+      // The index is signed upstream (cosign's .sig tag on the index digest).
+      const key = await makeKey(dir, "p256");
+      const payload = simpleSigningPayload(`${src.host}/multi/app`, image.digest);
+      const signature = await opensslSign(key.privateKeyFile, payload);
+      await pushSignatureManifest(
+        src,
+        "multi/app",
+        image.digest,
+        buildSignatureManifest([{ payload, signature }]),
+      );
 
       const before = (await backend.accessLog()).length;
       const first = await runMirrorConfig(
@@ -147,10 +209,15 @@ Deno.test({
       assert.equal(first.report?.entries[0].digest, image.digest, "the source's digest");
       assert.equal(await headDigest(dst, "mirror/app:1"), image.digest);
       assert.deepEqual(proxy.sparseStored, [`mirror/app:1@${image.digest}`]);
+      assert.equal(first.report?.entries[0].signatures, 1, "the index's signature carried");
+      await verifySignature(proxy.url, "mirror/app", image.digest, key);
       const firstWrites = await writes(backend, before);
       const uploads = firstWrites.filter((l) => /^PUT \/v2\/mirror\/app\/blobs\/uploads\//.test(l));
-      assert.equal(uploads.length, 3, "config + 2 layers of linux/amd64 only");
-      const children = firstWrites.filter((l) => /^PUT \/v2\/mirror\/app\/manifests\//.test(l));
+      // linux/amd64's config and 2 layers, and the index signature's config and payload.
+      assert.equal(uploads.length, 5, uploads.join("\n"));
+      const children = firstWrites.filter((l) =>
+        /^PUT \/v2\/mirror\/app\/manifests\/sha256:/.test(l)
+      );
       assert.deepEqual(children, [`PUT /v2/mirror/app/manifests/${child("linux/amd64")} 201`]);
 
       // A re-run: nothing written, the platform set in the report.

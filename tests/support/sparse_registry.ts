@@ -31,6 +31,8 @@ export interface SparseRegistry extends AsyncDisposable {
   url: string;
   /** The sparse index PUTs kept so far, in arrival order (`name:ref@digest`). */
   sparseStored: string[];
+  /** Requests the proxy received so far (answered by itself or passed on). */
+  requests(): number;
   stop(): Promise<void>;
 }
 
@@ -50,7 +52,9 @@ export function startSparseRegistry(
   const kept = new Map<string, { bytes: Uint8Array; mediaType: string; digest: string }>();
   const sparseStored: string[] = [];
   let host = "";
+  let requests = 0;
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
+    requests++;
     const url = new URL(req.url);
     if (url.pathname === "/v2/" || url.pathname === "/v2") {
       const res = await forward(req, upstream.url, host);
@@ -145,6 +149,7 @@ export function startSparseRegistry(
     host,
     url: `http://${host}`,
     sparseStored,
+    requests: () => requests,
     stop,
     [Symbol.asyncDispose]: stop,
   };
