@@ -33,7 +33,12 @@ import { publishRunEnd, registerOpsSecrets, type RunEnd } from "../ops/run_end.t
 
 /** Run `bananna-bot export`. */
 export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<number> {
-  const config = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  // The connected side reads sources only: no destination secret, no notification or metrics.
+  const config = await loadConfig(cmd.config, {
+    env: io.env,
+    cwd: io.cwd,
+    unused: { sections: ["notify", "metrics"], secretsOf: ["registries"] },
+  });
   const selected = selectEntries(config, cmd.only);
   const to = absolute(cmd.to, io.cwd);
   const since = cmd.since === undefined ? undefined : absolute(cmd.since, io.cwd);
@@ -62,7 +67,12 @@ export async function runExportCommand(cmd: ExportCommand, io: Io): Promise<numb
 
 /** Run `bananna-bot import`. */
 export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<number> {
-  const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  // The disconnected side never contacts a source: no source secret needed.
+  const loaded = await loadConfig(cmd.config, {
+    env: io.env,
+    cwd: io.cwd,
+    unused: { secretsOf: ["sources"] },
+  });
   // A layout is read by the registry engine only (digests kept), whatever copies online.
   const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
   const selected = selectEntries(config, cmd.only);

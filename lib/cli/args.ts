@@ -13,6 +13,8 @@ import { HELPS, MAIN_HELP, MIRROR_HELP, REPORT_HELP, VALIDATE_HELP } from "./hel
 export interface ValidateCommand {
   kind: "validate";
   config?: string;
+  /** `--strict` (CI): a secret written literally in the config is an error, not a warning. */
+  strict?: boolean;
 }
 
 /** `bananna-bot mirror`. */
@@ -102,6 +104,7 @@ const OPTIONS = {
   from: { type: "string" },
   since: { type: "string" },
   "part-size": { type: "string" },
+  strict: { type: "boolean" },
 } as const;
 
 /**
@@ -159,6 +162,9 @@ export function parseArgs(argv: string[]): Command {
     if (values.help) return { kind: "help", text: MAIN_HELP };
     throw new UsageError("no command given (mirror, validate or report)");
   }
+  if (values.strict && command !== "validate") {
+    throw new UsageError(`--strict is an option of validate, not ${command}`);
+  }
   if (command === "export" || command === "import") return airgapCommand(command, rest, values);
   for (const flag of ["to", "from", "since", "part-size"]) {
     if (values[flag] !== undefined) {
@@ -190,7 +196,7 @@ export function parseArgs(argv: string[]): Command {
         throw new UsageError(`--${flag} is an option of mirror, not validate`);
       }
     }
-    return { kind: "validate", config };
+    return { kind: "validate", config, ...(values.strict ? { strict: true } : {}) };
   }
   return {
     kind: "mirror",

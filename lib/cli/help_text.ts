@@ -141,10 +141,11 @@ export const VALIDATE_HELP = `Usage: bananna-bot validate [options]
 
 Check the config: schema, unknown keys, image references, target names, placeholders, duplicate
 destinations, CA files, Quay tokens. Prints every problem with its path and exits 2, or a short
-summary and exits 0. Makes no network request.
+summary and exits 0. Makes no network request (with engine: docker, asks the local daemon).
 
 Options:
   -c, --config PATH   config file (default ./config.ts, or $BANANNA_BOT_CONFIG)
+      --strict        a password or token written literally in the config is an error (CI)
   -h, --help          show this help
 `;
 

@@ -22,7 +22,7 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
     isTerminal: io.isTerminal,
     noColor: Boolean(io.env.NO_COLOR),
   });
-  const check = await checkConfig(cmd.config, { env: io.env, cwd: io.cwd });
+  const check = await checkConfig(cmd.config, { env: io.env, cwd: io.cwd, strict: cmd.strict });
   if (check.config?.operation.engine === "docker") {
     const problem = await dockerDaemonProblem(io.env, check.config.operation.dockerTimeout);
     if (problem) check.problems.push(problem);

@@ -9,11 +9,14 @@
 import type { ConfigProblem } from "../errors.ts";
 import { isLoopbackHost } from "../registry/reference.ts";
 import { type ResolvedConfig, SECRET_KEYS, type ValidConfig } from "./schema.ts";
+import { isSecretKey, type LiteralSecret } from "./config_secrets.ts";
 
 /** Options for {@link checkRules}. */
 export interface RuleOptions {
-  /** Paths of secrets written literally in a YAML/JSON file (not from `${VAR}`). */
-  literalSecrets?: string[];
+  /** Secrets written literally in a YAML/JSON file (not from `${VAR}`). */
+  literalSecrets?: LiteralSecret[];
+  /** `validate --strict`: a literal secret is an error. */
+  strict?: boolean;
   /**
    * Every registry name written, valid or not (a broken entry is not also an unknown target);
    * null when `registries` is not a map (targets cannot be checked).
@@ -46,10 +49,23 @@ export async function checkRules(
   const written = options.registryNames === undefined ? known : options.registryNames;
   await checkRegistries(config, data, { err, warn });
   checkImages(config, data, { err, warn, written });
-  for (const path of options.literalSecrets ?? []) {
-    warn(
+  const literal = options.strict ? err : warn;
+  for (const { path, dollarVar } of options.literalSecrets ?? []) {
+    literal(
       path,
-      "secret written literally in the config file: pass it from the environment as ${VAR}",
+      dollarVar
+        ? `taken literally as the secret (a $ without braces is not expanded): did you mean \${${dollarVar}}?`
+        : `secret written literally in the config file: pass it from the environment as \${VAR}${
+          options.strict ? " (validate --strict)" : ""
+        }`,
+    );
+  }
+  for (const [path, secret] of placeholders(data)) {
+    err(
+      path,
+      secret
+        ? "placeholder left in (a secret field: its value is not shown): set the real secret in the environment variable (the Secret's key) this field reads"
+        : "placeholder left in: replace it with the real value",
     );
   }
   await checkLogDir(config.log.dir, err);
@@ -254,6 +270,33 @@ function checkPlatforms(
       "does nothing without platforms: every platform of every image is mirrored",
     );
   }
+}
+
+/** A placeholder token (not a sample host: `example.com` is a fine webhook in a test). */
+const PLACEHOLDER_TOKEN = /YOUR_[A-Z0-9_]*|CHANGE_?ME|REPLACE_?ME|^<.*>$|^x{3,}$|^\.\.\.$|^TODO$/i;
+
+/**
+ * Placeholders anywhere outside `registries` (checked field by field above) after `${VAR}`s were
+ * expanded: a Secret shipped with `HUB_TOKEN: CHANGE_ME` shows here as `sources["docker.io"]`'s
+ * password. Paths with whether the value is a secret (not shown).
+ */
+function placeholders(data: ValidConfig): [string, boolean][] {
+  const out: [string, boolean][] = [];
+  const walk = (value: unknown, path: string, secret: boolean) => {
+    if (typeof value === "string") {
+      if (PLACEHOLDER_TOKEN.test(value)) out.push([path, secret]);
+    } else if (Array.isArray(value)) {
+      value.forEach((v, i) => walk(v, `${path}[${i}]`, secret));
+    } else if (value !== null && typeof value === "object") {
+      for (const [k, v] of Object.entries(value)) {
+        walk(v, `${path}${key(k)}`, secret || isSecretKey(k));
+      }
+    }
+  };
+  for (const section of ["sources", "notify", "metrics"] as const) {
+    walk(data[section], section, false);
+  }
+  return out;
 }
 
 /** Is `name` valid as a destination repository (OCI path components and Quay's rule)? */

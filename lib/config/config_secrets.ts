@@ -7,6 +7,7 @@
  */
 import { Secrets } from "../log/redact.ts";
 import { SECRET_KEYS } from "./schema.ts";
+import { formatPath } from "./parse_config_text.ts";
 
 /**
  * Keys whose values are treated as secrets in messages even under a typo'd or unknown key; the
@@ -72,4 +73,36 @@ export function showValue(value: unknown, masker: Secrets): string {
     ) ?? String(value),
   );
   return text.length > MAX_SHOWN ? `${text.slice(0, MAX_SHOWN)}...` : text;
+}
+
+/** A password or token written in a YAML/JSON file instead of passed as `${VAR}`. */
+export interface LiteralSecret {
+  /** e.g. `registries.prod.password`. */
+  path: string;
+  /** `$NAME` without braces (taken literally, not expanded): the NAME meant. */
+  dollarVar?: string;
+}
+
+/** Passwords and tokens written as plain text in a YAML/JSON file (placeholders aside). */
+export function findLiteralSecrets(value: Record<string, unknown>): LiteralSecret[] {
+  const out: LiteralSecret[] = [];
+  for (const section of ["registries", "sources"]) {
+    const entries = value[section];
+    if (!entries || typeof entries !== "object") continue;
+    for (const [name, entry] of Object.entries(entries as Record<string, unknown>)) {
+      for (const field of SECRET_KEYS) {
+        const secret = (entry as Record<string, unknown> | null)?.[field];
+        if (
+          typeof secret === "string" && !secret.includes("${") && !/YOUR_|CHANGE_?ME/i.test(secret)
+        ) {
+          const dollarVar = /^\s*\$([A-Za-z_][A-Za-z0-9_]*)\s*$/.exec(secret)?.[1];
+          out.push({
+            path: formatPath([section, name, field]),
+            ...(dollarVar ? { dollarVar } : {}),
+          });
+        }
+      }
+    }
+  }
+  return out;
 }

@@ -12,7 +12,13 @@ import type { z } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import { canonicalHost, isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
-import { configSecrets, urlUserinfo } from "./config_secrets.ts";
+import {
+  configSecrets,
+  findLiteralSecrets,
+  isSecretKey,
+  type LiteralSecret,
+  urlUserinfo,
+} from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
 import { issueToProblem } from "./schema_issues.ts";
 import { resolveVerifyKeys } from "./verify_keys.ts";
@@ -34,7 +40,6 @@ import {
   type ResolvedConfig,
   type ResolvedImage,
   type ResolvedRegistry,
-  SECRET_KEYS,
   sourceSchema,
   type ValidConfig,
 } from "./schema.ts";
@@ -46,6 +51,15 @@ const MAX_CONFIG_BYTES = 1024 * 1024;
 export interface LoadConfigOptions {
   env: Record<string, string | undefined>;
   cwd: string;
+  /** `validate --strict`: a secret written literally in the file is an error. */
+  strict?: boolean;
+  /**
+   * What the command never uses: its top-level `sections` are dropped before `${VAR}`s are
+   * expanded, and a missing variable in a secret field of a `secretsOf` section is left as
+   * written (never sent) instead of a problem. Export talks to no destination registry (and
+   * publishes nothing); import to no source.
+   */
+  unused?: { sections?: string[]; secretsOf?: ("registries" | "sources")[] };
 }
 
 /** The outcome of a check: the resolved config (when there are no errors) and every problem. */
@@ -119,7 +133,11 @@ export async function checkConfig(
   const config = resolve(data, file, baseDir, problems);
   problems.push(...await resolveVerifyKeys(config, { data, baseDir }));
   problems.push(
-    ...(await checkRules(config, data, { literalSecrets: raw.literalSecrets, registryNames })),
+    ...(await checkRules(config, data, {
+      literalSecrets: raw.literalSecrets,
+      registryNames,
+      strict: options.strict,
+    })),
     ...checkRepositoryRules(config, data, {
       registryNames,
       entriesWritten: countEntries(raw.value),
@@ -190,7 +208,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 async function readRaw(
   file: string,
   options: LoadConfigOptions,
-): Promise<{ value: unknown; literalSecrets: string[] } | { problems: ConfigProblem[] }> {
+): Promise<{ value: unknown; literalSecrets: LiteralSecret[] } | { problems: ConfigProblem[] }> {
   const fail = (message: string) => ({ problems: [{ path: "", message }] });
   let stat: Deno.FileInfo;
   try {
@@ -244,32 +262,16 @@ async function readRaw(
   if (shape.length) return { problems: shape };
   const problems: ConfigProblem[] = [];
   const literalSecrets = findLiteralSecrets(value as Record<string, unknown>);
-  const expanded = expandEnv(value, options.env, [], problems);
+  const { sections = [], secretsOf = [] } = options.unused ?? {};
+  for (const section of sections) delete (value as Record<string, unknown>)[section];
+  const keep = (path: (string | number)[]) =>
+    secretsOf.includes(path[0] as "sources") && path.length === 3 && isSecretKey(String(path[2]));
+  const expanded = expandEnv(value, options.env, [], problems, keep);
   return problems.length ? { problems } : { value: expanded, literalSecrets };
 }
 
 function tooLarge(file: string, size: number): string {
   return `${file} is ${size} bytes; a config file may have at most ${MAX_CONFIG_BYTES} bytes (1 MiB)`;
-}
-
-/** Paths of passwords and tokens written as plain text in a YAML/JSON file. */
-function findLiteralSecrets(value: Record<string, unknown>): string[] {
-  const out: string[] = [];
-  for (const section of ["registries", "sources"]) {
-    const entries = value[section];
-    if (!entries || typeof entries !== "object") continue;
-    for (const [name, entry] of Object.entries(entries as Record<string, unknown>)) {
-      for (const field of SECRET_KEYS) {
-        const secret = (entry as Record<string, unknown> | null)?.[field];
-        if (
-          typeof secret === "string" && !secret.includes("${") && !/YOUR_|CHANGE_?ME/i.test(secret)
-        ) {
-          out.push(formatPath([section, name, field]));
-        }
-      }
-    }
-  }
-  return out;
 }
 
 /** Replace `${VAR}` in every string; `$${` is a literal `${`. Missing variables are problems. */
@@ -278,6 +280,8 @@ export function expandEnv(
   env: Record<string, string | undefined>,
   path: (string | number)[],
   problems: ConfigProblem[],
+  /** A missing variable here is kept as written, not a problem (a secret the command never sends). */
+  keepMissing?: (path: (string | number)[]) => boolean,
 ): unknown {
   if (typeof value === "string") {
     return value.replace(/\$?\$\{([^}]*)\}/g, (match, name: string) => {
@@ -287,6 +291,7 @@ export function expandEnv(
         return match;
       }
       const found = env[name];
+      if (found === undefined && keepMissing?.(path)) return match;
       if (found === undefined) {
         problems.push({
           path: formatPath(path),
@@ -297,11 +302,15 @@ export function expandEnv(
       return found;
     });
   }
-  if (Array.isArray(value)) return value.map((v, i) => expandEnv(v, env, [...path, i], problems));
+  if (Array.isArray(value)) {
+    return value.map((v, i) => expandEnv(v, env, [...path, i], problems, keepMissing));
+  }
   if (value && typeof value === "object") {
     // No prototype: a name such as "constructor" or "toString" is only ever its own entry.
     const out: Record<string, unknown> = Object.create(null);
-    for (const [k, v] of Object.entries(value)) out[k] = expandEnv(v, env, [...path, k], problems);
+    for (const [k, v] of Object.entries(value)) {
+      out[k] = expandEnv(v, env, [...path, k], problems, keepMissing);
+    }
     return out;
   }
   return value;
