@@ -162,7 +162,9 @@ async function importSession(
         stores: source.stores,
         ...context,
       });
-      return await run.execute(context.startedAt);
+      const report = await run.execute(context.startedAt);
+      if (config.openshift) report.mirrorSets = config.openshift.mirrorSets;
+      return report;
     },
   });
 }

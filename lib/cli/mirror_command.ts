@@ -121,6 +121,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       },
     });
     const report = end.report = await run.execute(startedAt);
+    if (config.openshift) report.mirrorSets = config.openshift.mirrorSets;
     progress.clear();
     if (session.lockLost()) return lockLost();
     const code = await finishRun(report, {

@@ -51,7 +51,8 @@ export async function writeRunMirrorSets(
     return true;
   }
   try {
-    const n = await writeMirrorSets(path, mappingsFromEntries(report.entries));
+    // Names and mirrorSourcePolicy from the config's openshift.mirrorSets (kept in the report).
+    const n = await writeMirrorSets(path, mappingsFromEntries(report.entries), report.mirrorSets);
     const what = `${n.digestSources} repositories by digest, ${n.tagSources} by tag`;
     sinks.logger?.info("MIRROR_SETS_WRITTEN", OP, `${path}: ${what}`);
     sinks.line(`OpenShift mirror sets: ${path} (${what})`);

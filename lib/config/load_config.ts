@@ -442,6 +442,7 @@ function resolve(
       ...platformsOf(data.repositories[repository.key].platforms ?? data.operation.platforms),
     })),
     ...resolveOps(data, baseDir, problems),
+    openshift: data.openshift,
   };
 }
 

@@ -100,6 +100,27 @@ export interface ResolvedNotify {
 }
 
 /**
+ * `openshift.mirrorSets`: the objects `--openshift-mirror-sets` writes. Two configs (prod and DR)
+ * writing to one cluster need two names, or one's mirror sets replace the other's.
+ */
+export const openshiftSchema = z.strictObject({
+  mirrorSets: z.strictObject({
+    /** Objects `<name>-digest-mirrors` and `<name>-tag-mirrors` (a Kubernetes name). */
+    name: z.string().max(230).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, {
+      message: "a Kubernetes name: lowercase letters, digits, '-' and '.', e.g. bananna-prod",
+    }).default("bananna"),
+    /**
+     * `mirrorSourcePolicy` of every entry: `NeverContactSource` for a disconnected cluster (the
+     * node never falls back to the upstream registry). Unset: left out (AllowContactingSource).
+     */
+    sourcePolicy: z.enum(["AllowContactingSource", "NeverContactSource"]).optional(),
+  }).default({ name: "bananna" }),
+});
+
+/** `openshift` with defaults. */
+export type OpenshiftSettings = z.output<typeof openshiftSchema>;
+
+/**
  * Resolve the two sections against the config file's folder. A webhook on plain http beyond
  * loopback with headers is a warning in `problems`: its headers (a token) would travel in clear.
  */

@@ -13,6 +13,8 @@ import type { Reference } from "../registry/reference.ts";
 import {
   metricsSchema,
   notifySchema,
+  openshiftSchema,
+  type OpenshiftSettings,
   type ResolvedMetrics,
   type ResolvedNotify,
 } from "./ops_schema.ts";
@@ -280,6 +282,8 @@ export const configSchema = z.strictObject({
   metrics: metricsSchema.optional(),
   /** One webhook notification per run (ops_schema.ts). */
   notify: notifySchema.optional(),
+  /** What `--openshift-mirror-sets` writes: object names, mirrorSourcePolicy (ops_schema.ts). */
+  openshift: openshiftSchema.optional(),
 });
 
 /** What the user writes (optional fields optional). */
@@ -382,4 +386,6 @@ export interface ResolvedConfig {
   metrics?: ResolvedMetrics;
   /** `notify`, when configured. */
   notify?: ResolvedNotify;
+  /** `openshift`, when configured. */
+  openshift?: OpenshiftSettings;
 }

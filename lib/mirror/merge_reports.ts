@@ -253,6 +253,9 @@ export function mergeReports(files: ShardReportFile[]): Report {
     ),
     selection: reports.flatMap((r) => r.selection ?? []),
     ...firstStopped(reports),
+    ...(reports.find((r) => r.mirrorSets)
+      ? { mirrorSets: reports.find((r) => r.mirrorSets)?.mirrorSets }
+      : {}),
     merged: {
       count,
       shards: reports.map((r) => ({

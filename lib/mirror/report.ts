@@ -110,6 +110,11 @@ export interface Report {
    * entries then; `interrupted` tells a signal (exit 130) from a failure (exit 1).
    */
   stopped?: { code: string; message: string };
+  /**
+   * The config's `openshift.mirrorSets` (object names, mirrorSourcePolicy), so that
+   * `report --merge --openshift-mirror-sets` writes what the shards' config says.
+   */
+  mirrorSets?: { name: string; sourcePolicy?: "AllowContactingSource" | "NeverContactSource" };
   /** A report merged by `report --merge`: the shards it combines (merge_reports.ts). */
   merged?: { count: number; shards: { index: number; startedAt: string; endedAt: string }[] };
 }

@@ -103,6 +103,50 @@ Deno.test({
         ]);
       });
 
+      await t.step(
+        "names and mirrorSourcePolicy come from the config (openshift.mirrorSets), merge too",
+        async () => {
+          const named = {
+            ...config(),
+            openshift: { mirrorSets: { name: "dr-site", sourcePolicy: "NeverContactSource" } },
+          };
+          const path = `${dir}/out/dr-sets.yaml`;
+          const check = async (file: string) => {
+            const docs = parseAllDocuments(await Deno.readTextFile(file)).map((d) =>
+              d.toJS() as {
+                metadata: { name: string };
+                spec: Record<string, { mirrorSourcePolicy?: string }[]>;
+              }
+            );
+            assert.deepEqual(docs.map((d) => d.metadata.name), [
+              "dr-site-digest-mirrors",
+              "dr-site-tag-mirrors",
+            ]);
+            const entries = docs.flatMap((d) => Object.values(d.spec).flat());
+            assert.ok(entries.length >= 3);
+            for (const entry of entries) {
+              assert.equal(entry.mirrorSourcePolicy, "NeverContactSource");
+            }
+          };
+          const run = await runMirrorConfig(dir, named, {
+            extra: ["--openshift-mirror-sets", path],
+          });
+          assert.equal(run.code, 1, run.stderr); // team/missing:9
+          await check(path);
+          for (const shard of ["0/2", "1/2"]) {
+            const run = await runMirrorConfig(dir, named, { extra: ["--shard", shard] });
+            assert.ok(run.code === 0 || run.code === 1, run.stderr);
+          }
+          const merge = await runCli(
+            ["report", "--merge", `${dir}/logs`, "--openshift-mirror-sets", path],
+            { cwd: dir },
+          );
+          assert.equal(merge.code, 1, merge.stderr);
+          await check(path);
+          await Deno.remove(path);
+        },
+      );
+
       await t.step("sharded: refused on a shard, written by report --merge", async () => {
         const refused = await runMirrorConfig(dir, config(), {
           extra: [...extra, "--shard", "0/2"],
