@@ -62,7 +62,7 @@ import {
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
-import { listedTags, supplyChainStep } from "./supply_chain.ts";
+import { listedTags, supplyChainStep, unsignedSummary } from "./supply_chain.ts";
 
 const OP = "Mirror";
 
@@ -222,6 +222,8 @@ export class MirrorRun implements AsyncDisposable {
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
     const outcome = await this.#run(plan, engine, logins);
     this.#results = outcome.results;
+    const unsigned = unsignedSummary(outcome.results, op);
+    if (unsigned) logger.log("INFO", "IMAGE_UNSIGNED", OP, unsigned); // normal under copy
     if (engine.comparison === "config") await this.#recordState(state, outcome);
     const unsaved = await this.#chainMemo?.save().then(() => "", unlessLockLost);
     if (unsaved) {

@@ -5,8 +5,10 @@
  * (`RegistryEngine.carrySupplyChain`, lib/engine/_supply_chain.ts), filtered by
  * `operation.artifactTypes`. `skip`, and the docker engine (digests change), carry nothing.
  *
- * An image for which nothing was found (no signature, attestation, SBOM or referrer) is a WARNING
- * `IMAGE_UNSIGNED`; the image itself is still mirrored (refusing it is `require`'s verification).
+ * An image for which nothing was found (no signature, attestation, SBOM or referrer) is still
+ * mirrored (refusing it is `require`'s verification). With `copy` that is normal for most public
+ * images: one `IMAGE_UNSIGNED` line per run gives the count ({@link unsignedSummary}), the report's
+ * entries the detail (all four counts 0); with `require`, a WARNING per image.
  *
  * @module
  */
@@ -14,6 +16,7 @@ import type { OperationSettings } from "../config/schema.ts";
 import type { Engine, EngineEvent, PlatformOutcome, SupplyChainCounts } from "../engine/engine.ts";
 import { formatReference } from "../registry/reference.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
+import type { TaskResult } from "./run_plan.ts";
 
 /**
  * The tags the plan listed (`repositories` entries), by source `registry/repository`, so the
@@ -81,7 +84,10 @@ export function supplyChainStep(
       signal,
       onEvent: emit,
     });
-    if (counts.signatures + counts.attestations + counts.sboms + counts.referrers === 0) {
+    const required = signaturesMode(options.operation) === "require";
+    if (
+      required && counts.signatures + counts.attestations + counts.sboms + counts.referrers === 0
+    ) {
       emit({
         kind: "step",
         code: "IMAGE_UNSIGNED",
@@ -91,4 +97,23 @@ export function supplyChainStep(
     }
     return counts;
   };
+}
+
+/**
+ * The run's one `IMAGE_UNSIGNED` line with `signatures: copy`: how many images at their destination
+ * carry nothing to carry (the report's entries name them), or null when none (or not `copy`).
+ */
+export function unsignedSummary(
+  results: readonly TaskResult[],
+  operation: Pick<OperationSettings, "engine" | "signatures">,
+): string | null {
+  if (signaturesMode(operation) !== "copy") return null;
+  const bare = results.filter((r) =>
+    r.carried &&
+    r.carried.signatures + r.carried.attestations + r.carried.sboms + r.carried.referrers === 0
+  );
+  if (bare.length === 0) return null;
+  return `${bare.length} of ${results.length} image x target carry no signature, attestation, ` +
+    "SBOM or referrer (signatures: copy mirrors them anyway; the report's entries show which: all " +
+    "four counts 0)";
 }

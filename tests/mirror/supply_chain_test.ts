@@ -15,8 +15,8 @@ import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
 import { buildReport, formatStatistics } from "../../lib/mirror/report.ts";
-import { runPlan } from "../../lib/mirror/run_plan.ts";
-import { signaturesMode, supplyChainStep } from "../../lib/mirror/supply_chain.ts";
+import { runPlan, type TaskResult } from "../../lib/mirror/run_plan.ts";
+import { signaturesMode, supplyChainStep, unsignedSummary } from "../../lib/mirror/supply_chain.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 
 const DIGEST = `sha256:${"b".repeat(64)}`;
@@ -107,12 +107,41 @@ Deno.test("supplyChainStep(): passes the repositories and artifactTypes; IMAGE_U
       ["team/app", "mirror/app", DIGEST, ["text/spdx+json"], ["1", "sha256-x.sig"]],
     ],
   );
+  // copy: no line per image (the run's one summary line: unsignedSummary).
+  assert.deepEqual(events, []);
+});
+
+Deno.test("supplyChainStep() with signatures: require warns per image that carries nothing", async () => {
+  const events: [number, EngineEvent][] = [];
+  const step = supplyChainStep(engine(() => Promise.resolve(NONE)), {
+    operation: { engine: "registry", signatures: "require" },
+    emit: (t, event) => events.push([t.id, event]),
+  });
+  assert.ok(step);
+  await step(task(0, "push"), DIGEST);
   assert.deepEqual(events, [[0, {
     kind: "step",
     code: "IMAGE_UNSIGNED",
     message:
       `src.example/team/app:0 (${DIGEST}) carries no signature, attestation, SBOM or referrer: nothing to carry to dst.example/mirror/app:0`,
   }]]);
+});
+
+Deno.test("unsignedSummary(): one line with the count under copy; none under skip or require", () => {
+  const result = (id: number, carried?: typeof NONE) =>
+    ({ task: task(id, "push"), status: "pushed", carried }) as unknown as TaskResult;
+  const results = [
+    ...Array.from({ length: 8 }, (_, i) => result(i, NONE)),
+    result(8, SOME),
+    result(9), // failed before its supply chain: not counted
+  ];
+  assert.equal(
+    unsignedSummary(results, { engine: "registry", signatures: "copy" }),
+    "8 of 10 image x target carry no signature, attestation, SBOM or referrer (signatures: copy mirrors them anyway; the report's entries show which: all four counts 0)",
+  );
+  assert.equal(unsignedSummary(results, { engine: "registry", signatures: "require" }), null);
+  assert.equal(unsignedSummary(results, { engine: "registry", signatures: "skip" }), null);
+  assert.equal(unsignedSummary([result(0, SOME)], { engine: "registry" }), null);
 });
 
 Deno.test("runPlan(): pushed and plan-`exists` tasks are synced; drift and failed are not; a failing step fails its task clearly", async () => {
