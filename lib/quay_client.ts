@@ -17,20 +17,18 @@ import { MirrorError } from "./errors.ts";
 import type { Code } from "./log/codes.ts";
 import type { Secrets } from "./log/redact.ts";
 import { parseRetryAfter, retry, retryPolicy, waitTooLongMessage } from "./retry.ts";
-import { HttpTransport } from "./registry/http_transport.ts";
+import { type HttpLimits, HttpTransport, limitsOf } from "./registry/http_transport.ts";
 import { readBodyCapped, readCapped, RegistryError } from "./registry/registry_error.ts";
 
 /** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
 const QUAY_ANSWER_CAP = 1024 * 1024;
 
 /** Options for {@link QuayClient}. */
-export interface QuayClientOptions {
+export interface QuayClientOptions extends HttpLimits {
   /** `https://quay.example.com`. */
   baseUrl: string;
   token: string;
   caFile?: string;
-  /** @default 30000 */
-  timeoutMs?: number;
   /** @default 3 */
   maxRetries?: number;
   /** @default 1000 */
@@ -106,7 +104,7 @@ export class QuayClient {
     this.#maxRetries = options.maxRetries ?? 3;
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
     this.#maxRetryWaitMs = options.maxRetryWaitMs ?? 300_000;
-    this.#http = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+    this.#http = new HttpTransport({ caFile: options.caFile, ...limitsOf(options) });
   }
 
   /** Who the token belongs to (`GET /api/v1/user/`); a refused token is LOGIN_FAILED. */

@@ -157,8 +157,22 @@ export const operationSchema = z.strictObject({
   cleanupLocalImages: z.boolean().default(false),
   /** Seconds one docker command may run before it is killed. */
   dockerTimeout: seconds(1, 86_400, 600),
-  /** Seconds one HTTP request (Quay API, registry metadata) may take. */
+  /** Seconds one HTTP request (Quay API, registry metadata, a blob stream) may stay silent. */
   apiTimeout: seconds(1, 3_600, 30),
+  /**
+   * Seconds one metadata request (manifest, tag-list page, referrers, token, Quay API, webhook:
+   * anything but a blob stream) may take in all, body included, however steadily it trickles.
+   * 60: a 4 MiB manifest needs 70 KB/s, the same floor as `minBlobRate`. 0: no deadline.
+   */
+  requestDeadline: seconds(0, 3_600, 60),
+  /**
+   * Bytes per second a blob stream must move, measured over each `blobRateGrace` window after
+   * the first (the grace). 64 KiB/s (512 kbit/s): slower than any working registry link, fast
+   * enough that a trickling source cannot hold the run (and its lock) for hours. 0: no minimum.
+   */
+  minBlobRate: z.number().int().min(0).max(1024 * 1024 * 1024).default(64 * 1024),
+  /** Seconds of grace before `minBlobRate` applies, and the window it is measured over. */
+  blobRateGrace: seconds(1, 3_600, 30),
   maxRetries: z.number().int().min(0).max(20).default(3),
   /** Seconds before the first retry (doubles each time, with jitter). */
   retryDelay: seconds(0, 3_600, 5),

@@ -20,6 +20,7 @@ import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
 import { ensureRepository, QuayClient, QuayError } from "../quay_client.ts";
+import { httpLimits } from "../registry/http_transport.ts";
 import type { Reference } from "../registry/reference.ts";
 import type { PlanTask, RepoState } from "./plan.ts";
 
@@ -79,7 +80,7 @@ export class QuayRepositories {
         baseUrl: `${registry.scheme}://${registry.host}`,
         token: registry.apiToken ?? "",
         caFile: registry.caFile,
-        timeoutMs: op.apiTimeout * 1000,
+        ...httpLimits(op),
         maxRetries: op.maxRetries,
         retryDelayMs: op.retryDelay * 1000,
         maxRetryWaitMs: op.maxRetryWait * 1000,

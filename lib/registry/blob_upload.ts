@@ -42,6 +42,8 @@ export interface RegistryCall {
   ok: number[];
   /** Do not retry (streamed bodies that cannot be re-opened). */
   once?: boolean;
+  /** A blob stream: a minimum rate instead of the metadata deadline (http_transport.ts). */
+  blob?: boolean;
 }
 
 /** Options for {@link BlobUploader}. */
@@ -234,6 +236,7 @@ export class BlobUploader {
         signal,
         ok: [202, 413],
         once: true,
+        blob: true,
       });
       await res.body?.cancel();
       if (res.status === 413) {

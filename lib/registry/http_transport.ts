@@ -23,12 +23,51 @@ import { redactUrl, RegistryError } from "./registry_error.ts";
 /** The `User-Agent` of every request bananna-bot sends (registry, token realm, Quay API, webhook, Pushgateway). */
 export const USER_AGENT = `bananna-bot/${VERSION}`;
 
+/**
+ * How long a request may take. Every request has the timeout on silence; besides, a metadata
+ * request (anything but a blob stream: manifests, tag-list pages, referrers, tokens, the Quay API,
+ * webhooks) must be complete, body included, within `deadlineMs`, and a blob stream must move at
+ * least `minBlobRate` bytes per second, measured over each `blobRateGraceMs` window after the first
+ * (`0` turns a bound off).
+ */
+export interface HttpLimits {
+  /** Time without progress (operation.apiTimeout). @default 30000 */
+  timeoutMs?: number;
+  /** Whole exchange of a metadata request (operation.requestDeadline). @default 60000 */
+  deadlineMs?: number;
+  /** Bytes per second a blob stream must move (operation.minBlobRate). @default 65536 */
+  minBlobRate?: number;
+  /** The grace, and the window the rate is measured over (operation.blobRateGrace). @default 30000 */
+  blobRateGraceMs?: number;
+}
+
+/** The {@link HttpLimits} of `operation` (seconds and bytes per second, as configured). */
+export function httpLimits(
+  operation: {
+    apiTimeout: number;
+    requestDeadline: number;
+    minBlobRate: number;
+    blobRateGrace: number;
+  },
+): HttpLimits {
+  return {
+    timeoutMs: operation.apiTimeout * 1000,
+    deadlineMs: operation.requestDeadline * 1000,
+    minBlobRate: operation.minBlobRate,
+    blobRateGraceMs: operation.blobRateGrace * 1000,
+  };
+}
+
+/** The {@link HttpLimits} fields of `options` alone. */
+export function limitsOf(options: HttpLimits): HttpLimits {
+  const { timeoutMs, deadlineMs, minBlobRate, blobRateGraceMs } = options;
+  return { timeoutMs, deadlineMs, minBlobRate, blobRateGraceMs };
+}
+
 /** Options for {@link HttpTransport}. */
-export interface HttpTransportOptions {
+export interface HttpTransportOptions extends HttpLimits {
   /** PEM CA bundle to trust in addition to the system roots. */
   caFile?: string;
-  /** Time without progress until response headers, per request. @default 30000 */
-  timeoutMs?: number;
 }
 
 /** One request. */
@@ -52,6 +91,11 @@ export interface HttpRequest {
    * the write guard. @default true for every method but GET and HEAD (lib/write_guard.ts)
    */
   guarded?: boolean;
+  /**
+   * A blob stream (a blob GET; an upload body is one by itself): held to the minimum rate, not to
+   * the metadata deadline ({@link HttpLimits}).
+   */
+  blob?: boolean;
 }
 
 /** Answers that came from another origin than their request's, after a redirect. */
@@ -72,10 +116,16 @@ export function redirectedAway(res: Response): boolean {
 export class HttpTransport {
   #client?: Deno.HttpClient;
   #timeoutMs: number;
+  #deadlineMs: number;
+  #minBlobRate: number;
+  #graceMs: number;
 
   /** Create the transport (reads the CA file at once, so a bad path fails early). */
   constructor(options: HttpTransportOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#deadlineMs = options.deadlineMs ?? 60_000;
+    this.#minBlobRate = options.minBlobRate ?? 65_536;
+    this.#graceMs = options.blobRateGraceMs ?? 30_000;
     if (options.caFile) {
       let pem: string;
       try {
@@ -113,7 +163,7 @@ export class HttpTransport {
         body: body ? await body() : undefined,
         redirect: "manual",
         signal: request.signal,
-      }, guarded ? () => checkWrite(what) : undefined);
+      }, { guard: guarded ? () => checkWrite(what) : undefined, blob: request.blob ?? false });
       if (![301, 302, 303, 307, 308].includes(res.status)) {
         if (away) crossOriginAnswers.add(res);
         return res;
@@ -159,12 +209,24 @@ export class HttpTransport {
   async #fetchWithTimeout(
     url: URL,
     init: RequestInit,
-    guard?: () => Promise<void>,
+    options: { guard?: () => Promise<void>; blob: boolean },
   ): Promise<Response> {
+    const { guard } = options;
     const outer = init.signal ?? undefined;
     const timeout = new AbortController();
     const limit = this.#timeoutMs;
     let timedOut = false;
+    // Besides silence: a metadata request's whole exchange has a deadline, a blob stream a
+    // minimum rate (HttpLimits). `bound` says which one ended it.
+    const blob = options.blob || init.body instanceof ReadableStream;
+    let bound = "";
+    let moved = 0;
+    const end = (why: string) => {
+      bound = why;
+      timedOut = true;
+      timeout.abort(new DOMException("timed out", "TimeoutError"));
+    };
+    const bounds = blob ? this.#rateWatch(() => moved, end) : this.#deadlineWatch(end);
     // Until the response headers arrive, `limit` ms without progress aborts: with no body that is
     // the whole wait; a streamed body (a blob upload) counts as progress with every chunk sent, so
     // a large layer may take as long as it needs while a stalled one still fails.
@@ -192,6 +254,7 @@ export class HttpTransport {
           async transform(chunk, controller) {
             await guard?.();
             lastProgress = performance.now();
+            moved += chunk.length;
             controller.enqueue(chunk);
           },
         }),
@@ -207,13 +270,19 @@ export class HttpTransport {
         { status: 0, cause, retryable },
       );
     let res: Response;
+    const stop = () => {
+      clearTimeout(timer);
+      bounds();
+    };
     try {
       res = await fetch(url, { ...init, body, signal, client: this.#client });
     } catch (cause) {
-      clearTimeout(timer);
+      stop();
       if (outer?.aborted) throw outer.reason ?? cause;
       const tls = !timedOut && isTlsFailure(cause);
-      const what = timedOut
+      const what = bound
+        ? bound
+        : timedOut
         ? streamed
           ? `no progress for ${
             limit / 1000
@@ -227,7 +296,7 @@ export class HttpTransport {
       throw failure(what, cause, !tls);
     }
     if (!res.body || [101, 204, 205, 304].includes(res.status)) {
-      clearTimeout(timer);
+      stop();
       return res;
     }
     // The answer's body is watched the same way: a registry that stops sending mid-body fails
@@ -239,27 +308,81 @@ export class HttpTransport {
         try {
           const { done, value } = await reader.read();
           if (done) {
-            clearTimeout(timer);
+            stop();
             controller.close();
             return;
           }
           lastProgress = performance.now();
+          moved += value.length;
           controller.enqueue(value);
         } catch (cause) {
-          clearTimeout(timer);
+          stop();
           controller.error(
             timedOut && !outer?.aborted
-              ? failure(`no progress for ${limit / 1000} s (apiTimeout) while reading the answer`)
+              ? failure(
+                bound ||
+                  `no progress for ${limit / 1000} s (apiTimeout) while reading the answer`,
+              )
               : cause,
           );
         }
       },
       cancel(reason) {
-        clearTimeout(timer);
+        stop();
         return reader.cancel(reason);
       },
     });
     return new Response(watched, { status: res.status, headers: res.headers });
+  }
+
+  /** The metadata deadline: `end` is called once it passes; returns the stop. */
+  #deadlineWatch(end: (why: string) => void): () => void {
+    const ms = this.#deadlineMs;
+    if (!(ms > 0)) return () => {};
+    const id = setTimeout(
+      () => end(`no complete answer within ${ms / 1000} s (operation.requestDeadline)`),
+      ms,
+    );
+    Deno.unrefTimer(id);
+    return () => clearTimeout(id);
+  }
+
+  /**
+   * The blob rate: after the grace, each window of the grace's length must move `minBlobRate`
+   * bytes per second on average, else `end` is called; returns the stop.
+   */
+  #rateWatch(moved: () => number, end: (why: string) => void): () => void {
+    const rate = this.#minBlobRate;
+    const window = this.#graceMs;
+    if (!(rate > 0) || !(window > 0)) return () => {};
+    let mark = 0;
+    let id: ReturnType<typeof setTimeout>;
+    const check = (first: boolean) => {
+      const now = moved();
+      const need = (rate * window) / 1000;
+      // The first window is the grace: it may be slow (TLS, a cold cache upstream).
+      if (!first && now - mark < need) {
+        end(
+          `moved ${now - mark} bytes in ${
+            window / 1000
+          } s, under the minimum of ${rate} bytes/s (operation.minBlobRate)`,
+        );
+        return;
+      }
+      mark = now;
+      arm();
+    };
+    let first = true;
+    const arm = () => {
+      id = setTimeout(() => {
+        const wasFirst = first;
+        first = false;
+        check(wasFirst);
+      }, window);
+      Deno.unrefTimer(id);
+    };
+    arm();
+    return () => clearTimeout(id);
   }
 
   /** Release the connection pool. */

@@ -31,7 +31,7 @@ import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./mani
 import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import { errorFromResponse, isRetryable, readBodyCapped, RegistryError } from "./registry_error.ts";
-import { type HttpRequest, HttpTransport } from "./http_transport.ts";
+import { type HttpLimits, type HttpRequest, HttpTransport, limitsOf } from "./http_transport.ts";
 import type { ImageStore, ManifestBytes, ManifestHead } from "./image_store.ts";
 import {
   blobPath,
@@ -42,14 +42,12 @@ import {
 } from "./registry_paths.ts";
 
 /** Options for {@link RegistryClient}. */
-export interface RegistryClientOptions {
+export interface RegistryClientOptions extends HttpLimits {
   /** Registry name as in references: `docker.io`, `quay.io`, `127.0.0.1:5000`. */
   host: string;
   scheme: "http" | "https";
   caFile?: string;
   credential?: Credential | null;
-  /** Time until response headers, per request. @default 30000 */
-  timeoutMs?: number;
   /** @default 3 */
   maxRetries?: number;
   /** @default 1000 */
@@ -93,7 +91,7 @@ export class RegistryClient implements ImageStore {
   constructor(options: RegistryClientOptions) {
     this.host = options.host;
     this.#base = `${options.scheme}://${apiHost(options.host)}`;
-    this.#http = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+    this.#http = new HttpTransport({ caFile: options.caFile, ...limitsOf(options) });
     const secrets = options.secrets;
     const credential = options.credential ?? null;
     if (credential?.kind === "basic") secrets.addBasic(credential.username, credential.password);
@@ -288,6 +286,7 @@ export class RegistryClient implements ImageStore {
       repository,
       signal,
       ok: [200],
+      blob: true,
     });
     if (!res.body) {
       throw new RegistryError("IMAGE_PULL_FAILED", `blob ${digest}: empty body`, {
@@ -416,6 +415,7 @@ export class RegistryClient implements ImageStore {
         headers: call.headers,
         body: call.body,
         signal: call.signal,
+        blob: call.blob,
       };
       const res = await this.#auth.send(request, scopes);
       if (call.ok.includes(res.status)) return res;

@@ -14,6 +14,7 @@
 import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
 import { Bandwidth, type BandwidthUsage } from "./bandwidth.ts";
+import { type HttpLimits, httpLimits, limitsOf } from "./http_transport.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { RegistryClient } from "./registry_client.ts";
 import { ThrottledClient } from "./throttled_client.ts";
@@ -33,11 +34,9 @@ export interface HostSettings {
 }
 
 /** Options for {@link RegistryHosts}. */
-export interface RegistryHostsOptions {
+export interface RegistryHostsOptions extends HttpLimits {
   /** Configured hosts; when a host appears twice, the first entry wins. */
   hosts: HostSettings[];
-  /** Time until response headers, per request, in ms. */
-  timeoutMs: number;
   /** Retries for failures that may pass (0 = one attempt). */
   maxRetries: number;
   /** First delay between retries, in ms. */
@@ -60,6 +59,9 @@ export interface RegistryHostsOptions {
 /** The run-wide settings {@link RegistryHosts} takes, as `operation` writes them (seconds). */
 export interface OperationLimits {
   apiTimeout: number;
+  requestDeadline: number;
+  minBlobRate: number;
+  blobRateGrace: number;
   maxRetries: number;
   retryDelay: number;
   maxRetryWait: number;
@@ -70,7 +72,7 @@ export interface OperationLimits {
 /** {@link RegistryHostsOptions} from the config's `operation` (seconds to ms). */
 export function hostLimits(op: OperationLimits): Pick<
   RegistryHostsOptions,
-  | "timeoutMs"
+  | keyof HttpLimits
   | "maxRetries"
   | "retryDelayMs"
   | "maxRetryWaitMs"
@@ -78,7 +80,7 @@ export function hostLimits(op: OperationLimits): Pick<
   | "maxBytesPerSecond"
 > {
   return {
-    timeoutMs: op.apiTimeout * 1000,
+    ...httpLimits(op),
     maxRetries: op.maxRetries,
     retryDelayMs: op.retryDelay * 1000,
     maxRetryWaitMs: op.maxRetryWait * 1000,
@@ -135,7 +137,7 @@ export class RegistryHosts {
       scheme: connection.scheme,
       caFile: connection.caFile,
       credential,
-      timeoutMs: o.timeoutMs,
+      ...limitsOf(o),
       maxRetries: o.maxRetries,
       retryDelayMs: o.retryDelayMs,
       maxManifestBytes: o.maxManifestBytes,
