@@ -3,11 +3,13 @@
  * nobody reads the previous night's success as this run's. A SIGTERM while the first request to
  * the source stalls (logins / planning): exit 130, the report marked interrupted with this run's
  * start, `MIRROR_INTERRUPTED` in the log, the metrics' exit code 130. A login refused with
- * `continueOnError: false`: exit 1, the report marked stopped with the code, no password in it.
+ * `continueOnError: false`: exit 1, the report marked stopped with the code, no password in it; the
+ * same for an import (the session is mirror's).
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import type { Report } from "../../lib/mirror/report.ts";
+import { airgapCli, airgapConfig } from "../support/airgap.ts";
 import { cliArgv, runMirrorConfig } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
@@ -147,6 +149,48 @@ Deno.test({
       assert.ok(report.startedAt >= before, report.startedAt);
       assert.equal(report.stopped?.code, "LOGIN_FAILED");
       assert.match(report.stopped?.message ?? "", new RegExp(dst.host.replace(/\./g, "\\.")));
+      assert.deepEqual(report.entries, []);
+      assert.match(run.stdout, /Stopped early: +\[LOGIN_FAILED\]/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `an import whose login is refused (continueOnError off): exit 1, report replaced, marked stopped${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    await pushTestImage(src, "team/app:1", { kind: "oci", seed: 73 });
+    const dir = await Deno.makeTempDir({ prefix: "bb-stop-import-" });
+    const wrong = "wrong-password-7b21f0";
+    try {
+      const config = airgapConfig(dst, { [`${src.host}/team/app:1`]: { targets: ["dr"] } }, {
+        log: { dir: "./logs" },
+        operation: { engine: "registry", continueOnError: false, retryDelay: 0.05 },
+      });
+      const exported = await airgapCli(dir, ["export", "--to", `${dir}/out`], {
+        config,
+        env: { DST_PASSWORD: wrong }, // an export never contacts the targets
+      });
+      assert.equal(exported.code, 0, exported.stdout + exported.stderr);
+      await seedPrevious(dir);
+      const before = new Date().toISOString();
+      const run = await airgapCli(dir, ["import", "--from", `${dir}/out`], {
+        config,
+        env: { DST_PASSWORD: wrong },
+      });
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      const last = await Deno.readTextFile(`${dir}/logs/last-report.json`);
+      assert.ok(!last.includes(wrong));
+      const report: Report = JSON.parse(last);
+      assert.deepEqual(run.report, report);
+      assert.equal(report.interrupted, false);
+      assert.ok(report.startedAt >= before, report.startedAt);
+      assert.equal(report.stopped?.code, "LOGIN_FAILED");
       assert.deepEqual(report.entries, []);
       assert.match(run.stdout, /Stopped early: +\[LOGIN_FAILED\]/);
     } finally {
