@@ -44,6 +44,16 @@ const exportedImage = z.object({
   /** The target registries' names in the exporting config. */
   targets: z.array(z.string()),
   description: z.string().optional(),
+  /**
+   * `platforms` of the entry: the platforms wanted, how, and what the layout holds of the index
+   * (`kept`; null: a single image). Import mirrors the same platforms unless its config says.
+   */
+  platforms: z.object({
+    wanted: z.array(z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/)).min(1),
+    mode: z.enum(["sparse", "rewrite"]),
+    kept: z.array(z.string()).nullable(),
+    skipped: z.array(z.string()),
+  }).optional(),
   /** What the export carried of its supply chain (`signatures: copy|require`; issue 13). */
   supplyChain: z.object({
     signatures: size,

@@ -124,6 +124,7 @@ export async function runExport(options: ExportRunOptions, startedAt: Date): Pro
         recorded,
         known,
         carried: carriedByRef(run.results),
+        platforms: platformsByRef(run.results),
       });
     }
     return report;
@@ -272,6 +273,24 @@ function carriedByRef(
   return out;
 }
 
+/** The platform set of each exported image mirrored for some platforms, by source reference. */
+function platformsByRef(
+  results: readonly TaskResult[],
+): Map<string, NonNullable<ExportedImage["platforms"]>> {
+  const out = new Map<string, NonNullable<ExportedImage["platforms"]>>();
+  for (const result of results) {
+    const wanted = result?.task.platforms;
+    if (!wanted) continue;
+    out.set(formatReference(result.task.source), {
+      wanted: [...wanted.wanted],
+      mode: wanted.mode,
+      kept: result.platforms?.kept ?? null,
+      skipped: result.platforms?.skipped ?? [],
+    });
+  }
+  return out;
+}
+
 function knownBlobs(
   prev: LoadedExportManifest | null,
 ): Map<string, KnownBlob> {
@@ -297,6 +316,8 @@ async function writeManifest(
     known: Map<string, KnownBlob>;
     /** Supply-chain counts by full source reference. */
     carried: Map<string, NonNullable<ExportedImage["supplyChain"]>>;
+    /** Platform sets by full source reference. */
+    platforms: Map<string, NonNullable<ExportedImage["platforms"]>>;
   },
 ): Promise<ExportManifest> {
   const artifacts: ExportedArtifact[] = [];
@@ -319,6 +340,8 @@ async function writeManifest(
     if (record?.description) image.description = record.description;
     const carried = context.carried.get(ref);
     if (carried) image.supplyChain = carried;
+    const platforms = context.platforms.get(ref);
+    if (platforms) image.platforms = platforms;
     return image;
   }).sort((a, b) => a.ref.localeCompare(b.ref));
   artifacts.sort((a, b) => a.ref.localeCompare(b.ref));

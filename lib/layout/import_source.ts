@@ -109,13 +109,31 @@ export async function openImportSource(
   }
   const refs = new Set(manifest.images.map((i) => i.ref));
   const repos = new Set(manifest.images.map((i) => i.ref.replace(/[:@][^/]*$/, "")));
-  const images = selected.images.filter((i) => refs.has(formatReference(i.source)));
+  // An export made for some platforms holds only those children: the import mirrors the same
+  // platforms unless its own config names them.
+  const wanted = new Map<string, string[]>();
+  for (const image of manifest.images) {
+    if (!image.platforms) continue;
+    wanted.set(image.ref, image.platforms.wanted);
+    wanted.set(image.ref.replace(/[:@][^/]*$/, ""), image.platforms.wanted);
+  }
+  const images = selected.images.filter((i) => refs.has(formatReference(i.source))).map((i) => {
+    const exported = wanted.get(formatReference(i.source));
+    return i.platforms || !exported ? i : { ...i, platforms: exported };
+  });
   const repositories = selected.repositories.filter((r) =>
     repos.has(`${r.source.registry}/${r.source.repository}`)
-  );
+  ).map((r) => {
+    const exported = wanted.get(`${r.source.registry}/${r.source.repository}`);
+    return r.platforms || !exported ? r : { ...r, platforms: exported };
+  });
   const missing = [
-    ...selected.images.filter((i) => !images.includes(i)).map((i) => formatReference(i.source)),
-    ...selected.repositories.filter((r) => !repositories.includes(r)).map((r) => r.key),
+    ...selected.images.filter((i) => !refs.has(formatReference(i.source))).map((i) =>
+      formatReference(i.source)
+    ),
+    ...selected.repositories.filter((r) =>
+      !repos.has(`${r.source.registry}/${r.source.repository}`)
+    ).map((r) => r.key),
   ];
   if (images.length === 0 && repositories.length === 0) {
     throw new UsageError(
