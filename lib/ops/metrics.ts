@@ -106,6 +106,20 @@ export function metricsText(input: RunMetricsInput): string {
       samples: [{ value: entries.reduce((sum, e) => sum + e.bytesUploaded, 0) }],
     },
   ];
+  const some = entries.filter((e) => e.platforms?.kept);
+  if (some.length > 0) {
+    const count = (key: "kept" | "skipped") =>
+      some.reduce((n, e) => n + (e.platforms?.[key]?.length ?? 0), 0);
+    families.push({
+      name: "bananna_bot_platforms",
+      help:
+        "Platforms of the indexes the last mirror run mirrored with `platforms`: kept (at the destination) and skipped (left out).",
+      samples: [
+        { labels: { kind: "kept" }, value: count("kept") },
+        { labels: { kind: "skipped" }, value: count("skipped") },
+      ],
+    });
+  }
   const targets = [...new Set([...input.targets, ...entries.map((e) => e.target)])].sort();
   if (targets.length > 0) {
     families.push({

@@ -148,3 +148,48 @@ Deno.test("parseLastSuccess(): the value, or 0 when missing or not a sane time",
   assert.equal(parseLastSuccess(null), 0);
   assert.equal(escapeLabel('a"b\\c\nd'), 'a\\"b\\\\c\\nd');
 });
+
+Deno.test("metricsText(): platforms kept and skipped over the entries mirrored with platforms", async () => {
+  const platforms = (kept: string[] | null, skipped: string[]) => ({
+    wanted: ["linux/amd64"],
+    mode: "sparse" as const,
+    kept,
+    skipped,
+    sourceDigest: null,
+  });
+  const text = metricsText({
+    report: report([
+      { ...entry("prod", "pushed"), platforms: platforms(["linux/amd64"], ["linux/arm64"]) },
+      {
+        ...entry("prod", "exists"),
+        platforms: platforms(["linux/amd64"], ["linux/arm64", "linux/s390x"]),
+      },
+      { ...entry("prod", "failed"), platforms: platforms(null, []) },
+      entry("prod", "pushed"),
+    ]),
+    exitCode: 1,
+    startedAt: new Date("2026-11-30T05:00:00.000Z"),
+    endedAt: new Date("2026-11-30T05:00:01.000Z"),
+    targets: ["prod"],
+    previousLastSuccess: 0,
+  });
+  const lines = text.split("\n").filter((l) => l.startsWith("bananna_bot_platforms"));
+  assert.deepEqual(lines, [
+    'bananna_bot_platforms{kind="kept"} 2',
+    'bananna_bot_platforms{kind="skipped"} 3',
+  ]);
+  const check = await runProcess("promtool", ["check", "metrics"], { stdin: text });
+  assert.equal(check.code, 0, check.stdout + check.stderr);
+  // No entry with platforms: no such family.
+  assert.doesNotMatch(
+    metricsText({
+      report: report([entry("prod", "pushed")]),
+      exitCode: 0,
+      startedAt: new Date(0),
+      endedAt: new Date(0),
+      targets: [],
+      previousLastSuccess: 0,
+    }),
+    /bananna_bot_platforms/,
+  );
+});
