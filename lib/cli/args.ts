@@ -5,6 +5,7 @@
  * @module
  */
 import { parseArgs as parse } from "node:util";
+import { closest } from "../config/schema_issues.ts";
 import { UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { HELPS, MAIN_HELP, MIRROR_HELP, REPORT_HELP, VALIDATE_HELP } from "./help_text.ts";
@@ -108,6 +109,70 @@ const OPTIONS = {
 } as const;
 
 /**
+ * Every command and the options it takes (besides --help and --version, which every command
+ * takes). An option given to a command that does not list it is a usage error; the synopsis in
+ * docs/commands.md and each command's help are checked against this table.
+ */
+export const COMMAND_OPTIONS = {
+  mirror: [
+    "config",
+    "dry-run",
+    "only",
+    "report",
+    "non-interactive",
+    "shard",
+    "shards",
+    "openshift-mirror-sets",
+    "metrics-file",
+  ],
+  validate: ["config", "strict"],
+  report: ["merge", "output", "openshift-mirror-sets"],
+  export: ["config", "to", "since", "part-size", "dry-run", "only", "report", "non-interactive"],
+  import: [
+    "config",
+    "from",
+    "dry-run",
+    "only",
+    "report",
+    "non-interactive",
+    "openshift-mirror-sets",
+  ],
+} as const satisfies Record<string, readonly (keyof typeof OPTIONS)[]>;
+
+/** The name of a command that runs (not help). */
+export type CommandName = keyof typeof COMMAND_OPTIONS;
+
+/** Every option as written on the command line (`--config`, ...), for the parser's users. */
+export const OPTION_NAMES: string[] = Object.keys(OPTIONS).map((name) => `--${name}`);
+
+const HELP_OF: Record<CommandName, string> = {
+  mirror: MIRROR_HELP,
+  validate: VALIDATE_HELP,
+  report: REPORT_HELP,
+  export: HELPS.export,
+  import: HELPS.import,
+};
+
+/** `word` as a command name, or a UsageError with the commands and the nearest one. */
+function commandName(word: string): CommandName {
+  if (Object.hasOwn(COMMAND_OPTIONS, word)) return word as CommandName;
+  const names = [...Object.keys(COMMAND_OPTIONS), "help"];
+  const near = closest(word, names);
+  throw new UsageError(
+    `unknown command "${word}"${near ? ` (did you mean "${near}"?)` : ""} (commands: ${
+      names.join(", ")
+    })`,
+  );
+}
+
+/** node's "Unknown option '--x'" with the nearest option, when one is near. */
+function unknownOption(message: string): string {
+  const option = /^Unknown option '(--[^']+)'/.exec(message)?.[1];
+  const near = option ? closest(option, OPTION_NAMES) : undefined;
+  return near ? `${message} (did you mean ${near}?)` : message;
+}
+
+/**
  * `--shard -1/2` as `--shard=-1/2`: a value that starts with "-" and a digit is a (bad) value,
  * never an option, so it reaches the option's own check and its message.
  */
@@ -128,74 +193,65 @@ function joinDashValues(argv: string[]): string[] {
   return out;
 }
 
+/**
+ * `deno task mirror -- --dry-run` runs `main.ts mirror -- --dry-run`: Deno 2 passes the `--` on.
+ * No command takes positional arguments after its name, so a `--` first or right after the command
+ * is that separator and is dropped.
+ */
+function dropTaskSeparator(argv: string[]): string[] {
+  if (argv[0] === "--") return argv.slice(1);
+  if (argv[1] === "--" && !argv[0].startsWith("-")) return [argv[0], ...argv.slice(2)];
+  return argv;
+}
+
 /** Parse argv into a Command. @throws {UsageError} */
 export function parseArgs(argv: string[]): Command {
   let values: Record<string, string | boolean | string[] | undefined>;
   let positionals: string[];
   try {
     ({ values, positionals } = parse({
-      args: joinDashValues(argv),
+      args: joinDashValues(dropTaskSeparator(argv)),
       strict: true,
       allowPositionals: true,
       options: OPTIONS,
     }));
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
-    throw new UsageError(message.replace(/\. To specify a positional argument.*$/s, ""));
+    throw new UsageError(
+      unknownOption(message.replace(/\. To specify a positional argument.*$/s, "")),
+    );
   }
   const [command, ...rest] = positionals;
   if (values.version) return { kind: "version", text: `bananna-bot ${VERSION}` };
   if (command === "help") {
-    const topic = rest[0];
+    if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}"`);
     return {
       kind: "help",
-      text: topic === "mirror"
-        ? MIRROR_HELP
-        : topic === "validate"
-        ? VALIDATE_HELP
-        : topic === "report"
-        ? REPORT_HELP
-        : HELPS[topic ?? ""] ?? MAIN_HELP,
+      text: rest[0] === undefined ? MAIN_HELP : HELP_OF[commandName(rest[0])],
     };
   }
   if (command === undefined) {
     if (values.help) return { kind: "help", text: MAIN_HELP };
-    throw new UsageError("no command given (mirror, validate or report)");
+    throw new UsageError("no command given (mirror, validate, report, export or import)");
   }
-  if (values.strict && command !== "validate") {
-    throw new UsageError(`--strict is an option of validate, not ${command}`);
-  }
-  if (command === "export" || command === "import") return airgapCommand(command, rest, values);
-  for (const flag of ["to", "from", "since", "part-size"]) {
-    if (values[flag] !== undefined) {
-      throw new UsageError(`--${flag} is an option of export/import, not ${command ?? "this"}`);
-    }
-  }
-  if (command !== "mirror" && command !== "validate" && command !== "report") {
+  const name = commandName(command);
+  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  const takes: readonly string[] = COMMAND_OPTIONS[name];
+  for (const [flag, value] of Object.entries(values)) {
+    if (value === undefined || flag === "help" || takes.includes(flag)) continue;
+    const owners = Object.entries(COMMAND_OPTIONS).filter(([, o]) =>
+      (o as readonly string[]).includes(flag)
+    ).map(([c]) => c);
     throw new UsageError(
-      `unknown command "${command}" (commands: mirror, validate, report, export, import, help)`,
+      `--${flag} is not an option of ${name} (it is an option of ${owners.join(", ")})`,
     );
   }
-  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-  if (values.help) {
-    const text = { mirror: MIRROR_HELP, validate: VALIDATE_HELP, report: REPORT_HELP }[command];
-    return { kind: "help", text };
-  }
-  if (command === "report") return reportCommand(values);
-  for (const flag of ["merge", "output"]) {
-    if (values[flag] !== undefined) {
-      throw new UsageError(`--${flag} is an option of report, not ${command}`);
-    }
-  }
+  if (values.help) return { kind: "help", text: HELP_OF[name] };
+  if (name === "export" || name === "import") return airgapCommand(name, values);
+  if (name === "report") return reportCommand(values);
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
-  if (command === "validate") {
-    const mirrorFlags = ["dry-run", "only", "report", "non-interactive", "shard", "shards"];
-    for (const flag of [...mirrorFlags, "metrics-file", "openshift-mirror-sets"]) {
-      if (values[flag] !== undefined) {
-        throw new UsageError(`--${flag} is an option of mirror, not validate`);
-      }
-    }
+  if (name === "validate") {
     return { kind: "validate", config, ...(values.strict ? { strict: true } : {}) };
   }
   return {
@@ -227,20 +283,6 @@ function mirrorSetsFlag(value: unknown, shard?: unknown): { openshiftMirrorSets?
 function reportCommand(
   values: Record<string, string | boolean | string[] | undefined>,
 ): ReportCommand {
-  for (
-    const flag of [
-      "config",
-      "dry-run",
-      "only",
-      "report",
-      "non-interactive",
-      "shard",
-      "shards",
-      "metrics-file",
-    ]
-  ) {
-    if (values[flag] !== undefined) throw new UsageError(`--${flag} is not an option of report`);
-  }
   const merge = values.merge as string | undefined;
   if (!merge) throw new UsageError("report needs --merge DIR (the log dir of the shard reports)");
   const output = values.output as string | undefined;
@@ -258,18 +300,8 @@ function metricsFileOption(value: unknown): { metricsFile?: string } {
 /** `export` and `import`: their own flags, the shared ones as for mirror. */
 function airgapCommand(
   command: "export" | "import",
-  rest: string[],
   values: Record<string, string | boolean | string[] | undefined>,
 ): Command {
-  if (values.help) return { kind: "help", text: HELPS[command] };
-  if (rest.length > 0) throw new UsageError(`unexpected argument "${rest[0]}"`);
-  const refused = ["shard", "shards", "merge", "output", "metrics-file"];
-  if (command === "export") refused.push("openshift-mirror-sets");
-  for (const flag of refused) {
-    if (values[flag] !== undefined) {
-      throw new UsageError(`--${flag} is not an option of ${command}`);
-    }
-  }
   const config = values.config as string | undefined;
   if (config === "") throw new UsageError("--config needs a path");
   const common = {
@@ -279,10 +311,6 @@ function airgapCommand(
     report: values.report as string | undefined,
     nonInteractive: Boolean(values["non-interactive"]),
   };
-  const wrong = command === "export" ? "from" : "to";
-  if (values[wrong] !== undefined) {
-    throw new UsageError(`--${wrong} is not an option of ${command} (see ${command} --help)`);
-  }
   if (command === "export") {
     const to = values.to as string | undefined;
     if (!to) throw new UsageError("export needs --to DIR (the layout directory to write)");
@@ -296,11 +324,6 @@ function airgapCommand(
       ...(partSize !== undefined ? { partSize } : {}),
       ...common,
     };
-  }
-  for (const flag of ["since", "part-size"]) {
-    if (values[flag] !== undefined) {
-      throw new UsageError(`--${flag} is an option of export, not import`);
-    }
   }
   const from = values.from as string | undefined;
   if (!from) {

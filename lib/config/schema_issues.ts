@@ -46,7 +46,8 @@ function sectionOf(path: readonly PropertyKey[]): string {
   return "";
 }
 
-function closest(word: string, candidates: string[]): string | undefined {
+/** The candidate nearest to `word` by edit distance, when it is near enough to be a typo. */
+export function closest(word: string, candidates: string[]): string | undefined {
   let best: string | undefined;
   let bestScore = Infinity;
   for (const c of candidates) {

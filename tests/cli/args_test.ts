@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { parseArgs } from "../../lib/cli/args.ts";
+import { COMMAND_OPTIONS, OPTION_NAMES, parseArgs } from "../../lib/cli/args.ts";
 import { UsageError } from "../../lib/errors.ts";
 
 Deno.test("parseArgs() reads mirror options", () => {
@@ -48,9 +48,24 @@ Deno.test("parseArgs() reads mirror options", () => {
 Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", async (t) => {
   const rows: [string[], RegExp][] = [
     [["mirror", "--bogus"], /--bogus/],
-    [["deploy"], /unknown command "deploy"/],
-    [["validate", "--dry-run"], /--dry-run is an option of mirror/],
-    [["validate", "--metrics-file", "m.prom"], /--metrics-file is an option of mirror/],
+    [
+      ["deploy"],
+      /unknown command "deploy" \(commands: mirror, validate, report, export, import, help\)/,
+    ],
+    [["mirorr"], /unknown command "mirorr" \(did you mean "mirror"\?\)/],
+    [["help", "foo"], /unknown command "foo"/],
+    [["help", "exprot"], /unknown command "exprot" \(did you mean "export"\?\)/],
+    [["help", "mirror", "extra"], /unexpected argument "extra"/],
+    [["mirror", "--dry-rum"], /Unknown option '--dry-rum' \(did you mean --dry-run\?\)/],
+    [["validate", "--confg", "x.yaml"], /Unknown option '--confg' \(did you mean --config\?\)/],
+    [
+      ["validate", "--dry-run"],
+      /--dry-run is not an option of validate \(it is an option of mirror, export, import\)/,
+    ],
+    [
+      ["validate", "--metrics-file", "m.prom"],
+      /--metrics-file is not an option of validate \(it is an option of mirror\)/,
+    ],
     [["mirror", "--metrics-file", ""], /--metrics-file needs a path/],
     [["mirror", "extra"], /unexpected argument "extra"/],
     [["mirror", "--config"], /--config/],
@@ -58,7 +73,7 @@ Deno.test("parseArgs() refuses bad usage with a UsageError naming the problem", 
     [["mirror", "--openshift-mirror-sets", ""], /--openshift-mirror-sets needs a path/],
     [
       ["validate", "--openshift-mirror-sets", "x"],
-      /--openshift-mirror-sets is an option of mirror/,
+      /--openshift-mirror-sets is not an option of validate \(it is an option of mirror, report, import\)/,
     ],
     [["mirror", "--openshift-mirror-sets", "x", "--shards", "3"], /a shard knows only its own/],
   ];
@@ -87,8 +102,14 @@ Deno.test("parseArgs() reads mirror --shard/--shards and report --merge/--output
     [["report"], /report needs --merge DIR/],
     [["report", "--merge", "logs", "--config", "c.yaml"], /--config is not an option of report/],
     [["report", "--merge", "logs", "--shard", "0/2"], /--shard is not an option of report/],
-    [["mirror", "--merge", "logs"], /--merge is an option of report, not mirror/],
-    [["validate", "--shards", "2"], /--shards is an option of mirror, not validate/],
+    [
+      ["mirror", "--merge", "logs"],
+      /--merge is not an option of mirror \(it is an option of report\)/,
+    ],
+    [
+      ["validate", "--shards", "2"],
+      /--shards is not an option of validate \(it is an option of mirror\)/,
+    ],
   ];
   for (const [argv, message] of rows) {
     await t.step(argv.join(" "), () => {
@@ -144,17 +165,29 @@ Deno.test("parseArgs() reads export and import, and refuses their flags elsewher
   const refused: [string[], RegExp][] = [
     [["export"], /export needs --to DIR/],
     [["import"], /import needs --from DIR/],
-    [["export", "--to", "o", "--from", "x"], /--from is not an option of export/],
+    [
+      ["export", "--to", "o", "--from", "x"],
+      /--from is not an option of export \(it is an option of import\)/,
+    ],
     [["import", "--from", "x", "--to", "o"], /--to is not an option of import/],
-    [["import", "--from", "x", "--since", "p"], /--since is an option of export, not import/],
-    [["import", "--from", "x", "--part-size", "4G"], /--part-size is an option of export/],
+    [
+      ["import", "--from", "x", "--since", "p"],
+      /--since is not an option of import \(it is an option of export\)/,
+    ],
+    [
+      ["import", "--from", "x", "--part-size", "4G"],
+      /--part-size is not an option of import \(it is an option of export\)/,
+    ],
     [
       ["export", "--to", "o", "--openshift-mirror-sets", "s"],
       /--openshift-mirror-sets is not an option of export/,
     ],
     [["export", "--to", "o", "--shard", "0/2"], /--shard is not an option of export/],
-    [["mirror", "--to", "o"], /--to is an option of export\/import, not mirror/],
-    [["mirror", "--part-size", "4G"], /--part-size is an option of export\/import, not mirror/],
+    [["mirror", "--to", "o"], /--to is not an option of mirror \(it is an option of export\)/],
+    [
+      ["mirror", "--part-size", "4G"],
+      /--part-size is not an option of mirror \(it is an option of export\)/,
+    ],
   ];
   for (const [argv, message] of refused) {
     await t.step(argv.join(" "), () => {
@@ -164,4 +197,34 @@ Deno.test("parseArgs() reads export and import, and refuses their flags elsewher
       );
     });
   }
+});
+
+Deno.test("parseArgs() drops the `--` that `deno task NAME -- ARGS` passes on", () => {
+  assert.deepEqual(
+    parseArgs(["mirror", "--", "--dry-run"]),
+    parseArgs(["mirror", "--dry-run"]),
+  );
+  assert.deepEqual(parseArgs(["validate", "--", "--config", "x.yaml"]), {
+    kind: "validate",
+    config: "x.yaml",
+  });
+  assert.deepEqual(parseArgs(["--", "validate"]), { kind: "validate", config: undefined });
+  assert.equal(parseArgs(["export", "--", "--to", "out"]).kind, "export");
+  // Only that one separator: a second `--`, or one after other flags, is still refused.
+  assert.throws(() => parseArgs(["mirror", "--", "--", "--dry-run"]), UsageError);
+  assert.throws(() => parseArgs(["mirror", "--dry-run", "--", "x"]), UsageError);
+});
+
+Deno.test("parseArgs() gives each command's own help, and every command's flags are parser options", () => {
+  for (const [name, flags] of Object.entries(COMMAND_OPTIONS)) {
+    const viaHelp = parseArgs(["help", name]);
+    const viaFlag = parseArgs([name, "--help"]);
+    assert.equal(viaHelp.kind, "help");
+    assert.deepEqual(viaFlag, viaHelp);
+    const text = viaHelp.kind === "help" ? viaHelp.text : "";
+    assert.match(text, new RegExp(`^Usage: bananna-bot ${name}\\b`), name);
+    for (const flag of flags) assert.ok(OPTION_NAMES.includes(`--${flag}`), flag);
+  }
+  const main = parseArgs(["help"]);
+  assert.equal(main.kind === "help" && main.text.startsWith("bananna-bot "), true);
 });

@@ -121,7 +121,10 @@ Deno.test("a literal password: a warning, an error under validate --strict (neve
       cwd: dir,
     });
     assert.equal(elsewhere.code, 2);
-    assert.match(elsewhere.stderr, /--strict is an option of validate, not mirror/);
+    assert.match(
+      elsewhere.stderr,
+      /--strict is not an option of mirror \(it is an option of validate\)/,
+    );
   });
 });
 
