@@ -343,3 +343,35 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    `platforms: a single-platform image just mirrors; an index without a wanted platform fails IMAGE_PLATFORM_ABSENT${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry();
+    const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
+    try {
+      const single = await pushTestImage(src, "multi/app:1", { kind: "schema2", seed: 76 });
+      await pushTestImage(src, "multi/other:1", { kind: "oci-index", seed: 77 });
+      const cfg = config(src, dst.host, { platforms: ["linux/s390x"], platformsMode: "rewrite" });
+      cfg.images = {
+        [`${src.host}/multi/app:1`]: { targets: ["dr"] },
+        [`${src.host}/multi/other:1`]: { targets: ["dr"] },
+      };
+      const run = await runMirrorConfig(dir, cfg);
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      const [app, other] = run.report?.entries ?? [];
+      assert.equal(app.status, "pushed");
+      assert.equal(app.digest, single.digest, "mirrored as it is");
+      assert.equal(await headDigest(dst, "mirror/app:1"), single.digest);
+      assert.equal(other.status, "failed");
+      assert.equal(other.code, "IMAGE_PLATFORM_ABSENT");
+      assert.match(other.error ?? "", /holds linux\/amd64, linux\/arm64; none of linux\/s390x/);
+      assert.equal(await headDigest(dst, "mirror/other:1"), null);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

@@ -12,6 +12,7 @@ import {
   parseRateLimit,
   planPullBudget,
   type PullBudgetPlan,
+  pullsForHead,
   pullsForImage,
   type RateLimit,
   reserveFor,
@@ -447,4 +448,18 @@ Deno.test("planPullBudget() caps the reserve at 10% of a small limit (an anonymo
   assert.equal(plan.hosts[0].remainingAfter, 6);
   assert.equal(reserveFor(10, 5), 0);
   assert.equal(reserveFor(10, 200), 10);
+});
+
+Deno.test("pullsForHead(): with platforms, two children per wanted platform at most", () => {
+  const index = { mediaType: "application/vnd.oci.image.index.v1+json", size: 150 * 10 };
+  // Without platforms: the bound from the index size (10 children) + the index.
+  assert.equal(pullsForHead(index, "registry"), 11);
+  // linux/amd64: its child and its attestation manifest + the index.
+  assert.equal(pullsForHead(index, "registry", 1), 3);
+  assert.equal(pullsForHead(index, "registry", 2), 5);
+  // Never more than the size bound.
+  assert.equal(pullsForHead(index, "registry", 8), 11);
+  // A single image is one pull whatever the platforms.
+  const image = { mediaType: "application/vnd.oci.image.manifest.v1+json", size: 1000 };
+  assert.equal(pullsForHead(image, "registry", 1), 1);
 });
