@@ -1,0 +1,79 @@
+// deno-lint-ignore-file no-console
+/**
+ * A results file of `deno task bench` as the Markdown tables of docs (the performance section):
+ * where and what was measured, every case, every target with its ratio and verdict.
+ *
+ * ```
+ * deno run --allow-read bench/markdown.ts bench/results/<file>.json
+ * ```
+ *
+ * @module
+ */
+import { type CaseResult, stats, type TargetResult } from "./table.ts";
+
+interface Results {
+  date: string;
+  runs: number;
+  settings: Record<string, unknown>;
+  versions: Record<string, string>;
+  machine: { nproc: number; memoryMB: number; cpu: string; loadavg: number[] };
+  corpora: Record<string, { images: number; blobs: number; bytes: number }>;
+  cases: CaseResult[];
+  targets: TargetResult[];
+}
+
+const seconds = (ms?: number) =>
+  ms === undefined ? "-" : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
+
+function row(cells: string[]): string {
+  return `| ${cells.join(" | ")} |`;
+}
+
+/** The Markdown of one results file. */
+export function markdown(r: Results): string {
+  const m = r.machine;
+  const out = [
+    `Measured ${r.date.slice(0, 16).replace("T", " ")} UTC, commit ${r.settings.commit}, ` +
+    `${m.nproc} cores (${m.cpu}), ${m.memoryMB} MB, load average ${
+      m.loadavg.map((l) => l.toFixed(1)).join(" ")
+    } at the start; Deno ${r.versions.deno}, ${r.versions.skopeo}, distribution ` +
+    `${r.versions.distribution.replace(/^.*?(v?\d+\.\d+\.\d+).*$/, "$1")}; ${r.runs} runs ` +
+    `per contender, targets from the ${r.settings.statistic ?? "median"}.`,
+    "",
+    row(["scenario", "contender", "median", "min", "peak RSS", "note"]),
+    row(["---", "---", "---", "---", "---", "---"]),
+  ];
+  for (const c of r.cases) {
+    const times = stats(c.samples.map((s) => s.ms));
+    const rss = stats(c.samples.map((s) => s.rssKb).filter((v): v is number => v !== undefined));
+    out.push(row([
+      c.scenario,
+      c.tool,
+      seconds(times.median),
+      seconds(times.min),
+      rss.median === undefined ? "-" : `${(rss.median / 1024).toFixed(0)} MB`,
+      c.status === "ok" ? (c.note ?? "") : `${c.status}: ${c.note ?? ""}`,
+    ]));
+  }
+  out.push("", row(["target", "measured", "limit", "result"]), row(["---", "---", "---", "---"]));
+  for (const t of r.targets) {
+    if (t.status === "n/a") continue;
+    const value = t.value === undefined
+      ? "-"
+      : t.unit === "x"
+      ? `${t.value.toFixed(2)}x`
+      : `${
+        t.value.toFixed(t.unit === "MB" || t.unit === "ms" || t.unit === "GETs" ? 0 : 2)
+      } ${t.unit}`;
+    const limit = t.info ? "-" : `${t.direction} ${t.limit}${t.unit === "x" ? "x" : ` ${t.unit}`}`;
+    const result = t.status === "PASS" ? "met" : t.status === "MISS" ? "**missed**" : t.status;
+    out.push(row([t.name, value, limit, result]));
+  }
+  return out.join("\n") + "\n";
+}
+
+if (import.meta.main) {
+  const file = Deno.args[0];
+  if (!file) throw new Error("usage: deno run --allow-read bench/markdown.ts RESULTS.json");
+  console.log(markdown(JSON.parse(await Deno.readTextFile(file))));
+}
