@@ -152,9 +152,11 @@ export async function refuseSymlink(path: string, what: string): Promise<void> {
 }
 
 /**
- * Write `data` to `path` whole: a unique temp file beside it (never through a link), then a
- * rename over `path` (a link at `path` is replaced, its target untouched). Asks the run's write
- * guard first (lib/write_guard.ts).
+ * Write `data` to `path` whole and durably: a unique temp file beside it (never through a link),
+ * fsynced, then a rename over `path` (a link at `path` is replaced, its target untouched) and an
+ * fsync of the directory. Asks the run's write guard first (lib/write_guard.ts). The one
+ * whole-file writer: reports, state, metrics, mirror sets, a layout's index.json and oci-layout,
+ * bananna-export.json (under a {@link SafeDir} there).
  */
 export async function writeFileAtomic(
   path: string,
@@ -163,23 +165,87 @@ export async function writeFileAtomic(
   await checkWrite(path);
   const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
-    if (typeof data === "string" || data instanceof Uint8Array) {
-      const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
-      await Deno.writeFile(tmp, bytes, { createNew: true, mode: 0o644 });
-    } else {
-      // Chunks (a large report): written in pieces of about 256 KiB, never joined whole.
-      const encoder = new TextEncoder();
+    {
       using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-      for (const piece of textPieces(data)) {
-        const bytes = encoder.encode(piece);
+      const encoder = new TextEncoder();
+      // Chunks (a large report): written in pieces of about 256 KiB, never joined whole.
+      const pieces = typeof data === "string" || data instanceof Uint8Array
+        ? [data]
+        : textPieces(data);
+      for (const piece of pieces) {
+        const bytes = typeof piece === "string" ? encoder.encode(piece) : piece;
         for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
       }
+      await file.sync();
     }
     await Deno.rename(tmp, path);
+    await syncDir(path.includes("/") ? path.slice(0, path.lastIndexOf("/")) || "/" : ".");
   } catch (error) {
     await Deno.remove(tmp).catch(() => {});
     throw error;
   }
+}
+
+/** fsync a directory (a rename in it is durable afterwards). */
+export async function syncDir(dir: string): Promise<void> {
+  using handle = await Deno.open(dir, { read: true });
+  await handle.sync();
+}
+
+/**
+ * A directory tree the tool writes (an export layout, its tar parts): the root resolved once
+ * (`realPath`), and every directory below it created or checked with `lstat` right before a
+ * file is written in it, so a symbolic link planted at `blobs` or `blobs/sha256` is refused
+ * (MIRROR_UNSAFE_PATH naming it) instead of every blob landing in the link's target.
+ */
+export class SafeDir {
+  /** The resolved root. */
+  readonly root: string;
+  #what: string;
+
+  private constructor(root: string, what: string) {
+    this.root = root;
+    this.#what = what;
+  }
+
+  /** Create `path` when missing and resolve it once. */
+  static async create(path: string, what: string): Promise<SafeDir> {
+    await Deno.mkdir(path, { recursive: true });
+    return new SafeDir(await Deno.realPath(path), what);
+  }
+
+  /**
+   * The directory `rel` (`blobs/sha256`; "" is the root) under the root: each part created when
+   * missing, and refused when it is a link or not a directory.
+   *
+   * @throws {MirrorError} MIRROR_UNSAFE_PATH naming the part
+   */
+  async dir(rel: string): Promise<string> {
+    let path = this.root;
+    for (const part of rel.split("/").filter((p) => p !== "")) {
+      path = `${path}/${part}`;
+      if (part === "." || part === "..") throw unsafeDir(path, this.#what, "not a plain name");
+      await Deno.mkdir(path).catch((error) => {
+        if (!(error instanceof Deno.errors.AlreadyExists)) throw error;
+      });
+      const info = await Deno.lstat(path);
+      if (info.isSymlink) throw unsafeDir(path, this.#what, "a symbolic link");
+      if (!info.isDirectory) throw unsafeDir(path, this.#what, "not a directory");
+    }
+    return path;
+  }
+
+  /** Write `name` in the directory `rel` whole and durably ({@link writeFileAtomic}). */
+  async writeFile(rel: string, name: string, data: string | Uint8Array): Promise<void> {
+    await writeFileAtomic(`${await this.dir(rel)}/${name}`, data);
+  }
+}
+
+function unsafeDir(path: string, what: string, kind: string): MirrorError {
+  return new MirrorError(
+    "MIRROR_UNSAFE_PATH",
+    `${path} (in ${what}) is ${kind}; bananna-bot writes only into real directories under it. Remove it`,
+  );
 }
 
 /**

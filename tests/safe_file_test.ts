@@ -6,7 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { z } from "zod";
-import { FileInputError, readFileCapped, readJsonFile } from "../lib/safe_file.ts";
+import { MirrorError } from "../lib/errors.ts";
+import { FileInputError, readFileCapped, readJsonFile, SafeDir } from "../lib/safe_file.ts";
 import { within } from "./support/bounded.ts";
 
 const what = "a test file";
@@ -97,6 +98,47 @@ Deno.test("readJsonFile() parses into the schema's type, naming the file and the
         else assert.deepEqual(await read(), expected);
       });
     }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("SafeDir: the root resolved once, a link on the way refused, files written whole", async (t) => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-safe-dir-" });
+  try {
+    await Deno.mkdir(`${dir}/real`);
+    await Deno.mkdir(`${dir}/elsewhere`);
+    await Deno.symlink(`${dir}/real`, `${dir}/root-link`);
+    await t.step("a root that is a link is resolved once and used", async () => {
+      const safe = await SafeDir.create(`${dir}/root-link`, "a test tree");
+      assert.equal(safe.root, await Deno.realPath(`${dir}/real`));
+      await safe.writeFile("a/b", "f.json", "{}");
+      assert.equal(await Deno.readTextFile(`${dir}/real/a/b/f.json`), "{}");
+      assert.deepEqual([...Deno.readDirSync(`${dir}/real/a/b`)].map((e) => e.name), ["f.json"]);
+    });
+    for (const linked of ["a", "a/b"]) {
+      await t.step(`${linked} is a link`, async () => {
+        await Deno.remove(`${dir}/real/a`, { recursive: true });
+        await Deno.mkdir(`${dir}/real/a`);
+        if (linked === "a") await Deno.remove(`${dir}/real/a`);
+        await Deno.symlink(`${dir}/elsewhere`, `${dir}/real/${linked}`);
+        const safe = await SafeDir.create(`${dir}/real`, "a test tree");
+        await assert.rejects(
+          () => safe.writeFile("a/b", "f.json", "{}"),
+          (e: unknown) =>
+            e instanceof MirrorError && e.code === "MIRROR_UNSAFE_PATH" &&
+            e.message.includes(`real/${linked} (in a test tree) is a symbolic link`),
+        );
+        assert.deepEqual([...Deno.readDirSync(`${dir}/elsewhere`)], []);
+      });
+    }
+    await t.step("a file where a directory should be, and '..'", async () => {
+      await Deno.remove(`${dir}/real/a`, { recursive: true });
+      await Deno.writeTextFile(`${dir}/real/a`, "");
+      const safe = await SafeDir.create(`${dir}/real`, "a test tree");
+      await assert.rejects(() => safe.dir("a/b"), /real\/a \(in a test tree\) is not a directory/);
+      await assert.rejects(() => safe.dir("../x"), /is not a plain name/);
+    });
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -1,12 +1,11 @@
 /**
- * Helpers of oci_layout.ts: durable whole-file writes (temp, fsync, rename, directory fsync),
- * stray temp removal, and the verifying pass-through for blob reads.
+ * Helpers of oci_layout.ts: stray temp removal and the verifying pass-through for blob reads
+ * (whole-file writes are safe_file.ts's writeFileAtomic, under a SafeDir).
  *
  * @module
  */
 import { createHash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
-import { checkWrite } from "../write_guard.ts";
 
 /** A pass-through that hashes and counts, failing the stream at the end on a mismatch. */
 export function verifying(
@@ -41,29 +40,10 @@ export function mismatch(path: string, hashes: { digest: string; actual: string 
   );
 }
 
-/** Write `name` in `dir` whole: temp file, fsync, rename, directory fsync. */
-export async function writeDurable(dir: string, name: string, text: string): Promise<void> {
-  const tmp = `${dir}/${name}.tmp-${crypto.randomUUID().slice(0, 8)}`;
-  try {
-    {
-      using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-      const bytes = new TextEncoder().encode(text);
-      for (let off = 0; off < bytes.length;) off += await file.write(bytes.subarray(off));
-      await file.sync();
-    }
-    await checkWrite(`${dir}/${name}`);
-    await Deno.rename(tmp, `${dir}/${name}`);
-    await syncDir(dir);
-  } catch (error) {
-    await Deno.remove(tmp).catch(() => {});
-    throw error;
-  }
-}
-
 /** Remove temp files a crashed writer left (`index.json.tmp-*`, `blobs/<alg>/.tmp-*`). */
 export async function removeStrays(dir: string): Promise<void> {
   for await (const e of Deno.readDir(dir)) {
-    if (e.isFile && /\.tmp-[0-9a-f]{8}$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
+    if (e.isFile && /\.tmp-(\d+-)?[0-9a-f]{8}$/.test(e.name)) await Deno.remove(`${dir}/${e.name}`);
   }
   for await (const alg of Deno.readDir(`${dir}/blobs`)) {
     if (!alg.isDirectory) continue;
@@ -71,12 +51,6 @@ export async function removeStrays(dir: string): Promise<void> {
       if (e.name.startsWith(".tmp-")) await Deno.remove(`${dir}/blobs/${alg.name}/${e.name}`);
     }
   }
-}
-
-/** fsync a directory (a rename in it is durable afterwards). */
-export async function syncDir(dir: string): Promise<void> {
-  using handle = await Deno.open(dir);
-  await handle.sync();
 }
 
 /** A regular file's size, or null when absent. */

@@ -6,6 +6,7 @@
  * @module
  */
 import { createHash, type Hash } from "node:crypto";
+import { syncDir } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
 
 /** The one-file (unsplit) archive name. */
@@ -48,16 +49,6 @@ export class TarPartsError extends Error {
 /** Name of part `index` (0-based): `bananna-export.tar.000`, `.001`, … (at least 3 digits). */
 export function partName(index: number): string {
   return `${TAR_NAME}.${String(index).padStart(3, "0")}`;
-}
-
-/** fsync a directory (so a rename in it is durable). */
-export async function syncDir(dir: string): Promise<void> {
-  const handle = await Deno.open(dir, { read: true });
-  try {
-    await handle.sync();
-  } finally {
-    handle.close();
-  }
 }
 
 /** Write all of `bytes` (Deno's write may write less than asked). */

@@ -29,17 +29,9 @@ import { parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
 import { validDigest } from "../registry/reference.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
-import { FileInputError, readFileCapped, readJsonFile } from "../safe_file.ts";
+import { FileInputError, readFileCapped, readJsonFile, SafeDir, syncDir } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
-import {
-  exists,
-  fileSize,
-  mismatch,
-  removeStrays,
-  syncDir,
-  verifying,
-  writeDurable,
-} from "./_layout_files.ts";
+import { exists, fileSize, mismatch, removeStrays, verifying } from "./_layout_files.ts";
 
 /** The annotation that names an index.json entry (the "tag"; here the full source reference). */
 export const REF_NAME = "org.opencontainers.image.ref.name";
@@ -99,12 +91,20 @@ export class OciLayout implements AsyncDisposable {
   #verified = new Map<string, Promise<number | null>>();
   #indexQueue: Promise<void> = Promise.resolve();
   #maxManifestBytes: number;
+  /** Where a writer writes: the root resolved once, no linked directory on the way. */
+  #safe: SafeDir | null;
 
   private constructor(
     dir: string,
-    state: { entries: LayoutEntry[]; lock: RunLock | null; options: OciLayoutOptions },
+    state: {
+      entries: LayoutEntry[];
+      lock: RunLock | null;
+      safe?: SafeDir;
+      options: OciLayoutOptions;
+    },
   ) {
     this.dir = dir;
+    this.#safe = state.safe ?? null;
     this.#entries = state.entries;
     this.#lock = state.lock;
     this.#known = state.options.known ?? new Map();
@@ -121,15 +121,16 @@ export class OciLayout implements AsyncDisposable {
    * @throws {UsageError} when `dir` holds something that is not a layout.
    */
   static async create(dir: string, options: OciLayoutOptions = {}): Promise<OciLayout> {
-    await Deno.mkdir(`${dir}/blobs/sha256`, { recursive: true });
+    const safe = await SafeDir.create(dir, `the layout ${dir}`);
+    await safe.dir("blobs/sha256");
     const lock = await acquireRunLock(dir, { name: LOCK_NAME });
     try {
       if (!(await exists(`${dir}/${LAYOUT_FILE}`))) {
-        await writeDurable(dir, LAYOUT_FILE, JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+        await safe.writeFile("", LAYOUT_FILE, JSON.stringify({ imageLayoutVersion: "1.0.0" }));
       }
       await removeStrays(dir);
       const entries = (await exists(`${dir}/${INDEX_FILE}`)) ? await readIndex(dir) : [];
-      return new OciLayout(dir, { entries, lock, options });
+      return new OciLayout(dir, { entries, lock, safe, options });
     } catch (error) {
       await lock.release();
       throw error;
@@ -294,11 +295,11 @@ export class OciLayout implements AsyncDisposable {
     stream: ReadableStream<Uint8Array>,
     options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
   ): Promise<void> {
-    const path = this.blobPath(blob.digest);
-    this.#writable();
+    this.blobPath(blob.digest); // checked against the digest grammar
+    const safe = this.#writable();
     const [alg, hex] = blob.digest.split(":");
-    const dir = `${this.dir}/blobs/${alg}`;
-    await Deno.mkdir(dir, { recursive: true });
+    const dir = await safe.dir(`blobs/${alg}`);
+    const path = `${dir}/${hex}`;
     const tmp = `${dir}/.tmp-${hex.slice(0, 12)}-${crypto.randomUUID().slice(0, 8)}`;
     const hash = createHash(alg);
     let seen = 0;
@@ -383,11 +384,12 @@ export class OciLayout implements AsyncDisposable {
       manifests: this.#entries,
     };
     if (this.#annotations) index.annotations = this.#annotations;
-    await writeDurable(this.dir, INDEX_FILE, JSON.stringify(index, null, 2) + "\n");
+    await this.#writable().writeFile("", INDEX_FILE, JSON.stringify(index, null, 2) + "\n");
   }
 
-  #writable(): void {
-    if (!this.#lock) throw new Error(`${this.dir} was opened for reading`);
+  #writable(): SafeDir {
+    if (!this.#lock || !this.#safe) throw new Error(`${this.dir} was opened for reading`);
+    return this.#safe;
   }
 
   #missing(digest: string, path: string): MirrorError {

@@ -19,10 +19,10 @@
  * @module
  */
 import { extract as tarExtract } from "tar-stream";
+import { syncDir } from "../safe_file.ts";
 import {
   type PartInfo,
   PartReader,
-  syncDir,
   TAR_NAME,
   TarPartsError,
   waitDrain,

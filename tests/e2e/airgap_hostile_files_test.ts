@@ -13,6 +13,7 @@ import { within } from "../support/bounded.ts";
 import { runCli } from "../support/cli.ts";
 import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
 import { airgapCli, statuses } from "../support/airgap.ts";
+import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const MiB = 1024 * 1024;
@@ -258,4 +259,49 @@ Deno.test({
         await Deno.remove(dir, { recursive: true });
       }
     }),
+});
+
+// Before: with blobs/ or blobs/sha256/ a link, every blob landed in the link's target and the
+// export reported success (exit 0).
+Deno.test({
+  name:
+    `export refuses a layout whose blobs/ or blobs/sha256/ is a link; nothing lands in its target${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using src = await startRegistry({ auth: "none" });
+    await pushTestImage(src, "team/app:1", { kind: "oci", seed: 71 });
+    for (const linked of ["blobs", "blobs/sha256"]) {
+      await t.step(`${linked} is a link`, () =>
+        within(60_000, linked, async () => {
+          const dir = await Deno.makeTempDir({ prefix: "bb-export-link-" });
+          try {
+            const elsewhere = `${dir}/elsewhere`;
+            await Deno.mkdir(elsewhere);
+            await Deno.mkdir(`${dir}/out/blobs`, { recursive: true });
+            if (linked === "blobs") await Deno.remove(`${dir}/out/blobs`);
+            await Deno.symlink(elsewhere, `${dir}/out/${linked}`);
+            const out = await airgapCli(dir, ["export", "--to", `${dir}/out`], {
+              config: {
+                registries: { dr: { url: "127.0.0.1:9", namespace: "mirror", kind: "registry" } },
+                log: { dir: "./logs" },
+                operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
+                images: { [`${src.host}/team/app:1`]: { targets: ["dr"] } },
+              },
+            });
+            assert.equal(out.code, 1, out.stderr + out.stdout);
+            assert.match(
+              out.stderr + out.stdout,
+              new RegExp(
+                `MIRROR_UNSAFE_PATH.*out/${linked} \\(in the layout .*\\) is a symbolic link`,
+              ),
+            );
+            assert.doesNotMatch(out.stderr, /internal error|\n\s+at /i);
+            const landed = [...Deno.readDirSync(elsewhere)].map((e) => e.name);
+            assert.deepEqual(landed, [], "nothing written through the link");
+          } finally {
+            await Deno.remove(dir, { recursive: true });
+          }
+        }));
+    }
+  },
 });
