@@ -129,6 +129,14 @@ export function commandProblem(words: string[], tasks: Tasks): string | undefine
       return `${words[1]} is not in the repository`;
     }
   }
+  const main = words.findIndex((w) => w.endsWith("main.ts"));
+  if (main > 0 && words.includes("run") && words[main + 1]) {
+    try {
+      parseArgs(words.slice(main + 1));
+    } catch (error) {
+      return `the argument parser refuses it: ${(error as Error).message}`;
+    }
+  }
   if (words[0] !== "deno" || words[1] !== "task") return undefined;
   const [name, ...rest] = words.slice(2);
   const task = tasks[name ?? ""];
@@ -171,6 +179,7 @@ Deno.test("docs: the checker catches a broken command line", () => {
     "deno task mirror -- --dry-run && deno task check",
     "deno task export --to out",
     "bash .ci/absent",
+    "oc debug job/x -- deno run --allow-read /opt/main.ts report --merge d --shard 0/2",
     "```",
     "```",
     "$ deno task mirror --shards 0 --merge x",
@@ -186,6 +195,7 @@ Deno.test("docs: the checker catches a broken command line", () => {
     "deno task check => ok",
     'deno task export --to out => no task "export" in deno.json (tasks: mirror, check)',
     "bash .ci/absent => .ci/absent is not in the repository",
+    "oc debug job/x -- deno run --allow-read /opt/main.ts report --merge d --shard 0/2 => the argument parser refuses it: --shard is not an option of report (it is an option of mirror)",
     "deno task mirror --shards 0 --merge x => the argument parser refuses it: --merge is not an option of mirror (it is an option of report)",
     "deno task mirror --dry-rum => the argument parser refuses it: Unknown option '--dry-rum' (did you mean --dry-run?)",
     "bananna-bot mirror --dry-run => bananna-bot exists only after deno task compile: write deno task <command>",
