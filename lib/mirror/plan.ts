@@ -189,11 +189,52 @@ export async function buildPlan(
   const brokenHosts = options.brokenHosts ?? new Map<string, MirrorError>();
   const brokenTargets = options.brokenTargets ?? new Map<string, MirrorError>();
   const probe = failingOnBrokenHosts(reads, brokenHosts);
-  const images = options.images ?? config.images;
   const selections = await selectRepositories(options.repositories ?? config.repositories, {
     list: (repository, signal) => probe.tags(repository, signal),
     signal: options.signal,
   });
+  const { tasks, listingFailed } = planTasks(
+    config,
+    options.images ?? config.images,
+    selections,
+    options.comparison,
+  );
+  const reader = new TaskReads(config, probe, options, brokenHosts, brokenTargets);
+  await forEachLimited(
+    tasks.filter((task) => !listingFailed.includes(task)),
+    async (task) => {
+      await reader.plan(task);
+      const broken = brokenTargets.get(task.target);
+      if (broken && task.action !== "failed") fail(task, broken.code, broken.message);
+    },
+    { limit: options.concurrency ?? config.operation.concurrency * 4 },
+  );
+  const quotas = await applyQuotas(tasks, config, {
+    read: probe.quota && ((registry) => probe.quota?.(registry, options.signal) ?? null),
+  });
+  const pullBudget = applyPullBudget(tasks, {
+    engine: config.operation.engine,
+    limits: reader.limits,
+    heads: reader.pushHeads,
+    planPulls: reader.planPulls,
+    reserve: config.operation.dockerHubReserve,
+    nowMs: options.nowMs ?? Date.now(),
+    share: options.budgetShare,
+  });
+  return { engine: config.operation.engine, tasks, pullBudget, selections, quotas };
+}
+
+/**
+ * The tasks, before any read: one per image x target (explicit images first, then each
+ * `repositories` entry's selected tags; one task per destination, the first wins), and a failed
+ * task per target of an entry whose listing failed.
+ */
+function planTasks(
+  config: ResolvedConfig,
+  images: ResolvedImage[],
+  selections: RepositorySelection[],
+  comparison: Comparison,
+): { tasks: PlanTask[]; listingFailed: PlanTask[] } {
   const tasks: PlanTask[] = [];
   // An explicit image and a selected tag naming one destination are one task (the first).
   const byDestination = new Map<string, PlanTask>();
@@ -219,7 +260,7 @@ export async function buildPlan(
         ? { namespace: registry.organization, name: image.repository, state: "unknown" }
         : null,
       action: "push",
-      comparedBy: options.comparison,
+      comparedBy: comparison,
     };
     if (isMutable) task.mutable = true;
     if (image.verifyKeys?.length) task.verifyKeys = image.verifyKeys;
@@ -258,7 +299,7 @@ export async function buildPlan(
         description: selected.repository.description,
         repo: null,
         action: "failed",
-        comparedBy: options.comparison,
+        comparedBy: comparison,
         code: failure.code,
         message: failure.message,
       };
@@ -266,76 +307,48 @@ export async function buildPlan(
       listingFailed.push(task);
     }
   }
-  const sourceHeads = new Map<string, Promise<ProbedManifest | null>>();
-  const pushHeads = new Map<number, SourceHead>();
-  const limits = new Map<string, RateLimit>();
-  const planPulls = new Map<string, number>();
-  const head = async (ref: Reference) => {
-    const found = await probe.manifestHead(ref, options.signal);
-    const seen = limits.get(ref.registry);
-    const limit = found?.rateLimit;
-    if (limit && (!seen || limit.remaining < seen.remaining)) limits.set(ref.registry, limit);
-    return found;
-  };
-  const sourceConfigs = new Map<string, Promise<string | null>>();
-  const repoStates = new Map<string, Promise<RepoState>>();
-  const platform = config.operation.platform;
-  const once = <T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>) => {
-    let value = cache.get(key);
-    if (!value) cache.set(key, value = make());
-    return value;
-  };
+  return { tasks, listingFailed };
+}
 
-  await forEachLimited(
-    tasks.filter((task) => !listingFailed.includes(task)),
-    async (task) => {
-      await planTask(task);
-      const broken = brokenTargets.get(task.target);
-      if (broken && task.action !== "failed") fail(task, broken.code, broken.message);
-    },
-    { limit: options.concurrency ?? config.operation.concurrency * 4 },
-  );
-  const quotas = await applyQuotas(tasks, config, {
-    read: probe.quota && ((registry) => probe.quota?.(registry, options.signal) ?? null),
-  });
-  const pullBudget = applyPullBudget(tasks, {
-    engine: config.operation.engine,
-    limits,
-    heads: pushHeads,
-    planPulls,
-    reserve: config.operation.dockerHubReserve,
-    nowMs: options.nowMs ?? Date.now(),
-    share: options.budgetShare,
-  });
-  return { engine: config.operation.engine, tasks, pullBudget, selections, quotas };
+/**
+ * The reads that decide each task's action: the Quay repository, both manifest HEADs at once,
+ * the platforms of an index, the config digests (docker engine). Every read is made once per
+ * run (by source, by repository); the rate limits the HEADs carried and the plan's own pulls are
+ * kept for the pull budget.
+ */
+class TaskReads {
+  /** The lowest rate limit seen per host. */
+  readonly limits = new Map<string, RateLimit>();
+  /** The source HEAD of each task that would push, by task id. */
+  readonly pushHeads = new Map<number, SourceHead>();
+  /** Pulls the plan itself spent per host (config reads). */
+  readonly planPulls = new Map<string, number>();
+  #sourceHeads = new Map<string, Promise<ProbedManifest | null>>();
+  #sourceConfigs = new Map<string, Promise<string | null>>();
+  #repoStates = new Map<string, Promise<RepoState>>();
 
-  async function planTask(task: PlanTask): Promise<void> {
+  constructor(
+    readonly config: ResolvedConfig,
+    readonly probe: PlanProbe,
+    readonly options: BuildPlanOptions,
+    readonly brokenHosts: ReadonlyMap<string, MirrorError>,
+    readonly brokenTargets: ReadonlyMap<string, MirrorError>,
+  ) {}
+
+  /** Decide `task`'s action (a failed read fails the task, an abort throws). */
+  async plan(task: PlanTask): Promise<void> {
+    const { options, probe } = this;
     options.signal?.throwIfAborted();
-    const registry = config.registries[task.target];
     try {
-      if (task.repo) {
-        const repo = task.repo;
-        repo.state = await once(
-          repoStates,
-          `${registry.name}/${repo.namespace}/${repo.name}`,
-          async () => {
-            // A refused API token: no Quay read; the task fails below unless it fails first.
-            if (!brokenTargets.has(registry.name)) {
-              return await probe.repository(registry, repo.name, options.signal);
-            }
-            throwIfBroken(brokenHosts, registry.host);
-            return "unknown";
-          },
-        );
-      }
+      if (task.repo) await this.#repoState(task, task.repo);
       const sourceKey = formatReference(task.source);
       // Both sides at once (a no-op run is these two HEADs per task); the source's answer and
       // failure come first, as if read one after the other.
       const destinationHead = task.repo?.state === "missing"
         ? Promise.resolve(null)
-        : head(task.destination);
+        : this.#head(task.destination);
       destinationHead.catch(() => {});
-      const sourceHead = await once(sourceHeads, sourceKey, () => head(task.source));
+      const sourceHead = await once(this.#sourceHeads, sourceKey, () => this.#head(task.source));
       if (sourceHead === null) {
         return fail(task, "IMAGE_NOT_FOUND", `Source image ${sourceKey} does not exist`);
       }
@@ -344,13 +357,13 @@ export async function buildPlan(
       const destinationDigest = (await destinationHead)?.digest ?? null;
       if (destinationDigest === null) {
         task.action = "push";
-        pushHeads.set(task.id, sourceHead);
+        this.pushHeads.set(task.id, sourceHead);
         return;
       }
       task.destinationDigest = destinationDigest;
       if (task.platforms && isIndexType(sourceHead.mediaType)) {
         const decided = await planPlatforms(task, probe, destinationDigest, options.signal);
-        if (decided === "push") pushHeads.set(task.id, sourceHead);
+        if (decided === "push") this.pushHeads.set(task.id, sourceHead);
         if (decided) return;
       }
       if (destinationDigest === sourceDigest) {
@@ -358,34 +371,8 @@ export async function buildPlan(
         task.comparedBy = "manifest";
         return;
       }
-      if (
-        options.comparison === "config" &&
-        options.isEquivalent?.(formatReference(task.destination), sourceDigest, destinationDigest)
-      ) {
-        task.action = "exists";
-        return;
-      }
       if (options.comparison === "config") {
-        const [sourceConfig, destinationConfig] = await Promise.all([
-          once(sourceConfigs, sourceKey, () => {
-            // The config read GETs the manifest (and an index's child): pulls of the plan's own.
-            const host = task.source.registry;
-            planPulls.set(host, (planPulls.get(host) ?? 0) + pullsForHead(sourceHead, "docker"));
-            return probe.configDigest(task.source, platform, options.signal);
-          }),
-          probe.configDigest(task.destination, platform, options.signal),
-        ]);
-        if (sourceConfig !== null && sourceConfig === destinationConfig) {
-          task.action = "exists";
-          return;
-        }
-        if (task.mutable) return replace(task, destinationDigest);
-        task.action = "drift";
-        task.code = "IMAGE_TAG_DRIFT";
-        task.message = `${
-          formatReference(task.destination)
-        } holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
-        return;
+        return await this.#compareConfigs(task, sourceHead, destinationDigest);
       }
       if (task.mutable) return replace(task, destinationDigest);
       task.action = "drift";
@@ -401,6 +388,78 @@ export async function buildPlan(
       fail(task, code, errorMessage(error));
     }
   }
+
+  /** A manifest HEAD, keeping the lowest rate limit its host sent. */
+  async #head(ref: Reference): Promise<ProbedManifest | null> {
+    const found = await this.probe.manifestHead(ref, this.options.signal);
+    const seen = this.limits.get(ref.registry);
+    const limit = found?.rateLimit;
+    if (limit && (!seen || limit.remaining < seen.remaining)) this.limits.set(ref.registry, limit);
+    return found;
+  }
+
+  /** The Quay repository's state, read once per repository. */
+  async #repoState(task: PlanTask, repo: NonNullable<PlanTask["repo"]>): Promise<void> {
+    const registry = this.config.registries[task.target];
+    repo.state = await once(
+      this.#repoStates,
+      `${registry.name}/${repo.namespace}/${repo.name}`,
+      async () => {
+        // A refused API token: no Quay read; the task fails below unless it fails first.
+        if (!this.brokenTargets.has(registry.name)) {
+          return await this.probe.repository(registry, repo.name, this.options.signal);
+        }
+        throwIfBroken(this.brokenHosts, registry.host);
+        return "unknown";
+      },
+    );
+  }
+
+  /** The docker engine: manifest digests differ; the same image when the config digests match. */
+  async #compareConfigs(
+    task: PlanTask,
+    sourceHead: ProbedManifest,
+    destinationDigest: string,
+  ): Promise<void> {
+    const { options, probe } = this;
+    const sourceDigest = sourceHead.digest;
+    if (
+      options.isEquivalent?.(formatReference(task.destination), sourceDigest, destinationDigest)
+    ) {
+      task.action = "exists";
+      return;
+    }
+    const platform = this.config.operation.platform;
+    const [sourceConfig, destinationConfig] = await Promise.all([
+      once(this.#sourceConfigs, formatReference(task.source), () => {
+        // The config read GETs the manifest (and an index's child): pulls of the plan's own.
+        const host = task.source.registry;
+        this.planPulls.set(
+          host,
+          (this.planPulls.get(host) ?? 0) + pullsForHead(sourceHead, "docker"),
+        );
+        return probe.configDigest(task.source, platform, options.signal);
+      }),
+      probe.configDigest(task.destination, platform, options.signal),
+    ]);
+    if (sourceConfig !== null && sourceConfig === destinationConfig) {
+      task.action = "exists";
+      return;
+    }
+    if (task.mutable) return replace(task, destinationDigest);
+    task.action = "drift";
+    task.code = "IMAGE_TAG_DRIFT";
+    task.message = `${
+      formatReference(task.destination)
+    } holds image ${destinationConfig} (manifest ${destinationDigest}), source has image ${sourceConfig} (manifest ${sourceDigest}); left untouched`;
+  }
+}
+
+/** The value of `key` in `cache`, made once. */
+function once<T>(cache: Map<string, Promise<T>>, key: string, make: () => Promise<T>): Promise<T> {
+  let value = cache.get(key);
+  if (!value) cache.set(key, value = make());
+  return value;
 }
 
 function throwIfBroken(broken: ReadonlyMap<string, MirrorError>, host: string): void {
