@@ -26,6 +26,7 @@ import type { Code } from "../log/codes.ts";
 import type { MirrorPlan, PlanTask } from "./plan.ts";
 import { type HostPullGate, shouldStopHost } from "./pull_gate.ts";
 import { apiHost, isPinnedDigestTag } from "../registry/reference.ts";
+import { RegistryError } from "../registry/registry_error.ts";
 import { forEachLimited } from "../worker_pool.ts";
 
 /** Final status of a task. */
@@ -143,131 +144,167 @@ export function namespaceOf(task: PlanTask): string {
 
 /** Execute the plan. Never throws for a task's failure; those become results. */
 export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promise<RunOutcome> {
-  const emit = options.onEvent ?? (() => {});
-  const results: TaskResult[] = new Array(plan.tasks.length);
-  let stop = false;
-  const ensured = new Map<string, Promise<"created" | "exists">>();
-  /** Destination namespaces whose quota refused a write: no more pushes there this run. */
-  const fullNamespaces = new Set<string>();
+  return await new PlanRun(plan, options).run();
+}
 
-  async function runTask(task: PlanTask): Promise<TaskResult> {
+/** One execution of a plan: its tasks, their supply chain, then `latest`. */
+class PlanRun {
+  #plan: MirrorPlan;
+  #options: RunPlanOptions;
+  #emit: (event: MirrorEvent) => void;
+  #results: TaskResult[];
+  #stop = false;
+  #ensured = new Map<string, Promise<"created" | "exists">>();
+  /** Destination namespaces whose quota refused a write: no more pushes there this run. */
+  #fullNamespaces = new Set<string>();
+
+  constructor(plan: MirrorPlan, options: RunPlanOptions) {
+    this.#plan = plan;
+    this.#options = options;
+    this.#emit = options.onEvent ?? (() => {});
+    this.#results = new Array(plan.tasks.length);
+  }
+
+  async run(): Promise<RunOutcome> {
+    const options = this.#options;
+    const tasks = this.#plan.tasks;
+    const one = async (task: PlanTask) => {
+      this.#emit({ kind: "task-start", task });
+      const result = await this.#carry(await this.#runTask(task));
+      this.#results[task.id] = result;
+      this.#emit({ kind: "task-done", result });
+      // A full namespace is fenced off (#runTask), not a reason to stop the other namespaces.
+      const quota = result.code === "IMAGE_QUOTA_EXCEEDED";
+      if (result.status === "failed" && !options.continueOnError && !quota) this.#stop = true;
+    };
+    const shouldStop = () => this.#stop || Boolean(options.signal?.aborted);
+    const reads = options.readConcurrency ?? options.concurrency * 4;
+    // A no-op task must not wait for a copy slot (a nightly no-op is 300 of them and no copy).
+    const split = options.continueOnError && reads > options.concurrency;
+    const copies = split ? tasks.filter((t) => t.action === "push") : tasks;
+    await Promise.all([
+      forEachLimited(copies, one, { limit: options.concurrency, shouldStop }),
+      split
+        ? forEachLimited(tasks.filter((t) => t.action !== "push"), one, {
+          limit: reads,
+          shouldStop,
+        })
+        : undefined,
+    ]);
+    const interrupted = options.signal?.aborted ?? false;
+    this.#markNotStarted(interrupted);
+    const latest = options.updateLatest && !interrupted ? await this.#latest(reads) : [];
+    return { results: this.#results, latest, interrupted };
+  }
+
+  async #runTask(task: PlanTask): Promise<TaskResult> {
     const started = performance.now();
     const done = (result: Omit<TaskResult, "task" | "durationMs">): TaskResult => ({
       task,
       durationMs: Math.round(performance.now() - started),
       ...result,
     });
-    if (task.action === "exists") {
-      return done({
-        status: "exists",
-        digest: task.destinationDigest,
-        code: "IMAGE_ALREADY_EXISTS",
-        ...(task.platformOutcome ? { platforms: task.platformOutcome } : {}),
-      });
-    }
-    if (task.action === "drift") {
-      return done({
-        status: "drift",
-        digest: task.destinationDigest,
-        code: "IMAGE_TAG_DRIFT",
-        error: task.message,
-      });
-    }
-    if (task.action === "failed") {
-      return done({
-        status: "failed",
-        code: task.code ?? "IMAGE_PULL_FAILED",
-        error: task.message,
-      });
-    }
-    if (task.action === "deferred") {
-      return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: task.message });
-    }
-    const gated = stoppedMessage(task);
+    const decided = planned(task);
+    if (decided) return done(decided);
+    const gated = this.#stoppedMessage(task);
     if (gated) return done({ status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: gated });
     const namespace = namespaceOf(task);
-    if (fullNamespaces.has(namespace)) {
+    if (this.#fullNamespaces.has(namespace)) {
       return done({
         status: "failed",
         code: "IMAGE_QUOTA_EXCEEDED",
         error: `namespace ${namespace} is over its quota (refused earlier this run); not tried`,
       });
     }
-    let repo: "created" | "exists" | undefined;
+    const at: { repo?: "created" | "exists" } = {};
     try {
-      // A verified task copies the digest that was verified, not what the tag holds by now.
-      const verified = await options.verify?.(task, options.signal);
-      const source = verified ? { ...task.source, digest: task.sourceDigest } : task.source;
-      if (task.repo && options.ensureRepository) {
-        const key = `${task.target}/${task.repo.namespace}/${task.repo.name}`;
-        let pending = ensured.get(key);
-        const first = !pending;
-        if (!pending) {
-          ensured.set(key, pending = options.ensureRepository(task, options.signal));
-        }
-        const outcome = await pending;
-        if (first) {
-          repo = outcome;
-          emit({ kind: "repo", task, outcome });
-        }
-      }
-      const copied = await options.engine.copy({
-        source,
-        destination: task.destination,
-        platform: options.platform,
-        platforms: task.platforms,
-        replaceDigest: task.replaceDigest,
-        credentials: {
-          source: options.credentials?.get(task.source.registry),
-          destination: options.credentials?.get(task.destination.registry),
-        },
-        signal: options.signal,
-        onEvent: (event) => emit({ kind: "engine", task, event }),
-      });
-      const pushedCode = copied.platforms?.added
-        ? "IMAGE_PLATFORMS_ADDED"
-        : task.replaceDigest
-        ? "IMAGE_TAG_UPDATED"
-        : "IMAGE_PUSHED";
-      return done({
-        status: copied.status === "pushed" ? "pushed" : "exists",
-        digest: copied.digest,
-        code: copied.status === "pushed" ? pushedCode : "IMAGE_ALREADY_EXISTS",
-        repo,
-        bytesUploaded: copied.bytesUploaded,
-        ...(copied.platforms ? { platforms: copied.platforms } : {}),
-      });
+      return done(await this.#copy(task, at));
     } catch (error) {
-      if (options.signal?.aborted) {
-        return done({ status: "failed", code: "MIRROR_INTERRUPTED", error: "interrupted", repo });
-      }
-      if (error instanceof MirrorError && error.code === "IMAGE_TAG_DRIFT") {
-        return done({ status: "drift", code: "IMAGE_TAG_DRIFT", error: error.message, repo });
-      }
-      if (stopsSourceHost(task, error)) {
-        const message = `${stoppedMessage(task)}; ${errorMessage(error)}`;
-        return done({
-          status: "deferred",
-          code: "IMAGE_DEFERRED_RATE_LIMIT",
-          error: message,
-          repo,
-        });
-      }
-      const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
-      if (code === "IMAGE_QUOTA_EXCEEDED") {
-        fullNamespaces.add(namespace);
-        const message =
-          `namespace ${namespace} is over its quota: no more pushes into it this run (${
-            errorMessage(error)
-          })`;
-        return done({ status: "failed", code, error: message, repo });
-      }
-      return done({ status: "failed", code, error: errorMessage(error), repo });
+      return done(this.#copyFailed(task, error, namespace, at.repo));
     }
   }
 
+  /** Verify, make sure the repository exists, copy; `at.repo` says what the repository step did. */
+  async #copy(
+    task: PlanTask,
+    at: { repo?: "created" | "exists" },
+  ): Promise<Omit<TaskResult, "task" | "durationMs">> {
+    const options = this.#options;
+    // A verified task copies the digest that was verified, not what the tag holds by now.
+    const verified = await options.verify?.(task, options.signal);
+    const source = verified ? { ...task.source, digest: task.sourceDigest } : task.source;
+    if (task.repo && options.ensureRepository) {
+      const key = `${task.target}/${task.repo.namespace}/${task.repo.name}`;
+      let pending = this.#ensured.get(key);
+      const first = !pending;
+      if (!pending) {
+        this.#ensured.set(key, pending = options.ensureRepository(task, options.signal));
+      }
+      const outcome = await pending;
+      if (first) {
+        at.repo = outcome;
+        this.#emit({ kind: "repo", task, outcome });
+      }
+    }
+    const copied = await options.engine.copy({
+      source,
+      destination: task.destination,
+      platform: options.platform,
+      platforms: task.platforms,
+      replaceDigest: task.replaceDigest,
+      credentials: {
+        source: options.credentials?.get(task.source.registry),
+        destination: options.credentials?.get(task.destination.registry),
+      },
+      signal: options.signal,
+      onEvent: (event) => this.#emit({ kind: "engine", task, event }),
+    });
+    const pushedCode = copied.platforms?.added
+      ? "IMAGE_PLATFORMS_ADDED"
+      : task.replaceDigest
+      ? "IMAGE_TAG_UPDATED"
+      : "IMAGE_PUSHED";
+    return {
+      status: copied.status === "pushed" ? "pushed" : "exists",
+      digest: copied.digest,
+      code: copied.status === "pushed" ? pushedCode : "IMAGE_ALREADY_EXISTS",
+      repo: at.repo,
+      bytesUploaded: copied.bytesUploaded,
+      ...(copied.platforms ? { platforms: copied.platforms } : {}),
+    };
+  }
+
+  /** A copy that threw: interrupted, drift, a host that stops us (deferred), quota, or failed. */
+  #copyFailed(
+    task: PlanTask,
+    error: unknown,
+    namespace: string,
+    repo: "created" | "exists" | undefined,
+  ): Omit<TaskResult, "task" | "durationMs"> {
+    if (this.#options.signal?.aborted) {
+      return { status: "failed", code: "MIRROR_INTERRUPTED", error: "interrupted", repo };
+    }
+    if (error instanceof MirrorError && error.code === "IMAGE_TAG_DRIFT") {
+      return { status: "drift", code: "IMAGE_TAG_DRIFT", error: error.message, repo };
+    }
+    if (this.#stopsSourceHost(task, error)) {
+      const message = `${this.#stoppedMessage(task)}; ${errorMessage(error)}`;
+      return { status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: message, repo };
+    }
+    const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
+    if (code === "IMAGE_QUOTA_EXCEEDED") {
+      this.#fullNamespaces.add(namespace);
+      const message = `namespace ${namespace} is over its quota: no more pushes into it this run (${
+        errorMessage(error)
+      })`;
+      return { status: "failed", code, error: message, repo };
+    }
+    return { status: "failed", code, error: errorMessage(error), repo };
+  }
+
   /** The supply-chain step of a task whose image is at its destination. */
-  async function carry(result: TaskResult): Promise<TaskResult> {
+  async #carry(result: TaskResult): Promise<TaskResult> {
+    const options = this.#options;
     const { status, digest, task } = result;
     if (!options.supplyChain || !digest || (status !== "pushed" && status !== "exists")) {
       return result;
@@ -296,9 +333,9 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
   }
 
   /** The deferral sentence when the task's source host is stopped, else null. */
-  function stoppedMessage(task: PlanTask): string | null {
+  #stoppedMessage(task: PlanTask): string | null {
     const host = task.source.registry;
-    const until = options.pullGate?.gate.stoppedUntil(host);
+    const until = this.#options.pullGate?.gate.stoppedUntil(host);
     if (until === undefined || until === null) return null;
     return `deferred: ${host} answered 429 asking to wait until ${
       new Date(until).toISOString()
@@ -306,44 +343,22 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
   }
 
   /** Is `error` a 429 from the task's source host that stops pulls from it? Stops it if so. */
-  function stopsSourceHost(task: PlanTask, error: unknown): boolean {
-    const gate = options.pullGate;
-    if (!gate || !(error instanceof MirrorError) || error.code !== "IMAGE_RATE_LIMITED") {
+  #stopsSourceHost(task: PlanTask, error: unknown): boolean {
+    const gate = this.#options.pullGate;
+    if (!gate || !(error instanceof RegistryError) || error.code !== "IMAGE_RATE_LIMITED") {
       return false;
     }
-    const { retryAfterMs, host } = error as { retryAfterMs?: number; host?: string };
+    const { retryAfterMs, host } = error;
     if (host !== apiHost(task.source.registry) || !shouldStopHost(retryAfterMs, gate)) return false;
     gate.gate.stop(task.source.registry, Date.now() + (retryAfterMs as number));
     return true;
   }
 
-  const one = async (task: PlanTask) => {
-    emit({ kind: "task-start", task });
-    const result = await carry(await runTask(task));
-    results[task.id] = result;
-    emit({ kind: "task-done", result });
-    // A full namespace is fenced off (above), not a reason to stop the other namespaces.
-    const quota = result.code === "IMAGE_QUOTA_EXCEEDED";
-    if (result.status === "failed" && !options.continueOnError && !quota) stop = true;
-  };
-  const shouldStop = () => stop || Boolean(options.signal?.aborted);
-  const reads = options.readConcurrency ?? options.concurrency * 4;
-  // A no-op task must not wait for a copy slot (a nightly no-op is 300 of them and no copy).
-  const split = options.continueOnError && reads > options.concurrency;
-  const copies = split ? plan.tasks.filter((t) => t.action === "push") : plan.tasks;
-  await Promise.all([
-    forEachLimited(copies, one, { limit: options.concurrency, shouldStop }),
-    split
-      ? forEachLimited(plan.tasks.filter((t) => t.action !== "push"), one, {
-        limit: reads,
-        shouldStop,
-      })
-      : undefined,
-  ]);
-  const interrupted = options.signal?.aborted ?? false;
-  for (const task of plan.tasks) {
-    if (!results[task.id]) {
-      results[task.id] = {
+  /** Tasks the run did not get to (interrupted, or stopped after a failure). */
+  #markNotStarted(interrupted: boolean): void {
+    for (const task of this.#plan.tasks) {
+      if (this.#results[task.id]) continue;
+      this.#results[task.id] = {
         task,
         status: "skipped",
         code: interrupted ? "MIRROR_INTERRUPTED" : "MIRROR_FAILED",
@@ -355,25 +370,50 @@ export async function runPlan(plan: MirrorPlan, options: RunPlanOptions): Promis
     }
   }
 
-  const latest: LatestOutcome[] = [];
-  const update = options.updateLatest;
-  if (update && !interrupted) {
-    // One repository each, so they run at once (a HEAD of `latest` each; a PUT where it moves).
-    const groups = latestGroups(results);
+  /** `latest` in every repository with a mirrored tag, one repository each at once. */
+  async #latest(reads: number): Promise<LatestOutcome[]> {
+    const update = this.#options.updateLatest as NonNullable<RunPlanOptions["updateLatest"]>;
+    // A HEAD of `latest` each; a PUT where it moves.
+    const groups = latestGroups(this.#results);
     const outcomes: LatestOutcome[] = new Array(groups.length);
     await forEachLimited([...groups.keys()], async (i) => {
       const group = groups[i];
       try {
-        outcomes[i] = await update(group, options.signal);
+        outcomes[i] = await update(group, this.#options.signal);
       } catch (error) {
         const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
         outcomes[i] = { group, code, message: errorMessage(error) };
       }
-      emit({ kind: "latest", outcome: outcomes[i] });
+      this.#emit({ kind: "latest", outcome: outcomes[i] });
     }, { limit: reads });
-    latest.push(...outcomes);
+    return outcomes;
   }
-  return { results, latest, interrupted };
+}
+
+/** The result of a task the plan decided already (no copy), or null for a push. */
+function planned(task: PlanTask): Omit<TaskResult, "task" | "durationMs"> | null {
+  switch (task.action) {
+    case "exists":
+      return {
+        status: "exists",
+        digest: task.destinationDigest,
+        code: "IMAGE_ALREADY_EXISTS",
+        ...(task.platformOutcome ? { platforms: task.platformOutcome } : {}),
+      };
+    case "drift":
+      return {
+        status: "drift",
+        digest: task.destinationDigest,
+        code: "IMAGE_TAG_DRIFT",
+        error: task.message,
+      };
+    case "failed":
+      return { status: "failed", code: task.code ?? "IMAGE_PULL_FAILED", error: task.message };
+    case "deferred":
+      return { status: "deferred", code: "IMAGE_DEFERRED_RATE_LIMIT", error: task.message };
+    default:
+      return null;
+  }
 }
 
 /**
