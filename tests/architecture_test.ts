@@ -9,6 +9,7 @@
  *   nothing), so no arrow runs back up;
  * - only main.ts calls Deno.exit;
  * - no lib file has more than 400 lines of code (doc comments and blank lines do not count);
+ * - no function or method is longer than 120 lines (split it into the steps it reads as);
  * - no basename appears twice in lib/;
  * - ARCHITECTURE.md's Layout block names every lib file, and only files that exist.
  *
@@ -292,6 +293,84 @@ function codeLines(text: string): number {
       !code.startsWith("*");
   }).length;
 }
+
+/** Declarations that open a body: functions, arrow consts, methods (deno fmt layout). */
+const DECLARATION = [
+  /^(\s*)(?:export\s+)?(?:default\s+)?(?:async\s+)?function\b/,
+  /^(\s*)(?:export\s+)?(?:const|let)\s+[\w$]+\s*(?::[^=]+)?=\s*(?:async\s*)?(?:\(|[\w$]+\s*=>)/,
+  /^(\s+)(?:(?:public|private|protected|static|async|get|set|override)\s+)*\*?(?:#?[A-Za-z_$][\w$]*|\[Symbol\.\w+\])\s*(?:<[^>]*>)?\(/,
+];
+const NOT_A_DECLARATION =
+  /^\s*(?:if|for|while|switch|catch|return|await|throw|new|typeof|void|yield|else|do|try|super|delete)\b/;
+
+/**
+ * Functions and methods longer than `max` lines, as "path:line name: n lines". A declaration's
+ * signature ends at the first line ending in `) {`, `): T {` or `=> {`; its body ends at the first
+ * line that starts with `}` at the declaration's indentation (deno fmt lays code out so).
+ */
+function longFunctions(path: string, text: string, max: number): string[] {
+  const lines = text.split("\n");
+  const found: string[] = [];
+  for (const [i, line] of lines.entries()) {
+    const code = line.trimStart();
+    if (code.startsWith("*") || code.startsWith("//") || code.startsWith("/*")) continue;
+    if (NOT_A_DECLARATION.test(line)) continue;
+    const indent = DECLARATION.map((r) => line.match(r)).find(Boolean)?.[1];
+    if (indent === undefined) continue;
+    let j = i;
+    while (j < lines.length && !/[{;]$/.test(lines[j].trimEnd())) j++;
+    if (!/(?:\)|=>)(?:\s*:[^{}]*)?\s*\{$|=>\s*\{$/.test(lines[j]?.trimEnd() ?? "")) continue;
+    let k = j + 1;
+    while (k < lines.length && !(lines[k].startsWith(`${indent}}`))) k++;
+    const length = k - i + 1;
+    const name = code
+      .replace(
+        /^(?:(?:export|default|async|static|private|get|set|function|const|let)\s+|\*\s*)*/,
+        "",
+      )
+      .match(/^(#?[\w$]+|\[Symbol\.\w+\])/)?.[1];
+    if (length > max) found.push(`${path}:${i + 1} ${name}: ${length} lines`);
+  }
+  return found;
+}
+
+Deno.test("architecture: no function or method is longer than 120 lines", async () => {
+  const over: string[] = [];
+  for (const f of await libFiles()) {
+    over.push(...longFunctions(`lib/${f}`, await Deno.readTextFile(`${ROOT}/lib/${f}`), 120));
+  }
+  assert.deepEqual(over, []);
+  const body = (n: number, indent: string) => Array(n).fill(`${indent}  step();`);
+  const sample = [
+    "/** Doc. */",
+    "export async function buildPlan(", // line 2: 8 lines
+    "  config: Config,",
+    "): Promise<Plan> {",
+    ...body(4, ""),
+    "}",
+    "class Run {",
+    "  async #copy(task: Task): Promise<void> {", // line 11: 4 lines
+    ...body(2, "  "),
+    "  }",
+    "  helper = () => 1;",
+    "}",
+    "const one = async (task: Task) => {", // line 17: 7 lines
+    ...body(5, ""),
+    "};",
+    "if (ready) {", // not a function
+    ...body(9, ""),
+    "}",
+  ].join("\n");
+  assert.deepEqual(longFunctions("x.ts", sample, 6), [
+    "x.ts:2 buildPlan: 8 lines",
+    "x.ts:17 one: 7 lines",
+  ]);
+  assert.deepEqual(longFunctions("x.ts", sample, 3), [
+    "x.ts:2 buildPlan: 8 lines",
+    "x.ts:11 #copy: 4 lines",
+    "x.ts:17 one: 7 lines",
+  ]);
+});
 
 Deno.test("architecture: no lib file has more than 400 lines of code", async () => {
   const over: string[] = [];

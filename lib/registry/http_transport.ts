@@ -302,35 +302,18 @@ export class HttpTransport {
     // The answer's body is watched the same way: a registry that stops sending mid-body fails
     // after `limit` ms without a byte instead of hanging the run.
     lastProgress = performance.now();
-    const reader = res.body.getReader();
-    const watched = new ReadableStream<Uint8Array>({
-      async pull(controller) {
-        try {
-          const { done, value } = await reader.read();
-          if (done) {
-            stop();
-            controller.close();
-            return;
-          }
-          lastProgress = performance.now();
-          moved += value.length;
-          controller.enqueue(value);
-        } catch (cause) {
-          stop();
-          controller.error(
-            timedOut && !outer?.aborted
-              ? failure(
-                bound ||
-                  `no progress for ${limit / 1000} s (apiTimeout) while reading the answer`,
-              )
-              : cause,
-          );
-        }
+    const watched = watchedBody(res.body, {
+      progress(bytes) {
+        lastProgress = performance.now();
+        moved += bytes;
       },
-      cancel(reason) {
-        stop();
-        return reader.cancel(reason);
-      },
+      stop,
+      failed: (cause) =>
+        timedOut && !outer?.aborted
+          ? failure(
+            bound || `no progress for ${limit / 1000} s (apiTimeout) while reading the answer`,
+          )
+          : cause,
     });
     return new Response(watched, { status: res.status, headers: res.headers });
   }
@@ -405,4 +388,36 @@ function isTlsFailure(error: unknown): boolean {
   return /certificate|UnknownIssuer|invalid peer|InvalidCertificate|tls|handshake/i.test(
     causes(error),
   );
+}
+
+/**
+ * `body`, read through `watch`: every chunk is progress; the end or a cancel stops the watch; a
+ * failed read errors the stream with what `watch.failed` makes of it (the timeout's reason).
+ */
+function watchedBody(
+  body: ReadableStream<Uint8Array>,
+  watch: { progress(bytes: number): void; stop(): void; failed(cause: unknown): unknown },
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) {
+          watch.stop();
+          controller.close();
+          return;
+        }
+        watch.progress(value.length);
+        controller.enqueue(value);
+      } catch (cause) {
+        watch.stop();
+        controller.error(watch.failed(cause));
+      }
+    },
+    cancel(reason) {
+      watch.stop();
+      return reader.cancel(reason);
+    },
+  });
 }
