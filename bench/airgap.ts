@@ -1,6 +1,6 @@
 // deno-lint-ignore-file no-console
 /**
- * `deno task bench:airgap` (issue 14): export then import of the `small` and `big` corpora.
+ * `deno task bench:airgap`: export then import of the `small` and `big` corpora.
  * Export is compared with `skopeo copy --all` to `oci:` for the same images one after another
  * (target: within 1.2x); import, with the source registry stopped, with a direct
  * registry-to-registry mirror of the same images into a fresh registry (target: within 1.2x); peak

@@ -1,8 +1,7 @@
 // deno-lint-ignore-file no-console
 /**
  * `deno task bench`: bananna-bot against skopeo sync, a plain docker loop and the loopback floor
- * (issue 6), and tag selection by a `repositories` rule against the same tags as `images` (issue
- * 12). Starts its own source and destination `docker-registry` (destination with htpasswd)
+ * and tag selection by a `repositories` rule against the same tags as `images`. Starts its own source and destination `docker-registry` (destination with htpasswd)
  * and a dockerd (vfs), pushes seeded corpora, measures, prints one table, writes
  * bench/results/<YYYY-MM-DD>.json.
  *
@@ -796,7 +795,7 @@ async function platforms() {
 }
 
 /**
- * Issue 14's export/import figures: bench/airgap.ts (also `deno task bench:airgap`) in its own
+ * The export/import figures: bench/airgap.ts (also `deno task bench:airgap`) in its own
  * process, after the others (it starts its own registries and writes airgap-<date>.json).
  */
 async function airgap() {

@@ -1,5 +1,5 @@
 /**
- * Results: the cases measured, the targets from issue 6 computed from them, the printed table and
+ * Results: the cases measured, the targets computed from them, the printed table and
  * the JSON written to bench/results/<date>.json.
  *
  * @module
@@ -329,7 +329,7 @@ export const SELECT_IMAGES = "bananna registry (images)";
 export const SELECT_FLOOR = "floor (listing, curl)";
 
 /**
- * The tag-selection targets of issue 12: listing pages per 100 tags listed, source manifest GETs
+ * The tag-selection targets: listing pages per 100 tags listed, source manifest GETs
  * and the no-op time of the `repositories` rule against the same tags written as `images`.
  */
 export function selectTargets(cases: CaseResult[], listed: number): TargetResult[] {

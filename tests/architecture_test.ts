@@ -1,5 +1,5 @@
 /**
- * The architecture rules of issue 11, kept by a test:
+ * The architecture rules, kept by a test:
  * - a leaf (registry/, log/, credentials/, signatures/, quay_client, retry, errors, worker_pool, safe_file,
  *   version, write_guard) imports only other leaves: never mirror/, cli/, config/ or engine/;
  * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;

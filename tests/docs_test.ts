@@ -392,3 +392,47 @@ Deno.test("each command's help lists exactly the options the parser gives it", (
   }
   assert.deepEqual(problems, []);
 });
+
+/** Every file under `dir` (relative to the root) whose name ends with one of `extensions`. */
+async function filesUnder(dir: string, extensions: string[]): Promise<string[]> {
+  const found: string[] = [];
+  for await (const entry of Deno.readDir(`${ROOT}/${dir}`)) {
+    const path = `${dir}/${entry.name}`;
+    if (entry.isDirectory) found.push(...await filesUnder(path, extensions));
+    else if (extensions.some((e) => entry.name.endsWith(e))) found.push(path);
+  }
+  return found;
+}
+
+/** Lines citing an internal issue number, or (docs only) a file outside the repository. */
+export function outsideReferences(file: string, text: string, doc: boolean): string[] {
+  const found: string[] = [];
+  text.split("\n").forEach((line, i) => {
+    const issue = /\bissues? #?\d+/i.test(line) || /(^|[\s(])#\d+\b/.test(line);
+    const outside = doc &&
+      (/\]\(\.\.\/\.\.\//.test(line) || /(\.\.\/)?shared\/[\w-]+\.md/.test(line));
+    if (issue || outside) found.push(`${file}:${i + 1}: ${line.trim()}`);
+  });
+  return found;
+}
+
+Deno.test("docs and code comments cite no issue numbers; docs name no file outside the repository", async () => {
+  const found: string[] = [];
+  for (const file of await docFiles()) {
+    found.push(...outsideReferences(file, await Deno.readTextFile(`${ROOT}/${file}`), true));
+  }
+  const code = ["main.ts", "config.ts"];
+  for (const dir of ["lib", "tests", "bench", "examples", "deploy"]) {
+    code.push(...await filesUnder(dir, [".ts", ".yaml"]));
+  }
+  for (const file of code.filter((f) => !f.startsWith("tests/testdata/"))) {
+    found.push(...outsideReferences(file, await Deno.readTextFile(`${ROOT}/${file}`), false));
+  }
+  assert.deepEqual(found, []);
+  // The check itself (the cited number is built here, so this file passes its own check).
+  const cited = `see (iss${"ue"} 13)`;
+  assert.deepEqual(
+    outsideReferences("x.md", `${cited}\nformat: ../shared/registry-protocols.md\nfine`, true),
+    [`x.md:1: ${cited}`, "x.md:2: format: ../shared/registry-protocols.md"],
+  );
+});

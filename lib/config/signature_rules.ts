@@ -1,5 +1,5 @@
 /**
- * The `operation.signatures` and `operation.artifactTypes` rules (issue 13) and the effective
+ * The `operation.signatures` and `operation.artifactTypes` rules and the effective
  * signatures mode:
  * - unset: `copy` with the registry engine, `skip` with docker (no warning);
  * - docker + `copy` written: a warning (docker pull/tag/push changes every digest, so no copied

@@ -54,7 +54,7 @@ const exportedImage = z.object({
     kept: z.array(z.string()).nullable(),
     skipped: z.array(z.string()),
   }).optional(),
-  /** What the export carried of its supply chain (`signatures: copy|require`; issue 13). */
+  /** What the export carried of its supply chain (`signatures: copy|require`). */
   supplyChain: z.object({
     signatures: size,
     attestations: size,

@@ -1,6 +1,6 @@
 /**
  * An OCI image layout as one tar stream, optionally split into parts for removable media and
- * transfer size limits (issue 14). Writing: {@link writeParts}; reading: `readParts` in
+ * transfer size limits. Writing: {@link writeParts}; reading: `readParts` in
  * tar_parts_read.ts; sizes on the command line: {@link parsePartSize}.
  *
  * The tar is what `skopeo copy … oci-archive:` reads (shared/registry-protocols.md §9.2): entries

@@ -181,7 +181,7 @@ const EXPECTED: Record<string, [string, string]> = {
   "secret.yaml": ["Secret", "v1"],
   "pvc.yaml": ["PersistentVolumeClaim", "v1"],
   "serviceaccount.yaml": ["ServiceAccount", "v1"],
-  // issue 15's Indexed Job variant (another change adds it)
+  // the Indexed Job variant (another change adds it)
   "indexed-job.yaml": ["Job", "batch/v1"],
 };
 

@@ -1,6 +1,6 @@
 /**
  * An import is the disconnected side's mirror run, so its end reaches the same watchers as a
- * mirror's (issue 15): the `metrics.file` (checked by the real promtool, values read back) and
+ * mirror's: the `metrics.file` (checked by the real promtool, values read back) and
  * exactly one notification per run; an export (the connected side's copy to disk) writes no
  * mirror metrics. The source registry is stopped before the import.
  */

@@ -1,5 +1,5 @@
 /**
- * Issues 13 + 14: signatures, attestations, SBOMs and referrers travel across the air gap.
+ * Signatures, attestations, SBOMs and referrers travel across the air gap.
  * `export` and `import` as subprocesses, real docker-registry instances (distribution 2.8.2: no
  * referrers API, so the fallback tag path runs on both sides), the source stopped before any
  * import. The source image is a multi-arch index signed (cosign format, openssl P-256) on the

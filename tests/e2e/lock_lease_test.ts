@@ -1,5 +1,5 @@
 /**
- * Issue 15 follow-up, the run lock's heartbeat with `main.ts mirror` as a subprocess: the lock of
+ * The run lock's heartbeat with `main.ts mirror` as a subprocess: the lock of
  * a pod killed without SIGTERM (another host name, a heartbeat older than its lease) is taken
  * over with `MIRROR_LOCK_STALE` naming it; one whose heartbeat is fresh is held (`MIRROR_LOCKED`);
  * a real run's lock keeps a heartbeat that advances while a slow run is in progress; and a run

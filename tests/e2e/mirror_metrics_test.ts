@@ -1,5 +1,5 @@
 /**
- * Issue 15, metrics: real mirror runs (CLI subprocess, real registries) with `--metrics-file` and
+ * Metrics: real mirror runs (CLI subprocess, real registries) with `--metrics-file` and
  * `metrics.pushgateway` pointing at a local receiver. The file passes the real `promtool check
  * metrics` (Debian's prometheus package; the test fails without it), its values are read back
  * (pushed count, exit code, timestamps, the last success kept across a failing run and a run that

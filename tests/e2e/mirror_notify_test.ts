@@ -1,5 +1,5 @@
 /**
- * Issue 15, one notification per run: real mirror runs (CLI subprocess, real registries) with
+ * One notification per run: real mirror runs (CLI subprocess, real registries) with
  * `notify` pointing at a local receiver. Exactly one notification per run (a 503 is retried: two
  * requests, one notification), the totals and the failed entries capped at 20 with the count of
  * the rest, `${VAR}` in a header resolved and never in the body or the log, the registry password

@@ -1,5 +1,5 @@
 /**
- * Issue 15, the edges of a run's end for its watchers (CLI subprocess, real registries, a local
+ * The edges of a run's end for its watchers (CLI subprocess, real registries, a local
  * receiver): an interrupted run (SIGINT) writes exit code 130 and keeps the last success of the
  * previous file and notifies once; a run that finds the lock held notifies (not started,
  * MIRROR_LOCKED) but leaves the metrics file to the holder; with a Pushgateway and no file, the

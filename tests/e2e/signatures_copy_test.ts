@@ -1,5 +1,5 @@
 /**
- * Issue 13, carrying the supply chain: `main.ts mirror` as a subprocess, registry engine, two real
+ * Carrying the supply chain: `main.ts mirror` as a subprocess, registry engine, two real
  * docker-registry instances (distribution 2.8.2: no referrers API, so the fallback tag path runs).
  * The source image is a multi-arch index signed (cosign format, openssl P-256) on the index and on
  * each child, with an attestation, an SBOM, a signature of the SBOM, and OCI 1.1 referrers with

@@ -1,5 +1,5 @@
 /**
- * Issue 13, "a no-op run checks them with HEADs only: at most 2x the requests of a no-op without
+ * "A no-op run checks them with HEADs only: at most 2x the requests of a no-op without
  * signatures": the supply-chain memo (lib/mirror/supply_chain_state.ts) on two real
  * docker-registry instances (no referrers API). An index signed (cosign format) on itself and on
  * both children; every source request goes through a counting proxy, every destination request is

@@ -1,5 +1,5 @@
 /**
- * Issue 13, carrying the supply chain over the OCI 1.1 referrers API: `main.ts mirror` as a
+ * Carrying the supply chain over the OCI 1.1 referrers API: `main.ts mirror` as a
  * subprocess, registry engine, real docker-registry instances with a referrers-API double in front
  * (tests/support/supply_chain_fixture.ts; distribution 2.8.2 has none), `operation.artifactTypes`,
  * `signatures: skip`, IMAGE_UNSIGNED, and bad input that must fail clearly with the image mirrored.

@@ -1,5 +1,5 @@
 /**
- * Issue 15 follow-up: a run stopped before it had a report still replaces `last-report.json`, so
+ * A run stopped before it had a report still replaces `last-report.json`, so
  * nobody reads the previous night's success as this run's. A SIGTERM while the first request to
  * the source stalls (logins / planning): exit 130, the report marked interrupted with this run's
  * start, `MIRROR_INTERRUPTED` in the log, the metrics' exit code 130. A login refused with

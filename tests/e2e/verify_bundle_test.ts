@@ -1,5 +1,5 @@
 /**
- * Issue 13, cosign v3's default signatures and `operation.signatures: require`: `main.ts mirror`
+ * Cosign v3's default signatures and `operation.signatures: require`: `main.ts mirror`
  * as a subprocess, registry engine, real registries. Bundles are made by the test in cosign v3's
  * shape (tests/support/bundle_fixture.ts, signed with openssl) and pushed as referrers with
  * `subject`: on docker-registry 2.8.2 through the fallback tag, and behind the referrers-API

@@ -1,5 +1,5 @@
 /**
- * Verification before mirroring (issue 13): `main.ts mirror` as a subprocess, registry engine,
+ * Verification before mirroring: `main.ts mirror` as a subprocess, registry engine,
  * real registries. The source images are signed by the test in cosign's format (openssl P-256
  * key, simple-signing payload, `.sig` manifest next to the image). A refused image writes nothing
  * at the destination: its access log shows no PUT/POST/PATCH.
