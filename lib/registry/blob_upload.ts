@@ -1,13 +1,16 @@
 /**
  * The blob upload state machine of the registry client (shared/registry-protocols.md §2.5): POST
- * for a session, then one PUT streaming the whole blob (monolithic). A registry, or a proxy in
+ * for a session, then one PUT streaming the whole blob (monolithic); a large blob (8 MiB and more)
+ * is one streamed PATCH and a PUT without a body instead, as docker pushes, so that a failed one
+ * is deleted with the session's current Location and the registry drops what it took (a failed
+ * monolithic PUT leaves its bytes in distribution's upload area for good). A registry, or a proxy in
  * front of it, that refuses that body (413 too large, 411 length required) gets blobs in PATCH
  * chunks from then on, starting at 8 MiB (or the registry's `OCI-Chunk-Min-Length`) and halving
  * what was refused on each further 413; what one upload learns, the next ones of the same client
  * use. The bytes are counted and hashed on the way ({@link verifyBlob}): a stream that passes its
  * descriptor's size is cut at once, a short one or one with other bytes fails
  * IMAGE_DIGEST_MISMATCH (never retried) before the final PUT completes, and a session that will
- * not be finished is deleted.
+ * not be finished is deleted with its current Location, once its requests have ended.
  *
  * Requests go through the client's `send` (auth, status check, retries), so this module knows
  * nothing about tokens or transports.
@@ -130,6 +133,12 @@ export class BlobUploader {
           );
         }
         const session = await this.#start(repository, options.signal);
+        // The PUT (or PATCHes) of this try: ended before the session is deleted, so that the
+        // registry is no longer writing what it received when the DELETE comes.
+        const sending = new AbortController();
+        const putSignal = options.signal
+          ? AbortSignal.any([options.signal, sending.signal])
+          : sending.signal;
         let done = false;
         const verifier = verifyBlob(blob, options.onProgress);
         // A source that fails with its own verdict (a layout's corrupt file) keeps it.
@@ -137,14 +146,19 @@ export class BlobUploader {
         try {
           const verified = tapFailure(await open(signal), (e) => sourceFailure = e)
             .pipeThrough(verifier.stream);
-          done = this.#chunkBytes === null
-            ? await this.#putWhole(repository, blob, verified, session.url, options.signal)
-            : await this.#putChunks(repository, blob, verified, session, options.signal);
+          const failed = () => verifier.failure() ?? sourceVerdict(sourceFailure) ?? sourceFailure;
+          done = this.#chunkBytes !== null
+            ? await this.#putChunks(repository, blob, verified, session, putSignal)
+            : blob.size >= CHUNK_START_BYTES
+            ? await this.#patchWhole(repository, blob, verified, session, failed, putSignal)
+            : await this.#putWhole(repository, blob, verified, session.url, putSignal);
         } catch (error) {
           // The request failed because the bytes did: say so (not a push failure to retry).
           throw verifier.failure() ?? sourceVerdict(sourceFailure) ?? error;
         } finally {
           reading.abort();
+          sending.abort();
+          // The session's current location (a PATCH moves it), never the first one.
           if (!done) await this.cancel(repository, session.url);
         }
         if (done) return;
@@ -207,6 +221,51 @@ export class BlobUploader {
     return false;
   }
 
+  /**
+   * A large blob: one PATCH streaming it whole (no Content-Range, as docker pushes), then the
+   * final PUT without a body. The PATCH body never fails: a source that breaks, or bytes that
+   * pass the size or do not match, end it early, so the registry answers with the session's
+   * current Location and a failed blob is deleted with it. (A monolithic PUT that fails leaves
+   * what it sent in distribution's upload area: its first Location no longer names the session,
+   * the DELETE is refused.) False on a 413 or 411 (chunks from then on).
+   */
+  async #patchWhole(
+    repository: string,
+    blob: { digest: string },
+    body: ReadableStream<Uint8Array>,
+    session: { url: URL },
+    failed: () => unknown,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const patch = await this.#send({
+      method: "PATCH",
+      path: session.url,
+      repository,
+      write: true,
+      headers: { "content-type": "application/octet-stream" },
+      body: () => endsEarly(body),
+      signal,
+      ok: [202, 411, 413],
+      once: true,
+      blob: true,
+    });
+    await patch.body?.cancel();
+    if (patch.status === 411 || patch.status === 413) {
+      this.#chunkBytes ??= CHUNK_START_BYTES;
+      return false;
+    }
+    const next = patch.headers.get("location");
+    if (next) session.url = new URL(next, session.url);
+    const failure = failed();
+    if (failure) throw failure;
+    await this.#close(repository, session.url, blob.digest, {
+      headers: { "content-length": "0" },
+      signal,
+      ok: [201, 204],
+    });
+    return true;
+  }
+
   /** PATCH the blob in chunks, then PUT the digest. False on a 413 (smaller chunks next time). */
   async #putChunks(
     repository: string,
@@ -255,7 +314,7 @@ export class BlobUploader {
         return false;
       }
       const next = res.headers.get("location");
-      if (next) location = new URL(next, location);
+      if (next) session.url = location = new URL(next, location);
       offset += filled;
       chunk = new Uint8Array(size);
       filled = 0;
@@ -387,6 +446,25 @@ export function verifyBlob(
  */
 function sourceVerdict(error: unknown): MirrorError | undefined {
   return error instanceof MirrorError && error.code === "IMAGE_DIGEST_MISMATCH" ? error : undefined;
+}
+
+/** `stream`, ending where it fails instead of failing (its failure is read elsewhere). */
+function endsEarly(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = stream.getReader();
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch {
+        controller.close();
+      }
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
 }
 
 /** `stream`, telling `onError` the error it fails with (its own, not the consumer's). */

@@ -61,6 +61,12 @@ function startUploadServer(rules: Rules = {}) {
       upload.deleted = true;
       return new Response(null, { status: 204 });
     }
+    if (req.method === "PATCH" && req.headers.get("content-range") === null) {
+      // A streamed PATCH (a large blob whole, as docker sends it): a whole body as a PUT's.
+      if (rules.refuseWhole) return new Response("refused", { status: rules.refuseWhole });
+      upload.bytes.push(body);
+      return new Response(null, { status: 202, headers: { location: `/upload/${upload.id}` } });
+    }
     if (req.method === "PATCH") {
       if (rules.maxPatchBytes !== undefined && body.length > rules.maxPatchBytes) {
         return new Response("too large", { status: 413 });
@@ -188,7 +194,8 @@ for (const status of [413, 411] as const) {
     });
     assert.deepEqual(server.log, [
       "POST /v2/team/app/blobs/uploads/",
-      `PUT /upload/1 ${blob.size}`,
+      // A large blob goes in one streamed PATCH (then a PUT without a body).
+      `PATCH /upload/1 ${blob.size}`,
       "DELETE /upload/1",
       "POST /v2/team/app/blobs/uploads/",
       `PATCH /upload/2 ${CHUNK_START_BYTES}`,
