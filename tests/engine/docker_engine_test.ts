@@ -740,7 +740,8 @@ Deno.test({
   }`,
   ignore: !availability.ok,
   async fn() {
-    const dockerd = await startDockerd();
+    // Disposed even when an assertion fails first (stop() is idempotent).
+    await using dockerd = await startDockerd();
     const dir = dockerd.dir;
     // A container on the host network makes dockerd mount its default network namespace.
     const work = await Deno.makeTempDir({ prefix: "bb-empty-image-" });
