@@ -390,9 +390,10 @@ function resolve(
       organization: r.organization ?? r.namespace,
       kind: r.kind,
       apiToken: r.apiToken,
+      // A Quay username `org+name` of this organization is the robot that pushes.
       robot: r.robot
         ? r.robot.includes("+") ? r.robot : `${r.organization ?? r.namespace}+${r.robot}`
-        : /^[^+\s]+\+[^+\s]+$/.test(r.username ?? "")
+        : r.kind === "quay" && r.username?.startsWith(`${r.organization ?? r.namespace}+`)
         ? r.username
         : undefined,
     };

@@ -376,6 +376,8 @@ Deno.test("checkConfig(): the pushing robot of a Quay target (robot, or an org+n
       "acme+push",
     );
     assert.equal(await robotOf(quay({ username: "alice", password: "${ROBOT}" })), undefined);
+    // Another organization's robot (or a user name with "+") is only a login here.
+    assert.equal(await robotOf(quay({ username: "other+x", password: "${ROBOT}" })), undefined);
   });
   await t.step("errors: another organization's robot, no API token, a plain registry", async () => {
     assert.match(
