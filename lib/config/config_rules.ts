@@ -7,6 +7,10 @@
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
+import { FileInputError, readFileCapped } from "../safe_file.ts";
+
+/** Bytes a CA file may have (a bundle of a few hundred certificates). */
+const MAX_PEM_BYTES = 1024 * 1024;
 import { isLoopbackHost } from "../registry/reference.ts";
 import { type ResolvedConfig, SECRET_KEYS, type ValidConfig } from "./schema.ts";
 import { isSecretKey, type LiteralSecret } from "./config_secrets.ts";
@@ -326,10 +330,12 @@ async function checkReadable(
   err: (path: string, message: string) => void,
 ) {
   try {
-    const text = await Deno.readTextFile(path);
+    const bytes = await readFileCapped(path, { what: "a CA file", maxBytes: MAX_PEM_BYTES });
+    const text = new TextDecoder().decode(bytes);
     if (!text.includes("-----BEGIN CERTIFICATE-----")) err(at, `${path} holds no PEM certificate`);
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound
+    if (error instanceof FileInputError && !error.missing) return err(at, error.message);
+    const why = error instanceof Deno.errors.NotFound || error instanceof FileInputError
       ? "no such file"
       : error instanceof Deno.errors.PermissionDenied
       ? "permission denied"

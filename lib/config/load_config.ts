@@ -10,6 +10,7 @@
  */
 import type { z } from "zod";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
+import { FileInputError, readFileCapped } from "../safe_file.ts";
 import { canonicalHost, isLoopbackHost, parseReference } from "../registry/reference.ts";
 import { checkRules } from "./config_rules.ts";
 import {
@@ -244,11 +245,11 @@ async function readRaw(
   }
   let text: string;
   try {
-    const bytes = await Deno.readFile(file);
-    // The file may have grown since stat.
-    if (bytes.length > MAX_CONFIG_BYTES) return fail(tooLarge(file, bytes.length));
+    // The one reader of files from outside: swapped for a FIFO or grown since stat is refused.
+    const bytes = await readFileCapped(file, { what: "the config", maxBytes: MAX_CONFIG_BYTES });
     text = new TextDecoder().decode(bytes);
   } catch (error) {
+    if (error instanceof FileInputError) return fail(error.message);
     return fail(`cannot read ${file}: ${error instanceof Error ? error.message : error}`);
   }
   const isJson = /\.json$/i.test(file);

@@ -8,6 +8,10 @@
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
+import { FileInputError, readFileCapped } from "../safe_file.ts";
+
+/** Bytes a cosign public key file may have. */
+export const MAX_KEY_BYTES = 64 * 1024;
 import { formatPath } from "./parse_config_text.ts";
 import type { ResolvedConfig, ValidConfig } from "./schema.ts";
 
@@ -72,9 +76,13 @@ export async function resolveVerifyKeys(
 async function keyProblem(file: string): Promise<string | null> {
   let pem: string;
   try {
-    pem = await Deno.readTextFile(file);
+    pem = new TextDecoder().decode(
+      await readFileCapped(file, { what: "a cosign public key", maxBytes: MAX_KEY_BYTES }),
+    );
   } catch (error) {
-    const why = error instanceof Deno.errors.NotFound ? "not found" : String(error);
+    const why = error instanceof FileInputError
+      ? (error.missing ? "not found" : error.message)
+      : String(error);
     return `cosign key ${file}: cannot be read (${why})`;
   }
   try {

@@ -8,6 +8,7 @@
  */
 import type { Credential } from "../registry/credential.ts";
 import { DOCKER_HUB_INDEX, isDockerHub } from "../registry/reference.ts";
+import { readFileCapped } from "../safe_file.ts";
 
 /** The parts of config.json we use. */
 export interface DockerConfig {
@@ -49,7 +50,11 @@ export async function readDockerConfig(
   if (!dir) return empty;
   const path = `${dir}/config.json`;
   try {
-    return normalise(JSON.parse(await Deno.readTextFile(path)), path);
+    const bytes = await readFileCapped(path, {
+      what: "docker's config.json",
+      maxBytes: 1024 * 1024,
+    });
+    return normalise(JSON.parse(new TextDecoder().decode(bytes)), path);
   } catch {
     return empty;
   }

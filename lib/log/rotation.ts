@@ -23,7 +23,7 @@
  *
  * @module
  */
-import { openNoFollow, writeFileAtomic } from "../safe_file.ts";
+import { openNoFollow, readFileCapped, writeFileAtomic } from "../safe_file.ts";
 
 /** Options for {@link rotateIfDue}. */
 export interface RotateOptions {
@@ -330,7 +330,8 @@ async function readMarker(path: string): Promise<Marker | null> {
   let text: string;
   try {
     if ((await Deno.lstat(path)).isSymlink) return null;
-    text = await Deno.readTextFile(path);
+    const bytes = await readFileCapped(path, { what: "the rotation marker", maxBytes: 64 * 1024 });
+    text = new TextDecoder().decode(bytes);
   } catch {
     return null;
   }

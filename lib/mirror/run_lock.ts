@@ -39,7 +39,10 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { refuseSymlink } from "../safe_file.ts";
+import { FileInputError, readFileCapped, refuseSymlink } from "../safe_file.ts";
+
+/** Bytes a lock file may have (a small JSON body; anything else is not a lock this tool wrote). */
+const MAX_LOCK_BYTES = 64 * 1024;
 
 /** A held lock. Release it with `release()` or `await using`. */
 export interface RunLock extends AsyncDisposable {
@@ -360,9 +363,11 @@ async function readText(path: string): Promise<string | null> {
   try {
     const info = await Deno.lstat(path);
     if (info.isSymlink) return "";
-    return await Deno.readTextFile(path);
+    const bytes = await readFileCapped(path, { what: "a run lock", maxBytes: MAX_LOCK_BYTES });
+    return new TextDecoder().decode(bytes);
   } catch (error) {
     if (error instanceof Deno.errors.NotFound) return null;
+    if (error instanceof FileInputError) return error.missing ? null : "";
     throw error;
   }
 }

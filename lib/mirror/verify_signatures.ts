@@ -15,6 +15,8 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
+import { readFileCapped } from "../safe_file.ts";
+import { MAX_KEY_BYTES } from "../config/verify_keys.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
 import { bundleNamesDigest, verifyBundles } from "../signatures/sigstore_bundle.ts";
 import { fetchImageBundles } from "../signatures/bundle_fetch.ts";
@@ -165,8 +167,8 @@ export class SignatureVerifier {
   #load(file: string): Promise<CryptoKey> {
     let key = this.#keys.get(file);
     if (!key) {
-      key = Deno.readTextFile(file).then(
-        (pem) => loadCosignPublicKey(pem, { file }),
+      key = readFileCapped(file, { what: "a cosign public key", maxBytes: MAX_KEY_BYTES }).then(
+        (bytes) => loadCosignPublicKey(new TextDecoder().decode(bytes), { file }),
         (cause) => {
           // Checked by validate; a file removed or made unreadable since is a config error.
           throw new MirrorError("CONFIG_INVALID", `Cannot read cosign key ${file}`, { cause });

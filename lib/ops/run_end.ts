@@ -21,7 +21,7 @@ import type { ResolvedConfig } from "../config/schema.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { base64Utf8, type Secrets } from "../log/redact.ts";
-import { writeFileAtomic } from "../safe_file.ts";
+import { readFileCapped, writeFileAtomic } from "../safe_file.ts";
 import { metricsText, parseLastSuccess } from "./metrics.ts";
 import { notificationJson, notifyReasons, type RunEnd, slackMessage } from "./notify.ts";
 import { deliver, type DeliveryOptions } from "./ops_http.ts";
@@ -223,9 +223,8 @@ function deliveryOptions(
 /** The previous metrics text: a regular file of at most 1 MiB (never a device or a fifo), or null. */
 async function readPrevious(path: string): Promise<string | null> {
   try {
-    const info = await Deno.stat(path);
-    if (!info.isFile || info.size > 1024 * 1024) return null;
-    return await Deno.readTextFile(path);
+    const bytes = await readFileCapped(path, { what: "the metrics file", maxBytes: 1024 * 1024 });
+    return new TextDecoder().decode(bytes);
   } catch {
     return null;
   }
