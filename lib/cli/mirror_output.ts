@@ -11,7 +11,8 @@ import { errorMessage } from "../errors.ts";
 import { type Code, CODES, type Level } from "../log/codes.ts";
 import type { Logger } from "../log/logger.ts";
 import { formatReference } from "../registry/reference.ts";
-import { exitStatus, formatStatistics, type Report, reportJsonChunks } from "../mirror/report.ts";
+import { exitStatus, type Report, reportJsonChunks } from "../mirror/report.ts";
+import { statisticLine, type StatisticRow, statistics } from "../mirror/statistics.ts";
 import { textPieces, writeFileAtomic } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
 import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
@@ -112,7 +113,9 @@ export async function finishRun(
   },
 ): Promise<number> {
   const { logger, terminal } = options;
-  for (const line of formatStatistics(report)) terminal.line(paintStatistic(terminal, line));
+  const stats = statistics(report);
+  terminal.line(terminal.color.bold(stats.heading));
+  for (const row of stats.rows) terminal.line(paint(terminal, row));
   const code = exitStatus(report);
   const t = report.totals;
   const summary =
@@ -150,13 +153,18 @@ export async function finishRun(
   return code;
 }
 
-/** Colour on a terminal (none with NO_COLOR or elsewhere): heading bold, counts that matter lit. */
-function paintStatistic(terminal: Terminal, line: string): string {
+/** Colour on a terminal (none with NO_COLOR or elsewhere): a row's tone. */
+function paint(terminal: Terminal, row: StatisticRow): string {
+  const line = statisticLine(row);
   const { color } = terminal;
-  if (line.startsWith("Mirror statistics")) return color.bold(line);
-  if (/^ {2}(Pushed|Would push): +[1-9]/.test(line)) return color.green(line);
-  if (/^ {2}Drift \(untouched\): +[1-9]/.test(line)) return color.yellow(line);
-  if (/^ {2}Deferred \(budget\): +[1-9]/.test(line)) return color.yellow(line);
-  if (/^ {2}(Failed|Not started): +[1-9]/.test(line)) return color.red(line);
-  return line;
+  switch (row.tone) {
+    case "good":
+      return color.green(line);
+    case "warn":
+      return color.yellow(line);
+    case "bad":
+      return color.red(line);
+    default:
+      return line;
+  }
 }

@@ -9,7 +9,8 @@ import type { ReportCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { MirrorError } from "../errors.ts";
 import { mergeReports, readShardReports } from "../mirror/merge_reports.ts";
-import { exitStatus, formatStatistics } from "../mirror/report.ts";
+import { exitStatus } from "../mirror/report.ts";
+import { formatStatistics } from "../mirror/statistics.ts";
 import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
 
 /**

@@ -231,18 +231,6 @@ function platformsEntry(result: TaskResult): Pick<ReportEntry, "platforms"> {
   };
 }
 
-/** `  Platforms:          3 indexes for some platforms: 3 kept, 9 left out (2 rewritten)`. */
-function platformsLine(entries: ReportEntry[]): string | null {
-  const some = entries.filter((e) => e.platforms?.kept && e.platforms.skipped.length > 0);
-  if (some.length === 0) return null;
-  const kept = some.reduce((n, e) => n + (e.platforms?.kept?.length ?? 0), 0);
-  const skipped = some.reduce((n, e) => n + (e.platforms?.skipped.length ?? 0), 0);
-  const rewritten = some.filter((e) => e.platforms?.sourceDigest !== e.digest).length;
-  return `  Platforms:          ${some.length} indexes for some platforms: ${kept} kept, ${skipped} left out${
-    rewritten ? ` (${rewritten} rewritten: new digests)` : ""
-  }`;
-}
-
 /** Per host: the plan's budget, the pulls the started copies spent, deferrals, 429 stops. */
 function pullBudgetEntries(results: TaskResult[], options: BuildReportOptions): PullBudgetEntry[] {
   const stopped = options.stoppedHosts ?? new Map<string, number>();
@@ -305,95 +293,6 @@ export function* reportJsonChunks(report: Report): Generator<string> {
     yield "  ]";
   }
   yield head.slice(at + JSON.stringify(marker).length) + "\n";
-}
-
-/** The statistics block printed at the end of a run (and logged). */
-export function formatStatistics(report: Report): string[] {
-  const seconds = (Date.parse(report.endedAt) - Date.parse(report.startedAt)) / 1000;
-  const images = new Set(report.entries.map((e) => e.source)).size;
-  const reposCreated = report.entries.filter((e) => e.repo === "created").length;
-  const bytes = report.entries.reduce((sum, e) => sum + e.bytesUploaded, 0);
-  const t = report.totals;
-  const lines = [
-    `Mirror statistics${report.dryRun ? " (dry run: nothing written)" : ""}${
-      report.interrupted ? " (interrupted)" : ""
-    }`,
-    `  Images:             ${images} (${report.entries.length} image x target)`,
-  ];
-  if (report.dryRun) {
-    lines.push(`  Would push:         ${t.planned}`);
-  } else {
-    lines.push(`  Pushed:             ${t.pushed}`);
-  }
-  lines.push(
-    `  Already mirrored:   ${t.exists}`,
-    `  Drift (untouched):  ${t.drift}`,
-    `  Failed:             ${t.failed}`,
-  );
-  for (const q of report.quotaExceeded ?? []) {
-    lines.push(`  Quota exceeded:     ${q.images} in ${q.namespace}`);
-  }
-  if (t.deferred > 0) lines.push(`  Deferred (budget):  ${t.deferred}`);
-  if (t.skipped > 0) lines.push(`  Not started:        ${t.skipped}`);
-  if (report.stopped) {
-    lines.push(`  Stopped early:      [${report.stopped.code}] ${report.stopped.message}`);
-  }
-  for (const b of report.pullBudget ?? []) lines.push(pullBudgetLine(b, report.dryRun));
-  if (!report.dryRun) {
-    lines.push(`  Repositories made:  ${reposCreated}`);
-    lines.push(`  Bytes uploaded:     ${formatBytes(bytes)}`);
-    const moved = report.latest.filter((l) => l.code === "IMAGE_LATEST_UPDATED").length;
-    lines.push(`  latest moved:       ${moved}`);
-    const carried = supplyChainLine(report.entries);
-    if (carried) lines.push(carried);
-    const platforms = platformsLine(report.entries);
-    if (platforms) lines.push(platforms);
-    if (report.bandwidth) lines.push(bandwidthLine(report.bandwidth));
-  }
-  lines.push(`  Engine:             ${report.engine}`);
-  lines.push(`  Duration:           ${seconds.toFixed(1)} s`);
-  return lines;
-}
-
-/** `  Supply chain:       3 signatures, 1 attestations, 0 SBOMs, 2 referrers`, or null when none. */
-function supplyChainLine(entries: ReportEntry[]): string | null {
-  const sum = (key: "signatures" | "attestations" | "sboms" | "referrers") =>
-    entries.reduce((n, e) => n + (e[key] ?? 0), 0);
-  const [sig, att, sbom, ref] = [
-    sum("signatures"),
-    sum("attestations"),
-    sum("sboms"),
-    sum("referrers"),
-  ];
-  if (sig + att + sbom + ref === 0) return null;
-  return `  Supply chain:       ${sig} signatures, ${att} attestations, ${sbom} SBOMs, ${ref} referrers`;
-}
-
-/**
- * `  Bandwidth limit:    50.0 MB/s per direction; 1.0 GB in, 1.0 GB out, streams held 19.7 s`
- * (host limits listed after the process one).
- */
-export function bandwidthLine(b: BandwidthUsage): string {
-  const rates = [
-    ...(b.bytesPerSecond ? [`${formatBytes(b.bytesPerSecond)}/s`] : []),
-    ...Object.entries(b.hosts).map(([host, rate]) => `${host} ${formatBytes(rate)}/s`),
-  ];
-  return `  Bandwidth limit:    ${rates.join(", ")} per direction; ${
-    formatBytes(b.downloadBytes)
-  } in, ${formatBytes(b.uploadBytes)} out, streams held ${b.waitedSeconds.toFixed(1)} s`;
-}
-
-/**
- * One statistics line per rate-limited source host, e.g. `  Pulls docker.io: 12 spent, 28 of
- * 100 left (reserve 10), 3 deferred; window refills by 2026-11-30T10:00:00.000Z`.
- */
-export function pullBudgetLine(b: PullBudgetEntry, dryRun: boolean): string {
-  const head = `  Pulls ${b.host}: `;
-  const used = dryRun ? `${b.planned} would be spent` : `${b.spent} spent`;
-  const left = b.limit > 0 ? `, ${b.remainingAfter} of ${b.limit} left (reserve ${b.reserve})` : "";
-  const refill = b.refillsAt ? `; window refills by ${b.refillsAt}` : "";
-  const stop = b.stoppedUntil ? `; stopped by 429 until ${b.stoppedUntil}` : "";
-  return `${head}${used}${left}, ${b.deferred} deferred${refill}${stop}`;
 }
 
 /** Human-readable byte count. */

@@ -9,7 +9,8 @@ import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
-import { buildReport, exitStatus, formatStatistics } from "../../lib/mirror/report.ts";
+import { buildReport, exitStatus } from "../../lib/mirror/report.ts";
+import { formatStatistics } from "../../lib/mirror/statistics.ts";
 import { latestGroups, runPlan } from "../../lib/mirror/run_plan.ts";
 import { HostPullGate } from "../../lib/mirror/pull_gate.ts";
 import { RegistryError } from "../../lib/registry/registry_error.ts";
@@ -352,7 +353,7 @@ Deno.test("buildReport() counts deferred tasks, exits 0 for them and shows pulls
   assert.ok(lines.includes("  Deferred (budget):  1"), lines.join("\n"));
   assert.ok(
     lines.includes(
-      "  Pulls hub.example: 2 spent, 11 of 100 left (reserve 10), 1 deferred; window refills by 2026-11-30T09:00:00.000Z",
+      "  Pulls hub.example:  2 spent, 11 of 100 left (reserve 10), 1 deferred; window refills by 2026-11-30T09:00:00.000Z",
     ),
     lines.join("\n"),
   );

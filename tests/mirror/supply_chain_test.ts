@@ -14,7 +14,8 @@ import type {
 import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import type { MirrorPlan, PlanTask } from "../../lib/mirror/plan.ts";
-import { buildReport, formatStatistics } from "../../lib/mirror/report.ts";
+import { buildReport } from "../../lib/mirror/report.ts";
+import { formatStatistics } from "../../lib/mirror/statistics.ts";
 import { runPlan, type TaskResult } from "../../lib/mirror/run_plan.ts";
 import { signaturesMode, supplyChainStep, unsignedSummary } from "../../lib/mirror/supply_chain.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
