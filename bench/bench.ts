@@ -315,6 +315,7 @@ async function cold(
           result.samples.push({
             ms: out.ms,
             rssKb: out.rssKb,
+            cpuMs: out.cpuMs,
             srcRequests: srcLog.length,
             dstRequests: dstLog.length,
             dockerCalls,
@@ -393,6 +394,7 @@ async function noop(
           const sample: Sample = {
             ms: out.ms,
             rssKb: out.rssKb,
+            cpuMs: out.cpuMs,
             srcRequests: srcLog.length,
             dstRequests: dstLog.length,
             srcManifestGets: srcLog.filter((l) => /^GET \S+\/manifests\//.test(l)).length,

@@ -40,17 +40,19 @@ export function markdown(r: Results): string {
     `${r.versions.distribution.replace(/^.*?(v?\d+\.\d+\.\d+).*$/, "$1")}; ${r.runs} runs ` +
     `per contender, targets from the ${r.settings.statistic ?? "median"}.`,
     "",
-    row(["scenario", "contender", "median", "min", "peak RSS", "note"]),
-    row(["---", "---", "---", "---", "---", "---"]),
+    row(["scenario", "contender", "median", "min", "CPU (median)", "peak RSS", "note"]),
+    row(["---", "---", "---", "---", "---", "---", "---"]),
   ];
   for (const c of r.cases) {
     const times = stats(c.samples.map((s) => s.ms));
     const rss = stats(c.samples.map((s) => s.rssKb).filter((v): v is number => v !== undefined));
+    const cpu = stats(c.samples.map((s) => s.cpuMs).filter((v): v is number => v !== undefined));
     out.push(row([
       c.scenario,
       c.tool,
       seconds(times.median),
       seconds(times.min),
+      seconds(cpu.median),
       rss.median === undefined ? "-" : `${(rss.median / 1024).toFixed(0)} MB`,
       c.status === "ok" ? (c.note ?? "") : `${c.status}: ${c.note ?? ""}`,
     ]));

@@ -83,7 +83,7 @@ export async function scaleScenario(options: {
     for (let i = 0; i < options.runs; i++) {
       for (const [j, k] of ks.entries()) {
         const out = check(await run(k), `scale no-op (${k * per} tasks)`);
-        cases[j].samples.push({ ms: out.ms, rssKb: out.rssKb });
+        cases[j].samples.push({ ms: out.ms, rssKb: out.rssKb, cpuMs: out.cpuMs });
         log(
           `  scale no-op ${k * per} tasks run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
             ((out.rssKb ?? 0) / 1024).toFixed(0)

@@ -82,7 +82,7 @@ export async function startupScenario(options: {
       check(await validate(), "validate (warm-up)");
       for (let i = 0; i < count; i++) {
         const run = check(await validate(), "validate");
-        result.samples.push({ ms: run.ms, rssKb: run.rssKb });
+        result.samples.push({ ms: run.ms, rssKb: run.rssKb, cpuMs: run.cpuMs });
       }
       log(`  validate: ${result.samples.map((s) => s.ms.toFixed(0)).join(", ")} ms`);
     } catch (error) {

@@ -21,6 +21,11 @@ export interface RunResult {
   ms: number;
   /** Peak RSS in KiB (from /usr/bin/time -v). */
   rssKb?: number;
+  /**
+   * CPU time (user + system, ms, from /usr/bin/time -v): what a CPU-bound run such as `validate`
+   * takes on an idle machine, when the shared machine stretches wall times.
+   */
+  cpuMs?: number;
   code: number;
   stdout: string;
   stderr: string;
@@ -48,9 +53,13 @@ export async function timed(
   const time = await Deno.readTextFile(timeFile).catch(() => "");
   await Deno.remove(timeFile).catch(() => {});
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(time);
+  const seconds = (label: string) =>
+    Number(new RegExp(`${label} time \\(seconds\\): ([\\d.]+)`).exec(time)?.[1] ?? NaN);
+  const cpu = (seconds("User") + seconds("System")) * 1000;
   return {
     ms,
     rssKb: rss ? Number(rss[1]) : undefined,
+    cpuMs: Number.isFinite(cpu) ? cpu : undefined,
     code: out.code,
     stdout: new TextDecoder().decode(out.stdout),
     stderr: new TextDecoder().decode(out.stderr),
