@@ -51,3 +51,25 @@ Deno.test("Secrets.addBasic() takes a password outside Latin-1 and masks its UTF
   const masked2 = latin.mask(`${btoa("robot:pässwörd-1")} ${base64Utf8("robot:pässwörd-1")}`);
   assert.equal(masked2, "*** ***");
 });
+
+Deno.test("Secrets.mask(): thousands of long tokens, short and long lines, values added between calls", () => {
+  const s = new Secrets();
+  const tokens = Array.from(
+    { length: 2000 },
+    (_, i) => `eyJ${String(i).padStart(6, "0")}${"x".repeat(1500)}`,
+  );
+  for (const token of tokens.slice(0, 1000)) s.add(token);
+  s.add("hunter22");
+  assert.equal(s.mask("login with hunter22 ok"), "login with *** ok");
+  // Added after a mask: the longest-first order is made again.
+  for (const token of tokens.slice(1000)) s.add(token);
+  s.add("pw-short-7");
+  assert.equal(s.mask("a pw-short-7 b"), "a *** b");
+  assert.equal(s.mask(`token ${tokens[1999]} end`), "token *** end");
+  assert.equal(s.mask(`two ${tokens[3]}/${tokens[1500]}`), "two ***/***");
+  // A secret containing another is masked whole (longest first), also next to short lines.
+  s.add("abc-secret");
+  s.add("abc-secret-longer");
+  assert.equal(s.mask("x abc-secret-longer y abc-secret"), "x *** y ***");
+  assert.equal(s.size, 2004);
+});
