@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { MirrorError } from "../lib/errors.ts";
 import { Secrets } from "../lib/log/redact.ts";
-import { QuayClient, type QuayClientOptions } from "../lib/quay_client.ts";
+import { QuayClient, type QuayClientOptions } from "../lib/registry/quay_client.ts";
 import { RegistryClient, type RegistryClientOptions } from "../lib/registry/registry_client.ts";
 import { parseRetryAfter, retry, retryPolicy } from "../lib/retry.ts";
 import { startStatusServer } from "./support/status_server.ts";

@@ -37,7 +37,7 @@ import type { Code } from "../log/codes.ts";
 import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
 import { forEachLimited } from "../worker_pool.ts";
-import type { NamespaceQuota } from "../quay_client.ts";
+import type { NamespaceQuota } from "../registry/quay_client.ts";
 import {
   applyPullBudget,
   type HostBudget,

@@ -10,7 +10,7 @@
  */
 import type { ResolvedConfig, ResolvedRegistry } from "../config/schema.ts";
 import type { Code } from "../log/codes.ts";
-import type { NamespaceQuota } from "../quay_client.ts";
+import type { NamespaceQuota } from "../registry/quay_client.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
 
 /** What this step reads and sets of a plan task (plan.ts's PlanTask has these fields). */

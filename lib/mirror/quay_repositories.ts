@@ -19,7 +19,7 @@ import type {
 import { MirrorError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Secrets } from "../log/redact.ts";
-import { ensureRepository, QuayClient, QuayError } from "../quay_client.ts";
+import { QuayClient, QuayError } from "../registry/quay_client.ts";
 import { httpLimits } from "../registry/http_transport.ts";
 import type { Reference } from "../registry/reference.ts";
 import type { PlanTask, RepoState } from "./plan.ts";
@@ -194,5 +194,34 @@ export class QuayRepositories {
       );
     }
     return outcome;
+  }
+}
+
+/**
+ * The mirror run's rule for a destination repository: GET it; 404 -> create; 403 -> try to create
+ * (a creator who is not org admin cannot see a missing repository), where "already exists" means
+ * it exists; 401 and other failures -> error.
+ */
+async function ensureRepository(
+  client: QuayClient,
+  repo: { namespace: string; name: string; description: string; signal?: AbortSignal },
+): Promise<"exists" | "created"> {
+  try {
+    const found = await client.getRepository(repo.namespace, repo.name, repo.signal);
+    if (found) return "exists";
+  } catch (error) {
+    if (!(error instanceof QuayError && error.status === 403)) throw error;
+  }
+  try {
+    return await client.createRepository(repo, repo.signal);
+  } catch (error) {
+    if (error instanceof QuayError && error.code !== "REPO_API_ERROR") {
+      throw new QuayError(
+        error.status === 403 || error.status === 401 ? "REPO_ACCESS_DENIED" : "REPO_CREATE_FAILED",
+        error.message,
+        { status: error.status, errorType: error.errorType, detail: error.detail },
+      );
+    }
+    throw error;
   }
 }

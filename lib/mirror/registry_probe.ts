@@ -11,7 +11,7 @@
  * @module
  */
 import type { ResolvedRegistry } from "../config/schema.ts";
-import type { NamespaceQuota } from "../quay_client.ts";
+import type { NamespaceQuota } from "../registry/quay_client.ts";
 import { manifestRef, type Reference } from "../registry/reference.ts";
 import { imageConfigDigest } from "../registry/image_config.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";

@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { Secrets } from "../../lib/log/redact.ts";
 import { deliver } from "../../lib/ops/ops_http.ts";
-import { QuayClient } from "../../lib/quay_client.ts";
+import { QuayClient } from "../../lib/registry/quay_client.ts";
 import { HttpTransport, redirectedAway, USER_AGENT } from "../../lib/registry/http_transport.ts";
 import { RegistryError } from "../../lib/registry/registry_error.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";

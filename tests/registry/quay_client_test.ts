@@ -4,11 +4,11 @@
  * growing memory, and malformed JSON is REPO_API_ERROR, never an internal error.
  */
 import assert from "node:assert/strict";
-import { within } from "./support/bounded.ts";
-import { Secrets } from "../lib/log/redact.ts";
-import { QuayClient, QuayError } from "../lib/quay_client.ts";
-import { jsonBytes } from "./support/hostile_registry.ts";
-import { startHostileQuay } from "./support/hostile_quay.ts";
+import { within } from "../support/bounded.ts";
+import { Secrets } from "../../lib/log/redact.ts";
+import { QuayClient, QuayError } from "../../lib/registry/quay_client.ts";
+import { jsonBytes } from "../support/hostile_registry.ts";
+import { startHostileQuay } from "../support/hostile_quay.ts";
 
 const MiB = 1024 * 1024;
 

@@ -1,24 +1,24 @@
 /**
  * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
  * repositories, set descriptions. Bearer OAuth token; requests go through the shared transport
- * (registry/http_transport.ts: `apiTimeout`, TLS from caFile, redirects that drop the token when
+ * (http_transport.ts: `apiTimeout`, TLS from caFile, redirects that drop the token when
  * they leave the host) and the shared retry policy (retry.ts): retries on network errors, 429
  * and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a longer wanted wait fails at once
  * with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed leniently.
  *
  * Quay's permission rules matter here: a token whose user may create repositories but is not
  * org admin gets 403, not 404, for a missing repository; "already exists" is a 400; a write
- * without a valid token is a 403 "CSRF" body. The client reports what Quay said; the rule of the
- * mirror run lives in {@link ensureRepository}.
+ * without a valid token is a 403 "CSRF" body. The client reports what Quay said; the run's rules
+ * over it (the plan's 403 read, a repository made to exist) live in lib/mirror/quay_repositories.ts.
  *
  * @module
  */
-import { MirrorError } from "./errors.ts";
-import type { Code } from "./log/codes.ts";
-import type { Secrets } from "./log/redact.ts";
-import { parseRetryAfter, retry, retryPolicy, waitTooLongMessage } from "./retry.ts";
-import { type HttpLimits, HttpTransport, limitsOf } from "./registry/http_transport.ts";
-import { readBodyCapped, readCapped, RegistryError } from "./registry/registry_error.ts";
+import { MirrorError } from "../errors.ts";
+import type { Code } from "../log/codes.ts";
+import type { Secrets } from "../log/redact.ts";
+import { parseRetryAfter, retry, retryPolicy, waitTooLongMessage } from "../retry.ts";
+import { type HttpLimits, HttpTransport, limitsOf } from "./http_transport.ts";
+import { readBodyCapped, readCapped, RegistryError } from "./registry_error.ts";
 
 /** Bytes a Quay API answer may have (repository and user answers are a few hundred bytes). */
 const QUAY_ANSWER_CAP = 1024 * 1024;
@@ -407,34 +407,5 @@ export class QuayClient {
       `Quay could not ${doing}: ${res.status} ${detail}${hint}`,
       { status: res.status, errorType, detail },
     );
-  }
-}
-
-/**
- * The mirror run's rule for a destination repository: GET it; 404 -> create; 403 -> try to create
- * (a creator who is not org admin cannot see a missing repository), where "already exists" means
- * it exists; 401 and other failures -> error.
- */
-export async function ensureRepository(
-  client: QuayClient,
-  repo: { namespace: string; name: string; description: string; signal?: AbortSignal },
-): Promise<"exists" | "created"> {
-  try {
-    const found = await client.getRepository(repo.namespace, repo.name, repo.signal);
-    if (found) return "exists";
-  } catch (error) {
-    if (!(error instanceof QuayError && error.status === 403)) throw error;
-  }
-  try {
-    return await client.createRepository(repo, repo.signal);
-  } catch (error) {
-    if (error instanceof QuayError && error.code !== "REPO_API_ERROR") {
-      throw new QuayError(
-        error.status === 403 || error.status === 401 ? "REPO_ACCESS_DENIED" : "REPO_CREATE_FAILED",
-        error.message,
-        { status: error.status, errorType: error.errorType, detail: error.detail },
-      );
-    }
-    throw error;
   }
 }
