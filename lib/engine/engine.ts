@@ -145,6 +145,10 @@ export interface SupplyChainRequest {
 export interface MemoPart {
   digest: string;
   artifactType?: string;
+  /** An index child's platform (`os/arch[/variant]`), when the plan recorded it (`platforms`). */
+  platformName?: string;
+  /** The image an attestation child describes (buildx `vnd.docker.reference.digest`). */
+  describes?: string;
 }
 
 /**

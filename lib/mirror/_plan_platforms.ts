@@ -12,17 +12,28 @@
  *   with a platform more is drift (a new index would be a new digest; the tag is never
  *   overwritten), unless the tag is mutable.
  *
+ * What this learns goes into the supply-chain memo when the run has one (registry to registry):
+ * the children of an index digest with their platforms (immutable), each child a HEAD found (kept
+ * 24 h, the memo's tag rule) and a rewrite found for a source and platform list (24 h). A later run
+ * then decides from the memo with no read but the tag's HEAD.
+ *
  * A probe without `manifest` leaves the decision to the engine (a `push` that
  * finds the tag in place writes nothing).
  *
  * @module
  */
-import type { Comparison, PlatformOutcome, PlatformRequest } from "../engine/engine.ts";
+import type {
+  Comparison,
+  MemoPart,
+  PlatformOutcome,
+  PlatformRequest,
+  SupplyChainMemo,
+} from "../engine/engine.ts";
 import type { Code } from "../log/codes.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
-import { MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
+import { type Descriptor, MEDIA_TYPES, parseManifest } from "../registry/manifest.ts";
 import { pickPlatforms, platformOf, rewrittenFrom } from "../registry/platforms.ts";
-import { formatReference, type Reference } from "../registry/reference.ts";
+import { formatReference, type Reference, validDigest } from "../registry/reference.ts";
 
 /** The plan's reads this step uses (plan.ts PlanProbe has them). */
 export interface PlatformProbe {
@@ -53,10 +64,10 @@ export async function planPlatforms(
   task: PlatformTask,
   probe: PlatformProbe,
   destinationDigest: string,
-  signal?: AbortSignal,
+  options: { signal?: AbortSignal; memo?: SupplyChainMemo } = {},
 ): Promise<"exists" | "push" | "drift" | null> {
   const digests = { source: task.sourceDigest as string, destination: destinationDigest };
-  const decided = await decidePlatforms(task, probe, digests, signal);
+  const decided = await decidePlatforms(task, probe, digests, options);
   switch (decided.action) {
     case "exists":
       task.action = "exists";
@@ -101,55 +112,46 @@ export async function decidePlatforms(
   task: PlatformTask,
   probe: PlatformProbe,
   digests: { source: string; destination: string },
-  signal?: AbortSignal,
+  options: { signal?: AbortSignal; memo?: SupplyChainMemo } = {},
 ): Promise<PlatformDecision> {
+  const { signal, memo } = options;
   const request = task.platforms;
   if (!request || !probe.manifest) return { action: "default" };
   const sameIndex = digests.source === digests.destination;
   if (!sameIndex && request.mode !== "rewrite") return { action: "default" };
-  const held = await probe.manifest(task.destination, signal);
-  if (!held || held.digest !== digests.destination) return { action: "default" };
   const where = formatReference(task.destination);
-  const parsed = parseManifest(held.bytes, held.mediaType, where);
-  if (parsed.kind !== "index") return { action: "default" };
-  if (!sameIndex) {
-    const made = rewrittenFrom(held.bytes);
-    if (!made || made.source !== digests.source) return { action: "default" };
-    const more = request.wanted.filter((p) => !made.platforms.includes(p));
-    if (more.length > 0) {
-      return {
-        action: "drift",
-        message: `${where} holds ${digests.destination}, the rewrite of ${digests.source} for ${
-          made.platforms.join(", ")
-        }; adding ${
-          more.join(", ")
-        } needs a new index (a new digest) and a tag is never overwritten: left untouched (mirror to a new tag, or remove the tag and run again)`,
-      };
-    }
-    const images = parsed.manifests.map(platformOf).filter((p) => p !== null);
-    return {
-      action: "exists",
-      outcome: {
-        mode: "rewrite",
-        kept: images,
-        skipped: [],
-        children: parsed.manifests.map((m) => m.digest),
-        sourceDigest: digests.source,
-      },
-    };
+  const { registry, repository } = task.destination;
+  const repo = `${registry}/${repository}`;
+  // The children of an index digest never change: known from an earlier run, not read again.
+  let children = fromMemo(memo?.parts(digests.destination));
+  // A rewrite found < 24 h ago for this source and these platforms (the memo's tag rule).
+  const made = `${task.destination.tag ?? ""}#rewrite:${digests.source}:${
+    [...request.wanted].sort().join(",")
+  }`;
+  if (!sameIndex && children && memo?.inStep(repo, made, digests.destination)) {
+    return { action: "exists", outcome: rewriteOutcome(children, digests.source) };
   }
-  const pick = pickPlatforms(parsed.manifests, request.wanted);
+  if (!children || !sameIndex) {
+    const held = await probe.manifest(task.destination, signal);
+    if (!held || held.digest !== digests.destination) return { action: "default" };
+    const parsed = parseManifest(held.bytes, held.mediaType, where);
+    if (parsed.kind !== "index") return { action: "default" };
+    children = parsed.manifests;
+    memo?.recordParts(digests.destination, children.map(toMemo));
+    if (!sameIndex) {
+      const decided = rewriteDecision(request, digests, held.bytes, children, where);
+      if (decided.action === "exists") memo?.recordInStep(repo, made, digests.destination);
+      return decided;
+    }
+  }
+  const pick = pickPlatforms(children, request.wanted);
   const missing: string[] = [];
   for (const child of pick.kept) {
-    const found = await probe.manifestHead(
-      {
-        registry: task.destination.registry,
-        repository: task.destination.repository,
-        digest: child.digest,
-      },
-      signal,
-    );
-    if (!found) missing.push(platformOf(child) ?? child.digest);
+    // A child a destination HEAD found less than 24 h ago is taken as there (the memo's rule).
+    if (memo?.inStep(repo, child.digest, child.digest)) continue;
+    const found = await probe.manifestHead({ registry, repository, digest: child.digest }, signal);
+    if (found) memo?.recordInStep(repo, child.digest, child.digest);
+    else missing.push(platformOf(child) ?? child.digest);
   }
   if (missing.length > 0) {
     return {
@@ -169,4 +171,69 @@ export async function decidePlatforms(
       sourceDigest: digests.source,
     },
   };
+}
+
+/** The tag holds a rewritten index: the one the run would write, a narrower one, or another. */
+function rewriteDecision(
+  request: PlatformRequest,
+  digests: { source: string; destination: string },
+  bytes: Uint8Array,
+  children: Descriptor[],
+  where: string,
+): PlatformDecision {
+  const made = rewrittenFrom(bytes);
+  if (!made || made.source !== digests.source) return { action: "default" };
+  const more = request.wanted.filter((p) => !made.platforms.includes(p));
+  if (more.length > 0) {
+    return {
+      action: "drift",
+      message: `${where} holds ${digests.destination}, the rewrite of ${digests.source} for ${
+        made.platforms.join(", ")
+      }; adding ${
+        more.join(", ")
+      } needs a new index (a new digest) and a tag is never overwritten: left untouched (mirror to a new tag, or remove the tag and run again)`,
+    };
+  }
+  return { action: "exists", outcome: rewriteOutcome(children, digests.source) };
+}
+
+/** What a rewritten index holds: its children are the kept ones. */
+function rewriteOutcome(children: Descriptor[], sourceDigest: string): PlatformOutcome {
+  return {
+    mode: "rewrite",
+    kept: children.map(platformOf).filter((p) => p !== null),
+    skipped: [],
+    children: children.map((m) => m.digest),
+    sourceDigest,
+  };
+}
+
+/** Buildx's annotation naming the image an attestation manifest belongs to. */
+const REFERENCE_DIGEST = "vnd.docker.reference.digest";
+
+/** An index child as the memo keeps it: digest, platform, the image an attestation describes. */
+function toMemo(child: Descriptor): MemoPart {
+  const part: MemoPart = { digest: child.digest };
+  const platform = platformOf(child);
+  if (platform) part.platformName = platform;
+  const reference = (child as { annotations?: Record<string, unknown> }).annotations
+    ?.[REFERENCE_DIGEST];
+  if (typeof reference === "string" && validDigest(reference)) part.describes = reference;
+  return part;
+}
+
+/** The children the memo knows with their platforms, or undefined (none recorded by a plan). */
+function fromMemo(parts: readonly MemoPart[] | undefined): Descriptor[] | undefined {
+  if (!parts?.some((p) => p.platformName)) return undefined;
+  return parts.map((p) => {
+    const [os, architecture, variant] = (p.platformName ?? "unknown/unknown").split("/");
+    const child = {
+      mediaType: "",
+      digest: p.digest,
+      size: 0,
+      platform: { os, architecture, ...(variant ? { variant } : {}) },
+      ...(p.describes ? { annotations: { [REFERENCE_DIGEST]: p.describes } } : {}),
+    };
+    return child as Descriptor;
+  });
 }

@@ -215,6 +215,7 @@ export class MirrorRun implements AsyncDisposable {
         isEquivalent: (dst, s, d) => state.isEquivalent(dst, s, d),
         brokenHosts: logins.broken,
         brokenTargets,
+        memo: this.#chainMemo,
         budgetShare: this.#options.shard?.count,
       },
     );

@@ -31,7 +31,12 @@ import type {
   ResolvedRegistry,
   ResolvedRepository,
 } from "../config/schema.ts";
-import type { Comparison, PlatformOutcome, PlatformRequest } from "../engine/engine.ts";
+import type {
+  Comparison,
+  PlatformOutcome,
+  PlatformRequest,
+  SupplyChainMemo,
+} from "../engine/engine.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, pinnedDigestTag, type Reference } from "../registry/reference.ts";
@@ -160,6 +165,11 @@ export interface BuildPlanOptions {
   brokenTargets?: ReadonlyMap<string, MirrorError>;
   /** When the rate limits were read (the refill time of deferred tasks). @default Date.now() */
   nowMs?: number;
+  /**
+   * What earlier runs learned (registry to registry): tasks with `platforms` skip the destination
+   * index GET and the HEADs of children found there less than 24 h ago (_plan_platforms.ts).
+   */
+  memo?: SupplyChainMemo;
   /** Shards the run is split in: this one plans with its share of each pull budget. @default 1 */
   budgetShare?: number;
 }
@@ -362,7 +372,7 @@ class TaskReads {
       }
       task.destinationDigest = destinationDigest;
       if (task.platforms && isIndexType(sourceHead.mediaType)) {
-        const decided = await planPlatforms(task, probe, destinationDigest, options.signal);
+        const decided = await planPlatforms(task, probe, destinationDigest, options);
         if (decided === "push") this.pushHeads.set(task.id, sourceHead);
         if (decided) return;
       }

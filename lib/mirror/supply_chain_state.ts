@@ -27,7 +27,12 @@ export const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
 const digestSchema = z.string().refine(validDigest, "not a digest");
 const partsEntrySchema = z.object({
-  parts: z.array(z.object({ digest: digestSchema, artifactType: z.string().optional() })),
+  parts: z.array(z.object({
+    digest: digestSchema,
+    artifactType: z.string().optional(),
+    platformName: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/).optional(),
+    describes: digestSchema.optional(),
+  })),
   usedAt: z.number(),
 });
 const tagEntrySchema = z.object({ digest: digestSchema, verifiedAt: z.number() });

@@ -165,6 +165,15 @@ Deno.test({
       assert.equal(again.report?.entries[0].status, "exists");
       assert.equal(again.report?.entries[0].digest, written);
       assert.deepEqual(await writes(dst, mark), [], "the re-run writes nothing");
+      // The next one knows the rewrite from the memo: the tag HEAD alone, no GET of the index.
+      const mark2 = (await dst.accessLog()).length;
+      const third = await runMirrorConfig(dir, config(src, dst.host, operation));
+      assert.equal(third.report?.entries[0].status, "exists", third.stdout);
+      assert.deepEqual(third.report?.entries[0].platforms?.kept, ["linux/amd64"]);
+      assert.deepEqual(
+        (await dst.accessLog()).slice(mark2).filter((l) => l.includes("/manifests/")),
+        ["HEAD /v2/mirror/app/manifests/1 200"],
+      );
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
@@ -229,6 +238,19 @@ Deno.test({
       assert.equal(again.report?.entries[0].status, "exists", again.stdout);
       assert.deepEqual(again.report?.entries[0].platforms?.kept, ["linux/amd64"]);
       assert.deepEqual(await writes(backend, mark), []);
+      // That re-run read the index and HEADed its child at the destination; the next one knows
+      // both from the memo (children of a digest; a child found < 24 h ago): the tag HEAD only.
+      const seen = proxy.requestLog().length;
+      const third = await runMirrorConfig(
+        dir,
+        config(src, proxy.host, { platforms: ["linux/amd64"] }),
+      );
+      assert.equal(third.report?.entries[0].status, "exists", third.stdout);
+      assert.deepEqual(third.report?.entries[0].platforms?.kept, ["linux/amd64"]);
+      assert.deepEqual(
+        proxy.requestLog().slice(seen).filter((l) => l.includes("/manifests/")),
+        ["HEAD /v2/mirror/app/manifests/1"],
+      );
 
       // Widening: the arm64 child is added, the tag (kept by the proxy) is not PUT again.
       const widened = { platforms: ["linux/amd64", "linux/arm64"] };

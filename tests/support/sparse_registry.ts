@@ -33,6 +33,8 @@ export interface SparseRegistry extends AsyncDisposable {
   sparseStored: string[];
   /** Requests the proxy received so far (answered by itself or passed on). */
   requests(): number;
+  /** Those requests as `METHOD /path`, in arrival order. */
+  requestLog(): string[];
   stop(): Promise<void>;
 }
 
@@ -52,10 +54,10 @@ export function startSparseRegistry(
   const kept = new Map<string, { bytes: Uint8Array; mediaType: string; digest: string }>();
   const sparseStored: string[] = [];
   let host = "";
-  let requests = 0;
+  const log: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
-    requests++;
     const url = new URL(req.url);
+    log.push(`${req.method} ${url.pathname}`);
     if (url.pathname === "/v2/" || url.pathname === "/v2") {
       const res = await forward(req, upstream.url, host);
       const headers = new Headers(res.headers);
@@ -149,7 +151,8 @@ export function startSparseRegistry(
     host,
     url: `http://${host}`,
     sparseStored,
-    requests: () => requests,
+    requests: () => log.length,
+    requestLog: () => [...log],
     stop,
     [Symbol.asyncDispose]: stop,
   };
