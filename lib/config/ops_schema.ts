@@ -32,6 +32,8 @@ export const metricsSchema = z.strictObject({
   }).default("bananna_bot"),
   /** A PEM file with the CA(s) to trust for the Pushgateway, relative to the config file. */
   caFile: z.string().min(1).optional(),
+  /** Seconds the Pushgateway PUT may take in all, retries and their waits included. */
+  deadline: z.number().min(1).max(3_600).default(30),
 });
 
 /** When a notification is sent. */
@@ -73,6 +75,11 @@ export const notifySchema = z.strictObject({
   format: z.enum(["json", "slack"]).default("json"),
   /** A PEM file with the CA(s) to trust for the webhook, relative to the config file. */
   caFile: z.string().min(1).optional(),
+  /**
+   * Seconds the notification may take in all, retries and their waits included: a receiver that
+   * accepts and never answers costs the end of a run this much, never `maxRetries` timeouts.
+   */
+  deadline: z.number().min(1).max(3_600).default(30),
 });
 
 /** `metrics` as written, defaults filled. */
@@ -88,6 +95,8 @@ export interface ResolvedMetrics {
   job: string;
   /** Absolute path of the Pushgateway CA file. */
   caFile?: string;
+  /** Seconds the Pushgateway PUT may take in all. */
+  deadline?: number;
 }
 
 /** `notify`, resolved: the CA path absolute. */
@@ -97,6 +106,8 @@ export interface ResolvedNotify {
   headers: Record<string, string>;
   format: "json" | "slack";
   caFile?: string;
+  /** Seconds the notification may take in all. */
+  deadline?: number;
 }
 
 /**

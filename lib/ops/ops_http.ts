@@ -17,6 +17,13 @@ import { parseRetryAfter, retry, retryPolicy } from "../retry.ts";
 export interface DeliveryOptions {
   /** Time without progress, per request (operation.apiTimeout). */
   timeoutMs: number;
+  /**
+   * The whole delivery, every attempt and wait included (`notify.deadline`, `metrics.deadline`):
+   * past it the request under way is aborted and no other is tried. @default 30000
+   */
+  deadlineMs?: number;
+  /** The setting {@link deadlineMs} comes from, for the message. @default "deadline" */
+  deadlineSetting?: string;
   /** PEM CA bundle trusted besides the system roots. */
   caFile?: string;
   /** Retries after the first attempt (operation.maxRetries; 0 when the run was interrupted). */
@@ -77,8 +84,13 @@ export async function deliver(
   options: DeliveryOptions,
 ): Promise<{ status: number; attempts: number }> {
   let transport: HttpTransport;
+  const deadlineMs = options.deadlineMs ?? 30_000;
   try {
-    transport = new HttpTransport({ caFile: options.caFile, timeoutMs: options.timeoutMs });
+    transport = new HttpTransport({
+      caFile: options.caFile,
+      timeoutMs: options.timeoutMs,
+      deadlineMs,
+    });
   } catch (error) {
     throw new DeliveryError(`${delivery.label}: ${errorMessage(error)}`, {
       status: 0,
@@ -86,11 +98,24 @@ export async function deliver(
     });
   }
   let attempts = 0;
+  // One bound for the whole delivery: the request under way and the waits between attempts.
+  const deadline = new AbortController();
+  const timer = setTimeout(() => deadline.abort(), deadlineMs);
+  const late = () =>
+    new DeliveryError(
+      `${delivery.label}: no answer within ${deadlineMs / 1000} s (${
+        options.deadlineSetting ?? "deadline"
+      })`,
+      { status: 0, retryable: false },
+    );
   try {
     return await retry(
       async () => {
         attempts++;
-        const status = await attempt(transport, delivery);
+        if (deadline.signal.aborted) throw late();
+        const status = await attempt(transport, delivery, deadline.signal).catch((error) => {
+          throw deadline.signal.aborted ? late() : error;
+        });
         return { status, attempts };
       },
       retryPolicy({
@@ -100,10 +125,11 @@ export async function deliver(
         isRetriable: (error) => error instanceof DeliveryError && error.retryable,
         delayFor: (error) => (error instanceof DeliveryError ? error.retryAfterMs : undefined),
         onRetry: (error, n, delayMs) => options.onRetry?.(errorMessage(error), n, delayMs),
+        signal: deadline.signal,
       }),
     );
   } catch (error) {
-    const why = errorMessage(error);
+    const why = errorMessage(deadline.signal.aborted ? late() : error);
     throw new DeliveryError(
       `${why}${attempts > 1 ? ` (after ${attempts} attempts)` : ""}`,
       {
@@ -112,11 +138,16 @@ export async function deliver(
       },
     );
   } finally {
+    clearTimeout(timer);
     transport.close();
   }
 }
 
-async function attempt(transport: HttpTransport, delivery: Delivery): Promise<number> {
+async function attempt(
+  transport: HttpTransport,
+  delivery: Delivery,
+  signal: AbortSignal,
+): Promise<number> {
   let res: Response;
   try {
     res = await transport.send({
@@ -124,6 +155,7 @@ async function attempt(transport: HttpTransport, delivery: Delivery): Promise<nu
       url: delivery.url,
       headers: delivery.headers,
       body: () => delivery.body,
+      signal,
       redirects: "same-origin",
       guarded: delivery.guarded ?? true,
     });

@@ -147,7 +147,7 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
         ...(basic ? { authorization: basic } : {}),
       },
       body: text,
-    }, deliveryOptions(end, options, config.metrics?.caFile, "Metrics"));
+    }, deliveryOptions(end, options, config.metrics ?? {}, "Metrics"));
     logger.info("SUCCESS", "Metrics", `Metrics pushed to ${label}`);
   } catch (error) {
     logger.warn(
@@ -180,7 +180,7 @@ async function sendNotification(end: RunEnd, options: PublishOptions): Promise<v
       headers: { "content-type": "application/json", ...notify.headers },
       body: JSON.stringify(payload),
       guarded: false,
-    }, deliveryOptions(end, options, notify.caFile, "Notify"));
+    }, deliveryOptions(end, options, notify, "Notify"));
     logger.info(
       "SUCCESS",
       "Notify",
@@ -200,14 +200,16 @@ async function sendNotification(end: RunEnd, options: PublishOptions): Promise<v
 function deliveryOptions(
   end: RunEnd,
   options: PublishOptions,
-  caFile: string | undefined,
-  operation: string,
+  section: { caFile?: string; deadline?: number },
+  operation: "Metrics" | "Notify",
 ): DeliveryOptions {
   const op = options.config.operation;
   const interrupted = end.exitCode === 130 || Boolean(end.report?.interrupted);
   return {
     timeoutMs: op.apiTimeout * 1000,
-    caFile,
+    deadlineMs: (section.deadline ?? 30) * 1000,
+    deadlineSetting: operation === "Metrics" ? "metrics.deadline" : "notify.deadline",
+    caFile: section.caFile,
     maxRetries: interrupted ? 0 : op.maxRetries,
     retryDelayMs: op.retryDelay * 1000,
     maxRetryWaitMs: op.maxRetryWait * 1000,

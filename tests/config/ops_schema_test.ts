@@ -37,8 +37,10 @@ Deno.test("metrics and notify: defaults, relative paths, ${VAR} in a header", as
         pushgateway: "https://pgw.corp:9091/push",
         job: "bananna_bot",
         caFile: undefined,
+        deadline: 30,
       });
       assert.deepEqual(config.notify?.on, ["failure", "drift"]);
+      assert.equal(config.notify?.deadline, 30);
       assert.equal(config.notify?.format, "json");
       assert.deepEqual({ ...config.notify?.headers }, { Authorization: "Bearer t-123" });
     },

@@ -11,6 +11,7 @@ import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { silentAnswer } from "../support/trickle.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../support/webhook_receiver.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -312,6 +313,43 @@ Deno.test({
         },
       );
     } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `notify: a webhook that accepts and never answers costs notify.deadline, then the run ends${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 43 });
+    const silence = new AbortController();
+    await using hook = startRecordingHost({
+      hostname: "127.0.0.1",
+      handle: () => silentAnswer(silence.signal),
+    });
+    const dir = await Deno.makeTempDir({ prefix: "bb-notify-silent-" });
+    try {
+      const started = performance.now();
+      const run = await runMirrorConfig(dir, {
+        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        log: { dir: "./logs" },
+        // Silence alone: 4 attempts x 30 s, plus the waits between them.
+        operation: { engine: "registry", apiTimeout: 30, maxRetries: 3, retryDelay: 1 },
+        notify: { webhook: `${hook.url}/hook`, on: ["always"], deadline: 1 },
+        images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
+      }, { timeoutMs: 60_000 });
+      const took = performance.now() - started;
+      assert.equal(run.code, 0, run.stderr);
+      const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
+      assert.match(log, /\[MIRROR_NOTIFY_FAILED\] .*no answer within 1 s \(notify\.deadline\)/);
+      assert.equal(hook.requests.length, 1);
+      assert.ok(took < 20_000, `the run took ${took} ms`);
+    } finally {
+      silence.abort();
       await Deno.remove(dir, { recursive: true });
     }
   },

@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import { deliver, DeliveryError } from "../../lib/ops/ops_http.ts";
 import { makeCertificates } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
+import { within } from "../support/bounded.ts";
+import { startRecordingHost } from "../support/recording_host.ts";
+import { silentAnswer } from "../support/trickle.ts";
 
 const OPTIONS = { timeoutMs: 5_000, maxRetries: 3, retryDelayMs: 50, maxRetryWaitMs: 5_000 };
 
@@ -81,5 +84,35 @@ Deno.test("deliver(): TLS is verified; the receiver's CA file makes it pass", as
     assert.equal(hook.requests.length, 1);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("deliver(): a receiver that accepts and never answers costs the delivery's deadline, not retries x timeout", async () => {
+  const silence = new AbortController();
+  await using host = startRecordingHost({
+    hostname: "127.0.0.1",
+    handle: () => silentAnswer(silence.signal),
+  });
+  try {
+    await within(10_000, "a silent webhook", async () => {
+      const started = performance.now();
+      await assert.rejects(
+        deliver(delivery(`${host.url}/hook`), {
+          ...OPTIONS,
+          // Silence alone would take 4 x 30 s plus the waits.
+          timeoutMs: 30_000,
+          deadlineMs: 1_000,
+          deadlineSetting: "notify.deadline",
+        }),
+        (e: unknown) =>
+          e instanceof DeliveryError &&
+          e.message.startsWith("webhook test: no answer within 1 s (notify.deadline)"),
+      );
+      const took = performance.now() - started;
+      assert.ok(took >= 900 && took < 3_000, `took ${took} ms`);
+      assert.equal(host.requests.length, 1, "no second attempt after the deadline");
+    });
+  } finally {
+    silence.abort();
   }
 });
