@@ -1,9 +1,14 @@
 /**
  * errorFromResponse(): a 403 that speaks of a quota (Quay's DENIED body, Harbor's bare 403) is
- * IMAGE_QUOTA_EXCEEDED and never retried; a plain permission 403 keeps LOGIN_FAILED.
+ * IMAGE_QUOTA_EXCEEDED and never retried (an upload refused so is cancelled); a plain permission
+ * 403 keeps LOGIN_FAILED.
  */
 import assert from "node:assert/strict";
-import { errorFromResponse } from "../../lib/registry/registry_error.ts";
+import { createHash } from "node:crypto";
+import { Secrets } from "../../lib/log/redact.ts";
+import { RegistryClient } from "../../lib/registry/registry_client.ts";
+import { errorFromResponse, type RegistryError } from "../../lib/registry/registry_error.ts";
+import { startRecordingHost } from "../support/recording_host.ts";
 
 const url = new URL("https://registry.example/v2/acme/app/blobs/uploads/");
 
@@ -48,4 +53,56 @@ Deno.test("errorFromResponse(): quota 403s by their words, other 403s stay permi
       if (code === "IMAGE_QUOTA_EXCEEDED") assert.match(error.message, /storage quota is full/);
     });
   }
+});
+
+Deno.test("a quota 403 on a blob's final PUT: IMAGE_QUOTA_EXCEEDED, not retried, the session deleted", async () => {
+  await using host = startRecordingHost({
+    handle(req) {
+      const url = new URL(req.url);
+      if (req.method === "POST") {
+        return new Response(null, {
+          status: 202,
+          headers: { location: "/v2/acme/app/blobs/uploads/s1", range: "0-0" },
+        });
+      }
+      if (req.method === "PUT") {
+        return Response.json({
+          errors: [{ code: "DENIED", message: "Quota has been exceeded on namespace", detail: {} }],
+        }, { status: 403 });
+      }
+      if (req.method === "DELETE" && url.pathname.endsWith("/s1")) {
+        return new Response(null, { status: 204 });
+      }
+      return new Response(null, { status: 404 });
+    },
+  });
+  const client = new RegistryClient({
+    host: host.host,
+    scheme: "http",
+    secrets: new Secrets(),
+    maxRetries: 3,
+    retryDelayMs: 1,
+  });
+  const bytes = new TextEncoder().encode("layer bytes");
+  const digest = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
+  try {
+    await assert.rejects(
+      client.blobUpload(
+        "acme/app",
+        { digest, size: bytes.length },
+        () => Promise.resolve(ReadableStream.from([bytes])),
+      ),
+      (error: RegistryError) => {
+        assert.equal(error.code, "IMAGE_QUOTA_EXCEEDED");
+        return true;
+      },
+    );
+  } finally {
+    client.close();
+  }
+  assert.deepEqual(host.requests.map((r) => `${r.method} ${r.path.split("?")[0]}`), [
+    "POST /v2/acme/app/blobs/uploads/",
+    "PUT /v2/acme/app/blobs/uploads/s1",
+    "DELETE /v2/acme/app/blobs/uploads/s1",
+  ]);
 });
