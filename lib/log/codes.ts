@@ -96,6 +96,11 @@ export const CODES = {
     level: "WARNING",
     meaning: "deferred: the source's pull budget is spent; the next run copies it",
   },
+  IMAGE_RATE_LIMIT_TOO_SMALL: {
+    level: "ERROR",
+    meaning:
+      "a whole rate-limit window cannot carry the image (limit 0 included): no run copies it",
+  },
   IMAGE_LATEST_UPDATED: { level: "INFO", meaning: "latest now points at the newest mirrored tag" },
   IMAGE_LATEST_KEPT: {
     level: "INFO",

@@ -28,8 +28,10 @@
  *   what earlier tasks left; it then spends its pulls. A task that does not fit is deferred and
  *   spends nothing, so a later, smaller task may still fit (first fit): the budget is used, and
  *   config order still decides who comes first on the next run, when the window has refilled.
- * - A task that needs more than `limit - reserve` can never fit in a full window: it is deferred
- *   with the reason `window`, not `budget`, so the message says so instead of promising a refill.
+ * - A task that needs more than `limit - reserve` can never fit in a full window (a limit of 0
+ *   fits nothing): the reason is `window`, not `budget`, and {@link applyPullBudget} fails it
+ *   (IMAGE_RATE_LIMIT_TOO_SMALL) instead of deferring it: no later run copies it, so it must not
+ *   pass as a deferral (exit 0, the last success advancing) while nothing is mirrored.
  *
  * ## Counting pulls without a GET
  * A HEAD tells whether the source is an index, not how many children it has. The docker engine
@@ -361,11 +363,12 @@ export function planPullBudget(
  * ```
  */
 export function describeDeferral(task: DeferredTask, host: HostBudget): string {
-  const head = `deferred: needs ${task.needed} pulls from ${task.host}`;
   if (task.reason === "window") {
-    return `${head}, more than a whole window allows (${host.limit} minus the reserve of ` +
-      `${host.reserve}); it will not fit until the limit is higher (log in) or it needs fewer`;
+    return `needs ${task.needed} pulls from ${task.host}, more than a whole window allows ` +
+      `(ratelimit-limit ${host.limit} minus the reserve of ${host.reserve}): no run copies it ` +
+      `under this limit; log in for a higher one, or make it need fewer (platforms)`;
   }
+  const head = `deferred: needs ${task.needed} pulls from ${task.host}`;
   const refill = host.refillsAtMs === null
     ? "the registry did not say when its window refills"
     : `the window (${host.windowSeconds} s) has refilled by ${
@@ -444,7 +447,8 @@ export function pullsForHead(
 
 /**
  * Give every task that would push its pulls, and defer (action `deferred`, code
- * IMAGE_DEFERRED_RATE_LIMIT, the refill time in the message) those the budget has no room for.
+ * IMAGE_DEFERRED_RATE_LIMIT, the refill time in the message) those the budget has no room for
+ * now; fail (action `failed`, IMAGE_RATE_LIMIT_TOO_SMALL) those no whole window can carry.
  *
  * @param tasks The plan's tasks in config order (changed in place).
  * @param options Engine, limits, the source HEADs, reserve and time.
@@ -488,8 +492,9 @@ export function applyPullBudget(
   for (const deferred of budget.deferred) {
     const task = tasks[Number(deferred.id)];
     const host = budget.hosts.find((h) => h.host === deferred.host) as HostBudget;
-    task.action = "deferred";
-    task.code = "IMAGE_DEFERRED_RATE_LIMIT";
+    const never = deferred.reason === "window";
+    task.action = never ? "failed" : "deferred";
+    task.code = never ? "IMAGE_RATE_LIMIT_TOO_SMALL" : "IMAGE_DEFERRED_RATE_LIMIT";
     task.message = describeDeferral(deferred, host);
   }
   return budget.hosts;

@@ -11,6 +11,7 @@ import { runCli } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startRateLimitProxy } from "../support/ratelimit_proxy.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { startWebhookReceiver } from "../support/webhook_receiver.ts";
 import type { Report } from "../../lib/mirror/report.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -287,6 +288,52 @@ Deno.test({
         manifest.images.map((i: { ref: string }) => i.ref.replace(/^[^/]+\//, "")),
         ["team/app:1", "team/app:2"],
       );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `ratelimit-limit: 0 (no window can carry an image) fails with IMAGE_RATE_LIMIT_TOO_SMALL, so the alert and the notification fire${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry({ auth: "none" });
+    await using dst = await startRegistry({ auth: "none" });
+    await pushTestImage(src, "team/app:1", { kind: "oci", seed: 61, layers: 1 });
+    await using hub = startRateLimitProxy(src, { limit: 0, remaining: 0 });
+    await using hook = startWebhookReceiver(() => 204);
+    const dir = await Deno.makeTempDir({ prefix: "bb-budget-zero-" });
+    try {
+      await Deno.writeTextFile(
+        `${dir}/config.yaml`,
+        stringify({
+          registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+          log: { dir: "./logs" },
+          operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, updateLatest: false },
+          metrics: { file: "./metrics.prom" },
+          notify: { webhook: `${hook.url}/hook` },
+          images: { [`${hub.host}/team/app:1`]: { targets: ["dr"] } },
+        }),
+      );
+      const run = await mirror(dir);
+      // A failure (exit 1), not a deferral (exit 0) that no later run would ever carry.
+      assert.equal(run.code, 1, run.stdout + run.stderr);
+      assert.deepEqual(statuses(run.report), ["mirror/app:1 failed"]);
+      assert.equal(run.report.entries[0].code, "IMAGE_RATE_LIMIT_TOO_SMALL");
+      assert.equal(run.report.totals.deferred, 0);
+      assert.match(
+        run.log,
+        /\[IMAGE_RATE_LIMIT_TOO_SMALL\] .*more than a whole window allows \(ratelimit-limit 0 /,
+      );
+      assert.equal(hub.pulls, 0, "nothing was pulled");
+      // The documented alert: the last success does not advance. The default notification (on
+      // failure) goes out.
+      const metrics = await Deno.readTextFile(`${dir}/metrics.prom`);
+      assert.match(metrics, /^bananna_bot_last_success_timestamp_seconds 0$/m);
+      assert.equal(hook.requests.length, 1);
+      assert.equal(JSON.parse(hook.requests[0].body).outcome, "failure");
     } finally {
       await Deno.remove(dir, { recursive: true });
     }

@@ -386,8 +386,9 @@ Deno.test("describeDeferral() says what is missing and when the window refills",
     [
       "window",
       [{ id: "a", host: HUB, reason: "window", needed: 120, available: 2 }, host],
-      "deferred: needs 120 pulls from docker.io, more than a whole window allows (100 minus the " +
-      "reserve of 10); it will not fit until the limit is higher (log in) or it needs fewer",
+      "needs 120 pulls from docker.io, more than a whole window allows (ratelimit-limit 100 " +
+      "minus the reserve of 10): no run copies it under this limit; log in for a higher one, or " +
+      "make it need fewer (platforms)",
     ],
   ];
   for (const [name, args, expected] of rows) {
