@@ -36,10 +36,10 @@ import { MirrorProgress } from "./mirror_progress.ts";
 import { createTerminal, type Terminal } from "./terminal.ts";
 
 /** The exit code of a run that lost its lock to another run while it ran. */
-export const EXIT_LOCK_LOST = 3;
+const EXIT_LOCK_LOST = 3;
 
 /** The lock (or why it is held by another run) and the open logger. */
-export interface RunSession {
+interface RunSession {
   /** The held lock; null when another run holds it (`locked` says who). */
   lock: RunLock | null;
   locked: MirrorError | null;
@@ -55,7 +55,7 @@ export interface RunSession {
 }
 
 /** Options for {@link openRunSession}. */
-export interface RunSessionOptions {
+interface RunSessionOptions {
   /** Where log lines go on the terminal (the progress display's `logLine`). */
   console: (line: string, level: Level) => void;
   secrets: Secrets;
@@ -79,7 +79,7 @@ export interface RunSessionOptions {
  * @throws {MirrorError} MIRROR_UNSAFE_PATH for a planted link; {@link logOpenError} when the log
  *   cannot be opened.
  */
-export async function openRunSession(
+async function openRunSession(
   config: ResolvedConfig,
   options: RunSessionOptions,
 ): Promise<RunSession> {
@@ -147,7 +147,7 @@ export async function openRunSession(
  * The end of a run that lost its lock: one ERROR line saying what was left undone; no report,
  * state or metrics (they are the new holder's). Returns {@link EXIT_LOCK_LOST}.
  */
-export function endLockLost(session: RunSession, op: string): number {
+function endLockLost(session: RunSession, op: string): number {
   session.logger.error(
     "MIRROR_LOCK_LOST",
     op,
@@ -162,7 +162,7 @@ export function endLockLost(session: RunSession, op: string): number {
  * Log what the lock says: `MIRROR_LOCKED` (returns false: the caller exits 1) or a stale lock
  * taken over (`MIRROR_LOCK_STALE`, naming its holder).
  */
-export function logLockState(session: RunSession, op: string): boolean {
+function logLockState(session: RunSession, op: string): boolean {
   const { lock, locked, logger } = session;
   if (session.dryRun) return true;
   if (!lock) {
@@ -176,7 +176,7 @@ export function logLockState(session: RunSession, op: string): boolean {
 }
 
 /** Register every password and API token of the config's registries and sources as secrets. */
-export function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {
+function registerSecrets(config: ResolvedConfig, secrets: Secrets): void {
   for (const registry of Object.values(config.registries)) {
     secrets.add(registry.password);
     secrets.add(registry.apiToken);

@@ -91,6 +91,3 @@ export function maskPatterns(text: string): string {
       (_m, key: string, value: string) => (value === MASK ? `${key}${value}` : `${key}${MASK}`),
     );
 }
-
-/** The run-wide secrets the CLI registers into. */
-export const secrets: Secrets = new Secrets();

@@ -46,6 +46,7 @@ import type { NamespaceQuota } from "../registry/quay_client.ts";
 import {
   applyPullBudget,
   type HostBudget,
+  observeRateLimit,
   pullsForHead,
   type RateLimit,
   type SourceHead,
@@ -402,9 +403,7 @@ class TaskReads {
   /** A manifest HEAD, keeping the lowest rate limit its host sent. */
   async #head(ref: Reference): Promise<ProbedManifest | null> {
     const found = await this.probe.manifestHead(ref, this.options.signal);
-    const seen = this.limits.get(ref.registry);
-    const limit = found?.rateLimit;
-    if (limit && (!seen || limit.remaining < seen.remaining)) this.limits.set(ref.registry, limit);
+    observeRateLimit(this.limits, ref.registry, found?.rateLimit);
     return found;
   }
 

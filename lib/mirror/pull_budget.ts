@@ -124,14 +124,13 @@ export function parseRateLimit(headers: Headers): RateLimit | null {
  *
  * @param seen The rate limits seen so far, by host (updated in place).
  * @param host The source host, e.g. `docker.io`.
- * @param headers The response headers (nothing happens when they carry no rate limit).
+ * @param next The rate limit an answer carried ({@link parseRateLimit}); null changes nothing.
  */
 export function observeRateLimit(
   seen: Map<string, RateLimit>,
   host: string,
-  headers: Headers,
+  next: RateLimit | null | undefined,
 ): void {
-  const next = parseRateLimit(headers);
   if (!next) return;
   const before = seen.get(host);
   if (!before || next.remaining < before.remaining) seen.set(host, next);

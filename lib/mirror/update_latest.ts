@@ -12,6 +12,7 @@
 import { chooseLatest, compareVersions, parseVersion } from "./latest.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { RegistryClient } from "../registry/registry_client.ts";
+import { RegistryError } from "../registry/registry_error.ts";
 import type { LatestGroup, LatestOutcome } from "./run_plan.ts";
 
 /** Options for {@link updateLatest}. */
@@ -72,8 +73,7 @@ export async function updateLatest(
   try {
     await client.manifestPut(group.repository, "latest", manifest, signal);
   } catch (error) {
-    const status = (error as { status?: number }).status;
-    if (status === 409) {
+    if (error instanceof RegistryError && error.status === 409) {
       return {
         group,
         code: "IMAGE_TAG_IMMUTABLE",

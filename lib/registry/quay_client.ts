@@ -1,6 +1,6 @@
 /**
  * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
- * repositories, set descriptions. Bearer OAuth token; requests go through the shared transport
+ * repositories, quotas, robot grants. Bearer OAuth token; requests go through the shared transport
  * (http_transport.ts: `apiTimeout`, TLS from caFile, redirects that drop the token when
  * they leave the host) and the shared retry policy (retry.ts): retries on network errors, 429
  * and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a longer wanted wait fails at once
@@ -192,23 +192,6 @@ export class QuayClient {
     );
     if (res.status === 400 && /already exists/i.test(error.detail)) return "exists";
     throw error;
-  }
-
-  /** Set a repository's description. */
-  async setDescription(
-    namespace: string,
-    name: string,
-    description: string,
-    signal?: AbortSignal,
-  ): Promise<void> {
-    const res = await this.#request("PUT", `/api/v1/repository/${namespace}/${name}`, {
-      description,
-    }, signal);
-    if (res.status === 200) {
-      await res.body?.cancel();
-      return;
-    }
-    throw await this.#error(res, `set the description of ${namespace}/${name}`);
   }
 
   /**

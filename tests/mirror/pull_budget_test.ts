@@ -90,11 +90,13 @@ Deno.test("observeRateLimit() keeps the lowest remaining seen per host", () => {
       "ratelimit-limit": "100;w=21600",
       "ratelimit-remaining": `${remaining};w=21600`,
     });
-  observeRateLimit(seen, "docker.io", h(80));
-  observeRateLimit(seen, "docker.io", h(82));
-  observeRateLimit(seen, "docker.io", new Headers());
-  observeRateLimit(seen, "docker.io", h(79));
-  observeRateLimit(seen, "quay.io", new Headers());
+  const observe = (host: string, headers: Headers) =>
+    observeRateLimit(seen, host, parseRateLimit(headers));
+  observe("docker.io", h(80));
+  observe("docker.io", h(82));
+  observe("docker.io", new Headers());
+  observe("docker.io", h(79));
+  observe("quay.io", new Headers());
   assert.deepEqual([...seen], [["docker.io", { limit: 100, remaining: 79, windowSeconds: 21600 }]]);
 });
 
