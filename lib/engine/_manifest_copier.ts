@@ -51,6 +51,8 @@ export class ManifestCopier {
   bytesUploaded = 0;
   /** Child manifests this copier PUT (a child found at the destination is not counted). */
   childrenWritten = 0;
+  /** Bytes of the blobs (config and layers) of the image manifests this copier read. */
+  imageBytes = 0;
 
   /** A copier between two repositories. */
   constructor(options: ManifestCopierOptions) {
@@ -82,6 +84,7 @@ export class ManifestCopier {
   async copyContent(bytes: Uint8Array, mediaType: string, where: string): Promise<ParsedManifest> {
     const parsed = parseManifest(bytes, mediaType, where);
     if (parsed.kind === "image") {
+      this.imageBytes += [parsed.config, ...parsed.layers].reduce((n, b) => n + b.size, 0);
       await this.#copyBlobs([parsed.config, ...parsed.layers]);
       return parsed;
     }

@@ -126,13 +126,7 @@ export class PlatformCopy {
     const there = await this.#o.checkDestination(top.digest);
     if (!there) return await this.#write(top, parsed, kept, outcome, sparse, true);
     // The tag holds this index: copy the kept children it lacks (widening), tag untouched.
-    const added: string[] = [];
-    for (const child of kept) {
-      const before = copier.childrenWritten;
-      await copier.copyChildren([child], this.#o.src);
-      const platform = platformOf(child);
-      if (copier.childrenWritten > before && platform) added.push(platform);
-    }
+    const added = await this.#copyKept(kept, outcome);
     if (added.length === 0) return { ...there, platforms: outcome };
     this.#o.emit({
       kind: "step",
@@ -161,7 +155,7 @@ export class PlatformCopy {
     const { copier, destination } = this.#o;
     const early = checked ? null : await this.#o.checkDestination(index.digest);
     if (early) return { ...early, platforms: outcome };
-    await copier.copyChildren(kept, this.#o.src);
+    await this.#copyKept(kept, outcome);
     this.#o.signal?.throwIfAborted();
     const late = await this.#o.checkDestination(index.digest);
     if (late) return { ...late, platforms: outcome };
@@ -190,6 +184,30 @@ export class PlatformCopy {
       }${outcome.skipped.length ? `, left out: ${outcome.skipped.join(", ")}` : ""})`,
     });
     return { status: "pushed", digest, bytesUploaded: copier.bytesUploaded, platforms: outcome };
+  }
+
+  /**
+   * Copy the kept children one by one; returns the platforms whose child was written now. Sets
+   * `outcome.bytesSkipped`: the left-out platforms times the mean size of the kept platform
+   * children read now (an estimate: the skipped children are never read, a read is a pull).
+   */
+  async #copyKept(kept: Index["manifests"], outcome: PlatformOutcome): Promise<string[]> {
+    const { copier } = this.#o;
+    const added: string[] = [];
+    const sizes: number[] = [];
+    for (const child of kept) {
+      const [written, bytes] = [copier.childrenWritten, copier.imageBytes];
+      await copier.copyChildren([child], this.#o.src);
+      const platform = platformOf(child);
+      if (!platform) continue;
+      if (copier.childrenWritten > written) added.push(platform);
+      if (copier.imageBytes > bytes) sizes.push(copier.imageBytes - bytes);
+    }
+    if (sizes.length > 0 && outcome.skipped.length > 0) {
+      const mean = sizes.reduce((n, b) => n + b, 0) / sizes.length;
+      outcome.bytesSkipped = Math.round(mean * outcome.skipped.length);
+    }
+    return added;
   }
 
   #refused(why: string, cause?: unknown): MirrorError {

@@ -85,6 +85,11 @@ export interface PlatformOutcome {
   sourceDigest: string;
   /** Kept platforms copied now to an index that was already at the destination (widening). */
   added?: string[];
+  /**
+   * Bytes not copied, estimated: the left-out platforms times the mean blob bytes of the kept
+   * platforms read in this copy (absent when none was read).
+   */
+  bytesSkipped?: number;
 }
 
 /** Credentials for the two hosts of one copy; absent for anonymous access. */

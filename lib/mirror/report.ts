@@ -49,6 +49,8 @@ export interface ReportEntry {
     sourceDigest: string | null;
     /** Platforms copied this run into an index already at the destination (tag unchanged). */
     added?: string[];
+    /** Bytes not copied, estimated from the kept platforms' sizes (a copy that read them). */
+    bytesSkipped?: number;
   };
 }
 
@@ -227,6 +229,7 @@ function platformsEntry(result: TaskResult): Pick<ReportEntry, "platforms"> {
       skipped: got?.skipped ?? [],
       sourceDigest: got?.sourceDigest ?? result.task.sourceDigest ?? null,
       ...(got?.added ? { added: got.added } : {}),
+      ...(got?.bytesSkipped !== undefined ? { bytesSkipped: got.bytesSkipped } : {}),
     },
   };
 }

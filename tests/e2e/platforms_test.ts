@@ -219,6 +219,10 @@ Deno.test({
       assert.equal(await headDigest(dst, "mirror/app:1"), image.digest);
       assert.deepEqual(proxy.sparseStored, [`mirror/app:1@${image.digest}`]);
       assert.equal(first.report?.entries[0].signatures, 1, "the index's signature carried");
+      // Bytes not copied: 3 left-out platforms x the amd64 child's blobs (children of one size).
+      const saved = first.report?.entries[0].platforms?.bytesSkipped ?? 0;
+      assert.ok(Math.abs(saved - image.bytes * 3 / 4) < image.bytes * 0.05, `${saved}`);
+      assert.match(first.stdout, /left out; about [0-9.]+ KB not copied \(estimated\)/);
       await verifySignature(proxy.url, "mirror/app", image.digest, key);
       const firstWrites = await writes(backend, before);
       const uploads = firstWrites.filter((l) => /^PUT \/v2\/mirror\/app\/blobs\/uploads\//.test(l));
