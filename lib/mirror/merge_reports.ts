@@ -23,7 +23,7 @@
 import { z } from "zod";
 import { errorMessage, MirrorError } from "../errors.ts";
 import { FileInputError, readJsonFile } from "../safe_file.ts";
-import type { PullBudgetEntry, Report } from "./report.ts";
+import type { PullBudgetEntry, Report, ReportEntry } from "./report.ts";
 
 /** A shard's report as read from the dir. */
 export interface ShardReportFile {
@@ -81,6 +81,14 @@ const shardReportSchema = z.object({
     attestations: count.default(0),
     sboms: count.default(0),
     referrers: count.default(0),
+    platforms: z.object({
+      wanted: z.array(z.string()),
+      mode: z.enum(["sparse", "rewrite"]),
+      kept: z.array(z.string()).nullable(),
+      skipped: z.array(z.string()),
+      sourceDigest: z.string().nullable(),
+      added: z.array(z.string()).optional(),
+    }).optional(),
   })),
   pullBudget: z.array(z.object({
     host: z.string(),
@@ -121,7 +129,24 @@ const shardReportSchema = z.object({
     waitedSeconds: z.number().nonnegative(),
   }).optional(),
   stopped: z.object({ code: z.string(), message: z.string() }).optional(),
+  quotaExceeded: z.array(z.object({ target: z.string(), namespace: z.string(), images: count }))
+    .optional(),
+  mirrorSets: z.object({
+    name: z.string(),
+    sourcePolicy: z.enum(["AllowContactingSource", "NeverContactSource"]).optional(),
+  }).optional(),
 });
+
+/**
+ * Compile-time: every field of a report (and of an entry) is in the schema. zod drops keys it does
+ * not know, so a field added to Report without a line here would vanish from merged reports.
+ */
+type Missing<A, B> = Exclude<keyof A, keyof B>;
+type ShardReport = z.output<typeof shardReportSchema>;
+const _everyReportKey: [Missing<Omit<Report, "merged">, ShardReport>] extends [never] ? true
+  : Missing<Omit<Report, "merged">, ShardReport> = true;
+const _everyEntryKey: [Missing<ReportEntry, ShardReport["entries"][number]>] extends [never] ? true
+  : Missing<ReportEntry, ShardReport["entries"][number]> = true;
 
 /** A shard report read from `path`: checked, typed, never cast. */
 async function readShardReport(path: string): Promise<Report> {
@@ -253,6 +278,7 @@ export function mergeReports(files: ShardReportFile[]): Report {
     ),
     selection: reports.flatMap((r) => r.selection ?? []),
     ...firstStopped(reports),
+    ...mergeQuota(reports),
     ...(reports.find((r) => r.mirrorSets)
       ? { mirrorSets: reports.find((r) => r.mirrorSets)?.mirrorSets }
       : {}),
@@ -264,6 +290,24 @@ export function mergeReports(files: ShardReportFile[]): Report {
         endedAt: r.endedAt,
       })),
     },
+  };
+}
+
+/** The namespaces over quota in any shard, images added up per (target, namespace). */
+function mergeQuota(reports: Report[]): Pick<Report, "quotaExceeded"> {
+  const all = reports.flatMap((r) => r.quotaExceeded ?? []);
+  if (all.length === 0) return {};
+  const byKey = new Map<string, { target: string; namespace: string; images: number }>();
+  for (const q of all) {
+    const key = `${q.target}\n${q.namespace}`;
+    const seen = byKey.get(key);
+    if (seen) seen.images += q.images;
+    else byKey.set(key, { ...q });
+  }
+  return {
+    quotaExceeded: [...byKey.values()].sort((a, b) =>
+      compare(a.target, b.target) || compare(a.namespace, b.namespace)
+    ),
   };
 }
 

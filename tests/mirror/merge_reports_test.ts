@@ -301,3 +301,39 @@ Deno.test("report --merge refuses shard reports with hostile values or files, na
       }));
   }
 });
+
+Deno.test("report --merge keeps every field a shard wrote: platforms, quota, mirror set names", async () => {
+  const platforms = {
+    wanted: ["linux/amd64"],
+    mode: "sparse" as const,
+    kept: ["linux/amd64"],
+    skipped: ["linux/arm64"],
+    sourceDigest: null,
+  };
+  const a = shardReport(0, 2, [{ ...entry("dst/m/a:1", "pushed"), platforms }]);
+  const b = shardReport(1, 2, [entry("dst/m/b:1", "failed")]);
+  for (const r of [a, b]) {
+    r.mirrorSets = { name: "dr-site", sourcePolicy: "NeverContactSource" };
+  }
+  a.quotaExceeded = [{ target: "dr", namespace: "full", images: 2 }];
+  b.quotaExceeded = [{ target: "dr", namespace: "full", images: 1 }, {
+    target: "dr",
+    namespace: "also",
+    images: 1,
+  }];
+  const dir = await writeReports([a, b]);
+  try {
+    const merged = mergeReports(await readShardReports(dir));
+    assert.deepEqual(
+      merged.entries.find((e) => e.destination === "dst.example.com/dst/m/a:1")?.platforms,
+      platforms,
+    );
+    assert.deepEqual(merged.mirrorSets, { name: "dr-site", sourcePolicy: "NeverContactSource" });
+    assert.deepEqual(merged.quotaExceeded, [
+      { target: "dr", namespace: "also", images: 1 },
+      { target: "dr", namespace: "full", images: 3 },
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
