@@ -146,14 +146,16 @@ export class BlobUploader {
         try {
           const verified = tapFailure(await open(signal), (e) => sourceFailure = e)
             .pipeThrough(verifier.stream);
-          const failed = () => verifier.failure() ?? sourceVerdict(sourceFailure) ?? sourceFailure;
+          const failed = () => verifier.failure() ?? sourceVerdict(sourceFailure);
           done = this.#chunkBytes !== null
             ? await this.#putChunks(repository, blob, verified, session, putSignal)
             : blob.size >= CHUNK_START_BYTES
             ? await this.#patchWhole(repository, blob, verified, session, failed, putSignal)
             : await this.#putWhole(repository, blob, verified, session.url, putSignal);
         } catch (error) {
-          // The request failed because the bytes did: say so (not a push failure to retry).
+          // The request failed because the bytes did, or their source: say so (not a push failure).
+          // An abort (Ctrl-C, a lost lock) stays what it is.
+          if (options.signal?.aborted) throw error;
           throw verifier.failure() ?? sourceVerdict(sourceFailure) ?? error;
         } finally {
           reading.abort();
@@ -440,12 +442,19 @@ export function verifyBlob(
 }
 
 /**
- * The source's own verdict on its bytes (a layout's corrupt file: IMAGE_DIGEST_MISMATCH naming
- * it), which says more than the request's failure; any other source error (a stalled GET) stays
- * the upload's failure as before.
+ * What a failed source says about the upload: its own error when it is one of ours (a layout's
+ * corrupt file: IMAGE_DIGEST_MISMATCH; a stalled or broken GET: IMAGE_PULL_FAILED naming the
+ * source), anything else as IMAGE_PULL_FAILED. A source that failed is never reported as the
+ * destination's push failure, even when the upload's request is what broke first.
  */
 function sourceVerdict(error: unknown): MirrorError | undefined {
-  return error instanceof MirrorError && error.code === "IMAGE_DIGEST_MISMATCH" ? error : undefined;
+  if (error === undefined) return undefined;
+  if (error instanceof MirrorError) return error;
+  return new RegistryError(
+    "IMAGE_PULL_FAILED",
+    `the source of the blob failed: ${error instanceof Error ? error.message : String(error)}`,
+    { status: 0, cause: error },
+  );
 }
 
 /** `stream`, ending where it fails instead of failing (its failure is read elsewhere). */

@@ -256,7 +256,8 @@ Deno.test({
       assert.ok(proxy.injected.trickle >= 1);
       assert.ok(Date.now() - started > 1500, "the copy took longer than the timeout");
     }
-    // A blob that stops flowing (4 s pauses) fails on the timeout, as a push failure.
+    // A blob that stops flowing (4 s pauses) fails on the timeout, as the source's failure (its
+    // GET stalled), not the destination's.
     {
       await using proxy = startFaultProxy(src, [
         {
@@ -275,8 +276,9 @@ Deno.test({
         destination: parseReference(`${dst.host}/mirror/stalled:1`),
       }).then(() => undefined, (err) => err);
       assert.ok(error instanceof MirrorError, String(error));
-      assert.equal(error.code, "IMAGE_PUSH_FAILED");
+      assert.equal(error.code, "IMAGE_PULL_FAILED", error.message);
       assert.match(error.message, /no progress for 1\.5 s/);
+      assert.match(error.message, new RegExp(`GET http://${proxy.host.replace(/\./g, "\\.")}/`));
       assert.equal(
         (await dst.accessLog()).filter((l) => /^PUT \/v2\/mirror\/stalled\/manifests\//.test(l))
           .length,

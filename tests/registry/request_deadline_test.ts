@@ -9,6 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
+import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { within } from "../support/bounded.ts";
@@ -157,6 +158,61 @@ Deno.test({
       assert.ok(took < 20_000, `the run took ${took} ms`);
     } finally {
       await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    `a stalled source during an upload is the source's failure (IMAGE_PULL_FAILED), not a push failure${skip}`,
+  ignore: Boolean(skip),
+  async fn(t) {
+    await using source = trickleRegistry();
+    await using dst = await startRegistry();
+    const limits = { timeoutMs: 5_000, minBlobRate: 1_000, blobRateGraceMs: 500 };
+    const from = new RegistryClient({
+      host: source.host,
+      scheme: "http",
+      secrets: new Secrets(),
+      maxRetries: 0,
+      ...limits,
+    });
+    const to = new RegistryClient({
+      host: dst.host,
+      scheme: "http",
+      secrets: new Secrets(),
+      maxRetries: 0,
+      ...limits,
+    });
+    try {
+      // A small blob goes in one PUT, a large one in a streamed PATCH: both name the source.
+      for (const size of [1024 * 1024, 16 * 1024 * 1024]) {
+        await t.step(
+          `a blob of ${size} bytes`,
+          () =>
+            within(10_000, "a stalled source", async (signal) => {
+              await assert.rejects(
+                () =>
+                  to.blobUpload(
+                    "team/app",
+                    { digest: DIGEST, size },
+                    async (reading) => (await from.blobGet("team/app", DIGEST, reading)).body,
+                    { signal },
+                  ),
+                (error: unknown) => {
+                  assert.ok(error instanceof MirrorError, String(error));
+                  assert.equal(error.code, "IMAGE_PULL_FAILED", error.message);
+                  assert.match(error.message, new RegExp(source.host.replace(/\./g, "\\.")));
+                  assert.match(error.message, /operation\.minBlobRate/);
+                  return true;
+                },
+              );
+            }),
+        );
+      }
+    } finally {
+      from.close();
+      to.close();
     }
   },
 });
