@@ -87,7 +87,9 @@ function logResult(logger: Logger, result: TaskResult): void {
       logger.warn("IMAGE_TAG_DRIFT", OP, result.error ?? `${dst} holds another image`);
       break;
     case "failed":
-      logger.error(result.code, OP, `${src} -> ${dst}: ${result.error}`);
+      // A failed login is one line per registry (the login step's), not one per image.
+      if (t.loginFailed) logger.debug(result.code, OP, `${src} -> ${dst}: ${result.error}`);
+      else logger.error(result.code, OP, `${src} -> ${dst}: ${result.error}`);
       break;
     case "deferred":
       logger.warn("IMAGE_DEFERRED_RATE_LIMIT", OP, `${src} -> ${dst}: ${result.error}`);

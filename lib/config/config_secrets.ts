@@ -6,7 +6,7 @@
  * @module
  */
 import { Secrets } from "../log/redact.ts";
-import { SECRET_KEYS } from "./schema.ts";
+import { type ResolvedConfig, SECRET_KEYS } from "./schema.ts";
 import { formatPath } from "./parse_config_text.ts";
 
 /**
@@ -105,4 +105,58 @@ export function findLiteralSecrets(value: Record<string, unknown>): LiteralSecre
     }
   }
   return out;
+}
+
+/** Where each password was written, by `registries\0<name>` / `sources\0<host>` (for messages). */
+export type PasswordOrigins = Map<string, string>;
+
+/** Read before `${VAR}`s are expanded: `${QUAY_PASSWORD} (registries.prod.password)`, or literal. */
+export function passwordOrigins(value: Record<string, unknown>): PasswordOrigins {
+  const out: PasswordOrigins = new Map();
+  for (const section of ["registries", "sources"]) {
+    const entries = value[section];
+    if (!entries || typeof entries !== "object") continue;
+    for (const [name, entry] of Object.entries(entries as Record<string, unknown>)) {
+      const password = (entry as Record<string, unknown> | null)?.password;
+      if (typeof password !== "string") continue;
+      const path = formatPath([section, name, "password"]);
+      const variable = /^\s*\$\{([A-Za-z_][A-Za-z0-9_]*)\}\s*$/.exec(password)?.[1];
+      out.set(
+        `${section}\0${name}`,
+        variable ? `\${${variable}} (${path})` : `${path}, written in the config file`,
+      );
+    }
+  }
+  return out;
+}
+
+/**
+ * Record on each registry and source where its password came from (`passwordFrom`): the origins
+ * of a YAML/JSON file, or the entry's path in a config.ts (its code chose the value).
+ */
+export function setPasswordOrigins(
+  config: ResolvedConfig,
+  origins: PasswordOrigins | undefined,
+): ResolvedConfig {
+  const from = (section: string, name: string) =>
+    origins?.get(`${section}\0${name}`) ??
+      `${formatPath([section, name, "password"])} in ${config.file.replace(/^.*\//, "")}`;
+  for (const [name, registry] of Object.entries(config.registries)) {
+    if (registry.password) registry.passwordFrom = from("registries", name);
+  }
+  for (const [host, source] of Object.entries(config.sources)) {
+    if (source.password) source.passwordFrom = from("sources", host);
+  }
+  return config;
+}
+
+/** What a YAML/JSON file says about its secrets before `${VAR}`s are expanded. */
+export interface RawSecrets {
+  literalSecrets: LiteralSecret[];
+  origins?: PasswordOrigins;
+}
+
+/** {@link findLiteralSecrets} and {@link passwordOrigins} of a file's value. */
+export function scanSecrets(value: Record<string, unknown>): RawSecrets {
+  return { literalSecrets: findLiteralSecrets(value), origins: passwordOrigins(value) };
 }

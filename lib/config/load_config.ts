@@ -15,9 +15,10 @@ import { canonicalHost, isLoopbackHost, parseReference } from "../registry/refer
 import { checkRules } from "./config_rules.ts";
 import {
   configSecrets,
-  findLiteralSecrets,
   isSecretKey,
-  type LiteralSecret,
+  type RawSecrets,
+  scanSecrets,
+  setPasswordOrigins,
   urlUserinfo,
 } from "./config_secrets.ts";
 import { checkShape, formatPath, parseConfigText } from "./parse_config_text.ts";
@@ -28,7 +29,6 @@ import { resolveOps } from "./ops_schema.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
-// formatPath moved to parse_config_text.ts; still importable from here.
 export { formatPath };
 import {
   configSchema,
@@ -131,7 +131,7 @@ export async function checkConfig(
     ({ data, registryNames } = salvage(raw.value as Record<string, unknown>));
   }
   const baseDir = file.replace(/\/[^/]*$/, "") || "/";
-  const config = resolve(data, file, baseDir, problems);
+  const config = setPasswordOrigins(resolve(data, file, baseDir, problems), raw.origins);
   problems.push(...await resolveVerifyKeys(config, { data, baseDir }));
   problems.push(
     ...(await checkRules(config, data, {
@@ -209,7 +209,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 async function readRaw(
   file: string,
   options: LoadConfigOptions,
-): Promise<{ value: unknown; literalSecrets: LiteralSecret[] } | { problems: ConfigProblem[] }> {
+): Promise<({ value: unknown } & RawSecrets) | { problems: ConfigProblem[] }> {
   const fail = (message: string) => ({ problems: [{ path: "", message }] });
   let stat: Deno.FileInfo;
   try {
@@ -262,13 +262,13 @@ async function readRaw(
   const shape = checkShape(value);
   if (shape.length) return { problems: shape };
   const problems: ConfigProblem[] = [];
-  const literalSecrets = findLiteralSecrets(value as Record<string, unknown>);
+  const secrets = scanSecrets(value as Record<string, unknown>);
   const { sections = [], secretsOf = [] } = options.unused ?? {};
   for (const section of sections) delete (value as Record<string, unknown>)[section];
   const keep = (path: (string | number)[]) =>
     secretsOf.includes(path[0] as "sources") && path.length === 3 && isSecretKey(String(path[2]));
   const expanded = expandEnv(value, options.env, [], problems, keep);
-  return problems.length ? { problems } : { value: expanded, literalSecrets };
+  return problems.length ? { problems } : { value: expanded, ...secrets };
 }
 
 function tooLarge(file: string, size: number): string {
@@ -404,7 +404,7 @@ function resolve(
     const normal = canonicalHost(host);
     sources[normal] = {
       host: normal,
-      scheme: s.insecure || isLoopbackHost(normal) ? "http" : "https",
+      scheme: (s.insecure ?? isLoopbackHost(normal)) ? "http" : "https",
       caFile: s.caFile ? absolute(s.caFile, baseDir) : undefined,
       username: s.username,
       password: s.password,

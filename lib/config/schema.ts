@@ -33,7 +33,7 @@ const connection = {
   password: z.string().min(1).optional(),
   /** A PEM file with the CA(s) to trust for this registry, relative to the config file. */
   caFile: z.string().min(1).optional(),
-  /** Plain http (no TLS). Loopback hosts default to http like docker does. */
+  /** Plain http (no TLS). Loopback hosts default to http like docker does (false: TLS there too). */
   insecure: z.boolean().optional(),
   /**
    * Bandwidth limit for this host's blob streams, in bytes per second per direction, on top of
@@ -330,6 +330,8 @@ export interface Connection {
   caFile?: string;
   username?: string;
   password?: string;
+  /** Where the password came from, for messages (never the value): `${VAR} (path)`. */
+  passwordFrom?: string;
   /** This host's bandwidth limit for blob streams, bytes per second per direction. */
   maxBytesPerSecond?: number;
 }

@@ -61,8 +61,14 @@ export const CODES = {
     level: "INFO",
     meaning: "a mutable tag upstream moved was copied again (both digests)",
   },
-  IMAGE_PULL_FAILED: { level: "ERROR", meaning: "reading the source image failed" },
-  IMAGE_PUSH_FAILED: { level: "ERROR", meaning: "writing to the destination failed" },
+  IMAGE_PULL_FAILED: {
+    level: "ERROR",
+    meaning: "the source failed: unreachable, TLS, or an error answer to a read",
+  },
+  IMAGE_PUSH_FAILED: {
+    level: "ERROR",
+    meaning: "the destination failed: unreachable, TLS, or an error answer to a read or a write",
+  },
   IMAGE_DIGEST_MISMATCH: {
     level: "ERROR",
     meaning: "bytes received do not match their digest",

@@ -153,11 +153,60 @@ async function login(
   } else if (!(await verify(credential))) {
     throw new MirrorError(
       "LOGIN_FAILED",
-      `${host} refused the credentials from ${credential.source}${
-        destination ? "" : " (source registry)"
-      }`,
+      `${host}${destination ? "" : " (source registry)"} refused ${
+        credentialOrigin(options.config, host, credential, env)
+      }: check the ${credential.kind === "basic" ? "password" : "token"} there`,
     );
   }
   logger.info("LOGIN_SUCCESS", "Login", `${host}: credentials from ${credential.source} accepted`);
   return { client: verified as RegistryClient, credential };
+}
+
+/**
+ * Which credential a registry refused, for the message: the user and where the secret came from
+ * (the config's `${VAR}` and path, docker's config.json, a credential helper, the prompt), never
+ * the secret.
+ */
+export function credentialOrigin(
+  config: Pick<ResolvedConfig, "registries" | "sources">,
+  host: string,
+  credential: Credential,
+  env: Record<string, string | undefined>,
+): string {
+  const user = "username" in credential && credential.username
+    ? ` of user "${credential.username}"`
+    : "";
+  const what = credential.kind === "basic" ? `the password${user}` : `the token${user}`;
+  switch (credential.source) {
+    case "config": {
+      const entry = [...Object.values(config.registries), ...Object.values(config.sources)]
+        .find((c) => c.host === host && c.password && c.passwordFrom);
+      return `${what} from ${entry?.passwordFrom ?? "the config"}`;
+    }
+    case "docker-config": {
+      const dir = env.DOCKER_CONFIG ?? (env.HOME ? `${env.HOME}/.docker` : "~/.docker");
+      const where = env.DOCKER_AUTH_CONFIG ? "DOCKER_AUTH_CONFIG" : `${dir}/config.json`;
+      return `${what} from docker's config (${where}, auths)`;
+    }
+    case "credential-helper":
+      return `${what} from a docker credential helper (credHelpers / credsStore in docker's config.json)`;
+    case "prompt":
+      return `${what} typed at the prompt`;
+  }
+}
+
+/**
+ * A plan read that failed because its host's login failed (the very error the login step logged):
+ * marks `task.loginFailed` with the host and returns the task's message (not attempted); null for
+ * any other failure.
+ */
+export function failedLogin(
+  broken: ReadonlyMap<string, MirrorError>,
+  error: unknown,
+  task: { loginFailed?: string },
+): string | null {
+  const host = [...broken].find(([, e]) => e === error)?.[0];
+  if (host === undefined) return null;
+  task.loginFailed = host;
+  return `not attempted, login to ${host} failed: ${(error as Error).message}`;
 }

@@ -147,6 +147,7 @@ export class MirrorRun implements AsyncDisposable {
     const op = config.operation;
     this.#hosts = new RegistryHosts({
       hosts: [...Object.values(config.registries), ...Object.values(config.sources)],
+      destinations: destinationHosts(config, [...options.images, ...options.repositories]),
       ...hostLimits(op),
       secrets: options.secrets,
       onRetry: (error, retry, delayMs) => {
@@ -429,4 +430,14 @@ export class MirrorRun implements AsyncDisposable {
       shard: this.#options.shard,
     });
   }
+}
+
+/** Hosts of the targets that no entry reads from (a host both read and written keeps per-request codes). */
+function destinationHosts(
+  config: ResolvedConfig,
+  entries: { source: { registry: string }; targets: string[] }[],
+): Set<string> {
+  const read = new Set(entries.map((e) => e.source.registry));
+  const written = entries.flatMap((e) => e.targets.map((t) => config.registries[t]?.host));
+  return new Set(written.filter((host) => host && !read.has(host)));
 }

@@ -25,6 +25,7 @@
  *
  * @module
  */
+import { failedLogin } from "./logins.ts";
 import type {
   ResolvedConfig,
   ResolvedImage,
@@ -89,6 +90,8 @@ export interface PlanTask {
   /** Plan-time failure (e.g. IMAGE_NOT_FOUND), drift details or why it is deferred. */
   code?: Code;
   message?: string;
+  /** The host whose login failed: not attempted (its one line is the login step's). */
+  loginFailed?: string;
   /** The destination tag is in its repository's `tags.mutable`: it follows upstream. */
   mutable?: boolean;
   /**
@@ -392,11 +395,9 @@ class TaskReads {
         formatReference(task.destination)
       } holds ${destinationDigest}, source has ${sourceDigest}; left untouched`;
     } catch (error) {
-      if (options.signal?.aborted) {
-        throw error;
-      }
+      if (options.signal?.aborted) throw error;
       const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
-      fail(task, code, errorMessage(error));
+      fail(task, code, failedLogin(this.brokenHosts, error, task) ?? errorMessage(error));
     }
   }
 

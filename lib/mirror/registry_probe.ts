@@ -66,13 +66,13 @@ export class RegistryProbe implements PlanProbe {
     return imageConfigDigest(store, ref.repository, manifestRef(ref), { platform, signal });
   }
 
-  /** Every tag of a source repository (all pages, bounded); [] when it is absent (404). */
+  /** Every tag of a source repository (all pages, bounded); IMAGE_NOT_FOUND when it is absent. */
   async tags(
     repository: Omit<Reference, "tag" | "digest">,
     signal?: AbortSignal,
   ): Promise<string[]> {
     const store = this.#options.storeFor(repository.registry);
-    return await store?.tagList(repository.repository, signal) ?? [];
+    return await store?.tagList(repository.repository, signal, { absent: "error" }) ?? [];
   }
 
   /** The quota of a Quay target's organization (needs its API token), or null. */

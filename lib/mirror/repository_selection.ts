@@ -57,7 +57,9 @@ export async function selectRepositories(
     } catch (error) {
       if (options.signal?.aborted) throw error;
       const code = error instanceof MirrorError ? error.code : "MIRROR_INTERNAL_ERROR";
-      return failed(repository, code, `Cannot list the tags of ${key}: ${errorMessage(error)}`);
+      // "repository not found" names the repository itself.
+      const why = code === "IMAGE_NOT_FOUND" ? "" : `Cannot list the tags of ${key}: `;
+      return failed(repository, code, `${why}${errorMessage(error)}`);
     }
   }));
 }

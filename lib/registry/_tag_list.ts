@@ -36,15 +36,17 @@ export interface TagListClient {
  * Every tag of `repository`, all pages read.
  *
  * @param client the owning client's host, origin, call and cap
- * @param request the repository and an optional abort signal
- * @returns the tags in the registry's order; none when the first page answers 404
+ * @param request the repository, an optional abort signal, and `absent: "error"` to fail a first
+ *   page's 404 (a source repository that must exist) instead of returning none
+ * @returns the tags in the registry's order; none when the first page answers 404 (unless
+ *   `absent: "error"`: then IMAGE_NOT_FOUND "repository not found")
  * @throws {MirrorError} IMAGE_MANIFEST_INVALID for a bad page, a foreign next page or more than
  *   1000 pages; IMAGE_MANIFEST_TOO_LARGE for a page over the cap or more than 100,000 tags;
  *   IMAGE_PULL_FAILED when a later page answers 404; the call's own RegistryError otherwise
  */
 export async function listTags(
   client: TagListClient,
-  request: { repository: string; signal?: AbortSignal },
+  request: { repository: string; signal?: AbortSignal; absent?: "empty" | "error" },
 ): Promise<string[]> {
   const { repository, signal } = request;
   const tags: string[] = [];
@@ -69,6 +71,13 @@ export async function listTags(
     if (res.status === 404) {
       await res.body?.cancel();
       // Absent only when the first page says so; a later page that vanishes is a failure.
+      if (page === 0 && request.absent === "error") {
+        throw new MirrorError(
+          "IMAGE_NOT_FOUND",
+          `${where}: repository not found (its tag list answered 404): check the name, and that ` +
+            "these credentials may see it (a registry answers 404 for a private repository)",
+        );
+      }
       if (page === 0) return [];
       throw new MirrorError(
         "IMAGE_PULL_FAILED",

@@ -96,6 +96,11 @@ export interface HttpRequest {
    * the metadata deadline ({@link HttpLimits}).
    */
   blob?: boolean;
+  /**
+   * A failure is the destination's IMAGE_PUSH_FAILED (a read from a host this run only writes to
+   * too), not a source read's IMAGE_PULL_FAILED. @default true for PUT, POST, PATCH and DELETE
+   */
+  write?: boolean;
 }
 
 /** Answers that came from another origin than their request's, after a redirect. */
@@ -163,7 +168,11 @@ export class HttpTransport {
         body: body ? await body() : undefined,
         redirect: "manual",
         signal: request.signal,
-      }, { guard: guarded ? () => checkWrite(what) : undefined, blob: request.blob ?? false });
+      }, {
+        guard: guarded ? () => checkWrite(what) : undefined,
+        blob: request.blob ?? false,
+        write: request.write,
+      });
       if (![301, 302, 303, 307, 308].includes(res.status)) {
         if (away) crossOriginAnswers.add(res);
         return res;
@@ -209,7 +218,7 @@ export class HttpTransport {
   async #fetchWithTimeout(
     url: URL,
     init: RequestInit,
-    options: { guard?: () => Promise<void>; blob: boolean },
+    options: { guard?: () => Promise<void>; blob: boolean; write?: boolean },
   ): Promise<Response> {
     const { guard } = options;
     const outer = init.signal ?? undefined;
@@ -262,7 +271,8 @@ export class HttpTransport {
     }
     // The caller's signal also aborts the response body.
     const signal = outer ? AbortSignal.any([outer, timeout.signal]) : timeout.signal;
-    const write = ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
+    const write = options.write ??
+      ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
     const failure = (what: string, cause?: unknown, retryable = true) =>
       new RegistryError(
         write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED",

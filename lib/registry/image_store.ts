@@ -76,8 +76,12 @@ export interface ImageStore {
  * referrers API, so the fallback tag `sha256-<hex>` is used, as regclient does).
  */
 export interface ArtifactStore extends ImageStore {
-  /** All tags of a repository. */
-  tagList(repository: string, signal?: AbortSignal): Promise<string[]>;
+  /** All tags of a repository; none when absent, or IMAGE_NOT_FOUND with `absent: "error"`. */
+  tagList(
+    repository: string,
+    signal?: AbortSignal,
+    options?: { absent?: "empty" | "error" },
+  ): Promise<string[]>;
   /**
    * The referrers of `digest`: each unparsed page handed to `onPage` as it comes (never all held
    * at once); the number of pages, or null when the store has no referrers API.

@@ -66,6 +66,8 @@ export interface RegistryClientOptions extends HttpLimits {
    * fails IMAGE_MANIFEST_TOO_LARGE. @default 4 MiB
    */
   maxManifestBytes?: number;
+  /** Only written to in this run: a failed read is the destination's IMAGE_PUSH_FAILED too. */
+  destination?: boolean;
 }
 
 /** The manifest cap of distribution and containers/image. */
@@ -84,6 +86,7 @@ export class RegistryClient implements ImageStore {
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   #uploader: BlobUploader;
   #maxManifestBytes: number;
+  #destination: boolean;
   /** Accepts an index missing children? true/false per Quay's `GET /v2/`; null: not said; see {@link probeVersionCheck}. */
   sparseManifestSupport: boolean | null | undefined;
 
@@ -101,6 +104,7 @@ export class RegistryClient implements ImageStore {
     this.#retryDelayMs = options.retryDelayMs ?? 1000;
     this.#maxRetryWaitMs = options.maxRetryWaitMs ?? 300_000;
     this.#onRetry = options.onRetry;
+    this.#destination = options.destination ?? false;
     this.#maxManifestBytes = options.maxManifestBytes ?? DEFAULT_MAX_MANIFEST_BYTES;
     this.#uploader = new BlobUploader({
       host: this.host,
@@ -337,15 +341,22 @@ export class RegistryClient implements ImageStore {
     await this.#uploader.upload(repository, { blob, open, ...options });
   }
 
-  /** All tags of a repository (follows Link pagination; see _tag_list.ts for the bounds). */
-  tagList(repository: string, signal?: AbortSignal): Promise<string[]> {
+  /**
+   * All tags of a repository (follows Link pagination; see _tag_list.ts for the bounds); none
+   * when it is absent, or IMAGE_NOT_FOUND with `absent: "error"`.
+   */
+  tagList(
+    repository: string,
+    signal?: AbortSignal,
+    options: { absent?: "empty" | "error" } = {},
+  ): Promise<string[]> {
     return listTags({
       host: this.host,
       origin: new URL(this.#base).origin,
       send: (call) => this.#call(call),
       resolve: (location) => this.#resolve(location),
       maxPageBytes: this.#maxManifestBytes,
-    }, { repository, signal });
+    }, { repository, signal, absent: options.absent });
   }
 
   /**
@@ -409,7 +420,9 @@ export class RegistryClient implements ImageStore {
         `repository:${call.repository}:${call.write ? "pull,push" : "pull"}`,
         ...(call.extraScopes ?? []),
       ];
+      const write = call.write || this.#destination;
       const request: HttpRequest = {
+        write: write || undefined,
         method: call.method,
         url,
         headers: call.headers,
@@ -419,7 +432,7 @@ export class RegistryClient implements ImageStore {
       };
       const res = await this.#auth.send(request, scopes);
       if (call.ok.includes(res.status)) return res;
-      throw await errorFromResponse(res, { method: call.method, url, write: call.write });
+      throw await errorFromResponse(res, { method: call.method, url, write });
     };
     return call.once ? await attempt() : await retry(attempt, this.#retryPolicy(call.signal));
   }

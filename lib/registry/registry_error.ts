@@ -188,8 +188,8 @@ const QUOTA_MESSAGE = /\bquota\b|exceed(?:s|ed)? the configured upper limit/i;
 /**
  * The RegistryError for an answer whose status was not expected: a 403 whose message speaks of
  * a quota IMAGE_QUOTA_EXCEEDED (never retried), other 401/403 LOGIN_FAILED, 404
- * IMAGE_NOT_FOUND, 429 IMAGE_RATE_LIMITED (with ratelimit-remaining and Retry-After in the message),
- * anything else IMAGE_PUSH_FAILED for a write or IMAGE_PULL_FAILED. The registry's error body is
+ * IMAGE_NOT_FOUND (IMAGE_PUSH_FAILED for a write), 429 IMAGE_RATE_LIMITED (with
+ * ratelimit-remaining and Retry-After in the message), anything else IMAGE_PUSH_FAILED for a write or IMAGE_PULL_FAILED. The registry's error body is
  * read up to 64 KiB (not for HEAD) and the body is always released; the URL in the message is
  * redacted.
  *
@@ -213,8 +213,8 @@ export async function errorFromResponse(
   } else if (res.status === 401 || res.status === 403) {
     code = "LOGIN_FAILED";
     hint = res.status === 401 ? " (credentials missing or refused)" : " (access denied)";
-  } else if (res.status === 404) {
-    code = "IMAGE_NOT_FOUND";
+  } else if (res.status === 404 && !request.write) {
+    code = "IMAGE_NOT_FOUND"; // a destination's 404 (a write, or its host) is IMAGE_PUSH_FAILED
   } else if (res.status === 429) {
     code = "IMAGE_RATE_LIMITED";
     const remaining = res.headers.get("ratelimit-remaining");

@@ -54,6 +54,8 @@ export interface RegistryHostsOptions extends HttpLimits {
   secrets: Secrets;
   /** Told before each wait for a retry, on any host's client. */
   onRetry?: (error: unknown, retry: number, delayMs: number) => void;
+  /** Hosts only written to in this run (no image is read there): failures get destination codes. */
+  destinations?: ReadonlySet<string>;
 }
 
 /** The run-wide settings {@link RegistryHosts} takes, as `operation` writes them (seconds). */
@@ -144,6 +146,7 @@ export class RegistryHosts {
       maxRetryWaitMs: o.maxRetryWaitMs,
       secrets: o.secrets,
       onRetry: o.onRetry,
+      destination: o.destinations?.has(host),
     };
     if (!this.#bandwidth.limited) return new RegistryClient(options);
     return new ThrottledClient(options, {

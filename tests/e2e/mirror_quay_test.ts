@@ -246,7 +246,8 @@ Deno.test({
           // The good target was not touched: it still holds the first image (no drift check ran).
           // The report says the run stopped before its plan (stopped_report.ts): no entries.
           assert.deepEqual(run.report?.entries, []);
-          assert.equal(run.report?.stopped?.code, "IMAGE_PULL_FAILED");
+          // A destination that cannot be reached is the destination's code, not a source read's.
+          assert.equal(run.report?.stopped?.code, "IMAGE_PUSH_FAILED");
           assert.match(
             run.report?.stopped?.message ?? "",
             new RegExp(`127\\.0\\.0\\.1:${deadPort}`),

@@ -304,7 +304,12 @@ Deno.test({
       // 1000 pages of the listing, and the login's access check (`n=1`).
       assert.equal(endless.pages(), 1001);
       assert.match(run.report.entries[0].error ?? "", /still had a next page after 1000 pages/);
-      assert.match(run.report.entries[1].error ?? "", /team\/absent lists no tags/);
+      // A 404 listing is a repository that is not there, not an empty one.
+      assert.match(
+        run.report.entries[1].error ?? "",
+        /team\/absent: repository not found \(its tag list answered 404\)/,
+      );
+      assert.doesNotMatch(run.report.entries[1].error ?? "", /lists no tags/);
       assert.deepEqual(run.report.selection.map((s) => s.code), [
         "IMAGE_MANIFEST_INVALID",
         "IMAGE_NOT_FOUND",

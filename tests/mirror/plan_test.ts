@@ -138,9 +138,11 @@ Deno.test("buildPlan() fails the tasks of a host whose login failed, without rea
     probe,
     { comparison: "manifest", brokenHosts: new Map([["dst.example", login]]) },
   );
-  assert.deepEqual(plan.tasks.map((t) => [t.action, t.code, t.message]), [
-    ["failed", "LOGIN_FAILED", login.message],
-    ["failed", "LOGIN_FAILED", login.message],
+  // Marked, so the log says it once per registry (the login step's line), not once per image.
+  const message = `not attempted, login to dst.example failed: ${login.message}`;
+  assert.deepEqual(plan.tasks.map((t) => [t.action, t.code, t.message, t.loginFailed]), [
+    ["failed", "LOGIN_FAILED", message, "dst.example"],
+    ["failed", "LOGIN_FAILED", message, "dst.example"],
   ]);
   assert.ok(!reads.some((r) => r.includes("dst.example")), reads.join("\n"));
 });
