@@ -120,6 +120,7 @@ export function redirectedAway(res: Response): boolean {
 /** fetch for registries and the Quay API. */
 export class HttpTransport {
   #client?: Deno.HttpClient;
+  #caFile?: string;
   #timeoutMs: number;
   #deadlineMs: number;
   #minBlobRate: number;
@@ -128,6 +129,7 @@ export class HttpTransport {
   /** Create the transport (reads the CA file at once, so a bad path fails early). */
   constructor(options: HttpTransportOptions = {}) {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
+    this.#caFile = options.caFile;
     this.#deadlineMs = options.deadlineMs ?? 60_000;
     this.#minBlobRate = options.minBlobRate ?? 65_536;
     this.#graceMs = options.blobRateGraceMs ?? 30_000;
@@ -299,9 +301,7 @@ export class HttpTransport {
           } s (apiTimeout) while sending the body or awaiting the answer`
           : `no answer within ${limit / 1000} s (apiTimeout)`
         : tls
-        ? `TLS verification failed (${
-          causes(cause)
-        }); set caFile for this registry, or insecure: true for plain http`
+        ? tlsAdvice(url.host, causes(cause), this.#caFile)
         : causes(cause);
       throw failure(what, cause, !tls);
     }
@@ -392,6 +392,33 @@ function causes(error: unknown): string {
     e = e instanceof Error ? e.cause : undefined;
   }
   return [...new Set(parts)].join(": ");
+}
+
+/**
+ * What a TLS failure means and what to do, naming the registry: a self-signed certificate
+ * (`CaUsedAsEndEntity`: a CA certificate served as the server's own) or one from a CA this host
+ * does not trust (`UnknownIssuer`, as behind OpenShift's default ingress) needs that CA in caFile.
+ */
+function tlsAdvice(host: string, detail: string, caFile: string | undefined): string {
+  const what = /CaUsedAsEndEntity/i.test(detail)
+    ? `${host} presents a self-signed certificate (a CA certificate used as its own)`
+    : /UnknownIssuer/i.test(detail)
+    ? `${host}'s certificate is signed by a CA this host does not trust`
+    : /NotValidForName/i.test(detail)
+    ? `${host}'s certificate is not valid for that name`
+    : /Expired/i.test(detail)
+    ? `${host}'s certificate has expired`
+    : `TLS with ${host} failed`;
+  if (/CaUsedAsEndEntity/i.test(detail)) {
+    return `TLS verification failed: ${what} (${detail}); this client refuses a CA certificate ` +
+      `served as the server's own even when caFile trusts it: give ${host} a server certificate ` +
+      "signed by that CA (on OpenShift: a route that uses the cluster's ingress certificate, " +
+      "docs/openshift.md) and set caFile to the CA, or insecure: true for plain http";
+  }
+  const todo = caFile
+    ? `the CA in caFile ${caFile} did not verify it: put the CA that signed ${host}'s certificate there`
+    : `set caFile to a PEM file of the CA that signed it (registries.<name>.caFile, or sources["${host}"].caFile for a source; on OpenShift, the cluster's trusted CA bundle: docs/openshift.md)`;
+  return `TLS verification failed: ${what} (${detail}); ${todo}, or insecure: true for plain http`;
 }
 
 function isTlsFailure(error: unknown): boolean {

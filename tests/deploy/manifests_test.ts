@@ -11,6 +11,7 @@ import { parse, stringify } from "yaml";
 import { parseArgs } from "../../lib/cli/args.ts";
 import { ROOT, runCli } from "../support/cli.ts";
 import { which } from "../support/dockerd.ts";
+import { makeCertificates } from "../support/registry.ts";
 
 const DIR = `${ROOT}/deploy/openshift`;
 
@@ -75,7 +76,7 @@ export function bytesOf(quantity: string): number {
 /** Every problem with the manifests' wiring (names, vars, mounts); [] when it holds together. */
 export function wiringProblems(docs: Map<string, Doc>): string[] {
   const problems: string[] = [];
-  const config = one(docs, "ConfigMap");
+  const config = one(docs, "ConfigMap", "bananna-bot-config");
   const secret = one(docs, "Secret");
   const pvc = one(docs, "PersistentVolumeClaim");
   const account = one(docs, "ServiceAccount");
@@ -173,11 +174,69 @@ export function cronJobProblems(cron: Doc): string[] {
   return problems;
 }
 
+/** Where the pods mount the cluster's trusted CA bundle (the config's caFile). */
+const TRUSTED_CA_FILE = "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem";
+
+/**
+ * Every caFile of the config is a file the pods get from a ConfigMap that OpenShift fills with the
+ * cluster's trusted CA bundle (label config.openshift.io/inject-trusted-cabundle, key
+ * ca-bundle.crt); [] when so.
+ */
+export function trustedCaProblems(docs: Map<string, Doc>): string[] {
+  const problems: string[] = [];
+  const config = parse(one(docs, "ConfigMap", "bananna-bot-config").data["config.yaml"]) as Doc;
+  const caFiles = [
+    ...Object.values(config.registries ?? {}),
+    ...Object.values(config.sources ?? {}),
+  ]
+    .map((r) => (r as Doc).caFile).filter((f): f is string => typeof f === "string");
+  if (caFiles.length === 0) problems.push("no registry of the config has a caFile");
+  for (const { file, pod } of podSpecs(docs)) {
+    const volumes = new Map<string, Doc>((pod.volumes ?? []).map((v: Doc) => [v.name, v]));
+    for (const container of pod.containers ?? []) {
+      for (const caFile of caFiles) {
+        const dir = caFile.replace(/\/[^/]+$/, "");
+        const mount = (container.volumeMounts ?? []).find((m: Doc) => m.mountPath === dir);
+        const source = mount && volumes.get(mount.name)?.configMap;
+        const item = (source?.items ?? []).find((i: Doc) => `${dir}/${i.path}` === caFile);
+        const map = source &&
+          [...docs.values()].find((d) =>
+            d.kind === "ConfigMap" && d.metadata?.name === source.name
+          );
+        if (!item || item.key !== "ca-bundle.crt" || mount.readOnly !== true) {
+          problems.push(
+            `${file}: ${caFile} is not the ca-bundle.crt of a read-only ConfigMap mount`,
+          );
+        } else if (
+          map?.metadata?.labels?.["config.openshift.io/inject-trusted-cabundle"] !== "true"
+        ) {
+          problems.push(
+            `${file}: ConfigMap ${source.name} is not injected with the trusted CA bundle`,
+          );
+        }
+      }
+    }
+  }
+  return problems;
+}
+
+Deno.test("caFile is the cluster's trusted CA bundle, injected into a ConfigMap the pods mount", async () => {
+  const docs = await loadManifests();
+  assert.deepEqual(trustedCaProblems(docs), []);
+  const broken = structuredClone(docs);
+  delete (broken.get("trusted-ca.yaml") as Doc).metadata.labels;
+  assert.deepEqual(trustedCaProblems(broken), [
+    "cronjob.yaml: ConfigMap bananna-bot-trusted-ca is not injected with the trusted CA bundle",
+    "indexed-job.yaml: ConfigMap bananna-bot-trusted-ca is not injected with the trusted CA bundle",
+  ]);
+});
+
 /** Expected kind and apiVersion per file. */
 const EXPECTED: Record<string, [string, string]> = {
   "kustomization.yaml": ["Kustomization", "kustomize.config.k8s.io/v1beta1"],
   "cronjob.yaml": ["CronJob", "batch/v1"],
   "configmap.yaml": ["ConfigMap", "v1"],
+  "trusted-ca.yaml": ["ConfigMap", "v1"],
   "secret.yaml": ["Secret", "v1"],
   "pvc.yaml": ["PersistentVolumeClaim", "v1"],
   "serviceaccount.yaml": ["ServiceAccount", "v1"],
@@ -311,7 +370,7 @@ Deno.test("every command line in the manifests and the Containerfile is accepted
 
 Deno.test("every ${VAR} of the config comes from the Secret; mounts match the config's paths", async () => {
   const docs = await loadManifests();
-  const config = one(docs, "ConfigMap").data["config.yaml"];
+  const config = one(docs, "ConfigMap", "bananna-bot-config").data["config.yaml"];
   assert.deepEqual(configVars(config), [
     "HUB_TOKEN",
     "QUAY_PASSWORD",
@@ -350,7 +409,7 @@ Deno.test("every ${VAR} of the config comes from the Secret; mounts match the co
     [
       "a new ${VAR} in the config",
       (d) => {
-        const cm = one(d, "ConfigMap");
+        const cm = one(d, "ConfigMap", "bananna-bot-config");
         cm.data["config.yaml"] = cm.data["config.yaml"].replace(
           "username: bananna-mirror",
           "username: ${HUB_USER}",
@@ -361,7 +420,7 @@ Deno.test("every ${VAR} of the config comes from the Secret; mounts match the co
     [
       "log.dir off the volume",
       (d) => {
-        const cm = one(d, "ConfigMap");
+        const cm = one(d, "ConfigMap", "bananna-bot-config");
         cm.data["config.yaml"] = cm.data["config.yaml"].replace(
           "dir: /var/lib/bananna-bot",
           "dir: /var/log/bananna-bot",
@@ -389,12 +448,15 @@ Deno.test("every ${VAR} of the config comes from the Secret; mounts match the co
 Deno.test("the ConfigMap's config passes validate with the variables set, and not with the Secret's placeholders", async () => {
   const docs = await loadManifests();
   const secret = one(docs, "Secret").stringData as Record<string, string>;
-  const config = parse(one(docs, "ConfigMap").data["config.yaml"]) as Doc;
+  const config = parse(one(docs, "ConfigMap", "bananna-bot-config").data["config.yaml"]) as Doc;
   const dir = await Deno.makeTempDir({ prefix: "bb-manifests-" });
   try {
-    // The one change: log.dir, so the check writes its probe here, not in /var/lib on this host.
+    // The changes: log.dir, so the check writes its probe here, not in /var/lib on this host, and
+    // the caFile the pod gets from the trusted-CA ConfigMap, here a CA made for the test.
     assert.equal(config.log.dir, "/var/lib/bananna-bot");
     config.log.dir = `${dir}/data`;
+    assert.equal(config.registries.quay.caFile, TRUSTED_CA_FILE);
+    config.registries.quay.caFile = (await makeCertificates(`${dir}/ca`)).ca;
     await Deno.writeTextFile(`${dir}/config.yaml`, stringify(config));
     const filled = Object.fromEntries(Object.keys(secret).map((k) => [k, `test-${k}-0123`]));
     const ok = await runCli(["validate", "--config", `${dir}/config.yaml`], {
@@ -503,6 +565,7 @@ Deno.test({
     const rendered = await kustomize(DIR);
     assert.equal(rendered.code, 0, rendered.stderr);
     assert.deepEqual(rendered.docs.map((d) => d.kind).sort(), [
+      "ConfigMap",
       "ConfigMap",
       "CronJob",
       "PersistentVolumeClaim",

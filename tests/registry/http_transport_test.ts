@@ -16,6 +16,7 @@ import { RegistryError } from "../../lib/registry/registry_error.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { VERSION } from "../../lib/version.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
+import { makeCertificates, run } from "../support/registry.ts";
 
 Deno.test("every request says User-Agent: bananna-bot/<version> (registry, realm, Quay API, webhook)", async () => {
   assert.equal(USER_AGENT, `bananna-bot/${VERSION}`);
@@ -279,5 +280,82 @@ Deno.test("HttpTransport: silence fails after timeoutMs (headers or body); a slo
     assert.ok(performance.now() - started < 2500, "both failed on the timeout, not the server");
   } finally {
     http.close();
+  }
+});
+
+/** A TLS server on loopback with `cert`/`key` (PEM text) answering 200; stopped by the caller. */
+function tlsServer(cert: string, key: string) {
+  return Deno.serve(
+    { port: 0, hostname: "127.0.0.1", cert, key, onListen() {} },
+    () => new Response("{}"),
+  );
+}
+
+Deno.test("a TLS failure says what is wrong with the registry's certificate and what to do", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-tls-advice-" });
+  try {
+    const { ca, cert, key } = await makeCertificates(dir);
+    const other = await makeCertificates(`${dir}/other`);
+    // A self-signed CA certificate served as the server's own (Quay's default self-signed setup).
+    await run("openssl", [
+      ...["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"],
+      ...["-subj", "/CN=127.0.0.1", "-keyout", `${dir}/self.key`, "-out", `${dir}/self.crt`],
+      ...["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:TRUE"],
+    ]);
+    const text = (path: string) => Deno.readTextFileSync(path);
+    const failure = async (server: Deno.HttpServer<Deno.NetAddr>, caFile?: string) => {
+      const transport = new HttpTransport({ caFile, timeoutMs: 5000 });
+      const url = new URL(`https://127.0.0.1:${server.addr.port}/v2/`);
+      try {
+        const error = await transport.send({ method: "GET", url }).then(
+          () => assert.fail("TLS should have failed"),
+          (e) => e,
+        );
+        assert.ok(error instanceof RegistryError, String(error));
+        assert.equal(error.retryable, false, "a TLS failure does not pass by itself");
+        return { message: error.message, host: url.host };
+      } finally {
+        transport.close();
+        await server.shutdown();
+      }
+    };
+    const unknown = await failure(tlsServer(text(cert), text(key)));
+    assert.match(
+      unknown.message,
+      new RegExp(
+        `TLS verification failed: ${unknown.host}'s certificate is signed by a CA this host does not trust \\(.*UnknownIssuer.*\\); set caFile to a PEM file of the CA that signed it \\(registries\\.<name>\\.caFile, or sources\\["${unknown.host}"\\]\\.caFile`,
+      ),
+    );
+    const wrongCa = await failure(tlsServer(text(cert), text(key)), other.ca);
+    assert.match(wrongCa.message, new RegExp(`the CA in caFile ${other.ca} did not verify it`));
+    const self = await failure(tlsServer(text(`${dir}/self.crt`), text(`${dir}/self.key`)));
+    assert.match(
+      self.message,
+      new RegExp(
+        `${self.host} presents a self-signed certificate \\(a CA certificate used as its own\\) \\(.*CaUsedAsEndEntity.*\\); this client refuses`,
+      ),
+    );
+    // Trusting it does not help: the advice says so (a server certificate signed by the CA).
+    const trusted = await failure(
+      tlsServer(text(`${dir}/self.crt`), text(`${dir}/self.key`)),
+      `${dir}/self.crt`,
+    );
+    assert.match(trusted.message, /CaUsedAsEndEntity.*give .* a server certificate signed by/);
+    // And the right CA works.
+    const ok = tlsServer(text(cert), text(key));
+    const transport = new HttpTransport({ caFile: ca, timeoutMs: 5000 });
+    try {
+      const res = await transport.send({
+        method: "GET",
+        url: new URL(`https://127.0.0.1:${ok.addr.port}/v2/`),
+      });
+      assert.equal(res.status, 200);
+      await res.body?.cancel();
+    } finally {
+      transport.close();
+      await ok.shutdown();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
