@@ -70,7 +70,7 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
   const config = { ...loaded, operation: { ...loaded.operation, engine: "registry" as const } };
   const selected = selectEntries(config, cmd.only);
   const location = await locateImport(absolute(cmd.from, io.cwd), {
-    stagingParent: config.log.dir,
+    stagingParent: cmd.staging === undefined ? config.log.dir : absolute(cmd.staging, io.cwd),
     signal: io.signal,
   });
   await using _staging = { [Symbol.asyncDispose]: () => location.cleanup() };

@@ -75,6 +75,8 @@ export interface ImportCommand {
   nonInteractive: boolean;
   /** `--openshift-mirror-sets PATH`: write IDMS/ITMS YAML there after the import. */
   openshiftMirrorSets?: string;
+  /** `--staging DIR`: where tar parts are extracted (default: the log dir). */
+  staging?: string;
 }
 
 /** A parsed command line. */
@@ -106,6 +108,7 @@ const OPTIONS = {
   since: { type: "string" },
   "part-size": { type: "string" },
   strict: { type: "boolean" },
+  staging: { type: "string" },
 } as const;
 
 /**
@@ -136,6 +139,7 @@ export const COMMAND_OPTIONS = {
     "report",
     "non-interactive",
     "openshift-mirror-sets",
+    "staging",
   ],
 } as const satisfies Record<string, readonly (keyof typeof OPTIONS)[]>;
 
@@ -329,5 +333,13 @@ function airgapCommand(
   if (!from) {
     throw new UsageError("import needs --from DIR (an export directory or its first part)");
   }
-  return { kind: "import", from, ...mirrorSetsFlag(values["openshift-mirror-sets"]), ...common };
+  const staging = values.staging as string | undefined;
+  if (staging === "") throw new UsageError("--staging needs a directory");
+  return {
+    kind: "import",
+    from,
+    ...mirrorSetsFlag(values["openshift-mirror-sets"]),
+    ...(staging !== undefined ? { staging } : {}),
+    ...common,
+  };
 }

@@ -125,6 +125,8 @@ Options:
       --openshift-mirror-sets PATH
                          write ImageDigestMirrorSet (and ImageTagMirrorSet) YAML of what
                          landed, so the cluster pulls the upstream references from the mirror
+      --staging DIR      where tar parts are extracted while importing (default: the log dir);
+                         needs room for the whole export (the sum of the parts), freed after
   -n, --dry-run          read only: print what would be done, write nothing
       --only PATTERN     only images and repositories whose key or full reference matches
       --report PATH      also write the JSON report here (always: <log dir>/last-report.json)

@@ -48,7 +48,7 @@ import {
   sinceChain,
   writeExportManifest,
 } from "./export_manifest.ts";
-import { writeParts } from "./tar_parts.ts";
+import { removeTarred, verifyParts, writeParts } from "./tar_parts.ts";
 import { LayoutStore } from "./layout_store.ts";
 import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
 
@@ -177,8 +177,13 @@ async function writeExportFiles(
       exclude: [EXPORT_MANIFEST],
       signal: options.signal,
     });
+    // The parts are the output: read back and checked, listed, then the layout they hold goes
+    // (a layout beside its parts doubled the disk an export takes).
+    await verifyParts(options.dir, written.parts, options.signal);
     await writeExportManifest(options.dir, { ...manifest, parts: written.parts });
-    parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...)`;
+    await removeTarred(options.dir, written.entries);
+    parts = `, ${written.parts.length} tar part(s) (${written.parts[0].name} ...; ` +
+      `${written.bytes} bytes, the layout removed)`;
   }
   options.logger.info(
     "MIRROR_LAYOUT_WRITTEN",

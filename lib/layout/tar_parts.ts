@@ -18,8 +18,9 @@
  *
  * @module
  */
+import { createHash } from "node:crypto";
 import { pack as tarPack } from "tar-stream";
-import { UsageError } from "../errors.ts";
+import { MirrorError, UsageError } from "../errors.ts";
 import { type PartInfo, PartWriter, TAR_NAME, TarPartsError, waitDrain } from "./_part_files.ts";
 
 export { type PartInfo, partName, TAR_NAME, TarPartsError } from "./_part_files.ts";
@@ -292,4 +293,51 @@ export function parsePartSize(value: string | number): number {
     );
   }
   return bytes;
+}
+
+/**
+ * Read every part back from `dir` and check its size and sha256 against what
+ * {@link writeParts} computed while writing, before the layout they hold is removed.
+ *
+ * @throws {MirrorError} IMAGE_DIGEST_MISMATCH for a part whose bytes on disk differ (the layout
+ *   is kept then).
+ */
+export async function verifyParts(
+  dir: string,
+  parts: readonly PartInfo[],
+  signal?: AbortSignal,
+): Promise<void> {
+  for (const part of parts) {
+    const hash = createHash("sha256");
+    let size = 0;
+    const file = await Deno.open(`${dir}/${part.name}`, { read: true });
+    for await (const chunk of file.readable) {
+      signal?.throwIfAborted();
+      hash.update(chunk);
+      size += chunk.length;
+    }
+    const sha256 = `sha256:${hash.digest("hex")}`;
+    if (size !== part.size || sha256 !== part.sha256) {
+      throw new MirrorError(
+        "IMAGE_DIGEST_MISMATCH",
+        `${dir}/${part.name} reads back as ${size} bytes ${sha256}, written as ${part.size} bytes ${part.sha256}: the layout is kept`,
+      );
+    }
+  }
+}
+
+/**
+ * Remove from `dir` exactly the layout entries the (verified) parts hold: files first, then the
+ * emptied folders (`blobs/sha256/`, `blobs/`). Nothing else in `dir` is touched.
+ */
+export async function removeTarred(dir: string, entries: readonly string[]): Promise<void> {
+  for (const name of entries.filter((n) => !n.endsWith("/"))) {
+    await Deno.remove(`${dir}/${name}`).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+  }
+  const folders = entries.filter((n) => n.endsWith("/")).sort((a, b) => b.length - a.length);
+  for (const name of folders) {
+    await Deno.remove(`${dir}/${name.slice(0, -1)}`).catch(() => {}); // kept when not empty
+  }
 }

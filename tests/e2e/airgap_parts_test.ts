@@ -56,6 +56,12 @@ Deno.test({
           assert.equal(part.sha256, sha256(bytes));
           assert.ok(part.size <= PART);
         }
+        // The parts are the output: the layout they hold is gone (it doubled the disk).
+        assert.deepEqual(
+          [...Deno.readDirSync(out)].map((e) => e.name).sort(),
+          [...parts.map((p) => p.name), "bananna-export.json"].sort(),
+        );
+        assert.match(run.stdout + run.stderr, /the layout removed/);
       });
 
       await t.step("the parts together are a tar skopeo reads (oci-archive:)", async () => {
@@ -72,6 +78,8 @@ Deno.test({
         await Deno.remove(tar);
       });
 
+      // big's first layer, as the source serves it (the export dir keeps no layout).
+      const layer = await (await fetch(`${src.url}/v2/team/big/blobs/${big.layers[0]}`)).bytes();
       // Only the parts and bananna-export.json cross the gap.
       await Deno.mkdir(media);
       for (const name of [...parts.map((p) => p.name), "bananna-export.json"]) {
@@ -90,11 +98,37 @@ Deno.test({
         await Deno.rename(`${dir}/${last}`, `${media}/${last}`);
       });
 
+      await t.step("--staging DIR: the parts are extracted there, not in the log dir", async () => {
+        const stage = `${dir}/stage/imports`;
+        const run = await airgapCli(dir, [
+          "import",
+          "--from",
+          first,
+          "--dry-run",
+          "--staging",
+          stage,
+        ], {
+          config,
+          env,
+        });
+        assert.equal(run.code, 0, run.stderr + run.stdout);
+        assert.deepEqual(statuses(run.report), [
+          "mirror/app:1.0 planned",
+          "mirror/cli:3 planned",
+          "mirror/big:1 planned",
+        ]);
+        // Made for the staging dir, which is removed after: nothing left, nothing in the log dir.
+        assert.deepEqual([...Deno.readDirSync(stage)], []);
+        const logs = await Deno.stat(`${dir}/logs`).then(() => [...Deno.readDirSync(`${dir}/logs`)])
+          .catch(() => []);
+        assert.deepEqual(logs.filter((e) => e.name.startsWith("import-")), []);
+        assert.deepEqual(await writes(dst), []);
+      });
+
       // The part in the middle of big's first layer: whole inside that blob.
       const whole = concat(
         await Promise.all(parts.map((p) => Deno.readFile(`${media}/${p.name}`))),
       );
-      const layer = await Deno.readFile(`${out}/blobs/sha256/${big.layers[0].slice(7)}`);
       const start = indexOf(whole, layer.subarray(1000, 1064)) - 1000;
       assert.ok(start > 0);
       const index = Math.floor((start + 256 * 1024) / PART);
