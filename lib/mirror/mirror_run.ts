@@ -184,6 +184,11 @@ export class MirrorRun implements AsyncDisposable {
     );
     const engine = this.#engine = await this.#makeEngine();
     await engine.prepare(signal); // a dry run too: no "Would push" from a run that cannot push
+    // Quay tokens first: with a robot, its grants must be in place before the login step and the
+    // plan read its repositories with the robot's credentials (quay_repositories.ts).
+    const brokenTargets = dryRun
+      ? new Map<string, MirrorError>()
+      : await this.#quay.checkTokens([...images, ...repositories], { logger, signal });
     const logins = await loginAll({
       config,
       images,
@@ -197,9 +202,6 @@ export class MirrorRun implements AsyncDisposable {
       signal,
       skipHosts: this.#options.stores?.hosts,
     });
-    const brokenTargets = dryRun
-      ? new Map<string, MirrorError>()
-      : await this.#quay.checkTokens([...images, ...repositories], { logger, signal });
     const state = await MirrorState.load(config.log.dir);
     const probe = new RegistryProbe({
       storeFor: (host) => this.#storeFor(host),

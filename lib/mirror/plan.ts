@@ -218,8 +218,11 @@ export async function buildPlan(
     tasks.filter((task) => !listingFailed.includes(task)),
     async (task) => {
       await reader.plan(task);
+      // A target's refused token (or robot grant) is its tasks' error, also over the login
+      // failure of its host that it may have caused (a robot without a grant reads nothing).
       const broken = brokenTargets.get(task.target);
-      if (broken && task.action !== "failed") fail(task, broken.code, broken.message);
+      const hostDown = brokenHosts.has(task.destination.registry);
+      if (broken && (task.action !== "failed" || hostDown)) fail(task, broken.code, broken.message);
     },
     { limit: options.concurrency ?? config.operation.concurrency * 4 },
   );

@@ -62,6 +62,7 @@ export class QuayRepositories {
   #secrets: Secrets;
   #clients = new Map<string, QuayClient>();
   #logger?: Logger;
+  #ensured = new Map<string, Promise<"created" | "exists">>();
 
   /** Clients are made on first use, from `config.registries` and `config.operation`. */
   constructor(config: ResolvedConfig, secrets: Secrets, logger?: Logger) {
@@ -114,16 +115,7 @@ export class QuayRepositories {
           "Quay API",
           `${registry.host}: API token of ${who.username} accepted`,
         );
-        // A token that cannot grant the robot fails here once, not once per image: the first
-        // repository is made sure of and granted now.
-        const first = entries.find((e) => e.targets.includes(name));
-        if (registry.robot && first) {
-          await this.#ensureAndGrant(registry, {
-            name: first.repository,
-            description: descriptionOf(first.source, first.description),
-            signal,
-          });
-        }
+        if (registry.robot) await this.#grantAhead(registry, entries, signal);
       } catch (error) {
         if (!(error instanceof MirrorError)) throw error;
         logger.error(error.code, "Quay API", error.message);
@@ -173,7 +165,44 @@ export class QuayRepositories {
     });
   }
 
-  async #ensureAndGrant(
+  /**
+   * Before the plan, every repository a robot target's entries map to is made sure of and granted:
+   * the plan reads them with the robot's credentials, and Quay answers a robot without a role 401
+   * even for a HEAD. The first failure of the first repository is the target's one error (a token
+   * without repo:admin fails here, not once per image); a later one fails its own tasks (the
+   * run's ensure() gives the same outcome, once per repository).
+   */
+  async #grantAhead(
+    registry: ResolvedRegistry,
+    entries: readonly (ResolvedImage | ResolvedRepository)[],
+    signal: AbortSignal,
+  ): Promise<void> {
+    const mine = entries.filter((e) => e.targets.includes(registry.name));
+    const names = [...new Set(mine.map((e) => e.repository))];
+    for (const [i, name] of names.entries()) {
+      const entry = mine.find((e) => e.repository === name) as ResolvedImage | ResolvedRepository;
+      const done = this.#ensureAndGrant(registry, {
+        name,
+        description: descriptionOf(entry.source, entry.description),
+        signal,
+      });
+      if (i === 0) await done;
+      else await done.catch(() => {});
+    }
+  }
+
+  /** Once per repository of a target: the same promise for the plan-time grant and the run. */
+  #ensureAndGrant(
+    registry: ResolvedRegistry,
+    repo: { name: string; description: string; signal?: AbortSignal },
+  ): Promise<"created" | "exists"> {
+    const key = `${registry.name}\n${repo.name}`;
+    let pending = this.#ensured.get(key);
+    if (!pending) this.#ensured.set(key, pending = this.#ensureAndGrantNow(registry, repo));
+    return pending;
+  }
+
+  async #ensureAndGrantNow(
     registry: ResolvedRegistry,
     repo: { name: string; description: string; signal?: AbortSignal },
   ): Promise<"created" | "exists"> {

@@ -1,7 +1,9 @@
 /**
  * A Quay robot that pushes, against the Quay double (shared/registry-protocols.md §5.10, §5.14):
  * a repository created through the API belongs to the token's user alone, so the run grants the
- * robot `write` on every repository it creates or finds without the grant. A token without
+ * robot `write` on every repository it creates or finds without the grant (before the login
+ * step and the plan read them with the robot's credentials: Quay answers a robot without a role
+ * 401 even for a HEAD; the double's `web` exists without a grant). A token without
  * `repo:admin` is one clear error at login time (the scope and the Quay screen named), not one
  * per image. Every request the double sees says User-Agent bananna-bot/<version>.
  */
@@ -103,6 +105,7 @@ Deno.test({
 
       await t.step("with repo:admin the robot is granted write and pushes", async () => {
         quay.requests.length = 0;
+        quay.refused.length = 0;
         const run = await runMirrorConfig(dir, config, { env: env("tok-admin") });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.status), ["pushed", "pushed"]);
@@ -113,7 +116,7 @@ Deno.test({
           assert.equal(repo?.permissions?.["acme+mirror"], "write", name);
         }
         assert.equal(quay.repositories().find((r) => r.name === "app")?.createdBy, "creator");
-        assert.deepEqual(quay.refused, [], "the robot was never refused a write");
+        assert.deepEqual(quay.refused, [], "the robot was never refused a read or a write");
         const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
         assert.match(
           log,

@@ -19,7 +19,9 @@
  *   into a repository where it has the role `write` or `admin` (granted through
  *   `PUT /api/v1/repository/<ns>/<name>/permissions/user/<org+name>`, which needs admin on the
  *   repository and the `repo:admin` scope, §5.4/§5.10), else 401 UNAUTHORIZED as a push without
- *   the push action gets. Reads by robots are not checked (distribution behind answers them).
+ *   the push action gets; reads (GET, HEAD) of a private repository the double knows answer 401
+ *   to a robot without a role there. (A repository the double does not know is read through to
+ *   distribution: real Quay would answer 401 there too unless the robot may read the namespace.)
  * - `GET /v2/` says `X-Sparse-Manifest-Support`.
  *
  * @module
@@ -431,8 +433,19 @@ export function startQuayDouble(upstream: TestRegistry, fixtures: QuayFixtures):
         if (robotToken === undefined || robotToken !== rest.join(":")) {
           return registryError(req, 401, "UNAUTHORIZED", "Invalid Username or Password");
         }
+        const known = repo === undefined ? undefined : repos.get(repo);
+        if (!write && known && !known.isPublic && !known.permissions?.[user]) {
+          // A robot without a role on a private repository reads nothing there, not even a HEAD.
+          await req.body?.cancel();
+          return registryError(
+            req,
+            401,
+            "UNAUTHORIZED",
+            "access to the requested resource is not authorized",
+          );
+        }
         if (write && repo !== undefined) {
-          const role = repos.get(repo)?.permissions?.[user];
+          const role = known?.permissions?.[user];
           const creator = (fixtures.orgs[ns ?? ""]?.creators ?? []).includes(user);
           if (role !== "write" && role !== "admin" && !(creator && !repos.has(repo))) {
             return registryError(
