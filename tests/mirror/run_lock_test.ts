@@ -62,6 +62,7 @@ Deno.test("acquireRunLock(): two processes taking over one stale lock, exactly o
   for (let trial = 0; trial < 10; trial++) {
     const dir = await Deno.makeTempDir({ prefix: "bb-lock-" });
     const go = `${await Deno.makeTempDir({ prefix: "bb-go-" })}/go`;
+    const release = go.replace(/\/go$/, "/release");
     try {
       await Deno.writeTextFile(
         `${dir}/.bananna-bot.lock`,
@@ -79,7 +80,7 @@ Deno.test("acquireRunLock(): two processes taking over one stale lock, exactly o
             contender,
             dir,
             go,
-            "300",
+            release,
           ],
           env: { HOSTNAME: hostname() },
           stdout: "piped",
@@ -98,6 +99,15 @@ Deno.test("acquireRunLock(): two processes taking over one stale lock, exactly o
         }
       }
       await Deno.writeTextFile(go, "");
+      // Both said won or locked before the winner lets go (bounded like the reads above).
+      for (let i = 0; i < 2; i++) {
+        while (!/ready\n\S/.test(seen[i])) {
+          const { done, value } = await readers[i].read();
+          if (done) break;
+          seen[i] += decoder.decode(value);
+        }
+      }
+      await Deno.writeTextFile(release, "");
       const outputs = await Promise.all(children.map(async (child, i) => {
         for (;;) {
           const { done, value } = await readers[i].read();

@@ -2,9 +2,10 @@
  * One contender for the run lock, as its own process (the lock is per process): prints `ready`,
  * waits until the file `go` exists (so that two contenders start their takeover within a
  * millisecond of each other), tries `acquireRunLock(dir)`, prints `won` or `locked`, holds a won
- * lock for `holdMs`, then releases it.
+ * lock until the file `release` exists (at most 20 s: on a loaded machine the other contender may
+ * take long to try, and must find the lock still held), then releases it.
  *
- * Usage: `deno run --allow-read --allow-write --allow-run --allow-env lock_contender.ts <dir> <go> <holdMs>`
+ * Usage: `deno run --allow-read --allow-write --allow-run --allow-env lock_contender.ts <dir> <go> <release>`
  *
  * @module
  */
@@ -25,7 +26,7 @@ function exists(path: string): boolean {
 }
 
 if (import.meta.main) {
-  const [dir, go, hold] = Deno.args;
+  const [dir, go, release] = Deno.args;
   say("ready");
   const deadline = Date.now() + 10_000;
   while (!exists(go) && Date.now() < deadline) {
@@ -34,7 +35,10 @@ if (import.meta.main) {
   try {
     const lock = await acquireRunLock(dir);
     say(`won ${lock.tookOverFrom ?? ""}`);
-    await new Promise((resolve) => setTimeout(resolve, Number(hold)));
+    const until = Date.now() + 20_000;
+    while (!exists(release) && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     await lock.release();
   } catch (error) {
     if (!(error instanceof MirrorError) || error.code !== "MIRROR_LOCKED") throw error;
