@@ -251,6 +251,11 @@ export class PartReader {
         this.#signal?.throwIfAborted();
         hash.update(chunk);
         size += chunk.length;
+        // A part swapped for /dev/zero after its size was checked: stop at once, not never.
+        if (size > this.#parts[i].size) {
+          await file.readable.cancel().catch(() => {});
+          throw this.#changed(this.#parts[i], size);
+        }
       }
       if (size !== this.#parts[i].size) throw this.#changed(this.#parts[i], size);
       await this.#hashed(i, `sha256:${hash.digest("hex")}`);

@@ -9,6 +9,8 @@ import { parsePartSize, TarPartsError, writeParts } from "../../lib/layout/tar_p
 import { readParts } from "../../lib/layout/tar_parts_read.ts";
 import { UsageError } from "../../lib/errors.ts";
 import { runProcess } from "../support/process.ts";
+import { PartReader } from "../../lib/layout/_part_files.ts";
+import { within } from "../support/bounded.ts";
 
 const PART = 4096;
 const hex = (c: string) => c.repeat(64);
@@ -470,4 +472,26 @@ Deno.test("parsePartSize() reads bytes and units; refuses the rest naming the va
       );
     });
   }
+});
+
+// Before: hashUpTo read a part until its end, so a part swapped for a link to /dev/zero after its
+// size was checked was hashed until the step's deadline.
+Deno.test("PartReader.hashUpTo(): a part that became /dev/zero after its size check stops at once", async () => {
+  await within(10_000, "a part swapped for /dev/zero", async () => {
+    const dir = await Deno.makeTempDir({ prefix: "bb-part-zero-" });
+    try {
+      await Deno.symlink("/dev/zero", `${dir}/bananna-export.tar.000`);
+      const reader = new PartReader(dir, [{
+        name: "bananna-export.tar.000",
+        size: 1024,
+        sha256: `sha256:${"0".repeat(64)}`,
+      }], { onHashed: () => Promise.resolve() });
+      await assert.rejects(
+        () => reader.hashUpTo(0),
+        /Part bananna-export\.tar\.000 changed while being read \(\d+ bytes or more, expected 1024\)/,
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
 });
