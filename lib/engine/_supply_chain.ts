@@ -11,7 +11,8 @@
  *   fallback tag it does not list is taken as absent without a request (a listing that fails
  *   falls back to a HEAD per tag). A tag pushed upstream during the run is seen by the next run.
  * - A cosign tag is compared by HEAD on both sides; the same digest costs nothing more. Another
- *   digest at the destination is replaced only when the source's manifest holds every layer the
+ *   digest at the destination is replaced only when the source's manifest holds every layer (by
+ *   digest and annotations: two signatures of one payload differ only there) the
  *   destination's holds (signatures appended upstream); otherwise it is drift: an
  *   `IMAGE_TAG_DRIFT` event with both digests, the tag untouched.
  * - Referrers are copied by digest (never tagged), filtered by `artifactTypes`. Whether a registry
@@ -192,7 +193,7 @@ export class SupplyChain {
     if (kind === "sig") this.#checkSignature(manifest, where);
     if (there) {
       const held = await this.#dstGet(there.digest);
-      if (held && !isSuperset(parts(manifest, where), parts(held, this.#dstWhere(tag)))) {
+      if (held && !holdsAll(manifest, where, held, this.#dstWhere(tag))) {
         this.#o.emit({
           kind: "step",
           code: "IMAGE_TAG_DRIFT",
@@ -423,10 +424,34 @@ export class SupplyChain {
   }
 }
 
-/** The descriptors a managed manifest holds: layers (an image) or children (an index). */
-function parts(manifest: ManifestBytes, where: string) {
+/**
+ * What a managed manifest holds, one key per part: a layer by its digest and its annotations, a
+ * child of an index by its digest. Two cosign signatures of one payload are two layers with the
+ * same digest and different `dev.cosignproject.cosign/signature` annotations: compared by digest
+ * alone, a signature only the destination holds would be overwritten.
+ */
+function heldParts(manifest: ManifestBytes, where: string): string[] {
   const parsed = parseManifest(manifest.bytes, manifest.mediaType, where);
-  return parsed.kind === "image" ? parsed.layers : parsed.manifests;
+  if (parsed.kind !== "image") return parsed.manifests.map((d) => d.digest);
+  const raw = JSON.parse(new TextDecoder().decode(manifest.bytes)) as {
+    layers?: { annotations?: Record<string, unknown> }[];
+  };
+  return parsed.layers.map((layer, i) => {
+    const annotations = Object.entries(raw.layers?.[i]?.annotations ?? {})
+      .sort(([a], [b]) => a.localeCompare(b));
+    return `${layer.digest} ${JSON.stringify(annotations)}`;
+  });
+}
+
+/** Does the source's manifest hold every part the destination's holds (never lose one)? */
+function holdsAll(
+  source: ManifestBytes,
+  sourceWhere: string,
+  held: ManifestBytes,
+  heldWhere: string,
+): boolean {
+  const have = new Set(heldParts(source, sourceWhere));
+  return heldParts(held, heldWhere).every((part) => have.has(part));
 }
 
 /** What the memo keeps of a referrers index's descriptors. */

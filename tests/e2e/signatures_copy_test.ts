@@ -63,12 +63,15 @@ Deno.test({
       const key = await makeKey(dir, "p256");
       const image = await pushTestImage(src, "team/app:1", { kind: "oci-index", seed: 41 });
       const [c1, c2] = (image.children ?? []).map((c) => c.digest);
+      // The signatures made per digest: a later signature is appended to them (as cosign does).
+      const signed = new Map<string, { payload: Uint8Array; signature: Uint8Array }[]>();
       const sign = async (repo: string, digests: string[], extra: string[] = []) => {
         const sigs = [];
         for (const d of [...digests, ...extra]) {
           const payload = simpleSigningPayload(`${src.host}/${repo}`, d);
           sigs.push({ payload, signature: await opensslSign(key.privateKeyFile, payload) });
         }
+        signed.set(digests[0], sigs);
         return await pushSignatureManifest(src, repo, digests[0], buildSignatureManifest(sigs));
       };
       // cosign sign --recursive: the index and each child.
@@ -194,12 +197,11 @@ Deno.test({
         buildReferrer({ subject, artifactType: MT.bundle, content: '{"bundle":2}' }),
       );
       await t.step("signatures and referrers added upstream later are carried", async () => {
-        // Re-signed upstream: cosign appends a layer, the .sig tag gets a new manifest.
-        const sigs = [];
-        for (const ref of [`${src.host}/team/app`, "registry.example/app"]) {
-          const payload = simpleSigningPayload(ref, image.digest);
-          sigs.push({ payload, signature: await opensslSign(key.privateKeyFile, payload) });
-        }
+        // Re-signed upstream: cosign appends a layer (the earlier signature kept as it was), the
+        // .sig tag gets a new manifest.
+        const sigs = [...signed.get(image.digest) ?? []];
+        const payload = simpleSigningPayload("registry.example/app", image.digest);
+        sigs.push({ payload, signature: await opensslSign(key.privateKeyFile, payload) });
         const resigned = await pushSignatureManifest(
           src,
           "team/app",

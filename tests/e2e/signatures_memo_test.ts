@@ -41,11 +41,16 @@ Deno.test({
       const key = await makeKey(dir, "p256");
       const image = await pushTestImage(src, "team/idx:1", { kind: "oci-index", seed: 51 });
       const [c1, c2] = (image.children ?? []).map((c) => c.digest);
+      // A signature made once per digest and reference: signing again appends (as cosign does).
+      const made = new Map<string, Uint8Array>();
       const sign = async (digest: string, refs = [`${src.host}/team/idx`]) => {
         const sigs = [];
         for (const ref of refs) {
           const payload = simpleSigningPayload(ref, digest);
-          sigs.push({ payload, signature: await opensslSign(key.privateKeyFile, payload) });
+          const id = `${digest} ${ref}`;
+          const signature = made.get(id) ?? await opensslSign(key.privateKeyFile, payload);
+          made.set(id, signature);
+          sigs.push({ payload, signature });
         }
         return await pushSignatureManifest(src, "team/idx", digest, buildSignatureManifest(sigs));
       };

@@ -160,6 +160,19 @@ Deno.test("SupplyChain: a destination .sig the source does not extend is drift, 
   assert.ok(drift.codes.includes("IMAGE_TAG_DRIFT"), drift.codes.join(","));
   assert.equal((await dst.manifestHead("mirror/app", tag))?.digest, foreign, "left untouched");
 
+  // Another signer's signature of the same payload: the same layer digest, another annotation.
+  const sameDigest = put(
+    dst,
+    "mirror/app",
+    tag,
+    buildSignatureManifest([
+      signature(image.digest, "another-signer"),
+    ]),
+  );
+  const sameDrift = await carry(src, dst, image);
+  assert.ok(sameDrift.codes.includes("IMAGE_TAG_DRIFT"), sameDrift.codes.join(","));
+  assert.equal((await dst.manifestHead("mirror/app", tag))?.digest, sameDigest, "kept");
+
   put(dst, "mirror/app", tag, buildSignatureManifest([theirs]));
   const extended = await carry(src, dst, image);
   assert.deepEqual(extended.codes.filter((c) => c === "IMAGE_TAG_DRIFT"), []);
