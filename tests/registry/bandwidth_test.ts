@@ -88,8 +88,8 @@ Deno.test("throttle: one stream of 4 MiB at 1 MiB/s takes 4 s less the burst", a
     drain(bw.throttle("a", "download").pipe(source(4 * MiB, MiB))),
   );
   assert.equal(moved, 4 * MiB);
-  // Burst: a tenth of a second's worth; each slice waits until the debt it adds is paid.
-  const expected = 4000 - 100;
+  // Burst: one second's worth; each slice waits until the debt it adds is paid.
+  const expected = 4000 - 1000;
   assert.ok(Math.abs(clock.t - expected) < 1, `took ${clock.t} ms, expected ${expected}`);
   const usage = bw.usage();
   assert.equal(usage?.downloadBytes, 4 * MiB);
@@ -108,20 +108,20 @@ Deno.test("throttle: a chunk larger than the burst passes in slices, held to the
   await clock.runUntil(read);
   assert.equal(sizes.length, (8 * MiB) / SLICE_BYTES);
   assert.ok(sizes.every((n) => n === SLICE_BYTES));
-  assert.ok(Math.abs(clock.t - 7900) < 1, `8 MiB in one chunk took ${clock.t} ms`);
+  assert.ok(Math.abs(clock.t - 7000) < 1, `8 MiB in one chunk took ${clock.t} ms`);
 });
 
 Deno.test("throttle: four concurrent streams share one process limit (not one each)", async () => {
   const clock = new FakeClock();
   const bw = new Bandwidth(MiB, {}, clock);
   const streams = ["a", "b", "a", "c"].map((host) =>
-    drain(bw.throttle(host, "download").pipe(source(MiB, 256 * 1024)))
+    drain(bw.throttle(host, "download").pipe(source(2 * MiB, 256 * 1024)))
   );
   const moved = await clock.runUntil(Promise.all(streams));
-  assert.deepEqual(moved, [MiB, MiB, MiB, MiB]);
-  // 4 MiB at 1 MiB/s together: about 4 s, whatever the stream count.
-  assert.ok(clock.t >= 3800 && clock.t <= 4000, `4 streams took ${clock.t} ms`);
-  assert.ok((bw.usage()?.waitedSeconds ?? 0) > 3.8 * 2, "each stream waited its turn");
+  assert.deepEqual(moved, [2 * MiB, 2 * MiB, 2 * MiB, 2 * MiB]);
+  // 8 MiB at 1 MiB/s together, less the 1 s burst: about 7 s, whatever the stream count.
+  assert.ok(clock.t >= 6800 && clock.t <= 7000, `4 streams took ${clock.t} ms`);
+  assert.ok((bw.usage()?.waitedSeconds ?? 0) > 6.8 * 2, "each stream waited its turn");
 });
 
 Deno.test("throttle: download and upload each have their own bucket at the limit", async () => {
@@ -129,25 +129,26 @@ Deno.test("throttle: download and upload each have their own bucket at the limit
   const bw = new Bandwidth(MiB, {}, clock);
   // A copy: the download stream piped through the upload throttle, as a blob passes once.
   const copy = bw.throttle("dst", "upload").pipe(
-    bw.throttle("src", "download").pipe(source(2 * MiB, MiB)),
+    bw.throttle("src", "download").pipe(source(4 * MiB, MiB)),
   );
-  assert.equal(await clock.runUntil(drain(copy)), 2 * MiB);
-  assert.ok(clock.t >= 1800 && clock.t <= 2000, `a 2 MiB copy took ${clock.t} ms, not ~4 s`);
+  assert.equal(await clock.runUntil(drain(copy)), 4 * MiB);
+  assert.ok(clock.t >= 2800 && clock.t <= 3000, `a 4 MiB copy took ${clock.t} ms, not ~7 s`);
   const usage = bw.usage();
-  assert.equal(usage?.downloadBytes, 2 * MiB);
-  assert.equal(usage?.uploadBytes, 2 * MiB);
+  assert.equal(usage?.downloadBytes, 4 * MiB);
+  assert.equal(usage?.uploadBytes, 4 * MiB);
 });
 
 Deno.test("throttle: a host's own limit holds its streams; other hosts only the process's", async () => {
   const clock = new FakeClock();
   const bw = new Bandwidth(4 * MiB, { slow: MiB }, clock);
-  const slow = drain(bw.throttle("slow", "download").pipe(source(MiB, MiB)));
-  const fast = drain(bw.throttle("fast", "download").pipe(source(2 * MiB, MiB)));
+  const slow = drain(bw.throttle("slow", "download").pipe(source(3 * MiB, MiB)));
+  const fast = drain(bw.throttle("fast", "download").pipe(source(6 * MiB, MiB)));
   let fastAt = -1;
   const fastDone = fast.then((n) => (fastAt = clock.t, n));
   await clock.runUntil(Promise.all([slow, fastDone]));
-  assert.ok(fastAt <= 800, `the unlimited host's 2 MiB took ${fastAt} ms (process limit 4 MiB/s)`);
-  assert.ok(clock.t >= 800, `the slow host's 1 MiB at 1 MiB/s took ${clock.t} ms`);
+  // Process 4 MiB/s shared with the slow stream: 9 MiB less the 4 MiB burst, about 1.25 s.
+  assert.ok(fastAt <= 1300, `the other host's 6 MiB took ${fastAt} ms (process limit 4 MiB/s)`);
+  assert.ok(clock.t >= 1900, `the slow host's 3 MiB at 1 MiB/s (1 MiB burst) took ${clock.t} ms`);
   assert.deepEqual(bw.usage()?.hosts, { slow: MiB });
 });
 
