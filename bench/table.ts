@@ -141,8 +141,10 @@ export function evaluateTargets(
   );
   for (const c of cases) {
     const n = /^bananna registry \(concurrency (\d+)\)$/.exec(c.tool)?.[1];
-    if (!n || c.status !== "ok") continue;
-    const scenario = c.scenario === "big cold" ? "big cold" : "small cold";
+    if (!n || c.status !== "ok" || (c.scenario !== "small cold" && c.scenario !== "big cold")) {
+      continue;
+    }
+    const scenario = c.scenario;
     const skopeo = median(find(cases, scenario, "skopeo sync"), ms);
     t.push(
       target(
