@@ -26,7 +26,7 @@ const seconds = (ms?: number) =>
   ms === undefined ? "-" : ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(0)} ms`;
 
 function row(cells: string[]): string {
-  return `| ${cells.join(" | ")} |`;
+  return `| ${cells.map((c) => c.replaceAll("|", "\\|")).join(" | ")} |`;
 }
 
 /** The Markdown of one results file. */
