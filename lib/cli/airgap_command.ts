@@ -20,7 +20,7 @@ import { parsePartSize } from "../layout/tar_parts.ts";
 import type { Logger } from "../log/logger.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
 import { selectEntries } from "./mirror_command.ts";
-import { writeRunMirrorSets } from "./mirror_sets_output.ts";
+import { mirrorSetsAfterStep } from "./mirror_sets_output.ts";
 import { runCommand } from "./run_session.ts";
 
 /** Run `bananna-bot export`. */
@@ -104,14 +104,7 @@ export async function runImportCommand(cmd: ImportCommand, io: Io): Promise<numb
       if (config.openshift) report.mirrorSets = config.openshift.mirrorSets;
       return report;
     },
-    after: mirrorSets === undefined
-      ? undefined
-      : (report, context) =>
-        writeRunMirrorSets(report, mirrorSets, {
-          logger: context.logger,
-          line: (text) => context.terminal.line(text),
-          error: (text) => context.terminal.warn(text),
-        }),
+    after: mirrorSetsAfterStep(mirrorSets),
   });
 }
 

@@ -21,7 +21,7 @@ import {
 } from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
 import { runCommand } from "./run_session.ts";
-import { refuseDockerMirrorSets, writeRunMirrorSets } from "./mirror_sets_output.ts";
+import { mirrorSetsAfterStep, refuseDockerMirrorSets } from "./mirror_sets_output.ts";
 
 /** Run `bananna-bot mirror`. */
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
@@ -70,14 +70,7 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
       if (config.openshift) report.mirrorSets = config.openshift.mirrorSets;
       return report;
     },
-    after: mirrorSets === undefined
-      ? undefined
-      : (report, context) =>
-        writeRunMirrorSets(report, mirrorSets, {
-          logger: context.logger,
-          line: (text) => context.terminal.line(text),
-          error: (text) => context.terminal.warn(text),
-        }),
+    after: mirrorSetsAfterStep(mirrorSets),
   });
 }
 

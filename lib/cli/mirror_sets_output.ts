@@ -9,6 +9,7 @@ import { errorMessage, UsageError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Report } from "../mirror/report.ts";
 import { mappingsFromEntries, writeMirrorSets } from "../openshift/mirror_sets.ts";
+import type { SessionContext } from "./run_session.ts";
 
 const OP = "Mirror";
 
@@ -77,4 +78,20 @@ export async function writeRunMirrorSets(
     else sinks.error(`bananna-bot: [MIRROR_SETS_FAILED] ${message}`);
     return false;
   }
+}
+
+/**
+ * The after-step of a mirror or import run given `--openshift-mirror-sets PATH`: write the mirror
+ * sets of its report to `path` (none without the flag).
+ */
+export function mirrorSetsAfterStep(
+  path: string | undefined,
+): ((report: Report, context: SessionContext) => Promise<boolean>) | undefined {
+  if (path === undefined) return undefined;
+  return (report, context) =>
+    writeRunMirrorSets(report, path, {
+      logger: context.logger,
+      line: (text) => context.terminal.line(text),
+      error: (text) => context.terminal.warn(text),
+    });
 }
