@@ -393,6 +393,17 @@ Deno.test("each command's help lists exactly the options the parser gives it", (
   assert.deepEqual(problems, []);
 });
 
+Deno.test("mirror --help lists every exit code of the table in docs/commands.md", async () => {
+  const markdown = await Deno.readTextFile(`${ROOT}/docs/commands.md`);
+  const documented = [...markdown.matchAll(/^\| (\d+) +\|/gm)].map((m) => m[1]);
+  assert.ok(documented.length >= 4, `only ${documented.length} exit codes found in the table`);
+  const help = parseArgs(["mirror", "--help"]);
+  const text = help.kind === "help" ? help.text : "";
+  const codes = text.slice(text.indexOf("\nExit codes:"));
+  const listed = [...codes.matchAll(/^ {2}(\d+) /gm)].map((m) => m[1]);
+  assert.deepEqual(documented.filter((c) => !listed.includes(c)), []);
+});
+
 /** Every file under `dir` (relative to the root) whose name ends with one of `extensions`. */
 async function filesUnder(dir: string, extensions: string[]): Promise<string[]> {
   const found: string[] = [];

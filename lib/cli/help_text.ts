@@ -10,6 +10,7 @@ const EXIT_CODES = `Exit codes:
   0    everything mirrored (or already there; drift is reported, not fatal)
   1    at least one image failed, or the run could not start (login, lock, docker)
   2    bad configuration or bad command line
+  3    the run lost its lock to another run (paused past log.lockLease) and stopped
   130  interrupted (Ctrl-C / SIGTERM); the report is marked interrupted`;
 
 const ENVIRONMENT = `Environment:
