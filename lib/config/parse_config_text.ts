@@ -69,7 +69,7 @@ function parseYamlText(text: string): { value: unknown } | { problems: ConfigPro
   }
   const error = doc.errors[0];
   if (error) {
-    const message = error.message.split("\n")[0];
+    const message = error.message.split("\n")[0].replace(/:\s*$/, ""); // the excerpt it introduced is cut
     if (/Maximum call stack size exceeded/.test(message)) {
       const at = /at line \d+, column \d+/.exec(message)?.[0];
       return fail(nestedTooDeeply(at ? ` (the YAML parser gave up ${at})` : ""));

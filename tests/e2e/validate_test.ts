@@ -106,7 +106,11 @@ Deno.test("validate rejects each kind of bad config with exit 2 and the path of 
       ),
       /registries\.prod\.url: missing/,
     ],
-    ["YAML syntax error", "registries: [unclosed", /YAML syntax error/],
+    [
+      "YAML syntax error",
+      "registries: [unclosed",
+      /YAML syntax error: .* at line \d+, column \d+$/m,
+    ],
     [
       "a platform without its architecture",
       config(
