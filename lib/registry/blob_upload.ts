@@ -144,7 +144,7 @@ export class BlobUploader {
         // A source that fails with its own verdict (a layout's corrupt file) keeps it.
         let sourceFailure: unknown;
         try {
-          const verified = tapFailure(await open(signal), (e) => sourceFailure = e)
+          const verified = relay(await open(signal), { onError: (e) => sourceFailure = e })
             .pipeThrough(verifier.stream);
           const failed = () => verifier.failure() ?? sourceVerdict(sourceFailure);
           done = this.#chunkBytes !== null
@@ -245,7 +245,7 @@ export class BlobUploader {
       repository,
       write: true,
       headers: { "content-type": "application/octet-stream" },
-      body: () => endsEarly(body),
+      body: () => relay(body, { endEarly: true }),
       signal,
       ok: [202, 411, 413],
       once: true,
@@ -457,29 +457,13 @@ function sourceVerdict(error: unknown): MirrorError | undefined {
   );
 }
 
-/** `stream`, ending where it fails instead of failing (its failure is read elsewhere). */
-function endsEarly(stream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
-  const reader = stream.getReader();
-  return new ReadableStream<Uint8Array>({
-    async pull(controller) {
-      try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
-      } catch {
-        controller.close();
-      }
-    },
-    cancel(reason) {
-      return reader.cancel(reason);
-    },
-  });
-}
-
-/** `stream`, telling `onError` the error it fails with (its own, not the consumer's). */
-function tapFailure(
+/**
+ * `stream` relayed chunk by chunk. When it fails, `onError` hears its own error (not a consumer's),
+ * and the relay either fails with it or, `endEarly`, just ends (its failure is read elsewhere).
+ */
+function relay(
   stream: ReadableStream<Uint8Array>,
-  onError: (error: unknown) => void,
+  options: { onError?: (error: unknown) => void; endEarly?: boolean },
 ): ReadableStream<Uint8Array> {
   const reader = stream.getReader();
   return new ReadableStream<Uint8Array>({
@@ -489,8 +473,9 @@ function tapFailure(
         if (done) controller.close();
         else controller.enqueue(value);
       } catch (error) {
-        onError(error);
-        controller.error(error);
+        options.onError?.(error);
+        if (options.endEarly) controller.close();
+        else controller.error(error);
       }
     },
     cancel(reason) {
