@@ -12,7 +12,7 @@ import { cliArgv } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
-import { startQuayDouble } from "../support/quay_double.ts";
+import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { stringify } from "yaml";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { hostname } from "../../lib/mirror/run_lock.ts";
@@ -358,14 +358,7 @@ Deno.test({
       const app = await pushTestImage(src, "team/app:1.0", { kind: "oci-index", seed: 11 });
       const config = {
         registries: {
-          prod: {
-            url: quay.host,
-            namespace: "acme",
-            kind: "quay",
-            apiToken: "${QUAY_TOKEN}",
-            username: reg.username,
-            password: "${QUAY_PASSWORD}",
-          },
+          prod: quayTarget(quay, reg),
         },
         log: { dir: "./logs" },
         operation: { engine: "registry", retryDelay: 0.02, maxRetries: 1 },

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { ROOT, runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
-import { startQuayDouble } from "../support/quay_double.ts";
+import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -48,14 +48,7 @@ Deno.test({
     await pushTestImage(src, "team/web:2", { kind: "schema2", seed: 12 });
     const config = {
       registries: {
-        prod: {
-          url: quay.host,
-          namespace: "acme",
-          kind: "quay",
-          apiToken: "${QUAY_TOKEN}",
-          username: reg.username,
-          password: "${QUAY_PASSWORD}",
-        },
+        prod: quayTarget(quay, reg),
       },
       log: { dir: "./logs" },
       operation: fast,

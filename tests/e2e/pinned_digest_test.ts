@@ -12,7 +12,7 @@ import { pinnedDigestTag } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
-import { startQuayDouble } from "../support/quay_double.ts";
+import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -41,14 +41,7 @@ Deno.test({
     const web = await pushTestImage(src, "team/web:2", { kind: "schema2", seed: 33 });
     const config = {
       registries: {
-        prod: {
-          url: quay.host,
-          namespace: "acme",
-          kind: "quay",
-          apiToken: "${QUAY_TOKEN}",
-          username: reg.username,
-          password: "${QUAY_PASSWORD}",
-        },
+        prod: quayTarget(quay, reg),
       },
       log: { dir: "./logs" },
       operation: { retryDelay: 0.02, maxRetries: 1, apiTimeout: 5, engine: "registry" },

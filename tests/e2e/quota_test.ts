@@ -10,7 +10,7 @@
 import assert from "node:assert/strict";
 import { runMirrorConfig } from "../support/cli.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
-import { startQuayDouble } from "../support/quay_double.ts";
+import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -42,14 +42,7 @@ Deno.test({
     for (const [i, name] of ["a", "b", "c", "d"].entries()) {
       await pushTestImage(src, `team/${name}:1`, { kind: "oci", seed: 40 + i });
     }
-    const target = (namespace: string) => ({
-      url: quay.host,
-      namespace,
-      kind: "quay",
-      apiToken: "${QUAY_TOKEN}",
-      username: reg.username,
-      password: "${QUAY_PASSWORD}",
-    });
+    const target = (namespace: string) => quayTarget(quay, reg, namespace);
     const config = {
       registries: {
         full: target("full"),

@@ -557,3 +557,22 @@ export function startQuayDouble(upstream: TestRegistry, fixtures: QuayFixtures):
     [Symbol.asyncDispose]: stop,
   };
 }
+
+/**
+ * The `registries` entry of a Quay target served by `quay` in front of `reg`: the API token from
+ * `${QUAY_TOKEN}`, the registry login from `reg`'s user and `${QUAY_PASSWORD}`.
+ */
+export function quayTarget(
+  quay: { host: string },
+  reg: { username?: string },
+  namespace = "acme",
+): Record<string, unknown> {
+  return {
+    url: quay.host,
+    namespace,
+    kind: "quay",
+    apiToken: "${QUAY_TOKEN}",
+    username: reg.username,
+    password: "${QUAY_PASSWORD}",
+  };
+}
