@@ -773,11 +773,8 @@ await main();
 if (only.has("airgap")) await airgap();
 if (only.has("platforms")) await platforms();
 
-/**
- * One platform of a 4-platform corpus against every platform: bench/platforms.ts (also
- * `deno task bench:platforms`) in its own process, after the others (writes platforms-<date>.json).
- */
-async function platforms() {
+/** Run bench/<script> in its own process with the common flags (`--quick`, `--runs`) and `extra`. */
+async function benchScript(script: string, what: string, extra: string[] = []) {
   const args = [
     "run",
     "--frozen",
@@ -787,13 +784,22 @@ async function platforms() {
     "--allow-env",
     "--allow-run",
     "--allow-sys",
-    new URL("./platforms.ts", import.meta.url).pathname,
+    new URL(`./${script}`, import.meta.url).pathname,
     ...(flags.quick ? ["--quick"] : []),
     ...(flags.runs ? ["--runs", flags.runs] : []),
+    ...extra,
   ];
-  log("platforms: one platform of four (bench/platforms.ts)");
+  log(`${what} (bench/${script})`);
   const { code } = await new Deno.Command(Deno.execPath(), { args }).spawn().status;
-  if (code !== 0) log(`platforms: bench/platforms.ts exited ${code}`);
+  if (code !== 0) log(`${what.split(":")[0]}: bench/${script} exited ${code}`);
+}
+
+/**
+ * One platform of a 4-platform corpus against every platform: bench/platforms.ts (also
+ * `deno task bench:platforms`) in its own process, after the others (writes platforms-<date>.json).
+ */
+async function platforms() {
+  await benchScript("platforms.ts", "platforms: one platform of four");
 }
 
 /**
@@ -801,21 +807,7 @@ async function platforms() {
  * process, after the others (it starts its own registries and writes airgap-<date>.json).
  */
 async function airgap() {
-  const args = [
-    "run",
-    "--frozen",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-run",
-    "--allow-sys",
-    new URL("./airgap.ts", import.meta.url).pathname,
-    ...(flags.quick ? ["--quick"] : []),
-    ...(flags.runs ? ["--runs", flags.runs] : []),
+  await benchScript("airgap.ts", "airgap: export/import", [
     ...(flags["big-mb"] ? ["--big-mb", flags["big-mb"]] : []),
-  ];
-  log("airgap: export/import (bench/airgap.ts)");
-  const { code } = await new Deno.Command(Deno.execPath(), { args }).spawn().status;
-  if (code !== 0) log(`airgap: bench/airgap.ts exited ${code}`);
+  ]);
 }
