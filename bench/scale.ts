@@ -2,9 +2,9 @@
  * The `scale` scenario: the growth curve of a no-op run with the task count. The `many` corpus
  * (300 tags) is mirrored into K namespaces of one token-auth destination (like Quay: a Bearer
  * token per repository scope), so a run has K x 300 image x target tasks. One untimed fill with
- * the largest K (bananna-bot fills the first namespace; the others get its blobs by
- * cross-repository mount and its manifests by PUT, which takes minutes instead of an hour), one
- * untimed no-op per K (the supply-chain memo is then warm),
+ * the largest K (bananna-bot fills the first namespace; the others are copies of its tree in the
+ * registry's filesystem storage, read back through the API before any run), one untimed no-op
+ * per K (the supply-chain memo is then warm),
  * then `runs` no-op runs per K, round-robin, with the defaults a user gets. skopeo sync is run
  * once per namespace at the largest K (it syncs into one destination prefix per call), its times
  * summed.
@@ -74,15 +74,17 @@ export async function scaleScenario(options: {
       logDirs.set(k, await Deno.makeTempDir({ dir: workDir, prefix: `scale-${k}-` }));
     }
     log(`scale: filling ${maxK} namespaces x ${per} tags (token auth)`);
-    // The first namespace by bananna-bot, the others by mount + manifest PUT (minutes, not an hour).
+    // The first namespace by bananna-bot, the others as copies of its storage tree (seconds).
     const started = performance.now();
     check(await run(1, 8), `scale fill (${per} tasks)`);
-    await fillByMount(src, dest, corpus, namespaces(maxK));
+    await fillByCopy(dest, namespaces(maxK));
+    await verifyFill(src, dest, corpus, namespaces(maxK));
     log(`  scale fill: ${((performance.now() - started) / 1000).toFixed(1)} s`);
     for (const k of ks) check(await run(k), `scale warm-up no-op (${k * per} tasks)`);
     for (let i = 0; i < options.runs; i++) {
       for (const [j, k] of ks.entries()) {
         const out = check(await run(k), `scale no-op (${k * per} tasks)`);
+        await checkReport(logDirs.get(k) as string, k * per);
         cases[j].samples.push({ ms: out.ms, rssKb: out.rssKb, cpuMs: out.cpuMs });
         log(
           `  scale no-op ${k * per} tasks run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
@@ -126,10 +128,53 @@ export async function scaleScenario(options: {
 }
 
 /**
- * Copy what the first namespace holds into the others on the token-auth destination: each
- * repository's blobs mounted from `namespaces[0]`, each tag's manifest PUT (bytes from the source).
+ * The run's report is one JSON document with an entry per task, every one `exists`: the run was
+ * the no-op it is timed as, and the report of the largest K was written whole.
  */
-async function fillByMount(
+async function checkReport(logDir: string, tasks: number): Promise<void> {
+  const report = JSON.parse(await Deno.readTextFile(`${logDir}/last-report.json`)) as {
+    entries: unknown[];
+    totals: { exists: number };
+  };
+  if (report.entries.length !== tasks || report.totals.exists !== tasks) {
+    throw new Error(
+      `scale report: ${report.entries.length} entries, ${report.totals.exists} exists; ${tasks} expected`,
+    );
+  }
+}
+
+/**
+ * Copy what the first namespace holds into the others on the token-auth destination, in the
+ * registry's filesystem storage: a repository there is a tree of link files (tags, revisions,
+ * layers) naming blobs that are stored once for the whole registry, so a copy of the tree is the
+ * same repository under another name. distribution 2.8 keeps no cache in this configuration
+ * (no `storage.cache`), so it serves the copies at once; {@link verifyFill} reads them back.
+ */
+async function fillByCopy(dest: TestRegistry, namespaces: string[]): Promise<void> {
+  const root = `${dest.dataDir}/docker/registry/v2/repositories`;
+  const [first, ...rest] = namespaces;
+  await Deno.stat(`${root}/${first}`);
+  await forEachLimited(rest, async (namespace) => {
+    await Deno.remove(`${root}/${namespace}`, { recursive: true }).catch((error) => {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+    });
+    const out = await new Deno.Command("cp", {
+      args: ["-R", `${root}/${first}`, `${root}/${namespace}`],
+      stdout: "null",
+      stderr: "piped",
+    }).output();
+    if (!out.success) {
+      throw new Error(`cp into ${namespace}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+  }, { limit: 2 });
+}
+
+/**
+ * Read the filled state back through the registry's API, so a wrong fill cannot pass as a no-op:
+ * in every namespace, every repository's tag listing holds the corpus's tags (and `latest`), and a
+ * manifest HEAD of one tag per repository answers with the digest the source has.
+ */
+async function verifyFill(
   src: TestRegistry,
   dest: TestRegistry,
   corpus: Corpus,
@@ -142,51 +187,52 @@ async function fillByMount(
   const service = /service="([^"]+)"/.exec(header)?.[1];
   if (!realm || !service) throw new Error(`no Bearer challenge from ${dest.host}: ${header}`);
   const basic = `Basic ${btoa(`${dest.username}:${dest.password}`)}`;
-  const repos = [...new Set(corpus.images.map((i) => i.repository))];
-  const manifests = new Map<string, { type: string; body: Uint8Array }>();
+  const byRepository = new Map<string, string[]>();
   for (const image of corpus.images) {
-    const res = await fetch(`${src.url}/v2/${image.repository}/manifests/${image.tag}`, {
+    byRepository.set(image.repository, [...byRepository.get(image.repository) ?? [], image.tag]);
+  }
+  const digests = new Map<string, string>();
+  for (const [repository, tags] of byRepository) {
+    const res = await fetch(`${src.url}/v2/${repository}/manifests/${tags[0]}`, {
+      method: "HEAD",
       headers: { accept: MANIFEST_ACCEPT },
     });
-    if (!res.ok) throw new Error(`GET ${image.repository}:${image.tag} -> ${res.status}`);
-    manifests.set(`${image.repository}:${image.tag}`, {
-      type: res.headers.get("content-type") ?? "",
-      body: new Uint8Array(await res.arrayBuffer()),
-    });
+    await res.body?.cancel();
+    const digest = res.headers.get("docker-content-digest");
+    if (!res.ok || !digest) throw new Error(`HEAD ${repository}:${tags[0]} -> ${res.status}`);
+    digests.set(repository, digest);
   }
-  const [first, ...rest] = namespaces;
-  const work = rest.flatMap((namespace) => repos.map((repository) => ({ namespace, repository })));
-  await forEachLimited(work, async ({ namespace, repository }) => {
-    const name = repository.split("/").pop();
+  await forEachLimited(namespaces, async (namespace) => {
     const url = new URL(realm);
     url.searchParams.set("service", service);
-    url.searchParams.append("scope", `repository:${namespace}/${name}:pull,push`);
-    url.searchParams.append("scope", `repository:${first}/${name}:pull`);
+    for (const repository of byRepository.keys()) {
+      url.searchParams.append(
+        "scope",
+        `repository:${namespace}/${repository.split("/").pop()}:pull`,
+      );
+    }
     const tokenRes = await fetch(url, { headers: { authorization: basic } });
-    if (!tokenRes.ok) throw new Error(`token for ${namespace}/${name}: ${tokenRes.status}`);
+    if (!tokenRes.ok) throw new Error(`token for ${namespace}: ${tokenRes.status}`);
     const { token } = await tokenRes.json() as { token: string };
     const auth = { authorization: `Bearer ${token}` };
-    for (const blob of corpus.blobs.filter((b) => b.repository === repository)) {
-      const res = await fetch(
-        `${dest.url}/v2/${namespace}/${name}/blobs/uploads/?mount=${blob.digest}&from=${first}/${name}`,
-        { method: "POST", headers: auth },
-      );
-      await res.body?.cancel();
-      if (res.status !== 201) {
-        throw new Error(`mount ${blob.digest} into ${namespace}/${name}: ${res.status}`);
+    for (const [repository, tags] of byRepository) {
+      const name = `${namespace}/${repository.split("/").pop()}`;
+      const list = await fetch(`${dest.url}/v2/${name}/tags/list`, { headers: auth });
+      if (!list.ok) throw new Error(`scale fill: GET ${name} tags -> ${list.status}`);
+      const listed = new Set(((await list.json()) as { tags?: string[] }).tags ?? []);
+      const missing = [...tags, "latest"].filter((tag) => !listed.has(tag));
+      if (missing.length > 0) {
+        throw new Error(`scale fill: ${name} lacks ${missing.slice(0, 3).join(", ")}`);
       }
-    }
-    for (const image of corpus.images.filter((i) => i.repository === repository)) {
-      const m = manifests.get(`${repository}:${image.tag}`) as { type: string; body: Uint8Array };
-      const res = await fetch(`${dest.url}/v2/${namespace}/${name}/manifests/${image.tag}`, {
-        method: "PUT",
-        headers: { ...auth, "content-type": m.type },
-        body: m.body as Uint8Array<ArrayBuffer>,
+      const head = await fetch(`${dest.url}/v2/${name}/manifests/${tags[0]}`, {
+        method: "HEAD",
+        headers: { ...auth, accept: MANIFEST_ACCEPT },
       });
-      await res.body?.cancel();
-      if (res.status !== 201) {
-        throw new Error(`PUT ${namespace}/${name}:${image.tag}: ${res.status}`);
+      await head.body?.cancel();
+      const digest = head.headers.get("docker-content-digest");
+      if (!head.ok || digest !== digests.get(repository)) {
+        throw new Error(`scale fill: HEAD ${name}:${tags[0]} -> ${head.status} ${digest}`);
       }
     }
-  }, { limit: 8 });
+  }, { limit: 4 });
 }
