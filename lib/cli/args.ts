@@ -5,8 +5,7 @@
  * @module
  */
 import { parseArgs as parse } from "node:util";
-import { closest } from "../config/schema_issues.ts";
-import { UsageError } from "../errors.ts";
+import { closest, UsageError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { HELPS, MAIN_HELP, MIRROR_HELP, REPORT_HELP, VALIDATE_HELP } from "./help_text.ts";
 

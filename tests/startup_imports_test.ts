@@ -1,0 +1,71 @@
+/**
+ * What each command loads before it starts, kept by a test: the static import graph (imports
+ * that are not `import()` and not type-only) of each command's entry module must not pull in a
+ * heavy package it does not need at start. Each npm package costs its load time on every run (an
+ * npm CommonJS package tens of milliseconds, the first one more for Deno's node compatibility
+ * layer), so a package a command needs only sometimes is loaded with `import()` where it is used.
+ *
+ * The graph comes from `deno info --json` on the entry module; `isDynamic` edges are not
+ * followed.
+ *
+ * @module
+ */
+import assert from "node:assert/strict";
+import { ROOT } from "./support/cli.ts";
+
+interface InfoModule {
+  specifier: string;
+  dependencies?: { code?: { specifier: string }; isDynamic?: boolean }[];
+}
+
+/**
+ * The modules loaded before `entry` runs (repository-relative paths, `npm:name` for a package,
+ * `node:x` for a built-in), each with the chain of imports that brings it in.
+ */
+async function staticGraph(entry: string): Promise<Map<string, string[]>> {
+  const out = await new Deno.Command("deno", {
+    args: ["info", "--json", "--config", `${ROOT}/deno.json`, `${ROOT}/${entry}`],
+    cwd: ROOT,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const info = JSON.parse(new TextDecoder().decode(out.stdout)) as {
+    roots: string[];
+    modules: InfoModule[];
+  };
+  const bySpecifier = new Map(info.modules.map((m) => [m.specifier, m]));
+  const name = (specifier: string) =>
+    specifier.startsWith(`file://${ROOT}/`)
+      ? specifier.slice(`file://${ROOT}/`.length)
+      : specifier.replace(/^npm:\/?((?:@[^/]+\/)?[^@/]+).*$/, "npm:$1");
+  const chains = new Map<string, string[]>();
+  const queue: { specifier: string; chain: string[] }[] = [
+    { specifier: info.roots[0], chain: [] },
+  ];
+  while (queue.length > 0) {
+    const { specifier, chain } = queue.shift() as (typeof queue)[number];
+    const here = name(specifier);
+    if (chains.has(here)) continue;
+    chains.set(here, [...chain, here]);
+    for (const dep of bySpecifier.get(specifier)?.dependencies ?? []) {
+      if (dep.isDynamic || !dep.code) continue;
+      queue.push({ specifier: dep.code.specifier, chain: [...chain, here] });
+    }
+  }
+  return chains;
+}
+
+/** Each module of `forbidden` the entry loads at start, with the chain that loads it. */
+async function heavyLoads(entry: string, forbidden: (name: string) => boolean): Promise<string[]> {
+  const graph = await staticGraph(entry);
+  return [...graph].filter(([name]) => forbidden(name)).map(([, chain]) => chain.join(" -> "));
+}
+
+Deno.test("startup imports: argv parsing, --help and --version load no npm package and no config code", async () => {
+  const found = await heavyLoads(
+    "main.ts",
+    (name) => name.startsWith("npm:") || name.startsWith("lib/config/"),
+  );
+  assert.deepEqual(found, [], "main.ts loads these before it knows the command");
+});
