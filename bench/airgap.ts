@@ -10,13 +10,20 @@
  * ```
  * deno task bench:airgap                 # full sizes
  * deno task bench:airgap --quick         # tiny corpora, 2 runs
+ * deno task bench:airgap --quick --baseline main --out /tmp/airgap-ab.json
  * ```
+ *
+ * `--baseline REV`: the export and the import of REV (bench/baseline.ts) run too, in the same
+ * rounds with the same config (each into its own layout and destination), and the results gain
+ * `current / baseline` rows (`targets`, which `deno task bench --baseline` adds to its own).
  *
  * @module
  */
 import { parseArgs } from "node:util";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
+import { type Baseline, gitCommit, prepareBaseline, roundOrder } from "./baseline.ts";
 import { type Corpus, FULL, pushBig, pushSmall, QUICK } from "./corpora.ts";
+import { baselineTarget, type TargetResult } from "./table.ts";
 import { banannaConfig, baseEnv, check, runBananna, type RunResult, timed } from "./tools.ts";
 
 const { values: flags } = parseArgs({
@@ -26,6 +33,10 @@ const { values: flags } = parseArgs({
     runs: { type: "string" },
     only: { type: "string", default: "small,big" },
     "big-mb": { type: "string" },
+    /** Where the results go (default bench/results/airgap-<date>.json). */
+    out: { type: "string" },
+    /** A git revision whose export and import run next to this tree's (bench/baseline.ts). */
+    baseline: { type: "string" },
   },
 });
 const sizes = { ...(flags.quick ? QUICK : FULL) };
@@ -33,6 +44,12 @@ if (flags["big-mb"]) sizes.bigBytes = Number(flags["big-mb"]) * 1024 * 1024;
 const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
 const workDir = await Deno.makeTempDir({ prefix: "bb-bench-airgap-" });
 const log = (text: string) => console.log(`[${new Date().toISOString().slice(11, 19)}] ${text}`);
+/** The unpacked --baseline revision, while the bench runs. */
+let baseline: Baseline | undefined;
+
+/** The rows of this tree's export and import. */
+const EXPORT = "bananna export";
+const IMPORT = "bananna import (source stopped)";
 
 interface Row {
   corpus: string;
@@ -43,7 +60,7 @@ interface Row {
 
 function bananna(
   args: string[],
-  options: { config: string; dest: TestRegistry },
+  options: { config: string; dest: TestRegistry; root?: string },
 ): Promise<RunResult> {
   const { config, dest } = options;
   return timed("deno", [
@@ -62,6 +79,7 @@ function bananna(
     "--non-interactive",
   ], {
     workDir,
+    cwd: options.root,
     env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest.password ?? "" },
   });
 }
@@ -86,36 +104,74 @@ async function skopeoOci(src: TestRegistry, corpus: Corpus, dir: string): Promis
   return { ms: performance.now() - start, rssKb, code: 0, stdout: "", stderr: "" };
 }
 
+/**
+ * One tree's export and import in one round: its config (own destination, own log dir), the
+ * layout its export writes and its import reads, and the tree its `main.ts` runs from.
+ */
+interface Side {
+  /** `bananna registry` for this tree, the baseline's contender name for the baseline. */
+  tool: string;
+  exportRow: Row;
+  importRow: Row;
+  root?: string;
+  config: string;
+  dest: TestRegistry;
+  layout: string;
+}
+
 async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<void> {
   const row = (tool: string) => {
     const r: Row = { corpus: corpus.name, tool, ms: [], rssKb: [] };
     rows.push(r);
     return r;
   };
-  const exportRow = row("bananna export");
+  const exportRow = row(EXPORT);
   const skopeoRow = row("skopeo copy --all oci: (loop)");
   const mirrorRow = row("bananna mirror (registry)");
-  const importRow = row("bananna import (source stopped)");
-  const layouts: string[] = [];
-  const dests: TestRegistry[] = [];
+  const trees = [{ tool: "bananna registry", exportRow, importRow: row(IMPORT) }];
+  if (baseline) {
+    trees.push({
+      tool: baseline.tool,
+      exportRow: row(`bananna export (baseline ${baseline.short})`),
+      importRow: row(`bananna import (baseline ${baseline.short})`),
+    });
+  }
+  /** Every round's sides, in the order of `trees`. */
+  const rounds: Side[][] = [];
   const add = (r: Row, out: RunResult) => {
     r.ms.push(out.ms);
     if (out.rssKb) r.rssKb.push(out.rssKb);
     log(`  ${corpus.name} / ${r.tool}: ${(out.ms / 1000).toFixed(2)} s, ${out.rssKb} KiB`);
   };
+  const what = (side: Side, step: string) =>
+    side.root ? `${step} (baseline ${baseline?.short})` : step;
   try {
     for (let i = 0; i < runs; i++) {
-      const dest = await startRegistry({ auth: "htpasswd" });
-      dests.push(dest);
-      const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
-      const config = `${workDir}/airgap-${corpus.name}-${i}.yaml`;
-      await Deno.writeTextFile(
-        config,
-        banannaConfig({ src, dest, corpus, engine: "registry", concurrency: 4, logDir, workDir }),
-      );
-      const layout = `${workDir}/layout-${corpus.name}-${i}`;
-      layouts.push(layout);
-      add(exportRow, check(await bananna(["export", "--to", layout], { config, dest }), "export"));
+      const sides: Side[] = [];
+      rounds.push(sides);
+      for (const [t, tree] of trees.entries()) {
+        const dest = await startRegistry({ auth: "htpasswd" });
+        const name = `${corpus.name}-${i}${t ? "-baseline" : ""}`;
+        const side: Side = {
+          ...tree,
+          root: t ? baseline?.dir : undefined,
+          config: `${workDir}/airgap-${name}.yaml`,
+          dest,
+          layout: `${workDir}/layout-${name}`,
+        };
+        sides.push(side);
+        const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
+        await Deno.writeTextFile(
+          side.config,
+          banannaConfig({ src, dest, corpus, engine: "registry", concurrency: 4, logDir, workDir }),
+        );
+      }
+      for (const side of roundOrder(sides, i, (s) => s.tool)) {
+        add(
+          side.exportRow,
+          check(await bananna(["export", "--to", side.layout], side), what(side, "export")),
+        );
+      }
       add(skopeoRow, await skopeoOci(src, corpus, `${workDir}/skopeo-${corpus.name}-${i}`));
       await Deno.remove(`${workDir}/skopeo-${corpus.name}-${i}`, { recursive: true });
       const direct = await startRegistry({ auth: "htpasswd" });
@@ -138,19 +194,17 @@ async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<
       await direct.stop();
     }
     await src.stop();
-    for (let i = 0; i < runs; i++) {
-      const config = `${workDir}/airgap-${corpus.name}-${i}.yaml`;
-      add(
-        importRow,
-        check(
-          await bananna(["import", "--from", layouts[i]], { config, dest: dests[i] }),
-          "import",
-        ),
-      );
-      await Deno.remove(layouts[i], { recursive: true });
+    for (const [i, sides] of rounds.entries()) {
+      for (const side of roundOrder(sides, i, (s) => s.tool)) {
+        add(
+          side.importRow,
+          check(await bananna(["import", "--from", side.layout], side), what(side, "import")),
+        );
+        await Deno.remove(side.layout, { recursive: true });
+      }
     }
   } finally {
-    for (const d of dests) await d.stop();
+    for (const side of rounds.flat()) await side.dest.stop();
   }
 }
 
@@ -188,13 +242,51 @@ async function main() {
       med(corpus, "bananna mirror");
   }
   for (const [name, ratio] of Object.entries(ratios)) console.log(`${name}: ${ratio.toFixed(2)}x`);
-  const file = new URL(
+  const targets = baseline ? abTargets(rows, baseline) : [];
+  for (const t of targets) {
+    console.log(`${t.name}: ${t.value?.toFixed(2) ?? "-"}x (${t.detail ?? ""})`);
+  }
+  const file = flags.out ?? new URL(
     `./results/airgap-${new Date().toISOString().slice(0, 10)}.json`,
     import.meta.url,
+  ).pathname;
+  const commits = {
+    commit: await gitCommit(),
+    ...(baseline ? { baseline: { rev: baseline.rev, commit: baseline.commit } } : {}),
+  };
+  await Deno.writeTextFile(
+    file,
+    JSON.stringify({ sizes, runs, ...commits, rows, ratios, targets }, null, 2) + "\n",
   );
-  await Deno.writeTextFile(file, JSON.stringify({ sizes, runs, rows, ratios }, null, 2) + "\n");
-  log(`written ${file.pathname}`);
+  log(`written ${file}`);
   await Deno.remove(workDir, { recursive: true });
 }
 
-await main();
+/** `<corpus> export|import: current / baseline <short>` from the rows of both trees. */
+function abTargets(rows: Row[], b: Baseline): TargetResult[] {
+  const out: TargetResult[] = [];
+  for (const [step, tool] of [["export", EXPORT], ["import", IMPORT]]) {
+    for (const current of rows.filter((r) => r.tool === tool)) {
+      const base = rows.find((r) =>
+        r.corpus === current.corpus && r.tool === `bananna ${step} (baseline ${b.short})`
+      );
+      if (!base) continue;
+      out.push(baselineTarget(
+        `airgap ${current.corpus} ${step}: current / baseline ${b.short} (time)`,
+        current.ms,
+        base.ms,
+      ));
+    }
+  }
+  return out;
+}
+
+if (flags.baseline) {
+  baseline = await prepareBaseline(flags.baseline);
+  log(`baseline ${baseline.rev}: ${baseline.commit} unpacked in ${baseline.dir}`);
+}
+try {
+  await main();
+} finally {
+  await baseline?.remove();
+}

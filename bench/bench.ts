@@ -9,18 +9,29 @@
  * deno task bench                      # full sizes (several minutes)
  * deno task bench --quick              # tiny corpora, 2 runs (development); or BENCH_QUICK=1
  * deno task bench --runs 5 --only small,many --no-docker
+ * deno task bench --only small,many,airgap --no-docker --baseline main --out /tmp/ab.json
  * ```
+ *
+ * `--baseline REV` adds `bananna registry (baseline <short>)` next to `bananna registry` in
+ * `small`, `many` and the air-gap bench (export and import): REV unpacked from git
+ * (bench/baseline.ts), run round-robin with the current tree in this invocation, both with the
+ * same config (`operation.concurrency` pinned to the current default unless --concurrency is
+ * given, so a changed default is not read as a change of speed); the targets gain a
+ * `current / baseline` row per scenario and the results both commits.
  *
  * @module
  */
 import { parseArgs } from "node:util";
+import { operationSchema } from "../lib/config/schema.ts";
 import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 import { type PagingProxy, startPagingProxy } from "../tests/support/paging_proxy.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
+import { type Baseline, gitCommit, prepareBaseline, roundOrder } from "./baseline.ts";
 import { type Corpus, FULL, pushBig, pushMany, pushSelect, pushSmall, QUICK } from "./corpora.ts";
 import { scaleScenario } from "./scale.ts";
 import { startupScenario } from "./startup.ts";
 import {
+  baselineTargets,
   BW_HIGH,
   BW_LIMITED,
   type CaseResult,
@@ -88,6 +99,8 @@ const { values: flags } = parseArgs({
     "cpu-prof": { type: "string" },
     /** Log every docker CLI call (subcommand, ms) of the docker contenders through a PATH shim. */
     "trace-docker": { type: "boolean", default: false },
+    /** A git revision to run next to this tree in small, many and airgap (bench/baseline.ts). */
+    baseline: { type: "string" },
   },
 });
 const sizes = { ...(flags.quick ? QUICK : FULL) };
@@ -96,7 +109,14 @@ const onlyTools = flags.tools?.split(",").map((t) => t.trim());
 const denoFlags = flags["cpu-prof"] ? ["--cpu-prof", `--cpu-prof-dir=${flags["cpu-prof"]}`] : [];
 const runs = Number(flags.runs ?? (flags.quick ? 2 : 3));
 const only = new Set(flags.only.split(","));
-const concurrency = flags.concurrency ? Number(flags.concurrency) : undefined;
+/** With --baseline, both trees get the same concurrency: this tree's default unless given. */
+const concurrency = flags.concurrency
+  ? Number(flags.concurrency)
+  : flags.baseline
+  ? operationSchema.parse({}).concurrency
+  : undefined;
+/** The unpacked --baseline revision, while the bench runs (see the end of this file). */
+let baseline: Baseline | undefined;
 if (flags.stat !== "median" && flags.stat !== "min") throw new Error("--stat is median or min");
 useStatistic(flags.stat);
 const sweep = flags.sweep ? flags.sweep.split(",").map(Number) : [];
@@ -290,7 +310,7 @@ async function cold(
   const rows = contenders.map((c) => ({ c, result: caseFor(scenario, c.tool, corpus.bytes) }));
   try {
     for (let i = 0; i < count; i++) {
-      for (const { c, result } of rows) {
+      for (const { c, result } of roundOrder(rows, i, (r) => r.c.tool)) {
         if (result.status !== "ok") continue;
         if (c.docker && typeof docker === "string") {
           result.status = "not runnable";
@@ -380,7 +400,7 @@ async function noop(
       }
     }
     for (let i = 0; i < runs; i++) {
-      for (const { c, result, reg, logDir, env } of prepared) {
+      for (const { c, result, reg, logDir, env } of roundOrder(prepared, i, (p) => p.c.tool)) {
         if (result.status !== "ok") continue;
         try {
           const srcFrom = await logLength(src);
@@ -447,6 +467,23 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
           denoFlags,
         }),
     },
+    ...(baseline ? [baseline] : []).map((b): Contender => ({
+      tool: b.tool,
+      sameDigest: true,
+      run: (dest, logDir) =>
+        runBananna({
+          src,
+          dest,
+          corpus,
+          engine: "registry",
+          concurrency,
+          updateLatest: "default",
+          logDir,
+          workDir,
+          denoFlags,
+          root: b.dir,
+        }),
+    })),
     ...sweep.map((n): Contender => ({
       tool: `bananna registry (concurrency ${n})`,
       sameDigest: true,
@@ -567,7 +604,7 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
   );
 }
 
-async function main() {
+async function main(): Promise<string> {
   log(`bench: ${flags.quick ? "QUICK" : "full"} sizes, ${runs} runs, work dir ${workDir}`);
   const env = await environment();
   await using src = await startRegistry();
@@ -599,6 +636,7 @@ async function main() {
         small,
         contenders(src, small, [
           "bananna registry",
+          ...(baseline ? [baseline.tool] : []),
           "bananna docker",
           "skopeo sync",
           "docker loop",
@@ -617,6 +655,7 @@ async function main() {
         many,
         contenders(src, many, [
           "bananna registry",
+          ...(baseline ? [baseline.tool] : []),
           NOOP_NO_SIGNATURES,
           NOOP_NO_LATEST,
           "bananna docker",
@@ -666,6 +705,7 @@ async function main() {
   const targets = [
     ...evaluateTargets(cases, manyTags, { limit: LIMIT, bigBytes: corpora.big?.bytes }),
     ...(only.has("select") ? selectTargets(cases, sizes.selectTags) : []),
+    ...baselineTargets(cases),
   ];
   console.log("\n" + formatTable(cases, targets));
   const date = new Date().toISOString().slice(0, 10);
@@ -686,6 +726,9 @@ async function main() {
           floorParallel,
           updateLatest: "default (true) for bananna-bot registry/docker; false for select",
           commit: await gitCommit(),
+          ...(baseline
+            ? { baseline: { rev: baseline.rev, commit: baseline.commit, short: baseline.short } }
+            : {}),
         },
         ...env,
         corpora,
@@ -699,6 +742,7 @@ async function main() {
   log(`results written to ${out}`);
   if (flags.keep) log(`work dir kept: ${workDir}`);
   else await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  return out;
 }
 
 /**
@@ -759,19 +803,17 @@ async function pagePaths(paging: PagingProxy, repository: string): Promise<strin
   return paths;
 }
 
-/** The commit measured (with `-dirty` when the tree has changes), or "unknown". */
-async function gitCommit(): Promise<string> {
-  const git = (args: string[]) =>
-    new Deno.Command("git", { args, stdout: "piped", stderr: "null" }).output()
-      .then((o) => new TextDecoder().decode(o.stdout).trim()).catch(() => "");
-  const head = await git(["rev-parse", "--short", "HEAD"]);
-  const dirty = await git(["status", "--porcelain", "--", "lib", "main.ts", "bench"]);
-  return head ? `${head}${dirty ? "-dirty" : ""}` : "unknown";
+if (flags.baseline) {
+  baseline = await prepareBaseline(flags.baseline);
+  log(`baseline ${baseline.rev}: ${baseline.commit} unpacked in ${baseline.dir}`);
 }
-
-await main();
-if (only.has("airgap")) await airgap();
-if (only.has("platforms")) await platforms();
+try {
+  const out = await main();
+  if (only.has("airgap")) await airgap(out);
+  if (only.has("platforms")) await platforms();
+} finally {
+  await baseline?.remove();
+}
 
 /** Run bench/<script> in its own process with the common flags (`--quick`, `--runs`) and `extra`. */
 async function benchScript(script: string, what: string, extra: string[] = []) {
@@ -804,10 +846,24 @@ async function platforms() {
 
 /**
  * The export/import figures: bench/airgap.ts (also `deno task bench:airgap`) in its own
- * process, after the others (it starts its own registries and writes airgap-<date>.json).
+ * process, after the others (it starts its own registries and writes airgap-<date>.json, or
+ * `<--out>-airgap.json`). With --baseline, its `current / baseline` rows join this run's targets
+ * in `out`.
  */
-async function airgap() {
+async function airgap(out: string) {
+  const airgapOut = flags.out || baseline ? out.replace(/\.json$/, "") + "-airgap.json" : undefined;
   await benchScript("airgap.ts", "airgap: export/import", [
     ...(flags["big-mb"] ? ["--big-mb", flags["big-mb"]] : []),
+    ...(airgapOut ? ["--out", airgapOut] : []),
+    ...(baseline ? ["--baseline", baseline.commit] : []),
   ]);
+  if (!baseline || !airgapOut) return;
+  const rows = await Deno.readTextFile(airgapOut).then((t) => JSON.parse(t).targets, () => []);
+  if (!Array.isArray(rows) || rows.length === 0) return;
+  const results = JSON.parse(await Deno.readTextFile(out));
+  results.targets.push(...rows);
+  results.airgap = airgapOut;
+  await Deno.writeTextFile(out, JSON.stringify(results, null, 2) + "\n");
+  console.log("\n" + formatTable([], rows).split("\n").slice(2).join("\n"));
+  log(`airgap's ${rows.length} current / baseline rows added to ${out}`);
 }

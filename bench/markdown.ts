@@ -69,7 +69,7 @@ export function markdown(r: Results): string {
       } ${t.unit}`;
     const limit = t.info ? "-" : `${t.direction} ${t.limit}${t.unit === "x" ? "x" : ` ${t.unit}`}`;
     const result = t.status === "PASS" ? "met" : t.status === "MISS" ? "**missed**" : t.status;
-    out.push(row([t.name, value, limit, result]));
+    out.push(row([t.name, value, limit, t.detail ? `${result} (${t.detail})` : result]));
   }
   return out.join("\n") + "\n";
 }

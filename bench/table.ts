@@ -4,6 +4,7 @@
  *
  * @module
  */
+import { baselineOf } from "./baseline.ts";
 
 /** One run of one contender. */
 export interface Sample {
@@ -332,6 +333,41 @@ function scaleTargets(cases: CaseResult[]): TargetResult[] {
   ];
 }
 
+/**
+ * A/B of one scenario (`--baseline`): the current tree's time over the baseline's, from the
+ * statistic of each side's runs, with the ratio of each round's pair (run i of both, which ran one
+ * after the other) as the detail: the pairs show how far the noise of the machine reaches.
+ */
+export function baselineTarget(name: string, current: number[], baseline: number[]): TargetResult {
+  const value = ratio(stats(current)[statistic], stats(baseline)[statistic]);
+  const pairs = current.slice(0, baseline.length).map((c, i) => c / baseline[i]);
+  return {
+    ...target(name, value, { limit: Infinity, unit: "x", direction: "<=", info: true }),
+    ...(pairs.length ? { detail: `per round ${pairs.map((p) => p.toFixed(2)).join(", ")}` } : {}),
+  };
+}
+
+/**
+ * The A/B rows of a `--baseline` invocation: for every scenario holding a baseline contender
+ * (`bananna registry (baseline <short>)`, bench/baseline.ts) and `bananna registry`,
+ * `<scenario>: current / baseline <short> (time)`.
+ */
+export function baselineTargets(cases: CaseResult[]): TargetResult[] {
+  const out: TargetResult[] = [];
+  for (const c of cases) {
+    const short = baselineOf(c.tool);
+    if (!short || c.status !== "ok") continue;
+    const current = find(cases, c.scenario, "bananna registry");
+    if (!current) continue;
+    out.push(baselineTarget(
+      `${c.scenario}: current / baseline ${short} (time)`,
+      current.samples.map(ms),
+      c.samples.map(ms),
+    ));
+  }
+  return out;
+}
+
 /** Tool names of the two `select no-op` contenders. */
 export const SELECT_RULES = "bananna registry (rules)";
 /** The explicit-`images` contender of `select no-op`. */
@@ -416,7 +452,7 @@ export function formatTable(cases: CaseResult[], targets: TargetResult[]): strin
       c.status === "ok" ? (c.note ?? "") : `${c.status.toUpperCase()}: ${c.note ?? ""}`,
     ]);
   }
-  const targetRows = [["target", "value", "limit", "result"]];
+  const targetRows = [["target", "value", "limit", "result", "detail"]];
   for (const t of targets) {
     const value = t.value === undefined
       ? "-"
@@ -430,6 +466,7 @@ export function formatTable(cases: CaseResult[], targets: TargetResult[]): strin
       value,
       t.info ? "-" : `${t.direction} ${t.limit}${t.unit === "x" ? "x" : " " + t.unit}`,
       t.status,
+      t.detail ?? "",
     ]);
   }
   return `${pad(rows)}\n\n${pad(targetRows)}`;

@@ -101,6 +101,8 @@ export interface BanannaOptions {
   env?: Record<string, string>;
   /** Extra deno flags, e.g. `--cpu-prof`. */
   denoFlags?: string[];
+  /** The tree whose `main.ts` runs (an unpacked `--baseline`, bench/baseline.ts). @default this tree */
+  root?: string;
   /**
    * Name the corpus's tags by its `selection` rule (a `repositories` entry) instead of listing
    * them as `images` (the `select` corpus only).
@@ -173,6 +175,7 @@ export async function runBananna(options: BanannaOptions): Promise<RunResult> {
     "--non-interactive",
   ], {
     workDir: options.workDir,
+    cwd: options.root,
     env: { ...baseEnv(), ...options.env, BENCH_DEST_PASSWORD: options.dest.password ?? "" },
   });
 }
