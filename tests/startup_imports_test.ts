@@ -69,3 +69,18 @@ Deno.test("startup imports: argv parsing, --help and --version load no npm packa
   );
   assert.deepEqual(found, [], "main.ts loads these before it knows the command");
 });
+
+/** Packages no run needs before its first request (each is loaded where it is used). */
+const NOT_AT_START = ["npm:yaml", "npm:tar-stream", "npm:@inquirer/prompts"];
+
+for (
+  const [command, entry] of [
+    ["validate", "lib/cli/validate_command.ts"],
+    ["mirror", "lib/cli/mirror_command.ts"],
+  ]
+) {
+  Deno.test(`startup imports: ${command} loads none of ${NOT_AT_START.join(", ")} at start`, async () => {
+    const found = await heavyLoads(entry, (name) => NOT_AT_START.includes(name));
+    assert.deepEqual(found, [], `${entry} loads these before it starts`);
+  });
+}

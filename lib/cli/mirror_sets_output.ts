@@ -8,7 +8,6 @@
 import { errorMessage, UsageError } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import type { Report } from "../mirror/report.ts";
-import { mappingsFromEntries, writeMirrorSets } from "../openshift/mirror_sets.ts";
 import type { SessionContext } from "./run_session.ts";
 
 const OP = "Mirror";
@@ -52,6 +51,8 @@ export async function writeRunMirrorSets(
     return true;
   }
   try {
+    // Loaded only here: most runs write no mirror sets, and it brings the YAML writer.
+    const { mappingsFromEntries, writeMirrorSets } = await import("../openshift/mirror_sets.ts");
     // Names and mirrorSourcePolicy from the config's openshift.mirrorSets (kept in the report).
     const n = await writeMirrorSets(path, mappingsFromEntries(report.entries), report.mirrorSets);
     const what = `${n.digestSources} repositories by digest, ${n.tagSources} by tag`;

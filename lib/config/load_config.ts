@@ -253,7 +253,7 @@ async function readRaw(
     return fail(`cannot read ${file}: ${error instanceof Error ? error.message : error}`);
   }
   const isJson = /\.json$/i.test(file);
-  const parsed = parseConfigText(text, { isJson });
+  const parsed = await parseConfigText(text, { isJson });
   if ("problems" in parsed) return parsed;
   const value = parsed.value;
   if (value === null || typeof value !== "object" || Array.isArray(value)) {

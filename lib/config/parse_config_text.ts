@@ -4,10 +4,16 @@
  * the result), duplicate YAML keys found in one pass (the parser's own check is quadratic in the
  * keys of a map), `__proto__` refused as a name. Every problem carries its path.
  *
+ * YAML in the plain subset configs are written in is read by plain_yaml.ts (fast, on every run);
+ * anything else by the `yaml` package, loaded only then, which names the line of each error.
+ *
  * @module
  */
-import { isMap, isScalar, isSeq, type Node as YamlNode, parseDocument } from "yaml";
+import type { Node as YamlNode } from "yaml";
 import type { ConfigProblem } from "../errors.ts";
+import { readPlainYaml } from "./plain_yaml.ts";
+
+type Yaml = typeof import("yaml");
 
 /** The deepest nesting accepted (a real config is 5 levels deep). */
 const MAX_CONFIG_DEPTH = 32;
@@ -25,11 +31,11 @@ export function formatPath(path: readonly PropertyKey[]): string {
 }
 
 /** Parse config text (JSON when `isJson`, else YAML); a syntax or nesting problem otherwise. */
-export function parseConfigText(
+export async function parseConfigText(
   text: string,
   options: { isJson: boolean },
-): { value: unknown } | { problems: ConfigProblem[] } {
-  return options.isJson ? parseJson(text) : parseYamlText(text);
+): Promise<{ value: unknown } | { problems: ConfigProblem[] }> {
+  return options.isJson ? parseJson(text) : await parseYamlText(text);
 }
 
 function nestedTooDeeply(where: string): string {
@@ -56,13 +62,18 @@ function parseJson(text: string): { value: unknown } | { problems: ConfigProblem
  * YAML to plain data. Duplicate keys are found here in one pass (the parser's own check compares
  * every key with every other: quadratic in the keys of a map); aliases are capped by the parser.
  */
-function parseYamlText(text: string): { value: unknown } | { problems: ConfigProblem[] } {
+async function parseYamlText(
+  text: string,
+): Promise<{ value: unknown } | { problems: ConfigProblem[] }> {
   const fail = (message: string) => ({ problems: [{ path: "", message }] });
   const deep = yamlTooDeep(text);
   if (deep) return fail(nestedTooDeeply(` at ${deep}`));
+  const plain = readPlainYaml(text);
+  if (plain !== undefined) return { value: plain };
+  const yaml: Yaml = await import("yaml");
   let doc;
   try {
-    doc = parseDocument(text, { uniqueKeys: false, prettyErrors: true });
+    doc = yaml.parseDocument(text, { uniqueKeys: false, prettyErrors: true });
   } catch (error) {
     if (error instanceof RangeError) return fail(nestedTooDeeply(""));
     throw error;
@@ -77,7 +88,7 @@ function parseYamlText(text: string): { value: unknown } | { problems: ConfigPro
     return fail(`YAML syntax error: ${message}`);
   }
   const duplicates: ConfigProblem[] = [];
-  findDuplicateKeys(doc.contents, [], duplicates);
+  findDuplicateKeys(yaml, doc.contents, [], duplicates);
   if (duplicates.length) return { problems: duplicates };
   try {
     return { value: doc.toJS({ maxAliasCount: 100 }) };
@@ -136,25 +147,26 @@ function yamlTooDeep(text: string): string | undefined {
 }
 
 function findDuplicateKeys(
+  yaml: Yaml,
   node: YamlNode | null | undefined | unknown,
   path: (string | number)[],
   problems: ConfigProblem[],
 ): void {
   if (path.length > MAX_CONFIG_DEPTH) return; // checkShape reports the depth
-  if (isMap(node)) {
+  if (yaml.isMap(node)) {
     const seen = new Set<string>();
     for (const pair of node.items) {
-      const key = isScalar(pair.key) ? String(pair.key.value) : undefined;
+      const key = yaml.isScalar(pair.key) ? String(pair.key.value) : undefined;
       if (key !== undefined) {
         if (seen.has(key)) {
           problems.push({ path: formatPath([...path, key]), message: `duplicate key "${key}"` });
         }
         seen.add(key);
       }
-      findDuplicateKeys(pair.value, [...path, key ?? "?"], problems);
+      findDuplicateKeys(yaml, pair.value, [...path, key ?? "?"], problems);
     }
-  } else if (isSeq(node)) {
-    node.items.forEach((item, i) => findDuplicateKeys(item, [...path, i], problems));
+  } else if (yaml.isSeq(node)) {
+    node.items.forEach((item, i) => findDuplicateKeys(yaml, item, [...path, i], problems));
   }
 }
 
