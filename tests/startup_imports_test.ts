@@ -71,7 +71,7 @@ Deno.test("startup imports: argv parsing, --help and --version load no npm packa
 });
 
 /** Packages no run needs before its first request (each is loaded where it is used). */
-const NOT_AT_START = ["npm:yaml", "npm:tar-stream", "npm:@inquirer/prompts"];
+const NOT_AT_START = ["npm:yaml", "npm:semver", "npm:tar-stream", "npm:@inquirer/prompts"];
 
 for (
   const [command, entry] of [

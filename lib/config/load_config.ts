@@ -139,7 +139,7 @@ export async function checkConfig(
       registryNames,
       strict: options.strict,
     })),
-    ...checkRepositoryRules(config, data, {
+    ...await checkRepositoryRules(config, data, {
       registryNames,
       entriesWritten: countEntries(raw.value),
     }),

@@ -15,7 +15,10 @@ import type { ConfigProblem } from "../errors.ts";
 import { isValidDestinationRepository, knownTargets } from "./config_rules.ts";
 import { formatPath } from "./parse_config_text.ts";
 import type { ResolvedConfig, ResolvedImage, ResolvedRepository, ValidConfig } from "./schema.ts";
-import { checkTagRules, compileTagRules, tagDropReason, type TagRules } from "./tag_rules.ts";
+import type { TagRules } from "./tag_rules.ts";
+
+/** tag_rules.ts, loaded (with the semver package) only for a config with `repositories`. */
+type TagRulesModule = typeof import("./tag_rules.ts");
 
 /** Options for {@link checkRepositoryRules}. */
 export interface RepositoryRuleOptions {
@@ -70,11 +73,11 @@ function sourceName(source: { registry: string; repository: string }): string {
  * @param config The resolved config (entries whose key did not parse are absent).
  * @param data The validated (or salvaged) config, for `operation.updateLatest`.
  */
-export function checkRepositoryRules(
+export async function checkRepositoryRules(
   config: ResolvedConfig,
   data: ValidConfig,
   options: RepositoryRuleOptions = {},
-): ConfigProblem[] {
+): Promise<ConfigProblem[]> {
   const problems: ConfigProblem[] = [];
   const err = (path: string, message: string) => problems.push({ path, message });
   const warn = (path: string, message: string) =>
@@ -89,6 +92,9 @@ export function checkRepositoryRules(
       "nothing to mirror: add an entry to images (one tag each) or to repositories (tags selected by rules)",
     );
   }
+  // Without repositories entries nothing below applies (an image conflicts only with one).
+  if (config.repositories.length === 0) return problems;
+  const tagRules: TagRulesModule = await import("./tag_rules.ts");
 
   const sources = new Map<string, string>();
   const destinations = new Map<string, ResolvedRepository>();
@@ -131,7 +137,8 @@ export function checkRepositoryRules(
       );
     }
     const tags = entry.tags;
-    for (const problem of checkTagRules(tags, { updateLatest: data.operation.updateLatest })) {
+    const updateLatest = data.operation.updateLatest;
+    for (const problem of tagRules.checkTagRules(tags, { updateLatest })) {
       problems.push({ ...problem, path: `${at}.tags.${problem.path}` });
     }
     if (
@@ -156,7 +163,9 @@ export function checkRepositoryRules(
       const registry = config.registries[target];
       const other = destinations.get(`${target}:${registry.namespace}/${image.repository}`);
       if (other === undefined || other === entry) return;
-      if (image.source.tag === undefined || !canSelect(image.source.tag, other.tags)) return;
+      if (image.source.tag === undefined || !canSelect(tagRules, image.source.tag, other.tags)) {
+        return;
+      }
       err(
         `${at}.targets[${i}]`,
         `"${image.key}" and ${
@@ -203,9 +212,9 @@ function checkPair(
 }
 
 /** Could the rules select `tag`? False when they do not compile (reported on their own). */
-function canSelect(tag: string, rules: TagRules): boolean {
+function canSelect(tagRules: TagRulesModule, tag: string, rules: TagRules): boolean {
   try {
-    return tagDropReason(tag, compileTagRules(rules)) === null;
+    return tagRules.tagDropReason(tag, tagRules.compileTagRules(rules)) === null;
   } catch {
     return false;
   }

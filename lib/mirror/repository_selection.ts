@@ -12,7 +12,7 @@ import type { ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import type { Code } from "../log/codes.ts";
 import { formatReference, type Reference } from "../registry/reference.ts";
-import { selectTags, type TagSelection } from "./tag_selection.ts";
+import type { TagSelection } from "./tag_selection.ts";
 
 /** Lists the tags of a source repository (every page). */
 export type ListTags = (
@@ -53,6 +53,9 @@ export async function selectRepositories(
       if (listed.length === 0) {
         return failed(repository, "IMAGE_NOT_FOUND", `Source repository ${key} lists no tags`);
       }
+      // Loaded here, while the listings run: a config without repositories never needs it (nor
+      // the semver package it brings).
+      const { selectTags } = await import("./tag_selection.ts");
       return { repository, listed, selection: selectTags(listed, repository.tags) };
     } catch (error) {
       if (options.signal?.aborted) throw error;
