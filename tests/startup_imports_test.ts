@@ -84,3 +84,11 @@ for (
     assert.deepEqual(found, [], `${entry} loads these before it starts`);
   });
 }
+
+Deno.test("startup imports: validate, which makes no request, loads no HTTP transport at start", async () => {
+  const found = await heavyLoads(
+    "lib/cli/validate_command.ts",
+    (name) => name === "lib/registry/http_transport.ts",
+  );
+  assert.deepEqual(found, [], "validate loads the transport before it starts");
+});

@@ -5,7 +5,6 @@
  *
  * @module
  */
-import { requiredScopes } from "../mirror/quay_repositories.ts";
 import type { ValidateCommand } from "./args.ts";
 import type { Io } from "./io.ts";
 import { createTerminal } from "./terminal.ts";
@@ -48,8 +47,12 @@ export async function runValidate(cmd: ValidateCommand, io: Io): Promise<number>
         r.robot ? `, pushes as robot ${r.robot}` : ""
       }`,
     );
+    // Loaded for a Quay target only: quay_repositories.ts brings the HTTP transport.
     const scopes = r.kind === "quay" && r.apiToken
-      ? requiredScopes(r, config.operation.createReposIfNotExists)
+      ? (await import("../mirror/quay_repositories.ts")).requiredScopes(
+        r,
+        config.operation.createReposIfNotExists,
+      )
       : [];
     for (const scope of scopes) terminal.line(`    API token scope ${scope}`);
   }
