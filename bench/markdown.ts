@@ -7,12 +7,18 @@
  * deno run --allow-read bench/markdown.ts bench/results/<file>.json
  * ```
  *
+ * A results file of `deno task bench --baseline REV` gets one more table, before and after: each
+ * scenario's median for both trees, the ratio and each round's pair (the air-gap figures from the
+ * `<out>-airgap.json` it names).
+ *
  * @module
  */
 import { type CaseResult, stats, type TargetResult } from "./table.ts";
 
 interface Results {
   date: string;
+  /** `--baseline` with airgap: the air-gap results file. */
+  airgap?: string;
   runs: number;
   settings: Record<string, unknown>;
   versions: Record<string, string>;
@@ -74,8 +80,63 @@ export function markdown(r: Results): string {
   return out.join("\n") + "\n";
 }
 
+/** Rows of bench/airgap.ts's results: one tree's export or import of one corpus. */
+export interface AirgapRow {
+  corpus: string;
+  tool: string;
+  ms: number[];
+}
+
+/**
+ * The before-and-after table of a `--baseline` results file: per scenario, this tree's median,
+ * the baseline's, `current / baseline` and each round's pair. Empty without a baseline.
+ */
+export function beforeAfter(r: Results, airgap: AirgapRow[] = []): string {
+  const base = r.settings.baseline as { short: string } | undefined;
+  if (!base) return "";
+  const abRows = r.targets.filter((t) => / current \/ baseline /.test(t.name));
+  if (abRows.length === 0) return "";
+  const median = (values?: number[]) => values?.length ? stats(values).median : undefined;
+  const out = [
+    row(["scenario", `${r.settings.commit}`, `baseline ${base.short}`, "ratio", "per round"]),
+    row(["---", "---", "---", "---", "---"]),
+  ];
+  for (const t of abRows) {
+    const scenario = t.name.replace(/: current \/ baseline .*$/, "");
+    let current: number | undefined;
+    let before: number | undefined;
+    const air = /^airgap (\S+) (export|import)$/.exec(scenario);
+    if (air) {
+      const [, corpus, step] = air;
+      const mine = step === "export" ? "bananna export" : "bananna import (source stopped)";
+      const theirs = `bananna ${step} (baseline ${base.short})`;
+      current = median(airgap.find((a) => a.corpus === corpus && a.tool === mine)?.ms);
+      before = median(airgap.find((a) => a.corpus === corpus && a.tool === theirs)?.ms);
+    } else {
+      const pick = (tool: string) =>
+        r.cases.find((c) => c.scenario === scenario && c.tool === tool)?.samples.map((s) => s.ms);
+      current = median(pick("bananna registry"));
+      before = median(pick(`bananna registry (baseline ${base.short})`));
+    }
+    out.push(row([
+      scenario,
+      seconds(current),
+      seconds(before),
+      t.value === undefined ? "-" : `${t.value.toFixed(2)}x`,
+      (t.detail ?? "").replace(/^per round /, ""),
+    ]));
+  }
+  return out.join("\n") + "\n";
+}
+
 if (import.meta.main) {
   const file = Deno.args[0];
   if (!file) throw new Error("usage: deno run --allow-read bench/markdown.ts RESULTS.json");
-  console.log(markdown(JSON.parse(await Deno.readTextFile(file))));
+  const results: Results = JSON.parse(await Deno.readTextFile(file));
+  console.log(markdown(results));
+  const airgap = results.airgap
+    ? JSON.parse(await Deno.readTextFile(results.airgap)).rows as AirgapRow[]
+    : [];
+  const ab = beforeAfter(results, airgap);
+  if (ab) console.log(ab);
 }

@@ -6,6 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { baselineOf, baselineTool, prepareBaseline, roundOrder } from "../../bench/baseline.ts";
+import { beforeAfter } from "../../bench/markdown.ts";
 import { baselineTarget, baselineTargets, type CaseResult } from "../../bench/table.ts";
 import { ROOT } from "../support/cli.ts";
 
@@ -101,4 +102,44 @@ Deno.test({
       /--baseline no-such-revision-xyz: not a commit/,
     );
   },
+});
+
+Deno.test("beforeAfter: a table row per current / baseline row, air-gap medians from its rows", () => {
+  const tool = baselineTool("dd5f253");
+  const cases: CaseResult[] = [
+    {
+      scenario: "small cold",
+      tool: "bananna registry",
+      status: "ok",
+      samples: samples(3000, 5000),
+    },
+    { scenario: "small cold", tool, status: "ok", samples: samples(4000, 6000) },
+  ];
+  const results = {
+    date: "2026-12-04T13:00:00Z",
+    runs: 2,
+    settings: {
+      commit: "abcdef0",
+      baseline: { rev: "dd5f253", commit: "dd5f253x", short: "dd5f253" },
+    },
+    versions: {},
+    machine: { nproc: 2, memoryMB: 1, cpu: "x", loadavg: [1, 1, 1] },
+    corpora: {},
+    cases,
+    targets: [
+      ...baselineTargets(cases),
+      baselineTarget("airgap big import: current / baseline dd5f253 (time)", [2000], [1000]),
+    ],
+  };
+  const airgap = [
+    { corpus: "big", tool: "bananna import (source stopped)", ms: [2000] },
+    { corpus: "big", tool: "bananna import (baseline dd5f253)", ms: [1000] },
+  ];
+  assert.deepEqual(beforeAfter(results, airgap).trim().split("\n"), [
+    "| scenario | abcdef0 | baseline dd5f253 | ratio | per round |",
+    "| --- | --- | --- | --- | --- |",
+    "| small cold | 4.00 s | 5.00 s | 0.80x | 0.75, 0.83 |",
+    "| airgap big import | 2.00 s | 1.00 s | 2.00x | 2.00 |",
+  ]);
+  assert.equal(beforeAfter({ ...results, settings: { commit: "abcdef0" } }), "");
 });
