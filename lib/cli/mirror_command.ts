@@ -12,20 +12,21 @@ import { loadConfig } from "../config/load_config.ts";
 import type { ResolvedImage, ResolvedRepository } from "../config/schema.ts";
 import { UsageError } from "../errors.ts";
 import { createMirrorRun } from "../mirror/mirror_run.ts";
-import {
-  resolveShard,
-  selectShard,
-  shardDir,
-  shardLine,
-  shardReportPath,
-} from "../mirror/shard.ts";
+import type { Shard } from "../mirror/shard.ts";
 import { formatReference } from "../registry/reference.ts";
 import { runCommand } from "./run_session.ts";
 import { mirrorSetsAfterStep, refuseDockerMirrorSets } from "./mirror_sets_output.ts";
 
 /** Run `bananna-bot mirror`. */
 export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
-  const shard = resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env });
+  // shard.ts only when one of its three inputs is given (without them there is no shard, and
+  // nothing to refuse): its rendezvous hash brings node:crypto and part of Deno's Node layer.
+  const sharding =
+    cmd.shard === undefined && cmd.shards === undefined && io.env.JOB_COMPLETION_INDEX === undefined
+      ? null
+      : await import("../mirror/shard.ts");
+  const shard: Shard | null =
+    sharding?.resolveShard({ shard: cmd.shard, shards: cmd.shards, env: io.env }) ?? null;
   const loaded = await loadConfig(cmd.config, { env: io.env, cwd: io.cwd });
   refuseDockerMirrorSets(cmd.openshiftMirrorSets, {
     engine: loaded.operation.engine,
@@ -33,9 +34,11 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
   });
   const selected = selectEntries(loaded, cmd.only);
   // A shard: only its destination repositories, before any read; its own lock, state and log.
-  const { images, repositories } = shard ? selectShard(loaded, selected, shard) : selected;
-  const config = shard
-    ? { ...loaded, log: { ...loaded.log, dir: shardDir(loaded.log.dir, shard) } }
+  const { images, repositories } = sharding && shard
+    ? sharding.selectShard(loaded, selected, shard)
+    : selected;
+  const config = sharding && shard
+    ? { ...loaded, log: { ...loaded.log, dir: sharding.shardDir(loaded.log.dir, shard) } }
     : loaded;
   const mirrorSets = cmd.openshiftMirrorSets;
   return await runCommand(io, {
@@ -43,17 +46,17 @@ export async function runMirror(cmd: MirrorCommand, io: Io): Promise<number> {
     config,
     dryRun: cmd.dryRun,
     reportPath: cmd.report,
-    lastReport: shard ? shardReportPath(loaded.log.dir, shard) : undefined,
+    lastReport: sharding && shard ? sharding.shardReportPath(loaded.log.dir, shard) : undefined,
     // A shard's dir is made inside the log dir: never followed through a planted link.
     refuseLink: shard ? "a shard's log dir" : undefined,
     shard,
     publish: { metricsFile: cmd.metricsFile && absolutePath(cmd.metricsFile, io.cwd) },
     run: async (context) => {
-      if (shard) {
+      if (sharding && shard) {
         context.logger.info(
           "MIRROR_START",
           "Mirror",
-          shardLine(shard, selected, { images, repositories }),
+          sharding.shardLine(shard, selected, { images, repositories }),
         );
       }
       await using run = createMirrorRun({

@@ -91,7 +91,7 @@ export class PlatformCopy {
       return await this.#sparse(top, parsed, pick.kept, outcome, !whole);
     }
     const bytes = rewriteIndex(top.bytes, pick.kept, top.digest, request.wanted);
-    const rewritten = { mediaType: top.mediaType, digest: sha256Digest(bytes), bytes };
+    const rewritten = { mediaType: top.mediaType, digest: await sha256Digest(bytes), bytes };
     const result = await this.#write(rewritten, parsed, pick.kept, outcome, false);
     if (result.status === "pushed") {
       this.#o.emit({

@@ -128,7 +128,7 @@ export class LayoutStore implements ArtifactStore {
     manifest: { mediaType: string; bytes: Uint8Array },
   ): Promise<string> {
     const ref = this.#digestOfPinnedTag(repository, tagOrDigest);
-    const digest = sha256Digest(manifest.bytes);
+    const digest = await sha256Digest(manifest.bytes);
     const size = manifest.bytes.length;
     if ((await this.#manifestPresent(digest, repository)) === null) {
       await this.#layout.writeBlob({ digest, size }, ReadableStream.from([manifest.bytes]));

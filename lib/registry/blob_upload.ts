@@ -17,7 +17,7 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import type { Hash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
 import { retry, type RetryOptions } from "../retry.ts";
 import { RegistryError } from "./registry_error.ts";
@@ -408,7 +408,7 @@ export function verifyBlob(
   blob: { digest: string; size: number },
   onProgress?: (bytes: number) => void,
 ): { stream: TransformStream<Uint8Array, Uint8Array>; failure: () => RegistryError | undefined } {
-  const hash = createHash(blob.digest.startsWith("sha512:") ? "sha512" : "sha256");
+  let hash: Hash;
   let seen = 0;
   let failure: RegistryError | undefined;
   const fail = (message: string) =>
@@ -417,6 +417,12 @@ export function verifyBlob(
       retryable: false,
     });
   const stream = new TransformStream<Uint8Array, Uint8Array>({
+    // node:crypto (an incremental hash) is loaded by the first blob streamed, not at start-up:
+    // it brings part of Deno's Node layer, which a run that copies nothing never needs.
+    async start() {
+      const { createHash } = await import("node:crypto");
+      hash = createHash(blob.digest.startsWith("sha512:") ? "sha512" : "sha256");
+    },
     transform(chunk, controller) {
       seen += chunk.length;
       if (seen > blob.size) {

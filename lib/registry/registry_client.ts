@@ -220,9 +220,9 @@ export class RegistryClient implements ImageStore {
         "IMAGE_MANIFEST_TOO_LARGE",
         `${where}: the manifest passed the ${limit}-byte cap (${seen} bytes or more); raise operation.maxManifestBytes if it is genuine`,
       ));
-    const digest = sha256Digest(bytes);
+    const digest = await sha256Digest(bytes);
     const expected = ref.includes(":") ? ref : header;
-    const actual = expected ? digestLike(expected, bytes) : digest;
+    const actual = expected ? await digestLike(expected, bytes) : digest;
     if (expected && expected !== actual) {
       throw new RegistryError(
         "IMAGE_DIGEST_MISMATCH",
@@ -242,7 +242,7 @@ export class RegistryClient implements ImageStore {
     manifest: { mediaType: string; bytes: Uint8Array },
     signal?: AbortSignal,
   ): Promise<string> {
-    const digest = sha256Digest(manifest.bytes);
+    const digest = await sha256Digest(manifest.bytes);
     const res = await this.#call({
       method: "PUT",
       path: manifestPath(repository, ref),

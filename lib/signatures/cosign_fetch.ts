@@ -143,7 +143,7 @@ export async function readBlob(
   }
   const blob = await client.blobGet(options.repository, digest, options.signal);
   const bytes = await readCapped(blob.body, size);
-  if (bytes.length !== size || digestLike(digest, bytes) !== digest) {
+  if (bytes.length !== size || (await digestLike(digest, bytes)) !== digest) {
     throw new MirrorError(
       "IMAGE_DIGEST_MISMATCH",
       `${where}: blob ${digest} does not match its descriptor (${bytes.length} bytes read, ${size} declared)`,

@@ -16,7 +16,6 @@
  *
  * @module
  */
-import { createHash, createPublicKey } from "node:crypto";
 import { MirrorError } from "../errors.ts";
 
 /** Bytes of one coordinate (r or s) of a P-256 signature. */
@@ -48,6 +47,8 @@ export async function loadCosignPublicKey(
   if (!pem.includes("-----BEGIN PUBLIC KEY-----")) {
     throw refuse('is not a PEM public key (no "-----BEGIN PUBLIC KEY-----" block)');
   }
+  // node:crypto only here, for a configured key (it brings part of Deno's Node layer).
+  const { createPublicKey } = await import("node:crypto");
   let der: Uint8Array;
   try {
     const key = createPublicKey({ key: pem, format: "pem" });
@@ -88,8 +89,9 @@ function describeKeyType(type: string | undefined): string {
  * logs and reports without printing it.
  */
 export async function keyFingerprint(key: CryptoKey): Promise<string> {
-  const spki = new Uint8Array(await crypto.subtle.exportKey("spki", key));
-  return createHash("sha256").update(spki).digest("hex");
+  const spki = await crypto.subtle.exportKey("spki", key);
+  const hash = new Uint8Array(await crypto.subtle.digest("SHA-256", spki));
+  return Array.from(hash, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** Options for {@link verifySignature}. */

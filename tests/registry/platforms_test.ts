@@ -69,7 +69,7 @@ Deno.test("pickPlatforms: arm64 is arm64/v8; a variant chooses; without one the 
   assert.deepEqual(none.absent, ["linux/ppc64le", "windows/amd64"]);
 });
 
-Deno.test("rewriteIndex: the kept children in order, annotations naming source and platforms", () => {
+Deno.test("rewriteIndex: the kept children in order, annotations naming source and platforms", async () => {
   const source = new TextEncoder().encode(JSON.stringify({
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.index.v1+json",
@@ -77,22 +77,23 @@ Deno.test("rewriteIndex: the kept children in order, annotations naming source a
     annotations: { "org.opencontainers.image.created": "2026-01-01" },
   }));
   const pick = pickPlatforms(INDEX, ["linux/s390x", "linux/amd64"]);
-  const bytes = rewriteIndex(source, pick.kept, sha256Digest(source), [
+  const sourceDigest = await sha256Digest(source);
+  const bytes = rewriteIndex(source, pick.kept, sourceDigest, [
     "linux/s390x",
     "linux/amd64",
   ]);
   const body = JSON.parse(new TextDecoder().decode(bytes));
   assert.deepEqual(body.manifests.map((m: Descriptor) => m.digest), [d(1), d(5), d(6), d(7)]);
   assert.equal(body.annotations["org.opencontainers.image.created"], "2026-01-01");
-  assert.equal(body.annotations[REWRITE_SOURCE], sha256Digest(source));
+  assert.equal(body.annotations[REWRITE_SOURCE], sourceDigest);
   assert.equal(body.annotations[REWRITE_PLATFORMS], "linux/amd64,linux/s390x");
   assert.deepEqual(rewrittenFrom(bytes), {
-    source: sha256Digest(source),
+    source: sourceDigest,
     platforms: ["linux/amd64", "linux/s390x"],
   });
   // Deterministic: the same input gives the same bytes (a re-run compares digests).
   assert.deepEqual(
-    rewriteIndex(source, pick.kept, sha256Digest(source), ["linux/amd64", "linux/s390x"]),
+    rewriteIndex(source, pick.kept, sourceDigest, ["linux/amd64", "linux/s390x"]),
     bytes,
   );
   assert.equal(rewrittenFrom(source), null);
