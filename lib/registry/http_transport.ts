@@ -103,6 +103,17 @@ export interface HttpRequest {
   write?: boolean;
 }
 
+/** The request's headers with lower-case names (as `Headers` would set them). */
+function requestHeaders(given: Record<string, string> | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name in given) {
+    const lower = name.toLowerCase();
+    // Two spellings of one name: combined, as Headers appends them.
+    out[lower] = lower in out ? `${out[lower]}, ${given[name]}` : given[name];
+  }
+  return out;
+}
+
 /** Answers that came from another origin than their request's, after a redirect. */
 const crossOriginAnswers = new WeakSet<Response>();
 
@@ -157,13 +168,13 @@ export class HttpTransport {
       // Every write asks the run's write guard first, and again before each chunk of a streamed
       // body: a run that lost its lock (paused mid-upload) completes no write after it resumes.
       const guarded = request.guarded ?? !["GET", "HEAD"].includes(method);
-      const what = `${method} ${redactUrl(url)}`;
+      const what = guarded ? `${method} ${redactUrl(url)}` : "";
       if (guarded) await checkWrite(what);
-      const headers = new Headers(request.headers);
-      headers.set("user-agent", USER_AGENT);
-      if (request.authorization && !away) {
-        headers.set("authorization", request.authorization);
-      }
+      // A plain record, not a Headers: fetch checks each value once (a Headers handed to fetch
+      // is iterated and every value checked again; a registry token can be 2 KB).
+      const headers = requestHeaders(request.headers);
+      headers["user-agent"] = USER_AGENT;
+      if (request.authorization && !away) headers.authorization = request.authorization;
       const res = await this.#fetchWithTimeout(url, {
         method,
         headers,

@@ -102,6 +102,8 @@ export function parseChallenges(header: string): Challenge[] {
 
 interface CachedToken {
   token: string;
+  /** `Bearer <token>`, made once: every request sends it (2 KB from some token servers). */
+  header: string;
   expiresAt: number;
 }
 
@@ -155,7 +157,7 @@ export class RegistryAuth {
       // Drop the cached token only if this request carried it and it was refused; requests that
       // went out before any token existed share the one being fetched.
       const cached = this.#tokens.get(this.#key(all));
-      if (cached && first === `Bearer ${cached.token}`) this.#tokens.delete(this.#key(all));
+      if (cached && first === cached.header) this.#tokens.delete(this.#key(all));
       await res.body?.cancel();
       const header = await this.#header(all, request.signal);
       return await this.#http.send({ ...request, authorization: header });
@@ -179,7 +181,7 @@ export class RegistryAuth {
     if (this.#mode !== "bearer" || !this.#bearer) return null;
     const key = this.#key(scopes);
     const cached = this.#tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return `Bearer ${cached.token}`;
+    if (cached && cached.expiresAt > Date.now()) return cached.header;
     let pending = this.#inflight.get(key);
     if (!pending) {
       pending = this.#fetchToken(scopes, signal).finally(() => this.#inflight.delete(key));
@@ -187,13 +189,13 @@ export class RegistryAuth {
     }
     const token = await pending;
     this.#tokens.set(key, token);
-    return `Bearer ${token.token}`;
+    return token.header;
   }
 
   #key(scopes: string[]): string {
-    return `${this.#bearer?.realm}|${this.#bearer?.service}|${
-      [...new Set(scopes)].sort().join(" ")
-    }`;
+    // One scope (nearly every request): no set, no sort.
+    const names = scopes.length === 1 ? scopes[0] : [...new Set(scopes)].sort().join(" ");
+    return `${this.#bearer?.realm}|${this.#bearer?.service}|${names}`;
   }
 
   /**
@@ -313,6 +315,10 @@ export class RegistryAuth {
     if (typeof body.refresh_token === "string") this.#secrets.add(body.refresh_token);
     const lifetime = Math.max(Number(body.expires_in) || 60, 60);
     const issued = (typeof body.issued_at === "string" && Date.parse(body.issued_at)) || Date.now();
-    return { token, expiresAt: Math.min(issued, Date.now()) + (lifetime - 10) * 1000 };
+    return {
+      token,
+      header: `Bearer ${token}`,
+      expiresAt: Math.min(issued, Date.now()) + (lifetime - 10) * 1000,
+    };
   }
 }

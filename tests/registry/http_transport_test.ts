@@ -78,6 +78,38 @@ Deno.test("every request says User-Agent: bananna-bot/<version> (registry, realm
   );
 });
 
+Deno.test("a request's headers go out once each, named in any case; User-Agent and Authorization are the transport's", async () => {
+  const seen: [string, string][][] = [];
+  await using host = startRecordingHost({
+    handle(req) {
+      seen.push(
+        [...req.headers].filter(([name]) =>
+          !["host", "accept-encoding", "accept-language"].includes(name)
+        ),
+      );
+      return new Response(null, { status: 204 });
+    },
+  });
+  const transport = new HttpTransport();
+  try {
+    const res = await transport.send({
+      method: "HEAD",
+      url: new URL(`${host.url}/v2/a/manifests/1`),
+      headers: { Accept: "application/json", "User-Agent": "caller/1", "X-Two": "a" },
+      authorization: `Bearer ${"t".repeat(2048)}`,
+    });
+    await res.body?.cancel();
+  } finally {
+    transport.close();
+  }
+  assert.deepEqual(seen, [[
+    ["accept", "application/json"],
+    ["authorization", `Bearer ${"t".repeat(2048)}`],
+    ["user-agent", USER_AGENT],
+    ["x-two", "a"],
+  ]]);
+});
+
 Deno.test("probeVersionCheck(): X-Sparse-Manifest-Support false, absent, or no answer", async (t) => {
   for (const [header, expected] of [["false", false], [null, null], ["maybe", null]] as const) {
     await t.step(`header ${header} -> ${expected}`, async () => {
