@@ -402,3 +402,47 @@ Deno.test("checkConfig(): the pushing robot of a Quay target (robot, or an org+n
     );
   });
 });
+
+Deno.test("checkConfig() gives the same config for plain YAML and for YAML only the yaml package reads", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const plain = [
+      "registries:",
+      "  q: { url: quay.corp.internal, namespace: acme, apiToken: '${T}' }",
+      "images:",
+      "  'nginx:1.25':",
+      "    targets: [q]",
+      "    description: web server",
+      "  'redis:7':",
+      "    targets: [q]",
+      "    description: cache",
+    ];
+    // The same config with an anchor, an alias, a block scalar and an escape: not plain.
+    const rich = [
+      "registries:",
+      "  q: { url: quay.corp.internal, namespace: acme, apiToken: '${T}' }",
+      "images:",
+      "  'nginx:1.25':",
+      "    targets: &all [q]",
+      "    description: >-",
+      "      web server",
+      "  'redis:7':",
+      "    targets: *all",
+      '    description: "cach\\u0065"',
+    ];
+    await Deno.writeTextFile(`${dir}/plain.yaml`, plain.join("\n") + "\n");
+    await Deno.writeTextFile(`${dir}/rich.yaml`, rich.join("\n") + "\n");
+    const options = { env: { T: "tok-1234" }, cwd: dir };
+    const a = await checkConfig("plain.yaml", options);
+    const b = await checkConfig("rich.yaml", options);
+    assert.deepEqual(a.problems, []);
+    assert.deepEqual(b.problems, []);
+    assert.deepEqual({ ...b.config, file: "" }, { ...a.config, file: "" });
+    // A syntax error in either kind still names its line (the yaml package reports it).
+    await Deno.writeTextFile(`${dir}/bad.yaml`, plain.join("\n") + "\n  'x:1': a: b\n");
+    const bad = await checkConfig("bad.yaml", options);
+    assert.match(bad.problems[0].message, /^YAML syntax error: .* at line 10, column \d+$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
