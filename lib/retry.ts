@@ -7,6 +7,7 @@
  *
  * @module
  */
+import { RETRY_AFTER_CAP_MS, retryVerdict } from "./http_error.ts";
 
 /** Options for {@link retry}. */
 export interface RetryOptions {
@@ -108,27 +109,6 @@ export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
 }
 
 /**
- * Parse a Retry-After header: delta seconds or an HTTP date. Returns ms, or undefined.
- *
- * @example
- * ```ts
- * import { parseRetryAfter } from "./retry.ts";
- * import assert from "node:assert/strict";
- * assert.equal(parseRetryAfter("2"), 2000);
- * ```
- */
-export function parseRetryAfter(
-  value: string | null,
-  now: number = Date.now(),
-): number | undefined {
-  if (!value) return undefined;
-  const trimmed = value.trim();
-  if (/^\d+$/.test(trimmed)) return Number(trimmed) * 1000;
-  const date = Date.parse(trimmed);
-  return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-
-/**
  * The message for a wait longer than allowed: what failed, the wait it asked for (seconds, and
  * hours or days when long) and the ceiling (operation.maxRetryWait).
  *
@@ -146,7 +126,9 @@ export function parseRetryAfter(
 export function waitTooLongMessage(error: unknown, wantedMs: number, maxWaitMs: number): string {
   const what = error instanceof Error ? error.message : String(error);
   const seconds = Math.ceil(wantedMs / 1000);
-  const long = seconds >= 86_400
+  const long = wantedMs >= RETRY_AFTER_CAP_MS
+    ? " (a year or more)"
+    : seconds >= 86_400
     ? ` (${(seconds / 86_400).toFixed(1)} days)`
     : seconds >= 3_600
     ? ` (${(seconds / 3_600).toFixed(1)} h)`
@@ -166,9 +148,12 @@ export interface RetryPolicyOptions {
    * the error asks for fails at once through `onWaitTooLong`. @default 2147483647 (no ceiling)
    */
   maxRetryWaitMs?: number;
-  /** Whether an error may pass if tried again. */
-  isRetriable: (error: unknown) => boolean;
-  /** A delay the error asks for (Retry-After), in ms. */
+  /**
+   * Whether an error may pass if tried again. @default the HTTP verdict (`retryVerdict` in
+   * http_error.ts), which every HTTP client uses; only the docker engine brings its own
+   */
+  isRetriable?: (error: unknown) => boolean;
+  /** A delay the error asks for (Retry-After), in ms. @default the HTTP verdict's wait */
   delayFor?: (error: unknown) => number | undefined;
   /** The error to throw when a wanted wait passes `maxRetryWaitMs`. */
   onWaitTooLong?: (error: unknown, wantedMs: number) => unknown;
@@ -179,8 +164,9 @@ export interface RetryPolicyOptions {
 }
 
 /**
- * The one retry policy of the registry client, the Quay client and the docker engine, as
- * {@link retry} options: `maxRetries + 1` attempts, backoff from `retryDelayMs` doubling up to a
+ * The one retry policy of the registry client, the Quay client, the watchers' deliveries and the
+ * docker engine, as {@link retry} options: the HTTP verdict (`retryVerdict`) unless the caller
+ * brings its own, `maxRetries + 1` attempts, backoff from `retryDelayMs` doubling up to a
  * minute, and no single wait longer than `maxRetryWaitMs`.
  *
  * @example
@@ -203,8 +189,8 @@ export function retryPolicy(options: RetryPolicyOptions): RetryOptions {
     minDelayMs,
     maxDelayMs: Math.max(minDelayMs, Math.min(60_000, maxWaitMs)),
     maxWaitMs,
-    isRetriable: options.isRetriable,
-    delayFor: options.delayFor,
+    isRetriable: options.isRetriable ?? ((error) => retryVerdict(error).retry),
+    delayFor: options.delayFor ?? ((error) => retryVerdict(error).afterMs),
     onWaitTooLong: options.onWaitTooLong,
     onRetry: options.onRetry,
     signal: options.signal,

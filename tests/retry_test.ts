@@ -3,8 +3,11 @@ import { MirrorError } from "../lib/errors.ts";
 import { Secrets } from "../lib/log/redact.ts";
 import { QuayClient, type QuayClientOptions } from "../lib/registry/quay_client.ts";
 import { RegistryClient, type RegistryClientOptions } from "../lib/registry/registry_client.ts";
-import { parseRetryAfter, retry, retryPolicy } from "../lib/retry.ts";
-import { startStatusServer } from "./support/status_server.ts";
+import { retry, retryPolicy } from "../lib/retry.ts";
+import { deliver } from "../lib/ops/ops_http.ts";
+import { within } from "./support/bounded.ts";
+import { makeCertificates } from "./support/registry.ts";
+import { startStatusServer, type StatusServer, type StatusStep } from "./support/status_server.ts";
 
 Deno.test("retry() tries until success, within maxAttempts", async () => {
   let calls = 0;
@@ -65,14 +68,6 @@ Deno.test("retry() stops waiting when aborted", async () => {
 Deno.test("retry() rejects bad options with RangeError", async () => {
   await assert.rejects(() => retry(() => Promise.resolve(), { maxAttempts: 0 }), RangeError);
   await assert.rejects(() => retry(() => Promise.resolve(), { jitter: 2 }), RangeError);
-});
-
-Deno.test("parseRetryAfter() reads seconds and HTTP dates", () => {
-  assert.equal(parseRetryAfter("2"), 2000);
-  assert.equal(parseRetryAfter(null), undefined);
-  assert.equal(parseRetryAfter("soon"), undefined);
-  const now = Date.parse("Wed, 21 Oct 2015 07:28:00 GMT");
-  assert.equal(parseRetryAfter("Wed, 21 Oct 2015 07:28:30 GMT", now), 30_000);
 });
 
 Deno.test("retry() fails at once when the wanted wait passes maxWaitMs, and cuts backoff to it", async () => {
@@ -202,10 +197,10 @@ Deno.test("RegistryClient fails at once with IMAGE_RATE_LIMITED when Retry-After
       wanted: /(172799|172800) s \(2\.0 days\)/,
     },
     {
-      name: "503, Retry-After: 2^40 s",
+      name: "503, Retry-After: 2^40 s (read as a year)",
       status: 503,
       retryAfter: String(2 ** 40),
-      wanted: /1099511627776 s/,
+      wanted: /31536000 s \(a year or more\)/,
     },
   ];
   for (const row of rows) {
@@ -324,4 +319,204 @@ Deno.test("retryPolicy() turns a client's settings into retry() options", async 
     const policy = retryPolicy({ maxRetries: 1, retryDelayMs: 90_000, isRetriable: () => true });
     assert.equal(policy.maxDelayMs, 90_000);
   });
+});
+
+// The four HTTP call sites decide through one verdict: the same statuses retried, the same final.
+
+/** Request a call site makes until it gives up; the server's requests it counts. */
+interface CallSite {
+  /** Make one call against `server` (its error swallowed). */
+  call(server: StatusServer): Promise<void>;
+  /** The requests of `server` that count as tries (the token site: its token requests). */
+  tries(server: StatusServer): number;
+  /** The script of request n, given what the tried request should answer. */
+  script(server: () => StatusServer, step: StatusStep): (n: number) => StatusStep;
+}
+
+const plain = (_server: () => StatusServer, step: StatusStep) => () => step;
+const SITES: Record<string, CallSite> = {
+  "registry client": {
+    async call(server) {
+      const c = registryClient(server.host);
+      try {
+        await c.blobGet("team/app", `sha256:${"a".repeat(64)}`).catch(() => {});
+      } finally {
+        c.close();
+      }
+    },
+    tries: (server) => server.requests.length,
+    script: plain,
+  },
+  "token request (registry login)": {
+    async call(server) {
+      const c = registryClient(server.host);
+      try {
+        await c.blobGet("team/app", `sha256:${"a".repeat(64)}`).catch(() => {});
+      } finally {
+        c.close();
+      }
+    },
+    tries: (server) => server.requests.filter((r) => r.startsWith("GET /token")).length,
+    // The registry asks for a token; the token endpoint answers the step.
+    script: (server, step) => (n) =>
+      server().requests[n - 1].startsWith("GET /token") ? step : {
+        status: 401,
+        headers: {
+          "www-authenticate": `Bearer realm="${server().url}/token",service="test"`,
+        },
+      },
+  },
+  "Quay API client": {
+    async call(server) {
+      const quay = quayClient(server.url);
+      try {
+        await quay.getRepository("team", "app").catch(() => {});
+      } finally {
+        quay.close();
+      }
+    },
+    tries: (server) => server.requests.length,
+    script: plain,
+  },
+  "delivery (metrics, notification)": {
+    async call(server) {
+      await deliver({
+        method: "POST",
+        url: new URL(`${server.url}/hook`),
+        label: "webhook test",
+        code: "MIRROR_NOTIFY_FAILED",
+        headers: {},
+        body: "{}",
+      }, { timeoutMs: 5000, maxRetries: 2, retryDelayMs: 1, maxRetryWaitMs: 1000 }).catch(() => {});
+    },
+    tries: (server) => server.requests.length,
+    script: plain,
+  },
+};
+
+Deno.test("every HTTP call site retries network failures, 408, 429 and 5xx, and tries other answers once", async (t) => {
+  const table: [StatusStep, number][] = [
+    [400, 1],
+    [401, 1],
+    [403, 1],
+    [404, 1],
+    [409, 1],
+    [408, 3],
+    [429, 3],
+    [500, 3],
+    [503, 3],
+    ["reset", 3],
+  ];
+  for (const [site, { call, tries, script }] of Object.entries(SITES)) {
+    for (const [step, expected] of table) {
+      await t.step(
+        `${site}: ${step} -> ${expected} ${expected === 1 ? "try" : "tries"}`,
+        async () => {
+          const holder: { server?: StatusServer } = {};
+          const server = startStatusServer(script(() => holder.server as StatusServer, step));
+          holder.server = server;
+          await using _ = server;
+          await within(10_000, `${site} ${step}`, () => call(server));
+          assert.equal(tries(server), expected, server.requests.join(", "));
+        },
+      );
+    }
+  }
+});
+
+Deno.test("the token request honours Retry-After like the registry's own answers", async () => {
+  const holder: { server?: StatusServer } = {};
+  const server = startStatusServer(
+    SITES["token request (registry login)"].script(
+      () => holder.server as StatusServer,
+      { status: 429, headers: { "retry-after": "0" } },
+    ),
+  );
+  holder.server = server;
+  await using _ = server;
+  const delays: number[] = [];
+  const c = registryClient(server.host, {
+    maxRetries: 1,
+    retryDelayMs: 1500,
+    onRetry: (_e, _n, delayMs) => delays.push(delayMs),
+  });
+  try {
+    await within(
+      10_000,
+      "token 429",
+      () => c.blobGet("team/app", `sha256:${"a".repeat(64)}`).catch(() => {}),
+    );
+  } finally {
+    c.close();
+  }
+  assert.deepEqual(delays, [0], "Retry-After: 0, not the 1.5 s backoff");
+});
+
+Deno.test("a Retry-After that is no number and no HTTP date gets the backoff, not an instant retry", async () => {
+  await using server = startStatusServer((n) =>
+    n === 1 ? { status: 503, headers: { "retry-after": "1.5" } } : 200
+  );
+  const delays: number[] = [];
+  const c = registryClient(server.host, {
+    retryDelayMs: 300,
+    onRetry: (_e, _n, delayMs) => delays.push(delayMs),
+  });
+  try {
+    const blob = await within(
+      10_000,
+      "503 then 200",
+      () => c.blobGet("team/app", `sha256:${"c".repeat(64)}`),
+    );
+    await blob.body.cancel();
+  } finally {
+    c.close();
+  }
+  assert.equal(delays.length, 1);
+  assert.ok(delays[0] >= 240, `backoff from retryDelay 300 ms (jitter 20%), got ${delays[0]} ms`);
+});
+
+Deno.test("QuayClient tries a TLS failure once: it will not pass by itself", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-quay-tls-" });
+  const { cert, key } = await makeCertificates(dir);
+  const listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: Deno.readTextFileSync(cert),
+    key: Deno.readTextFileSync(key),
+  });
+  let connections = 0;
+  const accepting = (async () => {
+    for (;;) {
+      let conn: Deno.TlsConn;
+      try {
+        conn = await listener.accept();
+      } catch {
+        return;
+      }
+      connections++;
+      await conn.handshake().catch(() => {});
+      conn.close();
+    }
+  })();
+  // No caFile: the server's CA is unknown to this client.
+  const quay = quayClient(`https://127.0.0.1:${listener.addr.port}`);
+  try {
+    await within(
+      10_000,
+      "Quay over TLS",
+      () =>
+        assert.rejects(() => quay.getRepository("team", "app"), (e: unknown) => {
+          assert.ok(e instanceof MirrorError, String(e));
+          assert.equal(e.code, "REPO_API_ERROR");
+          assert.match(e.message, /TLS verification failed/);
+          return true;
+        }),
+    );
+  } finally {
+    quay.close();
+    listener.close();
+    await accepting;
+    await Deno.remove(dir, { recursive: true });
+  }
+  assert.equal(connections, 1, "one try (maxRetries 2)");
 });

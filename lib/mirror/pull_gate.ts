@@ -20,7 +20,7 @@ export interface ShouldStopHostOptions {
  * asks to wait longer than the retries would (`Retry-After > retryDelay * maxRetries`); a 429
  * without Retry-After (undefined) is left to the normal retries.
  *
- * @param retryAfterMs The Retry-After in ms (see `parseRetryAfter` in lib/retry.ts), or undefined.
+ * @param retryAfterMs The Retry-After in ms (see `parseRetryAfter` in lib/http_error.ts), or undefined.
  * @param options The retry settings.
  * @returns True when the host is to be stopped.
  *

@@ -2,16 +2,18 @@
  * One delivery to a watcher (the Pushgateway PUT, the webhook POST) over the shared transport
  * (registry/http_transport.ts: its timeout on silence, TLS verified with the system roots and an
  * optional CA file, redirects by its rules) with the run's retry policy (`operation.maxRetries`,
- * `retryDelay`, `maxRetryWait`): a network failure, a 5xx or a 429 is tried again (Retry-After
- * honoured), any other answer outside 2xx is final. Messages name what was sent to by a label the
+ * `retryDelay`, `maxRetryWait`) and the one HTTP verdict (lib/http_error.ts): a network failure
+ * that may pass, a 408, a 429 or a 5xx is tried again (Retry-After honoured), any other answer
+ * outside 2xx is final. Messages name what was sent to by a label the
  * caller picks (a Slack webhook's path is its secret: never in a message).
  *
  * @module
  */
 import { errorMessage } from "../errors.ts";
+import { HttpError, parseRetryAfter, retryVerdict } from "../http_error.ts";
+import type { Code } from "../log/codes.ts";
 import { HttpTransport } from "../registry/http_transport.ts";
-import { RegistryError } from "../registry/registry_error.ts";
-import { parseRetryAfter, retry, retryPolicy } from "../retry.ts";
+import { retry, retryPolicy } from "../retry.ts";
 
 /** Timeout, TLS and retry settings of a delivery. */
 export interface DeliveryOptions {
@@ -42,6 +44,8 @@ export interface Delivery {
   url: URL;
   /** How messages name the receiver (e.g. `webhook https://hooks.slack.com/...`). */
   label: string;
+  /** The catalogue code of a failed delivery (MIRROR_METRICS_FAILED, MIRROR_NOTIFY_FAILED). */
+  code: Code;
   headers: Record<string, string>;
   body: string;
   /**
@@ -51,25 +55,16 @@ export interface Delivery {
   guarded?: boolean;
 }
 
-/** A delivery that did not succeed: the last answer's status (0: no answer) and whether to retry. */
-export class DeliveryError extends Error {
-  /** HTTP status, 0 when no answer came. */
-  readonly status: number;
-  /** Worth another attempt. */
-  readonly retryable: boolean;
-  /** The wait the receiver asked for (Retry-After), in ms. */
-  readonly retryAfterMs?: number;
-
+/** A delivery that did not succeed: an {@link HttpError} whose message names only the label. */
+export class DeliveryError extends HttpError {
   /** An error for `label`. */
   constructor(
+    code: Code,
     message: string,
-    options: { status: number; retryable: boolean; retryAfterMs?: number },
+    options: { status: number; retryable?: boolean; retryAfterMs?: number },
   ) {
-    super(message);
+    super(code, message, options);
     this.name = "DeliveryError";
-    this.status = options.status;
-    this.retryable = options.retryable;
-    this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -92,7 +87,7 @@ export async function deliver(
       deadlineMs,
     });
   } catch (error) {
-    throw new DeliveryError(`${delivery.label}: ${errorMessage(error)}`, {
+    throw new DeliveryError(delivery.code, `${delivery.label}: ${errorMessage(error)}`, {
       status: 0,
       retryable: false,
     });
@@ -103,6 +98,7 @@ export async function deliver(
   const timer = setTimeout(() => deadline.abort(), deadlineMs);
   const late = () =>
     new DeliveryError(
+      delivery.code,
       `${delivery.label}: no answer within ${deadlineMs / 1000} s (${
         options.deadlineSetting ?? "deadline"
       })`,
@@ -122,8 +118,6 @@ export async function deliver(
         maxRetries: options.maxRetries,
         retryDelayMs: options.retryDelayMs,
         maxRetryWaitMs: options.maxRetryWaitMs,
-        isRetriable: (error) => error instanceof DeliveryError && error.retryable,
-        delayFor: (error) => (error instanceof DeliveryError ? error.retryAfterMs : undefined),
         onRetry: (error, n, delayMs) => options.onRetry?.(errorMessage(error), n, delayMs),
         signal: deadline.signal,
       }),
@@ -131,6 +125,7 @@ export async function deliver(
   } catch (error) {
     const why = errorMessage(deadline.signal.aborted ? late() : error);
     throw new DeliveryError(
+      delivery.code,
       `${why}${attempts > 1 ? ` (after ${attempts} attempts)` : ""}`,
       {
         status: error instanceof DeliveryError ? error.status : 0,
@@ -161,23 +156,22 @@ async function attempt(
     });
   } catch (error) {
     // The transport's own message names the url; ours names only the label.
-    const retryable = !(error instanceof RegistryError) || error.retryable;
-    throw new DeliveryError(`${delivery.label}: ${networkReason(error, delivery.url)}`, {
-      status: 0,
-      retryable,
-    });
+    throw new DeliveryError(
+      delivery.code,
+      `${delivery.label}: ${networkReason(error, delivery.url)}`,
+      { status: 0, retryable: retryVerdict(error).retry },
+    );
   }
   await res.body?.cancel().catch(() => {});
   if (res.status >= 200 && res.status < 300) return res.status;
-  const retryable = res.status >= 500 || res.status === 429;
   throw new DeliveryError(
+    delivery.code,
     `${delivery.label}: ${delivery.method} answered ${res.status}${
       res.statusText ? ` ${res.statusText}` : ""
     }`,
     {
       status: res.status,
-      retryable,
-      retryAfterMs: retryable ? parseRetryAfter(res.headers.get("retry-after")) : undefined,
+      retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
     },
   );
 }

@@ -142,6 +142,7 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
       method: "PUT",
       url,
       label,
+      code: "MIRROR_METRICS_FAILED",
       headers: {
         "content-type": "text/plain; version=0.0.4; charset=utf-8",
         ...(basic ? { authorization: basic } : {}),
@@ -177,6 +178,7 @@ async function sendNotification(end: RunEnd, options: PublishOptions): Promise<v
       method: "POST",
       url,
       label,
+      code: "MIRROR_NOTIFY_FAILED",
       headers: { "content-type": "application/json", ...notify.headers },
       body: JSON.stringify(payload),
       guarded: false,

@@ -2,9 +2,9 @@
  * Quay's REST API (shared/registry-protocols.md §5): check the token, get and create
  * repositories, quotas, robot grants. Bearer OAuth token; requests go through the shared transport
  * (http_transport.ts: `apiTimeout`, TLS from caFile, redirects that drop the token when
- * they leave the host) and the shared retry policy (retry.ts): retries on network errors, 429
- * and 5xx only, honouring Retry-After up to `maxRetryWaitMs` (a longer wanted wait fails at once
- * with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed leniently.
+ * they leave the host) and the shared retry policy (retry.ts) with the one HTTP verdict
+ * (http_error.ts): retries on network errors that may pass, 408, 429 and 5xx only, honouring
+ * Retry-After up to `maxRetryWaitMs` (a longer wanted wait fails at once with IMAGE_RATE_LIMITED). Quay's four error shapes are parsed leniently.
  *
  * Quay's permission rules matter here: a token whose user may create repositories but is not
  * org admin gets 403, not 404, for a missing repository; "already exists" is a 400; a write
@@ -13,10 +13,10 @@
  *
  * @module
  */
-import { MirrorError } from "../errors.ts";
+import { HttpError, parseRetryAfter, retryableStatus } from "../http_error.ts";
 import type { Code } from "../log/codes.ts";
 import type { Secrets } from "../log/redact.ts";
-import { parseRetryAfter, retry, retryPolicy, waitTooLongMessage } from "../retry.ts";
+import { retry, retryPolicy, waitTooLongMessage } from "../retry.ts";
 import { type HttpLimits, HttpTransport, limitsOf } from "./http_transport.ts";
 import { readBodyCapped, readCapped, RegistryError } from "./registry_error.ts";
 
@@ -59,13 +59,10 @@ export interface NamespaceQuota {
   rejectPercent: number | null;
 }
 
-/** A failed Quay API call. */
-export class QuayError extends MirrorError {
-  readonly status: number;
+/** A failed Quay API call: an {@link HttpError} with Quay's error type and detail. */
+export class QuayError extends HttpError {
   readonly errorType?: string;
   readonly detail: string;
-  /** Delay Quay asked for (Retry-After), in ms. */
-  readonly retryAfterMs?: number;
   /** Create the error. */
   constructor(
     code: Code,
@@ -75,15 +72,15 @@ export class QuayError extends MirrorError {
       errorType?: string;
       detail: string;
       retryAfterMs?: number;
+      /** Override the status's verdict (a TLS failure will not pass). */
+      retryable?: boolean;
       cause?: unknown;
     },
   ) {
-    super(code, message, { cause: options.cause });
+    super(code, message, options);
     this.name = "QuayError";
-    this.status = options.status;
     this.errorType = options.errorType;
     this.detail = options.detail;
-    this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -298,14 +295,16 @@ export class QuayClient {
           });
         } catch (cause) {
           if (signal?.aborted || !(cause instanceof RegistryError)) throw cause;
-          // The transport says what failed (no answer within apiTimeout, TLS, reset, redirect).
+          // The transport says what failed (no answer within apiTimeout, TLS, reset, redirect)
+          // and whether it may pass (a TLS failure will not).
           throw new QuayError("REPO_API_ERROR", `Quay API ${cause.message}`, {
             status: 0,
             detail: "network",
+            retryable: cause.retryable,
             cause,
           });
         }
-        if (res.status === 429 || res.status >= 500) {
+        if (retryableStatus(res.status)) {
           const error = await this.#error(res, `${method} ${path.split("?")[0]}`, "REPO_API_ERROR");
           throw new QuayError(error.code, error.message, {
             status: error.status,
@@ -320,9 +319,6 @@ export class QuayClient {
         maxRetries: this.#maxRetries,
         retryDelayMs: this.#retryDelayMs,
         maxRetryWaitMs: maxWaitMs,
-        isRetriable: (e) =>
-          e instanceof QuayError && (e.status === 0 || e.status === 429 || e.status >= 500),
-        delayFor: (e) => (e instanceof QuayError ? e.retryAfterMs : undefined),
         onWaitTooLong: (e, wantedMs) => {
           const error = e as QuayError;
           return new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {

@@ -24,6 +24,7 @@
  */
 import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
+import { parseRetryAfter } from "../http_error.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { type HttpRequest, HttpTransport, redirectedAway } from "./http_transport.ts";
 import {
@@ -275,7 +276,11 @@ export class RegistryAuth {
         `token request to ${redactUrl(bearer.realm)} answered ${res.status}${
           detail ? `: ${detail}` : ""
         }${res.status === 401 ? " (credentials refused)" : ""}`,
-        { status: res.status, errors: entries },
+        {
+          status: res.status,
+          errors: entries,
+          retryAfterMs: parseRetryAfter(res.headers.get("retry-after")),
+        },
       );
     }
     const where = `token answer from ${redactUrl(url.origin + url.pathname)}`;

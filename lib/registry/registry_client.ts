@@ -30,7 +30,7 @@ import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
 import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
-import { errorFromResponse, isRetryable, readBodyCapped, RegistryError } from "./registry_error.ts";
+import { errorFromResponse, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpLimits, type HttpRequest, HttpTransport, limitsOf } from "./http_transport.ts";
 import type { ImageStore, ManifestBytes, ManifestHead } from "./image_store.ts";
 import {
@@ -387,9 +387,9 @@ export class RegistryClient implements ImageStore {
   }
 
   /**
-   * The one retry policy of this client: isRetryable() decides (network, 408, 429, 5xx); the wait
-   * is the registry's Retry-After or backoff from retryDelayMs, and never longer than
-   * maxRetryWaitMs: a longer wanted wait fails at once with IMAGE_RATE_LIMITED.
+   * The one retry policy of this client: the HTTP verdict (lib/http_error.ts: network, 408, 429,
+   * 5xx) decides; the wait is the registry's Retry-After or backoff from retryDelayMs, and never
+   * longer than maxRetryWaitMs: a longer wanted wait fails at once with IMAGE_RATE_LIMITED.
    */
   #retryPolicy(signal?: AbortSignal): RetryOptions {
     const maxWaitMs = this.#maxRetryWaitMs;
@@ -397,8 +397,6 @@ export class RegistryClient implements ImageStore {
       maxRetries: this.#maxRetries,
       retryDelayMs: this.#retryDelayMs,
       maxRetryWaitMs: maxWaitMs,
-      isRetriable: isRetryable,
-      delayFor: (error) => (error instanceof RegistryError ? error.retryAfterMs : undefined),
       onWaitTooLong: (error, wantedMs) =>
         new RegistryError("IMAGE_RATE_LIMITED", waitTooLongMessage(error, wantedMs, maxWaitMs), {
           status: error instanceof RegistryError ? error.status : 0,

@@ -1,13 +1,13 @@
 /**
- * HTTP failures from a registry, kept as data: status, the registry's own error codes and
- * messages, the method, a redacted URL, and a retry verdict (after ggcr's transport.Error).
+ * HTTP failures from a registry, kept as data: the registry's own error codes and messages and
+ * the host that answered, over the one HTTP error of lib/http_error.ts (status, Retry-After,
+ * retry verdict); the message names the method and a redacted URL.
  *
  * @module
  */
-import { MirrorError } from "../errors.ts";
+import { HttpError, parseRetryAfter } from "../http_error.ts";
 import type { Code } from "../log/codes.ts";
 import { maskPatterns } from "../log/redact.ts";
-import { parseRetryAfter } from "../retry.ts";
 
 /** One entry of an OCI error body. */
 export interface RegistryErrorEntry {
@@ -15,16 +15,10 @@ export interface RegistryErrorEntry {
   message: string;
 }
 
-/** A failed registry request. */
-export class RegistryError extends MirrorError {
-  /** HTTP status (0 for a network failure). */
-  readonly status: number;
+/** A failed registry request: an {@link HttpError} with the registry's error entries and host. */
+export class RegistryError extends HttpError {
   /** The registry's error entries (`errors[]`), if any. */
   readonly errors: RegistryErrorEntry[];
-  /** Worth retrying (network, 408, 429, 5xx)? */
-  readonly retryable: boolean;
-  /** Delay the registry asked for (Retry-After), in ms. */
-  readonly retryAfterMs?: number;
   /** The API host that answered (`host[:port]` of the URL), when the error is an answer. */
   readonly host?: string;
 
@@ -42,31 +36,11 @@ export class RegistryError extends MirrorError {
       retryable?: boolean;
     },
   ) {
-    super(code, message, { cause: options.cause });
+    super(code, message, options);
     this.name = "RegistryError";
-    this.status = options.status;
     this.errors = options.errors ?? [];
-    this.retryable = options.retryable ?? isRetryableStatus(options.status);
-    this.retryAfterMs = options.retryAfterMs;
     this.host = options.host;
   }
-}
-
-/** Network errors (status 0), 408, 429 and 5xx are worth another try; nothing else is. */
-function isRetryableStatus(status: number): boolean {
-  return status === 0 || status === 408 || status === 429 || status >= 500;
-}
-
-/** Is `error` worth retrying? */
-export function isRetryable(error: unknown): boolean {
-  if (error instanceof RegistryError) return error.retryable;
-  if (error instanceof MirrorError) return false;
-  // Network failures surface as TypeError (fetch) or Deno connection errors.
-  return error instanceof TypeError || error instanceof Deno.errors.ConnectionReset ||
-    error instanceof Deno.errors.ConnectionRefused ||
-    error instanceof Deno.errors.ConnectionAborted ||
-    error instanceof Deno.errors.TimedOut || error instanceof Deno.errors.UnexpectedEof ||
-    (error instanceof DOMException && error.name === "TimeoutError");
 }
 
 /** A URL for messages: no credentials, no query values that look like secrets. */

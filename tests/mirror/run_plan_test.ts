@@ -14,6 +14,7 @@ import { formatStatistics } from "../../lib/mirror/statistics.ts";
 import { latestGroups, runPlan } from "../../lib/mirror/run_plan.ts";
 import { HostPullGate } from "../../lib/mirror/pull_gate.ts";
 import { RegistryError } from "../../lib/registry/registry_error.ts";
+import { parseRetryAfter } from "../../lib/http_error.ts";
 
 function task(id: number, src: string, action: PlanTask["action"] = "push"): PlanTask {
   const source = parseReference(src);
@@ -241,6 +242,12 @@ Deno.test("runPlan() stops pulls from a source host after a long 429 and defers 
     {
       name: "Retry-After 1 h from the source: it and the host's later tasks deferred",
       error: rateLimited("hub.example", 3_600_000),
+      statuses: ["pushed", "deferred", "pushed", "deferred", "deferred"],
+      copies: ["a:1", "b:1", "c:1"],
+    },
+    {
+      name: "Retry-After of 10^20 s (read as a year): deferred, the date still valid",
+      error: rateLimited("hub.example", parseRetryAfter("100000000000000000000")),
       statuses: ["pushed", "deferred", "pushed", "deferred", "deferred"],
       copies: ["a:1", "b:1", "c:1"],
     },

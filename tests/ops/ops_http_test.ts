@@ -13,6 +13,7 @@ function delivery(url: string) {
     method: "POST" as const,
     url: new URL(url),
     label: "webhook test",
+    code: "MIRROR_NOTIFY_FAILED" as const,
     headers: {},
     body: "{}",
   };

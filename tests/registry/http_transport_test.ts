@@ -59,6 +59,7 @@ Deno.test("every request says User-Agent: bananna-bot/<version> (registry, realm
       method: "POST",
       url: new URL(`${host.url}/hook`),
       label: "webhook",
+      code: "MIRROR_NOTIFY_FAILED",
       headers: { "content-type": "application/json" },
       body: "{}",
     },
