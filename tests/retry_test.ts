@@ -4,6 +4,7 @@ import { Secrets } from "../lib/log/redact.ts";
 import { QuayClient, type QuayClientOptions } from "../lib/registry/quay_client.ts";
 import { RegistryClient, type RegistryClientOptions } from "../lib/registry/registry_client.ts";
 import { retry, retryPolicy } from "../lib/retry.ts";
+import { retryVerdict } from "../lib/http_error.ts";
 import { deliver } from "../lib/ops/ops_http.ts";
 import { within } from "./support/bounded.ts";
 import { makeCertificates } from "./support/registry.ts";
@@ -272,6 +273,7 @@ Deno.test("RegistryClient and QuayClient still honour a Retry-After under maxRet
         assert.ok(e instanceof MirrorError, String(e));
         assert.equal(e.code, "IMAGE_RATE_LIMITED", e.message);
         assert.match(e.message, /86400 s \(1\.0 days\).*maxRetryWait \(300 s\)/);
+        assert.deepEqual(retryVerdict(e), { retry: false }, "a wait too long is final");
         return true;
       });
     } finally {

@@ -319,16 +319,15 @@ export class QuayClient {
         maxRetries: this.#maxRetries,
         retryDelayMs: this.#retryDelayMs,
         maxRetryWaitMs: maxWaitMs,
-        onWaitTooLong: (e, wantedMs) => {
-          const error = e as QuayError;
-          return new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {
-            status: error.status,
-            errorType: error.errorType,
-            detail: error.detail,
+        onWaitTooLong: (e, wantedMs) =>
+          new QuayError("IMAGE_RATE_LIMITED", waitTooLongMessage(e, wantedMs, maxWaitMs), {
+            status: e instanceof HttpError ? e.status : 0,
+            errorType: e instanceof QuayError ? e.errorType : undefined,
+            detail: e instanceof QuayError ? e.detail : "",
             retryAfterMs: wantedMs,
+            retryable: false,
             cause: e,
-          });
-        },
+          }),
         signal,
       }),
     );
