@@ -56,6 +56,8 @@ interface Row {
   tool: string;
   ms: number[];
   rssKb: number[];
+  /** CPU time (user + system) of each run, where measured (not the skopeo loop). */
+  cpuMs: number[];
 }
 
 function bananna(
@@ -121,7 +123,7 @@ interface Side {
 
 async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<void> {
   const row = (tool: string) => {
-    const r: Row = { corpus: corpus.name, tool, ms: [], rssKb: [] };
+    const r: Row = { corpus: corpus.name, tool, ms: [], rssKb: [], cpuMs: [] };
     rows.push(r);
     return r;
   };
@@ -141,6 +143,7 @@ async function measure(corpus: Corpus, src: TestRegistry, rows: Row[]): Promise<
   const add = (r: Row, out: RunResult) => {
     r.ms.push(out.ms);
     if (out.rssKb) r.rssKb.push(out.rssKb);
+    if (out.cpuMs !== undefined) r.cpuMs.push(out.cpuMs);
     log(`  ${corpus.name} / ${r.tool}: ${(out.ms / 1000).toFixed(2)} s, ${out.rssKb} KiB`);
   };
   const what = (side: Side, step: string) =>
@@ -275,6 +278,7 @@ function abTargets(rows: Row[], b: Baseline): TargetResult[] {
         `airgap ${current.corpus} ${step}: current / baseline ${b.short} (time)`,
         current.ms,
         base.ms,
+        { current: current.cpuMs, baseline: base.cpuMs },
       ));
     }
   }

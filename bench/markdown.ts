@@ -98,8 +98,15 @@ export function beforeAfter(r: Results, airgap: AirgapRow[] = []): string {
   if (abRows.length === 0) return "";
   const median = (values?: number[]) => values?.length ? stats(values).median : undefined;
   const out = [
-    row(["scenario", `${r.settings.commit}`, `baseline ${base.short}`, "ratio", "per round"]),
-    row(["---", "---", "---", "---", "---"]),
+    row([
+      "scenario",
+      `${r.settings.commit}`,
+      `baseline ${base.short}`,
+      "ratio",
+      "per round",
+      "CPU ratio",
+    ]),
+    row(["---", "---", "---", "---", "---", "---"]),
   ];
   for (const t of abRows) {
     const scenario = t.name.replace(/: current \/ baseline .*$/, "");
@@ -123,7 +130,8 @@ export function beforeAfter(r: Results, airgap: AirgapRow[] = []): string {
       seconds(current),
       seconds(before),
       t.value === undefined ? "-" : `${t.value.toFixed(2)}x`,
-      (t.detail ?? "").replace(/^per round /, ""),
+      /per round ([^;]*)/.exec(t.detail ?? "")?.[1] ?? "-",
+      /CPU ([\d.]+x)/.exec(t.detail ?? "")?.[1] ?? "-",
     ]));
   }
   return out.join("\n") + "\n";

@@ -336,14 +336,25 @@ function scaleTargets(cases: CaseResult[]): TargetResult[] {
 /**
  * A/B of one scenario (`--baseline`): the current tree's time over the baseline's, from the
  * statistic of each side's runs, with the ratio of each round's pair (run i of both, which ran one
- * after the other) as the detail: the pairs show how far the noise of the machine reaches.
+ * after the other) as the detail: the pairs show how far the noise of the machine reaches. With
+ * CPU times (user + system), their ratio too: the load stretches it far less than wall time.
  */
-export function baselineTarget(name: string, current: number[], baseline: number[]): TargetResult {
+export function baselineTarget(
+  name: string,
+  current: number[],
+  baseline: number[],
+  cpu?: { current: number[]; baseline: number[] },
+): TargetResult {
   const value = ratio(stats(current)[statistic], stats(baseline)[statistic]);
   const pairs = current.slice(0, baseline.length).map((c, i) => c / baseline[i]);
+  const cpuRatio = cpu && ratio(stats(cpu.current).median, stats(cpu.baseline).median);
+  const detail = [
+    ...(pairs.length ? [`per round ${pairs.map((p) => p.toFixed(2)).join(", ")}`] : []),
+    ...(cpuRatio === undefined ? [] : [`CPU ${cpuRatio.toFixed(2)}x`]),
+  ].join("; ");
   return {
     ...target(name, value, { limit: Infinity, unit: "x", direction: "<=", info: true }),
-    ...(pairs.length ? { detail: `per round ${pairs.map((p) => p.toFixed(2)).join(", ")}` } : {}),
+    ...(detail ? { detail } : {}),
   };
 }
 
@@ -359,10 +370,13 @@ export function baselineTargets(cases: CaseResult[]): TargetResult[] {
     if (!short || c.status !== "ok") continue;
     const current = find(cases, c.scenario, "bananna registry");
     if (!current) continue;
+    const cpu = (samples: Sample[]) =>
+      samples.map((s) => s.cpuMs).filter((v): v is number => v !== undefined);
     out.push(baselineTarget(
       `${c.scenario}: current / baseline ${short} (time)`,
       current.samples.map(ms),
       c.samples.map(ms),
+      { current: cpu(current.samples), baseline: cpu(c.samples) },
     ));
   }
   return out;

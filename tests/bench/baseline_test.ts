@@ -111,9 +111,14 @@ Deno.test("beforeAfter: a table row per current / baseline row, air-gap medians 
       scenario: "small cold",
       tool: "bananna registry",
       status: "ok",
-      samples: samples(3000, 5000),
+      samples: [{ ms: 3000, cpuMs: 900 }, { ms: 5000, cpuMs: 1100 }],
     },
-    { scenario: "small cold", tool, status: "ok", samples: samples(4000, 6000) },
+    {
+      scenario: "small cold",
+      tool,
+      status: "ok",
+      samples: [{ ms: 4000, cpuMs: 800 }, { ms: 6000, cpuMs: 1200 }],
+    },
   ];
   const results = {
     date: "2026-12-04T13:00:00Z",
@@ -136,10 +141,10 @@ Deno.test("beforeAfter: a table row per current / baseline row, air-gap medians 
     { corpus: "big", tool: "bananna import (baseline dd5f253)", ms: [1000] },
   ];
   assert.deepEqual(beforeAfter(results, airgap).trim().split("\n"), [
-    "| scenario | abcdef0 | baseline dd5f253 | ratio | per round |",
-    "| --- | --- | --- | --- | --- |",
-    "| small cold | 4.00 s | 5.00 s | 0.80x | 0.75, 0.83 |",
-    "| airgap big import | 2.00 s | 1.00 s | 2.00x | 2.00 |",
+    "| scenario | abcdef0 | baseline dd5f253 | ratio | per round | CPU ratio |",
+    "| --- | --- | --- | --- | --- | --- |",
+    "| small cold | 4.00 s | 5.00 s | 0.80x | 0.75, 0.83 | 1.00x |",
+    "| airgap big import | 2.00 s | 1.00 s | 2.00x | 2.00 | - |",
   ]);
   assert.equal(beforeAfter({ ...results, settings: { commit: "abcdef0" } }), "");
 });
