@@ -154,15 +154,23 @@ export async function refuseSymlink(path: string, what: string): Promise<void> {
 /**
  * Write `data` to `path` whole and durably: a unique temp file beside it (never through a link),
  * fsynced, then a rename over `path` (a link at `path` is replaced, its target untouched) and an
- * fsync of the directory. Asks the run's write guard first (lib/write_guard.ts). The one
- * whole-file writer: reports, state, metrics, mirror sets, a layout's index.json and oci-layout,
+ * fsync of the directory. Asks the run's write guard first (lib/write_guard.ts) unless
+ * `guarded` is false. The one whole-file writer: reports, state, metrics, mirror sets, the
+ * rotation marker, the run lock's takeover and heartbeat, a layout's index.json and oci-layout,
  * bananna-export.json (under a {@link SafeDir} there).
  */
 export async function writeFileAtomic(
   path: string,
   data: string | Uint8Array | Iterable<string>,
+  options: {
+    /**
+     * False only for the run lock's own file: the guard renews the lock through this very write,
+     * so asking the guard there would ask it again. @default true
+     */
+    guarded?: boolean;
+  } = {},
 ): Promise<void> {
-  await checkWrite(path);
+  if (options.guarded ?? true) await checkWrite(path);
   const tmp = `${path}.tmp-${Deno.pid}-${crypto.randomUUID().slice(0, 8)}`;
   try {
     {

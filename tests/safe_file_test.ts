@@ -7,7 +7,14 @@
 import assert from "node:assert/strict";
 import { z } from "zod";
 import { MirrorError } from "../lib/errors.ts";
-import { FileInputError, readFileCapped, readJsonFile, SafeDir } from "../lib/safe_file.ts";
+import {
+  FileInputError,
+  readFileCapped,
+  readJsonFile,
+  SafeDir,
+  writeFileAtomic,
+} from "../lib/safe_file.ts";
+import { installWriteGuard } from "../lib/write_guard.ts";
 import { within } from "./support/bounded.ts";
 
 const what = "a test file";
@@ -139,6 +146,50 @@ Deno.test("SafeDir: the root resolved once, a link on the way refused, files wri
       await assert.rejects(() => safe.dir("a/b"), /real\/a \(in a test tree\) is not a directory/);
       await assert.rejects(() => safe.dir("../x"), /is not a plain name/);
     });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("whole-file writes in lib/ go through writeFileAtomic: a rename only in the streamed writers", async () => {
+  // Each of these streams its file (hashing or gzipping as it goes), fsyncs it and renames it
+  // into place itself; every other file is written whole by writeFileAtomic.
+  const streamed = new Set([
+    "lib/safe_file.ts",
+    "lib/log/rotation.ts", // the gzipped archive
+    "lib/layout/oci_layout.ts", // a blob, verified while streaming
+    "lib/layout/_part_files.ts", // a tar part, hashed while written
+    "lib/layout/tar_parts_read.ts", // a checked part moved into staging
+  ]);
+  const found: string[] = [];
+  const walk = async (dir: string) => {
+    for await (const entry of Deno.readDir(dir)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory) await walk(path);
+      else if (path.endsWith(".ts") && !streamed.has(path)) {
+        const text = await Deno.readTextFile(path);
+        if (/Deno\.rename(Sync)?\(/.test(text)) found.push(path);
+      }
+    }
+  };
+  await walk("lib");
+  assert.deepEqual(found, [], "rename-based writes outside writeFileAtomic");
+});
+
+Deno.test("writeFileAtomic() asks the write guard, except for the run lock's own file", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-atomic-guard-" });
+  try {
+    using _guard = installWriteGuard((what) =>
+      Promise.reject(new MirrorError("MIRROR_LOCK_LOST", `refused ${what}`))
+    );
+    await assert.rejects(
+      () => writeFileAtomic(`${dir}/report.json`, "{}"),
+      (e: unknown) => e instanceof MirrorError && e.code === "MIRROR_LOCK_LOST",
+    );
+    await writeFileAtomic(`${dir}/run.lock`, "lock\n", { guarded: false });
+    assert.equal(await Deno.readTextFile(`${dir}/run.lock`), "lock\n");
+    const names = [...Deno.readDirSync(dir)].map((e) => e.name);
+    assert.deepEqual(names, ["run.lock"], "no report, no temp file left");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -39,7 +39,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { FileInputError, readFileCapped, refuseSymlink } from "../safe_file.ts";
+import { FileInputError, readFileCapped, refuseSymlink, writeFileAtomic } from "../safe_file.ts";
 
 /** Bytes a lock file may have (a small JSON body; anything else is not a lock this tool wrote). */
 const MAX_LOCK_BYTES = 64 * 1024;
@@ -157,9 +157,7 @@ export async function acquireRunLock(dir: string, options: RunLockOptions = {}):
     try {
       // Still the stale lock we judged? Then replace it in one step with ours.
       if ((await readText(path)) !== seen) continue;
-      const tmp = `${path}.${token}.tmp`;
-      await Deno.writeTextFile(tmp, text, { createNew: true });
-      await Deno.rename(tmp, path);
+      await writeFileAtomic(path, text, { guarded: false });
     } finally {
       await removeIfOwned(guard, token);
     }
@@ -297,14 +295,7 @@ async function renewLock(
     const now = again === null ? null : parseBody(again);
     if (now?.token !== token) return { lost: now ?? true };
     body.renewed = new Date().toISOString();
-    const tmp = `${path}.${token}.tmp`;
-    await Deno.writeTextFile(tmp, JSON.stringify(body) + "\n", { createNew: true });
-    try {
-      await Deno.rename(tmp, path);
-    } catch (error) {
-      await Deno.remove(tmp).catch(() => {});
-      throw error;
-    }
+    await writeFileAtomic(path, JSON.stringify(body) + "\n", { guarded: false });
     return { renewed: true };
   } finally {
     await removeIfOwned(guard, token);
