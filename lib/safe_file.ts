@@ -175,15 +175,8 @@ export async function writeFileAtomic(
   try {
     {
       using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-      const encoder = new TextEncoder();
-      // Chunks (a large report): written in pieces of about 256 KiB, never joined whole.
-      const pieces = typeof data === "string" || data instanceof Uint8Array
-        ? [data]
-        : textPieces(data);
-      for (const piece of pieces) {
-        const bytes = typeof piece === "string" ? encoder.encode(piece) : piece;
-        for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
-      }
+      if (data instanceof Uint8Array) await writeAll(file, data);
+      else await writeText(file, typeof data === "string" ? [data] : data);
       await file.sync();
     }
     await Deno.rename(tmp, path);
@@ -286,15 +279,41 @@ function unsafe(path: string, what: string): MirrorError {
   );
 }
 
-/** Small text chunks joined into pieces of about 256 KiB: one write each, none the whole text. */
-export function* textPieces(chunks: Iterable<string>): Generator<string> {
-  let piece = "";
-  for (const chunk of chunks) {
-    piece += chunk;
-    if (piece.length >= 256 * 1024) {
-      yield piece;
-      piece = "";
+/** Write all of `bytes` (a write may take part of them). */
+async function writeAll(file: ByteSink, bytes: Uint8Array): Promise<void> {
+  for (let done = 0; done < bytes.length;) done += await file.write(bytes.subarray(done));
+}
+
+/** Where {@link writeText} writes: a file, or anything that takes bytes as a file does. */
+export interface ByteSink {
+  /** Write some of `bytes`; resolves with how many were written. */
+  write(bytes: Uint8Array): Promise<number>;
+}
+
+/** Bytes of the buffer {@link writeText} encodes into. */
+export const TEXT_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Write text chunks (a large report's, one entry each) as UTF-8 through one buffer of
+ * {@link TEXT_BUFFER_BYTES}, written each time it is full: the text is never joined, not even
+ * into pieces, and no chunk's bytes are allocated of their own. (Pieces joined from chunks are
+ * strings that live through many young-generation collections under `--max-semi-space-size=1`,
+ * so they were promoted and held the heap high at the end of a large run.)
+ */
+export async function writeText(file: ByteSink, chunks: Iterable<string>): Promise<void> {
+  const encoder = new TextEncoder();
+  const buffer = new Uint8Array(TEXT_BUFFER_BYTES);
+  let used = 0;
+  for (let chunk of chunks) {
+    for (;;) {
+      const { read, written } = encoder.encodeInto(chunk, buffer.subarray(used));
+      used += written;
+      if (read === chunk.length) break;
+      // Full (a character that does not fit is never split): write, then the rest of the chunk.
+      await writeAll(file, buffer.subarray(0, used));
+      used = 0;
+      chunk = chunk.slice(read);
     }
   }
-  if (piece) yield piece;
+  if (used > 0) await writeAll(file, buffer.subarray(0, used));
 }

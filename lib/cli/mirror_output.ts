@@ -13,7 +13,7 @@ import type { Logger } from "../log/logger.ts";
 import { formatReference } from "../registry/reference.ts";
 import { exitStatus, type Report, reportJsonChunks } from "../mirror/report.ts";
 import { statisticLine, type StatisticRow, statistics } from "../mirror/statistics.ts";
-import { textPieces, writeFileAtomic } from "../safe_file.ts";
+import { writeFileAtomic, writeText } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
 import type { MirrorEvent, TaskResult } from "../mirror/run_plan.ts";
 import type { Terminal } from "./terminal.ts";
@@ -139,7 +139,8 @@ export async function finishRun(
       if (path === inLogDir) await writeFileAtomic(path, reportJsonChunks(report));
       else {
         await checkWrite(path);
-        await Deno.writeTextFile(path, ReadableStream.from(textPieces(reportJsonChunks(report))));
+        using file = await Deno.open(path, { write: true, create: true, truncate: true });
+        await writeText(file, reportJsonChunks(report));
       }
     } catch (error) {
       logger.error(

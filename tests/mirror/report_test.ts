@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { type Report, type ReportEntry, reportJsonChunks } from "../../lib/mirror/report.ts";
-import { writeFileAtomic } from "../../lib/safe_file.ts";
+import { TEXT_BUFFER_BYTES, writeFileAtomic, writeText } from "../../lib/safe_file.ts";
 
 function entry(i: number): ReportEntry {
   return {
@@ -80,3 +80,64 @@ Deno.test("writeFileAtomic() writes chunks whole, through a temp file, replacing
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("a 15,000-entry report is one JSON document, written through one buffer", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "bb-report-" });
+  try {
+    const path = `${dir}/last-report.json`;
+    const big = report(15_000);
+    await writeFileAtomic(path, reportJsonChunks(big));
+    const text = await Deno.readTextFile(path);
+    assert.equal(text, JSON.stringify(big, null, 2) + "\n");
+    assert.equal((JSON.parse(text) as Report).entries.length, 15_000);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("writeText(): UTF-8 in writes of at most the buffer, no character split, short writes resumed", async () => {
+  // Chunks that cross the buffer's end with 2-, 3- and 4-byte characters, and one longer than it.
+  const chunks = [
+    "a".repeat(TEXT_BUFFER_BYTES - 1),
+    "ü✓😀",
+    "x😀".repeat(TEXT_BUFFER_BYTES / 2),
+    "",
+    "end\n",
+  ];
+  const expected = new TextEncoder().encode(chunks.join(""));
+  // A sink taking all it is given: buffer-sized writes, each ending on a character boundary.
+  const whole: Uint8Array[] = [];
+  await writeText({
+    write(bytes) {
+      whole.push(bytes.slice());
+      return Promise.resolve(bytes.length);
+    },
+  }, chunks);
+  assert.ok(whole.length >= 3, `${whole.length} writes`);
+  for (const w of whole) {
+    assert.ok(w.length <= TEXT_BUFFER_BYTES, `a write of ${w.length} bytes`);
+    new TextDecoder("utf-8", { fatal: true }).decode(w);
+  }
+  assert.deepEqual(concat(whole), expected);
+  // A sink that takes part of every third write, as a file write may: the rest is written next.
+  const parts: Uint8Array[] = [];
+  let calls = 0;
+  await writeText({
+    write(bytes) {
+      const take = ++calls % 3 === 0 ? Math.ceil(bytes.length / 2) : bytes.length;
+      parts.push(bytes.slice(0, take));
+      return Promise.resolve(take);
+    },
+  }, chunks);
+  assert.deepEqual(concat(parts), expected);
+});
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    all.set(p, at);
+    at += p.length;
+  }
+  return all;
+}
