@@ -98,6 +98,8 @@ export class SupplyChain {
   #o: SupplyChainOptions;
   #visited = new Set<string>();
   #referrersSeen = 0;
+  /** The source's tag list once read for this image (null: not listed). */
+  #sourceTags?: ReadonlySet<string> | null;
   #counts: SupplyChainCounts = { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
 
   /** A sync between two repositories. */
@@ -142,10 +144,13 @@ export class SupplyChain {
     if (this.#visited.has(digest)) return;
     this.#visited.add(digest);
     const next: string[] = [];
+    const tags = cosignTags(digest);
     // An image digest may carry all three; what is carried for it only gets signed in turn.
     for (const kind of depth === 0 ? ["sig", "att", "sbom"] as const : ["sig"] as const) {
       this.#o.signal?.throwIfAborted();
-      const outcome = await this.#cosignTag(digest, kind);
+      const outcome = this.#unlisted(tags[kind])
+        ? { state: "absent" as const }
+        : await this.#cosignTag(digest, kind, tags[kind]);
       if (!("digest" in outcome)) continue;
       this.#counts[COUNTER[kind]]++;
       // A signature is not signed in turn; an attestation or an SBOM may be (cosign sign <it>).
@@ -160,9 +165,9 @@ export class SupplyChain {
   async #cosignTag(
     digest: string,
     kind: CosignKind,
+    tag: string,
   ): Promise<{ state: "absent" | "drift" } | { state: "same" | "copied"; digest: string }> {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
-    const tag = cosignTags(digest)[kind];
     if (!(await this.#listed(tag))) return { state: "absent" };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { state: "absent" };
@@ -315,7 +320,7 @@ export class SupplyChain {
       if (descriptors !== null) return { descriptors };
     }
     const tag = referrersTag(digest);
-    if (!(await this.#listed(tag))) return { descriptors: [] };
+    if (this.#unlisted(tag) || !(await this.#listed(tag))) return { descriptors: [] };
     const head = await src.manifestHead(srcRepository, tag, signal);
     if (!head) return { descriptors: [] };
     const memo = this.#o.memo;
@@ -339,8 +344,17 @@ export class SupplyChain {
 
   /** May the source hold `tag`? False only when its tag list was read and lacks it. */
   async #listed(tag: string): Promise<boolean> {
-    const tags = await this.#o.sourceTags();
+    const tags = this.#sourceTags ??= await this.#o.sourceTags();
     return tags === null || tags.has(tag);
+  }
+
+  /**
+   * Known without waiting that the source lacks `tag` (its tag list was read for this image
+   * already and lacks it): a no-op image's four tags cost one wait, not four.
+   */
+  #unlisted(tag: string): boolean {
+    return this.#sourceTags !== undefined && this.#sourceTags !== null &&
+      !this.#sourceTags.has(tag);
   }
 
   /** A fallback index (by tag or digest), checked; null when absent. */

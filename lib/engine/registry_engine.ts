@@ -87,7 +87,7 @@ export class RegistryEngine implements Engine {
       return { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
     }
     const emit = request.onEvent ?? (() => {});
-    const copier = new ManifestCopier({
+    const copy = {
       src,
       dst,
       srcRepository: request.source.repository,
@@ -96,13 +96,17 @@ export class RegistryEngine implements Engine {
       shared: this.#shared,
       emit,
       signal: request.signal,
-    });
+    };
+    let copier: ManifestCopier | undefined;
     return await new SupplyChain({
       src,
       dst,
       srcRepository: request.source.repository,
       dstRepository: request.destination.repository,
-      copier,
+      // Made when something is copied (a no-op image, nearly every one, copies nothing).
+      get copier() {
+        return copier ??= new ManifestCopier(copy);
+      },
       support: this.#referrersSupport,
       sourceTags: () => this.#tagsOf(src, request.source.repository, request),
       artifactTypes: request.artifactTypes,
