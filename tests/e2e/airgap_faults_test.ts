@@ -16,7 +16,7 @@ import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { stringify } from "yaml";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { hostname } from "../../lib/mirror/run_lock.ts";
-import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -42,7 +42,7 @@ Deno.test({
       await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
       const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
       const other = await pushTestImage(src, "team/other:1", { kind: "oci-index", seed: 5 });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
         [`${src.host}/team/other:1`]: { targets: ["dr"] },
@@ -109,7 +109,7 @@ Deno.test({
         layerSize: 4 * 1024 * 1024,
       });
       const viaProxy = { host: proxy.host, username: dst.username } as TestRegistry;
-      const config = airgapConfig(viaProxy, {
+      const config = registryConfig(viaProxy, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/team/big:1`]: { targets: ["dr"] },
       }, { operation: { engine: "registry", concurrency: 1, retryDelay: 0.05, maxRetries: 1 } });
@@ -170,7 +170,7 @@ Deno.test({
       const run = await airgapCli(
         dir,
         ["export", "--to", `${dir}/${name}`, ...(since ? ["--since", since] : [])],
-        { config: airgapConfig(dst, images), env },
+        { config: registryConfig(dst, images), env },
       );
       assert.equal(run.code, 0, run.stderr + run.stdout);
       const blobs = [...Deno.readDirSync(`${dir}/${name}/blobs/sha256`)].map((e) =>
@@ -205,7 +205,7 @@ Deno.test({
         two.manifest.id,
       ]);
       await src.stop();
-      const config = airgapConfig(dst, images);
+      const config = registryConfig(dst, images);
 
       const alone = await airgapCli(dir, ["import", "--from", `${dir}/two`], { config, env });
       assert.equal(alone.code, 1, alone.stderr + alone.stdout);
@@ -263,7 +263,7 @@ Deno.test({
         times: 2,
         fault: { kind: "trickle", chunkBytes: 64 * 1024, pauseMs: 20 },
       }]);
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${proxy.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${proxy.host}/team/big:1`]: { targets: ["dr"] },
       }, { operation: { engine: "registry", concurrency: 1, retryDelay: 0.05, maxRetries: 1 } });
@@ -398,7 +398,7 @@ Deno.test({
     try {
       const app = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
       const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
       }, {

@@ -12,7 +12,7 @@ import { stringify } from "yaml";
 import { within } from "../support/bounded.ts";
 import { runCli } from "../support/cli.ts";
 import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
-import { airgapCli, statuses } from "../support/airgap.ts";
+import { airgapCli, statuses } from "../support/e2e_kit.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 

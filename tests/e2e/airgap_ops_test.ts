@@ -5,7 +5,7 @@
  * mirror metrics. The source registry is stopped before the import.
  */
 import assert from "node:assert/strict";
-import { airgapCli, airgapConfig, statuses } from "../support/airgap.ts";
+import { airgapCli, registryConfig, statuses } from "../support/e2e_kit.ts";
 import { pushTestImage } from "../support/images.ts";
 import { runProcess } from "../support/process.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -25,7 +25,7 @@ Deno.test({
     try {
       await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 31 });
       await pushTestImage(src, "team/app:2.0", { kind: "oci-index", seed: 32 });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/team/app:2.0`]: { targets: ["dr"] },
       }, {
@@ -64,7 +64,7 @@ Deno.test({
 
       // A config written for the docker engine imports with the registry engine: digests kept.
       await using dst2 = await startRegistry({ auth: "htpasswd" });
-      const docker = airgapConfig(dst2, config.images as Record<string, unknown>);
+      const docker = registryConfig(dst2, config.images as Record<string, unknown>);
       docker.operation = { engine: "docker", retryDelay: 0.05, maxRetries: 1 };
       const again = await airgapCli(dir, ["import", "--from", `${dir}/export`], {
         config: docker,

@@ -7,7 +7,7 @@
  * re-run lands the rest.
  */
 import assert from "node:assert/strict";
-import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
 import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -32,7 +32,7 @@ Deno.test({
         seed: 7,
         layerSize: 512 * 1024,
       });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
         [`${src.host}/team/big:1`]: { targets: ["dr"] },

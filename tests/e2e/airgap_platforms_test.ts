@@ -5,7 +5,7 @@
  * unchanged), else IMAGE_SPARSE_REFUSED with nothing tagged.
  */
 import assert from "node:assert/strict";
-import { airgapCli } from "../support/airgap.ts";
+import { airgapCli } from "../support/e2e_kit.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";

@@ -8,7 +8,7 @@
  * imported alone it fails naming the predecessor.
  */
 import assert from "node:assert/strict";
-import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
 import {
   buildSignatureManifest,
   makeKey,
@@ -49,7 +49,7 @@ Deno.test({
         [`${src.host}/team/multi:1.0`]: { targets: ["dr"] },
       };
       const one = await airgapCli(dir, ["export", "--to", `${dir}/one`], {
-        config: airgapConfig(dst, images),
+        config: registryConfig(dst, images),
         env,
       });
       assert.equal(one.code, 0, one.stderr + one.stdout);
@@ -65,7 +65,7 @@ Deno.test({
       assert.equal(multiStable.digest, multi.digest);
       images[`${src.host}/team/app:stable`] = { targets: ["dr"] };
       images[`${src.host}/team/multi:stable`] = { targets: ["dr"] };
-      const config = airgapConfig(dst, images);
+      const config = registryConfig(dst, images);
       const two = await airgapCli(
         dir,
         ["export", "--to", `${dir}/two`, "--since", `${dir}/one/bananna-export.json`],
@@ -100,7 +100,7 @@ Deno.test({
       await src.stop();
 
       // Alone (its predecessor not imported): every image fails naming that export.
-      const freshConfig = airgapConfig(fresh, images);
+      const freshConfig = registryConfig(fresh, images);
       const freshEnv = { DST_PASSWORD: fresh.password ?? "" };
       const alone = await airgapCli(dir, ["import", "--from", `${dir}/two`], {
         config: freshConfig,

@@ -8,7 +8,7 @@
  * digest and byte is the source's own, read with skopeo before the source stops.
  */
 import assert from "node:assert/strict";
-import { airgapCli, writes } from "../support/airgap.ts";
+import { airgapCli, writes } from "../support/e2e_kit.ts";
 import {
   buildAttestationManifest,
   buildSignatureManifest,

@@ -9,7 +9,7 @@ import { parseAllDocuments as parseAll } from "yaml";
 import { createHash } from "node:crypto";
 import { readExportManifest } from "../../lib/layout/export_manifest.ts";
 import { pinnedDigestTag } from "../../lib/registry/reference.ts";
-import { airgapCli, airgapConfig, statuses, writes } from "../support/airgap.ts";
+import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -39,7 +39,7 @@ Deno.test({
       const a2 = await pushTestImage(src, "team/app:2.0", { kind: "oci-index", seed: 2 });
       const web = await pushTestImage(src, "tools/web:v1", { kind: "docker-list", seed: 3 });
       const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/team/app:2.0`]: { targets: ["dr"] },
         [`${src.host}/tools/web:v1`]: { targets: ["dr"] },
@@ -182,7 +182,7 @@ Deno.test({
       await t.step(
         "a recorded target missing from the config is exit 2 naming the image",
         async () => {
-          const other = airgapConfig(dst, {
+          const other = registryConfig(dst, {
             [`${src.host}/team/app:1.0`]: { targets: ["elsewhere"] },
           });
           const registries = other.registries as Record<string, unknown>;
@@ -302,7 +302,7 @@ Deno.test({
       const r11 = await pushTestImage(src, "team/rel:1.1", { kind: "schema2", seed: 22 });
       const r20 = await pushTestImage(src, "team/rel:2.0", { kind: "oci-index", seed: 23 });
       const pin = await pushTestImage(src, "tools/pin:moving", { kind: "docker-list", seed: 24 });
-      const config = airgapConfig(dst, {
+      const config = registryConfig(dst, {
         [`${src.host}/tools/pin@${pin.digest}`]: { targets: ["dr"] },
       }, {
         repositories: { [`${src.host}/team/rel`]: { targets: ["dr"], tags: { newest: 2 } } },

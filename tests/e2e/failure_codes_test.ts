@@ -8,10 +8,10 @@
  * registry, the user and where the password came from, never the value.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startStatusServer } from "../support/status_server.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const WRONG = "wrong-password-8c1f";
@@ -170,7 +170,7 @@ Deno.test({
           const images = row.name.startsWith("source 404")
             ? ["team/absent:1", "team/gone:2"]
             : ["team/a:1", "team/b:1"];
-          const run = await runMirrorConfig(dir, {
+          const run = await mirror(dir, {
             registries: {
               dr: {
                 url: row.side === "destination" ? row.url : dst.host,

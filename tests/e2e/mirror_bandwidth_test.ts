@@ -6,7 +6,7 @@
  * loaded machine can make a run slower, never faster than the limit allows).
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
+import { mirror } from "../support/e2e_kit.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -24,12 +24,12 @@ Deno.test({
     await pushTestImage(src, "team/b:1", { ...layers, seed: 232 });
     await pushTestImage(src, "team/c:1", { ...layers, seed: 233 });
     const dir = await Deno.makeTempDir({ prefix: "bb-e2e-bandwidth-" });
-    const mirror = async (
+    const mirrorImages = async (
       images: string[],
       limits: { process?: number; registry?: number },
     ) => {
       const started = performance.now();
-      const run = await runMirrorConfig(dir, {
+      const run = await mirror(dir, {
         registries: {
           dr: {
             url: dst.host,
@@ -56,7 +56,7 @@ Deno.test({
     };
     try {
       await t.step("two images at once share one process limit of 1 MiB/s", async () => {
-        const run = await mirror(["team/a:1", "team/b:1"], { process: MiB });
+        const run = await mirrorImages(["team/a:1", "team/b:1"], { process: MiB });
         assert.deepEqual(run.report.entries.map((e) => e.status), ["pushed", "pushed"]);
         const bw = run.report.bandwidth;
         assert.ok(bw, "the report has no bandwidth block");
@@ -73,7 +73,7 @@ Deno.test({
       });
 
       await t.step("a registry entry's own limit holds its uploads", async () => {
-        const run = await mirror(["team/c:1"], { registry: MiB });
+        const run = await mirrorImages(["team/c:1"], { registry: MiB });
         const uploaded = run.report.entries[0].bytesUploaded;
         assert.ok(uploaded > 2 * MiB, `uploaded ${uploaded}`);
         const least = (uploaded - MiB) / MiB;

@@ -8,11 +8,11 @@
  * MIRROR_METRICS_FAILED that leaves the exit code alone.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { runProcess } from "../support/process.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -75,7 +75,7 @@ Deno.test({
         "a clean run writes the file; promtool accepts it; values read back",
         async () => {
           const before = Date.now() / 1000;
-          const run = await runMirrorConfig(dir, config(good), args);
+          const run = await mirror(dir, config(good), args);
           const after = Date.now() / 1000;
           assert.equal(run.code, 0, run.stderr);
           const text = await Deno.readTextFile(file);
@@ -123,7 +123,7 @@ Deno.test({
       );
 
       await t.step("a failing run keeps the last success of the previous file", async () => {
-        const run = await runMirrorConfig(
+        const run = await mirror(
           dir,
           config({ ...good, [`${src.host}/team/app:9.9`]: { targets: ["dr"] } }),
           args,
@@ -146,7 +146,7 @@ Deno.test({
         "a run stopped by a refused login still writes its metrics (exit 1)",
         async () => {
           const stopping = { engine: "registry", continueOnError: false, retryDelay: 0.05 };
-          const run = await runMirrorConfig(dir, config(good, { operation: stopping }), {
+          const run = await mirror(dir, config(good, { operation: stopping }), {
             ...args,
             env: { ...vars, DST_PASSWORD: "wrong-password" },
           });
@@ -168,7 +168,7 @@ Deno.test({
       await t.step("a dry run writes no metrics and pushes nothing", async () => {
         const text = await Deno.readTextFile(file);
         const pushes = gateway.requests.length;
-        const run = await runMirrorConfig(dir, config(good), {
+        const run = await mirror(dir, config(good), {
           ...args,
           extra: [...args.extra, "--dry-run"],
         });
@@ -181,7 +181,7 @@ Deno.test({
         "metrics.file from the config; Pushgateway down: WARNING, exit code unchanged",
         async () => {
           await gateway.stop();
-          const run = await runMirrorConfig(
+          const run = await mirror(
             dir,
             config(good, {
               metrics: {
@@ -213,7 +213,7 @@ Deno.test({
         "a metrics file that cannot be written: WARNING, exit code unchanged",
         async () => {
           await Deno.remove(`${dir}/logs/bananna-bot.log`);
-          const run = await runMirrorConfig(dir, config(good, { metrics: undefined }), {
+          const run = await mirror(dir, config(good, { metrics: undefined }), {
             env: vars,
             extra: ["--metrics-file", "no-such-dir/bananna_bot.prom"],
           });

@@ -7,12 +7,12 @@
  * WARNING that leaves the exit code alone, the Slack shape, and a run stopped by a refused login.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { silentAnswer } from "../support/trickle.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../support/webhook_receiver.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -58,7 +58,7 @@ Deno.test({
       await t.step("a failing run: 503 retried, one notification, capped entries", async () => {
         await using hook = startWebhookReceiver((n) => (n === 1 ? 503 : 200));
         await freshLog();
-        const run = await runMirrorConfig(
+        const run = await mirror(
           dir,
           config(hook, {
             on: ["failure"],
@@ -112,7 +112,7 @@ Deno.test({
       await t.step("on: [failure] with a clean run sends nothing", async () => {
         await using hook = startWebhookReceiver();
         await freshLog();
-        const run = await runMirrorConfig(dir, config(hook, { on: ["failure"] }, good), {
+        const run = await mirror(dir, config(hook, { on: ["failure"] }, good), {
           env: vars,
         });
         assert.equal(run.code, 0, run.stderr);
@@ -123,7 +123,7 @@ Deno.test({
       await t.step("a receiver that keeps failing: WARNING, exit code unchanged", async () => {
         await using hook = startWebhookReceiver(() => 500);
         await freshLog();
-        const run = await runMirrorConfig(dir, config(hook, { on: ["always"] }, good), {
+        const run = await mirror(dir, config(hook, { on: ["always"] }, good), {
           env: vars,
         });
         assert.equal(run.code, 0, run.stderr);
@@ -138,7 +138,7 @@ Deno.test({
         const hook = startWebhookReceiver();
         await hook.stop();
         await freshLog();
-        const run = await runMirrorConfig(
+        const run = await mirror(
           dir,
           config(hook, { on: ["always"] }, good, { maxRetries: 0 }),
           { env: vars },
@@ -153,7 +153,7 @@ Deno.test({
       await t.step("format slack: text and blocks", async () => {
         await using hook = startWebhookReceiver();
         await freshLog();
-        const run = await runMirrorConfig(
+        const run = await mirror(
           dir,
           config(hook, { on: ["drift", "failure"], format: "slack" }, {
             ...good,
@@ -190,7 +190,7 @@ Deno.test({
       await t.step("a run stopped by a refused login is notified as not started", async () => {
         await using hook = startWebhookReceiver();
         await freshLog();
-        const run = await runMirrorConfig(
+        const run = await mirror(
           dir,
           config(hook, { on: ["failure"] }, good, { continueOnError: false }),
           { env: { ...vars, DST_PASSWORD: "wrong-password-77" } },
@@ -279,7 +279,7 @@ Deno.test({
             statusLine: "HTTP/1.1 307 Temporary Redirect",
             headers: [`location: ${catcher.url}/caught`],
           }));
-          const run = await runMirrorConfig(
+          const run = await mirror(
             dir,
             config(hook.url, { metrics: { pushgateway: `${hook.url}/pushgateway` } }),
             { env: { HOOK_TOKEN: TOKEN } },
@@ -301,7 +301,7 @@ Deno.test({
             statusLine: "HTTP/1.1 307 Temporary Redirect",
             headers: [`location: ${catcher.url}/echo/${TOKEN}/refused`],
           }));
-          const run = await runMirrorConfig(dir, config(hook.url), { env: { HOOK_TOKEN: TOKEN } });
+          const run = await mirror(dir, config(hook.url), { env: { HOOK_TOKEN: TOKEN } });
           assert.equal(run.code, 0, run.stderr);
           assert.deepEqual(hook.requests, [`POST ${path}`]);
           assert.deepEqual(catcher.requests, []);
@@ -334,7 +334,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "bb-notify-silent-" });
     try {
       const started = performance.now();
-      const run = await runMirrorConfig(dir, {
+      const run = await mirror(dir, {
         registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
         log: { dir: "./logs" },
         // Silence alone: 4 attempts x 30 s, plus the waits between them.

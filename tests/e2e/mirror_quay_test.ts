@@ -5,20 +5,22 @@
  * without a terminal, failing targets with and without continueOnError, the run lock.
  */
 import assert from "node:assert/strict";
-import { ROOT, runMirrorConfig } from "../support/cli.ts";
+import { ROOT } from "../support/cli.ts";
+import { mirror } from "../support/e2e_kit.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
-function mirror(
+/** {@link mirror} with `env` as its own argument. */
+function mirrorEnv(
   dir: string,
   config: Record<string, unknown>,
   env: Record<string, string>,
   extra: string[] = [],
 ) {
-  return runMirrorConfig(dir, config, { env, extra });
+  return mirror(dir, config, { env, extra });
 }
 
 const fast = { retryDelay: 0.02, maxRetries: 1, apiTimeout: 5, engine: "registry" };
@@ -60,7 +62,7 @@ Deno.test({
     const env = (token: string) => ({ QUAY_TOKEN: token, QUAY_PASSWORD: reg.password ?? "" });
     try {
       await t.step("a bad API token fails once, early, with no per-image API call", async () => {
-        const run = await mirror(dir, config, env("tok-wrong"));
+        const run = await mirrorEnv(dir, config, env("tok-wrong"));
         assert.equal(run.code, 1);
         assert.ok(run.report);
         assert.ok(
@@ -77,7 +79,7 @@ Deno.test({
         "a creator token (403, not 404, for a missing repo) creates it and pushes",
         async () => {
           quay.requests.length = 0;
-          const run = await mirror(dir, config, env("tok-creator"));
+          const run = await mirrorEnv(dir, config, env("tok-creator"));
           assert.equal(run.code, 0, run.stderr);
           assert.deepEqual(run.report?.entries.map((e) => [e.status, e.repo]), [[
             "pushed",
@@ -102,7 +104,7 @@ Deno.test({
         "an admin token sees 404 for a missing repo; a re-run writes nothing",
         async () => {
           quay.requests.length = 0;
-          const run = await mirror(dir, config, env("tok-admin"));
+          const run = await mirrorEnv(dir, config, env("tok-admin"));
           assert.equal(run.code, 0, run.stderr);
           assert.ok(run.report?.entries.every((e) => e.status === "exists"));
           assert.ok(!quay.requests.some((r) => r.startsWith("POST")), quay.requests.join());
@@ -149,7 +151,7 @@ Deno.test({
       await t.step(
         "no credentials and no terminal: LOGIN_MISSING_CREDENTIALS naming the registry",
         async () => {
-          const run = await mirror(dir, base, env);
+          const run = await mirrorEnv(dir, base, env);
           assert.equal(run.code, 1);
           assert.match(
             run.stderr,
@@ -171,7 +173,7 @@ Deno.test({
             auths: { [good.host]: { auth: btoa(`${good.username}:${good.password}`) } },
           }),
         );
-        const run = await mirror(dir, {
+        const run = await mirrorEnv(dir, {
           ...base,
           images: { [`${src.host}/team/a:1`]: { targets: ["good"] } },
         }, env);
@@ -187,7 +189,7 @@ Deno.test({
           `${dir}/docker/config.json`,
           JSON.stringify({ credHelpers: { [good.host]: "test" } }),
         );
-        const run = await mirror(dir, base, {
+        const run = await mirrorEnv(dir, base, {
           ...env,
           PATH: `${ROOT}/tests/testdata/bin:${Deno.env.get("PATH")}`,
           BB_HELPER_HOST: good.host,
@@ -220,7 +222,7 @@ Deno.test({
       await t.step(
         "a failing target with continueOnError: the other target still gets the image",
         async () => {
-          const run = await mirror(dir, withDead(true), env);
+          const run = await mirrorEnv(dir, withDead(true), env);
           assert.equal(run.code, 1);
           assert.deepEqual(run.report?.entries.map((e) => [e.target, e.status]), [[
             "dead",
@@ -233,7 +235,7 @@ Deno.test({
         "a failing target without continueOnError stops the run before image work",
         async () => {
           await pushTestImage(src, "team/c:1", { kind: "oci", seed: 24 });
-          const run = await mirror(dir, withDead(false), env);
+          const run = await mirrorEnv(dir, withDead(false), env);
           assert.equal(run.code, 1);
           assert.match(run.stderr, new RegExp(`127\\.0\\.0\\.1:${deadPort}`));
           // The good target was not touched: it still holds the first image (no drift check ran).
@@ -260,7 +262,7 @@ Deno.test({
               started: new Date().toISOString(),
             }),
           );
-          const run = await mirror(dir, base, env);
+          const run = await mirrorEnv(dir, base, env);
           assert.equal(run.code, 1);
           assert.match(run.stderr, /\[MIRROR_LOCKED\].*pid \d+/);
         } finally {

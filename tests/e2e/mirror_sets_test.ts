@@ -5,9 +5,10 @@
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments } from "yaml";
-import { runCli, runMirrorConfig } from "../support/cli.ts";
+import { runCli } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -40,7 +41,7 @@ Deno.test({
     const extra = ["--openshift-mirror-sets", sets];
     try {
       await t.step("a dry run does not write the file", async () => {
-        const run = await runMirrorConfig(dir, config(), { extra: [...extra, "--dry-run"] });
+        const run = await mirror(dir, config(), { extra: [...extra, "--dry-run"] });
         assert.equal(run.code, 1, run.stderr); // the missing image fails the plan
         assert.match(run.stdout, /Dry run: OpenShift mirror sets not written/);
         await assert.rejects(Deno.stat(sets), Deno.errors.NotFound);
@@ -77,7 +78,7 @@ Deno.test({
       ];
 
       await t.step("the run writes every mirrored repository, not the failed one", async () => {
-        const run = await runMirrorConfig(dir, config(), { extra });
+        const run = await mirror(dir, config(), { extra });
         assert.equal(run.code, 1, run.stderr);
         assert.deepEqual(run.report?.totals.pushed, 4);
         assert.deepEqual(run.report?.totals.failed, 1);
@@ -95,7 +96,7 @@ Deno.test({
 
       await t.step("a no-op re-run (everything exists) writes the same bytes", async () => {
         const before = await Deno.readTextFile(sets);
-        const run = await runMirrorConfig(dir, config(), { extra });
+        const run = await mirror(dir, config(), { extra });
         assert.equal(run.report?.totals.exists, 4, run.stderr);
         assert.equal(await Deno.readTextFile(sets), before);
         assert.deepEqual([...Deno.readDirSync(`${dir}/out`)].map((e) => e.name), [
@@ -128,13 +129,13 @@ Deno.test({
               assert.equal(entry.mirrorSourcePolicy, "NeverContactSource");
             }
           };
-          const run = await runMirrorConfig(dir, named, {
+          const run = await mirror(dir, named, {
             extra: ["--openshift-mirror-sets", path],
           });
           assert.equal(run.code, 1, run.stderr); // team/missing:9
           await check(path);
           for (const shard of ["0/2", "1/2"]) {
-            const run = await runMirrorConfig(dir, named, { extra: ["--shard", shard] });
+            const run = await mirror(dir, named, { extra: ["--shard", shard] });
             assert.ok(run.code === 0 || run.code === 1, run.stderr);
           }
           const merge = await runCli(
@@ -148,7 +149,7 @@ Deno.test({
       );
 
       await t.step("sharded: refused on a shard, written by report --merge", async () => {
-        const refused = await runMirrorConfig(dir, config(), {
+        const refused = await mirror(dir, config(), {
           extra: [...extra, "--shard", "0/2"],
         });
         assert.equal(refused.code, 2, refused.stderr);
@@ -157,7 +158,7 @@ Deno.test({
           /--openshift-mirror-sets with --shard\/--shards: a shard knows only its own repositories; give it to report --merge/,
         );
         for (const shard of ["0/2", "1/2"]) {
-          const run = await runMirrorConfig(dir, config(), { extra: ["--shard", shard] });
+          const run = await mirror(dir, config(), { extra: ["--shard", shard] });
           assert.ok(run.code === 0 || run.code === 1, run.stderr);
         }
         const merged = `${dir}/out/merged-sets.yaml`;
@@ -203,7 +204,7 @@ Deno.test({
 
       await t.step("the docker engine is refused before anything runs (exit 2)", async () => {
         await Deno.remove(sets);
-        const run = await runMirrorConfig(dir, config({ engine: "docker" }), { extra });
+        const run = await mirror(dir, config({ engine: "docker" }), { extra });
         assert.equal(run.code, 2, run.stderr);
         assert.match(
           run.stderr,

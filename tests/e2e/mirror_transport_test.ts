@@ -5,7 +5,7 @@
  * a day).
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
+import { mirror } from "../support/e2e_kit.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -27,9 +27,9 @@ Deno.test({
     await pushTestImage(src, "team/app:1", { kind: "oci", seed: 81 });
     await pushTestImage(src, "team/limited:1", { kind: "oci", seed: 82 });
     const dir = await Deno.makeTempDir({ prefix: "bb-e2e-transport-" });
-    const mirror = async (images: Record<string, unknown>) => {
+    const mirrorImages = async (images: Record<string, unknown>) => {
       const started = Date.now();
-      const run = await runMirrorConfig(dir, {
+      const run = await mirror(dir, {
         registries: {
           dr: {
             url: dst.host,
@@ -49,7 +49,7 @@ Deno.test({
     };
     try {
       await t.step("the destination password pässwörd€✓ logs in and pushes", async () => {
-        const run = await mirror({ [`${src.host}/team/app:1`]: { targets: ["dr"] } });
+        const run = await mirrorImages({ [`${src.host}/team/app:1`]: { targets: ["dr"] } });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.equal(run.report.entries[0].status, "pushed");
         const log = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
@@ -65,7 +65,7 @@ Deno.test({
           times: 100,
           fault: { kind: "status", status: 429, retryAfter: "86400" },
         }]);
-        const run = await mirror({ [`${proxy.host}/team/limited:1`]: { targets: ["dr"] } });
+        const run = await mirrorImages({ [`${proxy.host}/team/limited:1`]: { targets: ["dr"] } });
         assert.equal(run.code, 1, run.stderr + run.stdout);
         const entry = run.report.entries[0];
         assert.equal(entry.status, "failed");

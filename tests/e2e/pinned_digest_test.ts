@@ -10,10 +10,10 @@ import assert from "node:assert/strict";
 import { Secrets } from "../../lib/log/redact.ts";
 import { pinnedDigestTag } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -71,14 +71,14 @@ Deno.test({
     });
     try {
       await t.step("the dry run shows the tag each image will be written under", async () => {
-        const run = await runMirrorConfig(dir, config, { env, extra: ["--dry-run"] });
+        const run = await mirror(dir, config, { env, extra: ["--dry-run"] });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.destination), expected.map((e) => e[0]));
         assert.deepEqual(await writes(reg), []);
       });
 
       await t.step("the run writes the tags; after the lifetime all resolve", async () => {
-        const run = await runMirrorConfig(dir, config, { env });
+        const run = await mirror(dir, config, { env });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(
           run.report?.entries.map((e) => [e.destination, e.digest, e.status]),
@@ -98,7 +98,7 @@ Deno.test({
 
       await t.step("a re-run finds every tag and writes nothing", async () => {
         const before = (await writes(reg)).length;
-        const run = await runMirrorConfig(dir, config, { env });
+        const run = await mirror(dir, config, { env });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.status), ["exists", "exists", "exists"]);
         assert.equal((await writes(reg)).length, before);
@@ -106,7 +106,7 @@ Deno.test({
 
       await t.step("upstream moving the tag of a tag@digest image changes nothing", async () => {
         await pushTestImage(src, "team/web:2", { kind: "schema2", seed: 34 });
-        const run = await runMirrorConfig(dir, config, { env });
+        const run = await mirror(dir, config, { env });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.status), ["exists", "exists", "exists"]);
         assert.equal((await client.manifestHead("acme/web", "2"))?.digest, web.digest);

@@ -11,7 +11,6 @@
  *   pulls by the upstream digest have no mirror.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import {
   buildSignatureManifest,
   makeKey,
@@ -24,6 +23,7 @@ import { headDigest, pushTestImage, sha256, skopeoInspectRaw } from "../support/
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -117,7 +117,7 @@ Deno.test({
       });
       const amd64 = image.children?.find((c) => c.platform === "linux/amd64")?.digest;
 
-      const sparse = await runMirrorConfig(
+      const sparse = await mirror(
         dir,
         config(src, dst.host, { platforms: ["linux/amd64"] }),
       );
@@ -130,7 +130,7 @@ Deno.test({
       assert.match(await log(dir), /\[IMAGE_SPARSE_REFUSED\]/);
 
       const operation = { platforms: ["linux/amd64"], platformsMode: "rewrite" };
-      const rewrite = await runMirrorConfig(dir, config(src, dst.host, operation));
+      const rewrite = await mirror(dir, config(src, dst.host, operation));
       assert.equal(rewrite.code, 0, rewrite.stdout + rewrite.stderr);
       const entry = rewrite.report?.entries[0];
       assert.equal(entry?.status, "pushed");
@@ -160,14 +160,14 @@ Deno.test({
       assert.equal(uploads.length, 3, uploads.join("\n"));
 
       const mark = (await dst.accessLog()).length;
-      const again = await runMirrorConfig(dir, config(src, dst.host, operation));
+      const again = await mirror(dir, config(src, dst.host, operation));
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.equal(again.report?.entries[0].status, "exists");
       assert.equal(again.report?.entries[0].digest, written);
       assert.deepEqual(await writes(dst, mark), [], "the re-run writes nothing");
       // The next one knows the rewrite from the memo: the tag HEAD alone, no GET of the index.
       const mark2 = (await dst.accessLog()).length;
-      const third = await runMirrorConfig(dir, config(src, dst.host, operation));
+      const third = await mirror(dir, config(src, dst.host, operation));
       assert.equal(third.report?.entries[0].status, "exists", third.stdout);
       assert.deepEqual(third.report?.entries[0].platforms?.kept, ["linux/amd64"]);
       assert.deepEqual(
@@ -209,7 +209,7 @@ Deno.test({
       );
 
       const before = (await backend.accessLog()).length;
-      const first = await runMirrorConfig(
+      const first = await mirror(
         dir,
         config(src, proxy.host, { platforms: ["linux/amd64"] }),
       );
@@ -235,7 +235,7 @@ Deno.test({
 
       // A re-run: nothing written, the platform set in the report.
       const mark = (await backend.accessLog()).length;
-      const again = await runMirrorConfig(
+      const again = await mirror(
         dir,
         config(src, proxy.host, { platforms: ["linux/amd64"] }),
       );
@@ -245,7 +245,7 @@ Deno.test({
       // That re-run read the index and HEADed its child at the destination; the next one knows
       // both from the memo (children of a digest; a child found < 24 h ago): the tag HEAD only.
       const seen = proxy.requestLog().length;
-      const third = await runMirrorConfig(
+      const third = await mirror(
         dir,
         config(src, proxy.host, { platforms: ["linux/amd64"] }),
       );
@@ -258,11 +258,11 @@ Deno.test({
 
       // Widening: the arm64 child is added, the tag (kept by the proxy) is not PUT again.
       const widened = { platforms: ["linux/amd64", "linux/arm64"] };
-      const dry = await runMirrorConfig(dir, config(src, proxy.host, widened), {
+      const dry = await mirror(dir, config(src, proxy.host, widened), {
         extra: ["--dry-run"],
       });
       assert.match(dry.stdout, /would add .*without linux\/arm64/);
-      const wide = await runMirrorConfig(dir, config(src, proxy.host, widened));
+      const wide = await mirror(dir, config(src, proxy.host, widened));
       assert.equal(wide.code, 0, wide.stdout + wide.stderr);
       const entry = wide.report?.entries[0];
       assert.equal(entry?.code, "IMAGE_PLATFORMS_ADDED");
@@ -280,7 +280,7 @@ Deno.test({
       );
       // Narrowing deletes nothing and is a no-op.
       const mark2 = (await backend.accessLog()).length;
-      const narrow = await runMirrorConfig(
+      const narrow = await mirror(
         dir,
         config(src, proxy.host, { platforms: ["linux/arm64"] }),
       );
@@ -303,7 +303,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "bb-platforms-" });
     try {
       await pushTestImage(src, "multi/app:1", { kind: "oci-index", seed: 73 });
-      const run = await runMirrorConfig(
+      const run = await mirror(
         dir,
         config(src, proxy.host, { platforms: ["linux/arm64"] }),
       );
@@ -340,7 +340,7 @@ Deno.test({
         architectures: ["amd64", "arm64", "s390x"],
       });
       const operation = { platforms: ["linux/amd64"], platformsMode: "rewrite" };
-      const run = await runMirrorConfig(dir, config(src, dst.host, operation), {
+      const run = await mirror(dir, config(src, dst.host, operation), {
         extra: ["--openshift-mirror-sets", `${dir}/sets.yaml`],
       });
       assert.equal(run.code, 0, run.stdout + run.stderr);
@@ -386,7 +386,7 @@ Deno.test({
         [`${src.host}/multi/app:1`]: { targets: ["dr"] },
         [`${src.host}/multi/other:1`]: { targets: ["dr"] },
       };
-      const run = await runMirrorConfig(dir, cfg);
+      const run = await mirror(dir, cfg);
       assert.equal(run.code, 1, run.stdout + run.stderr);
       const [app, other] = run.report?.entries ?? [];
       assert.equal(app.status, "pushed");

@@ -10,10 +10,10 @@ import assert from "node:assert/strict";
 import { Secrets } from "../../lib/log/redact.ts";
 import { pinnedDigestTag } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -69,7 +69,7 @@ Deno.test({
       maxRetries: 0,
     });
     try {
-      const run = await runMirrorConfig(dir, config, { env });
+      const run = await mirror(dir, config, { env });
       assert.equal(run.code, 1, run.stderr);
       assert.deepEqual(run.report?.entries.map((e) => [e.destination, e.status, e.code]), [
         [`${quay.host}/acme/app:${pinnedDigestTag(app.digest)}`, "pushed", "IMAGE_PUSHED"],

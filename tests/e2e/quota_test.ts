@@ -8,10 +8,10 @@
  * report, the statistics and the metrics file.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -72,7 +72,7 @@ Deno.test({
     const log = () => Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
     try {
       await t.step("the dry run predicts the full organization and the warning", async () => {
-        const run = await runMirrorConfig(dir, config, { env, extra: ["--dry-run"] });
+        const run = await mirror(dir, config, { env, extra: ["--dry-run"] });
         assert.deepEqual(
           run.report?.entries.map((e) => [e.target, e.status, e.code]),
           [
@@ -101,7 +101,7 @@ Deno.test({
       await t.step(
         "the run: full fails at once, half stops half-way, the rest completes",
         async () => {
-          const run = await runMirrorConfig(dir, config, { env });
+          const run = await mirror(dir, config, { env });
           assert.equal(run.code, 1, run.stderr);
           const entries = run.report?.entries ?? [];
           const others = entries.filter((e) => e.target !== "half");

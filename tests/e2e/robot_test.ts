@@ -9,10 +9,11 @@
  */
 import assert from "node:assert/strict";
 import { VERSION } from "../../lib/version.ts";
-import { runCli, runMirrorConfig } from "../support/cli.ts";
+import { runCli } from "../support/cli.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -83,7 +84,7 @@ Deno.test({
       });
 
       await t.step("a token without repo:admin: one error at login, no image work", async () => {
-        const run = await runMirrorConfig(dir, config, { env: env("tok-no-admin") });
+        const run = await mirror(dir, config, { env: env("tok-no-admin") });
         assert.equal(run.code, 1);
         assert.deepEqual(run.report?.entries.map((e) => [e.status, e.code]), [
           ["failed", "REPO_ACCESS_DENIED"],
@@ -106,7 +107,7 @@ Deno.test({
       await t.step("with repo:admin the robot is granted write and pushes", async () => {
         quay.requests.length = 0;
         quay.refused.length = 0;
-        const run = await runMirrorConfig(dir, config, { env: env("tok-admin") });
+        const run = await mirror(dir, config, { env: env("tok-admin") });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.status), ["pushed", "pushed"]);
         assert.equal(await headDigest(reg, "acme/app:1.0"), app.digest);
@@ -130,7 +131,7 @@ Deno.test({
 
       await t.step("a re-run reads the grants and writes none", async () => {
         quay.requests.length = 0;
-        const run = await runMirrorConfig(dir, config, { env: env("tok-admin") });
+        const run = await mirror(dir, config, { env: env("tok-admin") });
         assert.equal(run.code, 0, run.stderr);
         assert.deepEqual(run.report?.entries.map((e) => e.status), ["exists", "exists"]);
         assert.ok(

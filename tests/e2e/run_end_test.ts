@@ -8,11 +8,12 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import { acquireRunLock } from "../../lib/mirror/run_lock.ts";
-import { cliArgv, runMirrorConfig } from "../support/cli.ts";
+import { cliArgv } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -102,7 +103,7 @@ Deno.test({
           await Deno.mkdir(`${dir}/logs`, { recursive: true });
           const sent = hook.requests.length;
           await using _held = await acquireRunLock(`${dir}/logs`);
-          const run = await runMirrorConfig(
+          const run = await mirror(
             dir,
             base({ [`${src.host}/team/app0:1`]: { targets: ["dr"] } }),
           );
@@ -125,7 +126,7 @@ Deno.test({
             notify: undefined,
           });
           const good = { [`${src.host}/team/app0:1`]: { targets: ["dr"] } };
-          const ok = await runMirrorConfig(dir, config(good));
+          const ok = await mirror(dir, config(good));
           assert.equal(ok.code, 0, ok.stderr);
           const first = sample(
             gateway.requests[0].body,
@@ -139,7 +140,7 @@ Deno.test({
             await Deno.readTextFile(`${dir}/logs/last-metrics.prom`),
             gateway.requests[0].body,
           );
-          const bad = await runMirrorConfig(
+          const bad = await mirror(
             dir,
             config({ ...good, [`${src.host}/team/nope:1`]: { targets: ["dr"] } }),
           );
@@ -160,7 +161,7 @@ Deno.test({
             ...base({ [`${src.host}/team/nope:1`]: { targets: ["dr"] } }),
             notify: undefined,
           };
-          const run = await runMirrorConfig(dir, config, { timeoutMs: 30_000 });
+          const run = await mirror(dir, config, { timeoutMs: 30_000 });
           assert.equal(run.code, 1, run.stderr);
           assert.ok(!(await Deno.lstat(`${dir}/bb.prom`)).isSymlink, "replaced by a file");
           const text = await Deno.readTextFile(`${dir}/bb.prom`);

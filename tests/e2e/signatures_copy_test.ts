@@ -18,7 +18,6 @@ import {
   signedEnvelope,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import type { ReportEntry } from "../../lib/mirror/report.ts";
 import {
   headDigest,
@@ -44,6 +43,7 @@ import {
   sameBytes,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -114,7 +114,7 @@ Deno.test({
       ) => [e.status, e.signatures, e.attestations, e.sboms, e.referrers];
 
       await t.step("first run: everything arrives byte-identical, counted", async () => {
-        const out = await runMirrorConfig(dir, config());
+        const out = await mirror(dir, config());
         assert.equal(out.code, 0, out.stderr);
         // .sig of the index, of both children and of the SBOM; one .att; one .sbom; 3 referrers.
         assert.deepEqual(entriesOf(out).map(counts), [["pushed", 4, 1, 1, 3]]);
@@ -150,7 +150,7 @@ Deno.test({
 
       await t.step("skip: a no-op without signatures (the baseline)", async () => {
         const [s0, d0] = [sourceRequests().length, (await requests(dst)).length];
-        const out = await runMirrorConfig(dir, config({ signatures: "skip" }));
+        const out = await mirror(dir, config({ signatures: "skip" }));
         assert.equal(out.code, 0, out.stderr);
         assert.deepEqual(entriesOf(out).map(counts), [["exists", 0, 0, 0, 0]]);
         const s = sourceRequests().slice(s0);
@@ -163,7 +163,7 @@ Deno.test({
         "no-op run: HEADs only at the source (and one referrers probe), nothing written",
         async () => {
           const [s0, d0] = [sourceRequests().length, (await requests(dst)).length];
-          const out = await runMirrorConfig(dir, config());
+          const out = await mirror(dir, config());
           assert.equal(out.code, 0, out.stderr);
           assert.deepEqual(entriesOf(out).map(counts), [["exists", 4, 1, 1, 3]]);
           const s = sourceRequests().slice(s0);
@@ -209,7 +209,7 @@ Deno.test({
           buildSignatureManifest(sigs),
         );
         await pushFallbackTag(src, "team/app", image.digest, [bundle, sbomRef, upstreamBundle]);
-        const out = await runMirrorConfig(dir, config());
+        const out = await mirror(dir, config());
         assert.equal(out.code, 0, out.stderr);
         assert.deepEqual(entriesOf(out).map(counts), [["exists", 4, 1, 1, 4]]);
         const sigTag = tagOf(image.digest, ".sig");
@@ -246,12 +246,12 @@ Deno.test({
           );
           const srcSig = await headDigest(src, `team/app:${tagOf(c1, ".sig")}`);
           // Within 24 h of the last destination HEAD the memo answers: not seen, still untouched.
-          const early = await runMirrorConfig(dir, config());
+          const early = await mirror(dir, config());
           assert.equal(early.code, 0, early.stderr);
           assert.deepEqual(entriesOf(early).map(counts), [["exists", 4, 1, 1, 4]]);
           assert.equal(await headDigest(dst, `mirror/app:${tagOf(c1, ".sig")}`), localDigest);
           await ageMemo(dir);
-          const out = await runMirrorConfig(dir, config());
+          const out = await mirror(dir, config());
           assert.equal(out.code, 0, out.stderr);
           // c1's .sig is not in step (drift): 3 signatures counted.
           assert.deepEqual(entriesOf(out).map(counts), [["exists", 3, 1, 1, 4]]);
@@ -293,7 +293,7 @@ Deno.test({
           upstreamBundle,
           later,
         ]);
-        const out = await runMirrorConfig(dir, config());
+        const out = await mirror(dir, config());
         assert.equal(out.code, 0, out.stderr);
         const held = await skopeoInspectRaw(dst, `mirror/app:${tagOf(image.digest)}`);
         assert.deepEqual(
@@ -312,10 +312,10 @@ Deno.test({
             ...config(operation),
             images: { [`${seen.host}/team/one:1`]: { targets: ["dr"] } },
           });
-          assert.equal((await runMirrorConfig(dir, oneConfig())).code, 0);
+          assert.equal((await mirror(dir, oneConfig())).code, 0);
           const noop = async (operation: Record<string, unknown>) => {
             const [s0, d0] = [sourceRequests().length, (await requests(dst)).length];
-            const out = await runMirrorConfig(dir, oneConfig(operation));
+            const out = await mirror(dir, oneConfig(operation));
             assert.equal(out.code, 0, out.stderr);
             return { s: sourceRequests().slice(s0), d: (await requests(dst)).slice(d0), out };
           };

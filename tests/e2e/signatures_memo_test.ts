@@ -13,7 +13,6 @@ import {
   pushSignatureManifest,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import type { ReportEntry } from "../../lib/mirror/report.ts";
 import { headDigest, pushManifestWithBlobs, pushTestImage } from "../support/images.ts";
 import { forward } from "../support/proxy.ts";
@@ -27,6 +26,7 @@ import {
   sameBytes,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -68,7 +68,7 @@ Deno.test({
       const counts = (e: ReportEntry) => [e.status, e.signatures, e.referrers];
       const run = async (operation: Record<string, unknown> = {}) => {
         const [s0, d0] = [seen.requests.length, (await requests(dst)).length];
-        const out = await runMirrorConfig(dir, config(operation));
+        const out = await mirror(dir, config(operation));
         assert.equal(out.code, 0, out.stderr);
         const s = seen.requests.slice(s0).map((r) => `${r.method} ${r.path}`);
         return { s, d: (await requests(dst)).slice(d0), out };

@@ -13,7 +13,6 @@ import {
   pushSignatureManifest,
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import { headDigest, pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import {
@@ -27,6 +26,7 @@ import {
   startReferrersDouble,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -54,7 +54,7 @@ Deno.test({
     try {
       const key = await makeKey(dir, "p256");
       const run = (image: string, options: { operation?: object; target?: string } = {}) =>
-        runMirrorConfig(dir, {
+        mirror(dir, {
           registries: {
             dr: { url: dst.host, namespace: "mirror", kind: "registry" },
             api: { url: dstApi.host, namespace: "mirror", kind: "registry" },

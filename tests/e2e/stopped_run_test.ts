@@ -9,8 +9,8 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import type { Report } from "../../lib/mirror/report.ts";
-import { airgapCli, airgapConfig } from "../support/airgap.ts";
-import { cliArgv, runMirrorConfig } from "../support/cli.ts";
+import { airgapCli, mirror, registryConfig } from "../support/e2e_kit.ts";
+import { cliArgv } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -126,7 +126,7 @@ Deno.test({
     try {
       await seedPrevious(dir);
       const before = new Date().toISOString();
-      const run = await runMirrorConfig(dir, {
+      const run = await mirror(dir, {
         registries: {
           dr: {
             url: dst.host,
@@ -168,7 +168,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "bb-stop-import-" });
     const wrong = "wrong-password-7b21f0";
     try {
-      const config = airgapConfig(dst, { [`${src.host}/team/app:1`]: { targets: ["dr"] } }, {
+      const config = registryConfig(dst, { [`${src.host}/team/app:1`]: { targets: ["dr"] } }, {
         log: { dir: "./logs" },
         operation: { engine: "registry", continueOnError: false, retryDelay: 0.05 },
       });

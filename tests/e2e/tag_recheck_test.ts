@@ -4,10 +4,10 @@
  * report drift (IMAGE_TAG_DRIFT) and send no manifest PUT for the tag; the other image stays.
  */
 import assert from "node:assert/strict";
-import { runMirrorConfig } from "../support/cli.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -29,7 +29,7 @@ Deno.test({
     });
     const dir = await Deno.makeTempDir({ prefix: "bb-recheck-" });
     try {
-      const run = await runMirrorConfig(dir, {
+      const run = await mirror(dir, {
         registries: {
           dr: {
             url: proxy.host,

@@ -19,10 +19,10 @@ import { MirrorError } from "../../lib/errors.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
-import { runMirrorConfig } from "../support/cli.ts";
 import { type FaultRule, startFaultProxy } from "../support/fault_proxy.ts";
 import { headDigest, type ImageKind, type PushedImage, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { mirror } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const TRIALS = Math.min(50, Number(Deno.env.get("BB_SHARED_BLOB_TRIALS") ?? 3) || 3);
@@ -203,7 +203,7 @@ Deno.test({
           for (const tag of digests.keys()) {
             images[`${src.host}/team/base:${tag}`] = { targets: ["dr"] };
           }
-          const run = await runMirrorConfig(dir, {
+          const run = await mirror(dir, {
             registries: {
               dr: {
                 url: dst.host,

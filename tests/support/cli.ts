@@ -5,8 +5,6 @@
  * @module
  */
 import { fileURLToPath } from "node:url";
-import { stringify } from "yaml";
-import type { Report } from "../../lib/mirror/report.ts";
 import { type ProcessResult, runProcess } from "./process.ts";
 
 /** The repository root. */
@@ -54,46 +52,4 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
     stdin: options.stdin,
     timeoutMs: options.timeoutMs,
   });
-}
-
-/** Options for {@link runMirrorConfig}. */
-export interface RunMirrorConfigOptions {
-  /** Environment for the run (`${VAR}` values of the config). */
-  env?: Record<string, string>;
-  /** More arguments after `--report PATH` (e.g. `--dry-run`). */
-  extra?: string[];
-  /** Kill after this many ms. @default 120000 */
-  timeoutMs?: number;
-}
-
-/**
- * Write `config` as `<dir>/config.yaml` and run `main.ts mirror --config it --non-interactive
- * --report <dir>/report.json` in `dir`; the report comes back parsed (null when none was written).
- */
-export async function runMirrorConfig(
-  dir: string,
-  config: Record<string, unknown>,
-  options: RunMirrorConfigOptions = {},
-): Promise<CliResult & { report: Report | null }> {
-  await Deno.writeTextFile(`${dir}/config.yaml`, stringify(config));
-  await Deno.remove(`${dir}/report.json`).catch(() => {});
-  const run = await runCli(
-    [
-      "mirror",
-      "--config",
-      `${dir}/config.yaml`,
-      "--non-interactive",
-      "--report",
-      `${dir}/report.json`,
-      ...(options.extra ?? []),
-    ],
-    { env: options.env, cwd: dir, timeoutMs: options.timeoutMs },
-  );
-  let report: Report | null = null;
-  try {
-    report = JSON.parse(await Deno.readTextFile(`${dir}/report.json`));
-  } catch {
-    // none written
-  }
-  return { ...run, report };
 }
