@@ -5,7 +5,7 @@
  * unchanged), else IMAGE_SPARSE_REFUSED with nothing tagged.
  */
 import assert from "node:assert/strict";
-import { airgapCli } from "../support/e2e_kit.ts";
+import { airgapCli, registryTarget } from "../support/e2e_kit.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";
@@ -13,7 +13,7 @@ import { startSparseRegistry } from "../support/sparse_registry.ts";
 /** One plain registry target `dr` (namespace `mirror`, no credentials) for `ref`. */
 function config(host: string, ref: string, operation: Record<string, unknown> = {}) {
   return {
-    registries: { dr: { url: host, namespace: "mirror", kind: "registry" } },
+    registries: { dr: registryTarget({ host }) },
     log: { dir: "./logs", level: "DEBUG" },
     operation: {
       engine: "registry",

@@ -8,7 +8,7 @@
  * digest and byte is the source's own, read with skopeo before the source stops.
  */
 import assert from "node:assert/strict";
-import { airgapCli, writes } from "../support/e2e_kit.ts";
+import { airgapCli, registryTarget, writes } from "../support/e2e_kit.ts";
 import {
   buildAttestationManifest,
   buildSignatureManifest,
@@ -129,7 +129,7 @@ Deno.test({
         assert.deepEqual(there.bytes, want?.bytes, ref);
       };
       const config = (reg: TestRegistry, entry: Record<string, unknown> = {}) => ({
-        registries: { dr: { url: reg.host, namespace: "mirror", kind: "registry" } },
+        registries: { dr: registryTarget(reg) },
         log: { dir: "./logs", level: "DEBUG" },
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
         images: { [`${src.host}/team/app:1`]: { targets: ["dr"], ...entry } },
@@ -351,7 +351,7 @@ Deno.test({
     try {
       await pushTestImage(src, "team/plain:1", { kind: "oci", seed: 62 });
       const config = (signatures: string) => ({
-        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        registries: { dr: registryTarget(dst) },
         log: { dir: "./logs", level: "DEBUG" },
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, signatures },
         images: { [`${src.host}/team/plain:1`]: { targets: ["dr"] } },

@@ -15,6 +15,7 @@ import { importDenoBase, makeBuildContext } from "../support/container_build.ts"
 import { dockerdAvailability, runDocker, startDockerd, which } from "../support/dockerd.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const availability = await dockerdAvailability();
 const why = !registryBinaryAvailable()
@@ -139,7 +140,7 @@ Deno.test({
           await Deno.writeTextFile(
             `${work}/config.yaml`,
             stringify({
-              registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+              registries: { dr: registryTarget(dst, { namespace: "m" }) },
               log: { dir: "/var/lib/bananna-bot" },
               operation: { engine: "registry" },
               images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
@@ -179,7 +180,7 @@ Deno.test({
         await Deno.writeTextFile(
           `${work}/no-dir.yaml`,
           stringify({
-            registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+            registries: { dr: registryTarget(dst, { namespace: "m" }) },
             operation: { engine: "registry" },
             images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
           }),
@@ -206,13 +207,7 @@ Deno.test({
         `${configMap}/..2026_11_30_00_00_00.000000001/config.yaml`,
         stringify({
           registries: {
-            dr: {
-              url: dst.host,
-              namespace: "m",
-              kind: "registry",
-              username: dst.username,
-              password: "${DST_PASSWORD}",
-            },
+            dr: registryTarget(dst, { namespace: "m", login: true }),
           },
           log: { dir: "/var/lib/bananna-bot" },
           operation: { engine: "registry", retryDelay: 0.1, maxRetries: 1 },
@@ -264,7 +259,7 @@ Deno.test({
           await Deno.writeTextFile(
             `${work}/slow.yaml`,
             stringify({
-              registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+              registries: { dr: registryTarget(dst, { namespace: "m" }) },
               log: { dir: "/var/lib/bananna-bot" },
               operation: { engine: "registry", retryDelay: 30, maxRetries: 3 },
               images: { [`${gone}/team/app:1.0`]: { targets: ["dr"] } },

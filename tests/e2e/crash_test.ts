@@ -12,6 +12,7 @@ import { runCli } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const MANIFEST_TYPES = [
@@ -76,7 +77,7 @@ Deno.test({
       Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url, namespace: "mirror", kind: "registry" } },
+          registries: { dr: registryTarget({ host: url }) },
           log: { dir: "./logs" },
           operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
           images: {
@@ -160,7 +161,7 @@ Deno.test({
           await Deno.writeTextFile(
             `${dir}/config.yaml`,
             stringify({
-              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+              registries: { dr: registryTarget(dst) },
               log: { dir: "./logs" },
               operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
               images: {

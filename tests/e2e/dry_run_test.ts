@@ -8,6 +8,7 @@ import { stringify } from "yaml";
 import { runCli } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -43,7 +44,7 @@ Deno.test({
     await Deno.writeTextFile(
       `${dir}/config.yaml`,
       stringify({
-        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        registries: { dr: registryTarget(dst) },
         log: { dir: "./logs" },
         operation: { retryDelay: 0.05, maxRetries: 1 },
         images: {

@@ -10,6 +10,7 @@ import { cliArgv } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -33,7 +34,7 @@ Deno.test({
     await Deno.writeTextFile(
       `${dir}/config.yaml`,
       stringify({
-        registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+        registries: { dr: registryTarget(dst, { namespace: "m" }) },
         log: { dir: "./logs" },
         operation: { engine: "registry", concurrency: 1, updateLatest: false },
         images,

@@ -12,6 +12,7 @@ import { cliArgv, runCli } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const POD = "bananna-bot-29400150-x7k2q";
@@ -40,7 +41,7 @@ Deno.test({
     const lockPath = `${dir}/logs/.bananna-bot.lock`;
     const config = (host: string, log: Record<string, unknown> = {}, namespace = "m") =>
       stringify({
-        registries: { dr: { url: dst.host, namespace, kind: "registry" } },
+        registries: { dr: registryTarget(dst, { namespace }) },
         log: { dir: "./logs", ...log },
         operation: { engine: "registry", concurrency: 1, updateLatest: false },
         images: {
@@ -208,7 +209,7 @@ Deno.test({
     await Deno.writeTextFile(
       `${dir}/config.yaml`,
       stringify({
-        registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+        registries: { dr: registryTarget(dst, { namespace: "m" }) },
         log: { dir: "./logs", lockLease: 1 },
         operation: { engine: "registry", concurrency: 1, updateLatest: true },
         images: Object.fromEntries(

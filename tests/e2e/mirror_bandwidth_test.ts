@@ -6,7 +6,7 @@
  * loaded machine can make a run slower, never faster than the limit allows).
  */
 import assert from "node:assert/strict";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -31,14 +31,10 @@ Deno.test({
       const started = performance.now();
       const run = await mirror(dir, {
         registries: {
-          dr: {
-            url: dst.host,
-            namespace: "mirror",
-            kind: "registry",
-            username: dst.username,
-            password: "${DST_PASSWORD}",
-            ...(limits.registry ? { maxBytesPerSecond: limits.registry } : {}),
-          },
+          dr: registryTarget(dst, {
+            login: true,
+            more: limits.registry ? { maxBytesPerSecond: limits.registry } : {},
+          }),
         },
         log: { dir: "./logs" },
         operation: {

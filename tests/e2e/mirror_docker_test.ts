@@ -12,6 +12,7 @@ import { runCli } from "../support/cli.ts";
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const availability = await dockerdAvailability();
 const why = !registryBinaryAvailable()
@@ -36,13 +37,7 @@ Deno.test({
       `${dir}/config.yaml`,
       stringify({
         registries: {
-          dr: {
-            url: dst.host,
-            namespace: "m",
-            kind: "registry",
-            username: dst.username,
-            password: "${DST_PASSWORD}",
-          },
+          dr: registryTarget(dst, { namespace: "m", login: true }),
         },
         log: { dir: "./logs" },
         operation: {

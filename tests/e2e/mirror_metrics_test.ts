@@ -12,7 +12,7 @@ import { pushTestImage } from "../support/images.ts";
 import { runProcess } from "../support/process.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -47,13 +47,7 @@ Deno.test({
     const vars = { DST_PASSWORD: dst.password ?? "", PGW_PASSWORD: "pgw-pass-1" };
     const config = (images: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
       registries: {
-        dr: {
-          url: dst.host,
-          namespace: "mirror",
-          kind: "registry",
-          username: dst.username,
-          password: "${DST_PASSWORD}",
-        },
+        dr: registryTarget(dst, { login: true }),
       },
       log: { dir: "./logs" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },

@@ -12,7 +12,7 @@ import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { silentAnswer } from "../support/trickle.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../support/webhook_receiver.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -38,13 +38,7 @@ Deno.test({
       operation: Record<string, unknown> = {},
     ) => ({
       registries: {
-        dr: {
-          url: dst.host,
-          namespace: "mirror",
-          kind: "registry",
-          username: dst.username,
-          password: "${DST_PASSWORD}",
-        },
+        dr: registryTarget(dst, { login: true }),
       },
       log: { dir: "./logs", level: "DEBUG" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
@@ -259,7 +253,7 @@ Deno.test({
     await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 43 });
     const path = "/hooks/T000/B000/pathsecret7f3e";
     const config = (hookUrl: string, extra: Record<string, unknown> = {}) => ({
-      registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+      registries: { dr: registryTarget(dst) },
       log: { dir: "./logs", level: "DEBUG" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
       notify: {
@@ -335,7 +329,7 @@ Deno.test({
     try {
       const started = performance.now();
       const run = await mirror(dir, {
-        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        registries: { dr: registryTarget(dst) },
         log: { dir: "./logs" },
         // Silence alone: 4 attempts x 30 s, plus the waits between them.
         operation: { engine: "registry", apiTimeout: 30, maxRetries: 3, retryDelay: 1 },

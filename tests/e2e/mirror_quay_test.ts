@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { ROOT } from "../support/cli.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -138,7 +138,7 @@ Deno.test({
     await pushTestImage(src, "team/b:1", { kind: "oci", seed: 22 });
     const deadPort = freePort();
     const registries = {
-      good: { url: good.host, namespace: "m", kind: "registry" },
+      good: registryTarget(good, { namespace: "m" }),
       dead: { url: `127.0.0.1:${deadPort}`, namespace: "m", kind: "registry" },
     };
     const images = {

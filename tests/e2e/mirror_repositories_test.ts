@@ -14,6 +14,7 @@ import { startPagingProxy } from "../support/paging_proxy.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { pushTags, repositoryTags } from "../support/tag_fixture.ts";
 import type { Report } from "../../lib/mirror/report.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -35,11 +36,11 @@ async function writeConfig(
 
 function baseConfig(dst: TestRegistry, more: Record<string, unknown>): Record<string, unknown> {
   // With htpasswd, the password comes from DST_PASSWORD (Env.vars).
-  const auth = dst.username ? { username: dst.username, password: "${DST_PASSWORD}" } : {};
+  const login = Boolean(dst.username);
   return {
     registries: {
-      dr: { url: dst.host, namespace: "mirror", kind: "registry", ...auth },
-      bk: { url: dst.host, namespace: "backup", kind: "registry", ...auth },
+      dr: registryTarget(dst, { login }),
+      bk: registryTarget(dst, { namespace: "backup", login }),
     },
     log: { dir: "./logs", level: "DEBUG" },
     operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },

@@ -8,7 +8,7 @@ import { parseAllDocuments } from "yaml";
 import { runCli } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -26,8 +26,8 @@ Deno.test({
     const tool = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 23 });
     const config = (operation: Record<string, unknown> = {}) => ({
       registries: {
-        dr: { url: dst.host, namespace: "mirror", kind: "registry" },
-        bk: { url: dst.host, namespace: "backup", kind: "registry" },
+        dr: registryTarget(dst),
+        bk: registryTarget(dst, { namespace: "backup" }),
       },
       log: { dir: "./logs", level: "DEBUG" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, ...operation },

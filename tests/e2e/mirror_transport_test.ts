@@ -5,7 +5,7 @@
  * a day).
  */
 import assert from "node:assert/strict";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
@@ -31,13 +31,8 @@ Deno.test({
       const started = Date.now();
       const run = await mirror(dir, {
         registries: {
-          dr: {
-            url: dst.host,
-            namespace: "mirror",
-            kind: "registry",
-            username: "mirror",
-            password: "${DST_PASSWORD}",
-          },
+          // dst's one user is `mirror`, its password UNICODE_PASSWORD.
+          dr: registryTarget(dst, { login: true }),
         },
         log: { dir: "./logs", level: "DEBUG" },
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 3, maxRetryWait: 600 },

@@ -13,13 +13,9 @@ import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { pushTestImage } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-async function writes(reg: { accessLog(): Promise<string[]> }): Promise<string[]> {
-  return (await reg.accessLog()).filter((line) => /^(PUT|POST|PATCH|DELETE) /.test(line));
-}
 
 Deno.test({
   name:

@@ -23,7 +23,7 @@ import { headDigest, pushTestImage, sha256, skopeoInspectRaw } from "../support/
 import { dockerdAvailability, startDockerd } from "../support/dockerd.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { startSparseRegistry } from "../support/sparse_registry.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -33,7 +33,7 @@ function config(
   operation: Record<string, unknown>,
 ): Record<string, unknown> {
   return {
-    registries: { dr: { url: dstHost, namespace: "mirror", kind: "registry" } },
+    registries: { dr: registryTarget({ host: dstHost }) },
     log: { dir: "./logs", level: "DEBUG" },
     operation: {
       engine: "registry",
@@ -50,11 +50,6 @@ async function log(dir: string): Promise<string> {
   const text = await Deno.readTextFile(`${dir}/logs/bananna-bot.log`).catch(() => "");
   await Deno.remove(`${dir}/logs/bananna-bot.log`).catch(() => {});
   return text;
-}
-
-/** Writes (PUT, POST, PATCH) the registry logged since `from` lines. */
-async function writes(reg: TestRegistry, from: number): Promise<string[]> {
-  return (await reg.accessLog()).slice(from).filter((l) => /^(PUT|POST|PATCH|DELETE) /.test(l));
 }
 
 /**

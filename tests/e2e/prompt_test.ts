@@ -10,6 +10,7 @@ import { cliArgv } from "../support/cli.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { hasTmux, startInTmux, tmux, waitFor } from "../support/tmux.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const why = !registryBinaryAvailable()
   ? " (ignored: docker-registry is not installed)"
@@ -38,7 +39,7 @@ Deno.test({
     await Deno.writeTextFile(
       `${dir}/config.yaml`,
       stringify({
-        registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+        registries: { dr: registryTarget(dst, { namespace: "m" }) },
         log: { dir: "./logs" },
         operation: { engine: "registry", retryDelay: 0.02, maxRetries: 1 },
         images: { [`${src.host}/team/app:1`]: { targets: ["dr"] } },
@@ -107,7 +108,7 @@ Deno.test({
     await Deno.writeTextFile(
       `${dir}/config.yaml`,
       stringify({
-        registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+        registries: { dr: registryTarget(dst, { namespace: "m" }) },
         log: { dir: "./logs" },
         operation: { engine: "registry" },
         images: { [`${dst.host}/x/y:1`]: { targets: ["dr"] } },

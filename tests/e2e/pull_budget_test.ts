@@ -13,6 +13,7 @@ import { startRateLimitProxy } from "../support/ratelimit_proxy.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
 import type { Report } from "../../lib/mirror/report.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const TAGS = ["1", "2", "3", "4", "5"];
@@ -50,7 +51,7 @@ async function setUp(dir: string, sourceHost: string, dstHost: string, concurren
   await Deno.writeTextFile(
     `${dir}/config.yaml`,
     stringify({
-      registries: { dr: { url: dstHost, namespace: "mirror", kind: "registry" } },
+      registries: { dr: registryTarget({ host: dstHost }) },
       log: { dir: "./logs", level: "DEBUG" },
       operation: {
         engine: "registry",
@@ -309,7 +310,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+          registries: { dr: registryTarget(dst) },
           log: { dir: "./logs" },
           operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, updateLatest: false },
           metrics: { file: "./metrics.prom" },

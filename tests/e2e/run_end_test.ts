@@ -13,7 +13,7 @@ import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startWebhookReceiver } from "../support/webhook_receiver.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -42,7 +42,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "bb-run-end-" });
     await using hook = startWebhookReceiver();
     const base = (images: Record<string, unknown>) => ({
-      registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+      registries: { dr: registryTarget(dst, { namespace: "m" }) },
       log: { dir: "./logs" },
       operation: { engine: "registry", concurrency: 1, updateLatest: false, retryDelay: 0.05 },
       metrics: { file: "bb.prom" },

@@ -9,6 +9,7 @@ import { runCli } from "../support/cli.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -62,14 +63,8 @@ Deno.test({
     }
     const config = (drReg: TestRegistry, bkReg: TestRegistry) => ({
       registries: {
-        dr: {
-          url: drReg.host,
-          namespace: "mirror",
-          kind: "registry",
-          username: drReg.username,
-          password: "${DR_PASSWORD}",
-        },
-        bk: { url: bkReg.host, namespace: "backup", kind: "registry" },
+        dr: registryTarget(drReg, { login: "${DR_PASSWORD}" }),
+        bk: registryTarget(bkReg, { namespace: "backup" }),
       },
       log: { dir: "./logs", level: "DEBUG" },
       operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, concurrency: 2 },

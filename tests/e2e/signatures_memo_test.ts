@@ -26,7 +26,7 @@ import {
   sameBytes,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -60,7 +60,7 @@ Deno.test({
         handle: (req) => forward(req, src.url, seen.host),
       });
       const config = (operation: Record<string, unknown> = {}) => ({
-        registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+        registries: { dr: registryTarget(dst) },
         log: { dir: "./logs", level: "DEBUG" },
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, ...operation },
         images: { [`${seen.host}/team/idx:1`]: { targets: ["dr"] } },

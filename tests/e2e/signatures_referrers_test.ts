@@ -26,7 +26,7 @@ import {
   startReferrersDouble,
   tagOf,
 } from "../support/supply_chain_fixture.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -56,8 +56,8 @@ Deno.test({
       const run = (image: string, options: { operation?: object; target?: string } = {}) =>
         mirror(dir, {
           registries: {
-            dr: { url: dst.host, namespace: "mirror", kind: "registry" },
-            api: { url: dstApi.host, namespace: "mirror", kind: "registry" },
+            dr: registryTarget(dst),
+            api: registryTarget(dstApi),
           },
           log: { dir: "./logs", level: "DEBUG" },
           operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, ...options.operation },

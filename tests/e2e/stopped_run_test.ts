@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { stringify } from "yaml";
 import type { Report } from "../../lib/mirror/report.ts";
-import { airgapCli, mirror, registryConfig } from "../support/e2e_kit.ts";
+import { airgapCli, mirror, registryConfig, registryTarget } from "../support/e2e_kit.ts";
 import { cliArgv } from "../support/cli.ts";
 import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
@@ -57,7 +57,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+          registries: { dr: registryTarget(dst, { namespace: "m" }) },
           log: { dir: "./logs" },
           operation: { engine: "registry", updateLatest: false },
           images: { [`${stall.host}/team/app:1`]: { targets: ["dr"] } },
@@ -128,13 +128,7 @@ Deno.test({
       const before = new Date().toISOString();
       const run = await mirror(dir, {
         registries: {
-          dr: {
-            url: dst.host,
-            namespace: "m",
-            kind: "registry",
-            username: dst.username,
-            password: "${DST_PASSWORD}",
-          },
+          dr: registryTarget(dst, { namespace: "m", login: true }),
         },
         log: { dir: "./logs" },
         operation: { engine: "registry", continueOnError: false, retryDelay: 0.05 },

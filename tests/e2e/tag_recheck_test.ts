@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -31,13 +31,7 @@ Deno.test({
     try {
       const run = await mirror(dir, {
         registries: {
-          dr: {
-            url: proxy.host,
-            namespace: "mirror",
-            kind: "registry",
-            username: dst.username,
-            password: "${DST_PASSWORD}",
-          },
+          dr: registryTarget({ host: proxy.host, username: dst.username }, { login: true }),
         },
         log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },

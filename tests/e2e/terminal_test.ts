@@ -11,6 +11,7 @@ import { startFaultProxy } from "../support/fault_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { hasTmux, screenOf, startInTmux, tmux, waitFor } from "../support/tmux.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const why = !registryBinaryAvailable()
   ? " (ignored: docker-registry is not installed)"
@@ -46,7 +47,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url: dst.host, namespace, kind: "registry" } },
+          registries: { dr: registryTarget(dst, { namespace }) },
           log: { dir: "./logs" },
           operation: { engine: "registry" },
           images: { [`${proxy.host}/team/app:1`]: { targets: ["dr"] } },

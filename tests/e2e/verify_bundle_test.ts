@@ -30,12 +30,9 @@ import {
 import { pushManifestWithBlobs, pushTestImage, sha256 } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
+import { registryTarget, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-async function writes(reg: { accessLog(): Promise<string[]> }): Promise<string[]> {
-  return (await reg.accessLog()).filter((line) => /\b(PUT|POST|PATCH|DELETE)\b/.test(line));
-}
 
 /** Push a cosign v3 bundle referrer of `repo@digest` signed by `key`. */
 async function signWithBundle(
@@ -175,7 +172,7 @@ Deno.test({
         await Deno.writeTextFile(
           `${dir}/config.yaml`,
           stringify({
-            registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+            registries: { dr: registryTarget(dst) },
             log: { dir: "./logs", level: "DEBUG" },
             operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, ...operation },
             images,

@@ -20,12 +20,9 @@ import { startHookProxy } from "../support/hook_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
+import { registryTarget, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-async function writes(reg: { accessLog(): Promise<string[]> }): Promise<string[]> {
-  return (await reg.accessLog()).filter((line) => /\b(PUT|POST|PATCH|DELETE)\b/.test(line));
-}
 
 Deno.test({
   name: `mirror verifies cosign signatures before writing anything${skip}`,
@@ -63,8 +60,8 @@ Deno.test({
           file,
           stringify({
             registries: {
-              dr: { url: dst.host, namespace: "mirror", kind: "registry" },
-              dr2: { url: dst.host, namespace: "copy", kind: "registry" },
+              dr: registryTarget(dst),
+              dr2: registryTarget(dst, { namespace: "copy" }),
             },
             log: { dir: "./logs", level: "DEBUG" },
             ...config,
@@ -289,7 +286,7 @@ Deno.test({
         await Deno.writeTextFile(
           `${dir}/config.yaml`,
           stringify({
-            registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+            registries: { dr: registryTarget(dst, { namespace: "m" }) },
             log: { dir: "./logs" },
             operation: {
               engine: "docker",
@@ -363,7 +360,7 @@ Deno.test({
           await Deno.writeTextFile(
             file,
             stringify({
-              registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+              registries: { dr: registryTarget(dst) },
               log: { dir: "./logs" },
               operation: { engine: "registry", concurrency: 1, retryDelay: 0.05, maxRetries: 1 },
               images: Object.fromEntries(

@@ -22,7 +22,7 @@ import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { type FaultRule, startFaultProxy } from "../support/fault_proxy.ts";
 import { headDigest, type ImageKind, type PushedImage, pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
-import { mirror } from "../support/e2e_kit.ts";
+import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const TRIALS = Math.min(50, Number(Deno.env.get("BB_SHARED_BLOB_TRIALS") ?? 3) || 3);
@@ -205,13 +205,7 @@ Deno.test({
           }
           const run = await mirror(dir, {
             registries: {
-              dr: {
-                url: dst.host,
-                namespace: "mirror",
-                kind: "registry",
-                username: dst.username,
-                password: "${DST_PASSWORD}",
-              },
+              dr: registryTarget(dst, { login: true }),
             },
             log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
             operation: {

@@ -11,6 +11,7 @@ import { within } from "../support/bounded.ts";
 import { hostileImage, startHostileRegistry } from "../support/hostile_registry.ts";
 import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const INDEX = "application/vnd.oci.image.index.v1+json";
@@ -49,7 +50,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+          registries: { dr: registryTarget(dst) },
           log: { dir: "./logs" },
           operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
           images: { [`${src.host}/team/app:1`]: { targets: ["dr"] } },

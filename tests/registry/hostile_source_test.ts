@@ -24,6 +24,7 @@ import {
 import { gnuTimeAvailable, runCliMeasured } from "../support/hostile_run.ts";
 import { pushTestImage } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import { registryTarget, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const MiB = 1024 * 1024;
@@ -71,11 +72,6 @@ async function rejectsWith(fn: () => Promise<unknown>, code: string, pattern?: R
     if (pattern) assert.match(e.message, pattern);
     return true;
   });
-}
-
-/** Write requests (PUT, POST, PATCH, DELETE) the destination answered so far. */
-async function writes(reg: TestRegistry): Promise<string[]> {
-  return (await reg.accessLog()).filter((line) => /^(PUT|POST|PATCH|DELETE) /.test(line));
 }
 
 async function tagsOf(reg: TestRegistry, repository: string): Promise<string[]> {
@@ -520,7 +516,7 @@ Deno.test({
             await Deno.writeTextFile(
               `${dir}/config.yaml`,
               stringify({
-                registries: { dr: { url: dst.host, namespace: "mirror", kind: "registry" } },
+                registries: { dr: registryTarget(dst) },
                 log: { dir: "./logs" },
                 operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
                 images: { [`${src.host}/team/app:${tag}`]: { targets: ["dr"] } },

@@ -17,6 +17,7 @@ import { runCli } from "../support/cli.ts";
 import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { trickleBody } from "../support/trickle.ts";
+import { registryTarget } from "../support/e2e_kit.ts";
 
 const DIGEST = `sha256:${"a".repeat(64)}`;
 const MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -131,7 +132,7 @@ Deno.test({
       await Deno.writeTextFile(
         `${dir}/config.yaml`,
         stringify({
-          registries: { dr: { url: dst.host, namespace: "m", kind: "registry" } },
+          registries: { dr: registryTarget(dst, { namespace: "m" }) },
           log: { dir: "./logs" },
           operation: {
             engine: "registry",

@@ -105,33 +105,35 @@ export async function writes(
 export interface RegistryTargetOptions {
   /** @default "mirror" */
   namespace?: string;
-  /** The config value of the password. @default "${DST_PASSWORD}" */
-  password?: string;
+  /**
+   * Log in as `reg`'s user with this config value as the password (`true`: `${DST_PASSWORD}`).
+   * @default false (no credentials in the entry)
+   */
+  login?: boolean | string;
   /** Any other keys of the entry (caFile, insecure, maxBytesPerSecond, ...). */
   more?: Record<string, unknown>;
 }
 
 /**
- * The `registries` entry of a plain registry destination `reg` (`{ host }` of a registry or a
- * proxy in front of it): its user and, when it has one, the password from `${DST_PASSWORD}`.
+ * The `registries` entry of a plain registry destination `reg` (`{ host }` of a registry or of a
+ * proxy in front of it), with `reg`'s user and a `${VAR}` password when `login` says so.
  */
 export function registryTarget(
   reg: { host: string; username?: string },
   options: RegistryTargetOptions = {},
 ): Record<string, unknown> {
+  const password = options.login === true ? "${DST_PASSWORD}" : options.login;
   return {
     url: reg.host,
     namespace: options.namespace ?? "mirror",
     kind: "registry",
-    ...(reg.username
-      ? { username: reg.username, password: options.password ?? "${DST_PASSWORD}" }
-      : {}),
+    ...(password ? { username: reg.username, password } : {}),
     ...options.more,
   };
 }
 
 /**
- * A whole config with one registry target `dr` ({@link registryTarget}), a DEBUG log in `./logs`
+ * A whole config with one registry target `dr` ({@link registryTarget}, logged in), a DEBUG log in `./logs`
  * and the registry engine with quick retries; `extra` replaces top-level keys.
  */
 export function registryConfig(
@@ -140,7 +142,7 @@ export function registryConfig(
   extra: Record<string, unknown> = {},
 ): Record<string, unknown> {
   return {
-    registries: { dr: registryTarget(dst) },
+    registries: { dr: registryTarget(dst, { login: true }) },
     log: { dir: "./logs", level: "DEBUG" },
     operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
     images,
