@@ -2,14 +2,24 @@
  * `export` then `import` as subprocesses against real registries: the corpus (OCI and Docker
  * media types, multi-arch) exported to an OCI layout, the source registry stopped, imported into a
  * fresh registry with the source digests (skopeo as the oracle, also reading the layout with
- * `oci:DIR:REF`); a re-run writes nothing; bad inputs are exit 2 naming the path.
+ * `oci:DIR:REF`); a re-run writes nothing; bad inputs are exit 2 naming the path. The layout is
+ * exported once; each import step has its own destination (seeded by direct pushes where it needs
+ * tags there) and alters only its own copy of the layout.
  */
 import assert from "node:assert/strict";
 import { parseAllDocuments as parseAll } from "yaml";
 import { createHash } from "node:crypto";
 import { readExportManifest } from "../../lib/layout/export_manifest.ts";
 import { pinnedDigestTag } from "../../lib/registry/reference.ts";
-import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
+import {
+  airgapCli,
+  type Destination,
+  dstEnv,
+  registryConfig,
+  startDestination,
+  statuses,
+  writes,
+} from "../support/e2e_kit.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -30,24 +40,36 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     const src = await startRegistry({ auth: "none" });
-    await using dst = await startRegistry({ auth: "htpasswd" });
     const dir = await Deno.makeTempDir({ prefix: "bb-airgap-" });
-    const env = { DST_PASSWORD: dst.password ?? "" };
     const out = `${dir}/export`;
+    // The destination of the export's config: export writes nothing to it.
+    await using exportDst = await startRegistry({ auth: "htpasswd" });
     try {
-      const a1 = await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 1 });
-      const a2 = await pushTestImage(src, "team/app:2.0", { kind: "oci-index", seed: 2 });
-      const web = await pushTestImage(src, "tools/web:v1", { kind: "docker-list", seed: 3 });
-      const cli = await pushTestImage(src, "tools/cli:3", { kind: "schema2", seed: 4 });
-      const config = registryConfig(dst, {
+      const kinds = {
+        a1: { kind: "oci", seed: 1 },
+        a2: { kind: "oci-index", seed: 2 },
+        web: { kind: "docker-list", seed: 3 },
+        cli: { kind: "schema2", seed: 4 },
+      } as const;
+      const a1 = await pushTestImage(src, "team/app:1.0", kinds.a1);
+      const a2 = await pushTestImage(src, "team/app:2.0", kinds.a2);
+      const web = await pushTestImage(src, "tools/web:v1", kinds.web);
+      const cli = await pushTestImage(src, "tools/cli:3", kinds.cli);
+      const images = {
         [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
         [`${src.host}/team/app:2.0`]: { targets: ["dr"] },
         [`${src.host}/tools/web:v1`]: { targets: ["dr"] },
         [`${src.host}/tools/cli:3`]: { targets: ["dr"], repository: "cli-tools" },
-      });
+      };
+      const exportConfig = registryConfig(exportDst, images);
+      const exportEnv = dstEnv(exportDst);
 
       await t.step("export --dry-run plans every image and writes nothing", async () => {
-        const run = await airgapCli(dir, ["export", "--to", out, "--dry-run"], { config, env });
+        const dryOut = `${dir}/dry-export`;
+        const run = await airgapCli(dir, ["export", "--to", dryOut, "--dry-run"], {
+          config: exportConfig,
+          env: exportEnv,
+        });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(statuses(run.report), [
           `export/${src.host}/team/app:1.0 planned`,
@@ -55,13 +77,19 @@ Deno.test({
           `export/${src.host}/tools/web:v1 planned`,
           `export/${src.host}/tools/cli:3 planned`,
         ]);
-        await assert.rejects(Deno.stat(out), Deno.errors.NotFound);
+        await assert.rejects(Deno.stat(dryOut), Deno.errors.NotFound);
+      });
+
+      // The layout every import step reads (read-only; the step that alters it takes a copy).
+      const exported = await airgapCli(dir, ["export", "--to", out], {
+        config: exportConfig,
+        env: exportEnv,
       });
 
       await t.step(
         "export writes the layout and bananna-export.json; targets untouched",
         async () => {
-          const run = await airgapCli(dir, ["export", "--to", out], { config, env });
+          const run = exported;
           assert.equal(run.code, 0, run.stderr + run.stdout);
           assert.deepEqual(statuses(run.report), [
             `export/${src.host}/team/app:1.0 pushed`,
@@ -69,7 +97,7 @@ Deno.test({
             `export/${src.host}/tools/web:v1 pushed`,
             `export/${src.host}/tools/cli:3 pushed`,
           ]);
-          assert.deepEqual(await dst.accessLog(), []);
+          assert.deepEqual(await exportDst.accessLog(), []);
           const index = JSON.parse(await Deno.readTextFile(`${out}/index.json`));
           const byName = new Map<string, { digest: string; annotations: Record<string, string> }>(
             index.manifests.map((m: { annotations: Record<string, string>; digest: string }) => [
@@ -110,9 +138,16 @@ Deno.test({
       });
 
       await src.stop();
+      /** Import `layout` into `dest` with the config of the export, pointed at `dest`. */
+      const importInto = (dest: Destination, layout: string, extra: string[] = []) =>
+        airgapCli(dest.dir, ["import", "--from", layout, ...extra], {
+          config: registryConfig(dest.reg, images),
+          env: dest.env,
+        });
 
       await t.step("import with the source stopped lands every image with its digest", async () => {
-        const dry = await airgapCli(dir, ["import", "--from", out, "--dry-run"], { config, env });
+        await using dest = await startDestination();
+        const dry = await importInto(dest, out, ["--dry-run"]);
         assert.equal(dry.code, 0, dry.stderr + dry.stdout);
         assert.deepEqual(statuses(dry.report), [
           "mirror/app:1.0 planned",
@@ -120,25 +155,23 @@ Deno.test({
           "mirror/web:v1 planned",
           "mirror/cli-tools:3 planned",
         ]);
-        assert.deepEqual(await writes(dst), []);
-        const run = await airgapCli(
-          dir,
-          ["import", "--from", out, "--openshift-mirror-sets", `${dir}/sets.yaml`],
-          { config, env },
-        );
+        assert.deepEqual(await writes(dest.reg), []);
+        const sets = `${dest.dir}/sets.yaml`;
+        const run = await importInto(dest, out, ["--openshift-mirror-sets", sets]);
         assert.equal(run.code, 0, run.stderr + run.stdout);
-        const sets = parseAll(await Deno.readTextFile(`${dir}/sets.yaml`)).map((d) =>
+        const docs = parseAll(await Deno.readTextFile(sets)).map((d) =>
           (d as { toJSON(): unknown }).toJSON()
         );
-        assert.deepEqual(sets[0], {
+        const host = dest.reg.host;
+        assert.deepEqual(docs[0], {
           apiVersion: "config.openshift.io/v1",
           kind: "ImageDigestMirrorSet",
           metadata: { name: "bananna-digest-mirrors" },
           spec: {
             imageDigestMirrors: [
-              { source: `${src.host}/team/app`, mirrors: [`${dst.host}/mirror/app`] },
-              { source: `${src.host}/tools/cli`, mirrors: [`${dst.host}/mirror/cli-tools`] },
-              { source: `${src.host}/tools/web`, mirrors: [`${dst.host}/mirror/web`] },
+              { source: `${src.host}/team/app`, mirrors: [`${host}/mirror/app`] },
+              { source: `${src.host}/tools/cli`, mirrors: [`${host}/mirror/cli-tools`] },
+              { source: `${src.host}/tools/web`, mirrors: [`${host}/mirror/web`] },
             ],
           },
         });
@@ -148,16 +181,31 @@ Deno.test({
           "mirror/web:v1 pushed",
           "mirror/cli-tools:3 pushed",
         ]);
-        assert.equal((await skopeoInspectRaw(dst, "mirror/app:1.0")).digest, a1.digest);
-        assert.equal((await skopeoInspectRaw(dst, "mirror/app:2.0")).digest, a2.digest);
-        assert.equal((await skopeoInspectRaw(dst, "mirror/web:v1")).digest, web.digest);
-        assert.equal((await skopeoInspectRaw(dst, "mirror/cli-tools:3")).digest, cli.digest);
-        assert.equal((await skopeoInspectRaw(dst, "mirror/app:latest")).digest, a2.digest);
+        assert.equal((await skopeoInspectRaw(dest.reg, "mirror/app:1.0")).digest, a1.digest);
+        assert.equal((await skopeoInspectRaw(dest.reg, "mirror/app:2.0")).digest, a2.digest);
+        assert.equal((await skopeoInspectRaw(dest.reg, "mirror/web:v1")).digest, web.digest);
+        assert.equal((await skopeoInspectRaw(dest.reg, "mirror/cli-tools:3")).digest, cli.digest);
+        assert.equal((await skopeoInspectRaw(dest.reg, "mirror/app:latest")).digest, a2.digest);
       });
 
       await t.step("a re-run finds everything there and writes nothing", async () => {
-        const before = (await writes(dst)).length;
-        const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+        await using dest = await startDestination();
+        // What an import leaves: the four tags and each repository's latest, pushed directly.
+        for (
+          const [repoTag, image, kind] of [
+            ["mirror/app:1.0", a1, kinds.a1],
+            ["mirror/app:2.0", a2, kinds.a2],
+            ["mirror/app:latest", a2, kinds.a2],
+            ["mirror/web:v1", web, kinds.web],
+            ["mirror/web:latest", web, kinds.web],
+            ["mirror/cli-tools:3", cli, kinds.cli],
+            ["mirror/cli-tools:latest", cli, kinds.cli],
+          ] as const
+        ) {
+          assert.equal((await pushTestImage(dest.reg, repoTag, kind)).digest, image.digest);
+        }
+        const before = (await writes(dest.reg)).length;
+        const run = await importInto(dest, out);
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(statuses(run.report), [
           "mirror/app:1.0 exists",
@@ -165,7 +213,7 @@ Deno.test({
           "mirror/web:v1 exists",
           "mirror/cli-tools:3 exists",
         ]);
-        assert.equal((await writes(dst)).length, before);
+        assert.deepEqual((await writes(dest.reg)).slice(before), []);
       });
 
       await t.step("a checksummed file outside the layout is refused, not read", async () => {
@@ -182,13 +230,16 @@ Deno.test({
       await t.step(
         "a recorded target missing from the config is exit 2 naming the image",
         async () => {
-          const other = registryConfig(dst, {
+          await using dest = await startDestination();
+          const other = registryConfig(dest.reg, {
             [`${src.host}/team/app:1.0`]: { targets: ["elsewhere"] },
           });
           const registries = other.registries as Record<string, unknown>;
           other.registries = { elsewhere: registries.dr };
-          const before = (await writes(dst)).length;
-          const run = await airgapCli(dir, ["import", "--from", out], { config: other, env });
+          const run = await airgapCli(dest.dir, ["import", "--from", out], {
+            config: other,
+            env: dest.env,
+          });
           assert.equal(run.code, 2, run.stderr + run.stdout);
           assert.match(
             run.stderr,
@@ -196,20 +247,24 @@ Deno.test({
               `${src.host}/team/app:1.0 in ${out} was exported for target\\(s\\) dr, which`,
             ),
           );
-          assert.equal((await writes(dst)).length, before);
+          assert.deepEqual(await writes(dest.reg), []);
         },
       );
 
       await t.step(
         "a changed index.json is exit 2 naming it, before anything is written",
         async () => {
-          await Deno.writeTextFile(`${out}/index.json`, "\n", { append: true });
-          const run = await airgapCli(dir, ["import", "--from", out], { config, env });
+          await using dest = await startDestination();
+          const copy = `${dest.dir}/export`;
+          await copyDir(out, copy);
+          await Deno.writeTextFile(`${copy}/index.json`, "\n", { append: true });
+          const run = await importInto(dest, copy);
           assert.equal(run.code, 2, run.stderr + run.stdout);
           assert.match(
             run.stderr,
-            new RegExp(`${out}/index.json has sha256 sha256:[0-9a-f]{64}, `),
+            new RegExp(`${copy}/index.json has sha256 sha256:[0-9a-f]{64}, `),
           );
+          assert.deepEqual(await writes(dest.reg), []);
         },
       );
     } finally {
@@ -218,6 +273,15 @@ Deno.test({
     }
   },
 });
+
+/** Copy a layout (plain files and folders) to `to`. */
+async function copyDir(from: string, to: string): Promise<void> {
+  await Deno.mkdir(to, { recursive: true });
+  for await (const entry of Deno.readDir(from)) {
+    if (entry.isDirectory) await copyDir(`${from}/${entry.name}`, `${to}/${entry.name}`);
+    else await Deno.copyFile(`${from}/${entry.name}`, `${to}/${entry.name}`);
+  }
+}
 
 Deno.test("export/import: bad inputs are exit 2 naming the path, without a stack", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "bb-airgap-bad-" });
