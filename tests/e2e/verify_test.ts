@@ -18,7 +18,7 @@ import {
 } from "../support/cosign_fixture.ts";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { pushTestImage } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import type { Report } from "../../lib/mirror/report.ts";
 import { registryTarget, writes } from "../support/e2e_kit.ts";
 
@@ -29,7 +29,6 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     await using src = await startRegistry({ auth: "none" });
-    await using dst = await startRegistry({ auth: "none" });
     const dir = await Deno.makeTempDir({ prefix: "bb-verify-" });
     try {
       const keyA = await makeKey(dir, "p256");
@@ -54,7 +53,14 @@ Deno.test({
       // Signed by A, but the payload names another image: a replayed signature.
       await sign("team/other", other.digest, signed.digest);
 
-      const run = async (config: Record<string, unknown>, command = "mirror") => {
+      // Each step mirrors into its own destination with a fresh log dir: a step that wrongly
+      // pushes or logs fails alone.
+      const run = async (
+        dst: TestRegistry,
+        config: Record<string, unknown>,
+        command = "mirror",
+      ) => {
+        await Deno.remove(`${dir}/logs`, { recursive: true }).catch(() => {});
         const file = `${dir}/config.yaml`;
         await Deno.writeTextFile(
           file,
@@ -88,7 +94,8 @@ Deno.test({
       await t.step(
         "wrong key: IMAGE_SIGNATURE_INVALID, bad signature, B's fingerprint",
         async () => {
-          const out = await run({
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, {
             images: {
               [`${src.host}/team/signed:1`]: {
                 targets: ["dr"],
@@ -109,7 +116,8 @@ Deno.test({
       );
 
       await t.step("unsigned image (operation.verify): IMAGE_UNSIGNED, no signature", async () => {
-        const out = await run({
+        await using dst = await startRegistry({ auth: "none" });
+        const out = await run(dst, {
           operation: { verify: { cosignKey: [relative(keyB.publicKeyFile), keyA.publicKeyFile] } },
           images: { [`${src.host}/team/unsigned:1`]: { targets: ["dr"] } },
         });
@@ -129,7 +137,8 @@ Deno.test({
       await t.step(
         "payload naming another digest (repositories entry): digest mismatch",
         async () => {
-          const out = await run({
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, {
             repositories: {
               [`${src.host}/team/other`]: {
                 targets: ["dr"],
@@ -151,7 +160,8 @@ Deno.test({
       );
 
       await t.step("bad key file and keyless: validate exits 2 naming the path", async () => {
-        const bad = await run({
+        await using dst = await startRegistry({ auth: "none" });
+        const bad = await run(dst, {
           images: {
             [`${src.host}/team/signed:1`]: {
               targets: ["dr"],
@@ -165,14 +175,14 @@ Deno.test({
           bad.stderr,
           new RegExp(`${rsa.publicKeyFile.split("/").pop()}: is an RSA key`),
         );
-        const missing = await run({
+        const missing = await run(dst, {
           operation: { verify: { cosignKey: "./nope.pub" } },
           images: { [`${src.host}/team/signed:1`]: { targets: ["dr"] } },
         }, "validate");
         assert.equal(missing.code, 2);
         assert.match(missing.stderr, /operation\.verify\.cosignKey/);
         assert.match(missing.stderr, /nope\.pub: cannot be read \(not found\)/);
-        const keyless = await run({
+        const keyless = await run(dst, {
           images: {
             [`${src.host}/team/signed:1`]: { targets: ["dr"], verify: { keyless: true } },
           },
@@ -188,6 +198,7 @@ Deno.test({
       await t.step(
         "right key: pushed to two targets, verified once, A's fingerprint logged",
         async () => {
+          await using dst = await startRegistry({ auth: "none" });
           const sigTag = `${signed.digest.replace(":", "-")}.sig`;
           const sigReads = async () =>
             (await src.accessLog()).filter((l) =>
@@ -195,7 +206,7 @@ Deno.test({
             )
               .length;
           const before = await sigReads();
-          const out = await run({
+          const out = await run(dst, {
             images: {
               [`${src.host}/team/signed:1`]: {
                 targets: ["dr", "dr2"],
@@ -225,6 +236,7 @@ Deno.test({
       );
 
       await t.step("the tag moved after verification: the verified digest is copied", async () => {
+        await using dst = await startRegistry({ auth: "none" });
         const swapped = await pushTestImage(src, "team/swap:1", { kind: "oci", seed: 5 });
         await sign("team/swap", swapped.digest, swapped.digest);
         let moved: string | undefined;
@@ -234,7 +246,7 @@ Deno.test({
             moved = (await pushTestImage(src, "team/swap:1", { kind: "oci", seed: 6 })).digest;
           }
         });
-        const out = await run({
+        const out = await run(dst, {
           images: {
             [`${proxy.host}/team/swap:1`]: {
               targets: ["dr"],
