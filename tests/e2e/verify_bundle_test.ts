@@ -68,7 +68,6 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     await using src = await startRegistry({ auth: "none" });
-    await using dst = await startRegistry({ auth: "none" });
     await using api = startReferrersApiDouble(src);
     const dir = await Deno.makeTempDir({ prefix: "bb-bundle-" });
     try {
@@ -165,10 +164,14 @@ Deno.test({
         blobs: [],
       });
 
+      // Each step mirrors into its own destination with a fresh log dir: a step that wrongly
+      // pushes fails alone, and no step relies on another's push.
       const run = async (
+        dst: TestRegistry,
         images: Record<string, unknown>,
         operation: Record<string, unknown> = {},
       ) => {
+        await Deno.remove(`${dir}/logs`, { recursive: true }).catch(() => {});
         await Deno.writeTextFile(
           `${dir}/config.yaml`,
           stringify({
@@ -192,7 +195,8 @@ Deno.test({
       await t.step(
         "bad bundles: IMAGE_SIGNATURE_INVALID with reason and key, nothing written",
         async () => {
-          const out = await run({
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, {
             ...image("team/wrongkey"),
             ...image("team/otherdigest"),
             ...image("team/tampered"),
@@ -231,7 +235,12 @@ Deno.test({
       await t.step(
         "an attestation bundle, a referrer of another subject: no signature",
         async () => {
-          const out = await run({ ...image("team/attested"), ...image("team/borrowed") }, verifyA);
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(
+            dst,
+            { ...image("team/attested"), ...image("team/borrowed") },
+            verifyA,
+          );
           assert.equal(out.code, 1, out.stderr);
           assert.deepEqual(
             out.report.entries.map((e) => [e.status, e.code, e.error]),
@@ -253,7 +262,8 @@ Deno.test({
       );
 
       await t.step("require with keys is verify: B's key refuses A's bundle", async () => {
-        const out = await run(image("team/bundled"), {
+        await using dst = await startRegistry({ auth: "none" });
+        const out = await run(dst, image("team/bundled"), {
           signatures: "require",
           verify: { cosignKey: keyB.publicKeyFile },
         });
@@ -272,7 +282,8 @@ Deno.test({
       await t.step(
         "require without keys: unsigned, or signed for another digest: IMAGE_UNSIGNED, nothing written",
         async () => {
-          const out = await run({
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, {
             ...image("team/unsigned"),
             ...image("team/sigother"),
             ...image("team/otherdigest"),
@@ -295,7 +306,7 @@ Deno.test({
           );
           assert.deepEqual(await writes(dst), []);
           // The default mode (copy) does not refuse it.
-          const copy = await run(image("team/unsigned"));
+          const copy = await run(dst, image("team/unsigned"));
           assert.deepEqual(copy.report.entries.map((e) => e.status), ["pushed"]);
         },
       );
@@ -303,10 +314,10 @@ Deno.test({
       await t.step(
         "require without keys: a .sig by any key, a bundle by any key pass",
         async () => {
-          const out = await run(
-            { ...image("team/sigonly"), ...image("team/bundled") },
-            { signatures: "require" },
-          );
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, { ...image("team/sigonly"), ...image("team/bundled") }, {
+            signatures: "require",
+          });
           assert.equal(out.code, 0, out.stderr);
           assert.deepEqual(
             out.report.entries.map((e) => [e.destination, e.status, e.digest]),
@@ -319,7 +330,10 @@ Deno.test({
       );
 
       await t.step("good key, bundle only (fallback tag and referrers API): pushed", async () => {
-        const out = await run({
+        await using dst = await startRegistry({ auth: "none" });
+        // bundled:1 is there already (as the step before leaves it): exists.
+        await pushTestImage(dst, "mirror/bundled:1", { kind: "oci-index", seed: 11 });
+        const out = await run(dst, {
           ...image("team/bundled"),
           [`${api.host}/team/viaapi:1`]: { targets: ["dr"], repository: "viaapi" },
         }, { ...verifyA, signatures: "skip" });
@@ -344,10 +358,10 @@ Deno.test({
       });
 
       await t.step("good key, bundle only, first copy of a verified index", async () => {
-        const out = await run(
-          { [`${src.host}/team/bundled:1`]: { targets: ["dr"], repository: "bundled2" } },
-          verifyA,
-        );
+        await using dst = await startRegistry({ auth: "none" });
+        const out = await run(dst, {
+          [`${src.host}/team/bundled:1`]: { targets: ["dr"], repository: "bundled2" },
+        }, verifyA);
         assert.equal(out.code, 0, out.stderr);
         assert.deepEqual(
           out.report.entries.map((e) => [e.destination, e.status, e.digest]),
@@ -358,7 +372,8 @@ Deno.test({
       await t.step(
         ".sig and bundle together: either suffices; both failing name both",
         async () => {
-          const out = await run({
+          await using dst = await startRegistry({ auth: "none" });
+          const out = await run(dst, {
             ...image("team/both"),
             ...image("team/badboth"),
             ...image("team/garbagesig"),
