@@ -8,7 +8,7 @@
  * digest and byte is the source's own, read with skopeo before the source stops.
  */
 import assert from "node:assert/strict";
-import { airgapCli, registryTarget, writes } from "../support/e2e_kit.ts";
+import { airgapCli, registryTarget, startDestination, writes } from "../support/e2e_kit.ts";
 import {
   buildAttestationManifest,
   buildSignatureManifest,
@@ -62,9 +62,9 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     const src = await startRegistry({ auth: "none" });
+    // The target of the export runs' config (an export writes nothing to it); every import step
+    // starts a destination and run dir of its own.
     await using dst = await startRegistry({ auth: "none" });
-    await using dst2 = await startRegistry({ auth: "none" });
-    await using dst3 = await startRegistry({ auth: "none" });
     const dir = await Deno.makeTempDir({ prefix: "bb-airsig-" });
     const e1 = `${dir}/e1`;
     const e2 = `${dir}/e2`;
@@ -224,15 +224,18 @@ Deno.test({
       await src.stop();
 
       await t.step("import (source stopped) lands every artifact byte-identical", async () => {
-        const run = await airgapCli(dir, ["import", "--from", e1], { config: config(dst) });
+        await using dest = await startDestination({ auth: "none" });
+        const run = await airgapCli(dest.dir, ["import", "--from", e1], {
+          config: config(dest.reg),
+        });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(entriesOf(run).map(counts), [["pushed", 4, 1, 1, 3]]);
-        for (const ref of refs) await sameAsSource(dst, ref);
+        for (const ref of refs) await sameAsSource(dest.reg, ref);
         assert.match(
           run.stdout + run.stderr,
           /Supply chain: +4 signatures, 1 attestations, 1 SBOMs, 3 referrers/,
         );
-        const log = await logText(dir);
+        const log = await logText(dest.dir);
         assert.match(log, /\[IMAGE_SIGNATURE_COPIED\]/);
         assert.match(log, /\[IMAGE_REFERRER_COPIED\]/);
       });
@@ -240,8 +243,15 @@ Deno.test({
       await t.step(
         "importing the --since export lands the new signature, nothing else",
         async () => {
+          // The destination holds the first export's import (as the drift step below does).
+          await using dest = await startDestination({ auth: "none" });
+          const dst = dest.reg;
+          const first = await airgapCli(dest.dir, ["import", "--from", e1], {
+            config: config(dst),
+          });
+          assert.equal(first.code, 0, first.stderr + first.stdout);
           const before = (await writes(dst)).length;
-          const run = await airgapCli(dir, ["import", "--from", e2], { config: config(dst) });
+          const run = await airgapCli(dest.dir, ["import", "--from", e2], { config: config(dst) });
           assert.equal(run.code, 0, run.stderr + run.stdout);
           assert.deepEqual(entriesOf(run).map(counts), [["exists", 4, 1, 1, 3]]);
           const there = await skopeoInspectRaw(dst, `mirror/app${newSigTag}`);
@@ -257,7 +267,11 @@ Deno.test({
       );
 
       await t.step("a signature added only at the destination survives (drift)", async () => {
-        const first = await airgapCli(dir, ["import", "--from", e1], { config: config(dst2) });
+        await using dest = await startDestination({ auth: "none" });
+        const dst2 = dest.reg;
+        const first = await airgapCli(dest.dir, ["import", "--from", e1], {
+          config: config(dst2),
+        });
         assert.equal(first.code, 0, first.stderr + first.stdout);
         assert.equal(await headDigest(dst2, `mirror/app${newSigTag}`), firstSigDigest);
         // The mirror's own signature appended to the index's .sig (as cosign sign does).
@@ -290,14 +304,14 @@ Deno.test({
           sbomRef,
           localRef,
         ]);
-        const run = await airgapCli(dir, ["import", "--from", e2], { config: config(dst2) });
+        const run = await airgapCli(dest.dir, ["import", "--from", e2], { config: config(dst2) });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         // Two .sig not in step (drift): 2 signatures; referrers: the destination's 3 + 1 below.
         assert.deepEqual(entriesOf(run).map(counts), [["exists", 2, 1, 1, 4]]);
         assert.equal(await headDigest(dst2, `mirror/app${newSigTag}`), localDigest);
         assert.equal(await headDigest(dst2, `mirror/app${c1Tag}`), c1Local);
         assert.equal(await headDigest(dst2, `mirror/app${fallback}`), localIndex);
-        const log = await logText(dir);
+        const log = await logText(dest.dir);
         assert.match(
           log,
           new RegExp(
@@ -315,7 +329,9 @@ Deno.test({
       });
 
       await t.step("import verifies with the layout's signatures", async () => {
-        const wrong = await airgapCli(dir, ["import", "--from", e1], {
+        await using dest = await startDestination({ auth: "none" });
+        const dst3 = dest.reg;
+        const wrong = await airgapCli(dest.dir, ["import", "--from", e1], {
           config: config(dst3, { verify: { cosignKey: keyB.publicKeyFile } }),
         });
         assert.equal(wrong.code, 1, wrong.stderr + wrong.stdout);
@@ -324,13 +340,17 @@ Deno.test({
         assert.equal(entry.code, "IMAGE_SIGNATURE_INVALID");
         assert.deepEqual(await writes(dst3), []);
         // From the tar parts this time: the signatures travel in them too.
-        const good = await airgapCli(dir, ["import", "--from", `${e1p}/bananna-export.tar.000`], {
+        const good = await airgapCli(dest.dir, [
+          "import",
+          "--from",
+          `${e1p}/bananna-export.tar.000`,
+        ], {
           config: config(dst3, { verify: { cosignKey: keyA.publicKeyFile } }),
         });
         assert.equal(good.code, 0, good.stderr + good.stdout);
         assert.deepEqual(entriesOf(good).map(counts), [["pushed", 4, 1, 1, 3]]);
         for (const ref of refs) await sameAsSource(dst3, ref);
-        assert.match(await logText(dir), /team\/app.*: signed by key /);
+        assert.match(await logText(dest.dir), /team\/app.*: signed by key /);
       });
     } finally {
       await src.stop().catch(() => {});
