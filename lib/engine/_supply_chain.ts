@@ -150,7 +150,7 @@ export class SupplyChain {
       this.#o.signal?.throwIfAborted();
       const outcome = this.#unlisted(tags[kind])
         ? { state: "absent" as const }
-        : await this.#cosignTag(digest, kind, tags[kind]);
+        : await this.#cosignTag(kind, tags[kind]);
       if (!("digest" in outcome)) continue;
       this.#counts[COUNTER[kind]]++;
       // A signature is not signed in turn; an attestation or an SBOM may be (cosign sign <it>).
@@ -163,7 +163,6 @@ export class SupplyChain {
 
   /** One cosign tag: in step, copied, drift, or absent at the source. */
   async #cosignTag(
-    digest: string,
     kind: CosignKind,
     tag: string,
   ): Promise<{ state: "absent" | "drift" } | { state: "same" | "copied"; digest: string }> {
