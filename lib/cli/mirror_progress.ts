@@ -65,6 +65,8 @@ export class MirrorProgress {
   }
 
   #draw(force: boolean): void {
+    // No status line off a terminal: nothing to build (a console line per task at scale).
+    if (!this.#terminal.isTerminal) return;
     const now = performance.now();
     if (!force && now - this.#lastDraw < 100) return;
     this.#lastDraw = now;
