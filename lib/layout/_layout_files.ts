@@ -1,35 +1,10 @@
 /**
- * Helpers of oci_layout.ts: stray temp removal and the verifying pass-through for blob reads
- * (whole-file writes are safe_file.ts's writeFileAtomic, under a SafeDir).
+ * Helpers of oci_layout.ts: stray temp removal, file probes and the mismatch error of a manifest
+ * file (blob streams are verified by registry/blob_verifier.ts; whole-file writes are safe_file.ts's writeFileAtomic, under a SafeDir).
  *
  * @module
  */
-import { createHash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
-
-/** A pass-through that hashes and counts, failing the stream at the end on a mismatch. */
-export function verifying(
-  path: string,
-  blob: { digest: string; size: number },
-): TransformStream<Uint8Array> {
-  const { digest, size } = blob;
-  const alg = digest.split(":")[0];
-  const hash = createHash(alg);
-  let seen = 0;
-  return new TransformStream<Uint8Array, Uint8Array>({
-    transform(chunk, controller) {
-      seen += chunk.length;
-      hash.update(chunk);
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      const actual = `${alg}:${hash.digest("hex")}`;
-      if (actual !== digest || seen !== size) {
-        controller.error(mismatch(path, { digest, actual: `${actual} (${seen} bytes)` }));
-      }
-    },
-  });
-}
 
 /** IMAGE_DIGEST_MISMATCH for a blob file whose bytes hash to `actual`. */
 export function mismatch(path: string, hashes: { digest: string; actual: string }): MirrorError {

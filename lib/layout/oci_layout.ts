@@ -11,9 +11,10 @@
  *   (`.bananna-layout.lock`, run_lock.ts's atomic lock);
  * - on open for writing, stray temp files of a crashed writer are removed; a blob already there
  *   counts as present only after it was hashed once (a mismatch is removed and written again);
- * - reads hash while streaming: a blob whose bytes do not match its name fails
- *   IMAGE_DIGEST_MISMATCH naming the file, at the end of its stream (before a consumer could
- *   take it as complete).
+ * - reads and writes go through the one verifying stream (registry/blob_verifier.ts): a blob
+ *   whose bytes do not match its name fails IMAGE_DIGEST_MISMATCH naming the file, at once when
+ *   it passes its descriptor's size, else at the end of its stream (before a consumer could take
+ *   it as complete).
  *
  * Blobs that an earlier export carried (`--since`) are "known": a writer treats them as present
  * and does not write them again; a reader that needs one that is not on disk fails
@@ -28,10 +29,11 @@ import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import { parseManifest } from "../registry/manifest.ts";
 import type { ManifestBytes } from "../registry/image_store.ts";
 import { validDigest } from "../registry/reference.ts";
+import { verifyBlob } from "../registry/blob_verifier.ts";
 import { DEFAULT_MAX_MANIFEST_BYTES } from "../registry/registry_client.ts";
 import { FileInputError, readFileCapped, readJsonFile, SafeDir, syncDir } from "../safe_file.ts";
 import { checkWrite } from "../write_guard.ts";
-import { exists, fileSize, mismatch, removeStrays, verifying } from "./_layout_files.ts";
+import { exists, fileSize, mismatch, removeStrays } from "./_layout_files.ts";
 
 /** The annotation that names an index.json entry (the "tag"; here the full source reference). */
 export const REF_NAME = "org.opencontainers.image.ref.name";
@@ -218,12 +220,15 @@ export class OciLayout implements AsyncDisposable {
       found = (async () => {
         const size = await fileSize(path);
         if (size === null) return null;
-        const hash = createHash(digest.split(":")[0]);
         const file = await Deno.open(path);
-        for await (const chunk of file.readable) hash.update(chunk);
-        if (`${digest.split(":")[0]}:${hash.digest("hex")}` === digest) return size;
-        await Deno.remove(path).catch(() => {});
-        return null;
+        try {
+          for await (const _ of file.readable.pipeThrough(verifyBlob({ digest, size }).stream));
+          return size;
+        } catch (error) {
+          if (!(error instanceof MirrorError)) throw error;
+          await Deno.remove(path).catch(() => {});
+          return null;
+        }
       })();
       this.#verified.set(digest, found);
       found.then((size) => size === null && this.#verified.delete(digest), () => {});
@@ -250,7 +255,9 @@ export class OciLayout implements AsyncDisposable {
     const expected = size ?? actualSize;
     return {
       size: actualSize,
-      body: file.readable.pipeThrough(verifying(path, { digest, size: expected })),
+      body: file.readable.pipeThrough(
+        verifyBlob({ digest, size: expected }, { where: path }).stream,
+      ),
     };
   }
 
@@ -301,30 +308,15 @@ export class OciLayout implements AsyncDisposable {
     const dir = await safe.dir(`blobs/${alg}`);
     const path = `${dir}/${hex}`;
     const tmp = `${dir}/.tmp-${hex.slice(0, 12)}-${crypto.randomUUID().slice(0, 8)}`;
-    const hash = createHash(alg);
-    let seen = 0;
+    const verified = stream.pipeThrough(
+      verifyBlob(blob, { onProgress: options.onProgress }).stream,
+    );
     try {
       {
         using file = await Deno.open(tmp, { createNew: true, write: true, mode: 0o644 });
-        for await (const chunk of stream) {
+        for await (const chunk of verified) {
           options.signal?.throwIfAborted();
-          seen += chunk.length;
-          if (seen > blob.size) {
-            throw new MirrorError(
-              "IMAGE_DIGEST_MISMATCH",
-              `blob ${blob.digest}: the source sent more than the descriptor's ${blob.size} bytes`,
-            );
-          }
-          hash.update(chunk);
           for (let off = 0; off < chunk.length;) off += await file.write(chunk.subarray(off));
-          options.onProgress?.(chunk.length);
-        }
-        const actual = `${alg}:${hash.digest("hex")}`;
-        if (seen !== blob.size || actual !== blob.digest) {
-          throw new MirrorError(
-            "IMAGE_DIGEST_MISMATCH",
-            `blob ${blob.digest}: the source sent ${seen} bytes hashing to ${actual} (descriptor: ${blob.size} bytes)`,
-          );
         }
         await file.sync();
       }
@@ -333,7 +325,7 @@ export class OciLayout implements AsyncDisposable {
       await syncDir(dir);
       this.#verified.set(blob.digest, Promise.resolve(blob.size));
     } catch (error) {
-      await stream.cancel().catch(() => {});
+      await verified.cancel().catch(() => {});
       await Deno.remove(tmp).catch(() => {});
       throw error;
     }

@@ -18,9 +18,9 @@
  *
  * @module
  */
-import { createHash } from "node:crypto";
+import { verifyBlob } from "../registry/blob_verifier.ts";
 import { pack as tarPack } from "tar-stream";
-import { MirrorError, UsageError } from "../errors.ts";
+import { UsageError } from "../errors.ts";
 import { type PartInfo, PartWriter, TAR_NAME, TarPartsError, waitDrain } from "./_part_files.ts";
 
 export { type PartInfo, partName, TAR_NAME, TarPartsError } from "./_part_files.ts";
@@ -308,21 +308,13 @@ export async function verifyParts(
   signal?: AbortSignal,
 ): Promise<void> {
   for (const part of parts) {
-    const hash = createHash("sha256");
-    let size = 0;
-    const file = await Deno.open(`${dir}/${part.name}`, { read: true });
-    for await (const chunk of file.readable) {
-      signal?.throwIfAborted();
-      hash.update(chunk);
-      size += chunk.length;
-    }
-    const sha256 = `sha256:${hash.digest("hex")}`;
-    if (size !== part.size || sha256 !== part.sha256) {
-      throw new MirrorError(
-        "IMAGE_DIGEST_MISMATCH",
-        `${dir}/${part.name} reads back as ${size} bytes ${sha256}, written as ${part.size} bytes ${part.sha256}: the layout is kept`,
-      );
-    }
+    const path = `${dir}/${part.name}`;
+    const file = await Deno.open(path, { read: true });
+    const where = `${path} (read back; the layout is kept)`;
+    const verified = file.readable.pipeThrough(
+      verifyBlob({ digest: part.sha256, size: part.size }, { where }).stream,
+    );
+    for await (const _ of verified) signal?.throwIfAborted();
   }
 }
 

@@ -7,7 +7,7 @@
  * front of it, that refuses that body (413 too large, 411 length required) gets blobs in PATCH
  * chunks from then on, starting at 8 MiB (or the registry's `OCI-Chunk-Min-Length`) and halving
  * what was refused on each further 413; what one upload learns, the next ones of the same client
- * use. The bytes are counted and hashed on the way ({@link verifyBlob}): a stream that passes its
+ * use. The bytes are counted and hashed on the way (blob_verifier.ts): a stream that passes its
  * descriptor's size is cut at once, a short one or one with other bytes fails
  * IMAGE_DIGEST_MISMATCH (never retried) before the final PUT completes, and a session that will
  * not be finished is deleted with its current Location, once its requests have ended.
@@ -17,9 +17,9 @@
  *
  * @module
  */
-import type { Hash } from "node:crypto";
 import { MirrorError } from "../errors.ts";
 import { retry, type RetryOptions } from "../retry.ts";
+import { verifyBlob } from "./blob_verifier.ts";
 import { RegistryError } from "./registry_error.ts";
 import { checkedDigest, repositoryPath } from "./registry_paths.ts";
 
@@ -112,8 +112,8 @@ export class BlobUploader {
    *
    * @param repository the destination repository
    * @param options the descriptor, how to open the bytes, an abort signal and a progress callback
-   * @throws {RegistryError} IMAGE_DIGEST_MISMATCH for bytes that do not match, or the failure of
-   *   the last try (IMAGE_PUSH_FAILED, LOGIN_FAILED ...)
+   * @throws {MirrorError} IMAGE_DIGEST_MISMATCH for bytes that do not match
+   * @throws {RegistryError} the failure of the last try (IMAGE_PUSH_FAILED, LOGIN_FAILED ...)
    * @throws {MirrorError} IMAGE_MANIFEST_INVALID for a digest or size outside the grammar
    */
   async upload(repository: string, options: BlobUploadOptions): Promise<void> {
@@ -140,7 +140,7 @@ export class BlobUploader {
           ? AbortSignal.any([options.signal, sending.signal])
           : sending.signal;
         let done = false;
-        const verifier = verifyBlob(blob, options.onProgress);
+        const verifier = verifyBlob(blob, { onProgress: options.onProgress });
         // A source that fails with its own verdict (a layout's corrupt file) keeps it.
         let sourceFailure: unknown;
         try {
@@ -393,58 +393,6 @@ export class BlobUploader {
       once: true,
     }).then((r) => r.body?.cancel()).catch(() => {});
   }
-}
-
-/**
- * A pass-through stream that counts and hashes a blob: it errors the moment the bytes pass
- * `blob.size` (nothing past it is passed on), and at the end when fewer came or the digest
- * differs. `failure()` is that error, for the caller whose request the stream was the body of.
- *
- * @param blob the descriptor the bytes must match
- * @param onProgress told the length of every chunk passed on
- * @returns the stream, and the error it failed with (if it did)
- */
-export function verifyBlob(
-  blob: { digest: string; size: number },
-  onProgress?: (bytes: number) => void,
-): { stream: TransformStream<Uint8Array, Uint8Array>; failure: () => RegistryError | undefined } {
-  let hash: Hash;
-  let seen = 0;
-  let failure: RegistryError | undefined;
-  const fail = (message: string) =>
-    failure = new RegistryError("IMAGE_DIGEST_MISMATCH", `blob ${blob.digest}: ${message}`, {
-      status: 0,
-      retryable: false,
-    });
-  const stream = new TransformStream<Uint8Array, Uint8Array>({
-    // node:crypto (an incremental hash) is loaded by the first blob streamed, not at start-up:
-    // it brings part of Deno's Node layer, which a run that copies nothing never needs.
-    async start() {
-      const { createHash } = await import("node:crypto");
-      hash = createHash(blob.digest.startsWith("sha512:") ? "sha512" : "sha256");
-    },
-    transform(chunk, controller) {
-      seen += chunk.length;
-      if (seen > blob.size) {
-        controller.error(fail(`the source sent more than the descriptor's ${blob.size} bytes`));
-        return;
-      }
-      hash.update(chunk);
-      onProgress?.(chunk.length);
-      controller.enqueue(chunk);
-    },
-    flush(controller) {
-      if (seen < blob.size) {
-        controller.error(
-          fail(`the source sent ${seen} of the descriptor's ${blob.size} bytes`),
-        );
-        return;
-      }
-      const actual = `${blob.digest.split(":")[0]}:${hash.digest("hex")}`;
-      if (actual !== blob.digest) controller.error(fail(`the bytes hash to ${actual}`));
-    },
-  });
-  return { stream, failure: () => failure };
 }
 
 /**

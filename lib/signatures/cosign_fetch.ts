@@ -12,7 +12,8 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import { digestLike, parseManifest } from "../registry/manifest.ts";
+import { verifyBlob } from "../registry/blob_verifier.ts";
+import { parseManifest } from "../registry/manifest.ts";
 import type { ArtifactStore } from "../registry/image_store.ts";
 import { cosignTags, parseSignatureManifest, type SignatureLayer } from "./cosign.ts";
 import { type DsseEnvelope, parseDsseEnvelope } from "./dsse.ts";
@@ -142,36 +143,7 @@ export async function readBlob(
     );
   }
   const blob = await client.blobGet(options.repository, digest, options.signal);
-  const bytes = await readCapped(blob.body, size);
-  if (bytes.length !== size || (await digestLike(digest, bytes)) !== digest) {
-    throw new MirrorError(
-      "IMAGE_DIGEST_MISMATCH",
-      `${where}: blob ${digest} does not match its descriptor (${bytes.length} bytes read, ${size} declared)`,
-    );
-  }
-  return bytes;
-}
-
-/** Read at most `size` + 1 bytes of `body` (one more shows it is too long), then cancel it. */
-async function readCapped(body: ReadableStream<Uint8Array>, size: number): Promise<Uint8Array> {
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  try {
-    while (total <= size) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      chunks.push(value);
-      total += value.length;
-    }
-  } finally {
-    await reader.cancel().catch(() => {});
-  }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.length;
-  }
-  return out;
+  // Cut the moment it passes `size` (at most `max`), so only that much is ever held.
+  const verifier = verifyBlob({ digest, size }, { where: `${where}: blob ${digest}` });
+  return new Uint8Array(await new Response(blob.body.pipeThrough(verifier.stream)).arrayBuffer());
 }

@@ -356,7 +356,7 @@ Deno.test({
       ],
       ["one byte more", { bytes: new Uint8Array([...layer, 0]) }, /more than the descriptor's/],
       ["one byte less", { bytes: layer.subarray(1) }, /262143 of the descriptor's 262144 bytes/],
-      ["a flipped byte, right length", { bytes: flipped }, /the bytes hash to sha256:/],
+      ["a flipped byte, right length", { bytes: flipped }, /bytes hash to sha256:/],
     ];
     using e = engineOf();
     for (const [name, entry, pattern] of rows) {
