@@ -245,7 +245,7 @@ export class SupplyChain {
     const tag = referrersTag(digest);
     const listed = await this.#sourceReferrers(digest);
     if ("inStep" in listed) {
-      const held = this.#filter(
+      const held = this.#filter<MemoPart>(
         this.#o.memo?.parts(listed.inStep) ??
           (await this.#fallbackIndex(dst, dstRepository, tag))?.index.manifests ?? [],
       );
@@ -313,11 +313,9 @@ export class SupplyChain {
     }
   > {
     const { src, dst, srcRepository, dstRepository, signal } = this.#o;
-    if (this.#o.support.get(src.host) !== false) {
-      const descriptors = await readReferrersApi(src, srcRepository, digest, { signal });
-      this.#o.support.set(src.host, descriptors !== null);
-      if (descriptors !== null) return { descriptors };
-    }
+    const apiSupport = this.#o.support;
+    const descriptors = await readReferrersApi(src, srcRepository, digest, { signal, apiSupport });
+    if (descriptors !== null) return { descriptors };
     const tag = referrersTag(digest);
     if (this.#unlisted(tag) || !(await this.#listed(tag))) return { descriptors: [] };
     const head = await src.manifestHead(srcRepository, tag, signal);
@@ -390,9 +388,11 @@ export class SupplyChain {
   async #hasApi(client: ArtifactStore, repository: string, digest: string): Promise<boolean> {
     const known = this.#o.support.get(client.host);
     if (known !== undefined) return known;
-    const pages = await client.referrersGet(repository, digest, { signal: this.#o.signal });
-    this.#o.support.set(client.host, pages !== null);
-    return pages !== null;
+    const listed = await readReferrersApi(client, repository, digest, {
+      signal: this.#o.signal,
+      apiSupport: this.#o.support,
+    });
+    return listed !== null;
   }
 
   /** Keep the destination's fallback tag of `digest` listing `carried` (merge, never drop). */

@@ -53,11 +53,16 @@ export interface ReferrersList {
   tagDigest?: string | null;
 }
 
-/** Options for {@link listReferrers}. */
+/** Options for {@link listReferrers} and {@link readReferrersApi}. */
 export interface ListReferrersOptions {
   /** Only referrers of this artifact type (sent to the registry, applied here too). */
   artifactType?: string;
   signal?: AbortSignal;
+  /**
+   * Per host, does it serve the referrers API? Read first (false: the API is not asked again, the
+   * fallback tag is the answer) and set from the answer, so a run asks each host once.
+   */
+  apiSupport?: Map<string, boolean>;
 }
 
 /**
@@ -121,7 +126,10 @@ export const MAX_LISTED_REFERRERS = 10_000;
 /**
  * The referrers of `digest` through the referrers API, each page checked as it comes and dropped
  * (only the descriptors are kept, at most {@link MAX_LISTED_REFERRERS}); null when the store has
- * no referrers API.
+ * no referrers API (read the fallback tag then). The one reader of the API: signature
+ * verification ({@link listReferrers}) and the supply-chain copy (its source's listing and its
+ * question whether the destination serves the API) take an answer alike, so an answer one of
+ * them refuses (a Content-Type other than an index) the other does not take as support.
  *
  * @throws {MirrorError} IMAGE_REFERRER_INVALID naming the page and field, or for more than
  *   {@link MAX_LISTED_REFERRERS} referrers; the store's own errors (page caps, loops) otherwise
@@ -132,10 +140,12 @@ export async function readReferrersApi(
   digest: string,
   options: ListReferrersOptions = {},
 ): Promise<ReferrerDescriptor[] | null> {
+  const { apiSupport, ...request } = options;
+  if (apiSupport?.get(client.host) === false) return null;
   const where = `${client.host}/${repository} referrers of ${digest}`;
   const descriptors: ReferrerDescriptor[] = [];
   const pages = await client.referrersGet(repository, digest, {
-    ...options,
+    ...request,
     onPage(page, i) {
       const at = i === 0 ? where : `${where} (page ${i + 1})`;
       const type = page.contentType;
@@ -149,6 +159,7 @@ export async function readReferrersApi(
       for (const d of listed) descriptors.push(d);
     },
   });
+  apiSupport?.set(client.host, pages !== null);
   return pages === null ? null : descriptors;
 }
 

@@ -3,11 +3,15 @@
  * on either, as a layout): cosign `.sig` / `.att` / `.sbom` tags and a fallback-tag referrer travel
  * byte-exact and are counted; a second pass writes nothing; a destination `.sig` holding a
  * signature the source lacks is drift, left untouched; one the source extends (signatures appended
- * upstream) is replaced; a referrer listed for another subject is not carried. No network.
+ * upstream) is replaced; a referrer listed for another subject is not carried; the copy and
+ * bundle verification take a referrers API answer alike. No network.
  */
 import assert from "node:assert/strict";
 import type { EngineEvent } from "../../lib/engine/engine.ts";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
+import { MirrorError } from "../../lib/errors.ts";
+import type { ReferrersOptions } from "../../lib/registry/_referrers_get.ts";
+import { fetchImageBundles } from "../../lib/signatures/bundle_fetch.ts";
 import { buildSignatureManifest, simpleSigningPayload } from "../support/cosign_fixture.ts";
 import { sha256 } from "../support/images.ts";
 import { MemoryStore } from "../support/memory_store.ts";
@@ -207,4 +211,65 @@ Deno.test("SupplyChain: a referrer the fallback index lists for another subject 
   assert.equal(run.counts.referrers, 0);
   assert.ok(run.codes.includes("IMAGE_REFERRER_INVALID"), run.codes.join(","));
   assert.equal(await dst.manifestGet("mirror/app", strayDigest), null, "never copied");
+});
+
+/** A store whose referrers API answers 200 with a valid empty index under `contentType`. */
+class AnsweringStore extends MemoryStore {
+  constructor(host: string, readonly contentType: string) {
+    super(host);
+  }
+
+  override async referrersGet(
+    _repository: string,
+    _digest: string,
+    options?: ReferrersOptions,
+  ): Promise<number | null> {
+    await options?.onPage?.(
+      { contentType: this.contentType, bytes: fallbackIndex([]), filtersApplied: [] },
+      0,
+    );
+    return 1;
+  }
+}
+
+Deno.test("SupplyChain and bundle verification take a referrers answer alike (the one API reader)", async (t) => {
+  /** What each reader makes of `dst`'s referrers API: "ok" or the error code. */
+  async function verdicts(contentType: string) {
+    const src = new MemoryStore(SRC);
+    const dst = new AnsweringStore(DST, contentType);
+    const image = mirroredImage(src, dst);
+    const referrer = buildReferrer({
+      subject: image,
+      artifactType: "application/spdx+json",
+      content: "x",
+    });
+    const referrerDigest = put(src, "team/app", "unused-tag", referrer);
+    src.putManifest("team/app", tagOf(image.digest), {
+      mediaType: MT.index,
+      bytes: fallbackIndex([{
+        mediaType: MT.manifest,
+        digest: referrerDigest,
+        size: referrer.manifest.length,
+        artifactType: referrer.artifactType,
+      }]),
+    });
+    const outcome = (p: Promise<unknown>) =>
+      p.then(() => "ok", (e: unknown) => (e instanceof MirrorError ? e.code : String(e)));
+    return {
+      // The copy asks whether the destination serves the API (to keep its fallback tag or not).
+      copy: await outcome(carry(src, dst, image)),
+      verify: await outcome(
+        fetchImageBundles(dst, { repository: "mirror/app", digest: image.digest }),
+      ),
+    };
+  }
+  await t.step("an index Content-Type: both take the API", async () => {
+    assert.deepEqual(await verdicts(MT.index), { copy: "ok", verify: "ok" });
+  });
+  await t.step("an HTML Content-Type: both refuse it", async () => {
+    assert.deepEqual(await verdicts("text/html"), {
+      copy: "IMAGE_REFERRER_INVALID",
+      verify: "IMAGE_REFERRER_INVALID",
+    });
+  });
 });

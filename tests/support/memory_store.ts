@@ -14,6 +14,7 @@
  */
 import { sha256 } from "./images.ts";
 import type { ArtifactStore, ManifestBytes, ManifestHead } from "../../lib/registry/image_store.ts";
+import type { ReferrersOptions } from "../../lib/registry/_referrers_get.ts";
 
 /** A store that lives in two maps. */
 export class MemoryStore implements ArtifactStore {
@@ -111,7 +112,11 @@ export class MemoryStore implements ArtifactStore {
     );
   }
 
-  referrersGet(): Promise<number | null> {
+  referrersGet(
+    _repository: string,
+    _digest: string,
+    _options?: ReferrersOptions,
+  ): Promise<number | null> {
     return Promise.resolve(null);
   }
 }
