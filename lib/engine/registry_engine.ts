@@ -87,7 +87,7 @@ export class RegistryEngine implements Engine {
       return { signatures: 0, attestations: 0, sboms: 0, referrers: 0 };
     }
     const emit = request.onEvent ?? (() => {});
-    const copy = {
+    const copier = new ManifestCopier({
       src,
       dst,
       srcRepository: request.source.repository,
@@ -96,17 +96,13 @@ export class RegistryEngine implements Engine {
       shared: this.#shared,
       emit,
       signal: request.signal,
-    };
-    let copier: ManifestCopier | undefined;
+    });
     return await new SupplyChain({
       src,
       dst,
       srcRepository: request.source.repository,
       dstRepository: request.destination.repository,
-      // Made when something is copied (a no-op image, nearly every one, copies nothing).
-      get copier() {
-        return copier ??= new ManifestCopier(copy);
-      },
+      copier,
       support: this.#referrersSupport,
       sourceTags: () => this.#tagsOf(src, request.source.repository, request),
       artifactTypes: request.artifactTypes,
