@@ -7,9 +7,15 @@
  * re-run lands the rest.
  */
 import assert from "node:assert/strict";
-import { airgapCli, registryConfig, statuses, writes } from "../support/e2e_kit.ts";
+import {
+  airgapCli,
+  registryConfig,
+  startDestination,
+  statuses,
+  writes,
+} from "../support/e2e_kit.ts";
 import { headDigest, pushTestImage, sha256 } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const PART = 100_000;
@@ -19,6 +25,8 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     const src = await startRegistry({ auth: "none" });
+    // The target of the export's config (an export writes nothing to it); every import step starts
+    // a destination and run dir of its own and reads its own copy of the media.
     await using dst = await startRegistry({ auth: "htpasswd" });
     const dir = await Deno.makeTempDir({ prefix: "bb-airgap-parts-" });
     const env = { DST_PASSWORD: dst.password ?? "" };
@@ -32,13 +40,15 @@ Deno.test({
         seed: 7,
         layerSize: 512 * 1024,
       });
-      const config = registryConfig(dst, {
-        [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
-        [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
-        [`${src.host}/team/big:1`]: { targets: ["dr"] },
-      }, {
-        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, updateLatest: false },
-      });
+      const configFor = (reg: TestRegistry) =>
+        registryConfig(reg, {
+          [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
+          [`${src.host}/tools/cli:3`]: { targets: ["dr"] },
+          [`${src.host}/team/big:1`]: { targets: ["dr"] },
+        }, {
+          operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1, updateLatest: false },
+        });
+      const config = configFor(dst);
       let parts: { name: string; size: number; sha256: string }[] = [];
 
       await t.step("export writes the parts, each with its sha256 in the manifest", async () => {
@@ -86,30 +96,47 @@ Deno.test({
         await Deno.copyFile(`${out}/${name}`, `${media}/${name}`);
       }
       await src.stop();
-      const first = `${media}/bananna-export.tar.000`;
+      /** A step's own destination, run dir and copy of the media (its first part: `first`). */
+      const startImport = async () => {
+        const dest = await startDestination();
+        const copy = `${dest.dir}/media`;
+        await Deno.mkdir(copy);
+        for (const entry of Deno.readDirSync(media)) {
+          await Deno.copyFile(`${media}/${entry.name}`, `${copy}/${entry.name}`);
+        }
+        return Object.assign(dest, {
+          media: copy,
+          first: `${copy}/bananna-export.tar.000`,
+          config: configFor(dest.reg),
+        });
+      };
 
       await t.step("a missing part is exit 2 naming it; nothing written", async () => {
+        await using d = await startImport();
         const last = parts[parts.length - 1].name;
-        await Deno.rename(`${media}/${last}`, `${dir}/${last}`);
-        const run = await airgapCli(dir, ["import", "--from", first], { config, env });
+        await Deno.remove(`${d.media}/${last}`);
+        const run = await airgapCli(d.dir, ["import", "--from", d.first], {
+          config: d.config,
+          env: d.env,
+        });
         assert.equal(run.code, 2, run.stderr + run.stdout);
         assert.match(run.stderr, new RegExp(last.replaceAll(".", "\\.")));
-        assert.deepEqual(await writes(dst), []);
-        await Deno.rename(`${dir}/${last}`, `${media}/${last}`);
+        assert.deepEqual(await writes(d.reg), []);
       });
 
       await t.step("--staging DIR: the parts are extracted there, not in the log dir", async () => {
-        const stage = `${dir}/stage/imports`;
-        const run = await airgapCli(dir, [
+        await using d = await startImport();
+        const stage = `${d.dir}/stage/imports`;
+        const run = await airgapCli(d.dir, [
           "import",
           "--from",
-          first,
+          d.first,
           "--dry-run",
           "--staging",
           stage,
         ], {
-          config,
-          env,
+          config: d.config,
+          env: d.env,
         });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(statuses(run.report), [
@@ -119,10 +146,11 @@ Deno.test({
         ]);
         // Made for the staging dir, which is removed after: nothing left, nothing in the log dir.
         assert.deepEqual([...Deno.readDirSync(stage)], []);
-        const logs = await Deno.stat(`${dir}/logs`).then(() => [...Deno.readDirSync(`${dir}/logs`)])
-          .catch(() => []);
+        const logs = await Deno.stat(`${d.dir}/logs`).then(() => [
+          ...Deno.readDirSync(`${d.dir}/logs`),
+        ]).catch(() => []);
         assert.deepEqual(logs.filter((e) => e.name.startsWith("import-")), []);
-        assert.deepEqual(await writes(dst), []);
+        assert.deepEqual(await writes(d.reg), []);
       });
 
       // The part in the middle of big's first layer: whole inside that blob.
@@ -136,10 +164,15 @@ Deno.test({
       const good = await Deno.readFile(`${media}/${corrupt}`);
 
       await t.step("a flipped byte in a part fails only the image that needs it", async () => {
+        await using d = await startImport();
+        const dst = d.reg;
         const bad = good.slice();
         bad[PART / 2] ^= 0xff;
-        await Deno.writeFile(`${media}/${corrupt}`, bad);
-        const run = await airgapCli(dir, ["import", "--from", first], { config, env });
+        await Deno.writeFile(`${d.media}/${corrupt}`, bad);
+        const run = await airgapCli(d.dir, ["import", "--from", d.first], {
+          config: d.config,
+          env: d.env,
+        });
         assert.equal(run.code, 1, run.stderr + run.stdout);
         assert.deepEqual(statuses(run.report), [
           "mirror/app:1.0 pushed",
@@ -158,8 +191,21 @@ Deno.test({
       });
 
       await t.step("with the part copied again the re-run lands the rest", async () => {
-        await Deno.writeFile(`${media}/${corrupt}`, good);
-        const run = await airgapCli(dir, ["import", "--from", media], { config, env });
+        await using d = await startImport();
+        const dst = d.reg;
+        // What the run with the flipped byte left: app and cli pushed, big not.
+        assert.equal(
+          (await pushTestImage(dst, "mirror/app:1.0", { kind: "oci", seed: 1 })).digest,
+          app.digest,
+        );
+        assert.equal(
+          (await pushTestImage(dst, "mirror/cli:3", { kind: "schema2", seed: 4 })).digest,
+          cli.digest,
+        );
+        const run = await airgapCli(d.dir, ["import", "--from", d.media], {
+          config: d.config,
+          env: d.env,
+        });
         assert.equal(run.code, 0, run.stderr + run.stdout);
         assert.deepEqual(statuses(run.report), [
           "mirror/app:1.0 exists",
@@ -168,7 +214,7 @@ Deno.test({
         ]);
         assert.equal(await headDigest(dst, "mirror/big:1"), big.digest);
         // The staging dir in the log dir is gone.
-        const left = [...Deno.readDirSync(`${dir}/logs`)].filter((e) =>
+        const left = [...Deno.readDirSync(`${d.dir}/logs`)].filter((e) =>
           e.name.startsWith("import-")
         );
         assert.deepEqual(left, []);
