@@ -13,7 +13,7 @@
  * ```
  *
  * `--baseline REV` adds `bananna registry (baseline <short>)` next to `bananna registry` in
- * `small`, `many` and the air-gap bench (export and import): REV unpacked from git
+ * `small`, `many`, `scale` and the air-gap bench (export and import): REV unpacked from git
  * (bench/baseline.ts), run round-robin with the current tree in this invocation, both with the
  * same config (`operation.concurrency` pinned to the current default unless --concurrency is
  * given, so a changed default is not read as a change of speed); the targets gain a
@@ -696,7 +696,19 @@ async function main(): Promise<string> {
     if (only.has("scale")) {
       const many = manyCorpus ?? await pushMany(src, sizes);
       const ks = flags["scale-k"].split(",").map(Number);
-      cases.push(...await scaleScenario({ src, corpus: many, ks, runs, workDir, log, denoFlags }));
+      cases.push(
+        ...await scaleScenario({
+          src,
+          corpus: many,
+          ks,
+          runs,
+          workDir,
+          log,
+          denoFlags,
+          baseline: baseline && { dir: baseline.dir, short: baseline.short },
+          concurrency,
+        }),
+      );
     }
   } finally {
     if (typeof docker !== "string") await docker.stop();

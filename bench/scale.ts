@@ -26,6 +26,11 @@ export function scaleTool(tasks: number): string {
   return `bananna registry (${tasks} tasks)`;
 }
 
+/** Tool name of the baseline's case with `tasks` tasks (`--baseline`). */
+export function scaleBaselineTool(tasks: number, short: string): string {
+  return `bananna registry (${tasks} tasks, baseline ${short})`;
+}
+
 /** Tool name of the skopeo sync case with `tasks` tasks. */
 export function scaleSkopeo(tasks: number): string {
   return `skopeo sync (${tasks} tasks)`;
@@ -43,20 +48,29 @@ export async function scaleScenario(options: {
   workDir: string;
   log: (text: string) => void;
   denoFlags: string[];
+  /** `--baseline`: its tree runs each K too, alternating with this one, in the same registries. */
+  baseline?: { dir: string; short: string };
+  /** `operation.concurrency` of the timed runs (pinned with `--baseline`); unset: the default. */
+  concurrency?: number;
 }): Promise<CaseResult[]> {
   const { src, corpus, workDir, log, denoFlags } = options;
   const ks = [...new Set(options.ks)].sort((a, b) => a - b);
   const maxK = ks[ks.length - 1];
   const per = corpus.images.length;
   await using dest = await startRegistry({ auth: "token" });
-  const cases = ks.map((k): CaseResult => ({
-    scenario: "scale no-op",
-    tool: scaleTool(k * per),
-    status: "ok",
-    samples: [],
-  }));
-  const logDirs = new Map<number, string>();
-  const run = (k: number, concurrency?: number) =>
+  const { baseline } = options;
+  const trees = baseline ? [undefined, baseline.dir] : [undefined];
+  // This tree's cases (one per K), then the baseline's (one per K), in that order.
+  const cases = trees.flatMap((root) =>
+    ks.map((k): CaseResult => ({
+      scenario: "scale no-op",
+      tool: root && baseline ? scaleBaselineTool(k * per, baseline.short) : scaleTool(k * per),
+      status: "ok",
+      samples: [],
+    }))
+  );
+  const logDirs = new Map<string, string>();
+  const run = (k: number, concurrency?: number, root?: string) =>
     runBananna({
       src,
       dest,
@@ -65,13 +79,19 @@ export async function scaleScenario(options: {
       concurrency,
       updateLatest: "default",
       namespaces: namespaces(k),
-      logDir: logDirs.get(k) ?? `${workDir}/scale-fill`,
+      logDir: logDirs.get(`${root}|${k}`) ?? `${workDir}/scale-fill`,
       workDir,
       denoFlags,
+      root,
     });
   try {
-    for (const k of ks) {
-      logDirs.set(k, await Deno.makeTempDir({ dir: workDir, prefix: `scale-${k}-` }));
+    for (const root of trees) {
+      for (const k of ks) {
+        logDirs.set(
+          `${root}|${k}`,
+          await Deno.makeTempDir({ dir: workDir, prefix: `scale-${k}-` }),
+        );
+      }
     }
     log(`scale: filling ${maxK} namespaces x ${per} tags (token auth)`);
     // The first namespace by bananna-bot, the others as copies of its storage tree (seconds).
@@ -80,17 +100,26 @@ export async function scaleScenario(options: {
     await fillByCopy(dest, namespaces(maxK));
     await verifyFill(src, dest, corpus, namespaces(maxK));
     log(`  scale fill: ${((performance.now() - started) / 1000).toFixed(1)} s`);
-    for (const k of ks) check(await run(k), `scale warm-up no-op (${k * per} tasks)`);
+    for (const root of trees) {
+      for (const k of ks) {
+        check(await run(k, options.concurrency, root), `scale warm-up (${k * per} tasks)`);
+      }
+    }
     for (let i = 0; i < options.runs; i++) {
       for (const [j, k] of ks.entries()) {
-        const out = check(await run(k), `scale no-op (${k * per} tasks)`);
-        await checkReport(logDirs.get(k) as string, k * per);
-        cases[j].samples.push({ ms: out.ms, rssKb: out.rssKb, cpuMs: out.cpuMs });
-        log(
-          `  scale no-op ${k * per} tasks run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
-            ((out.rssKb ?? 0) / 1024).toFixed(0)
-          } MB`,
-        );
+        // This tree and the baseline alternate, the first of each pair swapped every round.
+        const order = i % 2 === 0 ? trees : [...trees].reverse();
+        for (const root of order) {
+          const which = trees.indexOf(root) * ks.length + j;
+          const out = check(await run(k, options.concurrency, root), `${cases[which].tool}`);
+          await checkReport(logDirs.get(`${root}|${k}`) as string, k * per);
+          cases[which].samples.push({ ms: out.ms, rssKb: out.rssKb, cpuMs: out.cpuMs });
+          log(
+            `  scale no-op ${cases[which].tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
+              ((out.rssKb ?? 0) / 1024).toFixed(0)
+            } MB, CPU ${((out.cpuMs ?? 0) / 1000).toFixed(2)} s`,
+          );
+        }
       }
     }
   } catch (error) {
