@@ -93,7 +93,7 @@ export async function retry<T>(
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /** Wait `ms`, or reject at once when `signal` aborts. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(() => {

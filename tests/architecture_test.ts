@@ -11,7 +11,9 @@
  * - no lib file has more than 400 lines of code (doc comments and blank lines do not count);
  * - no function or method is longer than 120 lines (split it into the steps it reads as);
  * - no basename appears twice in lib/;
- * - ARCHITECTURE.md's Layout block names every lib file, and only files that exist.
+ * - ARCHITECTURE.md's Layout block names every lib file, and only files that exist;
+ * - every value (function, constant, class) a lib file exports is imported by another file (or
+ *   by an example in its own docs): a value only its own file uses is not exported.
  *
  * The import graph comes from `deno info --json` on a generated root that imports every file
  * under lib/, so files main.ts does not reach are checked too, and type-only imports count.
@@ -395,4 +397,107 @@ Deno.test("architecture: ARCHITECTURE.md's Layout block names every lib file and
   const block = section.slice(start, section.indexOf("\n```", start));
   const named = [...block.matchAll(/^lib\/(\S+\.ts)\s/gm)].map((m) => m[1]).sort();
   assert.deepEqual(named, await libFiles());
+});
+
+// ---- exports nothing imports ---------------------------------------------------------------------
+
+/** A lib file's exported values (functions, constants, classes, enums), by name. */
+const EXPORTED_VALUE =
+  /^export\s+(?:declare\s+)?(?:abstract\s+)?(?:async\s+)?(?:function\*?|const|let|class|enum)\s+([A-Za-z_$][\w$]*)/gm;
+/** `import { a, type b as c } from "x"` and `export { a } from "x"`. */
+const STATIC_IMPORT = /(?:import|export)\s+(?:type\s+)?\{([^{}]*)\}\s*from\s*["']([^"']+)["']/g;
+/** `const { a, b: c } = await import("x")`. */
+const DYNAMIC_DESTRUCTURED = /\{([^{}]*)\}\s*=\s*await\s+import\(\s*["']([^"']+)["']\s*\)/g;
+/** `import * as ns from "x"`, `await import("x")`, `typeof import("x")`: names used as `.name`. */
+const WHOLE_MODULE =
+  /import\s+\*\s+as\s+\w+\s+from\s*["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/g;
+
+/** `to` resolved against the file `from` (both repository-relative); null for a package. */
+function resolveImport(from: string, to: string): string | null {
+  if (!to.startsWith(".")) return null;
+  const parts = from.split("/").slice(0, -1);
+  for (const part of to.split("/")) {
+    if (part === "..") parts.pop();
+    else if (part !== ".") parts.push(part);
+  }
+  return parts.join("/");
+}
+
+/**
+ * Exported values of lib/ files that no file imports (an `@example` importing from its own file
+ * counts): each as `lib/x.ts: name`. `sources` maps repository-relative paths (lib/, tests/,
+ * bench/, examples/, main.ts, config.ts) to their text.
+ */
+function unusedExports(sources: Map<string, string>): string[] {
+  const exported = new Map<string, string[]>();
+  for (const [path, text] of sources) {
+    if (!path.startsWith("lib/")) continue;
+    exported.set(path, [...text.matchAll(EXPORTED_VALUE)].map((m) => m[1]));
+  }
+  const imported = new Set<string>();
+  for (const [path, text] of sources) {
+    for (const m of [...text.matchAll(STATIC_IMPORT), ...text.matchAll(DYNAMIC_DESTRUCTURED)]) {
+      const target = resolveImport(path, m[2]);
+      if (!target) continue;
+      for (const item of m[1].split(",")) {
+        const name = item.trim().replace(/^type\s+/, "").split(/\s+as\s+|:/)[0].trim();
+        if (name) imported.add(`${target}: ${name}`);
+      }
+    }
+    for (const m of text.matchAll(WHOLE_MODULE)) {
+      const target = resolveImport(path, m[1] ?? m[2]);
+      for (const name of (target && exported.get(target)) || []) {
+        if (new RegExp(`\\.${name.replace(/\$/g, "\\$")}\\b`).test(text)) {
+          imported.add(`${target}: ${name}`);
+        }
+      }
+    }
+  }
+  return [...exported].flatMap(([path, names]) =>
+    names.map((name) => `${path}: ${name}`).filter((key) => !imported.has(key))
+  ).sort();
+}
+
+/** Every .ts file of the repository that may import from lib/ (no node_modules). */
+async function importingSources(): Promise<Map<string, string>> {
+  const sources = new Map<string, string>();
+  async function walk(dir: string): Promise<void> {
+    for await (const entry of Deno.readDir(`${ROOT}/${dir}`)) {
+      const path = `${dir}/${entry.name}`;
+      if (entry.isDirectory && entry.name !== "node_modules") await walk(path);
+      else if (entry.isFile && entry.name.endsWith(".ts")) {
+        sources.set(path, await Deno.readTextFile(`${ROOT}/${path}`));
+      }
+    }
+  }
+  for (const dir of ["lib", "tests", "bench", "examples"]) await walk(dir);
+  for (const file of ["main.ts", "config.ts"]) {
+    sources.set(file, await Deno.readTextFile(`${ROOT}/${file}`));
+  }
+  return sources;
+}
+
+Deno.test("architecture: every value a lib file exports is imported somewhere", async () => {
+  assert.deepEqual(
+    unusedExports(await importingSources()),
+    [],
+    "drop the export of a value only its own file uses, and remove one nothing uses",
+  );
+});
+
+Deno.test("architecture: the export checker reports a value nothing imports", () => {
+  const sources = new Map([
+    ["lib/a.ts", "export const USED = 1;\nexport function planted() {}\nexport const LAZY = 2;\n"],
+    [
+      "lib/b.ts",
+      '/** ```ts\n * import { SELF } from "./b.ts";\n * ``` */\nexport const SELF = 3;\n',
+    ],
+    ["lib/c.ts", "export const DYN = 4;\nexport const VIA_NS = 5;\nexport interface Shape {}\n"],
+    [
+      "main.ts",
+      'import { type USED as U } from "./lib/a.ts";\nconst { LAZY } = await import("./lib/a.ts");\n',
+    ],
+    ["tests/t.ts", 'const c = await import("../lib/c.ts");\nc.VIA_NS;\n'],
+  ]);
+  assert.deepEqual(unusedExports(sources), ["lib/a.ts: planted", "lib/c.ts: DYN"]);
 });

@@ -84,7 +84,7 @@ export interface LiteralSecret {
 }
 
 /** Passwords and tokens written as plain text in a YAML/JSON file (placeholders aside). */
-export function findLiteralSecrets(value: Record<string, unknown>): LiteralSecret[] {
+function findLiteralSecrets(value: Record<string, unknown>): LiteralSecret[] {
   const out: LiteralSecret[] = [];
   for (const section of ["registries", "sources"]) {
     const entries = value[section];
@@ -111,7 +111,7 @@ export function findLiteralSecrets(value: Record<string, unknown>): LiteralSecre
 export type PasswordOrigins = Map<string, string>;
 
 /** Read before `${VAR}`s are expanded: `${QUAY_PASSWORD} (registries.prod.password)`, or literal. */
-export function passwordOrigins(value: Record<string, unknown>): PasswordOrigins {
+function passwordOrigins(value: Record<string, unknown>): PasswordOrigins {
   const out: PasswordOrigins = new Map();
   for (const section of ["registries", "sources"]) {
     const entries = value[section];

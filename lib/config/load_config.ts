@@ -29,7 +29,6 @@ import { resolveOps } from "./ops_schema.ts";
 import { checkRepositoryRules, countEntries } from "./repository_rules.ts";
 import { resolveRepositories } from "./resolve_repositories.ts";
 
-export { formatPath };
 import {
   configSchema,
   type Connection,

@@ -37,7 +37,7 @@ export const metricsSchema = z.strictObject({
 });
 
 /** When a notification is sent. */
-export const NOTIFY_EVENTS = ["failure", "drift", "deferred", "always"] as const;
+const NOTIFY_EVENTS = ["failure", "drift", "deferred", "always"] as const;
 /** One of {@link NOTIFY_EVENTS}. */
 export type NotifyEvent = typeof NOTIFY_EVENTS[number];
 

@@ -89,7 +89,7 @@ export const logSchema = z.strictObject({
  * verification (`cosignKey`: one PEM path or several, any one suffices); keyless (Fulcio + Rekor)
  * is out of scope, so any other key is refused as unknown.
  */
-export const verifySchema = z.strictObject({
+const verifySchema = z.strictObject({
   cosignKey: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
     error: "give the path of a cosign public key (or a list of paths)",
   }),
@@ -122,7 +122,7 @@ const PLATFORM_OS = new Set([
  * One platform of a multi-arch image in the image spec's `os/arch[/variant]` form
  * (`linux/amd64`, `linux/arm64/v8`): an OS it knows first, then an architecture.
  */
-export const platformSchema = z.string().refine(
+const platformSchema = z.string().refine(
   (value) =>
     /^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/.test(value) && PLATFORM_OS.has(value.split("/")[0]),
   {
@@ -137,7 +137,7 @@ export const platformSchema = z.string().refine(
  * `platforms`: the platforms of a multi-arch image to mirror (registry engine); at least one.
  * A single-platform image is mirrored as it is.
  */
-export const platformsSchema = z.array(platformSchema, {
+const platformsSchema = z.array(platformSchema, {
   error: "give a list of platforms, e.g. [linux/amd64]",
 }).min(1, {
   error:

@@ -265,7 +265,7 @@ function tail(stream: ReadableStream<Uint8Array>): { text: Promise<string>; canc
 }
 
 /** `pull 127.0.0.1:5000/a/b:1`: the subcommand and its last argument (never stdin). */
-export function describe(args: string[]): string {
+function describe(args: string[]): string {
   return args.length > 1 ? `${args[0]} ${args[args.length - 1]}` : args[0] ?? "";
 }
 

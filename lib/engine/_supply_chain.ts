@@ -56,10 +56,10 @@ const IMAGE_MANIFESTS = new Set<string>([MEDIA_TYPES.ociManifest, MEDIA_TYPES.do
  * Referrers carried per image at most (all levels together): a source listing more fails that
  * image's step before copying any of them, so a hostile list cannot keep the run busy for hours.
  */
-export const MAX_REFERRERS = 1000;
+const MAX_REFERRERS = 1000;
 
 /** Levels of "a signature of a carried artifact" followed below the image's own digests. */
-export const MAX_DEPTH = 3;
+const MAX_DEPTH = 3;
 
 /** Does a registry host serve the referrers API? Asked once per host and run. */
 export type ReferrersSupport = Map<string, boolean>;

@@ -25,7 +25,7 @@ export const EXPORT_MANIFEST = "bananna-export.json";
  * Bytes `bananna-export.json` may have: about 20,000 blobs and 2,000 images; a hostile file at
  * the cap is parsed and refused under 120 MB peak RSS.
  */
-export const MAX_EXPORT_MANIFEST_BYTES = 4 * 1024 * 1024;
+const MAX_EXPORT_MANIFEST_BYTES = 4 * 1024 * 1024;
 
 /** The format tag of this version. */
 export const EXPORT_FORMAT = "bananna-export/1";

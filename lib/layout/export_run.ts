@@ -53,11 +53,11 @@ import { LayoutStore } from "./layout_store.ts";
 import { type KnownBlob, OciLayout, REF_NAME } from "./oci_layout.ts";
 
 /** The pseudo-host of the layout in plans and reports. */
-export const LAYOUT_HOST = "oci-layout";
+const LAYOUT_HOST = "oci-layout";
 /** The annotation with the image's targets (comma-separated names in the exporting config). */
-export const TARGETS_ANNOTATION = "io.bananna-bot.targets";
+const TARGETS_ANNOTATION = "io.bananna-bot.targets";
 /** The annotation with the image's key in the exporting config. */
-export const KEY_ANNOTATION = "io.bananna-bot.key";
+const KEY_ANNOTATION = "io.bananna-bot.key";
 
 const TARGET = "export";
 const NAMESPACE = "export";

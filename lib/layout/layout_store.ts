@@ -39,7 +39,7 @@ export interface LayoutViewOptions {
 }
 
 /** The full ref.name of `ref` (tag or digest) in a repository named `name`. */
-export function refNameOf(name: string, ref: string): string {
+function refNameOf(name: string, ref: string): string {
   return `${name}${ref.includes(":") ? "@" : ":"}${ref}`;
 }
 

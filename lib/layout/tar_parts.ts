@@ -26,7 +26,7 @@ import { type PartInfo, PartWriter, TAR_NAME, TarPartsError, waitDrain } from ".
 export { type PartInfo, partName, TAR_NAME, TarPartsError } from "./_part_files.ts";
 
 /** Smallest part size accepted (tests use tiny parts; real media want GiBs). */
-export const MIN_PART_SIZE = 1024;
+const MIN_PART_SIZE = 1024;
 
 /** Options for {@link writeParts}. */
 export interface WritePartsOptions {

@@ -108,7 +108,7 @@ export function isIndexType(mediaType: string): boolean {
  *
  * @returns `default`: decide as for any image (digests equal: exists; else drift or mutable)
  */
-export async function decidePlatforms(
+async function decidePlatforms(
   task: PlatformTask,
   probe: PlatformProbe,
   digests: { source: string; destination: string },

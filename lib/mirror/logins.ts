@@ -167,7 +167,7 @@ async function login(
  * (the config's `${VAR}` and path, docker's config.json, a credential helper, the prompt), never
  * the secret.
  */
-export function credentialOrigin(
+function credentialOrigin(
   config: Pick<ResolvedConfig, "registries" | "sources">,
   host: string,
   credential: Credential,

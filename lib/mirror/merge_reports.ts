@@ -35,7 +35,7 @@ export interface ShardReportFile {
 const SHARD_REPORT = /^last-report\.(\d+)\.json$/;
 
 /** Bytes one shard report may have (about 8,000 entries); a file from outside like any other. */
-export const MAX_SHARD_REPORT_BYTES = 4 * 1024 * 1024;
+const MAX_SHARD_REPORT_BYTES = 4 * 1024 * 1024;
 
 /** Shards a run may have (as shard.ts allows). */
 const MAX_SHARDS = 1000;

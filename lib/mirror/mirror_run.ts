@@ -129,7 +129,7 @@ export function createMirrorRun(options: MirrorRunOptions): MirrorRun {
 }
 
 /** One run: execute it once, then dispose it. */
-export class MirrorRun implements AsyncDisposable {
+class MirrorRun implements AsyncDisposable {
   #options: MirrorRunOptions;
   #hosts: RegistryHosts;
   #quay: QuayRepositories;

@@ -14,7 +14,7 @@ import { z } from "zod";
 import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
 
 /** The state file read at most (a larger one is ignored: an empty state). */
-export const MAX_STATE_BYTES = 16 * 1024 * 1024;
+const MAX_STATE_BYTES = 16 * 1024 * 1024;
 
 const stateSchema = z.object({ equivalent: z.record(z.string(), z.unknown()).optional() });
 

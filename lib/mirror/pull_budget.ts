@@ -378,7 +378,7 @@ export function describeDeferral(task: DeferredTask, host: HostBudget): string {
 }
 
 /** Bytes every child descriptor of an index takes at least (see the module doc). */
-export const MIN_DESCRIPTOR_BYTES = 150;
+const MIN_DESCRIPTOR_BYTES = 150;
 
 /** What a source HEAD told the plan, as this step needs it. */
 export interface SourceHead {

@@ -103,7 +103,7 @@ interface LockBody {
 }
 
 /** The default lease of a lock's heartbeat. */
-export const DEFAULT_LEASE_MS = 5 * 60_000;
+const DEFAULT_LEASE_MS = 5 * 60_000;
 
 const GUARD_STALE_MS = 60_000;
 

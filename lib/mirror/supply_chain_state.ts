@@ -20,10 +20,10 @@ import { validDigest } from "../registry/reference.ts";
 import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
 
 /** How long a destination HEAD of a managed tag is trusted: 24 h. */
-export const MAX_AGE_MS = 24 * 3600 * 1000;
+const MAX_AGE_MS = 24 * 3600 * 1000;
 
 /** The state file read at most (a larger one is ignored: an empty memo). */
-export const MAX_FILE_BYTES = 16 * 1024 * 1024;
+const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
 const digestSchema = z.string().refine(validDigest, "not a digest");
 const partsEntrySchema = z.object({
@@ -42,7 +42,7 @@ const fileSchema = z.object({
 });
 
 /** How long a digest's parts are kept after a run last used them: 30 days. */
-export const PARTS_KEPT_MS = 30 * 24 * 3600 * 1000;
+const PARTS_KEPT_MS = 30 * 24 * 3600 * 1000;
 
 /** The file name in the log dir. */
 export const SUPPLY_CHAIN_STATE_FILE = ".supply-chain-state.json";

@@ -103,7 +103,7 @@ export function mirrorSetsYaml(
  *
  * @throws {RangeError} on a malformed source or mirror.
  */
-export function mirrorEntries(
+function mirrorEntries(
   mappings: readonly MirrorMapping[],
   sourcePolicy?: MirrorSourcePolicy,
 ): MirrorSetEntry[] {

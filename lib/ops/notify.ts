@@ -16,7 +16,7 @@ import { VERSION } from "../version.ts";
 import { METRIC_STATUSES } from "./metrics.ts";
 
 /** Failed and drift entries listed in a notification; the rest are counted. */
-export const MAX_ENTRIES = 20;
+const MAX_ENTRIES = 20;
 
 /** How a run ended, as far as a notification is concerned. */
 export type RunOutcomeKind = "success" | "failure" | "interrupted" | "not-started";
@@ -37,7 +37,7 @@ export interface RunEnd {
 }
 
 /** The outcome named in a notification. */
-export function outcomeOf(end: RunEnd): RunOutcomeKind {
+function outcomeOf(end: RunEnd): RunOutcomeKind {
   if (end.exitCode === 130 || end.report?.interrupted) return "interrupted";
   if (!end.report) return "not-started";
   return end.exitCode === 0 ? "success" : "failure";

@@ -80,7 +80,7 @@ export function registerOpsSecrets(config: ResolvedConfig, secrets: Secrets): vo
 }
 
 /** A shard's metrics file: `metrics.prom` -> `metrics.shard-2.prom` (else `.shard-2` appended). */
-export function shardFile(path: string, index: number): string {
+function shardFile(path: string, index: number): string {
   return /\.prom$/.test(path)
     ? path.replace(/\.prom$/, `.shard-${index}.prom`)
     : `${path}.shard-${index}`;

@@ -17,9 +17,9 @@ import { readBodyCapped, redactUrl } from "./registry_error.ts";
 import { referrersPath } from "./registry_paths.ts";
 
 /** Pages of one referrers answer read at most: a `Link: rel="next"` that never ends fails. */
-export const MAX_REFERRERS_PAGES = 100;
+const MAX_REFERRERS_PAGES = 100;
 /** All pages of one answer together take at most this many times the page cap (16 MiB by default). */
-export const REFERRERS_TOTAL_PAGES_OF_CAP = 4;
+const REFERRERS_TOTAL_PAGES_OF_CAP = 4;
 
 /** One page of a referrers answer, unparsed. */
 export interface ReferrersPage {

@@ -31,7 +31,7 @@ export interface Clock {
 }
 
 /** The real clock: performance.now() and setTimeout. */
-export const realClock: Clock = {
+const realClock: Clock = {
   now: () => performance.now(),
   sleep: (ms, signal) =>
     new Promise<void>((resolve, reject) => {

@@ -10,9 +10,7 @@
  *
  * @module
  */
-import type { ReferrersOptions, ReferrersPage } from "./_referrers_get.ts";
-
-export type { ReferrersPage };
+import type { ReferrersOptions } from "./_referrers_get.ts";
 
 /** A manifest as a HEAD reports it (see manifest.ts's `Descriptor` for the parsed kind). */
 export interface ManifestHead {

@@ -24,7 +24,7 @@ import { listReferrers, referrerSubject } from "./referrers.ts";
 import { BUNDLE_MEDIA_TYPES, parseSigstoreBundle, type SigstoreBundle } from "./sigstore_bundle.ts";
 
 /** At most this many bundle referrers of one digest are read (a hostile list stays cheap). */
-export const MAX_BUNDLES = 32;
+const MAX_BUNDLES = 32;
 
 /** One bundle referrer of an image. */
 export interface FetchedBundle {

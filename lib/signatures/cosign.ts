@@ -18,17 +18,17 @@ import { validDigest } from "../registry/reference.ts";
 import { keyFingerprint, verifySignature } from "./cosign_key.ts";
 
 /** Media type of a `.sig` layer: the simple-signing payload. */
-export const SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
+const SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json";
 /** Layer annotation holding the base64 DER signature. */
-export const SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature";
+const SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature";
 /** Layer annotations of keyless signing and the transparency log (kept, not verified here). */
-export const CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate";
+const CERTIFICATE_ANNOTATION = "dev.sigstore.cosign/certificate";
 /** PEM intermediates to the root (keyless signing). */
-export const CHAIN_ANNOTATION = "dev.sigstore.cosign/chain";
+const CHAIN_ANNOTATION = "dev.sigstore.cosign/chain";
 /** Rekor bundle JSON. */
-export const BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle";
+const BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle";
 /** `critical.type` of every cosign simple-signing payload. */
-export const COSIGN_SIGNATURE_TYPE = "cosign container image signature";
+const COSIGN_SIGNATURE_TYPE = "cosign container image signature";
 
 /** The cosign tags of one digest. */
 export interface CosignTags {

@@ -19,7 +19,7 @@ import { cosignTags, parseSignatureManifest, type SignatureLayer } from "./cosig
 import { type DsseEnvelope, parseDsseEnvelope } from "./dsse.ts";
 
 /** Media type of a `.att` layer: a DSSE envelope. */
-export const DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json";
+const DSSE_ENVELOPE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json";
 
 /** Payloads are a few hundred bytes; cosign's own cap for a payload is far above real ones. */
 export const DEFAULT_MAX_PAYLOAD_BYTES = 128 * 1024;

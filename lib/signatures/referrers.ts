@@ -121,7 +121,7 @@ export async function listReferrers(
 }
 
 /** Referrers one listing may name (all pages of an API answer together). */
-export const MAX_LISTED_REFERRERS = 10_000;
+const MAX_LISTED_REFERRERS = 10_000;
 
 /**
  * The referrers of `digest` through the referrers API, each page checked as it comes and dropped

@@ -25,7 +25,7 @@ import {
 import { verifySignature } from "./cosign_key.ts";
 
 /** The bundle media type cosign v3 writes (manifest artifactType, layer media type). */
-export const BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json";
+const BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json";
 
 /** Every bundle media type a reader accepts (v0.3 and the older `+json;version=` forms). */
 export const BUNDLE_MEDIA_TYPES: readonly string[] = [
@@ -36,11 +36,10 @@ export const BUNDLE_MEDIA_TYPES: readonly string[] = [
 ];
 
 /** The in-toto predicateType of `cosign sign` (v3): the statement is a signature. */
-export const COSIGN_SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1";
+const COSIGN_SIGN_PREDICATE_TYPE = "https://sigstore.dev/cosign/sign/v1";
 
 /** Reason given when only certificate (keyless) bundles were found. */
-export const KEYLESS_BUNDLE_REASON =
-  "certificate (keyless) bundle: keyless verification is out of scope";
+const KEYLESS_BUNDLE_REASON = "certificate (keyless) bundle: keyless verification is out of scope";
 
 /** A sigstore bundle, checked and decoded. */
 export interface SigstoreBundle {
@@ -101,7 +100,7 @@ export function parseSigstoreBundle(bytes: Uint8Array, where: string): SigstoreB
 }
 
 /** The statement's `predicateType`, or null when the payload is not such a statement. */
-export function statementPredicateType(envelope: DsseEnvelope): string | null {
+function statementPredicateType(envelope: DsseEnvelope): string | null {
   if (envelope.payloadType !== IN_TOTO_PAYLOAD_TYPE) return null;
   try {
     const body = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(envelope.payload));
@@ -112,7 +111,7 @@ export function statementPredicateType(envelope: DsseEnvelope): string | null {
 }
 
 /** Is `bundle` a cosign signature (not an attestation): an in-toto sign/v1 statement? */
-export function isSignatureBundle(bundle: SigstoreBundle): boolean {
+function isSignatureBundle(bundle: SigstoreBundle): boolean {
   return statementPredicateType(bundle.envelope) === COSIGN_SIGN_PREDICATE_TYPE;
 }
 
