@@ -12,7 +12,7 @@ import { startRecordingHost } from "../support/recording_host.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { silentAnswer } from "../support/trickle.ts";
 import { startWebhookReceiver, type WebhookReceiver } from "../support/webhook_receiver.ts";
-import { mirror, registryTarget } from "../support/e2e_kit.ts";
+import { mirror, registryTarget, startDestination } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -23,184 +23,196 @@ Deno.test({
   ignore: Boolean(skip),
   async fn(t) {
     await using src = await startRegistry({ auth: "none" });
-    await using dst = await startRegistry({ auth: "htpasswd" });
-    const dir = await Deno.makeTempDir({ prefix: "bb-notify-" });
     await pushTestImage(src, "team/app:1.0", { kind: "oci", seed: 41 });
-    const password = dst.password ?? "";
-    const vars = { DST_PASSWORD: password, HOOK_TOKEN: TOKEN };
     const good = { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } };
     const missing: Record<string, unknown> = {};
     for (let i = 1; i <= 22; i++) missing[`${src.host}/team/gone:${i}`] = { targets: ["dr"] };
-    const config = (
-      hook: WebhookReceiver,
-      notify: Record<string, unknown>,
-      images: Record<string, unknown>,
-      operation: Record<string, unknown> = {},
-    ) => ({
-      registries: {
-        dr: registryTarget(dst, { login: true }),
-      },
-      log: { dir: "./logs", level: "DEBUG" },
-      operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
-      notify: { webhook: `${hook.url}/hooks/T000/B000/secretpath`, ...notify },
-      images,
+    /**
+     * One step's own destination and run dir (so it reads the log of its own run only);
+     * `seeded`: app:1.0 and latest are there already, as a run of `good` leaves them.
+     */
+    const startStep = async (seeded = false) => {
+      const dest = await startDestination();
+      const dst = dest.reg;
+      if (seeded) {
+        for (const tag of ["1.0", "latest"]) {
+          await pushTestImage(dst, `mirror/app:${tag}`, { kind: "oci", seed: 41 });
+        }
+      }
+      const password = dst.password ?? "";
+      const vars = { DST_PASSWORD: password, HOOK_TOKEN: TOKEN };
+      const config = (
+        hook: WebhookReceiver,
+        notify: Record<string, unknown>,
+        images: Record<string, unknown>,
+        operation: Record<string, unknown> = {},
+      ) => ({
+        registries: {
+          dr: registryTarget(dst, { login: true }),
+        },
+        log: { dir: "./logs", level: "DEBUG" },
+        operation: { engine: "registry", retryDelay: 0.05, maxRetries: 2, ...operation },
+        notify: { webhook: `${hook.url}/hooks/T000/B000/secretpath`, ...notify },
+        images,
+      });
+      const logText = () => Deno.readTextFile(`${dest.dir}/logs/bananna-bot.log`);
+      return Object.assign(dest, { password, vars, config, logText });
+    };
+    await t.step("a failing run: 503 retried, one notification, capped entries", async () => {
+      await using hook = startWebhookReceiver((n) => (n === 1 ? 503 : 200));
+      await using d = await startStep();
+      const { dir, password, vars, config, logText } = d;
+      const run = await mirror(
+        dir,
+        config(hook, {
+          on: ["failure"],
+          headers: { Authorization: "Bearer ${HOOK_TOKEN}", "X-Team": "mirror" },
+        }, { ...good, ...missing }),
+        { env: vars },
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.deepEqual(hook.requests.map((r) => `${r.method} ${r.path}`), [
+        "POST /hooks/T000/B000/secretpath",
+        "POST /hooks/T000/B000/secretpath",
+      ]);
+      assert.equal(hook.requests[0].body, hook.requests[1].body, "the retry sends the same");
+      const req = hook.requests[1];
+      assert.equal(req.headers["authorization"], `Bearer ${TOKEN}`);
+      assert.equal(req.headers["x-team"], "mirror");
+      assert.equal(req.headers["content-type"], "application/json");
+      const body = JSON.parse(req.body);
+      assert.equal(body.outcome, "failure");
+      assert.equal(body.exitCode, 1);
+      assert.deepEqual(body.reasons, ["failure"]);
+      assert.deepEqual(body.totals, {
+        pushed: 1,
+        exists: 0,
+        drift: 0,
+        failed: 22,
+        deferred: 0,
+        skipped: 0,
+      });
+      assert.equal(body.entries.length, 20);
+      assert.equal(body.entriesOmitted, 2);
+      assert.equal(body.entries[0].status, "failed");
+      assert.equal(body.entries[0].code, "IMAGE_NOT_FOUND");
+      assert.match(body.entries[0].source, /\/team\/gone:\d+$/);
+      assert.ok(body.durationSeconds > 0);
+      assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
+      for (const secret of [TOKEN, password, "secretpath"]) {
+        assert.ok(!req.body.includes(secret), `${secret} in the body`);
+      }
+      const log = await logText();
+      assert.match(log, /MIRROR_RETRY.*webhook http:\/\/127\.0\.0\.1:\d+\/…: POST answered 503/);
+      assert.match(
+        log,
+        /Notification sent to webhook http:\/\/127\.0\.0\.1:\d+\/… \(failure; 2 attempts\)/,
+      );
+      for (const secret of [TOKEN, "secretpath"]) {
+        assert.ok(!log.includes(secret), `${secret} in the log`);
+      }
     });
-    const logText = () => Deno.readTextFile(`${dir}/logs/bananna-bot.log`);
-    // Each step reads the log of its own run only.
-    const freshLog = () => Deno.remove(`${dir}/logs/bananna-bot.log`).catch(() => {});
-    try {
-      await t.step("a failing run: 503 retried, one notification, capped entries", async () => {
-        await using hook = startWebhookReceiver((n) => (n === 1 ? 503 : 200));
-        await freshLog();
-        const run = await mirror(
-          dir,
-          config(hook, {
-            on: ["failure"],
-            headers: { Authorization: "Bearer ${HOOK_TOKEN}", "X-Team": "mirror" },
-          }, { ...good, ...missing }),
-          { env: vars },
-        );
-        assert.equal(run.code, 1, run.stderr);
-        assert.deepEqual(hook.requests.map((r) => `${r.method} ${r.path}`), [
-          "POST /hooks/T000/B000/secretpath",
-          "POST /hooks/T000/B000/secretpath",
-        ]);
-        assert.equal(hook.requests[0].body, hook.requests[1].body, "the retry sends the same");
-        const req = hook.requests[1];
-        assert.equal(req.headers["authorization"], `Bearer ${TOKEN}`);
-        assert.equal(req.headers["x-team"], "mirror");
-        assert.equal(req.headers["content-type"], "application/json");
-        const body = JSON.parse(req.body);
-        assert.equal(body.outcome, "failure");
-        assert.equal(body.exitCode, 1);
-        assert.deepEqual(body.reasons, ["failure"]);
-        assert.deepEqual(body.totals, {
-          pushed: 1,
-          exists: 0,
-          drift: 0,
-          failed: 22,
-          deferred: 0,
-          skipped: 0,
-        });
-        assert.equal(body.entries.length, 20);
-        assert.equal(body.entriesOmitted, 2);
-        assert.equal(body.entries[0].status, "failed");
-        assert.equal(body.entries[0].code, "IMAGE_NOT_FOUND");
-        assert.match(body.entries[0].source, /\/team\/gone:\d+$/);
-        assert.ok(body.durationSeconds > 0);
-        assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
-        for (const secret of [TOKEN, password, "secretpath"]) {
-          assert.ok(!req.body.includes(secret), `${secret} in the body`);
-        }
-        const log = await logText();
-        assert.match(log, /MIRROR_RETRY.*webhook http:\/\/127\.0\.0\.1:\d+\/…: POST answered 503/);
-        assert.match(
-          log,
-          /Notification sent to webhook http:\/\/127\.0\.0\.1:\d+\/… \(failure; 2 attempts\)/,
-        );
-        for (const secret of [TOKEN, "secretpath"]) {
-          assert.ok(!log.includes(secret), `${secret} in the log`);
-        }
-      });
 
-      await t.step("on: [failure] with a clean run sends nothing", async () => {
-        await using hook = startWebhookReceiver();
-        await freshLog();
-        const run = await mirror(dir, config(hook, { on: ["failure"] }, good), {
-          env: vars,
-        });
-        assert.equal(run.code, 0, run.stderr);
-        assert.equal(run.report?.totals.exists, 1);
-        assert.deepEqual(hook.requests, []);
+    await t.step("on: [failure] with a clean run sends nothing", async () => {
+      await using hook = startWebhookReceiver();
+      await using d = await startStep(true);
+      const { dir, vars, config } = d;
+      const run = await mirror(dir, config(hook, { on: ["failure"] }, good), {
+        env: vars,
       });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.report?.totals.exists, 1);
+      assert.deepEqual(hook.requests, []);
+    });
 
-      await t.step("a receiver that keeps failing: WARNING, exit code unchanged", async () => {
-        await using hook = startWebhookReceiver(() => 500);
-        await freshLog();
-        const run = await mirror(dir, config(hook, { on: ["always"] }, good), {
-          env: vars,
-        });
-        assert.equal(run.code, 0, run.stderr);
-        assert.equal(hook.requests.length, 3, "maxRetries 2: three attempts");
-        assert.match(
-          await logText(),
-          /WARNING.*MIRROR_NOTIFY_FAILED.*webhook http:\/\/127\.0\.0\.1:\d+\/…: POST answered 500.*\(after 3 attempts\); the run's outcome is unchanged/,
-        );
+    await t.step("a receiver that keeps failing: WARNING, exit code unchanged", async () => {
+      await using hook = startWebhookReceiver(() => 500);
+      await using d = await startStep();
+      const { dir, vars, config, logText } = d;
+      const run = await mirror(dir, config(hook, { on: ["always"] }, good), {
+        env: vars,
       });
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(hook.requests.length, 3, "maxRetries 2: three attempts");
+      assert.match(
+        await logText(),
+        /WARNING.*MIRROR_NOTIFY_FAILED.*webhook http:\/\/127\.0\.0\.1:\d+\/…: POST answered 500.*\(after 3 attempts\); the run's outcome is unchanged/,
+      );
+    });
 
-      await t.step("a receiver that is down: WARNING, exit code unchanged", async () => {
-        const hook = startWebhookReceiver();
-        await hook.stop();
-        await freshLog();
-        const run = await mirror(
-          dir,
-          config(hook, { on: ["always"] }, good, { maxRetries: 0 }),
-          { env: vars },
-        );
-        assert.equal(run.code, 0, run.stderr);
-        assert.match(
-          await logText(),
-          /WARNING.*MIRROR_NOTIFY_FAILED.*webhook http:\/\/127\.0\.0\.1:\d+\/…: /,
-        );
-      });
+    await t.step("a receiver that is down: WARNING, exit code unchanged", async () => {
+      const hook = startWebhookReceiver();
+      await hook.stop();
+      await using d = await startStep();
+      const { dir, vars, config, logText } = d;
+      const run = await mirror(
+        dir,
+        config(hook, { on: ["always"] }, good, { maxRetries: 0 }),
+        { env: vars },
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.match(
+        await logText(),
+        /WARNING.*MIRROR_NOTIFY_FAILED.*webhook http:\/\/127\.0\.0\.1:\d+\/…: /,
+      );
+    });
 
-      await t.step("format slack: text and blocks", async () => {
-        await using hook = startWebhookReceiver();
-        await freshLog();
-        const run = await mirror(
-          dir,
-          config(hook, { on: ["drift", "failure"], format: "slack" }, {
-            ...good,
-            [`${src.host}/team/gone:1`]: { targets: ["dr"] },
-          }),
-          { env: vars },
-        );
-        assert.equal(run.code, 1, run.stderr);
-        assert.equal(hook.requests.length, 1);
-        const body = JSON.parse(hook.requests[0].body);
-        assert.deepEqual(Object.keys(body).sort(), ["blocks", "text"]);
-        assert.match(
-          body.text,
-          /^bananna-bot mirror run failed \(exit 1\) \(.*config\.yaml\): 0 pushed, 1 already mirrored, 0 drift, 1 failed, 0 deferred, 0 not started; [\d.]+ s$/,
-        );
-        assert.deepEqual(body.blocks.map((b: { type: string }) => b.type), [
-          "header",
-          "section",
-          "section",
-          "context",
-        ]);
-        assert.deepEqual(body.blocks[0].text, {
-          type: "plain_text",
-          text: "bananna-bot: mirror run failed",
-        });
-        assert.match(body.blocks[1].text.text, /\*Failed:\* 1/);
-        assert.match(
-          body.blocks[2].text.text,
-          /^• \*failed\* `.*\/mirror\/gone:1` \(IMAGE_NOT_FOUND\)/,
-        );
-        assert.equal(body.blocks[2].text.type, "mrkdwn");
+    await t.step("format slack: text and blocks", async () => {
+      await using hook = startWebhookReceiver();
+      await using d = await startStep(true);
+      const { dir, vars, config } = d;
+      const run = await mirror(
+        dir,
+        config(hook, { on: ["drift", "failure"], format: "slack" }, {
+          ...good,
+          [`${src.host}/team/gone:1`]: { targets: ["dr"] },
+        }),
+        { env: vars },
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(hook.requests.length, 1);
+      const body = JSON.parse(hook.requests[0].body);
+      assert.deepEqual(Object.keys(body).sort(), ["blocks", "text"]);
+      assert.match(
+        body.text,
+        /^bananna-bot mirror run failed \(exit 1\) \(.*config\.yaml\): 0 pushed, 1 already mirrored, 0 drift, 1 failed, 0 deferred, 0 not started; [\d.]+ s$/,
+      );
+      assert.deepEqual(body.blocks.map((b: { type: string }) => b.type), [
+        "header",
+        "section",
+        "section",
+        "context",
+      ]);
+      assert.deepEqual(body.blocks[0].text, {
+        type: "plain_text",
+        text: "bananna-bot: mirror run failed",
       });
+      assert.match(body.blocks[1].text.text, /\*Failed:\* 1/);
+      assert.match(
+        body.blocks[2].text.text,
+        /^• \*failed\* `.*\/mirror\/gone:1` \(IMAGE_NOT_FOUND\)/,
+      );
+      assert.equal(body.blocks[2].text.type, "mrkdwn");
+    });
 
-      await t.step("a run stopped by a refused login is notified as not started", async () => {
-        await using hook = startWebhookReceiver();
-        await freshLog();
-        const run = await mirror(
-          dir,
-          config(hook, { on: ["failure"] }, good, { continueOnError: false }),
-          { env: { ...vars, DST_PASSWORD: "wrong-password-77" } },
-        );
-        assert.equal(run.code, 1, run.stderr);
-        assert.equal(hook.requests.length, 1);
-        const body = JSON.parse(hook.requests[0].body);
-        assert.equal(body.outcome, "not-started");
-        assert.equal(body.error.code, "LOGIN_FAILED");
-        // The report that says the run stopped (stopped_report.ts), not the previous run's.
-        assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
-        assert.ok(!hook.requests[0].body.includes("wrong-password-77"));
-      });
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await t.step("a run stopped by a refused login is notified as not started", async () => {
+      await using hook = startWebhookReceiver();
+      await using d = await startStep();
+      const { dir, vars, config } = d;
+      const run = await mirror(
+        dir,
+        config(hook, { on: ["failure"] }, good, { continueOnError: false }),
+        { env: { ...vars, DST_PASSWORD: "wrong-password-77" } },
+      );
+      assert.equal(run.code, 1, run.stderr);
+      assert.equal(hook.requests.length, 1);
+      const body = JSON.parse(hook.requests[0].body);
+      assert.equal(body.outcome, "not-started");
+      assert.equal(body.error.code, "LOGIN_FAILED");
+      // The report that says the run stopped (stopped_report.ts), not the previous run's.
+      assert.deepEqual(body.reportPaths, [`${dir}/logs/last-report.json`, `${dir}/report.json`]);
+      assert.ok(!hook.requests[0].body.includes("wrong-password-77"));
+    });
   },
 });
 
