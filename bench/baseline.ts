@@ -134,13 +134,22 @@ export async function prepareBaseline(rev: string): Promise<Baseline> {
   return { rev, commit, short, dir, tool: baselineTool(short), remove };
 }
 
-/** The commit measured (with `-dirty` when the tree has changes), or "unknown". */
+/** The commit measured (with `-dirty` when lib/, main.ts or bench/ have changes), or "unknown". */
 export async function gitCommit(): Promise<string> {
   const git = (args: string[]) =>
     new Deno.Command("git", { args, cwd: ROOT, stdout: "piped", stderr: "null" }).output()
       .then((o) => new TextDecoder().decode(o.stdout).trim()).catch(() => "");
   const head = await git(["rev-parse", "--short", "HEAD"]);
-  const dirty = await git(["status", "--porcelain", "--", "lib", "main.ts", "bench"]);
+  // Results files written by this very run are not changes to what is measured.
+  const dirty = await git([
+    "status",
+    "--porcelain",
+    "--",
+    "lib",
+    "main.ts",
+    "bench",
+    ":!bench/results",
+  ]);
   return head ? `${head}${dirty ? "-dirty" : ""}` : "unknown";
 }
 
