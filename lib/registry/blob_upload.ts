@@ -142,11 +142,11 @@ export class BlobUploader {
         let done = false;
         const verifier = verifyBlob(blob, { onProgress: options.onProgress });
         // A source that fails with its own verdict (a layout's corrupt file) keeps it.
-        let sourceFailure: unknown;
+        const source = new SourceWatch();
         try {
-          const verified = relay(await open(signal), { onError: (e) => sourceFailure = e })
+          const verified = relay(await open(signal), { watch: source })
             .pipeThrough(verifier.stream);
-          const failed = () => verifier.failure() ?? sourceVerdict(sourceFailure);
+          const failed = () => verifier.failure() ?? sourceVerdict(source.failure);
           done = this.#chunkBytes !== null
             ? await this.#putChunks(repository, blob, verified, session, putSignal)
             : blob.size >= CHUNK_START_BYTES
@@ -156,7 +156,8 @@ export class BlobUploader {
           // The request failed because the bytes did, or their source: say so (not a push failure).
           // An abort (Ctrl-C, a lost lock) stays what it is.
           if (options.signal?.aborted) throw error;
-          throw verifier.failure() ?? sourceVerdict(sourceFailure) ?? error;
+          await source.settled();
+          throw verifier.failure() ?? sourceVerdict(source.failure) ?? error;
         } finally {
           reading.abort();
           sending.abort();
@@ -411,28 +412,80 @@ function sourceVerdict(error: unknown): MirrorError | undefined {
   );
 }
 
+/** How long an upload that failed waits for its stalled source to say so (see SourceWatch). */
+const SOURCE_VERDICT_GRACE_MS = 1_000;
+
 /**
- * `stream` relayed chunk by chunk. When it fails, `onError` hears its own error (not a consumer's),
- * and the relay either fails with it or, `endEarly`, just ends (its failure is read elsewhere).
+ * The source side of one upload try: its own failure, and a read of it still pending. When the
+ * upload's request fails (its no-progress timer) while a source read is pending, the source is
+ * what stalled: its bytes went on as soon as they came, so its own timer started no later than
+ * the upload's and its failure is moments away. The relay then holds the source open (the
+ * upload's cancel is deferred) and {@link settled} waits for that failure, at most
+ * SOURCE_VERDICT_GRACE_MS, so that a stalled source is reported as the source's failure
+ * (IMAGE_PULL_FAILED naming its GET), never as the destination's push failure.
+ */
+class SourceWatch {
+  failure: unknown;
+  waiting = false;
+  /** The upload's cancel of the source, held while a read is pending. */
+  deferredCancel?: () => Promise<void>;
+  #failed = Promise.withResolvers<void>();
+
+  fail(error: unknown): void {
+    this.failure = error;
+    this.#failed.resolve();
+  }
+
+  async settled(): Promise<void> {
+    if (this.failure === undefined && this.waiting) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const grace = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, SOURCE_VERDICT_GRACE_MS);
+      });
+      await Promise.race([this.#failed.promise, grace]);
+      clearTimeout(timer);
+    }
+    await this.deferredCancel?.().catch(() => {});
+  }
+}
+
+/**
+ * `stream` relayed chunk by chunk. When the source fails, `watch` hears its own error (not a
+ * consumer's), and the relay either fails with it or, `endEarly`, just ends (its failure is read
+ * elsewhere). A cancel while a read is pending is handed to `watch` (see SourceWatch).
  */
 function relay(
   stream: ReadableStream<Uint8Array>,
-  options: { onError?: (error: unknown) => void; endEarly?: boolean },
+  options: { watch?: SourceWatch; endEarly?: boolean },
 ): ReadableStream<Uint8Array> {
   const reader = stream.getReader();
+  const watch = options.watch;
+  let cancelled = false;
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
+      let chunk: ReadableStreamReadResult<Uint8Array>;
       try {
-        const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
+        if (watch) watch.waiting = true;
+        chunk = await reader.read();
       } catch (error) {
-        options.onError?.(error);
+        watch?.fail(error);
+        if (cancelled) return;
         if (options.endEarly) controller.close();
         else controller.error(error);
+        return;
+      } finally {
+        if (watch) watch.waiting = false;
       }
+      if (cancelled) return;
+      if (chunk.done) controller.close();
+      else controller.enqueue(chunk.value);
     },
     cancel(reason) {
+      cancelled = true;
+      if (watch?.waiting) {
+        watch.deferredCancel = () => reader.cancel(reason);
+        return;
+      }
       return reader.cancel(reason);
     },
   });
