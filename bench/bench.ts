@@ -48,6 +48,7 @@ import {
   useStatistic,
 } from "./table.ts";
 import {
+  type BanannaOptions,
   check,
   NAMESPACE,
   runBananna,
@@ -450,55 +451,32 @@ async function noop(
 }
 
 function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contender[] {
+  /** A registry-engine run with the defaults a user gets, but for `settings`. */
+  const registryRun =
+    (settings: Partial<BanannaOptions> = {}): Contender["run"] => (dest, logDir) =>
+      runBananna({
+        src,
+        dest,
+        corpus,
+        engine: "registry",
+        concurrency,
+        updateLatest: "default",
+        logDir,
+        workDir,
+        denoFlags,
+        ...settings,
+      });
   const all: Contender[] = [
-    {
-      tool: "bananna registry",
-      sameDigest: true,
-      run: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency,
-          updateLatest: "default",
-          logDir,
-          workDir,
-          denoFlags,
-        }),
-    },
+    { tool: "bananna registry", sameDigest: true, run: registryRun() },
     ...(baseline ? [baseline] : []).map((b): Contender => ({
       tool: b.tool,
       sameDigest: true,
-      run: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency,
-          updateLatest: "default",
-          logDir,
-          workDir,
-          denoFlags,
-          root: b.dir,
-        }),
+      run: registryRun({ root: b.dir }),
     })),
     ...sweep.map((n): Contender => ({
       tool: `bananna registry (concurrency ${n})`,
       sameDigest: true,
-      run: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency: n,
-          updateLatest: "default",
-          logDir,
-          workDir,
-          denoFlags,
-        }),
+      run: registryRun({ concurrency: n }),
     })),
     ...([
       [NOOP_NO_SIGNATURES, { signatures: "skip" }],
@@ -506,36 +484,12 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
     ] as const).map(([tool, settings]): Contender => ({
       tool,
       sameDigest: true,
-      run: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency,
-          updateLatest: "default",
-          ...settings,
-          logDir,
-          workDir,
-          denoFlags,
-        }),
+      run: registryRun(settings),
     })),
-    ...[[LIMIT, BW_LIMITED], [HIGH_LIMIT, BW_HIGH]].map(([limit, tool]): Contender => ({
-      tool: tool as string,
+    ...([[LIMIT, BW_LIMITED], [HIGH_LIMIT, BW_HIGH]] as const).map(([limit, tool]): Contender => ({
+      tool,
       sameDigest: true,
-      run: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency,
-          updateLatest: "default",
-          maxBytesPerSecond: limit as number,
-          logDir,
-          workDir,
-          denoFlags,
-        }),
+      run: registryRun({ maxBytesPerSecond: limit }),
     })),
     {
       tool: "bananna docker",
