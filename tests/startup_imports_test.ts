@@ -62,10 +62,14 @@ async function heavyLoads(entry: string, forbidden: (name: string) => boolean): 
   return [...graph].filter(([name]) => forbidden(name)).map(([, chain]) => chain.join(" -> "));
 }
 
-Deno.test("startup imports: argv parsing, --help and --version load no npm package and no config code", async () => {
+/**
+ * The first `node:` module of a run brings part of Deno's Node layer (node:util's parseArgs cost
+ * about 10 ms on every command): argv parsing uses none.
+ */
+Deno.test("startup imports: argv parsing, --help and --version load no npm package, no node: module and no config code", async () => {
   const found = await heavyLoads(
     "main.ts",
-    (name) => name.startsWith("npm:") || name.startsWith("lib/config/"),
+    (name) => name.startsWith("npm:") || name.startsWith("node:") || name.startsWith("lib/config/"),
   );
   assert.deepEqual(found, [], "main.ts loads these before it knows the command");
 });

@@ -228,3 +228,67 @@ Deno.test("parseArgs() gives each command's own help, and every command's flags 
   const main = parseArgs(["help"]);
   assert.equal(main.kind === "help" && main.text.startsWith("bananna-bot "), true);
 });
+
+Deno.test("parseArgs() reads argv as node:util parseArgs (strict) does, without loading it", async (t) => {
+  const { parseArgs: nodeParse } = await import("node:util");
+  const options = {
+    config: { type: "string", short: "c" },
+    "dry-run": { type: "boolean", short: "n" },
+    only: { type: "string", multiple: true },
+    report: { type: "string" },
+    "non-interactive": { type: "boolean" },
+  } as const;
+  const node = (args: string[]) => {
+    const { values, positionals } = nodeParse({
+      args,
+      options,
+      strict: true,
+      allowPositionals: true,
+    });
+    const only = (values.only as string[] | undefined) ?? [];
+    return {
+      kind: positionals[0],
+      config: values.config,
+      dryRun: Boolean(values["dry-run"]),
+      only,
+      report: values.report,
+      nonInteractive: Boolean(values["non-interactive"]),
+    };
+  };
+  const accepted = [
+    ["mirror", "--config=/etc/bb.yaml", "-n"],
+    ["mirror", "-c/etc/bb.yaml", "--only", "a", "--only=b", "--only", "-"],
+    ["mirror", "-nc", "bb.yaml", "--report", "r.json"],
+    ["mirror", "-ncbb.yaml", "--config", "last.yaml", "--non-interactive"],
+    ["-n", "mirror", "--dry-run", "--config=a=b"],
+    ["mirror", "--"],
+  ];
+  for (const argv of accepted) {
+    await t.step(argv.join(" "), () => {
+      const ours = parseArgs(argv);
+      assert(ours.kind === "mirror");
+      const { config, dryRun, only, report, nonInteractive } = ours;
+      assert.deepEqual(
+        { kind: ours.kind, config, dryRun, only, report, nonInteractive },
+        node(argv),
+      );
+    });
+  }
+  const refused: [string[], RegExp][] = [
+    [["mirror", "--config"], /Option '-c, --config <value>' argument missing/],
+    [["mirror", "--report"], /Option '--report <value>' argument missing/],
+    [["mirror", "--dry-run=yes"], /Option '-n, --dry-run' does not take an argument/],
+    [["mirror", "--config", "--dry-run"], /argument is ambiguous.*--config=--dry-run/],
+    [["mirror", "-x"], /Unknown option '-x'/],
+    [["mirror", "-nx"], /Unknown option '-x'/],
+  ];
+  for (const [argv, message] of refused) {
+    await t.step(`${argv.join(" ")} refused`, () => {
+      assert.throws(() => node(argv));
+      assert.throws(
+        () => parseArgs(argv),
+        (e: unknown) => e instanceof UsageError && message.test(e.message),
+      );
+    });
+  }
+});
