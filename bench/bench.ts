@@ -13,7 +13,8 @@
  * ```
  *
  * `--baseline REV` adds `bananna registry (baseline <short>)` next to `bananna registry` in
- * `small`, `many`, `scale` and the air-gap bench (export and import): REV unpacked from git
+ * `small`, `many`, `scale`, `startup` and the air-gap bench (export and import), and next to
+ * `bananna validate` in `validate`: REV unpacked from git
  * (bench/baseline.ts), run round-robin with the current tree in this invocation, both with the
  * same config (`operation.concurrency` pinned to the current default unless --concurrency is
  * given, so a changed default is not read as a change of speed); the targets gain a
@@ -100,7 +101,7 @@ const { values: flags } = parseArgs({
     "cpu-prof": { type: "string" },
     /** Log every docker CLI call (subcommand, ms) of the docker contenders through a PATH shim. */
     "trace-docker": { type: "boolean", default: false },
-    /** A git revision to run next to this tree in small, many and airgap (bench/baseline.ts). */
+    /** A git revision to run next to this tree (bench/baseline.ts). */
     baseline: { type: "string" },
   },
 });
@@ -569,7 +570,17 @@ async function main(): Promise<string> {
   let manyCorpus: Corpus | undefined;
   try {
     if (only.has("validate") || only.has("startup")) {
-      cases.push(...await startupScenario({ src, sizes, workDir, runs, log, only }));
+      cases.push(
+        ...await startupScenario({
+          src,
+          sizes,
+          workDir,
+          runs,
+          log,
+          only,
+          baseline: baseline && { dir: baseline.dir, short: baseline.short },
+        }),
+      );
     }
     if (only.has("small")) {
       log("pushing corpus small");

@@ -12,6 +12,7 @@
  */
 import { startHookProxy } from "../tests/support/hook_proxy.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
+import { baselineTool } from "./baseline.ts";
 import type { Corpus, CorpusSizes } from "./corpora.ts";
 import type { CaseResult } from "./table.ts";
 import { banannaConfig, baseEnv, check, timed } from "./tools.ts";
@@ -41,11 +42,27 @@ export async function startupScenario(options: {
   runs: number;
   log: (text: string) => void;
   only: ReadonlySet<string>;
+  /** `--baseline`: the unpacked earlier tree, run round-robin next to this one (bench/baseline.ts). */
+  baseline?: { dir: string; short: string };
 }): Promise<CaseResult[]> {
-  const { src, sizes, workDir, log, only } = options;
+  const { src, sizes, workDir, log, only, baseline } = options;
   const corpus = names(sizes);
   const out: CaseResult[] = [];
   const count = Math.max(options.runs, 5);
+  /** This tree (cwd: the repository) and the baseline's, in turn; on odd rounds the baseline first. */
+  const sides = (result: CaseResult) => {
+    const base: CaseResult | undefined = baseline && {
+      ...result,
+      tool: baselineTool(baseline.short),
+      samples: [],
+    };
+    if (base) out.push(base);
+    return (round: number) => {
+      const both = [{ result, cwd: undefined as string | undefined }];
+      if (base) both.push({ result: base, cwd: baseline?.dir });
+      return round % 2 === 0 ? both : both.reverse();
+    };
+  };
   if (only.has("validate")) {
     const result: CaseResult = {
       scenario: "validate",
@@ -55,6 +72,7 @@ export async function startupScenario(options: {
       note: `${corpus.images.length} images`,
     };
     out.push(result);
+    const order = sides(result);
     try {
       const file = `${workDir}/validate.yaml`;
       const fake = { host: "127.0.0.1:1", username: "mirror", password: "x" } as TestRegistry;
@@ -70,21 +88,30 @@ export async function startupScenario(options: {
           workDir,
         }),
       );
-      const validate = () =>
+      const validate = (cwd?: string) =>
         timed(
           "deno",
           ["run", "--frozen", ...PERMISSIONS, "main.ts", "validate", "--config", file],
           {
             workDir,
+            cwd,
             env: { ...baseEnv(), BENCH_DEST_PASSWORD: "validate-only" },
           },
         );
-      check(await validate(), "validate (warm-up)");
+      for (const side of order(0)) check(await validate(side.cwd), "validate (warm-up)");
       for (let i = 0; i < count; i++) {
-        const run = check(await validate(), "validate");
-        result.samples.push({ ms: run.ms, rssKb: run.rssKb, cpuMs: run.cpuMs });
+        for (const side of order(i)) {
+          const run = check(await validate(side.cwd), side.result.tool);
+          side.result.samples.push({ ms: run.ms, rssKb: run.rssKb, cpuMs: run.cpuMs });
+        }
       }
-      log(`  validate: ${result.samples.map((s) => s.ms.toFixed(0)).join(", ")} ms`);
+      for (const side of order(0)) {
+        log(
+          `  validate (${side.result.tool}): ${
+            side.result.samples.map((s) => s.ms.toFixed(0)).join(", ")
+          } ms`,
+        );
+      }
     } catch (error) {
       result.status = "failed";
       result.note = error instanceof Error ? error.message.split("\n")[0] : String(error);
@@ -99,6 +126,7 @@ export async function startupScenario(options: {
       note: `time to the first request, ${corpus.images.length} images, defaults`,
     };
     out.push(result);
+    const order = sides(result);
     await using dest = await startRegistry({ auth: "htpasswd" });
     let first = Infinity;
     const seen = () => {
@@ -125,7 +153,7 @@ export async function startupScenario(options: {
           workDir,
         }),
       );
-      const mirror = () =>
+      const mirror = (cwd?: string) =>
         timed("deno", [
           "run",
           "--frozen",
@@ -136,20 +164,24 @@ export async function startupScenario(options: {
           "--config",
           file,
           "--non-interactive",
-        ], { workDir, env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest.password ?? "" } });
-      await mirror(); // warm-up
+        ], { workDir, cwd, env: { ...baseEnv(), BENCH_DEST_PASSWORD: dest.password ?? "" } });
+      for (const side of order(0)) await mirror(side.cwd); // warm-up
       for (let i = 0; i < count; i++) {
-        first = Infinity;
-        const started = performance.now();
-        const run = await mirror();
-        if (!Number.isFinite(first)) throw new Error(`no request seen (exit ${run.code})`);
-        result.samples.push({ ms: first - started, rssKb: run.rssKb });
+        for (const side of order(i)) {
+          first = Infinity;
+          const started = performance.now();
+          const run = await mirror(side.cwd);
+          if (!Number.isFinite(first)) throw new Error(`no request seen (exit ${run.code})`);
+          side.result.samples.push({ ms: first - started, rssKb: run.rssKb });
+        }
       }
-      log(
-        `  startup: first request after ${
-          result.samples.map((s) => s.ms.toFixed(0)).join(", ")
-        } ms`,
-      );
+      for (const side of order(0)) {
+        log(
+          `  startup (${side.result.tool}): first request after ${
+            side.result.samples.map((s) => s.ms.toFixed(0)).join(", ")
+          } ms`,
+        );
+      }
     } catch (error) {
       result.status = "failed";
       result.note = error instanceof Error ? error.message.split("\n")[0] : String(error);

@@ -36,10 +36,14 @@ Deno.test("baselineTargets: one row per scenario holding both trees, none for a 
     { scenario: "many no-op", tool: "bananna registry", status: "ok", samples: samples(50, 60) },
     { scenario: "many no-op", tool, status: "failed", samples: samples(10) },
     { scenario: "big cold", tool: "bananna registry", status: "ok", samples: samples(9) },
+    // validate's contender is `bananna validate`, not the registry engine.
+    { scenario: "validate", tool: "bananna validate", status: "ok", samples: samples(90, 110) },
+    { scenario: "validate", tool, status: "ok", samples: samples(200, 200) },
   ];
   const rows = baselineTargets(cases);
   assert.deepEqual(rows.map((r) => [r.name, r.value]), [
     ["small cold: current / baseline dd5f253 (time)", 1.5],
+    ["validate: current / baseline dd5f253 (time)", 0.5],
   ]);
   assert.deepEqual(baselineTargets(cases.filter((c) => c.tool !== tool)), []);
 });
