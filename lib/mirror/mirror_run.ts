@@ -47,6 +47,7 @@ import { loginAll, type Logins } from "./logins.ts";
 import { MirrorState } from "./mirror_state.ts";
 import { SUPPLY_CHAIN_STATE_FILE, SupplyChainState } from "./supply_chain_state.ts";
 import { buildPlan, type MirrorPlan } from "./plan.ts";
+import { PlanPrefetch } from "./_plan_prefetch.ts";
 import { HostPullGate } from "./pull_gate.ts";
 import { QuayRepositories } from "./quay_repositories.ts";
 import { RegistryProbe } from "./registry_probe.ts";
@@ -62,7 +63,7 @@ import {
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
 import { SignatureVerifier } from "./verify_signatures.ts";
-import { listedTags, supplyChainStep, unsignedSummary } from "./supply_chain.ts";
+import { listedTags, signaturesMode, supplyChainStep, unsignedSummary } from "./supply_chain.ts";
 
 const OP = "Mirror";
 
@@ -207,6 +208,16 @@ class MirrorRun implements AsyncDisposable {
       storeFor: (host) => this.#storeFor(host),
       quay: this.#quay,
     });
+    // Reads the run makes after the plan anyway, made beside the plan's HEADs.
+    const prefetch = dryRun || this.#options.stores ? undefined : new PlanPrefetch(
+      probe,
+      {
+        latest: op.updateLatest,
+        sourceTags: engine.carrySupplyChain !== undefined && signaturesMode(op) !== "skip",
+      },
+      new Set(repositories.map((r) => r.key)),
+      signal,
+    );
     const plan = await buildPlan(
       config,
       probe,
@@ -220,11 +231,12 @@ class MirrorRun implements AsyncDisposable {
         brokenTargets,
         memo: this.#chainMemo,
         budgetShare: this.#options.shard?.count,
+        beside: prefetch && ((task) => prefetch.read(task)),
       },
     );
     for (const q of plan.quotas ?? []) logger.log(CODES[q.code].level, q.code, "Plan", q.message);
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
-    const outcome = await this.#run(plan, engine, logins);
+    const outcome = await this.#run(plan, engine, logins, prefetch);
     this.#results = outcome.results;
     const unsigned = unsignedSummary(outcome.results, op);
     if (unsigned) logger.log("INFO", "IMAGE_UNSIGNED", OP, unsigned); // normal under copy
@@ -323,7 +335,12 @@ class MirrorRun implements AsyncDisposable {
     );
   }
 
-  async #run(plan: MirrorPlan, engine: Engine, logins: Logins): Promise<RunOutcome> {
+  async #run(
+    plan: MirrorPlan,
+    engine: Engine,
+    logins: Logins,
+    prefetch?: PlanPrefetch,
+  ): Promise<RunOutcome> {
     const { config, signal } = this.#options;
     const op = config.operation;
     // A store with a supply-chain view of its own (a layout) gets an engine of its own for it.
@@ -350,7 +367,11 @@ class MirrorRun implements AsyncDisposable {
       verify: (task, signal) => verifier.verify(task, signal),
       ensureRepository: (task, signal) => this.#quay.ensure(task, signal),
       updateLatest: op.updateLatest
-        ? (group, signal) => updateLatest(this.#hosts.client(group.registry), group, { signal })
+        ? (group, signal) => {
+          const seen = prefetch?.latestSeen.get(`${group.registry}/${group.repository}`);
+          const client = this.#hosts.client(group.registry);
+          return updateLatest(client, seen === undefined ? group : { ...group, seen }, { signal });
+        }
         : undefined,
       onEvent: this.#options.onEvent,
       // Signatures, attestations, SBOMs and referrers travel with each image (supply_chain.ts).
@@ -358,7 +379,7 @@ class MirrorRun implements AsyncDisposable {
       supplyChain: supplyChainStep(chainEngine, {
         operation: op,
         emit: (task, event) => this.#options.onEvent({ kind: "engine", task, event }),
-        listed: listedTags(plan),
+        listed: new Map([...prefetch?.sourceTags ?? [], ...listedTags(plan)]),
       }),
       pullGate: { gate: this.#gate, retryDelayMs: op.retryDelay * 1000, maxRetries: op.maxRetries },
     });

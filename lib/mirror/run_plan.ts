@@ -64,6 +64,11 @@ export interface LatestGroup {
   repository: string;
   /** Tags (config order) whose destination holds the mirrored image, with its digest. */
   candidates: { tag: string; digest: string }[];
+  /**
+   * What `latest` held (its digest; null: absent) when the plan read it, if it did
+   * (_plan_prefetch.ts): enough to keep it; a move is decided on a fresh HEAD.
+   */
+  seen?: string | null;
 }
 
 /** What happened to `latest` in one repository. */

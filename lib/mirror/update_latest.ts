@@ -5,7 +5,9 @@
  *
  * What `latest` points at now is found by digest: first among the mirrored tags, then among the
  * repository's other version tags higher than the candidate (so latest never moves backwards
- * even when the higher tag has left the config).
+ * even when the higher tag has left the config). When the plan read `latest` already
+ * (`group.seen`, _plan_prefetch.ts) and it points at the chosen tag, it is kept without another
+ * request; every other case, and every write, rests on a HEAD made here.
  *
  * @module
  */
@@ -31,6 +33,8 @@ export async function updateLatest(
   options: UpdateLatestOptions = {},
 ): Promise<LatestOutcome> {
   const { signal } = options;
+  const kept = keptAsSeen(group);
+  if (kept) return kept;
   const head = await client.manifestHead(group.repository, "latest", signal);
   let current: string | null = null;
   if (head) {
@@ -89,6 +93,29 @@ export async function updateLatest(
     code: "IMAGE_LATEST_UPDATED",
     tag: decision.tag,
     message: `${where}:latest -> ${decision.tag} (${order}, ${manifest.digest})`,
+  };
+}
+
+/**
+ * The outcome when what the plan saw of `latest` (`group.seen`) already points at the tag the rule
+ * chooses: kept without a request. Anything else (absent, unknown, to move) is decided on a fresh
+ * HEAD, so a write never rests on the plan's read.
+ */
+function keptAsSeen(group: LatestGroup): LatestOutcome | null {
+  if (!group.seen) return null;
+  const current = group.candidates.find((c) => c.digest === group.seen)?.tag;
+  if (current === undefined) return null;
+  const decision = chooseLatest({ candidates: group.candidates.map((c) => c.tag), current });
+  const chosen = decision.action === "move" ? decision.tag : current;
+  // Two mirrored tags may hold one image: latest already is the chosen one.
+  if (group.candidates.find((c) => c.tag === chosen)?.digest !== group.seen) return null;
+  const reason = decision.action === "keep"
+    ? decision.reason
+    : `latest already points at ${chosen}`;
+  return {
+    group,
+    code: "IMAGE_LATEST_KEPT",
+    message: `${group.registry}/${group.repository}:latest kept: ${reason}`,
   };
 }
 

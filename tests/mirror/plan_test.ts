@@ -11,6 +11,7 @@ import type {
 } from "../../lib/config/schema.ts";
 import { MirrorError } from "../../lib/errors.ts";
 import { buildPlan, type PlanProbe, type RepoState } from "../../lib/mirror/plan.ts";
+import { PlanPrefetch } from "../../lib/mirror/_plan_prefetch.ts";
 import { MEDIA_TYPES } from "../../lib/registry/manifest.ts";
 import { formatReference, parseReference, type Reference } from "../../lib/registry/reference.ts";
 
@@ -402,4 +403,60 @@ Deno.test("buildPlan() reads a task's source and destination at once; the source
   });
   assert.equal(broken.tasks[0].action, "failed");
   assert.equal(broken.tasks[0].code, "IMAGE_PULL_FAILED", "the source's error, as before");
+});
+
+Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags once per repository", async () => {
+  const { probe, reads } = fakeProbe(
+    {
+      "src.example/team/app:1": A,
+      "src.example/team/app:2": A,
+      "dst.example/m/app:1": A,
+      "dst.example/m/app:latest": B,
+      "src.example/team/web:1": A,
+    },
+    {},
+    {
+      "src.example/team/app": ["1", "2", "sha256-x.sig"],
+      "src.example/team/web": new Error("down"),
+    },
+  );
+  const images = [
+    image("src.example/team/app:1", ["dr"]),
+    image("src.example/team/app:2", ["dr"]),
+    image("src.example/team/web:1", ["dr"]),
+    image("src.example/team/sel:1", ["dr"]),
+  ];
+  // `sel` stands for a `repositories` entry: the plan lists its source itself.
+  const prefetch = new PlanPrefetch(
+    probe,
+    { latest: true, sourceTags: true },
+    new Set(["src.example/team/sel:1"]),
+  );
+  const plan = await buildPlan(config(images), probe, {
+    comparison: "manifest",
+    beside: (task) => prefetch.read(task),
+  });
+  assert.deepEqual(plan.tasks.map((t) => t.action), ["exists", "push", "push", "failed"]);
+  // latest as it stood (absent in web and sel), each repository's read once; a failed listing is
+  // left out (the run lists again) and fails no task.
+  assert.deepEqual(
+    [...prefetch.latestSeen].sort(),
+    [["dst.example/m/app", B], ["dst.example/m/sel", null], ["dst.example/m/web", null]],
+  );
+  assert.deepEqual([...prefetch.sourceTags], [["src.example/team/app", [
+    "1",
+    "2",
+    "sha256-x.sig",
+  ]]]);
+  assert.equal(reads.filter((r) => r === "HEAD dst.example/m/app:latest").length, 1);
+  assert.equal(reads.filter((r) => r === "TAGS src.example/team/app").length, 1);
+  assert.equal(reads.filter((r) => r === "TAGS src.example/team/sel").length, 0);
+  // Off: none of these reads.
+  const off = fakeProbe({ "src.example/team/app:1": A });
+  const none = new PlanPrefetch(off.probe, {}, new Set());
+  await buildPlan(config(images.slice(0, 1)), off.probe, {
+    comparison: "manifest",
+    beside: (task) => none.read(task),
+  });
+  assert.deepEqual(off.reads, ["HEAD dst.example/m/app:1", "HEAD src.example/team/app:1"]);
 });

@@ -168,6 +168,15 @@ export async function requests(reg: TestRegistry): Promise<string[]> {
   return (await reg.accessLog()).map((l) => l.split(" ").slice(0, 2).join(" "));
 }
 
+/**
+ * `log` with the entries from `from` to `to` sorted: requests a run sends at once (the plan reads
+ * a task's HEADs, its repository's `latest` and its source's tag list together) arrive in any
+ * order; the ones before and after keep theirs.
+ */
+export function atOnce(log: readonly string[], from: number, to: number): string[] {
+  return [...log.slice(0, from), ...log.slice(from, to).sort(), ...log.slice(to)];
+}
+
 /** A referrers-API double in front of a real registry. */
 export interface ReferrersDouble extends AsyncDisposable {
   /** `127.0.0.1:PORT`. */
