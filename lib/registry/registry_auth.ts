@@ -118,6 +118,7 @@ export class RegistryAuth {
   #bearer?: { realm: string; service?: string };
   #tokens = new Map<string, CachedToken>();
   #inflight = new Map<string, Promise<CachedToken>>();
+  #basic?: string;
   /** Token requests made (for tests and benchmarks). */
   tokenRequests = 0;
 
@@ -177,7 +178,8 @@ export class RegistryAuth {
     const credential = this.#credential;
     if (credential?.kind === "registry-token") return `Bearer ${credential.token}`;
     if (this.#mode === "basic" && credential?.kind === "basic") {
-      return basicAuthorization(credential.username, credential.password);
+      // Made once: every request of a Basic registry sends it.
+      return this.#basic ??= basicAuthorization(credential.username, credential.password);
     }
     if (this.#mode !== "bearer" || !this.#bearer) return null;
     const key = this.#key(scopes);
