@@ -183,8 +183,16 @@ class MirrorRun implements AsyncDisposable {
         repositories.length ? `${repositories.length} repositor(ies) by rules, ` : ""
       }engine ${op.engine}, concurrency ${op.concurrency}`,
     );
-    const engine = this.#engine = await this.#makeEngine();
-    await engine.prepare(signal); // a dry run too: no "Would push" from a run that cannot push
+    // The docker engine's daemon is checked before any request (a dry run too: no "Would push"
+    // from a run that cannot push). The registry engine has nothing to check: its modules and
+    // supply-chain memo load while the logins below wait on the network.
+    const ready = this.#makeEngine().then(async (engine) => {
+      this.#engine = engine;
+      await engine.prepare(signal);
+      return engine;
+    });
+    ready.catch(() => {}); // awaited below, where a failure is thrown
+    if (op.engine === "docker") await ready;
     // Quay tokens first: with a robot, its grants must be in place before the login step and the
     // plan read its repositories with the robot's credentials (quay_repositories.ts).
     const brokenTargets = dryRun
@@ -203,6 +211,7 @@ class MirrorRun implements AsyncDisposable {
       signal,
       skipHosts: this.#options.stores?.hosts,
     });
+    const engine = await ready;
     const state = await MirrorState.load(config.log.dir);
     const probe = new RegistryProbe({
       storeFor: (host) => this.#storeFor(host),
