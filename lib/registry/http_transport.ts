@@ -252,6 +252,8 @@ export class HttpTransport {
       bound = why;
       timedOut = true;
       timeout.abort(new DOMException("timed out", "TimeoutError"));
+      // Ended: the caller's signal has nothing left to abort (an answer never read is let go).
+      outer?.removeEventListener("abort", onOuter);
     };
     // A metadata request's deadline shares the silence timer (one timer per request): `due` is
     // when it passes, checked each time the timer fires.

@@ -316,6 +316,62 @@ Deno.test("HttpTransport: silence fails after timeoutMs (headers or body); a slo
   }
 });
 
+Deno.test("HttpTransport: the caller's signal aborts the wait for headers and a body being read, with its reason", async () => {
+  await using host = recorder("127.0.0.1", async (_req, url) => {
+    if (url.pathname === "/late") await new Promise((r) => setTimeout(r, 3000));
+    // One chunk, then nothing for 3 s.
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode("0"));
+          await new Promise((r) => setTimeout(r, 3000));
+          try {
+            controller.close();
+          } catch {
+            // the client gave up first
+          }
+        },
+      }),
+    );
+  });
+  const http = new HttpTransport({ timeoutMs: 20_000 });
+  const started = performance.now();
+  try {
+    const early = new AbortController();
+    const reason = new Error("stopped by the caller");
+    setTimeout(() => early.abort(reason), 200);
+    await assert.rejects(
+      within(
+        5000,
+        http.send({ method: "GET", url: new URL(`${host.origin}/late`), signal: early.signal }),
+      ),
+      (error: unknown) => error === reason,
+    );
+    const mid = new AbortController();
+    const res = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/body`), signal: mid.signal }),
+    );
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    assert.equal(new TextDecoder().decode((await within(5000, reader.read())).value), "0");
+    const later = new Error("stopped mid-body");
+    setTimeout(() => mid.abort(later), 100);
+    await assert.rejects(within(5000, reader.read()), (error: unknown) => error === later);
+    // Already aborted: no request waits at all.
+    const gone = AbortSignal.abort(reason);
+    await assert.rejects(
+      within(5000, http.send({ method: "GET", url: new URL(`${host.origin}/late`), signal: gone })),
+      (error: unknown) => error === reason,
+    );
+    assert.ok(
+      performance.now() - started < 2500,
+      "each ended on the caller's abort, not the server",
+    );
+  } finally {
+    http.close();
+  }
+});
+
 /** A TLS server on loopback with `cert`/`key` (PEM text) answering 200; stopped by the caller. */
 function tlsServer(cert: string, key: string) {
   return Deno.serve(
