@@ -1,8 +1,8 @@
 /**
  * A token server for distribution's `auth: token` (shared/registry-protocols.md §3.3, §3.6): checks
  * Basic credentials, grants the requested actions to known users (pull to anonymous callers only
- * when allowed), and signs RS256 JWTs with WebCrypto; the key is referenced by an `x5c` chain whose
- * certificate is the registry's `rootcertbundle`. Also the OAuth2 variant (§3.3): a form POST with
+ * when allowed), and signs RS256 JWTs with WebCrypto; the key is named by a `kid` header (as Quay
+ * names its service key) that distribution matches against the key of its `rootcertbundle`. Also the OAuth2 variant (§3.3): a form POST with
  * `grant_type=refresh_token` and a user's refresh (identity) token, answered with `access_token`
  * only. Counts requests so tests can assert that a client shares one token per scope.
  *
@@ -38,6 +38,26 @@ function pemBody(pem: string): Uint8Array {
   return Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
 }
 
+/** libtrust's key ID of a DER (SPKI) public key, the form distribution 2.8 matches `kid` against. */
+async function libtrustKeyId(spki: Uint8Array): Promise<string> {
+  const hash = new Uint8Array(
+    await crypto.subtle.digest("SHA-256", spki as Uint8Array<ArrayBuffer>),
+  ).slice(0, 30);
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+  let bits = 0;
+  let value = 0;
+  let base32 = "";
+  for (const byte of hash) {
+    value = (value << 8) | byte;
+    bits += 8;
+    while (bits >= 5) {
+      base32 += alphabet[(value >>> (bits - 5)) & 31];
+      bits -= 5;
+    }
+  }
+  return base32.match(/.{4}/g)!.join(":");
+}
+
 /** Start a token server on a free loopback port. */
 export async function startTokenServer(
   options: { dir: string; users: Record<string, string>; anonymousPull: boolean },
@@ -66,7 +86,13 @@ export async function startTokenServer(
     false,
     ["sign"],
   );
-  const x5c = btoa(String.fromCharCode(...pemBody(await Deno.readTextFile(certFile))));
+  // The key is named by its `kid`, as Quay names its service key, not carried as an `x5c` chain:
+  // distribution 2.8 then looks the key up among its rootcertbundle's keys instead of parsing and
+  // verifying a certificate chain on every request. The ID is libtrust's, which is what 2.8 indexes
+  // those keys by: SHA-256 of the DER public key, 240 bits, base32, in groups of 4 joined by ':'.
+  const kid = await libtrustKeyId(
+    pemBody(await run("openssl", ["x509", "-in", certFile, "-noout", "-pubkey"])),
+  );
   const service = "bananna-test-registry";
   const issuer = "bananna-test-issuer";
   const requests: string[][] = [];
@@ -121,7 +147,7 @@ export async function startTokenServer(
       access.push({ type: "repository", name: match[1], actions });
     }
     const now = Math.floor(Date.now() / 1000);
-    const head = b64url(JSON.stringify({ alg: "RS256", typ: "JWT", x5c: [x5c] }));
+    const head = b64url(JSON.stringify({ alg: "RS256", typ: "JWT", kid }));
     const claims = b64url(JSON.stringify({
       iss: issuer,
       sub: user ?? "",
