@@ -55,7 +55,7 @@ async function libtrustKeyId(spki: Uint8Array): Promise<string> {
       bits -= 5;
     }
   }
-  return base32.match(/.{4}/g)!.join(":");
+  return (base32.match(/.{4}/g) ?? []).join(":");
 }
 
 /** Start a token server on a free loopback port. */
