@@ -1,13 +1,16 @@
 /**
- * Reads a run makes after the plan anyway, made by the plan at once with each task's HEADs
- * (`BuildPlanOptions.beside`): a no-op run is nothing but reads, and these no longer wait for the
- * plan's last HEAD.
+ * Reads a run makes after the plan anyway, made by the plan right after a task's own reads, in the
+ * same slot of the read concurrency (`BuildPlanOptions.beside`): a no-op run is nothing but reads,
+ * and these no longer wait for the plan's last HEAD.
  *
- * - `latest` of each destination repository (`updateLatest`): what it held then. The run keeps
- *   latest without another request when that already is the tag the rule chooses; a move is
- *   decided on a fresh HEAD (update_latest.ts), so no write rests on this read.
- * - The tags of each source repository (the supply-chain step's one listing per repository), but
- *   for the tasks of `repositories` entries: the plan lists those itself.
+ * - `latest` of each destination repository that holds a task's image already (`exists`): what
+ *   it held then. The run keeps latest without another request when that already is the tag the
+ *   rule chooses; a move is decided on a fresh HEAD (update_latest.ts), so no write rests on this
+ *   read. A repository where the plan found only pushes is left to the run (its latest moves, so
+ *   it would be read twice; a Quay repository to be created has none).
+ * - The tags of each source repository with a task that exists or pushes (the supply-chain step's
+ *   one listing per repository), but for the tasks of `repositories` entries: the plan lists those
+ *   itself.
  *
  * Each is read once per repository; a failed read is left out (the run reads again) and fails no
  * task.
@@ -37,14 +40,17 @@ export class PlanPrefetch {
     readonly signal?: AbortSignal,
   ) {}
 
-  /** The reads `task` needs, each started once per repository; resolves when they are done. */
+  /**
+   * The reads `task` needs, once the plan decided it, each started once per repository; resolves
+   * when they are done.
+   */
   read(task: PlanTask): Promise<unknown> {
     const reads: Promise<void>[] = [];
     const { destination: dst, source: src } = task;
     const tag = dst.tag;
     if (
-      this.what.latest && tag !== undefined && tag !== "latest" && !isPinnedDigestTag(tag) &&
-      task.repo?.state !== "missing"
+      this.what.latest && task.action === "exists" && tag !== undefined && tag !== "latest" &&
+      !isPinnedDigestTag(tag)
     ) {
       const key = `${dst.registry}/${dst.repository}`;
       reads.push(this.#once(`latest ${key}`, async () => {
@@ -53,7 +59,8 @@ export class PlanPrefetch {
         if (head !== undefined) this.latestSeen.set(key, head?.digest ?? null);
       }));
     }
-    if (this.what.sourceTags && !this.listedByPlan.has(task.imageKey)) {
+    const carried = task.action === "exists" || task.action === "push";
+    if (this.what.sourceTags && carried && !this.listedByPlan.has(task.imageKey)) {
       const key = `${src.registry}/${src.repository}`;
       reads.push(this.#once(`tags ${key}`, async () => {
         const { registry, repository } = src;

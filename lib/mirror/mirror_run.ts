@@ -240,7 +240,9 @@ class MirrorRun implements AsyncDisposable {
         brokenTargets,
         memo: this.#chainMemo,
         budgetShare: this.#options.shard?.count,
-        beside: prefetch && ((task) => prefetch.read(task)),
+        // Not for a target whose Quay token was refused: its tasks fail.
+        beside: prefetch &&
+          ((task) => brokenTargets.has(task.target) ? undefined : prefetch.read(task)),
       },
     );
     for (const q of plan.quotas ?? []) logger.log(CODES[q.code].level, q.code, "Plan", q.message);

@@ -177,10 +177,10 @@ export interface BuildPlanOptions {
   /** Shards the run is split in: this one plans with its share of each pull budget. @default 1 */
   budgetShare?: number;
   /**
-   * Reads the run makes after the plan anyway (_plan_prefetch.ts), made at once with each task's
-   * reads, in the same slot of the read concurrency; must not throw.
+   * Reads the run makes after the plan anyway (_plan_prefetch.ts), made right after each task's
+   * own reads (its action known), in the same slot of the read concurrency; must not throw.
    */
-  beside?: (task: PlanTask) => Promise<unknown>;
+  beside?: (task: PlanTask) => Promise<unknown> | undefined;
 }
 
 /**
@@ -222,7 +222,7 @@ export async function buildPlan(
   await forEachLimited(
     tasks.filter((task) => !listingFailed.includes(task)),
     async (task) => {
-      await Promise.all([reader.plan(task), options.beside?.(task)]);
+      await reader.plan(task).then(() => options.beside?.(task));
       // A target's refused token (or robot grant) is its tasks' error, also over the login
       // failure of its host that it may have caused (a robot without a grant reads nothing).
       const broken = brokenTargets.get(task.target);

@@ -405,7 +405,7 @@ Deno.test("buildPlan() reads a task's source and destination at once; the source
   assert.equal(broken.tasks[0].code, "IMAGE_PULL_FAILED", "the source's error, as before");
 });
 
-Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags once per repository", async () => {
+Deno.test("buildPlan() with PlanPrefetch reads latest where an image exists and the tags of each source once", async () => {
   const { probe, reads } = fakeProbe(
     {
       "src.example/team/app:1": A,
@@ -413,6 +413,8 @@ Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags
       "dst.example/m/app:1": A,
       "dst.example/m/app:latest": B,
       "src.example/team/web:1": A,
+      "src.example/team/sel:1": A,
+      "dst.example/m/sel:1": A,
     },
     {},
     {
@@ -425,6 +427,7 @@ Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags
     image("src.example/team/app:2", ["dr"]),
     image("src.example/team/web:1", ["dr"]),
     image("src.example/team/sel:1", ["dr"]),
+    image("src.example/team/gone:1", ["dr"]),
   ];
   // `sel` stands for a `repositories` entry: the plan lists its source itself.
   const prefetch = new PlanPrefetch(
@@ -436,21 +439,32 @@ Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags
     comparison: "manifest",
     beside: (task) => prefetch.read(task),
   });
-  assert.deepEqual(plan.tasks.map((t) => t.action), ["exists", "push", "push", "failed"]);
-  // latest as it stood (absent in web and sel), each repository's read once; a failed listing is
-  // left out (the run lists again) and fails no task.
-  assert.deepEqual(
-    [...prefetch.latestSeen].sort(),
-    [["dst.example/m/app", B], ["dst.example/m/sel", null], ["dst.example/m/web", null]],
-  );
+  assert.deepEqual(plan.tasks.map((t) => t.action), [
+    "exists",
+    "push",
+    "push",
+    "exists",
+    "failed",
+  ]);
+  // latest where an image exists (app; sel: absent), once per repository; not in web (only a
+  // push: the run reads it after the push) nor gone (failed). A failed listing is left out (the
+  // run lists again) and fails no task; a failed task lists nothing.
+  assert.deepEqual([...prefetch.latestSeen].sort(), [
+    ["dst.example/m/app", B],
+    ["dst.example/m/sel", null],
+  ]);
   assert.deepEqual([...prefetch.sourceTags], [["src.example/team/app", [
     "1",
     "2",
     "sha256-x.sig",
   ]]]);
-  assert.equal(reads.filter((r) => r === "HEAD dst.example/m/app:latest").length, 1);
-  assert.equal(reads.filter((r) => r === "TAGS src.example/team/app").length, 1);
-  assert.equal(reads.filter((r) => r === "TAGS src.example/team/sel").length, 0);
+  const count = (read: string) => reads.filter((r) => r === read).length;
+  assert.equal(count("HEAD dst.example/m/app:latest"), 1);
+  assert.equal(count("TAGS src.example/team/app"), 1);
+  assert.equal(count("TAGS src.example/team/web"), 1);
+  assert.deepEqual(reads.filter((r) => /sel|gone/.test(r) && /TAGS|latest/.test(r)), [
+    "HEAD dst.example/m/sel:latest",
+  ]);
   // Off: none of these reads.
   const off = fakeProbe({ "src.example/team/app:1": A });
   const none = new PlanPrefetch(off.probe, {}, new Set());
@@ -459,4 +473,18 @@ Deno.test("buildPlan() with PlanPrefetch beside reads latest and the source tags
     beside: (task) => none.read(task),
   });
   assert.deepEqual(off.reads, ["HEAD dst.example/m/app:1", "HEAD src.example/team/app:1"]);
+});
+
+Deno.test("PlanPrefetch reads nothing on a host whose login failed", async () => {
+  const { probe, reads } = fakeProbe({ "src.example/team/app:1": A, "dst.example/m/app:1": A });
+  const login = new MirrorError("LOGIN_FAILED", "dst.example refused the credentials from config");
+  const prefetch = new PlanPrefetch(probe, { latest: true, sourceTags: true }, new Set());
+  const plan = await buildPlan(config([image("src.example/team/app:1", ["dr"])]), probe, {
+    comparison: "manifest",
+    brokenHosts: new Map([["dst.example", login]]),
+    beside: (task) => prefetch.read(task),
+  });
+  assert.equal(plan.tasks[0].action, "failed");
+  assert.deepEqual(reads.filter((r) => r.includes("dst.example")), []);
+  assert.deepEqual(reads.filter((r) => r.startsWith("TAGS")), []);
 });
