@@ -10,7 +10,9 @@
  * summed.
  *
  * The marginal cost of one more task is (median(K max) - median(K min)) / (tasks max - tasks min);
- * peak RSS is read at the largest K.
+ * peak RSS is read at the largest K. Each run also records the destination registry's CPU time
+ * (its process's, from /proc): it shares the cores with bananna-bot, so the CPU of both per extra
+ * task is what bounds the wall time per task from below.
  *
  * @module
  */
@@ -111,13 +113,22 @@ export async function scaleScenario(options: {
         const order = i % 2 === 0 ? trees : [...trees].reverse();
         for (const root of order) {
           const which = trees.indexOf(root) * ks.length + j;
+          const before = await processCpuMs(dest.pid);
           const out = check(await run(k, options.concurrency, root), `${cases[which].tool}`);
+          const registryCpuMs = await processCpuMs(dest.pid) - before;
           await checkReport(logDirs.get(`${root}|${k}`) as string, k * per);
-          cases[which].samples.push({ ms: out.ms, rssKb: out.rssKb, cpuMs: out.cpuMs });
+          cases[which].samples.push({
+            ms: out.ms,
+            rssKb: out.rssKb,
+            cpuMs: out.cpuMs,
+            registryCpuMs,
+          });
           log(
             `  scale no-op ${cases[which].tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
               ((out.rssKb ?? 0) / 1024).toFixed(0)
-            } MB, CPU ${((out.cpuMs ?? 0) / 1000).toFixed(2)} s`,
+            } MB, CPU ${((out.cpuMs ?? 0) / 1000).toFixed(2)} s, registry CPU ${
+              (registryCpuMs / 1000).toFixed(2)
+            } s`,
           );
         }
       }
@@ -154,6 +165,20 @@ export async function scaleScenario(options: {
     skopeo.note = error instanceof Error ? error.message.split("\n")[0] : String(error);
   }
   return cases;
+}
+
+/**
+ * CPU time (user + system) of a process so far, in ms, from /proc (clock ticks of 10 ms, the
+ * USER_HZ of Linux on x86 and arm). Read by `cat`: Deno lets only --allow-all read /proc itself.
+ */
+async function processCpuMs(pid: number): Promise<number> {
+  const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
+    .output();
+  if (!out.success) throw new Error(`cannot read the CPU time of process ${pid}`);
+  const stat = new TextDecoder().decode(out.stdout);
+  // Fields after the command name (which may hold spaces) close with ") ".
+  const fields = stat.slice(stat.lastIndexOf(") ") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 /**

@@ -12,6 +12,8 @@ export interface Sample {
   rssKb?: number;
   /** CPU time, user + system (see tools.ts). */
   cpuMs?: number;
+  /** `scale` only: CPU time (user + system) the destination registry spent during the run. */
+  registryCpuMs?: number;
   /** Requests the run made to the source / destination registry (access-log delta). */
   srcRequests?: number;
   dstRequests?: number;
@@ -308,6 +310,12 @@ function scaleTargets(cases: CaseResult[]): TargetResult[] {
     ? undefined
     : (hiMs - loMs) / (hi.tasks - lo.tasks);
   const rss = median(hi.c, (s) => s.rssKb);
+  /** CPU ms per extra task between the two Ks, from the medians of `of`. */
+  const perTask = (of: (s: Sample) => number | undefined) => {
+    const a = median(lo.c, of);
+    const b = median(hi.c, of);
+    return a === undefined || b === undefined ? undefined : (b - a) / (hi.tasks - lo.tasks);
+  };
   const skopeo = find(cases, "scale no-op", `skopeo sync (${hi.tasks} tasks)`);
   return [
     target(`scale: marginal cost of a no-op task, ${lo.tasks} to ${hi.tasks}`, marginal, {
@@ -320,6 +328,18 @@ function scaleTargets(cases: CaseResult[]): TargetResult[] {
       unit: "MB",
       direction: "<=",
     }),
+    // Both compete for the same cores: together they bound the wall time per task from below
+    // (their sum over the machine's cores), whatever the concurrency.
+    target(
+      `scale: CPU per extra task, bananna-bot (user + system)`,
+      perTask((s) => s.cpuMs),
+      { limit: Infinity, unit: "ms/task", direction: "<=", info: true },
+    ),
+    target(
+      `scale: CPU per extra task, the destination registry`,
+      perTask((s) => s.registryCpuMs),
+      { limit: Infinity, unit: "ms/task", direction: "<=", info: true },
+    ),
     target(
       `scale: registry engine / skopeo sync at ${hi.tasks} tasks`,
       ratio(hiMs, median(skopeo, ms)),

@@ -29,6 +29,8 @@ export interface TestRegistry extends AsyncDisposable {
   dataDir: string;
   /** The temp dir holding config, certs, storage and logs. */
   dir: string;
+  /** The registry's process id (for reading its CPU time from /proc). */
+  pid: number;
   /** Access log lines so far: `METHOD PATH STATUS`, e.g. `HEAD /v2/a/manifests/1 200`. */
   accessLog(): Promise<string[]>;
   /** Token requests served so far (token auth only): one entry per request, its scope params. */
@@ -281,6 +283,8 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       users,
       dataDir,
       dir,
+      // The shell execs the registry: its process is the registry's.
+      pid: child.pid,
       async accessLog() {
         const text = await Deno.readTextFile(logFile).catch(() => "");
         const out: string[] = [];
