@@ -316,6 +316,71 @@ Deno.test("HttpTransport: silence fails after timeoutMs (headers or body); a slo
   }
 });
 
+Deno.test("HttpTransport: a small answer of known length comes in one right-sized chunk, a large or blob one streams; a small one that stalls still fails after timeoutMs", async () => {
+  const token = JSON.stringify({ token: "t".repeat(1500) });
+  await using host = recorder("127.0.0.1", (_req, url) => {
+    if (url.pathname === "/token") return Response.json(JSON.parse(token));
+    if (url.pathname === "/big") return new Response("b".repeat(100_000));
+    // 10 bytes announced, 1 sent, then silence (up to 3 s).
+    return new Response(
+      new ReadableStream<Uint8Array>({
+        async start(controller) {
+          controller.enqueue(new TextEncoder().encode("x"));
+          await new Promise((r) => setTimeout(r, 3000));
+          try {
+            controller.close();
+          } catch {
+            // the client gave up first
+          }
+        },
+      }),
+      { headers: { "content-length": "10" } },
+    );
+  });
+  const http = new HttpTransport({ timeoutMs: 400 });
+  /** The chunks of an answer, each as [its length, the length of the buffer it holds]. */
+  const chunks = async (res: Response) => {
+    const out: [number, number][] = [];
+    for await (const chunk of res.body as ReadableStream<Uint8Array>) {
+      out.push([chunk.byteLength, chunk.buffer.byteLength]);
+    }
+    return out;
+  };
+  try {
+    const small = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/token`) }),
+    );
+    assert.equal(small.headers.get("content-length"), String(token.length));
+    // Read chunk by chunk, the runtime hands out a 64 KiB buffer per chunk, which V8 counts as
+    // external memory until a full collection (40 KB per token answer).
+    assert.deepEqual(await within(5000, chunks(small)), [[token.length, token.length]]);
+    const big = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/big`) }),
+    );
+    const bigChunks = await within(5000, chunks(big));
+    assert.equal(bigChunks.reduce((sum, [n]) => sum + n, 0), 100_000);
+    const blob = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/token`), blob: true }),
+    );
+    assert.equal((await within(5000, chunks(blob))).reduce((sum, [n]) => sum + n, 0), token.length);
+    const started = performance.now();
+    const stalled = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/stall`) }),
+    );
+    await assert.rejects(
+      within(5000, stalled.text()),
+      (error: RegistryError) => error.message.includes("no progress for 0.4 s (apiTimeout)"),
+    );
+    assert.ok(performance.now() - started < 2500, "failed on the timeout, not the server");
+  } finally {
+    http.close();
+  }
+});
+
 Deno.test("HttpTransport: the caller's signal aborts the wait for headers and a body being read, with its reason", async () => {
   await using host = recorder("127.0.0.1", async (_req, url) => {
     if (url.pathname === "/late") await new Promise((r) => setTimeout(r, 3000));
