@@ -168,6 +168,15 @@ function recorder(
 }
 
 /** Rejects when `promise` takes longer than `ms` (a bound of the test itself). */
+/** A GET of `url`, whose answer starts and then stalls, fails on the 0.4 s apiTimeout. */
+async function stallFails(http: HttpTransport, url: string): Promise<void> {
+  const stalled = await within(5000, http.send({ method: "GET", url: new URL(url) }));
+  await assert.rejects(
+    within(5000, stalled.text()),
+    (error: RegistryError) => error.message.includes("no progress for 0.4 s (apiTimeout)"),
+  );
+}
+
 function within<T>(ms: number, promise: Promise<T>): Promise<T> {
   let id: ReturnType<typeof setTimeout> | undefined;
   const late = new Promise<never>((_, reject) => {
@@ -302,14 +311,7 @@ Deno.test("HttpTransport: silence fails after timeoutMs (headers or body); a slo
       (error: RegistryError) =>
         error.status === 0 && error.message.includes("no answer within 0.4 s (apiTimeout)"),
     );
-    const stalled = await within(
-      5000,
-      http.send({ method: "GET", url: new URL(`${host.origin}/stall`) }),
-    );
-    await assert.rejects(
-      within(5000, stalled.text()),
-      (error: RegistryError) => error.message.includes("no progress for 0.4 s (apiTimeout)"),
-    );
+    await stallFails(http, `${host.origin}/stall`);
     assert.ok(performance.now() - started < 2500, "both failed on the timeout, not the server");
   } finally {
     http.close();
@@ -367,14 +369,7 @@ Deno.test("HttpTransport: a small answer of known length comes in one right-size
     );
     assert.equal((await within(5000, chunks(blob))).reduce((sum, [n]) => sum + n, 0), token.length);
     const started = performance.now();
-    const stalled = await within(
-      5000,
-      http.send({ method: "GET", url: new URL(`${host.origin}/stall`) }),
-    );
-    await assert.rejects(
-      within(5000, stalled.text()),
-      (error: RegistryError) => error.message.includes("no progress for 0.4 s (apiTimeout)"),
-    );
+    await stallFails(http, `${host.origin}/stall`);
     assert.ok(performance.now() - started < 2500, "failed on the timeout, not the server");
   } finally {
     http.close();
