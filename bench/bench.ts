@@ -454,7 +454,7 @@ async function noop(
 function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contender[] {
   /** A registry-engine run with the defaults a user gets, but for `settings`. */
   const registryRun =
-    (settings: Partial<BanannaOptions> = {}): Contender["run"] => (dest, logDir) =>
+    (settings: Partial<BanannaOptions> = {}): NonNullable<Contender["fill"]> => (dest, logDir) =>
       runBananna({
         src,
         dest,
@@ -525,17 +525,7 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
       // No-op only: the HEADs no tool can skip, with a destination filled by the registry engine.
       tool: "floor (HEAD)",
       sameDigest: true,
-      fill: (dest, logDir) =>
-        runBananna({
-          src,
-          dest,
-          corpus,
-          engine: "registry",
-          concurrency,
-          updateLatest: "default",
-          logDir,
-          workDir,
-        }),
+      fill: registryRun({ denoFlags: [] }),
       run: (dest) => runHeadFloor({ src, dest, corpus, workDir, parallel: 16 }),
     },
     {
