@@ -7,12 +7,15 @@
  * `tag@digest` image moving upstream changes nothing (the digest decides).
  */
 import assert from "node:assert/strict";
-import { Secrets } from "../../lib/log/redact.ts";
 import { pinnedDigestTag } from "../../lib/registry/reference.ts";
-import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { pushTestImage } from "../support/images.ts";
 import { quayTarget, startQuayDouble } from "../support/quay_double.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import {
+  clientOf,
+  registryBinaryAvailable,
+  startRegistry,
+  type TestRegistry,
+} from "../support/registry.ts";
 import { mirror, startDestination, writes } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -58,18 +61,7 @@ Deno.test({
         [`${quay.host}/acme/tool:${pinnedDigestTag(tool.digest)}`, tool.digest],
         [`${quay.host}/acme/web:2`, web.digest],
       ];
-      const client = new RegistryClient({
-        host: quay.host,
-        scheme: "http",
-        secrets: new Secrets(),
-        credential: {
-          kind: "basic",
-          username: reg.username ?? "",
-          password: reg.password ?? "",
-          source: "config",
-        },
-        maxRetries: 0,
-      });
+      const client = clientOf(reg, quay.host);
       /** What a run leaves: each image under the tag it is written as (and web's latest), pushed straight in. */
       const seed = async () => {
         for (

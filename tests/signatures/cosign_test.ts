@@ -6,8 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { MirrorError } from "../../lib/errors.ts";
-import { Secrets } from "../../lib/log/redact.ts";
-import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import {
   cosignTags,
   parseSignatureManifest,
@@ -24,7 +22,7 @@ import {
   simpleSigningPayload,
 } from "../support/cosign_fixture.ts";
 import { pushTestImage, sha256 } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { clientOf, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 const dir = await Deno.makeTempDir({ prefix: "cosign-test-" });
@@ -329,18 +327,7 @@ Deno.test(
     );
     assert.equal(pushed.tag, `sha256-${image.digest.slice("sha256:".length)}.sig`);
 
-    const client = new RegistryClient({
-      host: reg.host,
-      scheme: reg.scheme,
-      credential: {
-        kind: "basic",
-        username: reg.username ?? "",
-        password: reg.password ?? "",
-        source: "config",
-      },
-      maxRetries: 0,
-      secrets: new Secrets(),
-    });
+    const client = clientOf(reg);
     try {
       const tag = cosignTags(image.digest).sig;
       assert.equal(tag, pushed.tag);

@@ -15,7 +15,7 @@ import {
   sha256,
 } from "./images.ts";
 import { type QuayDouble, startQuayDouble } from "./quay_double.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "./registry.ts";
+import { clientOf, registryBinaryAvailable, startRegistry, type TestRegistry } from "./registry.ts";
 import { buildReferrer, pushReferrer } from "./supply_chain_fixture.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
@@ -75,21 +75,8 @@ Deno.test({
     // A lifetime long enough to read the pinned image before it ends on a loaded machine.
     await using quay = startQuayDouble(reg, { tokens: {}, orgs: {}, tempTagLifetimeSeconds: 3 });
     const via = through(reg, quay);
-    const clientOf = (host: string) =>
-      new RegistryClient({
-        host,
-        scheme: "http",
-        secrets: new Secrets(),
-        credential: {
-          kind: "basic",
-          username: reg.username ?? "",
-          password: reg.password ?? "",
-          source: "config",
-        },
-        maxRetries: 0,
-      });
-    const client = clientOf(quay.host);
-    const direct = clientOf(reg.host);
+    const client = clientOf(reg, quay.host);
+    const direct = clientOf(reg);
     const pinned = await pushByDigest(via, "acme/pinned", 1);
     const pinnedAt = Date.now();
     const pinnedDigest = sha256(pinned.manifest);

@@ -9,6 +9,8 @@
  *
  * @module
  */
+import { Secrets } from "../../lib/log/redact.ts";
+import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { runProcess } from "./process.ts";
 
 /** A running test registry. */
@@ -311,4 +313,23 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       [Symbol.asyncDispose]: stop,
     };
   }
+}
+
+/**
+ * A client of `reg` (or of `host`, a double in front of it, with the same scheme) signed in as its
+ * first user, with no retries: a test reads what is there, once.
+ */
+export function clientOf(reg: TestRegistry, host: string = reg.host): RegistryClient {
+  return new RegistryClient({
+    host,
+    scheme: reg.scheme,
+    secrets: new Secrets(),
+    credential: {
+      kind: "basic",
+      username: reg.username ?? "",
+      password: reg.password ?? "",
+      source: "config",
+    },
+    maxRetries: 0,
+  });
 }
