@@ -19,7 +19,7 @@ import type { ManifestBytes } from "../registry/image_store.ts";
 import { RegistryError } from "../registry/registry_error.ts";
 import { forEachLimited } from "../worker_pool.ts";
 import type { SharedWork } from "./_shared_work.ts";
-import type { EngineEvent } from "./engine.ts";
+import type { EngineEvent, MemoPart } from "./engine.ts";
 
 /** What a {@link ManifestCopier} copies between. */
 export interface ManifestCopierOptions {
@@ -35,6 +35,12 @@ export interface ManifestCopierOptions {
   shared: SharedWork;
   emit: (event: EngineEvent) => void;
   signal?: AbortSignal;
+  /**
+   * Told of each child manifest this copier parsed and PUT, with the digests it lists (an image:
+   * none), so that the supply-chain step need not read it back from the destination. A child
+   * the destination already held is not parsed, so not told.
+   */
+  onChildWritten?: (digest: string, parts: readonly MemoPart[]) => void;
 }
 
 /** Copies manifests with their content from one repository to another; counts bytes uploaded. */
@@ -47,6 +53,7 @@ export class ManifestCopier {
   #shared: SharedWork;
   #emit: (event: EngineEvent) => void;
   #signal?: AbortSignal;
+  #onChildWritten?: (digest: string, parts: readonly MemoPart[]) => void;
   /** Bytes the destination took from this copier. */
   bytesUploaded = 0;
   /** Child manifests this copier PUT (a child found at the destination is not counted). */
@@ -64,6 +71,7 @@ export class ManifestCopier {
     this.#shared = options.shared;
     this.#emit = options.emit;
     this.#signal = options.signal;
+    this.#onChildWritten = options.onChildWritten;
   }
 
   /**
@@ -156,6 +164,7 @@ export class ManifestCopier {
       const parsed = await this.copyContent(manifest.bytes, manifest.mediaType, childWhere);
       await this.putManifest(child.digest, manifest, parsed, childWhere);
       this.childrenWritten++;
+      this.#onChildWritten?.(child.digest, listedParts(parsed));
     }, this.#signal);
   }
 
@@ -213,6 +222,11 @@ export class ManifestCopier {
     this.bytesUploaded += blob.size;
     this.#emit({ kind: "blob", digest: blob.digest, state: "done", total: blob.size });
   }
+}
+
+/** The digests a parsed manifest lists, as the supply-chain memo keeps them (an image: none). */
+export function listedParts(parsed: ParsedManifest): MemoPart[] {
+  return parsed.kind === "index" ? parsed.manifests.map((c) => ({ digest: c.digest })) : [];
 }
 
 /** Registry error codes of a manifest PUT that names a missing blob (or child, for an index). */

@@ -24,7 +24,9 @@
  *   compares by HEAD), else the destination's index with the carried referrers appended (merge:
  *   nothing the destination lists is ever dropped). Never an index naming an absent manifest.
  * - The memo ({@link SupplyChainMemo}, kept across runs by the caller): what a digest lists (an
- *   index's children, a fallback index's referrers) is not read again; a managed tag the
+ *   index's children, a fallback index's referrers) is not read again. The engine's copy records
+ *   there what it parsed and wrote of an index's tree, so an index copied now is not read back from
+ *   the destination (a child the destination already held, never parsed, is). A managed tag the
  *   destination held at the source's digest when last HEADed (or written) less than 24 h ago is
  *   "same" without its destination HEAD. A drift is never memoised; an older entry is HEADed again.
  *
@@ -46,7 +48,7 @@ import {
   type ReferrersIndex,
   referrersTag,
 } from "../signatures/referrers.ts";
-import type { ManifestCopier } from "./_manifest_copier.ts";
+import { listedParts, type ManifestCopier } from "./_manifest_copier.ts";
 import type { EngineEvent, MemoPart, SupplyChainCounts, SupplyChainMemo } from "./engine.ts";
 
 /** Media types of a manifest that has no children (an index is read for them). */
@@ -133,7 +135,7 @@ export class SupplyChain {
       const manifest = await this.#dstGet(digest);
       if (!manifest) return out;
       const parsed = parseManifest(manifest.bytes, manifest.mediaType, this.#dstWhere(digest));
-      children = parsed.kind === "index" ? parsed.manifests.map((c) => ({ digest: c.digest })) : [];
+      children = listedParts(parsed);
       this.#o.memo?.recordParts(digest, children);
     }
     for (const child of children) out.push(...await this.#imageDigests(child.digest));

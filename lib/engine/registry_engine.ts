@@ -25,7 +25,7 @@ import { MirrorError } from "../errors.ts";
 import { formatReference, manifestRef, type Reference } from "../registry/reference.ts";
 import { type ArtifactStore, type ImageStore, isArtifactStore } from "../registry/image_store.ts";
 import { parseManifest } from "../registry/manifest.ts";
-import { ManifestCopier } from "./_manifest_copier.ts";
+import { listedParts, ManifestCopier } from "./_manifest_copier.ts";
 import { PlatformCopy } from "./_platform_copy.ts";
 import { SharedWork } from "./_shared_work.ts";
 import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
@@ -34,6 +34,7 @@ import type {
   CopyResult,
   Engine,
   EngineEvent,
+  MemoPart,
   PlatformRequest,
   SupplyChainCounts,
   SupplyChainMemo,
@@ -152,6 +153,7 @@ export class RegistryEngine implements Engine {
       blobConcurrency: this.#blobConcurrency,
       shared: this.#shared,
       sparseRefused: this.#sparseRefused,
+      memo: this.#memo,
     });
     return await job.run();
   }
@@ -168,11 +170,19 @@ class CopyJob {
   #signal?: AbortSignal;
   #emit: (event: EngineEvent) => void;
   #copier: ManifestCopier;
+  #memo?: SupplyChainMemo;
+  /** The whole image is copied (no `platforms`): what it lists goes into the memo. */
+  #whole = false;
 
   constructor(
     clientFor: (host: string) => ImageStore,
     request: CopyRequest,
-    options: { blobConcurrency: number; shared: SharedWork; sparseRefused: Set<string> },
+    options: {
+      blobConcurrency: number;
+      shared: SharedWork;
+      sparseRefused: Set<string>;
+      memo?: SupplyChainMemo;
+    },
   ) {
     this.#src = clientFor(request.source.registry);
     this.#dst = clientFor(request.destination.registry);
@@ -183,6 +193,7 @@ class CopyJob {
     this.#sparseRefused = options.sparseRefused;
     this.#signal = request.signal;
     this.#emit = request.onEvent ?? (() => {});
+    this.#memo = options.memo;
     this.#copier = new ManifestCopier({
       src: this.#src,
       dst: this.#dst,
@@ -192,6 +203,7 @@ class CopyJob {
       shared: options.shared,
       emit: this.#emit,
       signal: request.signal,
+      onChildWritten: (digest, parts) => this.#remember(digest, parts),
     });
   }
 
@@ -226,9 +238,11 @@ class CopyJob {
     }
     const early = await this.#checkDestination(top.digest);
     if (early) return early;
+    this.#whole = true;
     const parsed = await this.#copier.copyContent(top.bytes, top.mediaType, src);
     this.#signal?.throwIfAborted();
     const late = await this.#checkDestination(top.digest);
+    if (parsed.kind === "index") this.#remember(top.digest, listedParts(parsed));
     if (late) return late;
     const digest = await this.#copier.putManifest(manifestRef(this.#destination), top, parsed, src);
     this.#emit({
@@ -237,6 +251,17 @@ class CopyJob {
       message: `${src} -> ${formatReference(this.#destination)} (${digest})`,
     });
     return { status: "pushed", digest, bytesUploaded: this.bytesUploaded };
+  }
+
+  /**
+   * What a manifest this copy parsed lists (its digest is of the bytes parsed), kept in the memo
+   * when it has none: the supply-chain step then walks an index's tree without reading it back
+   * from the destination. An image tag is not kept (the step knows it from its media type).
+   */
+  #remember(digest: string, parts: readonly MemoPart[]): void {
+    if (this.#whole && this.#memo && !this.#memo.parts(digest)) {
+      this.#memo.recordParts(digest, parts);
+    }
   }
 
   /** The never-overwrite rule: null when the tag is free (or holds the digest to replace). */

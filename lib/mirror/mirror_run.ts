@@ -318,7 +318,9 @@ class MirrorRun implements AsyncDisposable {
       }
       return new RegistryEngine({
         clientFor: (host) => this.#copyStore(host, use),
-        supplyChainMemo: this.#chainMemo,
+        // The engine's copies record what they wrote into it for the supply-chain step: not for
+        // a run that carries none (the plan still reads and records its own).
+        supplyChainMemo: signaturesMode(op) === "skip" ? undefined : this.#chainMemo,
       });
     }
     const { DockerEngine } = await import("../engine/docker_engine.ts");

@@ -5,9 +5,10 @@
  * still completes with identical digests.
  */
 import assert from "node:assert/strict";
-import type { EngineEvent } from "../../lib/engine/engine.ts";
+import type { EngineEvent, SupplyChainMemo } from "../../lib/engine/engine.ts";
 import { RegistryEngine } from "../../lib/engine/registry_engine.ts";
 import { MirrorError } from "../../lib/errors.ts";
+import { SupplyChainState } from "../../lib/mirror/supply_chain_state.ts";
 import { Secrets } from "../../lib/log/redact.ts";
 import { parseReference } from "../../lib/registry/reference.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
@@ -20,7 +21,7 @@ const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not
 
 function engineFor(
   regs: { host: string; reg: TestRegistry }[],
-  options: { timeoutMs?: number; maxRetries?: number } = {},
+  options: { timeoutMs?: number; maxRetries?: number; memo?: SupplyChainMemo } = {},
 ) {
   const clients = new Map<string, RegistryClient>();
   const clientFor = (host: string) => {
@@ -51,7 +52,7 @@ function engineFor(
     return c;
   };
   return {
-    engine: new RegistryEngine({ clientFor }),
+    engine: new RegistryEngine({ clientFor, supplyChainMemo: options.memo }),
     [Symbol.dispose]() {
       for (const c of clients.values()) c.close();
     },
@@ -497,5 +498,49 @@ Deno.test({
       "no manifest PUT",
     );
     assert.equal(await headDigest(dst, "mirror/app:1"), other.digest);
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: the supply-chain step walks an index the copy wrote without reading it back; a child the destination held is read${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1", { kind: "oci-index", seed: 97 });
+    const [held, fresh] = (image.children ?? []).map((c) => c.digest);
+    const dir = await Deno.makeTempDir({ prefix: "bb-engine-memo-" });
+    try {
+      const memo = await SupplyChainState.load(dir);
+      await using proxy = startHookProxy(dst, () => {});
+      using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }], { memo });
+      // One child is at the destination before the index is copied: found by HEAD, never parsed.
+      await e.engine.copy({
+        source: parseReference(`${src.host}/team/app@${held}`),
+        destination: parseReference(`${proxy.host}/mirror/app@${held}`),
+      });
+      const from = proxy.requests.length;
+      const copied = await e.engine.copy({
+        source: parseReference(`${src.host}/team/app:1`),
+        destination: parseReference(`${proxy.host}/mirror/app:1`),
+      });
+      assert.equal(copied.status, "pushed");
+      await e.engine.carrySupplyChain({
+        source: parseReference(`${src.host}/team/app`),
+        destination: parseReference(`${proxy.host}/mirror/app`),
+        digest: copied.digest,
+        mediaType: image.mediaType,
+      });
+      const reads = proxy.requests.slice(from).filter((r) => r.startsWith("GET /v2/mirror/app/"));
+      // Was the index and both children read back from the destination.
+      assert.deepEqual(reads, [`GET /v2/mirror/app/manifests/${held}`], proxy.requests.join("\n"));
+      // What the memo keeps is what the destination's bytes list.
+      assert.deepEqual(memo.parts(image.digest), [{ digest: held }, { digest: fresh }]);
+      assert.deepEqual(memo.parts(fresh), []);
+      assert.deepEqual(memo.parts(held), []);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });
