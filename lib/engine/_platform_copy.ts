@@ -39,6 +39,8 @@ export interface PlatformCopyOptions {
   request: PlatformRequest;
   /** Destination hosts that refused a sparse index this run. */
   sparseRefused: Set<string>;
+  /** The caller found the tag absent in this run: no check before copying (the late one stays). */
+  destinationAbsent?: boolean;
   /** The never-overwrite check: null when the tag is free, `exists` when it holds `digest`. */
   checkDestination: (digest: string) => Promise<CopyResult | null>;
   emit: (event: EngineEvent) => void;
@@ -123,7 +125,7 @@ export class PlatformCopy {
         throw this.#refused("it refused one earlier in this run");
       }
     }
-    const there = await this.#o.checkDestination(top.digest);
+    const there = this.#o.destinationAbsent ? null : await this.#o.checkDestination(top.digest);
     if (!there) return await this.#write(top, parsed, kept, outcome, sparse, true);
     // The tag holds this index: copy the kept children it lacks (widening), tag untouched.
     const added = await this.#copyKept(kept, outcome);
@@ -153,7 +155,9 @@ export class PlatformCopy {
     checked = false,
   ): Promise<CopyResult> {
     const { copier, destination } = this.#o;
-    const early = checked ? null : await this.#o.checkDestination(index.digest);
+    const early = checked || this.#o.destinationAbsent
+      ? null
+      : await this.#o.checkDestination(index.digest);
     if (early) return { ...early, platforms: outcome };
     await this.#copyKept(kept, outcome);
     this.#o.signal?.throwIfAborted();

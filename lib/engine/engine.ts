@@ -62,6 +62,13 @@ export interface CopyRequest {
    * tag upstream moved; the digest the plan saw). Any other image there is still drift.
    */
   replaceDigest?: string;
+  /**
+   * Registry engine: the caller found the destination tag absent in this run (the plan's HEAD),
+   * so the copy does not HEAD it again before copying. The check right before the tag's PUT (the
+   * never-overwrite rule) is made all the same: a tag someone else writes meanwhile is still drift
+   * (or `exists`), found after the blobs were copied instead of before.
+   */
+  destinationAbsent?: boolean;
   signal?: AbortSignal;
   onEvent?: (event: EngineEvent) => void;
 }

@@ -7,9 +7,10 @@
  *
  * Order: config and layer blobs before their manifest, children before their index, the tagged
  * manifest last. Blobs that exist are skipped (HEAD); on the same registry they are mounted from
- * the source repository; otherwise the source GET streams into the destination upload. Right
- * before the tagged PUT the destination tag is checked again (crane's NoClobber placement): the
- * same digest means `exists`, another digest is IMAGE_TAG_DRIFT and nothing is written.
+ * the source repository; otherwise the source GET streams into the destination upload. The
+ * destination tag is checked before anything is copied (not when the caller just found it absent:
+ * `destinationAbsent`) and again right before the tagged PUT (crane's NoClobber placement): the
+ * same digest means `exists`, another digest is IMAGE_TAG_DRIFT and the tag is not written.
  *
  * Blob work is shared by every copy of the engine (one engine per run): one HEAD/mount/upload per
  * (destination registry, repository, blob), and likewise per child manifest; other copies that
@@ -165,6 +166,7 @@ class CopyJob {
   #source: Reference;
   #destination: Reference;
   #replaceDigest?: string;
+  #destinationAbsent: boolean;
   #platforms?: PlatformRequest;
   #sparseRefused: Set<string>;
   #signal?: AbortSignal;
@@ -189,6 +191,7 @@ class CopyJob {
     this.#source = request.source;
     this.#destination = request.destination;
     this.#replaceDigest = request.replaceDigest;
+    this.#destinationAbsent = request.destinationAbsent === true;
     this.#platforms = request.platforms;
     this.#sparseRefused = options.sparseRefused;
     this.#signal = request.signal;
@@ -230,13 +233,16 @@ class CopyJob {
           copier: this.#copier,
           request: this.#platforms,
           sparseRefused: this.#sparseRefused,
+          destinationAbsent: this.#destinationAbsent,
           checkDestination: (digest) => this.#checkDestination(digest),
           emit: this.#emit,
           signal: this.#signal,
         }).run(top, parsed);
       }
     }
-    const early = await this.#checkDestination(top.digest);
+    // The plan just found the tag absent: only the late check (a tag written meanwhile costs
+    // this copy's uploads, never the tag).
+    const early = this.#destinationAbsent ? null : await this.#checkDestination(top.digest);
     if (early) return early;
     this.#whole = true;
     const parsed = await this.#copier.copyContent(top.bytes, top.mediaType, src);

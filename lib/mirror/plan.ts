@@ -84,6 +84,11 @@ export interface PlanTask {
   sourceDigest?: string;
   /** The source manifest's media type as its HEAD said (the supply-chain step skips a read). */
   sourceMediaType?: string;
+  /**
+   * What the plan's HEAD found at the destination tag. None on a push: the tag was absent (or its
+   * Quay repository was still to be created), so the copy starts without HEADing it again (the
+   * engine's check right before the tag's PUT stays).
+   */
   destinationDigest?: string;
   /** Pulls (manifest GETs) a push spends on the source host (an upper bound; pull_budget.ts). */
   pulls?: number;

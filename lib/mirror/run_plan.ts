@@ -257,6 +257,8 @@ class PlanRun {
       platform: options.platform,
       platforms: task.platforms,
       replaceDigest: task.replaceDigest,
+      // A push with no destination digest: the plan found the tag absent (PlanTask doc).
+      destinationAbsent: task.destinationDigest === undefined,
       credentials: {
         source: options.credentials?.get(task.source.registry),
         destination: options.credentials?.get(task.destination.registry),

@@ -472,6 +472,7 @@ Deno.test({
     const image = await pushTestImage(src, "team/app:1", { kind: "oci", seed: 83 });
     // Someone else pushes to the tag while the copy uploads its first blob: after the copy's first
     // look at the tag (free), before its manifest PUT.
+    // Someone else writes tag 2 after the caller found it absent (here: during the copy of tag 1).
     let other: { digest: string } | undefined;
     await using proxy = startHookProxy(dst, async ({ method, path }) => {
       if (!other && method === "POST" && path === "/v2/mirror/app/blobs/uploads/") {
@@ -542,5 +543,48 @@ Deno.test({
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
+  },
+});
+
+Deno.test({
+  name:
+    `RegistryEngine: a tag the caller found absent is HEADed only right before its PUT, and a tag written meanwhile is still drift${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using src = await startRegistry();
+    await using dst = await startRegistry({ auth: "htpasswd" });
+    const image = await pushTestImage(src, "team/app:1", { kind: "oci-index", seed: 98 });
+    // Someone else writes tag 2 after the caller found it absent (here: during the copy of tag 1).
+    let other: { digest: string } | undefined;
+    await using proxy = startHookProxy(dst, async ({ method, path }) => {
+      if (!other && method === "POST" && path === "/v2/mirror/app/blobs/uploads/") {
+        other = { digest: "" };
+        other = await pushTestImage(dst, "mirror/app:2", { kind: "oci", seed: 99 });
+      }
+    });
+    using e = engineFor([{ host: src.host, reg: src }, { host: proxy.host, reg: dst }]);
+    const tagHeads = (tag: string) =>
+      proxy.requests.filter((r) => r === `HEAD /v2/mirror/app/manifests/${tag}`).length;
+    const copied = await e.engine.copy({
+      source: parseReference(`${src.host}/team/app:1`),
+      destination: parseReference(`${proxy.host}/mirror/app:1`),
+      destinationAbsent: true,
+    });
+    assert.equal(copied.status, "pushed");
+    assert.equal(await headDigest(dst, "mirror/app:1"), image.digest);
+    // Without destinationAbsent, one HEAD more: before the blobs.
+    assert.equal(tagHeads("1"), 1, proxy.requests.join("\n"));
+    // The copy of tag 2 does not look first; the check before its PUT finds the other image.
+    const error = await e.engine.copy({
+      source: parseReference(`${src.host}/team/app:1`),
+      destination: parseReference(`${proxy.host}/mirror/app:2`),
+      destinationAbsent: true,
+    }).then(() => undefined, (err) => err);
+    assert.ok(other?.digest, "the hook pushed the other image");
+    assert.ok(error instanceof MirrorError, String(error));
+    assert.equal(error.code, "IMAGE_TAG_DRIFT");
+    assert.equal(tagHeads("2"), 1);
+    assert.deepEqual(proxy.requests.filter((r) => r === "PUT /v2/mirror/app/manifests/2"), []);
+    assert.equal(await headDigest(dst, "mirror/app:2"), other.digest);
   },
 });
