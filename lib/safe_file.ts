@@ -19,7 +19,7 @@
  *
  * @module
  */
-import type { z } from "zod";
+import type { z } from "./zod.ts";
 import { MirrorError } from "./errors.ts";
 import { checkWrite } from "./write_guard.ts";
 
@@ -81,7 +81,7 @@ export async function readFileCapped(path: string, options: ReadFileOptions): Pr
  * @throws {FileInputError} naming the file (and the first wrong field) when it cannot be read, is
  *   not JSON, or does not match the schema
  */
-export async function readJsonFile<S extends z.ZodType>(
+export async function readJsonFile<S extends z.ZodMiniType>(
   path: string,
   schema: S,
   options: ReadFileOptions,

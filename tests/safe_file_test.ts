@@ -5,7 +5,7 @@
  * deadline of its own, so a reader that blocks on a FIFO or reads /dev/zero forever fails.
  */
 import assert from "node:assert/strict";
-import { z } from "zod";
+import { z } from "../lib/zod.ts";
 import { MirrorError } from "../lib/errors.ts";
 import {
   FileInputError,
@@ -83,7 +83,10 @@ Deno.test("readFileCapped() reads only a regular file under its cap", async (t) 
 
 Deno.test("readJsonFile() parses into the schema's type, naming the file and the field", async (t) => {
   const dir = await Deno.makeTempDir({ prefix: "bb-safe-json-" });
-  const schema = z.object({ count: z.number().int().nonnegative(), names: z.array(z.string()) });
+  const schema = z.object({
+    count: z.number().check(z.int(), z.nonnegative()),
+    names: z.array(z.string()),
+  });
   try {
     const rows: [string, string, RegExp | { count: number; names: string[] }][] = [
       ["valid", '{"count":2,"names":["a"]}', { count: 2, names: ["a"] }],

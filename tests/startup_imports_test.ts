@@ -19,8 +19,9 @@ interface InfoModule {
 }
 
 /**
- * The modules loaded before `entry` runs (repository-relative paths, `npm:name` for a package,
- * `node:x` for a built-in), each with the chain of imports that brings it in.
+ * The modules loaded before `entry` runs (repository-relative paths, `npm:name` for a package's
+ * main module and `npm:name/sub/path` for another of its entry points, `node:x` for a built-in),
+ * each with the chain of imports that brings it in.
  */
 async function staticGraph(entry: string): Promise<Map<string, string[]>> {
   const out = await new Deno.Command("deno", {
@@ -38,7 +39,7 @@ async function staticGraph(entry: string): Promise<Map<string, string[]>> {
   const name = (specifier: string) =>
     specifier.startsWith(`file://${ROOT}/`)
       ? specifier.slice(`file://${ROOT}/`.length)
-      : specifier.replace(/^npm:\/?((?:@[^/]+\/)?[^@/]+).*$/, "npm:$1");
+      : specifier.replace(/^npm:\/?((?:@[^/]+\/)?[^@/]+)(?:@[^/]*)?(\/.*)?$/, "npm:$1$2");
   const chains = new Map<string, string[]>();
   const queue: { specifier: string; chain: string[] }[] = [
     { specifier: info.roots[0], chain: [] },
@@ -95,6 +96,27 @@ for (
   Deno.test(`startup imports: ${command} loads none of ${NOT_AT_START.join(", ")} at start`, async () => {
     const found = await heavyLoads(entry, (name) => NOT_AT_START.includes(name));
     assert.deepEqual(found, [], `${entry} loads these before it starts`);
+  });
+}
+
+/**
+ * zod's classic API (`npm:zod`) attaches dozens of methods to every schema it builds: the config
+ * schema, built on every start, cost about 25 ms with it. lib/zod.ts gives `zod/mini` with the
+ * same English messages.
+ */
+for (
+  const [command, entry] of [
+    ["validate", "lib/cli/validate_command.ts"],
+    ["mirror", "lib/cli/mirror_command.ts"],
+  ]
+) {
+  Deno.test(`startup imports: ${command} loads zod as zod/mini only (through lib/zod.ts)`, async () => {
+    const graph = await staticGraph(entry);
+    const classic = [...graph].filter(([name]) => name === "npm:zod").map(([, c]) =>
+      c.join(" -> ")
+    );
+    assert.deepEqual(classic, [], `${entry} loads zod's classic API`);
+    assert.ok(graph.has("npm:zod/mini"), `${entry} validates with zod/mini`);
   });
 }
 

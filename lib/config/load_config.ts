@@ -8,7 +8,7 @@
  *
  * @module
  */
-import type { z } from "zod";
+import type { z } from "../zod.ts";
 import { ConfigError, type ConfigProblem } from "../errors.ts";
 import { FileInputError, readFileCapped } from "../safe_file.ts";
 import { canonicalHost, isLoopbackHost, parseReference } from "../registry/reference.ts";
@@ -166,7 +166,7 @@ function salvage(raw: Record<string, unknown>): {
   data: ValidConfig;
   registryNames: string[] | null;
 } {
-  const entries = <T extends z.ZodObject>(value: unknown, schema: T) => {
+  const entries = <T extends z.ZodMiniObject>(value: unknown, schema: T) => {
     const out: Record<string, z.output<T>> = Object.create(null);
     if (!isPlainObject(value)) return out;
     for (const [name, entry] of Object.entries(value)) {
@@ -190,12 +190,15 @@ function salvage(raw: Record<string, unknown>): {
 }
 
 /** The object made of the fields of `value` that are valid on their own, if that is valid. */
-function salvageObject<T extends z.ZodObject>(schema: T, value: unknown): z.output<T> | undefined {
+function salvageObject<T extends z.ZodMiniObject>(
+  schema: T,
+  value: unknown,
+): z.output<T> | undefined {
   if (!isPlainObject(value)) return undefined;
   const kept: Record<string, unknown> = Object.create(null);
   for (const [key, field] of Object.entries(value)) {
     const fieldSchema = Object.hasOwn(schema.shape, key) ? schema.shape[key] : undefined;
-    if (fieldSchema && (fieldSchema as z.ZodType).safeParse(field).success) kept[key] = field;
+    if (fieldSchema && (fieldSchema as z.ZodMiniType).safeParse(field).success) kept[key] = field;
   }
   const result = schema.safeParse(kept);
   return result.success ? result.data : undefined;

@@ -5,35 +5,41 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../zod.ts";
 import type { ConfigProblem } from "../errors.ts";
 import { isLoopbackHost } from "../registry/reference.ts";
 
 /** An absolute http(s) url, as written (a path prefix is kept). */
 const httpUrl = (what: string) =>
-  z.string().min(1).refine((value) => {
-    try {
-      const url = new URL(value);
-      return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
-    } catch {
-      return false;
-    }
-  }, { message: `${what} must be an absolute http:// or https:// url` });
+  z.string().check(
+    z.minLength(1),
+    z.refine((value) => {
+      try {
+        const url = new URL(value);
+        return (url.protocol === "http:" || url.protocol === "https:") && url.hostname !== "";
+      } catch {
+        return false;
+      }
+    }, { message: `${what} must be an absolute http:// or https:// url` }),
+  );
 
 /** `metrics`: the Prometheus text file and/or the Pushgateway. */
 export const metricsSchema = z.strictObject({
   /** Prometheus text exposition file, rewritten whole (temp + rename) at the end of every run. */
-  file: z.string().min(1).optional(),
+  file: z.optional(z.string().check(z.minLength(1))),
   /** Pushgateway base url; the run PUTs its series to `<url>/metrics/job/<job>`. */
-  pushgateway: httpUrl("pushgateway").optional(),
+  pushgateway: z.optional(httpUrl("pushgateway")),
   /** The Pushgateway job (the group's name). */
-  job: z.string().regex(/^[A-Za-z0-9_.:-]+$/, {
-    message: "job may hold letters, digits, _ . : - only",
-  }).default("bananna_bot"),
+  job: z._default(
+    z.string().check(z.regex(/^[A-Za-z0-9_.:-]+$/, {
+      message: "job may hold letters, digits, _ . : - only",
+    })),
+    "bananna_bot",
+  ),
   /** A PEM file with the CA(s) to trust for the Pushgateway, relative to the config file. */
-  caFile: z.string().min(1).optional(),
+  caFile: z.optional(z.string().check(z.minLength(1))),
   /** Seconds the Pushgateway PUT may take in all, retries and their waits included. */
-  deadline: z.number().min(1).max(3_600).default(30),
+  deadline: z._default(z.number().check(z.gte(1), z.lte(3_600)), 30),
 });
 
 /** When a notification is sent. */
@@ -52,34 +58,45 @@ export const notifySchema = z.strictObject({
    * When to send: `failure` (exit code not 0: a failed or not started task, an interrupted run,
    * a run that could not start), `drift`, `deferred`; or `[always]`.
    */
-  on: z.array(z.enum(NOTIFY_EVENTS)).min(1).refine(
-    (on) => !on.includes("always") || on.length === 1,
-    { message: "always stands alone: write on: [always], or list failure, drift, deferred" },
-  ).default(["failure", "drift"]),
+  on: z._default(
+    z.array(z.enum(NOTIFY_EVENTS)).check(
+      z.minLength(1),
+      z.refine(
+        (on) => !on.includes("always") || on.length === 1,
+        { message: "always stands alone: write on: [always], or list failure, drift, deferred" },
+      ),
+    ),
+    ["failure", "drift"],
+  ),
   /** Extra request headers (a token: `Authorization: Bearer ${WEBHOOK_TOKEN}`); secrets. */
-  headers: z.record(
-    z.string(),
-    z.string().refine((v) => !/[\r\n]/.test(v), { message: "a header value is one line" }),
-  ).superRefine((headers, ctx) => {
-    for (const name of Object.keys(headers)) {
-      if (!HEADER_NAME.test(name)) {
-        ctx.addIssue({
-          code: "custom",
-          path: [name],
-          message: `"${name}" is not a valid HTTP header name (letters, digits, - and the like)`,
-        });
+  headers: z._default(
+    z.record(
+      z.string(),
+      z.string().check(
+        z.refine((v) => !/[\r\n]/.test(v), { message: "a header value is one line" }),
+      ),
+    ).check(z.superRefine((headers, ctx) => {
+      for (const name of Object.keys(headers)) {
+        if (!HEADER_NAME.test(name)) {
+          ctx.addIssue({
+            code: "custom",
+            path: [name],
+            message: `"${name}" is not a valid HTTP header name (letters, digits, - and the like)`,
+          });
+        }
       }
-    }
-  }).default({}),
+    })),
+    {},
+  ),
   /** `json` (bananna-bot's own body) or `slack` (Slack incoming-webhook `text` + `blocks`). */
-  format: z.enum(["json", "slack"]).default("json"),
+  format: z._default(z.enum(["json", "slack"]), "json"),
   /** A PEM file with the CA(s) to trust for the webhook, relative to the config file. */
-  caFile: z.string().min(1).optional(),
+  caFile: z.optional(z.string().check(z.minLength(1))),
   /**
    * Seconds the notification may take in all, retries and their waits included: a receiver that
    * accepts and never answers costs the end of a run this much, never `maxRetries` timeouts.
    */
-  deadline: z.number().min(1).max(3_600).default(30),
+  deadline: z._default(z.number().check(z.gte(1), z.lte(3_600)), 30),
 });
 
 /** `metrics` as written, defaults filled. */
@@ -115,17 +132,26 @@ export interface ResolvedNotify {
  * writing to one cluster need two names, or one's mirror sets replace the other's.
  */
 export const openshiftSchema = z.strictObject({
-  mirrorSets: z.strictObject({
-    /** Objects `<name>-digest-mirrors` and `<name>-tag-mirrors` (a Kubernetes name). */
-    name: z.string().max(230).regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, {
-      message: "a Kubernetes name: lowercase letters, digits, '-' and '.', e.g. bananna-prod",
-    }).default("bananna"),
-    /**
-     * `mirrorSourcePolicy` of every entry: `NeverContactSource` for a disconnected cluster (the
-     * node never falls back to the upstream registry). Unset: left out (AllowContactingSource).
-     */
-    sourcePolicy: z.enum(["AllowContactingSource", "NeverContactSource"]).optional(),
-  }).default({ name: "bananna" }),
+  mirrorSets: z._default(
+    z.strictObject({
+      /** Objects `<name>-digest-mirrors` and `<name>-tag-mirrors` (a Kubernetes name). */
+      name: z._default(
+        z.string().check(
+          z.maxLength(230),
+          z.regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, {
+            message: "a Kubernetes name: lowercase letters, digits, '-' and '.', e.g. bananna-prod",
+          }),
+        ),
+        "bananna",
+      ),
+      /**
+       * `mirrorSourcePolicy` of every entry: `NeverContactSource` for a disconnected cluster (the
+       * node never falls back to the upstream registry). Unset: left out (AllowContactingSource).
+       */
+      sourcePolicy: z.optional(z.enum(["AllowContactingSource", "NeverContactSource"])),
+    }),
+    { name: "bananna" },
+  ),
 });
 
 /** `openshift` with defaults. */

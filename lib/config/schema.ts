@@ -8,7 +8,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../zod.ts";
 import type { Reference } from "../registry/reference.ts";
 import {
   metricsSchema,
@@ -19,27 +19,37 @@ import {
   type ResolvedNotify,
 } from "./ops_schema.ts";
 
+/** A string of at least one character (one instance, shared by every field that needs it). */
+const nonEmpty = z.string().check(z.minLength(1));
+
+/** A list of at least one item. */
+const nonEmptyList = <T extends z.ZodMiniType>(item: T) => z.array(item).check(z.minLength(1));
+
 const seconds = (min: number, max: number, fallback: number) =>
-  z.number().min(min).max(max).default(fallback);
+  z._default(z.number().check(z.gte(min), z.lte(max)), fallback);
+
+/** An integer in `[min, max]`, `fallback` when unset. */
+const integer = (min: number, max: number, fallback: number) =>
+  z._default(z.number().check(z.int(), z.gte(min), z.lte(max)), fallback);
 
 /** Connection settings shared by destination and source registries. */
 /** A bandwidth limit in bytes per second: at least 1 KiB/s. */
-const bytesPerSecond = z.number().int().min(1024).max(1e12);
+const bytesPerSecond = z.number().check(z.int(), z.gte(1024), z.lte(1e12));
 
 const connection = {
   /** Username for the registry (robot account `org+name` on Quay). */
-  username: z.string().min(1).optional(),
+  username: z.optional(nonEmpty),
   /** Password or token for the registry. Use `${VAR}` in YAML. */
-  password: z.string().min(1).optional(),
+  password: z.optional(nonEmpty),
   /** A PEM file with the CA(s) to trust for this registry, relative to the config file. */
-  caFile: z.string().min(1).optional(),
+  caFile: z.optional(nonEmpty),
   /** Plain http (no TLS). Loopback hosts default to http like docker does (false: TLS there too). */
-  insecure: z.boolean().optional(),
+  insecure: z.optional(z.boolean()),
   /**
    * Bandwidth limit for this host's blob streams, in bytes per second per direction, on top of
    * `operation.maxBytesPerSecond` (registry engine, export and import).
    */
-  maxBytesPerSecond: bytesPerSecond.optional(),
+  maxBytesPerSecond: z.optional(bytesPerSecond),
 };
 
 /**
@@ -51,21 +61,21 @@ export const SECRET_KEYS: ReadonlySet<string> = new Set(["password", "apiToken"]
 /** One destination registry. */
 export const registrySchema = z.strictObject({
   /** `host[:port]`, optionally with `http://` or `https://`. */
-  url: z.string().min(1),
+  url: nonEmpty,
   /** Namespace (Quay organization or user) the images go into. */
-  namespace: z.string().min(1),
+  namespace: nonEmpty,
   /** Quay organization for the REST API; defaults to `namespace`. */
-  organization: z.string().min(1).optional(),
+  organization: z.optional(nonEmpty),
   /** `quay` (REST API for repositories) or `registry` (a plain OCI registry). */
-  kind: z.enum(["quay", "registry"]).default("quay"),
+  kind: z._default(z.enum(["quay", "registry"]), "quay"),
   /** Quay OAuth API token (Bearer) for creating repositories. */
-  apiToken: z.string().min(1).optional(),
+  apiToken: z.optional(nonEmpty),
   /**
    * Quay robot account that pushes (`org+name`, or `name` in `organization`): granted `write` on
    * every repository the run creates or finds without it (needs the token's `repo:admin`
    * scope). A `username` of the form `org+name` counts as this.
    */
-  robot: z.string().min(1).optional(),
+  robot: z.optional(nonEmpty),
   ...connection,
 });
 
@@ -74,14 +84,14 @@ export const sourceSchema = z.strictObject(connection);
 
 /** Log settings. */
 export const logSchema = z.strictObject({
-  level: z.enum(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]).default("INFO"),
-  file: z.string().min(1).default("bananna-bot.log"),
-  dir: z.string().min(1).default("logs"),
-  rotationDays: z.number().int().min(1).max(3650).default(7),
-  consoleOutput: z.boolean().default(true),
-  keepArchives: z.number().int().min(0).max(10_000).default(0),
+  level: z._default(z.enum(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]), "INFO"),
+  file: z._default(nonEmpty, "bananna-bot.log"),
+  dir: z._default(nonEmpty, "logs"),
+  rotationDays: integer(1, 3650, 7),
+  consoleOutput: z._default(z.boolean(), true),
+  keepArchives: integer(0, 10_000, 0),
   /** Seconds a run lock's heartbeat stays good (run_lock.ts); renewed every tenth of it. */
-  lockLease: z.number().min(1).max(86_400).default(300),
+  lockLease: seconds(1, 86_400, 300),
 });
 
 /**
@@ -90,13 +100,13 @@ export const logSchema = z.strictObject({
  * is out of scope, so any other key is refused as unknown.
  */
 const verifySchema = z.strictObject({
-  cosignKey: z.union([z.string().min(1), z.array(z.string().min(1)).min(1)], {
+  cosignKey: z.union([nonEmpty, nonEmptyList(nonEmpty)], {
     error: "give the path of a cosign public key (or a list of paths)",
   }),
-  keyless: z.never({
+  keyless: z.optional(z.never({
     error:
       "keyless verification (Fulcio certificate + Rekor bundle) is out of scope; verify with cosignKey: path/to/cosign.pub",
-  }).optional(),
+  })),
 });
 
 /** OS names a platform may start with (GOOS values, as image indexes write them). */
@@ -122,7 +132,7 @@ const PLATFORM_OS = new Set([
  * One platform of a multi-arch image in the image spec's `os/arch[/variant]` form
  * (`linux/amd64`, `linux/arm64/v8`): an OS it knows first, then an architecture.
  */
-const platformSchema = z.string().refine(
+const platformSchema = z.string().check(z.refine(
   (value) =>
     /^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/.test(value) && PLATFORM_OS.has(value.split("/")[0]),
   {
@@ -131,7 +141,7 @@ const platformSchema = z.string().refine(
         JSON.stringify(issue.input)
       } is not a platform: write os/arch[/variant], e.g. linux/amd64 or linux/arm64/v8`,
   },
-);
+));
 
 /**
  * `platforms`: the platforms of a multi-arch image to mirror (registry engine); at least one.
@@ -139,10 +149,10 @@ const platformSchema = z.string().refine(
  */
 const platformsSchema = z.array(platformSchema, {
   error: "give a list of platforms, e.g. [linux/amd64]",
-}).min(1, {
+}).check(z.minLength(1, {
   error:
     "an empty list mirrors nothing: list at least one platform, e.g. [linux/amd64], or remove platforms to keep every platform",
-});
+}));
 
 /** Operation settings. */
 export const operationSchema = z.strictObject({
@@ -151,10 +161,10 @@ export const operationSchema = z.strictObject({
    * pull, tag and push through a docker daemon (the original tool's behaviour); needs the docker
    * CLI and a daemon that answers.
    */
-  engine: z.enum(["docker", "registry"]).default("registry"),
-  continueOnError: z.boolean().default(true),
-  createReposIfNotExists: z.boolean().default(true),
-  cleanupLocalImages: z.boolean().default(false),
+  engine: z._default(z.enum(["docker", "registry"]), "registry"),
+  continueOnError: z._default(z.boolean(), true),
+  createReposIfNotExists: z._default(z.boolean(), true),
+  cleanupLocalImages: z._default(z.boolean(), false),
   /** Seconds one docker command may run before it is killed. */
   dockerTimeout: seconds(1, 86_400, 600),
   /** Seconds one HTTP request (Quay API, registry metadata, a blob stream) may stay silent. */
@@ -170,10 +180,10 @@ export const operationSchema = z.strictObject({
    * the first (the grace). 64 KiB/s (512 kbit/s): slower than any working registry link, fast
    * enough that a trickling source cannot hold the run (and its lock) for hours. 0: no minimum.
    */
-  minBlobRate: z.number().int().min(0).max(1024 * 1024 * 1024).default(64 * 1024),
+  minBlobRate: integer(0, 1024 * 1024 * 1024, 64 * 1024),
   /** Seconds of grace before `minBlobRate` applies, and the window it is measured over. */
   blobRateGrace: seconds(1, 3_600, 30),
-  maxRetries: z.number().int().min(0).max(20).default(3),
+  maxRetries: integer(0, 20, 3),
   /** Seconds before the first retry (doubles each time, with jitter). */
   retryDelay: seconds(0, 3_600, 5),
   /**
@@ -186,67 +196,67 @@ export const operationSchema = z.strictObject({
    * Bytes a manifest (or another metadata body: tag list, token answer) may have. Only raising
    * the 4 MiB default is allowed, as distribution and containers/image cap manifests at 4 MiB.
    */
-  maxManifestBytes: z.number().int().min(4 * 1024 * 1024).max(256 * 1024 * 1024).default(
-    4 * 1024 * 1024,
-  ),
+  maxManifestBytes: integer(4 * 1024 * 1024, 256 * 1024 * 1024, 4 * 1024 * 1024),
   /**
    * Docker Hub pull budget: pulls (manifest GETs) to keep in hand per rate-limited source host.
    * Capped at 10% of the host's `ratelimit-limit` (so a 10-pull anonymous limit keeps 1, not
    * all 10); see lib/mirror/pull_budget.ts.
    */
-  dockerHubReserve: z.number().int().min(0).max(100_000).default(10),
+  dockerHubReserve: integer(0, 100_000, 10),
   /**
    * Bandwidth limit of the whole process, in bytes per second per direction: every blob
    * download together, and every blob upload together, whatever the concurrency (registry
    * engine, export and import; lib/registry/bandwidth.ts).
    */
-  maxBytesPerSecond: bytesPerSecond.optional(),
+  maxBytesPerSecond: z.optional(bytesPerSecond),
   /**
    * Images mirrored at once (each with up to 4 blobs at once); no-op tasks and `latest` read at 4x
    * this. 4, as oc-mirror's parallel images: docs "Performance" has the measurements.
    */
-  concurrency: z.number().int().min(1).max(64).default(4),
+  concurrency: integer(1, 64, 4),
   /** Move `latest` to the highest mirrored tag when a new tag lands. */
-  updateLatest: z.boolean().default(true),
+  updateLatest: z._default(z.boolean(), true),
   /** Docker engine: the platform to pull, e.g. `linux/amd64`. */
-  platform: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/, {
-    message: "platform must look like os/arch[/variant], e.g. linux/amd64",
-  }).optional(),
+  platform: z.optional(
+    z.string().check(z.regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/, {
+      message: "platform must look like os/arch[/variant], e.g. linux/amd64",
+    })),
+  ),
   /**
    * Registry engine: mirror only these platforms of a multi-arch image (every entry without its
    * own `platforms`). Unset: every platform.
    */
-  platforms: platformsSchema.optional(),
+  platforms: z.optional(platformsSchema),
   /**
    * With `platforms`: `sparse` (default) pushes the index unchanged with only the selected
    * children, keeping its digest (the destination must accept an index with missing children);
    * `rewrite` writes a new index holding only the selected platforms (a new digest).
    */
-  platformsMode: z.enum(["sparse", "rewrite"]).optional(),
+  platformsMode: z.optional(z.enum(["sparse", "rewrite"])),
   /** Signature verification for every entry without its own `verify`. */
-  verify: verifySchema.optional(),
+  verify: z.optional(verifySchema),
   /**
    * Supply chain: `copy` carries cosign `.sig`/`.att`/`.sbom` tags and OCI referrers with every
    * copied manifest (the registry engine's default), `skip` leaves them, `require` also refuses
    * an image that carries no signature. Unset: `copy` with the registry engine, `skip` with docker.
    */
-  signatures: z.enum(["copy", "skip", "require"]).optional(),
+  signatures: z.optional(z.enum(["copy", "skip", "require"])),
   /** Referrers copied only when their `artifactType` is in this list (unset: every type). */
-  artifactTypes: z.array(z.string().min(1)).min(1).optional(),
+  artifactTypes: z.optional(nonEmptyList(nonEmpty)),
 });
 
 /** One image to mirror. */
 export const imageSchema = z.strictObject({
   /** Names of entries in `registries`. */
-  targets: z.array(z.string().min(1)).min(1),
+  targets: nonEmptyList(nonEmpty),
   /** Description for the Quay repository when it is created. */
-  description: z.string().optional(),
+  description: z.optional(z.string()),
   /** Destination repository name (default: last path component of the source). */
-  repository: z.string().min(1).optional(),
+  repository: z.optional(nonEmpty),
   /** Signature verification for this image (overrides `operation.verify`). */
-  verify: verifySchema.optional(),
+  verify: z.optional(verifySchema),
   /** Platforms of a multi-arch image to mirror (overrides `operation.platforms`). */
-  platforms: platformsSchema.optional(),
+  platforms: z.optional(platformsSchema),
 });
 
 /**
@@ -256,51 +266,51 @@ export const imageSchema = z.strictObject({
  */
 export const tagRulesSchema = z.strictObject({
   /** Regexes (JavaScript syntax, anchored only as written); a tag must match at least one. */
-  include: z.array(z.string()).optional(),
+  include: z.optional(z.array(z.string())),
   /** Regexes; a tag matching any of them is dropped. */
-  exclude: z.array(z.string()).optional(),
+  exclude: z.optional(z.array(z.string())),
   /** An npm semver range, e.g. `">=1.25.0 <2"`; only versions inside it are kept. */
-  semver: z.string().optional(),
+  semver: z.optional(z.string()),
   /** Then keep the N highest versions (an integer >= 1). */
-  newest: z.number().optional(),
+  newest: z.optional(z.number()),
   /** Destination tags that follow upstream when it moves them (opt-in; selects nothing). */
-  mutable: z.array(z.string()).optional(),
+  mutable: z.optional(z.array(z.string())),
 });
 
 /** One source repository whose tags are chosen by rules (the key names no tag). */
 export const repositorySchema = z.strictObject({
   /** Names of entries in `registries`. */
-  targets: z.array(z.string().min(1)).min(1),
+  targets: nonEmptyList(nonEmpty),
   /** Description for the Quay repository when it is created. */
-  description: z.string().optional(),
+  description: z.optional(z.string()),
   /** Destination repository name (default: last path component of the source). */
-  repository: z.string().min(1).optional(),
+  repository: z.optional(nonEmpty),
   /** Which listed tags are mirrored; no rules: every listed tag. */
-  tags: tagRulesSchema.default({}),
+  tags: z._default(tagRulesSchema, {}),
   /** Signature verification for these tags (overrides `operation.verify`). */
-  verify: verifySchema.optional(),
+  verify: z.optional(verifySchema),
   /** Platforms of multi-arch images to mirror (overrides `operation.platforms`). */
-  platforms: platformsSchema.optional(),
+  platforms: z.optional(platformsSchema),
 });
 
 /** The whole configuration. */
 export const configSchema = z.strictObject({
   /** Config format version. */
-  version: z.literal(1).default(1),
-  registries: z.record(z.string().min(1), registrySchema),
-  sources: z.record(z.string().min(1), sourceSchema).default({}),
-  log: logSchema.default(logSchema.parse({})),
-  operation: operationSchema.default(operationSchema.parse({})),
+  version: z._default(z.literal(1), 1),
+  registries: z.record(nonEmpty, registrySchema),
+  sources: z._default(z.record(nonEmpty, sourceSchema), {}),
+  log: z._default(logSchema, logSchema.parse({})),
+  operation: z._default(operationSchema, operationSchema.parse({})),
   /** Single tags (or digests) to mirror. Optional when `repositories` has an entry. */
-  images: z.record(z.string().min(1), imageSchema).default({}),
+  images: z._default(z.record(nonEmpty, imageSchema), {}),
   /** Source repositories whose tags are selected by rules. Optional when `images` has one. */
-  repositories: z.record(z.string().min(1), repositorySchema).default({}),
+  repositories: z._default(z.record(nonEmpty, repositorySchema), {}),
   /** Prometheus metrics of every run: a text file and/or a Pushgateway (ops_schema.ts). */
-  metrics: metricsSchema.optional(),
+  metrics: z.optional(metricsSchema),
   /** One webhook notification per run (ops_schema.ts). */
-  notify: notifySchema.optional(),
+  notify: z.optional(notifySchema),
   /** What `--openshift-mirror-sets` writes: object names, mirrorSourcePolicy (ops_schema.ts). */
-  openshift: openshiftSchema.optional(),
+  openshift: z.optional(openshiftSchema),
 });
 
 /** What the user writes (optional fields optional). */

@@ -13,7 +13,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import { z } from "../zod.ts";
 import { UsageError } from "../errors.ts";
 import { FileInputError, readFileCapped, writeFileAtomic } from "../safe_file.ts";
 import { MAX_LAYOUT_FILE_BYTES } from "./oci_layout.ts";
@@ -30,12 +30,13 @@ const MAX_EXPORT_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** The format tag of this version. */
 export const EXPORT_FORMAT = "bananna-export/1";
 
-const digest = z.string().regex(/^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$/);
-const size = z.number().int().nonnegative();
+const digest = z.string().check(z.regex(/^sha(256:[0-9a-f]{64}|512:[0-9a-f]{128})$/));
+const size = z.number().check(z.int(), z.nonnegative());
+const nonEmpty = z.string().check(z.minLength(1));
 
 const exportedImage = z.object({
   /** The full source reference, as in index.json's ref.name. */
-  ref: z.string().min(1),
+  ref: nonEmpty,
   /** The image key (or `repositories` key) in the config. */
   key: z.string(),
   digest,
@@ -43,28 +44,30 @@ const exportedImage = z.object({
   size,
   /** The target registries' names in the exporting config. */
   targets: z.array(z.string()),
-  description: z.string().optional(),
+  description: z.optional(z.string()),
   /**
    * `platforms` of the entry: the platforms wanted, how, and what the layout holds of the index
    * (`kept`; null: a single image). Import mirrors the same platforms unless its config says.
    */
-  platforms: z.object({
-    wanted: z.array(z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/)).min(1),
+  platforms: z.optional(z.object({
+    wanted: z.array(z.string().check(z.regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/))).check(
+      z.minLength(1),
+    ),
     mode: z.enum(["sparse", "rewrite"]),
-    kept: z.array(z.string()).nullable(),
+    kept: z.nullable(z.array(z.string())),
     skipped: z.array(z.string()),
-  }).optional(),
+  })),
   /** What the export carried of its supply chain (`signatures: copy|require`). */
-  supplyChain: z.object({
+  supplyChain: z.optional(z.object({
     signatures: size,
     attestations: size,
     sboms: size,
     referrers: size,
-  }).optional(),
+  })),
 });
 
 /** A managed tag (`sha256-<hex>.sig`/`.att`/`.sbom`, fallback `sha256-<hex>`) in index.json. */
-const exportedArtifact = z.object({ ref: z.string().min(1), digest, mediaType: z.string(), size });
+const exportedArtifact = z.object({ ref: nonEmpty, digest, mediaType: z.string(), size });
 
 /**
  * The layout files an export checksums: only these names, so a crafted manifest cannot point the
@@ -78,7 +81,7 @@ const fileSumSchema = z.object({
 
 const manifestSchema = z.object({
   format: z.literal(EXPORT_FORMAT),
-  id: z.string().min(1),
+  id: nonEmpty,
   tool: z.object({ name: z.string(), version: z.string() }),
   created: z.string(),
   images: z.array(exportedImage),
@@ -86,22 +89,25 @@ const manifestSchema = z.object({
    * The cosign and referrers fallback tags in index.json (not images: import carries them with
    * the image they sign, by the supply-chain rules). Absent in exports made before they travelled.
    */
-  artifacts: z.array(exportedArtifact).optional(),
+  artifacts: z.optional(z.array(exportedArtifact)),
   /** Every blob file this export holds, with the source repositories whose images use it. */
-  blobs: z.array(z.object({ digest, size, repositories: z.array(z.string()).optional() })),
+  blobs: z.array(z.object({ digest, size, repositories: z.optional(z.array(z.string())) })),
   /** Blobs earlier exports carried (not in this one), with their export and repositories. */
   inherited: z.array(
-    z.object({ digest, size, from: z.string(), repositories: z.array(z.string()).optional() }),
+    z.object({ digest, size, from: z.string(), repositories: z.optional(z.array(z.string())) }),
   ),
   /** The earlier exports this one builds on, oldest first. */
   since: z.array(z.object({ id: z.string(), sha256: digest, created: z.string() })),
   /** `oci-layout` and `index.json`. */
   files: z.array(fileSumSchema),
   /** The tar parts, when the layout was split (null: a plain directory). */
-  parts: z.array(
-    z.object({ name: z.string().regex(/^bananna-export\.tar(\.\d{3,})?$/), size, sha256: digest }),
-  )
-    .nullable(),
+  parts: z.nullable(z.array(
+    z.object({
+      name: z.string().check(z.regex(/^bananna-export\.tar(\.\d{3,})?$/)),
+      size,
+      sha256: digest,
+    }),
+  )),
 });
 
 /** The content of `bananna-export.json`. */

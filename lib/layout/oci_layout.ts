@@ -23,7 +23,7 @@
  * @module
  */
 import { createHash } from "node:crypto";
-import { z } from "zod";
+import { z } from "../zod.ts";
 import { MirrorError, UsageError } from "../errors.ts";
 import { acquireRunLock, type RunLock } from "../mirror/run_lock.ts";
 import { parseManifest } from "../registry/manifest.ts";
@@ -407,9 +407,9 @@ const layoutFileSchema = z.object({ imageLayoutVersion: z.string() });
 const indexSchema = z.object({
   manifests: z.array(z.object({
     mediaType: z.string(),
-    digest: z.string().refine(validDigest, "not a digest"),
-    size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
-    annotations: z.record(z.string(), z.string()).optional(),
+    digest: z.string().check(z.refine(validDigest, "not a digest")),
+    size: z.number().check(z.int(), z.nonnegative(), z.lte(Number.MAX_SAFE_INTEGER)),
+    annotations: z.optional(z.record(z.string(), z.string())),
   })),
 });
 

@@ -20,7 +20,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../zod.ts";
 import { errorMessage, MirrorError } from "../errors.ts";
 import { FileInputError, readJsonFile } from "../safe_file.ts";
 import type { PullBudgetEntry, Report, ReportEntry } from "./report.ts";
@@ -40,8 +40,8 @@ const MAX_SHARD_REPORT_BYTES = 4 * 1024 * 1024;
 /** Shards a run may have (as shard.ts allows). */
 const MAX_SHARDS = 1000;
 
-const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const when = z.string().refine((t) => Number.isFinite(Date.parse(t)), "not a time");
+const count = z.number().check(z.int(), z.nonnegative(), z.lte(Number.MAX_SAFE_INTEGER));
+const when = z.string().check(z.refine((t) => Number.isFinite(Date.parse(t)), "not a time"));
 const status = z.enum(["pushed", "exists", "drift", "failed", "deferred", "planned", "skipped"]);
 
 /** A shard's report as `report --merge` reads it: every field it adds up or copies, checked. */
@@ -54,7 +54,8 @@ const shardReportSchema = z.object({
   interrupted: z.boolean(),
   startedAt: when,
   endedAt: when,
-  totals: z.object(Object.fromEntries(status.options.map((s) => [s, count.default(0)]))).pipe(
+  totals: z.pipe(
+    z.object(Object.fromEntries(status.options.map((s) => [s, z._default(count, 0)]))),
     z.object({
       pushed: count,
       exists: count,
@@ -70,71 +71,85 @@ const shardReportSchema = z.object({
     target: z.string(),
     destination: z.string(),
     status,
-    digest: z.string().nullable(),
+    digest: z.nullable(z.string()),
     code: z.string(),
-    error: z.string().nullable(),
+    error: z.nullable(z.string()),
     comparedBy: z.string(),
-    repo: z.enum(["created", "exists"]).nullable(),
+    repo: z.nullable(z.enum(["created", "exists"])),
     bytesUploaded: count,
     durationMs: count,
-    signatures: count.default(0),
-    attestations: count.default(0),
-    sboms: count.default(0),
-    referrers: count.default(0),
-    platforms: z.object({
+    signatures: z._default(count, 0),
+    attestations: z._default(count, 0),
+    sboms: z._default(count, 0),
+    referrers: z._default(count, 0),
+    platforms: z.optional(z.object({
       wanted: z.array(z.string()),
       mode: z.enum(["sparse", "rewrite"]),
-      kept: z.array(z.string()).nullable(),
+      kept: z.nullable(z.array(z.string())),
       skipped: z.array(z.string()),
-      sourceDigest: z.string().nullable(),
-      added: z.array(z.string()).optional(),
-    }).optional(),
+      sourceDigest: z.nullable(z.string()),
+      added: z.optional(z.array(z.string())),
+    })),
   })),
-  pullBudget: z.array(z.object({
-    host: z.string(),
-    limit: count,
-    remaining: count,
-    reserve: count,
-    planned: count,
-    spent: count,
-    remainingAfter: z.number().int().min(-Number.MAX_SAFE_INTEGER).max(Number.MAX_SAFE_INTEGER),
-    deferred: count,
-    refillsAt: z.string().nullable(),
-    stoppedUntil: z.string().nullable(),
-  })).default([]),
+  pullBudget: z._default(
+    z.array(z.object({
+      host: z.string(),
+      limit: count,
+      remaining: count,
+      reserve: count,
+      planned: count,
+      spent: count,
+      remainingAfter: z.number().check(
+        z.int(),
+        z.gte(-Number.MAX_SAFE_INTEGER),
+        z.lte(Number.MAX_SAFE_INTEGER),
+      ),
+      deferred: count,
+      refillsAt: z.nullable(z.string()),
+      stoppedUntil: z.nullable(z.string()),
+    })),
+    [],
+  ),
   latest: z.array(z.object({
     target: z.string(),
     repository: z.string(),
     code: z.string(),
-    tag: z.string().nullable(),
+    tag: z.nullable(z.string()),
     message: z.string(),
   })),
-  selection: z.array(z.object({
-    repository: z.string(),
-    listed: z.array(z.string()),
-    selected: z.array(z.string()),
-    mutable: z.array(z.string()),
-    rules: z.array(z.object({ rule: z.string(), kept: count, dropped: count })),
-    dropped: z.array(z.object({ tag: z.string(), rule: z.string(), reason: z.string() })),
-    code: z.string().nullable(),
-    error: z.string().nullable(),
-  })).default([]),
-  shard: z.object({ index: count, count: count.min(1).max(MAX_SHARDS) })
-    .refine((s) => s.index < s.count, "index must be below count").optional(),
-  bandwidth: z.object({
-    bytesPerSecond: count.nullable(),
+  selection: z._default(
+    z.array(z.object({
+      repository: z.string(),
+      listed: z.array(z.string()),
+      selected: z.array(z.string()),
+      mutable: z.array(z.string()),
+      rules: z.array(z.object({ rule: z.string(), kept: count, dropped: count })),
+      dropped: z.array(z.object({ tag: z.string(), rule: z.string(), reason: z.string() })),
+      code: z.nullable(z.string()),
+      error: z.nullable(z.string()),
+    })),
+    [],
+  ),
+  shard: z.optional(
+    z.object({ index: count, count: count.check(z.gte(1), z.lte(MAX_SHARDS)) }).check(
+      z.refine((s) => s.index < s.count, "index must be below count"),
+    ),
+  ),
+  bandwidth: z.optional(z.object({
+    bytesPerSecond: z.nullable(count),
     hosts: z.record(z.string(), count),
     downloadBytes: count,
     uploadBytes: count,
-    waitedSeconds: z.number().nonnegative(),
-  }).optional(),
-  stopped: z.object({ code: z.string(), message: z.string() }).optional(),
-  quotaExceeded: z.array(z.object({ target: z.string(), namespace: z.string(), images: count }))
-    .optional(),
-  mirrorSets: z.object({
+    waitedSeconds: z.number().check(z.nonnegative()),
+  })),
+  stopped: z.optional(z.object({ code: z.string(), message: z.string() })),
+  quotaExceeded: z.optional(
+    z.array(z.object({ target: z.string(), namespace: z.string(), images: count })),
+  ),
+  mirrorSets: z.optional(z.object({
     name: z.string(),
-    sourcePolicy: z.enum(["AllowContactingSource", "NeverContactSource"]).optional(),
-  }).optional(),
+    sourcePolicy: z.optional(z.enum(["AllowContactingSource", "NeverContactSource"])),
+  })),
 });
 
 /**

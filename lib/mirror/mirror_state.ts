@@ -10,13 +10,13 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../zod.ts";
 import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
 
 /** The state file read at most (a larger one is ignored: an empty state). */
 const MAX_STATE_BYTES = 16 * 1024 * 1024;
 
-const stateSchema = z.object({ equivalent: z.record(z.string(), z.unknown()).optional() });
+const stateSchema = z.object({ equivalent: z.optional(z.record(z.string(), z.unknown())) });
 
 /** Recorded equivalences: destination reference -> `source digest|destination digest`. */
 export class MirrorState {

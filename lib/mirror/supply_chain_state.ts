@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { z } from "zod";
+import { z } from "../zod.ts";
 import type { MemoPart, SupplyChainMemo } from "../engine/engine.ts";
 import { validDigest } from "../registry/reference.ts";
 import { FileInputError, readJsonFile, writeFileAtomic } from "../safe_file.ts";
@@ -25,20 +25,20 @@ const MAX_AGE_MS = 24 * 3600 * 1000;
 /** The state file read at most (a larger one is ignored: an empty memo). */
 const MAX_FILE_BYTES = 16 * 1024 * 1024;
 
-const digestSchema = z.string().refine(validDigest, "not a digest");
+const digestSchema = z.string().check(z.refine(validDigest, "not a digest"));
 const partsEntrySchema = z.object({
   parts: z.array(z.object({
     digest: digestSchema,
-    artifactType: z.string().optional(),
-    platformName: z.string().regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/).optional(),
-    describes: digestSchema.optional(),
+    artifactType: z.optional(z.string()),
+    platformName: z.optional(z.string().check(z.regex(/^[a-z0-9_]+\/[a-z0-9_]+(\/[a-z0-9_.]+)?$/))),
+    describes: z.optional(digestSchema),
   })),
   usedAt: z.number(),
 });
 const tagEntrySchema = z.object({ digest: digestSchema, verifiedAt: z.number() });
 const fileSchema = z.object({
-  parts: z.record(z.string(), z.unknown()).optional(),
-  tags: z.record(z.string(), z.unknown()).optional(),
+  parts: z.optional(z.record(z.string(), z.unknown())),
+  tags: z.optional(z.record(z.string(), z.unknown())),
 });
 
 /** How long a digest's parts are kept after a run last used them: 30 days. */
