@@ -120,6 +120,25 @@ for (
   });
 }
 
+/**
+ * The signature code (cosign, sigstore bundles, referrers) is used once the plan is made, and
+ * verification only with `verify` keys: a run loads it after its first requests.
+ */
+for (
+  const [command, entry] of [
+    ["validate", "lib/cli/validate_command.ts"],
+    ["mirror", "lib/cli/mirror_command.ts"],
+  ]
+) {
+  Deno.test(`startup imports: ${command} loads no signature code at start`, async () => {
+    const found = await heavyLoads(
+      entry,
+      (name) => name.startsWith("lib/signatures/") || name === "lib/mirror/verify_signatures.ts",
+    );
+    assert.deepEqual(found, [], `${entry} loads the signature code before it starts`);
+  });
+}
+
 Deno.test("startup imports: validate, which makes no request, loads no HTTP transport at start", async () => {
   const found = await heavyLoads(
     "lib/cli/validate_command.ts",

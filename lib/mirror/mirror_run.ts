@@ -62,7 +62,6 @@ import {
   type TaskResult,
 } from "./run_plan.ts";
 import { updateLatest } from "./update_latest.ts";
-import { SignatureVerifier } from "./verify_signatures.ts";
 import { listedTags, signaturesMode, supplyChainStep, unsignedSummary } from "./supply_chain.ts";
 
 const OP = "Mirror";
@@ -358,6 +357,9 @@ class MirrorRun implements AsyncDisposable {
     const op = config.operation;
     // A store with a supply-chain view of its own (a layout) gets an engine of its own for it.
     const chainEngine = this.#options.stores ? await this.#makeEngine("supplyChain") : engine;
+    // The signature code (cosign, sigstore bundles, referrers: 7 modules) loads here, once the
+    // plan is made: no request before it waits for it.
+    const { SignatureVerifier } = await import("./verify_signatures.ts");
     const verifier = new SignatureVerifier({
       // A layout source verifies with the layout's signatures (it is never contacted).
       clientFor: (host) => this.#copyStore(host, "image"),

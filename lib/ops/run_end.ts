@@ -22,9 +22,8 @@ import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log/logger.ts";
 import { base64Utf8, type Secrets } from "../log/redact.ts";
 import { readFileCapped, writeFileAtomic } from "../safe_file.ts";
-import { metricsText, parseLastSuccess } from "./metrics.ts";
-import { notificationJson, notifyReasons, type RunEnd, slackMessage } from "./notify.ts";
-import { deliver, type DeliveryOptions } from "./ops_http.ts";
+import type { RunEnd } from "./notify.ts";
+import type { DeliveryOptions } from "./ops_http.ts";
 
 export type { RunEnd } from "./notify.ts";
 
@@ -104,6 +103,12 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
   const { file, previous } = metricsPaths(options);
   const pushgateway = options.config.metrics?.pushgateway;
   if (!previous) return;
+  // The metrics text, the notification and their delivery are loaded at the end of a run, where
+  // they are used: not before the run's first request.
+  const [{ metricsText, parseLastSuccess }, { deliver }] = await Promise.all([
+    import("./metrics.ts"),
+    import("./ops_http.ts"),
+  ]);
   const { logger, config } = options;
   const text = metricsText({
     report: end.report,
@@ -162,6 +167,10 @@ async function publishMetrics(end: RunEnd, options: PublishOptions): Promise<voi
 async function sendNotification(end: RunEnd, options: PublishOptions): Promise<void> {
   const notify = options.config.notify;
   if (!notify) return;
+  const [{ notificationJson, notifyReasons, slackMessage }, { deliver }] = await Promise.all([
+    import("./notify.ts"),
+    import("./ops_http.ts"),
+  ]);
   const { logger, secrets } = options;
   const reasons = notifyReasons(end, notify.on);
   if (reasons.length === 0) {
