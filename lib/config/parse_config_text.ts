@@ -176,27 +176,49 @@ function findDuplicateKeys(
  */
 export function checkShape(value: unknown): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  const stack: { value: unknown; path: (string | number)[] }[] = [{ value, path: [] }];
+  // Only objects and arrays are visited; each keeps its parent and key, so a path is built only
+  // for a problem (copying it for every value cost more than the rest of the walk).
+  interface Node {
+    value: object;
+    key: string | number;
+    parent: Node | null;
+    depth: number;
+  }
+  const pathOf = (node: Node | null, last?: string): (string | number)[] => {
+    const path: (string | number)[] = last === undefined ? [] : [last];
+    for (let at = node; at?.parent; at = at.parent) path.push(at.key);
+    return path.reverse();
+  };
+  if (value === null || typeof value !== "object") return problems;
+  const stack: Node[] = [{ value, key: "", parent: null, depth: 0 }];
   while (stack.length > 0 && problems.length < 10) {
-    const { value: current, path } = stack.pop() as (typeof stack)[number];
-    if (current === null || typeof current !== "object") continue;
-    if (path.length >= MAX_CONFIG_DEPTH) {
-      problems.push({ path: formatPath(path), message: nestedTooDeeply("") });
+    const node = stack.pop() as Node;
+    const { value: current, depth } = node;
+    if (depth >= MAX_CONFIG_DEPTH) {
+      problems.push({ path: formatPath(pathOf(node)), message: nestedTooDeeply("") });
       continue;
     }
     if (Array.isArray(current)) {
-      current.forEach((child, i) => stack.push({ value: child, path: [...path, i] }));
+      for (let i = 0; i < current.length; i++) {
+        const child = current[i];
+        if (child !== null && typeof child === "object") {
+          stack.push({ value: child, key: i, parent: node, depth: depth + 1 });
+        }
+      }
       continue;
     }
-    for (const [key, child] of Object.entries(current)) {
+    for (const key of Object.keys(current)) {
       if (key === "__proto__") {
         problems.push({
-          path: formatPath([...path, key]),
+          path: formatPath(pathOf(node, key)),
           message: 'the name "__proto__" cannot be used (it is reserved); choose another name',
         });
         continue;
       }
-      stack.push({ value: child, path: [...path, key] });
+      const child = (current as Record<string, unknown>)[key];
+      if (child !== null && typeof child === "object") {
+        stack.push({ value: child, key, parent: node, depth: depth + 1 });
+      }
     }
   }
   return problems;
