@@ -40,6 +40,11 @@ export interface LoginOptions {
   signal: AbortSignal;
   /** Hosts never contacted: their images live in a store of their own (mirror_run.ts HostStores). */
   skipHosts?: ReadonlySet<string>;
+  /**
+   * Called once, when the first login request is under way (or when the step ends without one):
+   * work that can wait on the network starts here, not before the run's first request.
+   */
+  onRequested?: () => void;
 }
 
 /**
@@ -53,7 +58,7 @@ export interface Logins {
 
 /** Log in to every host the images use; verified clients go to `options.hosts`. */
 export async function loginAll(options: LoginOptions): Promise<Logins> {
-  const { config, logger } = options;
+  const { config } = options;
   const hosts = new Map<string, { repository: string; destination: boolean }>();
   // Destination hosts that will be asked to hold a sparse index (an entry with `platforms`): only
   // these are sent the extra `GET /v2/` that reads X-Sparse-Manifest-Support.
@@ -73,6 +78,27 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
     }
   }
   const logins: Logins = { credentials: new Map(), broken: new Map() };
+  let requested = false;
+  const onRequested = () => {
+    if (requested) return;
+    requested = true;
+    options.onRequested?.();
+  };
+  try {
+    await loginEach({ ...options, onRequested }, hosts, sparseHosts, logins);
+  } finally {
+    onRequested();
+  }
+  return logins;
+}
+
+async function loginEach(
+  options: LoginOptions,
+  hosts: Map<string, { repository: string; destination: boolean }>,
+  sparseHosts: Set<string>,
+  logins: Logins,
+): Promise<void> {
+  const { config, logger } = options;
   for (const [host, { repository, destination }] of hosts) {
     options.signal.throwIfAborted();
     try {
@@ -100,7 +126,6 @@ export async function loginAll(options: LoginOptions): Promise<Logins> {
       logins.broken.set(host, error);
     }
   }
-  return logins;
 }
 
 async function login(
@@ -115,7 +140,9 @@ async function login(
   const verify = async (credential: Credential | null): Promise<boolean> => {
     const client = options.hosts.newClient(host, credential);
     try {
-      await client.checkAccess(repository, ["pull"], signal);
+      const checking = client.checkAccess(repository, ["pull"], signal);
+      options.onRequested?.();
+      await checking;
       verified = client;
       return true;
     } catch (error) {

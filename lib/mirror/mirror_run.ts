@@ -184,8 +184,13 @@ class MirrorRun implements AsyncDisposable {
     );
     // The docker engine's daemon is checked before any request (a dry run too: no "Would push"
     // from a run that cannot push). The registry engine has nothing to check: its modules and
-    // supply-chain memo load while the logins below wait on the network.
-    const ready = this.#makeEngine().then(async (engine) => {
+    // supply-chain memo load once the first login request is under way, while the logins wait on
+    // the network (started before, their loading could land ahead of that request).
+    let startEngine = () => {};
+    const started = op.engine === "docker"
+      ? Promise.resolve()
+      : new Promise<void>((resolve) => startEngine = resolve);
+    const ready = started.then(() => this.#makeEngine()).then(async (engine) => {
       this.#engine = engine;
       await engine.prepare(signal);
       return engine;
@@ -209,6 +214,7 @@ class MirrorRun implements AsyncDisposable {
       say: this.#options.say,
       signal,
       skipHosts: this.#options.stores?.hosts,
+      onRequested: () => startEngine(),
     });
     const engine = await ready;
     const state = await MirrorState.load(config.log.dir);
