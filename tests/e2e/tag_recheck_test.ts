@@ -7,10 +7,27 @@
 import assert from "node:assert/strict";
 import { startHookProxy } from "../support/hook_proxy.ts";
 import { headDigest, pushTestImage } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
 import { mirror, registryTarget } from "../support/e2e_kit.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+/** `main.ts mirror` of `src`'s team/app:1.0 to `dst` through `proxy` (signed in), with `extra`. */
+function mirrorApp(
+  dir: string,
+  parts: { src: TestRegistry; dst: TestRegistry; proxy: { host: string } },
+  extra: Record<string, unknown> = {},
+) {
+  const { src, dst, proxy } = parts;
+  return mirror(dir, {
+    registries: {
+      dr: registryTarget({ host: proxy.host, username: dst.username }, { login: true }),
+    },
+    log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
+    images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
+    ...extra,
+  }, { env: { DST_PASSWORD: dst.password ?? "" }, timeoutMs: 60_000 });
+}
 
 Deno.test({
   name:
@@ -30,14 +47,9 @@ Deno.test({
     });
     const dir = await Deno.makeTempDir({ prefix: "bb-recheck-" });
     try {
-      const run = await mirror(dir, {
-        registries: {
-          dr: registryTarget({ host: proxy.host, username: dst.username }, { login: true }),
-        },
-        log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
+      const run = await mirrorApp(dir, { src, dst, proxy }, {
         operation: { engine: "registry", retryDelay: 0.05, maxRetries: 1 },
-        images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
-      }, { env: { DST_PASSWORD: dst.password ?? "" }, timeoutMs: 60_000 });
+      });
       assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
       assert.ok(pushed, "the other image was pushed during the copy");
       const report = run.report;
@@ -79,13 +91,7 @@ Deno.test({
     const dir = await Deno.makeTempDir({ prefix: "bb-recheck-" });
     try {
       // The defaults a user gets: the supply chain carried, latest reconciled.
-      const run = await mirror(dir, {
-        registries: {
-          dr: registryTarget({ host: proxy.host, username: dst.username }, { login: true }),
-        },
-        log: { dir: "./logs", level: "DEBUG", consoleOutput: false },
-        images: { [`${src.host}/team/app:1.0`]: { targets: ["dr"] } },
-      }, { env: { DST_PASSWORD: dst.password ?? "" }, timeoutMs: 60_000 });
+      const run = await mirrorApp(dir, { src, dst, proxy });
       assert.equal(run.code, 0, `${run.stdout}\n${run.stderr}`);
       assert.deepEqual(run.report?.entries.map((e) => e.status), ["pushed"]);
       assert.equal(await headDigest(dst, "mirror/app:1.0"), image.digest);
