@@ -168,6 +168,21 @@ function recorder(
 }
 
 /** Rejects when `promise` takes longer than `ms` (a bound of the test itself). */
+
+/** A body that sends `first`, then nothing for 3 s (closed then, unless the client gave up). */
+function stalledAfter(first: string): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    async start(controller) {
+      controller.enqueue(new TextEncoder().encode(first));
+      await new Promise((r) => setTimeout(r, 3000));
+      try {
+        controller.close();
+      } catch {
+        // the client gave up first
+      }
+    },
+  });
+}
 /** A GET of `url`, whose answer starts and then stalls, fails on the 0.4 s apiTimeout. */
 async function stallFails(http: HttpTransport, url: string): Promise<void> {
   const stalled = await within(5000, http.send({ method: "GET", url: new URL(url) }));
@@ -324,20 +339,7 @@ Deno.test("HttpTransport: a small answer of known length comes in one right-size
     if (url.pathname === "/token") return Response.json(JSON.parse(token));
     if (url.pathname === "/big") return new Response("b".repeat(100_000));
     // 10 bytes announced, 1 sent, then silence (up to 3 s).
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        async start(controller) {
-          controller.enqueue(new TextEncoder().encode("x"));
-          await new Promise((r) => setTimeout(r, 3000));
-          try {
-            controller.close();
-          } catch {
-            // the client gave up first
-          }
-        },
-      }),
-      { headers: { "content-length": "10" } },
-    );
+    return new Response(stalledAfter("x"), { headers: { "content-length": "10" } });
   });
   const http = new HttpTransport({ timeoutMs: 400 });
   /** The chunks of an answer, each as [its length, the length of the buffer it holds]. */
@@ -380,19 +382,7 @@ Deno.test("HttpTransport: the caller's signal aborts the wait for headers and a 
   await using host = recorder("127.0.0.1", async (_req, url) => {
     if (url.pathname === "/late") await new Promise((r) => setTimeout(r, 3000));
     // One chunk, then nothing for 3 s.
-    return new Response(
-      new ReadableStream<Uint8Array>({
-        async start(controller) {
-          controller.enqueue(new TextEncoder().encode("0"));
-          await new Promise((r) => setTimeout(r, 3000));
-          try {
-            controller.close();
-          } catch {
-            // the client gave up first
-          }
-        },
-      }),
-    );
+    return new Response(stalledAfter("0"));
   });
   const http = new HttpTransport({ timeoutMs: 20_000 });
   const started = performance.now();
