@@ -19,6 +19,7 @@ import { MirrorError } from "../errors.ts";
 import { VERSION } from "../version.ts";
 import { checkWrite } from "../write_guard.ts";
 import { redactUrl, RegistryError } from "./registry_error.ts";
+import { Watchdog, type Watched } from "./request_watchdog.ts";
 
 /** The `User-Agent` of every request bananna-bot sends (registry, token realm, Quay API, webhook, Pushgateway). */
 export const USER_AGENT = `bananna-bot/${VERSION}`;
@@ -141,6 +142,7 @@ export class HttpTransport {
   #deadlineMs: number;
   #minBlobRate: number;
   #graceMs: number;
+  #watchdog = new Watchdog();
 
   /** Create the transport (reads the CA file at once, so a bad path fails early). */
   constructor(options: HttpTransportOptions = {}) {
@@ -248,39 +250,30 @@ export class HttpTransport {
     const blob = options.blob || init.body instanceof ReadableStream;
     let bound = "";
     let moved = 0;
-    const end = (why: string) => {
-      bound = why;
-      timedOut = true;
-      timeout.abort(new DOMException("timed out", "TimeoutError"));
-      // Ended: the caller's signal has nothing left to abort (an answer never read is let go).
-      outer?.removeEventListener("abort", onOuter);
-    };
-    // A metadata request's deadline shares the silence timer (one timer per request): `due` is
-    // when it passes, checked each time the timer fires.
     const deadline = blob ? 0 : this.#deadlineMs;
     const started = performance.now();
-    const due = deadline > 0 ? started + deadline : Infinity;
-    const bounds = blob ? this.#rateWatch(() => moved, end) : () => {};
     // Until the response headers arrive, `limit` ms without progress aborts: with no body that is
     // the whole wait; a streamed body (a blob upload) counts as progress with every chunk sent, so
-    // a large layer may take as long as it needs while a stalled one still fails.
-    let lastProgress = started;
-    const arm = (ms: number): ReturnType<typeof setTimeout> => {
-      const id = setTimeout(() => {
-        const now = performance.now();
-        if (now >= due) {
-          end(`no complete answer within ${deadline / 1000} s (operation.requestDeadline)`);
-          return;
-        }
-        const idle = now - lastProgress;
-        if (idle < limit) timer = arm(Math.min(limit - idle, due - now));
-        else end(""); // silence: the apiTimeout messages below
-      }, ms);
-      // The request or the body read keeps the process alive, never this timer alone.
-      Deno.unrefTimer(id);
-      return id;
+    // a large layer may take as long as it needs while a stalled one still fails. The silence and
+    // the metadata deadline are checked by the transport's one watchdog, as is the caller's signal.
+    const watch: Watched = {
+      due: deadline > 0 ? started + deadline : Infinity,
+      limit,
+      lastProgress: started,
+      outer,
+      end(why) {
+        bound = why;
+        timedOut = true;
+        timeout.abort(new DOMException("timed out", "TimeoutError"));
+      },
+      abort: (reason) => timeout.abort(reason),
+      deadlineMessage: `no complete answer within ${deadline / 1000} s (operation.requestDeadline)`,
     };
-    let timer = arm(Math.min(limit, due - started));
+    const end = (why: string) => {
+      this.#watchdog.delete(watch);
+      watch.end(why);
+    };
+    const bounds = blob ? this.#rateWatch(() => moved, end) : () => {};
     let body = init.body;
     const streamed = body instanceof ReadableStream;
     if (body instanceof ReadableStream) {
@@ -288,7 +281,7 @@ export class HttpTransport {
         new TransformStream<Uint8Array, Uint8Array>({
           async transform(chunk, controller) {
             await guard?.();
-            lastProgress = performance.now();
+            watch.lastProgress = performance.now();
             moved += chunk.length;
             controller.enqueue(chunk);
           },
@@ -296,13 +289,13 @@ export class HttpTransport {
       );
     }
     // The caller's signal also aborts the response body: it aborts the one controller until the
-    // exchange ends (a listener, removed by `stop`, costs less per request than AbortSignal.any).
+    // exchange ends.
     const signal = timeout.signal;
-    const onOuter = () => timeout.abort(outer?.reason);
-    if (outer?.aborted) onOuter();
-    else outer?.addEventListener("abort", onOuter);
+    if (outer?.aborted) timeout.abort(outer.reason);
+    else this.#watchdog.add(watch);
     const write = options.write ??
-      ["PUT", "POST", "PATCH", "DELETE"].includes(init.method ?? "GET");
+      (init.method === "PUT" || init.method === "POST" || init.method === "PATCH" ||
+        init.method === "DELETE");
     const failure = (what: string, cause?: unknown, retryable = true) =>
       new RegistryError(
         write ? "IMAGE_PUSH_FAILED" : "IMAGE_PULL_FAILED",
@@ -311,9 +304,8 @@ export class HttpTransport {
       );
     let res: Response;
     const stop = () => {
-      clearTimeout(timer);
+      this.#watchdog.delete(watch);
       bounds();
-      outer?.removeEventListener("abort", onOuter);
     };
     try {
       res = await fetch(url, { ...init, body, signal, client: this.#client });
@@ -335,10 +327,10 @@ export class HttpTransport {
     }
     // The answer's body is watched the same way: a registry that stops sending mid-body fails
     // after `limit` ms without a byte instead of hanging the run.
-    lastProgress = performance.now();
+    watch.lastProgress = performance.now();
     const watched = watchedBody(res, !options.blob, {
       progress(bytes) {
-        lastProgress = performance.now();
+        watch.lastProgress = performance.now();
         moved += bytes;
       },
       stop,

@@ -422,6 +422,66 @@ Deno.test("HttpTransport: the caller's signal aborts the wait for headers and a 
   }
 });
 
+Deno.test("HttpTransport: requests in flight together keep their own bounds: a later one with a nearer deadline, a silent one beside a steady one, one signal for several", async () => {
+  await using host = recorder("127.0.0.1", async (_req, url) => {
+    if (url.pathname === "/late") await new Promise((r) => setTimeout(r, 2000));
+    // Ten chunks 100 ms apart: never 400 ms of silence.
+    if (url.pathname === "/steady") {
+      return new Response(ReadableStream.from((async function* () {
+        for (let i = 0; i < 10; i++) {
+          if (i) await new Promise((r) => setTimeout(r, 100));
+          yield new TextEncoder().encode(`${i}`);
+        }
+      })()));
+    }
+    return new Response(url.pathname === "/late" ? "late" : "ok");
+  });
+  // A blob stream has no deadline (only the 20 s silence); a metadata request has 500 ms.
+  const http = new HttpTransport({ timeoutMs: 20_000, deadlineMs: 500, minBlobRate: 0 });
+  const silent = new HttpTransport({ timeoutMs: 400, deadlineMs: 0 });
+  try {
+    let started = performance.now();
+    const blob = http.send({ method: "GET", url: new URL(`${host.origin}/late`), blob: true });
+    await new Promise((r) => setTimeout(r, 50));
+    await assert.rejects(
+      within(5000, http.send({ method: "GET", url: new URL(`${host.origin}/late`) })),
+      (error: RegistryError) => error.message.includes("no complete answer within 0.5 s"),
+    );
+    assert.ok(performance.now() - started < 1500, "the later request's nearer deadline held");
+    assert.equal(await within(5000, (await within(5000, blob)).text()), "late");
+
+    started = performance.now();
+    // Read as it comes (an unread body makes no progress).
+    const steady = silent.send({ method: "GET", url: new URL(`${host.origin}/steady`) })
+      .then((res) => res.text());
+    await new Promise((r) => setTimeout(r, 150));
+    await assert.rejects(
+      within(5000, silent.send({ method: "GET", url: new URL(`${host.origin}/late`) })),
+      (error: RegistryError) => error.message.includes("no answer within 0.4 s (apiTimeout)"),
+    );
+    assert.ok(performance.now() - started < 1500, "the silent request failed on its own timeout");
+    assert.equal(await within(5000, steady), "0123456789");
+
+    const shared = new AbortController();
+    const reason = new Error("stopped by the caller");
+    const done = await within(
+      5000,
+      http.send({ method: "GET", url: new URL(`${host.origin}/ok`), signal: shared.signal }),
+    );
+    const waiting = [1, 2, 3].map((i) =>
+      http.send({ method: "GET", url: new URL(`${host.origin}/late?${i}`), signal: shared.signal })
+    );
+    setTimeout(() => shared.abort(reason), 100);
+    for (const one of waiting) {
+      await assert.rejects(within(5000, one), (error: unknown) => error === reason);
+    }
+    assert.equal(await within(5000, done.text()), "ok", "an answer already in is not aborted");
+  } finally {
+    http.close();
+    silent.close();
+  }
+});
+
 /** A TLS server on loopback with `cert`/`key` (PEM text) answering 200; stopped by the caller. */
 function tlsServer(cert: string, key: string) {
   return Deno.serve(
