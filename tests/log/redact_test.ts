@@ -23,6 +23,13 @@ Deno.test("maskPatterns() hides secrets nobody registered", async (t) => {
     ['{"password": "hunter22"}', "hunter22"],
     ["GET /token?account=x&token=abcdef123", "abcdef123"],
     ['{"identitytoken": "refresh-me-123"}', "refresh-me-123"],
+    // Every key and scheme in any case (a line is scanned only when it names one of them).
+    ['{"auth": "dXNlcjpwYXNz"}', "dXNlcjpwYXNz"],
+    ['{"Secret": "s-3-c-r-3-t"}', "s-3-c-r-3-t"],
+    ["PASSWD=open-sesame", "open-sesame"],
+    ["APITOKEN=quay-api-1", "quay-api-1"],
+    ["BEARER abcdefgh12345", "abcdefgh12345"],
+    ["HTTPS://robot:pw-9x@quay.example/v2/", "pw-9x"],
   ];
   for (const [input, secret] of rows) {
     await t.step(input.slice(0, 30), () => {
