@@ -71,11 +71,15 @@ export function formatLine(
   operation: string,
   message: string,
 ): string {
+  return `${formatTime(date)} [${level}] [${code}] ${operation}: ${message}`;
+}
+
+/** `YYYY-MM-DD HH:MM:SS` in local time. */
+function formatTime(date: Date): string {
   const p = (n: number) => String(n).padStart(2, "0");
-  const time = `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${
+  return `${date.getFullYear()}-${p(date.getMonth() + 1)}-${p(date.getDate())} ${
     p(date.getHours())
   }:${p(date.getMinutes())}:${p(date.getSeconds())}`;
-  return `${time} [${level}] [${code}] ${operation}: ${message}`;
 }
 
 /** The logger. Open with {@link Logger.open}; close when done. */
@@ -91,6 +95,11 @@ export class Logger {
   #rotating: Promise<void> | null = null;
   #pending: string[] = [];
   #encoder = new TextEncoder();
+  /** Where a line is encoded before its write (a line that may not fit gets its own array). */
+  #buffer = new Uint8Array(16 * 1024);
+  /** The second (ms since the epoch / 1000) whose local time {@link #time} holds. */
+  #second = NaN;
+  #time = "";
 
   private constructor(options: LoggerOptions, path: string, file: Deno.FsFile | null) {
     this.#settings = options.consoleOnly
@@ -146,10 +155,19 @@ export class Logger {
   /** Log one event. Below the configured level it is dropped. */
   log(level: Level, code: Code, operation: string, message: string): void {
     if (LEVELS.indexOf(level) < this.#minLevel) return;
-    const text = this.#secrets.mask(message).replace(/\r?\n\s*/g, " | ");
-    const line = formatLine(this.#clock(), level, code, operation, text);
+    const masked = this.#secrets.mask(message);
+    const text = masked.includes("\n") ? masked.replace(/\r?\n\s*/g, " | ") : masked;
+    // The time of formatLine, made once a second (a line per task at scale).
+    const date = this.#clock();
+    const now = date.getTime();
+    const second = Math.floor(now / 1000);
+    if (second !== this.#second) {
+      this.#second = second;
+      this.#time = formatTime(date);
+    }
+    const line = `${this.#time} [${level}] [${code}] ${operation}: ${text}`;
     if (this.#settings.consoleOutput) this.#console?.(line, level);
-    this.#maybeRotate();
+    this.#maybeRotate(now);
     if (this.#rotating) {
       this.#pending.push(line);
       return;
@@ -191,13 +209,16 @@ export class Logger {
 
   #write(line: string): void {
     if (!this.#file) return;
-    const bytes = this.#encoder.encode(line + "\n");
+    const text = line + "\n";
+    // At most 3 bytes of UTF-8 per UTF-16 unit: such a line fits the buffer, no array per line.
+    const bytes = text.length * 3 <= this.#buffer.length
+      ? this.#buffer.subarray(0, this.#encoder.encodeInto(text, this.#buffer).written)
+      : this.#encoder.encode(text);
     let offset = 0;
     while (offset < bytes.length) offset += this.#file.writeSync(bytes.subarray(offset));
   }
 
-  #maybeRotate(): void {
-    const now = this.#clock().getTime();
+  #maybeRotate(now: number): void {
     if (this.#rotating || now < this.#nextCheck) return;
     this.#nextCheck = now + 60_000;
     this.#rotating = (async () => {

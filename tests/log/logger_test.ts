@@ -23,6 +23,48 @@ Deno.test("formatLine() gives the seed's exact format in local time", () => {
   );
 });
 
+Deno.test("Logger: each line has its own clock reading to the second (across seconds, back in time), and a long line of any script is written whole", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const times = [
+      new Date(2025, 9, 4, 4, 30, 15, 998),
+      new Date(2025, 9, 4, 4, 30, 15, 999),
+      new Date(2025, 9, 4, 4, 30, 16, 0),
+      new Date(2025, 9, 4, 4, 30, 14, 500),
+      new Date(2025, 9, 5, 0, 0, 0, 1),
+    ];
+    let i = 0;
+    const logger = await Logger.open({
+      settings: settings(`${dir}/logs`, { consoleOutput: false }),
+      clock: () => times[Math.min(i, times.length - 1)],
+      secrets: new Secrets(),
+      rotate: false,
+    });
+    for (; i < times.length; i++) logger.info("IMAGE_PUSHED", "Mirror", `line ${i}`);
+    // Past the encoding buffer in characters, and in bytes only (3 per character).
+    const long = "é€😀x".repeat(5000);
+    const wide = "€".repeat(6000);
+    logger.info("IMAGE_PUSHED", "Mirror", long);
+    logger.info("IMAGE_PUSHED", "Mirror", wide);
+    await logger.close();
+    const lines = (await Deno.readTextFile(`${dir}/logs/bananna-bot.log`)).trimEnd().split("\n");
+    assert.deepEqual(lines, [
+      ...times.map((t, n) => formatLine(t, "INFO", "IMAGE_PUSHED", "Mirror", `line ${n}`)),
+      formatLine(times[4], "INFO", "IMAGE_PUSHED", "Mirror", long),
+      formatLine(times[4], "INFO", "IMAGE_PUSHED", "Mirror", wide),
+    ]);
+    assert.deepEqual(lines.slice(0, 5).map((l) => l.slice(0, 19)), [
+      "2025-10-04 04:30:15",
+      "2025-10-04 04:30:15",
+      "2025-10-04 04:30:16",
+      "2025-10-04 04:30:14",
+      "2025-10-05 00:00:00",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("Logger writes one line per event, filters by level, and masks secrets everywhere", async () => {
   const dir = await Deno.makeTempDir();
   try {
