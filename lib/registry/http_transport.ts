@@ -171,7 +171,7 @@ export class HttpTransport {
     // Once a redirect left the first origin, no hop carries the Authorization again.
     let away = false;
     for (let hop = 0; hop <= 10; hop++) {
-      away ||= url.origin !== origin;
+      if (hop > 0) away ||= url.origin !== origin;
       // Every write asks the run's write guard first, and again before each chunk of a streamed
       // body: a run that lost its lock (paused mid-upload) completes no write after it resumes.
       const guarded = request.guarded ?? (method !== "GET" && method !== "HEAD");

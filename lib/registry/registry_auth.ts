@@ -112,6 +112,8 @@ interface CachedToken {
 export class RegistryAuth {
   #http: HttpTransport;
   #origin: URL;
+  /** `#origin.origin`, read once (every request is compared with it). */
+  #originText: string;
   #credential: Credential | null;
   #secrets: Secrets;
   #mode: "unknown" | "basic" | "bearer" = "unknown";
@@ -127,6 +129,7 @@ export class RegistryAuth {
     const { credential, secrets } = options;
     this.#http = http;
     this.#origin = new URL(options.origin);
+    this.#originText = this.#origin.origin;
     this.#credential = credential;
     this.#secrets = secrets;
     if (credential?.kind === "registry-token") {
@@ -141,7 +144,7 @@ export class RegistryAuth {
    * never authenticated.
    */
   async send(request: HttpRequest, scopes: string[]): Promise<Response> {
-    if (request.url.origin !== this.#origin.origin) {
+    if (request.url.origin !== this.#originText) {
       return await this.#http.send({ ...request, authorization: null });
     }
     const first = await this.#header(scopes, request.signal);
@@ -258,14 +261,19 @@ export class RegistryAuth {
         redirects: "same-origin",
       });
     } else {
-      if (bearer.service) url.searchParams.set("service", bearer.service);
-      for (const scope of scopes) url.searchParams.append("scope", scope);
-      if (credential?.kind === "basic") url.searchParams.set("account", credential.username);
+      // Set once: each change through url.searchParams parses the URL again.
+      const query = new URLSearchParams(url.search);
+      if (bearer.service) query.set("service", bearer.service);
+      for (const scope of scopes) query.append("scope", scope);
+      if (credential?.kind === "basic") query.set("account", credential.username);
+      if (bearer.service || scopes.length || credential?.kind === "basic") {
+        url.search = query.toString();
+      }
       res = await this.#http.send({
         method: "GET",
         url,
         authorization: credential?.kind === "basic"
-          ? basicAuthorization(credential.username, credential.password)
+          ? this.#basic ??= basicAuthorization(credential.username, credential.password)
           : null,
         signal,
       });
