@@ -16,7 +16,7 @@ import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { baselineTool } from "./baseline.ts";
 import type { Corpus, CorpusSizes } from "./corpora.ts";
 import type { CaseResult } from "./table.ts";
-import { banannaConfig, baseEnv, check, timed } from "./tools.ts";
+import { banannaConfig, baseEnv, check, shippedV8Flags, timed } from "./tools.ts";
 
 /** The `many` corpus's 300 names, without pushing anything. */
 function names(sizes: CorpusSizes): Corpus {
@@ -157,11 +157,11 @@ export async function startupScenario(options: {
           workDir,
         }),
       );
-      const mirror = (cwd?: string) =>
+      const mirror = async (cwd?: string) =>
         timed("deno", [
           "run",
           "--frozen",
-          "--v8-flags=--max-semi-space-size=1",
+          ...await shippedV8Flags(cwd),
           ...PERMISSIONS,
           "main.ts",
           "mirror",

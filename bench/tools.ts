@@ -33,6 +33,18 @@ export interface RunResult {
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 
+/**
+ * The `--v8-flags=...` argument `deno task mirror` passes in the tree at `root` (its deno.json), so
+ * a `--baseline` tree runs with its own flags, as its users got them. None: `[]`.
+ */
+export async function shippedV8Flags(root = ROOT): Promise<string[]> {
+  const json = JSON.parse(await Deno.readTextFile(`${root}/deno.json`)) as {
+    tasks?: Record<string, string>;
+  };
+  const flag = (json.tasks?.mirror ?? "").split(/\s+/).find((a) => a.startsWith("--v8-flags="));
+  return flag ? [flag] : [];
+}
+
 /** Run `cmd` under `/usr/bin/time -v`; wall time is measured around the child. */
 export async function timed(
   cmd: string,
@@ -160,8 +172,8 @@ export async function runBananna(options: BanannaOptions): Promise<RunResult> {
   return await timed("deno", [
     "run",
     "--frozen",
-    // As `deno task mirror` and the compiled binary run it (deno.json).
-    "--v8-flags=--max-semi-space-size=1",
+    // As `deno task mirror` and the compiled binary run it (that tree's deno.json).
+    ...await shippedV8Flags(options.root),
     "--allow-net",
     "--allow-read",
     "--allow-write",
