@@ -24,7 +24,15 @@ import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { type Baseline, gitCommit, prepareBaseline, roundOrder } from "./baseline.ts";
 import { type Corpus, FULL, pushBig, pushSmall, QUICK } from "./corpora.ts";
 import { baselineTarget, type TargetResult } from "./table.ts";
-import { banannaConfig, baseEnv, check, runBananna, type RunResult, timed } from "./tools.ts";
+import {
+  banannaConfig,
+  baseEnv,
+  check,
+  runBananna,
+  type RunResult,
+  shippedV8Flags,
+  timed,
+} from "./tools.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -60,15 +68,15 @@ interface Row {
   cpuMs: number[];
 }
 
-function bananna(
+async function bananna(
   args: string[],
   options: { config: string; dest: TestRegistry; root?: string },
 ): Promise<RunResult> {
   const { config, dest } = options;
-  return timed("deno", [
+  return await timed("deno", [
     "run",
     "--frozen",
-    "--v8-flags=--max-semi-space-size=1",
+    ...await shippedV8Flags(options.root),
     "--allow-net",
     "--allow-read",
     "--allow-write",

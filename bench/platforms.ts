@@ -26,7 +26,7 @@ import { parseArgs } from "node:util";
 import { pushTestImage } from "../tests/support/images.ts";
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { type SparseRegistry, startSparseRegistry } from "../tests/support/sparse_registry.ts";
-import { baseEnv, check, type RunResult, timed } from "./tools.ts";
+import { baseEnv, check, type RunResult, shippedV8Flags, timed } from "./tools.ts";
 
 const { values: flags } = parseArgs({
   args: Deno.args,
@@ -106,7 +106,7 @@ async function mirror(file: string, report: string): Promise<RunResult & { bytes
     await timed("deno", [
       "run",
       "--frozen",
-      "--v8-flags=--max-semi-space-size=1",
+      ...await shippedV8Flags(),
       "--allow-net",
       "--allow-read",
       "--allow-write",

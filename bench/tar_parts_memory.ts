@@ -16,13 +16,13 @@
 import { createCipheriv } from "node:crypto";
 import { parsePartSize, writeParts } from "../lib/layout/tar_parts.ts";
 import { readParts } from "../lib/layout/tar_parts_read.ts";
-import { check, timed } from "./tools.ts";
+import { check, shippedV8Flags, timed } from "./tools.ts";
 
 const SELF = new URL(import.meta.url).pathname;
 const DENO = [
   "run",
   "--frozen",
-  "--v8-flags=--max-semi-space-size=1",
+  ...await shippedV8Flags(),
   "--allow-read",
   "--allow-write",
 ];

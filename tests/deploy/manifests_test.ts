@@ -596,3 +596,15 @@ Deno.test({
     }
   },
 });
+
+Deno.test("deno.json: every task that runs a mirror, an export, an import or the compiled binary has deno task mirror's V8 flags", async () => {
+  const tasks = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`)).tasks as Record<
+    string,
+    string
+  >;
+  const v8 = (task: string) => task.split(/\s+/).filter((a) => a.startsWith("--v8-flags="));
+  assert.equal(v8(tasks.mirror).length, 1, "deno task mirror has no --v8-flags");
+  for (const name of ["export", "import", "compile"]) {
+    assert.deepEqual(v8(tasks[name]), v8(tasks.mirror), `deno task ${name}`);
+  }
+});
