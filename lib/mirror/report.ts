@@ -7,7 +7,7 @@
 import type { Secrets } from "../log/redact.ts";
 import type { BandwidthUsage } from "../registry/bandwidth.ts";
 import { formatReference } from "../registry/reference.ts";
-import type { MirrorPlan } from "./plan.ts";
+import type { MirrorPlan, PlanTask } from "./plan.ts";
 import type { HostBudget } from "./pull_budget.ts";
 import type { SelectionEntry } from "./repository_selection.ts";
 import { type LatestOutcome, namespaceOf, type TaskResult, type TaskStatus } from "./run_plan.ts";
@@ -156,10 +156,17 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
     skipped: 0,
   };
   const mask = (text: string) => options.secrets.mask(text);
+  // An image's tasks (one per target) share its source reference: one string for all of them.
+  const sources = new Map<PlanTask["source"], string>();
+  const sourceOf = (task: PlanTask) => {
+    let text = sources.get(task.source);
+    if (text === undefined) sources.set(task.source, text = formatReference(task.source));
+    return text;
+  };
   const entries = results.map((result): ReportEntry => {
     totals[result.status]++;
-    return {
-      source: formatReference(result.task.source),
+    const entry: ReportEntry = {
+      source: sourceOf(result.task),
       target: result.task.target,
       destination: formatReference(result.task.destination),
       status: result.status,
@@ -174,8 +181,10 @@ export function buildReport(results: TaskResult[], options: BuildReportOptions):
       attestations: result.carried?.attestations ?? 0,
       sboms: result.carried?.sboms ?? 0,
       referrers: result.carried?.referrers ?? 0,
-      ...platformsEntry(result),
     };
+    const platforms = platformsEntry(result);
+    if (platforms) entry.platforms = platforms;
+    return entry;
   });
   return {
     tool: "bananna-bot",
@@ -217,20 +226,18 @@ function quotaSection(results: TaskResult[]): Pick<Report, "quotaExceeded"> {
 }
 
 /** The `platforms` field of an entry whose task names platforms. */
-function platformsEntry(result: TaskResult): Pick<ReportEntry, "platforms"> {
+function platformsEntry(result: TaskResult): ReportEntry["platforms"] {
   const wanted = result.task.platforms;
-  if (!wanted) return {};
+  if (!wanted) return undefined;
   const got = result.platforms;
   return {
-    platforms: {
-      wanted: [...wanted.wanted],
-      mode: wanted.mode,
-      kept: got?.kept ?? null,
-      skipped: got?.skipped ?? [],
-      sourceDigest: got?.sourceDigest ?? result.task.sourceDigest ?? null,
-      ...(got?.added ? { added: got.added } : {}),
-      ...(got?.bytesSkipped !== undefined ? { bytesSkipped: got.bytesSkipped } : {}),
-    },
+    wanted: [...wanted.wanted],
+    mode: wanted.mode,
+    kept: got?.kept ?? null,
+    skipped: got?.skipped ?? [],
+    sourceDigest: got?.sourceDigest ?? result.task.sourceDigest ?? null,
+    ...(got?.added ? { added: got.added } : {}),
+    ...(got?.bytesSkipped !== undefined ? { bytesSkipped: got.bytesSkipped } : {}),
   };
 }
 
