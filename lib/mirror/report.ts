@@ -283,6 +283,10 @@ export function exitStatus(report: Report): 0 | 1 | 130 {
   return report.totals.failed > 0 || report.totals.skipped > 0 ? 1 : 0;
 }
 
+/** What `JSON.stringify([[entry]], null, 2)` puts before and after the entry's own lines. */
+const WRAP_HEAD = "[\n  [\n".length;
+const WRAP_TAIL = "\n  ]\n]".length;
+
 /**
  * The JSON report as `JSON.stringify(report, null, 2) + "\n"` writes it, in chunks: the entries
  * one at a time, so a report of 15,000 entries is never one string (nor its bytes) in memory.
@@ -296,9 +300,13 @@ export function* reportJsonChunks(report: Report): Generator<string> {
   if (report.entries.length === 0) yield "[]";
   else {
     yield "[\n";
+    const last = report.entries.length - 1;
     for (const [i, entry] of report.entries.entries()) {
-      const text = JSON.stringify(entry, null, 2).replaceAll("\n", "\n    ");
-      yield `    ${text}${i < report.entries.length - 1 ? ",\n" : "\n"}`;
+      // The entry as it stands in the report, indented at its depth by JSON.stringify itself:
+      // one string per entry (a slice of it), not a copy re-indented and another joined.
+      const text = JSON.stringify([[entry]], null, 2);
+      yield text.slice(WRAP_HEAD, text.length - WRAP_TAIL);
+      yield i < last ? ",\n" : "\n";
     }
     yield "  ]";
   }
