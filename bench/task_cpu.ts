@@ -19,15 +19,14 @@
  * @module
  */
 import process from "node:process";
-import type { ResolvedConfig, ResolvedImage, ResolvedRegistry } from "../lib/config/schema.ts";
+import type { ResolvedRegistry } from "../lib/config/schema.ts";
 import { Secrets } from "../lib/log/redact.ts";
 import { Logger } from "../lib/log/logger.ts";
 import { logEvent } from "../lib/cli/mirror_output.ts";
-import { buildPlan, type PlanProbe } from "../lib/mirror/plan.ts";
-import { buildReport } from "../lib/mirror/report.ts";
-import { runPlan, type TaskResult } from "../lib/mirror/run_plan.ts";
+import type { TaskResult } from "../lib/mirror/run_plan.ts";
 import { parseReference } from "../lib/registry/reference.ts";
 import { RegistryClient } from "../lib/registry/registry_client.ts";
+import { noOpConfig, noOpPlan, noOpReport, noOpRun } from "./no_op_tasks.ts";
 import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 
 const n = Number(Deno.args[0] ?? 3000);
@@ -197,81 +196,10 @@ async function logPart(): Promise<void> {
 
 async function planPart(): Promise<void> {
   const k = Math.max(1, Math.round(n / 300));
-  const registries: Record<string, ResolvedRegistry> = {};
-  for (let i = 0; i < k; i++) {
-    registries[`b${i}`] = {
-      name: `b${i}`,
-      host: "dst.example",
-      scheme: "https",
-      namespace: `ns${i}`,
-      organization: `ns${i}`,
-      kind: "registry",
-    } as ResolvedRegistry;
-  }
-  const images: ResolvedImage[] = [];
-  for (let r = 0; r < 30; r++) {
-    for (let t = 0; t < 10; t++) {
-      const key = `src.example/many/m${r}:1.${t}`;
-      images.push({
-        key,
-        source: parseReference(key),
-        targets: Object.keys(registries),
-        repository: `m${r}`,
-      } as ResolvedImage);
-    }
-  }
-  const config = {
-    file: "bench.yaml",
-    registries,
-    sources: {},
-    images,
-    repositories: [],
-    operation: {
-      engine: "registry",
-      concurrency: 4,
-      createReposIfNotExists: false,
-      dockerHubReserve: 10,
-    },
-  } as unknown as ResolvedConfig;
-  const probe: PlanProbe = {
-    manifestHead: () =>
-      Promise.resolve({
-        digest,
-        mediaType: "application/vnd.oci.image.manifest.v1+json",
-        size: 500,
-        rateLimit: null,
-      }),
-    configDigest: () => Promise.resolve(null),
-    repository: () => Promise.resolve("exists"),
-    tags: () => Promise.resolve([]),
-  };
+  const config = noOpConfig(k);
   const once = () =>
     cpuOf(async () => {
-      const plan = await buildPlan(config, probe, { comparison: "manifest" });
-      const out = await runPlan(plan, {
-        engine: {
-          name: "registry",
-          comparison: "manifest",
-          prepare: () => Promise.resolve(),
-          close: () => Promise.resolve(),
-          copy: () => Promise.reject(new Error("a no-op copies nothing")),
-        },
-        concurrency: 4,
-        continueOnError: true,
-        supplyChain: () =>
-          Promise.resolve({ signatures: 0, attestations: 0, sboms: 0, referrers: 0 }),
-      });
-      buildReport(out.results, {
-        version: "bench",
-        engine: "registry",
-        config: "bench.yaml",
-        dryRun: false,
-        interrupted: false,
-        startedAt: new Date(),
-        endedAt: new Date(),
-        latest: out.latest,
-        secrets: new Secrets(),
-      });
+      noOpReport(await noOpRun(await noOpPlan(config)));
     });
   await once();
   const a: number[] = [];
