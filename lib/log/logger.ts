@@ -71,7 +71,18 @@ export function formatLine(
   operation: string,
   message: string,
 ): string {
-  return `${formatTime(date)} [${level}] [${code}] ${operation}: ${message}`;
+  return lineAt(formatTime(date), level, code, operation, message);
+}
+
+/** A log line whose time text ({@link formatTime}) is already made. */
+function lineAt(
+  time: string,
+  level: Level,
+  code: Code,
+  operation: string,
+  message: string,
+): string {
+  return `${time} [${level}] [${code}] ${operation}: ${message}`;
 }
 
 /** `YYYY-MM-DD HH:MM:SS` in local time. */
@@ -165,7 +176,7 @@ export class Logger {
       this.#second = second;
       this.#time = formatTime(date);
     }
-    const line = `${this.#time} [${level}] [${code}] ${operation}: ${text}`;
+    const line = lineAt(this.#time, level, code, operation, text);
     if (this.#settings.consoleOutput) this.#console?.(line, level);
     this.#maybeRotate(now);
     if (this.#rotating) {
