@@ -140,6 +140,8 @@ export class HttpTransport {
   #caFile?: string;
   #timeoutMs: number;
   #deadlineMs: number;
+  /** What a metadata request that passed {@link #deadlineMs} fails with (one per transport). */
+  #deadlineMessage: string;
   #minBlobRate: number;
   #graceMs: number;
   #watchdog = new Watchdog();
@@ -149,6 +151,9 @@ export class HttpTransport {
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#caFile = options.caFile;
     this.#deadlineMs = options.deadlineMs ?? 60_000;
+    this.#deadlineMessage = `no complete answer within ${
+      this.#deadlineMs / 1000
+    } s (operation.requestDeadline)`;
     this.#minBlobRate = options.minBlobRate ?? 65_536;
     this.#graceMs = options.blobRateGraceMs ?? 30_000;
     if (options.caFile) {
@@ -267,7 +272,7 @@ export class HttpTransport {
         timeout.abort(new DOMException("timed out", "TimeoutError"));
       },
       abort: (reason) => timeout.abort(reason),
-      deadlineMessage: `no complete answer within ${deadline / 1000} s (operation.requestDeadline)`,
+      deadlineMessage: this.#deadlineMessage,
     };
     const end = (why: string) => {
       this.#watchdog.delete(watch);
