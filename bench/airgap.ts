@@ -68,15 +68,15 @@ interface Row {
   cpuMs: number[];
 }
 
-async function bananna(
+function bananna(
   args: string[],
   options: { config: string; dest: TestRegistry; root?: string },
 ): Promise<RunResult> {
   const { config, dest } = options;
-  return await timed("deno", [
+  return timed("deno", [
     "run",
     "--frozen",
-    ...await shippedV8Flags(options.root),
+    ...shippedV8Flags(options.root),
     "--allow-net",
     "--allow-read",
     "--allow-write",

@@ -106,7 +106,7 @@ async function mirror(file: string, report: string): Promise<RunResult & { bytes
     await timed("deno", [
       "run",
       "--frozen",
-      ...await shippedV8Flags(),
+      ...shippedV8Flags(),
       "--allow-net",
       "--allow-read",
       "--allow-write",

@@ -157,11 +157,11 @@ export async function startupScenario(options: {
           workDir,
         }),
       );
-      const mirror = async (cwd?: string) =>
+      const mirror = (cwd?: string) =>
         timed("deno", [
           "run",
           "--frozen",
-          ...await shippedV8Flags(cwd),
+          ...shippedV8Flags(cwd),
           ...PERMISSIONS,
           "main.ts",
           "mirror",

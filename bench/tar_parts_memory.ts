@@ -22,7 +22,7 @@ const SELF = new URL(import.meta.url).pathname;
 const DENO = [
   "run",
   "--frozen",
-  ...await shippedV8Flags(),
+  ...shippedV8Flags(),
   "--allow-read",
   "--allow-write",
 ];

@@ -11,7 +11,10 @@
  */
 import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 import type { TestRegistry } from "../tests/support/registry.ts";
+import { shippedV8Flags } from "../tests/support/hostile_run.ts";
 import { type Corpus, tagsByRepository } from "./corpora.ts";
+
+export { shippedV8Flags };
 
 /** Destination namespace every contender writes into (`<dest>/mirror/<last path component>`). */
 export const NAMESPACE = "mirror";
@@ -32,18 +35,6 @@ export interface RunResult {
 }
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
-
-/**
- * The `--v8-flags=...` argument `deno task mirror` passes in the tree at `root` (its deno.json), so
- * a `--baseline` tree runs with its own flags, as its users got them. None: `[]`.
- */
-export async function shippedV8Flags(root = ROOT): Promise<string[]> {
-  const json = JSON.parse(await Deno.readTextFile(`${root}/deno.json`)) as {
-    tasks?: Record<string, string>;
-  };
-  const flag = (json.tasks?.mirror ?? "").split(/\s+/).find((a) => a.startsWith("--v8-flags="));
-  return flag ? [flag] : [];
-}
 
 /** Run `cmd` under `/usr/bin/time -v`; wall time is measured around the child. */
 export async function timed(
@@ -173,7 +164,7 @@ export async function runBananna(options: BanannaOptions): Promise<RunResult> {
     "run",
     "--frozen",
     // As `deno task mirror` and the compiled binary run it (that tree's deno.json).
-    ...await shippedV8Flags(options.root),
+    ...shippedV8Flags(options.root),
     "--allow-net",
     "--allow-read",
     "--allow-write",

@@ -16,12 +16,21 @@ export interface MeasuredRun extends CliResult {
 }
 
 /**
- * The V8 flags the shipped entry points use: deno.json's `mirror` task (`compile` and the
- * Containerfile are checked against it in tests/deploy/manifests_test.ts).
+ * The `--v8-flags=...` argument of deno.json's `mirror` task in the tree at `root` (`[]`: none):
+ * the flags the shipped entry points use (`compile`, `export`, `import` and the Containerfile are
+ * checked against it in tests/deploy/manifests_test.ts). The bench runs a `--baseline` tree with
+ * its own.
  */
-export const SHIPPED_V8_FLAGS = (JSON.parse(Deno.readTextFileSync(`${ROOT}/deno.json`)) as {
-  tasks: Record<string, string>;
-}).tasks.mirror.split(/\s+/).find((a) => a.startsWith("--v8-flags=")) as string;
+export function shippedV8Flags(root = ROOT): string[] {
+  const json = JSON.parse(Deno.readTextFileSync(`${root}/deno.json`)) as {
+    tasks?: Record<string, string>;
+  };
+  const flag = (json.tasks?.mirror ?? "").split(/\s+/).find((a) => a.startsWith("--v8-flags="));
+  return flag ? [flag] : [];
+}
+
+/** The V8 flags of this tree's shipped entry points ({@link shippedV8Flags}). */
+export const SHIPPED_V8_FLAGS = shippedV8Flags()[0];
 
 /** Is GNU time installed? */
 export function gnuTimeAvailable(): boolean {
