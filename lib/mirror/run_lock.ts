@@ -39,6 +39,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
+import { unrefTimeout } from "../unref_timer.ts";
 import { FileInputError, readFileCapped, refuseSymlink, writeFileAtomic } from "../safe_file.ts";
 
 /** Bytes a lock file may have (a small JSON body; anything else is not a lock this tool wrote). */
@@ -218,14 +219,19 @@ function heldLock(options: {
     }
   };
   const beatOnce = (): Promise<void> => beating ??= beat().finally(() => beating = null);
-  const timer = setInterval(() => {
-    if (stopped || beating) return;
-    void beatOnce();
-  }, options.heartbeatMs);
-  Deno.unrefTimer(timer);
+  // Every heartbeatMs, a beat unless one is under way; the timer never keeps the process alive.
+  let cancelTimer = () => {};
+  const every = () => {
+    cancelTimer = unrefTimeout(() => {
+      if (stopped) return;
+      if (!beating) void beatOnce();
+      every();
+    }, options.heartbeatMs);
+  };
+  every();
   function stop() {
     stopped = true;
-    clearInterval(timer);
+    cancelTimer();
   }
   const fresh = () => Date.now() - confirmed < leaseMs / 2;
   return {

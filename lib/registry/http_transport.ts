@@ -16,6 +16,7 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
+import { unrefTimeout } from "../unref_timer.ts";
 import { VERSION } from "../version.ts";
 import { checkWrite } from "../write_guard.ts";
 import { redactUrl, RegistryError } from "./registry_error.ts";
@@ -358,7 +359,7 @@ export class HttpTransport {
     const window = this.#graceMs;
     if (!(rate > 0) || !(window > 0)) return () => {};
     let mark = 0;
-    let id: ReturnType<typeof setTimeout>;
+    let cancel = () => {};
     const check = (first: boolean) => {
       const now = moved();
       const need = (rate * window) / 1000;
@@ -376,15 +377,14 @@ export class HttpTransport {
     };
     let first = true;
     const arm = () => {
-      id = setTimeout(() => {
+      cancel = unrefTimeout(() => {
         const wasFirst = first;
         first = false;
         check(wasFirst);
       }, window);
-      Deno.unrefTimer(id);
     };
     arm();
-    return () => clearTimeout(id);
+    return () => cancel();
   }
 
   /** Release the connection pool. */

@@ -5,6 +5,8 @@
  *
  * @module
  */
+import { unrefTimeout } from "../unref_timer.ts";
+
 /** One request in flight, as the {@link Watchdog} sees it. */
 export interface Watched {
   /** When the whole exchange must be complete (performance.now() ms; Infinity: no deadline). */
@@ -32,7 +34,8 @@ export interface Watched {
  */
 export class Watchdog {
   #watched = new Set<Watched>();
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** Cancels the armed timer (undefined: none armed). */
+  #timer: (() => void) | undefined;
   /** When the armed timer fires (Infinity: none armed). */
   #at = Infinity;
   /** The requests of each caller signal, which has one listener that aborts them. */
@@ -62,7 +65,7 @@ export class Watchdog {
     if (!this.#watched.delete(watch)) return;
     if (watch.outer) this.#bySignal.get(watch.outer)?.delete(watch);
     if (this.#watched.size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
+      this.#timer();
       this.#timer = undefined;
       this.#at = Infinity;
     }
@@ -70,11 +73,13 @@ export class Watchdog {
 
   #arm(at: number): void {
     if (at >= this.#at) return;
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer?.();
     this.#at = at;
-    this.#timer = setTimeout(() => this.#check(), Math.max(1, Math.ceil(at - performance.now())));
     // A request or a body read keeps the process alive, never this timer alone.
-    Deno.unrefTimer(this.#timer);
+    this.#timer = unrefTimeout(
+      () => this.#check(),
+      Math.max(1, Math.ceil(at - performance.now())),
+    );
   }
 
   #check(): void {
