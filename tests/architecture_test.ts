@@ -1,7 +1,7 @@
 /**
  * The architecture rules, kept by a test:
  * - a leaf (registry/, log/, credentials/, signatures/, retry, errors, http_error, worker_pool,
- *   safe_file, version, write_guard, zod) imports only other leaves: never mirror/, cli/, config/ or engine/;
+ *   unref_timer, safe_file, version, write_guard, zod) imports only other leaves: never mirror/, cli/, config/ or engine/;
  * - config/ and engine/ never import the run (mirror/) or the CLI; mirror/ never imports cli/;
  * - ops/ (metrics, notification) never imports the CLI or an engine;
  * - no import circle: neither between files nor between units (a folder, or a file at the lib
@@ -89,6 +89,7 @@ const LEAF_FILES = [
   "errors.ts",
   "http_error.ts",
   "worker_pool.ts",
+  "unref_timer.ts",
   "safe_file.ts",
   "version.ts",
   "write_guard.ts",
