@@ -95,7 +95,17 @@ export async function startupScenario(options: {
       const validate = (cwd?: string) =>
         timed(
           "deno",
-          ["run", "--frozen", ...PERMISSIONS, "main.ts", "validate", "--config", file],
+          // As `deno task validate` runs it: with the mirror's V8 flags (one code cache for both).
+          [
+            "run",
+            "--frozen",
+            ...shippedV8Flags(cwd),
+            ...PERMISSIONS,
+            "main.ts",
+            "validate",
+            "--config",
+            file,
+          ],
           {
             workDir,
             cwd,

@@ -183,23 +183,6 @@ export async function runBananna(options: BanannaOptions): Promise<RunResult> {
   });
 }
 
-/** Run `main.ts validate` on a config file. */
-export async function runValidate(file: string, workDir: string): Promise<RunResult> {
-  return await timed("deno", [
-    "run",
-    "--frozen",
-    "--allow-net",
-    "--allow-read",
-    "--allow-write",
-    "--allow-env",
-    "--allow-run",
-    "main.ts",
-    "validate",
-    "--config",
-    file,
-  ], { workDir, env: { ...baseEnv(), BENCH_DEST_PASSWORD: "validate-only" } });
-}
-
 /** A small environment: PATH, HOME, DENO_DIR (so deno finds its cache). */
 export function baseEnv(): Record<string, string> {
   const env: Record<string, string> = {};

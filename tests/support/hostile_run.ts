@@ -17,9 +17,9 @@ export interface MeasuredRun extends CliResult {
 
 /**
  * The `--v8-flags=...` argument of deno.json's `mirror` task in the tree at `root` (`[]`: none):
- * the flags the shipped entry points use (`compile`, `export`, `import` and the Containerfile are
- * checked against it in tests/deploy/manifests_test.ts). The bench runs a `--baseline` tree with
- * its own.
+ * the flags the shipped entry points use (every task that runs main.ts, `compile` and the
+ * Containerfile are checked against it in tests/deploy/manifests_test.ts). The bench runs a
+ * `--baseline` tree with its own.
  */
 export function shippedV8Flags(root = ROOT): string[] {
   const json = JSON.parse(Deno.readTextFileSync(`${root}/deno.json`)) as {
