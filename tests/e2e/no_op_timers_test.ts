@@ -6,9 +6,8 @@
  * first use of each, with its stack.
  */
 import assert from "node:assert/strict";
-import { registryConfig, startDestination } from "../support/e2e_kit.ts";
+import { mirror, registryConfig, startDestination } from "../support/e2e_kit.ts";
 import { pushTestImage } from "../support/images.ts";
-import { CLI_PERMISSIONS, ROOT } from "../support/cli.ts";
 import { runProcess } from "../support/process.ts";
 import { registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
@@ -45,36 +44,16 @@ Deno.test({
     await using dest = await startDestination();
     await pushTestImage(src, "team/app:1.0", { kind: "schema2", seed: 1 });
     await pushTestImage(src, "team/app:1.1", { kind: "oci", seed: 2 });
-    const { stringify } = await import("yaml");
     const config = registryConfig(dest.reg, {
       [`${src.host}/team/app:1.0`]: { targets: ["dr"] },
       [`${src.host}/team/app:1.1`]: { targets: ["dr"] },
     });
-    await Deno.writeTextFile(`${dest.dir}/config.yaml`, stringify(config));
     const seen = `${dest.dir}/timers.txt`;
     await Deno.writeTextFile(`${dest.dir}/trap.js`, trap(seen));
-    // What runCli passes on (tests/support/cli.ts): Deno finds its cache through HOME or DENO_DIR.
-    const baseEnv = Object.fromEntries(
-      ["PATH", "HOME", "DENO_DIR", "TMPDIR"].flatMap((key) => {
-        const value = Deno.env.get(key);
-        return value === undefined ? [] : [[key, value]];
-      }),
-    );
     const run = (preload: boolean) =>
-      runProcess("deno", [
-        "run",
-        "--frozen",
-        ...(preload ? ["--preload", `${dest.dir}/trap.js`] : []),
-        ...CLI_PERMISSIONS,
-        `${ROOT}/main.ts`,
-        "mirror",
-        "--config",
-        `${dest.dir}/config.yaml`,
-        "--non-interactive",
-      ], {
-        cwd: dest.dir,
-        env: { ...baseEnv, NO_COLOR: "1", ...dest.env },
-        clearEnv: true,
+      mirror(dest.dir, config, {
+        env: dest.env,
+        denoFlags: preload ? ["--preload", `${dest.dir}/trap.js`] : [],
       });
     const first = await run(false);
     assert.equal(first.code, 0, first.stderr);

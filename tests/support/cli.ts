@@ -21,6 +21,8 @@ export interface RunCliOptions {
   stdin?: string;
   /** Kill after this many ms. @default 120000 */
   timeoutMs?: number;
+  /** Deno flags before the permissions (e.g. `--preload FILE`). */
+  denoFlags?: string[];
 }
 
 /** Permission flags of the mirror/validate tasks. */
@@ -45,6 +47,7 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
     if (value !== undefined) base[key] = value;
   }
   const [cmd, ...rest] = cliArgv(args);
+  rest.splice(2, 0, ...(options.denoFlags ?? [])); // after `run --frozen`
   return await runProcess(cmd, rest, {
     cwd: options.cwd ?? ROOT,
     env: { ...base, NO_COLOR: "1", ...options.env },

@@ -32,6 +32,8 @@ export interface RunWithConfigOptions {
   extra?: string[];
   /** Kill after this many ms. @default 120000 */
   timeoutMs?: number;
+  /** Deno flags before the permissions (e.g. `--preload FILE`). */
+  denoFlags?: string[];
 }
 
 /**
@@ -57,7 +59,7 @@ export async function runWithConfig(
       `${dir}/report.json`,
       ...(options.extra ?? []),
     ],
-    { env: options.env, cwd: dir, timeoutMs: options.timeoutMs },
+    { env: options.env, cwd: dir, timeoutMs: options.timeoutMs, denoFlags: options.denoFlags },
   );
   let report: Report | null = null;
   try {
