@@ -52,7 +52,8 @@ export function noOpConfig(k: number): ResolvedConfig {
   } as unknown as ResolvedConfig;
 }
 
-const digest = `sha256:${"a".repeat(64)}`;
+/** The digest every tag of the no-op has, at the source and the destination. */
+export const digest = `sha256:${"a".repeat(64)}`;
 
 /** A probe that finds every tag already at the destination, at one digest. */
 const probe: PlanProbe = {

@@ -26,14 +26,14 @@ import { logEvent } from "../lib/cli/mirror_output.ts";
 import type { TaskResult } from "../lib/mirror/run_plan.ts";
 import { parseReference } from "../lib/registry/reference.ts";
 import { RegistryClient } from "../lib/registry/registry_client.ts";
-import { noOpConfig, noOpPlan, noOpReport, noOpRun } from "./no_op_tasks.ts";
+import { forEachLimited } from "../lib/worker_pool.ts";
+import { digest, noOpConfig, noOpPlan, noOpReport, noOpRun } from "./no_op_tasks.ts";
 import { MANIFEST_ACCEPT } from "../lib/registry/manifest.ts";
 
 const n = Number(Deno.args[0] ?? 3000);
 const rounds = Number(Deno.args[1] ?? 3);
 const parts = new Set((Deno.args[2] ?? "http,log,plan").split(","));
 const CONCURRENCY = 16;
-const digest = `sha256:${"a".repeat(64)}`;
 
 /** CPU (user + system) in ms of this process while `fn` runs. */
 async function cpuOf(fn: () => Promise<void>): Promise<number> {
@@ -43,14 +43,9 @@ async function cpuOf(fn: () => Promise<void>): Promise<number> {
   return (after.user + after.system) / 1000;
 }
 
-/** Run `count` jobs `limit` at a time. */
-async function pool(count: number, limit: number, job: (i: number) => Promise<void>) {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: limit }, async () => {
-      while (next < count) await job(next++);
-    }),
-  );
+/** Run jobs 0 to count - 1, `limit` at a time (the tool's own worker pool). */
+function pool(count: number, limit: number, job: (i: number) => Promise<void>): Promise<void> {
+  return forEachLimited(Array.from({ length: count }, (_, i) => i), job, { limit });
 }
 
 const SERVER = `
