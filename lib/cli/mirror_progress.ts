@@ -16,7 +16,7 @@ export class MirrorProgress {
   #running = new Map<number, { name: string; bytes: number }>();
   #done = 0;
   #total = 0;
-  #lastDraw = 0;
+  #lastDraw = -Infinity;
 
   /** Progress on top of `terminal`. */
   constructor(terminal: Terminal) {

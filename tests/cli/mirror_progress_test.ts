@@ -43,3 +43,24 @@ for (const isTerminal of [true, false]) {
     assert.deepEqual(statuses, isTerminal ? [line, line] : []);
   });
 }
+
+Deno.test("MirrorProgress draws the first status line even in the first 100 ms of a process", () => {
+  // performance.now() counts from the process's start: a run (or a test) that starts its first
+  // task within 100 ms must not take that for a draw 100 ms ago.
+  const now = performance.now;
+  performance.now = () => 50;
+  try {
+    const statuses: string[] = [];
+    const terminal = createTerminal({
+      stdout: () => {},
+      stderr: () => {},
+      isTerminal: true,
+      noColor: true,
+    });
+    const progress = new MirrorProgress({ ...terminal, status: (text) => statuses.push(text) });
+    progress.onEvent({ kind: "task-start", task: task(0) });
+    assert.deepEqual(statuses, ["[0/1] src.example/app:0 -> prod"]);
+  } finally {
+    performance.now = now;
+  }
+});
