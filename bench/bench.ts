@@ -670,7 +670,11 @@ async function main(): Promise<string> {
   }
   const manyTags = corpora.many?.images ?? 0;
   const targets = [
-    ...evaluateTargets(cases, manyTags, { limit: LIMIT, bigBytes: corpora.big?.bytes }),
+    ...evaluateTargets(cases, manyTags, {
+      limit: LIMIT,
+      bigBytes: corpora.big?.bytes,
+      cores: navigator.hardwareConcurrency,
+    }),
     ...(only.has("select") ? selectTargets(cases, sizes.selectTags) : []),
     ...baselineTargets(cases),
   ];

@@ -11,8 +11,9 @@
  *
  * The marginal cost of one more task is (median(K max) - median(K min)) / (tasks max - tasks min);
  * peak RSS is read at the largest K. Each run also records the destination registry's CPU time
- * (its process's, from /proc): it shares the cores with bananna-bot, so the CPU of both per extra
- * task is what bounds the wall time per task from below.
+ * (its process's, from /proc) and the bench process's own (the token server answers there, one
+ * RS256 signature per repository scope): both share the cores with bananna-bot, so the CPU of the
+ * three per extra task is what bounds the wall time per task from below.
  *
  * @module
  */
@@ -114,21 +115,24 @@ export async function scaleScenario(options: {
         for (const root of order) {
           const which = trees.indexOf(root) * ks.length + j;
           const before = await processCpuMs(dest.pid);
+          const harnessBefore = await processCpuMs(Deno.pid);
           const out = check(await run(k, options.concurrency, root), `${cases[which].tool}`);
           const registryCpuMs = await processCpuMs(dest.pid) - before;
+          const harnessCpuMs = await processCpuMs(Deno.pid) - harnessBefore;
           await checkReport(logDirs.get(`${root}|${k}`) as string, k * per);
           cases[which].samples.push({
             ms: out.ms,
             rssKb: out.rssKb,
             cpuMs: out.cpuMs,
             registryCpuMs,
+            harnessCpuMs,
           });
           log(
             `  scale no-op ${cases[which].tool} run ${i + 1}: ${(out.ms / 1000).toFixed(2)} s, ${
               ((out.rssKb ?? 0) / 1024).toFixed(0)
             } MB, CPU ${((out.cpuMs ?? 0) / 1000).toFixed(2)} s, registry CPU ${
               (registryCpuMs / 1000).toFixed(2)
-            } s`,
+            } s, token server CPU ${(harnessCpuMs / 1000).toFixed(2)} s`,
           );
         }
       }
