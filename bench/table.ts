@@ -365,12 +365,7 @@ function scaleTargets(cases: CaseResult[], cores?: number): TargetResult[] {
     target(
       `scale: registry engine / skopeo sync at ${hi.tasks} tasks`,
       ratio(hiMs, median(skopeo, ms)),
-      {
-        limit: Infinity,
-        unit: "x",
-        direction: "<=",
-        info: true,
-      },
+      info("x"),
     ),
   ];
 }

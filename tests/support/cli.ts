@@ -34,9 +34,9 @@ export const CLI_PERMISSIONS = [
   "--allow-run",
 ];
 
-/** The argv that runs main.ts (for tmux and other wrappers). */
-export function cliArgv(args: string[]): string[] {
-  return ["deno", "run", "--frozen", ...CLI_PERMISSIONS, `${ROOT}/main.ts`, ...args];
+/** The argv that runs main.ts (for tmux and other wrappers), with `denoFlags` before the permissions. */
+export function cliArgv(args: string[], denoFlags: string[] = []): string[] {
+  return ["deno", "run", "--frozen", ...denoFlags, ...CLI_PERMISSIONS, `${ROOT}/main.ts`, ...args];
 }
 
 /** Run `main.ts` with `args`. */
@@ -46,8 +46,7 @@ export async function runCli(args: string[], options: RunCliOptions = {}): Promi
     const value = Deno.env.get(key);
     if (value !== undefined) base[key] = value;
   }
-  const [cmd, ...rest] = cliArgv(args);
-  rest.splice(2, 0, ...(options.denoFlags ?? [])); // after `run --frozen`
+  const [cmd, ...rest] = cliArgv(args, options.denoFlags);
   return await runProcess(cmd, rest, {
     cwd: options.cwd ?? ROOT,
     env: { ...base, NO_COLOR: "1", ...options.env },
