@@ -12,6 +12,7 @@
 import { Secrets } from "../../lib/log/redact.ts";
 import { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { runProcess } from "./process.ts";
+import type { TokenRules } from "./token_server.ts";
 
 /** A running test registry. */
 export interface TestRegistry extends AsyncDisposable {
@@ -55,6 +56,8 @@ export interface StartRegistryOptions {
   anonymousPull?: boolean;
   /** Serve read-only (maintenance mode): writes fail with 405. */
   readOnly?: boolean;
+  /** Token auth: Quay's per-repository decisions of the token server (token_server.ts). */
+  tokenRules?: TokenRules;
 }
 
 const BINARY = "/usr/bin/docker-registry";
@@ -203,6 +206,7 @@ export async function startRegistry(options: StartRegistryOptions = {}): Promise
       dir,
       users,
       anonymousPull: options.anonymousPull ?? false,
+      ...options.tokenRules,
     });
     tokenServer = server;
     lines.push(

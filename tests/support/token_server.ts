@@ -6,9 +6,27 @@
  * `grant_type=refresh_token` and a user's refresh (identity) token, answered with `access_token`
  * only. Counts requests so tests can assert that a client shares one token per scope.
  *
+ * Several `scope` parameters in one request are handled as Quay's `/v2/auth` handles them
+ * (shared/registry-protocols.md §3.3, Quay's endpoints/v2/v2auth.py): each scope on its own, a
+ * token carrying one access entry per scope. Two rules model what Quay decides per repository:
+ * - `refuse` (repository -> message): a scope naming it fails the WHOLE request, 405 UNSUPPORTED,
+ *   as Quay raises for a repository that is not a container-image repository (a disabled
+ *   namespace is the same 405 with DENIED): the other scopes of that request get no token either.
+ * - `grantNothing`: a scope naming it is granted no actions (Quay's downscope for a user or robot
+ *   without a permission there); the request still succeeds, and the registry refuses the token
+ *   for that repository.
+ *
  * @module
  */
 import { run } from "./registry.ts";
+
+/** Quay's per-repository decisions for a token request (see the module doc). */
+export interface TokenRules {
+  /** Repository -> message: a scope naming it fails the whole request (405 UNSUPPORTED). */
+  refuse?: Record<string, string>;
+  /** Repositories granted no actions (the request still succeeds). */
+  grantNothing?: string[];
+}
 
 /** A running token server. */
 export interface TokenServer {
@@ -60,7 +78,11 @@ async function libtrustKeyId(spki: Uint8Array): Promise<string> {
 
 /** Start a token server on a free loopback port. */
 export async function startTokenServer(
-  options: { dir: string; users: Record<string, string>; anonymousPull: boolean },
+  options: {
+    dir: string;
+    users: Record<string, string>;
+    anonymousPull: boolean;
+  } & TokenRules,
 ): Promise<TokenServer> {
   const keyFile = `${options.dir}/token.key`;
   const certFile = `${options.dir}/token.crt`;
@@ -138,8 +160,17 @@ export async function startTokenServer(
     for (const scope of scopes.flatMap((s) => s.split(" "))) {
       const match = /^repository:(.+):([a-z*,]+)$/.exec(scope);
       if (!match) continue;
+      const refused = options.refuse?.[match[1]];
+      if (refused !== undefined) {
+        return Response.json(
+          { errors: [{ code: "UNSUPPORTED", message: refused, detail: {} }] },
+          { status: 405 },
+        );
+      }
       const wanted = match[2].split(",");
-      const actions = user
+      const actions = options.grantNothing?.includes(match[1])
+        ? []
+        : user
         ? wanted
         : options.anonymousPull
         ? wanted.filter((a) => a === "pull")
