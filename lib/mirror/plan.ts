@@ -496,31 +496,22 @@ function failingOnBrokenHosts(
   broken: ReadonlyMap<string, MirrorError>,
 ): PlanProbe {
   if (broken.size === 0) return probe;
+  /** `read`, failing first when the host named by its first argument is broken. */
+  const on = <A extends unknown[], R>(
+    host: (first: A[0]) => string,
+    read: (...args: A) => Promise<R>,
+  ) =>
+  async (...args: A): Promise<R> => {
+    throwIfBroken(broken, host(args[0]));
+    return await read(...args);
+  };
   return {
-    async manifestHead(ref, signal) {
-      throwIfBroken(broken, ref.registry);
-      return await probe.manifestHead(ref, signal);
-    },
-    async configDigest(ref, platform, signal) {
-      throwIfBroken(broken, ref.registry);
-      return await probe.configDigest(ref, platform, signal);
-    },
-    async repository(registry, name, signal) {
-      throwIfBroken(broken, registry.host);
-      return await probe.repository(registry, name, signal);
-    },
-    async tags(repository, signal) {
-      throwIfBroken(broken, repository.registry);
-      return await probe.tags(repository, signal);
-    },
-    quota: probe.quota && (async (registry, signal) => {
-      throwIfBroken(broken, registry.host);
-      return await probe.quota?.(registry, signal) ?? null;
-    }),
-    manifest: probe.manifest && (async (ref, signal) => {
-      throwIfBroken(broken, ref.registry);
-      return await probe.manifest?.(ref, signal) ?? null;
-    }),
+    manifestHead: on((ref) => ref.registry, probe.manifestHead.bind(probe)),
+    configDigest: on((ref) => ref.registry, probe.configDigest.bind(probe)),
+    repository: on((registry) => registry.host, probe.repository.bind(probe)),
+    tags: on((repository) => repository.registry, probe.tags.bind(probe)),
+    quota: probe.quota && on((registry) => registry.host, probe.quota.bind(probe)),
+    manifest: probe.manifest && on((ref) => ref.registry, probe.manifest.bind(probe)),
   };
 }
 
