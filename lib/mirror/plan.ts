@@ -145,6 +145,11 @@ export interface PlanProbe {
   >;
   /** Does the Quay repository exist? ("unknown" when Quay answers 403 to a non-admin token). */
   repository(registry: ResolvedRegistry, name: string, signal?: AbortSignal): Promise<RepoState>;
+  /**
+   * The destinations the plan is about to read: a registry's token server may then be asked for
+   * several repositories at once. Optional: a probe without it reads one repository at a time.
+   */
+  expect?(refs: Iterable<Reference>): void;
   /** Every tag of a source repository (all pages); [] when it is absent (404). */
   tags(repository: Omit<Reference, "tag" | "digest">, signal?: AbortSignal): Promise<string[]>;
   /** The storage quota of a Quay target's organization, or null (none, or not readable). */
@@ -224,6 +229,8 @@ export async function buildPlan(
     options.comparison,
   );
   const reader = new TaskReads(config, probe, options, brokenHosts, brokenTargets);
+  // Not a read: a host whose login failed is told too, and reads nothing.
+  reads.expect?.(tasks.map((task) => task.destination));
   await forEachLimited(
     tasks.filter((task) => !listingFailed.includes(task)),
     async (task) => {

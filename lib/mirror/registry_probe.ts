@@ -40,6 +40,17 @@ export class RegistryProbe implements PlanProbe {
     this.#options = options;
   }
 
+  /** Tell each host's store which of its repositories the plan will read. */
+  expect(refs: Iterable<Reference>): void {
+    const byHost = new Map<string, Set<string>>();
+    for (const ref of refs) {
+      let names = byHost.get(ref.registry);
+      if (!names) byHost.set(ref.registry, names = new Set());
+      names.add(ref.repository);
+    }
+    for (const [host, names] of byHost) this.#options.storeFor(host)?.expectReads?.(names);
+  }
+
   /** The manifest HEAD of `ref` with the rate limit it carried, or null when absent. */
   async manifestHead(ref: Reference, signal?: AbortSignal): Promise<ProbedManifest | null> {
     const store = this.#options.storeFor(ref.registry);

@@ -89,6 +89,11 @@ export interface ArtifactStore extends ImageStore {
     digest: string,
     options?: ReferrersOptions,
   ): Promise<number | null>;
+  /**
+   * Repositories the run will read soon, so a registry's token server can be asked for several
+   * at once (a layout has none).
+   */
+  expectReads?(repositories: Iterable<string>): void;
 }
 
 /** Does `store` list tags and answer referrers (a registry client, a layout store)? */

@@ -6,6 +6,16 @@
  * challenge is answered once; a second 401 is final (no token loops, gotcha 14). Every token is
  * registered as a secret the moment it arrives.
  *
+ * Scopes the run says it will need ({@link RegistryAuth.expect}: the plan's destination
+ * repositories) are asked for together: a token request for one of them names up to
+ * {@link SCOPES_PER_TOKEN} of them (one `scope=` each, as distribution's and Quay's token
+ * endpoints take them), and the token is cached for each. A token server intersects what it grants
+ * with what was asked, so a scope it did not grant fails as it would alone: 401 with that token, a
+ * token for exactly that scope, a second 401 final. Quay refuses the whole request when one scope
+ * names a repository it will not serve (marked for deletion, not an image repository, a disabled
+ * namespace); so when a request for several scopes fails, the host stops asking for several and
+ * each request asks for its own scope again, as if none had been batched.
+ *
  * Why so strict about where a credential goes: a registry's answers (Location, Link, a redirect,
  * a challenge) are data from the network, and a hostile or compromised registry, or a storage host
  * it redirects to, would otherwise collect the credential. So:
@@ -24,6 +34,7 @@
  */
 import type { Credential } from "./credential.ts";
 import type { Secrets } from "../log/redact.ts";
+import { errorMessage } from "../errors.ts";
 import { parseRetryAfter } from "../http_error.ts";
 import { isLoopbackHost } from "./reference.ts";
 import { type HttpRequest, HttpTransport, redirectedAway } from "./http_transport.ts";
@@ -37,6 +48,16 @@ import {
 
 /** The most bytes a token answer may have (a JWT is a few KiB). */
 const TOKEN_ANSWER_MAX_BYTES = 1024 * 1024;
+
+/**
+ * The most scopes one token request names. Each granted scope adds an access entry (about 80
+ * bytes of base64) to a token that every request then carries, and a proxy in front of a registry
+ * (Quay's nginx) takes a header line of at most 8 KiB; ten keep the token near 2 KiB.
+ */
+export const SCOPES_PER_TOKEN = 10;
+
+/** A token request for several scopes failed: each waiting request asks for its own scope. */
+class BatchRefused extends Error {}
 
 /**
  * The `Authorization` value for Basic credentials: `user:password` as UTF-8, then base64 (as
@@ -120,6 +141,10 @@ export class RegistryAuth {
   #bearer?: { realm: string; service?: string };
   #tokens = new Map<string, CachedToken>();
   #inflight = new Map<string, Promise<CachedToken>>();
+  /** Scopes the run will need (in the order given) not yet asked for; see {@link expect}. */
+  #expected = new Set<string>();
+  /** False once a request for several scopes failed: each scope is then asked for alone. */
+  #batching = true;
   #basic?: string;
   /** Token requests made (for tests and benchmarks). */
   tokenRequests = 0;
@@ -136,6 +161,16 @@ export class RegistryAuth {
       this.#mode = "bearer";
       secrets.add(credential.token);
     }
+  }
+
+  /**
+   * Scopes (`repository:<name>:pull`) the run will need soon: a token request for one of them also
+   * names up to {@link SCOPES_PER_TOKEN} - 1 others not yet asked for. Only for a single scope
+   * asked in the Bearer flow with Basic credentials, an identity token or none; with a registry
+   * token there is no token request.
+   */
+  expect(scopes: Iterable<string>): void {
+    for (const scope of scopes) this.#expected.add(scope);
   }
 
   /**
@@ -162,9 +197,11 @@ export class RegistryAuth {
       // Drop the cached token only if this request carried it and it was refused; requests that
       // went out before any token existed share the one being fetched.
       const cached = this.#tokens.get(this.#key(all));
-      if (cached && first === cached.header) this.#tokens.delete(this.#key(all));
+      const refused = cached !== undefined && first === cached.header;
+      if (refused) this.#tokens.delete(this.#key(all));
       await res.body?.cancel();
-      const header = await this.#header(all, request.signal);
+      // A refused token (perhaps asked for with other scopes): ask for exactly these scopes.
+      const header = await this.#header(all, request.signal, !refused);
       return await this.#http.send({ ...request, authorization: header });
     }
     // Retry with Basic unless this very request already carried it (concurrent requests may all
@@ -177,7 +214,7 @@ export class RegistryAuth {
     return res;
   }
 
-  async #header(scopes: string[], signal?: AbortSignal): Promise<string | null> {
+  async #header(scopes: string[], signal?: AbortSignal, batch = true): Promise<string | null> {
     const credential = this.#credential;
     if (credential?.kind === "registry-token") return `Bearer ${credential.token}`;
     if (this.#mode === "basic" && credential?.kind === "basic") {
@@ -186,16 +223,61 @@ export class RegistryAuth {
     }
     if (this.#mode !== "bearer" || !this.#bearer) return null;
     const key = this.#key(scopes);
-    const cached = this.#tokens.get(key);
-    if (cached && cached.expiresAt > Date.now()) return cached.header;
-    let pending = this.#inflight.get(key);
-    if (!pending) {
-      pending = this.#fetchToken(scopes, signal).finally(() => this.#inflight.delete(key));
-      this.#inflight.set(key, pending);
+    for (;;) {
+      const cached = this.#tokens.get(key);
+      if (cached && cached.expiresAt > Date.now()) return cached.header;
+      const pending = this.#inflight.get(key) ?? this.#request(scopes, key, batch, signal);
+      try {
+        const token = await pending;
+        this.#tokens.set(key, token);
+        return token.header;
+      } catch (error) {
+        // A request for several scopes failed (batching is off now): ask for this one alone.
+        if (!(error instanceof BatchRefused)) throw error;
+      }
     }
-    const token = await pending;
-    this.#tokens.set(key, token);
-    return token.header;
+  }
+
+  /**
+   * Start the token request for `scopes` (cache key `key`), naming with it the next expected
+   * scopes that have no token and no request yet; every named scope shares the request.
+   */
+  #request(
+    scopes: string[],
+    key: string,
+    batch: boolean,
+    signal?: AbortSignal,
+  ): Promise<CachedToken> {
+    const together = [...scopes];
+    const keys = [key];
+    if (batch && this.#batching && scopes.length === 1 && this.#expected.delete(scopes[0])) {
+      for (const scope of this.#expected) {
+        if (together.length >= SCOPES_PER_TOKEN) break;
+        this.#expected.delete(scope);
+        const other = this.#key([scope]);
+        const held = this.#tokens.get(other);
+        if (this.#inflight.has(other) || (held && held.expiresAt > Date.now())) continue;
+        together.push(scope);
+        keys.push(other);
+      }
+    }
+    let pending: Promise<CachedToken>;
+    if (keys.length === 1) {
+      pending = this.#fetchToken(scopes, signal);
+    } else {
+      pending = this.#fetchToken(together, signal).then((token) => {
+        for (const other of keys) this.#tokens.set(other, token);
+        return token;
+      }, (error) => {
+        this.#batching = false;
+        throw new BatchRefused(errorMessage(error), { cause: error });
+      });
+    }
+    const settled = pending.finally(() => {
+      for (const k of keys) if (this.#inflight.get(k) === settled) this.#inflight.delete(k);
+    });
+    for (const k of keys) this.#inflight.set(k, settled);
+    return settled;
   }
 
   #key(scopes: string[]): string {

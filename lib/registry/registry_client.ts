@@ -114,6 +114,16 @@ export class RegistryClient implements ImageStore {
     });
   }
 
+  /**
+   * Repositories this run will read soon (the plan's destinations): their pull scopes are asked
+   * for several at a time (registry_auth.ts).
+   */
+  expectReads(repositories: Iterable<string>): void {
+    const scopes = [];
+    for (const repository of repositories) scopes.push(`repository:${repository}:pull`);
+    this.#auth.expect(scopes);
+  }
+
   /** Token requests made so far (tests and benchmarks). */
   get tokenRequests(): number {
     return this.#auth.tokenRequests;

@@ -1,0 +1,181 @@
+/**
+ * Token requests for several scopes (registry_auth.ts) against a real token-auth registry: the
+ * repositories a run says it will read are asked for ten to a request, concurrent reads share the
+ * request, and what a token server decides per repository (Quay's rules, modelled by
+ * token_server.ts) ends as it would without batching: a refused repository fails alone, a
+ * repository granted nothing gets the same error as on its own.
+ */
+import assert from "node:assert/strict";
+import { MirrorError } from "../../lib/errors.ts";
+import { Secrets } from "../../lib/log/redact.ts";
+import { SCOPES_PER_TOKEN } from "../../lib/registry/registry_auth.ts";
+import { RegistryClient } from "../../lib/registry/registry_client.ts";
+import { pushTestImage } from "../support/images.ts";
+import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+
+const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
+
+function client(reg: TestRegistry): RegistryClient {
+  return new RegistryClient({
+    host: reg.host,
+    scheme: reg.scheme,
+    credential: {
+      kind: "basic",
+      username: reg.username ?? "",
+      password: reg.password ?? "",
+      source: "config",
+    },
+    maxRetries: 0,
+    retryDelayMs: 5,
+    secrets: new Secrets(),
+  });
+}
+
+const pull = (repository: string) => `repository:${repository}:pull`;
+
+/** The outcome of a HEAD: the digest, null (absent), or the error's code and message. */
+async function outcome(c: RegistryClient, repository: string): Promise<string | null> {
+  try {
+    return (await c.manifestHead(repository, "1"))?.digest ?? null;
+  } catch (error) {
+    assert.ok(error instanceof MirrorError, String(error));
+    return `${error.code}: ${error.message}`;
+  }
+}
+
+Deno.test({
+  name: `RegistryClient asks for the expected repositories ten to a token request${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    assert.equal(SCOPES_PER_TOKEN, 10);
+    await using reg = await startRegistry({ auth: "token" });
+    const repos = Array.from({ length: 25 }, (_, i) => `team/app${i}`);
+    const pushed = new Map<string, string>();
+    for (const i of [0, 14, 24]) {
+      const image = await pushTestImage(reg, `${repos[i]}:1`, {
+        kind: "oci",
+        seed: 90 + i,
+        layers: 1,
+        layerSize: 64,
+      });
+      pushed.set(repos[i], image.digest);
+    }
+    const before = reg.tokenRequests().length;
+    const c = client(reg);
+    try {
+      c.expectReads(repos);
+      // The first read asks for its scope and the next nine; reads of those share the request.
+      const first = await Promise.all(repos.slice(0, 12).map((r) => outcome(c, r)));
+      const rest = [];
+      for (const r of repos.slice(12)) rest.push(await outcome(c, r));
+      assert.deepEqual(
+        [...first, ...rest],
+        repos.map((r) => pushed.get(r) ?? null),
+        "every repository read with its batched token",
+      );
+      // Which read of the first twelve asks first is up to the scheduler, so compare sets.
+      const sorted = (scopes: string[]) => [...scopes].sort().join(" ");
+      assert.deepEqual(
+        reg.tokenRequests().slice(before).map(sorted).sort(),
+        [
+          repos.slice(0, 10).map(pull),
+          repos.slice(10, 20).map(pull),
+          repos.slice(20).map(pull),
+        ].map(sorted).sort(),
+      );
+      assert.equal(c.tokenRequests, 3);
+      // A repository nobody said would be read is asked for alone.
+      assert.equal(await outcome(c, "team/other"), null);
+      assert.deepEqual(reg.tokenRequests().slice(before + 3), [[pull("team/other")]]);
+    } finally {
+      c.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `a batched token request Quay refuses: each repository is asked for alone${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    const helm = "This repository is for managing helm and not container images.";
+    await using reg = await startRegistry({
+      auth: "token",
+      tokenRules: { refuse: { "team/charts": helm } },
+    });
+    const image = await pushTestImage(reg, "team/b:1", {
+      kind: "oci",
+      seed: 5,
+      layers: 1,
+      layerSize: 64,
+    });
+    const repos = ["team/a", "team/b", "team/charts", "team/c"];
+    // What each read gives without batching: the refusal is team/charts' alone.
+    const plain = client(reg);
+    const alone = [];
+    try {
+      for (const r of repos) alone.push(await outcome(plain, r));
+    } finally {
+      plain.close();
+    }
+    assert.deepEqual(alone.slice(0, 2), [null, image.digest]);
+    assert.match(String(alone[2]), /^IMAGE_PULL_FAILED: .*405.*managing helm/);
+    const before = reg.tokenRequests().length;
+    const c = client(reg);
+    try {
+      c.expectReads(repos);
+      const batched = [];
+      for (const r of repos) batched.push(await outcome(c, r));
+      assert.deepEqual(batched, alone, "the same outcome for every repository");
+      assert.deepEqual(reg.tokenRequests().slice(before), [
+        repos.map(pull),
+        [pull("team/a")],
+        [pull("team/b")],
+        [pull("team/charts")],
+        [pull("team/c")],
+      ], "one refused batch, then one scope a request");
+    } finally {
+      c.close();
+    }
+  },
+});
+
+Deno.test({
+  name: `a repository granted nothing in a batched token fails as it does alone${skip}`,
+  ignore: Boolean(skip),
+  async fn() {
+    await using reg = await startRegistry({
+      auth: "token",
+      tokenRules: { grantNothing: ["team/secret"] },
+    });
+    const image = await pushTestImage(reg, "team/b:1", {
+      kind: "oci",
+      seed: 6,
+      layers: 1,
+      layerSize: 64,
+    });
+    const repos = ["team/a", "team/secret", "team/b"];
+    const plain = client(reg);
+    const alone = [];
+    try {
+      for (const r of repos) alone.push(await outcome(plain, r));
+    } finally {
+      plain.close();
+    }
+    assert.equal(alone[1]?.startsWith("sha256:"), false, `team/secret fails: ${alone[1]}`);
+    assert.equal(alone[2], image.digest);
+    const before = reg.tokenRequests().length;
+    const c = client(reg);
+    try {
+      c.expectReads(repos);
+      const batched = [];
+      for (const r of repos) batched.push(await outcome(c, r));
+      assert.deepEqual(batched, alone, "the same outcome for every repository");
+      assert.deepEqual(reg.tokenRequests().slice(before), [
+        repos.map(pull),
+        [pull("team/secret")],
+      ], "the refused token is dropped and team/secret asked for alone, once");
+    } finally {
+      c.close();
+    }
+  },
+});
