@@ -7,29 +7,17 @@
  */
 import assert from "node:assert/strict";
 import { MirrorError } from "../../lib/errors.ts";
-import { Secrets } from "../../lib/log/redact.ts";
 import { SCOPES_PER_TOKEN } from "../../lib/registry/registry_auth.ts";
-import { RegistryClient } from "../../lib/registry/registry_client.ts";
+import type { RegistryClient } from "../../lib/registry/registry_client.ts";
 import { pushTestImage } from "../support/images.ts";
-import { registryBinaryAvailable, startRegistry, type TestRegistry } from "../support/registry.ts";
+import {
+  clientOf,
+  registryBinaryAvailable,
+  startRegistry,
+  type TestRegistry,
+} from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
-
-function client(reg: TestRegistry): RegistryClient {
-  return new RegistryClient({
-    host: reg.host,
-    scheme: reg.scheme,
-    credential: {
-      kind: "basic",
-      username: reg.username ?? "",
-      password: reg.password ?? "",
-      source: "config",
-    },
-    maxRetries: 0,
-    retryDelayMs: 5,
-    secrets: new Secrets(),
-  });
-}
 
 const pull = (repository: string) => `repository:${repository}:pull`;
 
@@ -40,6 +28,23 @@ async function outcome(c: RegistryClient, repository: string): Promise<string | 
   } catch (error) {
     assert.ok(error instanceof MirrorError, String(error));
     return `${error.code}: ${error.message}`;
+  }
+}
+
+/** Each repository's outcome, read one after the other by a new client (told of them first with `expect`). */
+async function readEach(
+  reg: TestRegistry,
+  repositories: string[],
+  expect: boolean,
+): Promise<(string | null)[]> {
+  const c = clientOf(reg);
+  try {
+    if (expect) c.expectReads(repositories);
+    const out = [];
+    for (const r of repositories) out.push(await outcome(c, r));
+    return out;
+  } finally {
+    c.close();
   }
 }
 
@@ -61,7 +66,7 @@ Deno.test({
       pushed.set(repos[i], image.digest);
     }
     const before = reg.tokenRequests().length;
-    const c = client(reg);
+    const c = clientOf(reg);
     try {
       c.expectReads(repos);
       // The first read asks for its scope and the next nine; reads of those share the request.
@@ -110,32 +115,18 @@ Deno.test({
     });
     const repos = ["team/a", "team/b", "team/charts", "team/c"];
     // What each read gives without batching: the refusal is team/charts' alone.
-    const plain = client(reg);
-    const alone = [];
-    try {
-      for (const r of repos) alone.push(await outcome(plain, r));
-    } finally {
-      plain.close();
-    }
+    const alone = await readEach(reg, repos, false);
     assert.deepEqual(alone.slice(0, 2), [null, image.digest]);
     assert.match(String(alone[2]), /^IMAGE_PULL_FAILED: .*405.*managing helm/);
     const before = reg.tokenRequests().length;
-    const c = client(reg);
-    try {
-      c.expectReads(repos);
-      const batched = [];
-      for (const r of repos) batched.push(await outcome(c, r));
-      assert.deepEqual(batched, alone, "the same outcome for every repository");
-      assert.deepEqual(reg.tokenRequests().slice(before), [
-        repos.map(pull),
-        [pull("team/a")],
-        [pull("team/b")],
-        [pull("team/charts")],
-        [pull("team/c")],
-      ], "one refused batch, then one scope a request");
-    } finally {
-      c.close();
-    }
+    assert.deepEqual(await readEach(reg, repos, true), alone, "the same outcome for each");
+    assert.deepEqual(reg.tokenRequests().slice(before), [
+      repos.map(pull),
+      [pull("team/a")],
+      [pull("team/b")],
+      [pull("team/charts")],
+      [pull("team/c")],
+    ], "one refused batch, then one scope a request");
   },
 });
 
@@ -154,28 +145,14 @@ Deno.test({
       layerSize: 64,
     });
     const repos = ["team/a", "team/secret", "team/b"];
-    const plain = client(reg);
-    const alone = [];
-    try {
-      for (const r of repos) alone.push(await outcome(plain, r));
-    } finally {
-      plain.close();
-    }
+    const alone = await readEach(reg, repos, false);
     assert.equal(alone[1]?.startsWith("sha256:"), false, `team/secret fails: ${alone[1]}`);
     assert.equal(alone[2], image.digest);
     const before = reg.tokenRequests().length;
-    const c = client(reg);
-    try {
-      c.expectReads(repos);
-      const batched = [];
-      for (const r of repos) batched.push(await outcome(c, r));
-      assert.deepEqual(batched, alone, "the same outcome for every repository");
-      assert.deepEqual(reg.tokenRequests().slice(before), [
-        repos.map(pull),
-        [pull("team/secret")],
-      ], "the refused token is dropped and team/secret asked for alone, once");
-    } finally {
-      c.close();
-    }
+    assert.deepEqual(await readEach(reg, repos, true), alone, "the same outcome for each");
+    assert.deepEqual(reg.tokenRequests().slice(before), [
+      repos.map(pull),
+      [pull("team/secret")],
+    ], "the refused token is dropped and team/secret asked for alone, once");
   },
 });
