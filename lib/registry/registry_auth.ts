@@ -11,10 +11,12 @@
  * {@link SCOPES_PER_TOKEN} of them (one `scope=` each, as distribution's and Quay's token
  * endpoints take them), and the token is cached for each. A token server intersects what it grants
  * with what was asked, so a scope it did not grant fails as it would alone: 401 with that token, a
- * token for exactly that scope, a second 401 final. Quay refuses the whole request when one scope
- * names a repository it will not serve (marked for deletion, not an image repository, a disabled
- * namespace); so when a request for several scopes fails, the host stops asking for several and
- * each request asks for its own scope again, as if none had been batched.
+ * token for exactly that scope, a second 401 final; and the host stops asking for several (a
+ * token server that granted only part of each request would otherwise cost a 401 per scope).
+ * Quay refuses the whole request when one scope names a repository it will not serve (marked for
+ * deletion, not an image repository, a disabled namespace); so when a request for several scopes
+ * fails, the host stops asking for several too and each request asks for its own scope again, as
+ * if none had been batched.
  *
  * Why so strict about where a credential goes: a registry's answers (Location, Link, a redirect,
  * a challenge) are data from the network, and a hostile or compromised registry, or a storage host
@@ -127,6 +129,8 @@ interface CachedToken {
   /** `Bearer <token>`, made once: every request sends it (2 KB from some token servers). */
   header: string;
   expiresAt: number;
+  /** Asked for with other scopes (a 401 with it turns batching off). */
+  batched?: true;
 }
 
 /** Sends requests with the right Authorization for a set of scopes. */
@@ -198,7 +202,11 @@ export class RegistryAuth {
       // went out before any token existed share the one being fetched.
       const cached = this.#tokens.get(this.#key(all));
       const refused = cached !== undefined && first === cached.header;
-      if (refused) this.#tokens.delete(this.#key(all));
+      if (refused) {
+        this.#tokens.delete(this.#key(all));
+        // A token server that grants only part of a request would cost a 401 per scope.
+        if (cached.batched) this.#batching = false;
+      }
       await res.body?.cancel();
       // A refused token (perhaps asked for with other scopes): ask for exactly these scopes.
       const header = await this.#header(all, request.signal, !refused);
@@ -265,7 +273,8 @@ export class RegistryAuth {
     if (keys.length === 1) {
       pending = this.#fetchToken(scopes, signal);
     } else {
-      pending = this.#fetchToken(together, signal).then((token) => {
+      pending = this.#fetchToken(together, signal).then((fetched) => {
+        const token = { ...fetched, batched: true as const };
         for (const other of keys) this.#tokens.set(other, token);
         return token;
       }, (error) => {
