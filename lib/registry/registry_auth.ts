@@ -269,19 +269,15 @@ export class RegistryAuth {
         keys.push(other);
       }
     }
-    let pending: Promise<CachedToken>;
-    if (keys.length === 1) {
-      pending = this.#fetchToken(scopes, signal);
-    } else {
-      pending = this.#fetchToken(together, signal).then((fetched) => {
-        const token = { ...fetched, batched: true as const };
-        for (const other of keys) this.#tokens.set(other, token);
-        return token;
-      }, (error) => {
-        this.#batching = false;
-        throw new BatchRefused(errorMessage(error), { cause: error });
-      });
-    }
+    const fetching = this.#fetchToken(together, signal);
+    const pending = keys.length === 1 ? fetching : fetching.then((fetched) => {
+      const token = { ...fetched, batched: true as const };
+      for (const other of keys) this.#tokens.set(other, token);
+      return token;
+    }, (error) => {
+      this.#batching = false;
+      throw new BatchRefused(errorMessage(error), { cause: error });
+    });
     const settled = pending.finally(() => {
       for (const k of keys) if (this.#inflight.get(k) === settled) this.#inflight.delete(k);
     });

@@ -120,7 +120,7 @@ export class RegistryClient implements ImageStore {
    */
   expectReads(repositories: Iterable<string>): void {
     const scopes = [];
-    for (const repository of repositories) scopes.push(`repository:${repository}:pull`);
+    for (const repository of repositories) scopes.push(scopeOf(repository, false));
     this.#auth.expect(scopes);
   }
 
@@ -323,7 +323,7 @@ export class RegistryClient implements ImageStore {
         encodeURIComponent(checkedDigest(digest))
       }&from=${encodeURIComponent(checkedRepository(from))}`,
       repository,
-      extraScopes: [`repository:${from}:pull`],
+      extraScopes: [scopeOf(from, false)],
       write: true,
       signal,
       ok: [201, 202],
@@ -425,7 +425,7 @@ export class RegistryClient implements ImageStore {
     const attempt = async () => {
       const url = call.path instanceof URL ? call.path : new URL(`${this.#base}/v2/${call.path}`);
       const scopes = [
-        `repository:${call.repository}:${call.write ? "pull,push" : "pull"}`,
+        scopeOf(call.repository, call.write ?? false),
         ...(call.extraScopes ?? []),
       ];
       const write = call.write || this.#destination;
@@ -444,6 +444,14 @@ export class RegistryClient implements ImageStore {
     };
     return call.once ? await attempt() : await retry(attempt, this.#retryPolicy(call.signal));
   }
+}
+
+/**
+ * The token scope of `repository`: pull, or pull and push for a write. The one place it is
+ * spelt: a token asked for in advance (`expectReads`) is found again only under the same string.
+ */
+function scopeOf(repository: string, write: boolean): string {
+  return `repository:${repository}:${write ? "pull,push" : "pull"}`;
 }
 
 function badDigestHeader(where: string, digest: string): MirrorError {
