@@ -6,7 +6,10 @@
  * their cosign tag).
  *
  * Blobs that exist are skipped (HEAD); on the same registry they are mounted from the source
- * repository; otherwise the source GET streams into the destination upload. Blob and child work is
+ * repository; otherwise the source GET streams into the destination upload. A destination that
+ * has shown it mounts a blob into the repository that holds it (`mountsInPlace`) is asked with the
+ * upload's POST instead (`?mount=<digest>&from=<the destination repository>`, the source
+ * repository on the same registry): a 201 is "there already", a 202 the upload session. Blob and child work is
  * shared by every copy of the engine (`_shared_work.ts`). A manifest PUT answered with
  * BLOB_UNKNOWN re-checks the manifest's blobs or children once, then PUTs again before failing.
  *
@@ -190,21 +193,31 @@ export class ManifestCopier {
     const signal = this.#signal;
     signal?.throwIfAborted();
     const dstRepo = this.#dstRepo;
-    if ((await this.#dst.blobHead(dstRepo, blob.digest, signal)) !== null) {
-      this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
-      return;
-    }
-    if (this.#src.host === this.#dst.host) {
-      if (await this.#dst.blobMount(dstRepo, blob.digest, this.#srcRepo, signal)) {
+    const sameHost = this.#src.host === this.#dst.host;
+    // A registry that answers a mount into the repository holding the blob (201) is asked with the
+    // upload's own POST; any other is asked with a HEAD first.
+    const byMount = this.#dst.mountsInPlace?.() ?? false;
+    if (!byMount) {
+      if ((await this.#dst.blobHead(dstRepo, blob.digest, signal)) !== null) {
+        this.#emit({ kind: "blob", digest: blob.digest, state: "skipped", total: blob.size });
+        return;
+      }
+      if (sameHost && await this.#dst.blobMount(dstRepo, blob.digest, this.#srcRepo, signal)) {
         this.#emit({ kind: "blob", digest: blob.digest, state: "mounted", total: blob.size });
         return;
       }
     }
-    this.#emit({ kind: "blob", digest: blob.digest, state: "started", total: blob.size });
-    await this.#dst.blobUpload(
+    let started = false;
+    const outcome = await this.#dst.blobUpload(
       dstRepo,
       { digest: blob.digest, size: blob.size },
-      async (reading) => (await this.#src.blobGet(this.#srcRepo, blob.digest, reading)).body,
+      async (reading) => {
+        if (!started) {
+          started = true;
+          this.#emit({ kind: "blob", digest: blob.digest, state: "started", total: blob.size });
+        }
+        return (await this.#src.blobGet(this.#srcRepo, blob.digest, reading)).body;
+      },
       {
         signal,
         onProgress: (bytes) => {
@@ -216,8 +229,14 @@ export class ManifestCopier {
             total: blob.size,
           });
         },
+        mountFrom: byMount ? (sameHost ? this.#srcRepo : dstRepo) : undefined,
       },
     );
+    if (outcome === "mounted") {
+      const state = sameHost ? "mounted" : "skipped";
+      this.#emit({ kind: "blob", digest: blob.digest, state, total: blob.size });
+      return;
+    }
     // Counted once the registry took the blob: bytes of a try that failed are not "uploaded".
     this.bytesUploaded += blob.size;
     this.#emit({ kind: "blob", digest: blob.digest, state: "done", total: blob.size });

@@ -15,7 +15,13 @@
  * @module
  */
 import { MirrorError } from "../errors.ts";
-import type { ArtifactStore, ManifestBytes, ManifestHead } from "../registry/image_store.ts";
+import type {
+  ArtifactStore,
+  ManifestBytes,
+  ManifestHead,
+  UploadOptions,
+  UploadOutcome,
+} from "../registry/image_store.ts";
 import { sha256Digest } from "../registry/manifest.ts";
 import { isPinnedDigestTag, isValidTag, pinnedDigestTag } from "../registry/reference.ts";
 import { type LayoutEntry, type OciLayout, REF_NAME } from "./oci_layout.ts";
@@ -169,14 +175,15 @@ export class LayoutStore implements ArtifactStore {
     _repository: string,
     blob: { digest: string; size: number },
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
-  ): Promise<void> {
+    options: UploadOptions = {},
+  ): Promise<UploadOutcome> {
     const reading = new AbortController();
     const signal = options.signal
       ? AbortSignal.any([options.signal, reading.signal])
       : reading.signal;
     try {
       await this.#layout.writeBlob(blob, await open(signal), options);
+      return "uploaded";
     } finally {
       reading.abort();
     }

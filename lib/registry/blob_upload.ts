@@ -21,7 +21,7 @@ import { MirrorError } from "../errors.ts";
 import { retry, type RetryOptions } from "../retry.ts";
 import { verifyBlob } from "./blob_verifier.ts";
 import { RegistryError } from "./registry_error.ts";
-import { checkedDigest, repositoryPath } from "./registry_paths.ts";
+import { checkedDigest, mountPath, repositoryPath, scopeOf } from "./registry_paths.ts";
 
 /** One request of the registry client: what `send` takes. */
 export interface RegistryCall {
@@ -49,6 +49,21 @@ export interface RegistryCall {
   blob?: boolean;
 }
 
+/** What a blob upload did: sent the bytes, or had the blob mounted (201) and sent nothing. */
+export type UploadOutcome = "uploaded" | "mounted";
+
+/** How a blob is uploaded. */
+export interface UploadOptions {
+  signal?: AbortSignal;
+  /** Told the length of every chunk sent on. */
+  onProgress?: (bytes: number) => void;
+  /**
+   * Ask for the upload with a mount of the blob from this repository of the same store (the
+   * destination repository itself: "is it there already?"); "mounted" when the store did.
+   */
+  mountFrom?: string;
+}
+
 /** Options for {@link BlobUploader}. */
 export interface BlobUploaderOptions {
   /** Registry name as in references, for messages. */
@@ -62,15 +77,11 @@ export interface BlobUploaderOptions {
 }
 
 /** What {@link BlobUploader.upload} uploads, and how. */
-export interface BlobUploadOptions {
+export interface BlobUploadOptions extends UploadOptions {
   /** The descriptor the bytes must match. */
   blob: { digest: string; size: number };
   /** Opens a fresh source stream per attempt; aborting `signal` ends that stream's reading. */
   open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>;
-  /** Aborts the upload. */
-  signal?: AbortSignal;
-  /** Told the length of every chunk sent on. */
-  onProgress?: (bytes: number) => void;
 }
 
 /** First PATCH size once a registry refused a whole blob. */
@@ -108,7 +119,9 @@ export class BlobUploader {
    * `open` gives a fresh stream per attempt; its bytes are counted and hashed on the way and must
    * match `blob.size` and `blob.digest`: a stream that passes the size is cut at once, a short one
    * or one with other bytes fails, each IMAGE_DIGEST_MISMATCH (not retried) before the final PUT
-   * completes, and the upload session is deleted.
+   * completes, and the upload session is deleted. With `mountFrom`, the session is asked for with
+   * a mount of the blob from that repository: a 201 ends the upload there ("mounted", `open` never
+   * called), a 202 is the session the bytes go to.
    *
    * @param repository the destination repository
    * @param options the descriptor, how to open the bytes, an abort signal and a progress callback
@@ -116,9 +129,9 @@ export class BlobUploader {
    * @throws {RegistryError} the failure of the last try (IMAGE_PUSH_FAILED, LOGIN_FAILED ...)
    * @throws {MirrorError} IMAGE_MANIFEST_INVALID for a digest or size outside the grammar
    */
-  async upload(repository: string, options: BlobUploadOptions): Promise<void> {
+  upload(repository: string, options: BlobUploadOptions): Promise<UploadOutcome> {
     const { blob, open } = options;
-    await retry(async () => {
+    return retry(async (): Promise<UploadOutcome> => {
       for (;;) {
         // One source stream per try; aborted when the try ends early (a 413), so no GET lingers.
         const reading = new AbortController();
@@ -132,7 +145,8 @@ export class BlobUploader {
             `blob ${blob.digest}: size ${blob.size} is not a non-negative integer`,
           );
         }
-        const session = await this.#start(repository, options.signal);
+        const session = await this.#start(repository, blob.digest, options);
+        if (!session) return "mounted";
         // The PUT (or PATCHes) of this try: ended before the session is deleted, so that the
         // registry is no longer writing what it received when the DELETE comes.
         const sending = new AbortController();
@@ -164,25 +178,32 @@ export class BlobUploader {
           // The session's current location (a PATCH moves it), never the first one.
           if (!done) await this.cancel(repository, session.url);
         }
-        if (done) return;
+        if (done) return "uploaded";
       }
     }, this.#retryPolicy(options.signal));
   }
 
+  /** POST for a session; null when the registry mounted the blob (201) instead. */
   async #start(
     repository: string,
-    signal?: AbortSignal,
-  ): Promise<{ url: URL; minChunk: number }> {
+    digest: string,
+    options: { signal?: AbortSignal; mountFrom?: string },
+  ): Promise<{ url: URL; minChunk: number } | null> {
+    const from = options.mountFrom;
     const post = await this.#send({
       method: "POST",
-      path: repositoryPath(repository, "blobs/uploads/"),
+      path: from
+        ? mountPath(repository, digest, from)
+        : repositoryPath(repository, "blobs/uploads/"),
       repository,
+      extraScopes: from && from !== repository ? [scopeOf(from, false)] : undefined,
       write: true,
       headers: { "content-length": "0" },
-      signal,
-      ok: [202],
+      signal: options.signal,
+      ok: from ? [201, 202] : [202],
     });
     await post.body?.cancel();
+    if (post.status === 201) return null;
     const location = post.headers.get("location");
     if (!location) {
       throw new RegistryError(

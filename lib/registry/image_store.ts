@@ -11,6 +11,9 @@
  * @module
  */
 import type { ReferrersOptions } from "./_referrers_get.ts";
+import type { UploadOptions, UploadOutcome } from "./blob_upload.ts";
+
+export type { UploadOptions, UploadOutcome };
 
 /** A manifest as a HEAD reports it (see manifest.ts's `Descriptor` for the parsed kind). */
 export interface ManifestHead {
@@ -58,13 +61,22 @@ export interface ImageStore {
     from: string,
     signal?: AbortSignal,
   ): Promise<boolean>;
-  /** Store a blob from a fresh stream per attempt; size and digest checked while it flows. */
+  /**
+   * Store a blob from a fresh stream per attempt; size and digest checked while it flows. With
+   * `mountFrom`, a store that mounts the blob from there sends nothing ("mounted").
+   */
   blobUpload(
     repository: string,
     blob: { digest: string; size: number },
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-    options?: { signal?: AbortSignal; onProgress?: (bytes: number) => void },
-  ): Promise<void>;
+    options?: UploadOptions,
+  ): Promise<UploadOutcome>;
+  /**
+   * True once an upload with `mountFrom` set to its own repository answers whether the blob is
+   * there already (the store mounts a blob into the repository that holds it: 201), so the HEAD
+   * before an upload can be left out. Absent or false: HEAD first.
+   */
+  mountsInPlace?(): boolean;
 }
 
 /**

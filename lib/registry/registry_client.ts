@@ -32,13 +32,20 @@ import { apiHost, validDigest } from "./reference.ts";
 import { RegistryAuth } from "./registry_auth.ts";
 import { errorFromResponse, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpLimits, type HttpRequest, HttpTransport, limitsOf } from "./http_transport.ts";
-import type { ImageStore, ManifestBytes, ManifestHead } from "./image_store.ts";
+import type {
+  ImageStore,
+  ManifestBytes,
+  ManifestHead,
+  UploadOptions,
+  UploadOutcome,
+} from "./image_store.ts";
 import {
   blobPath,
   checkedDigest,
-  checkedRepository,
   manifestPath,
+  mountPath,
   repositoryPath,
+  scopeOf,
 } from "./registry_paths.ts";
 
 /** Options for {@link RegistryClient}. */
@@ -85,6 +92,10 @@ export class RegistryClient implements ImageStore {
   #maxRetryWaitMs: number;
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   #uploader: BlobUploader;
+  /** The mount of the first uploaded blob into its own repository (see blobUpload). */
+  #mountProbe: Promise<void> | null = null;
+  /** That mount answered 201. */
+  #mountsInPlace = false;
   #maxManifestBytes: number;
   #destination: boolean;
   /** Accepts an index missing children? true/false per Quay's `GET /v2/`; null: not said; see {@link probeVersionCheck}. */
@@ -319,11 +330,9 @@ export class RegistryClient implements ImageStore {
   ): Promise<boolean> {
     const res = await this.#call({
       method: "POST",
-      path: `${repositoryPath(repository, "blobs/uploads/")}?mount=${
-        encodeURIComponent(checkedDigest(digest))
-      }&from=${encodeURIComponent(checkedRepository(from))}`,
+      path: mountPath(repository, digest, from),
       repository,
-      extraScopes: [scopeOf(from, false)],
+      extraScopes: from === repository ? undefined : [scopeOf(from, false)],
       write: true,
       signal,
       ok: [201, 202],
@@ -340,15 +349,35 @@ export class RegistryClient implements ImageStore {
    * Upload a blob (see blob_upload.ts): one streamed PUT, or PATCH chunks once this registry
    * refused a whole body (413/411). `open` gives a fresh stream per attempt; its bytes must match
    * `blob.size` and `blob.digest`, or the upload fails IMAGE_DIGEST_MISMATCH (not retried) before
-   * the final PUT completes and the session is deleted.
+   * the final PUT completes and the session is deleted. With `mountFrom`, the session is asked for
+   * with a mount from there: a 201 sends nothing ("mounted").
+   *
+   * The first blob this client uploads is then mounted into its own repository once (POST
+   * `?mount=<digest>&from=<the same repository>`): a 201 shows that this registry answers that
+   * mount for a blob it holds, so {@link mountsInPlace} is true and the copy asks with the
+   * upload's own POST instead of a HEAD before it (distribution, Quay). A 202 (a registry that
+   * ignores mounts opens a session, deleted at once) or any failure leaves the HEAD.
    */
   async blobUpload(
     repository: string,
     blob: { digest: string; size: number },
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
-  ): Promise<void> {
-    await this.#uploader.upload(repository, { blob, open, ...options });
+    options: UploadOptions = {},
+  ): Promise<UploadOutcome> {
+    const outcome = await this.#uploader.upload(repository, { blob, open, ...options });
+    if (outcome === "uploaded" && !this.#mountProbe) {
+      this.#mountProbe = this.blobMount(repository, blob.digest, repository, options.signal)
+        .then((mounted) => {
+          this.#mountsInPlace = mounted;
+        }, () => {});
+      await this.#mountProbe;
+    }
+    return outcome;
+  }
+
+  /** Does an upload with `mountFrom` set to its own repository say whether the blob is there? */
+  mountsInPlace(): boolean {
+    return this.#mountsInPlace;
   }
 
   /**
@@ -444,14 +473,6 @@ export class RegistryClient implements ImageStore {
     };
     return call.once ? await attempt() : await retry(attempt, this.#retryPolicy(call.signal));
   }
-}
-
-/**
- * The token scope of `repository`: pull, or pull and push for a write. The one place it is
- * spelt: a token asked for in advance (`expectReads`) is found again only under the same string.
- */
-function scopeOf(repository: string, write: boolean): string {
-  return `repository:${repository}:${write ? "pull,push" : "pull"}`;
 }
 
 function badDigestHeader(where: string, digest: string): MirrorError {

@@ -1,7 +1,8 @@
 /**
  * Paths below /v2/ for the registry client and the blob upload, built only from checked parts: a
  * repository of the reference grammar, then `manifests/<tag|digest>`, `blobs/<digest>`,
- * `blobs/uploads/`, `tags/list` or `referrers/<digest>`. Anything else throws IMAGE_MANIFEST_INVALID
+ * `blobs/uploads/` (with a mount's query), `tags/list` or `referrers/<digest>`; and the token scope
+ * of a repository. Anything else throws IMAGE_MANIFEST_INVALID
  * before a request is made, so no value from a registry or a config can steer a request elsewhere.
  *
  * @module
@@ -14,7 +15,7 @@ import { isValidRepository, isValidTag, validDigest } from "./reference.ts";
  *
  * @throws {MirrorError} IMAGE_MANIFEST_INVALID when it does not follow the grammar
  */
-export function checkedRepository(repository: string): string {
+function checkedRepository(repository: string): string {
   if (!isValidRepository(repository)) {
     throw new MirrorError(
       "IMAGE_MANIFEST_INVALID",
@@ -61,6 +62,24 @@ export function blobPath(repository: string, digest: string): string {
 /** `<repository>/<rest>` for the fixed endpoints, the repository checked. */
 export function repositoryPath(repository: string, rest: "tags/list" | "blobs/uploads/"): string {
   return `${checkedRepository(repository)}/${rest}`;
+}
+
+/**
+ * `<repository>/blobs/uploads/?mount=<digest>&from=<repository>`: the upload session asked for with
+ * a mount, the digest and both repositories checked.
+ */
+export function mountPath(repository: string, digest: string, from: string): string {
+  return `${repositoryPath(repository, "blobs/uploads/")}?mount=${
+    encodeURIComponent(checkedDigest(digest))
+  }&from=${encodeURIComponent(checkedRepository(from))}`;
+}
+
+/**
+ * The token scope of `repository`: pull, or pull and push for a write. The one place it is
+ * spelt: a token asked for in advance (`expectReads`) is found again only under the same string.
+ */
+export function scopeOf(repository: string, write: boolean): string {
+  return `repository:${repository}:${write ? "pull,push" : "pull"}`;
 }
 
 /** `<repository>/referrers/<digest>` (OCI 1.1), both checked (see {@link manifestPath}). */

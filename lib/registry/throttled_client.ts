@@ -7,6 +7,7 @@
  * @module
  */
 import type { Throttle } from "./bandwidth.ts";
+import type { UploadOptions, UploadOutcome } from "./image_store.ts";
 import { RegistryClient, type RegistryClientOptions } from "./registry_client.ts";
 
 /** A registry client under the bandwidth limits. */
@@ -39,9 +40,9 @@ export class ThrottledClient extends RegistryClient {
     repository: string,
     blob: { digest: string; size: number },
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-    options: { signal?: AbortSignal; onProgress?: (bytes: number) => void } = {},
-  ): Promise<void> {
+    options: UploadOptions = {},
+  ): Promise<UploadOutcome> {
     const held = async (signal: AbortSignal) => this.#upload.pipe(await open(signal), signal);
-    await super.blobUpload(repository, blob, held, options);
+    return await super.blobUpload(repository, blob, held, options);
   }
 }

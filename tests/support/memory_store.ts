@@ -93,7 +93,7 @@ export class MemoryStore implements ArtifactStore {
     _repository: string,
     blob: { digest: string; size: number },
     open: (signal: AbortSignal) => Promise<ReadableStream<Uint8Array>>,
-  ): Promise<void> {
+  ): Promise<"uploaded"> {
     const bytes = new Uint8Array(
       await new Response(await open(new AbortController().signal)).arrayBuffer(),
     );
@@ -101,6 +101,7 @@ export class MemoryStore implements ArtifactStore {
       throw new Error(`${blob.digest}: the bytes do not match`);
     }
     this.#blobs.set(blob.digest, bytes);
+    return "uploaded";
   }
 
   tagList(repository: string): Promise<string[]> {
