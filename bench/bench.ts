@@ -29,7 +29,7 @@ import { type PagingProxy, startPagingProxy } from "../tests/support/paging_prox
 import { startRegistry, type TestRegistry } from "../tests/support/registry.ts";
 import { type Baseline, gitCommit, prepareBaseline, roundOrder } from "./baseline.ts";
 import { type Corpus, FULL, pushBig, pushMany, pushSelect, pushSmall, QUICK } from "./corpora.ts";
-import { scaleScenario } from "./scale.ts";
+import { processCpuMs, scaleScenario } from "./scale.ts";
 import { startupScenario } from "./startup.ts";
 import {
   baselineTargets,
@@ -329,15 +329,18 @@ async function cold(
           const logDir = await Deno.makeTempDir({ dir: workDir, prefix: "logs-" });
           const srcFrom = await logLength(src);
           const dstFrom = await logLength(reg);
+          const dstCpuFrom = await processCpuMs(reg.pid);
           const out = check(await c.run(reg, logDir, env), c.tool);
           const srcLog = await requestsSince(src, srcFrom);
           const dstLog = await requestsSince(reg, dstFrom);
+          const registryCpuMs = await processCpuMs(reg.pid) - dstCpuFrom;
           if (i === 0 && c.tool !== "floor (curl)") await verify(src, reg, corpus, c.sameDigest);
           const dockerCalls = await dockerTrace(env);
           result.samples.push({
             ms: out.ms,
             rssKb: out.rssKb,
             cpuMs: out.cpuMs,
+            registryCpuMs,
             srcRequests: srcLog.length,
             dstRequests: dstLog.length,
             dockerCalls,

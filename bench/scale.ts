@@ -175,7 +175,7 @@ export async function scaleScenario(options: {
  * CPU time (user + system) of a process so far, in ms, from /proc (clock ticks of 10 ms, the
  * USER_HZ of Linux on x86 and arm). Read by `cat`: Deno lets only --allow-all read /proc itself.
  */
-async function processCpuMs(pid: number): Promise<number> {
+export async function processCpuMs(pid: number): Promise<number> {
   const out = await new Deno.Command("cat", { args: [`/proc/${pid}/stat`], stderr: "null" })
     .output();
   if (!out.success) throw new Error(`cannot read the CPU time of process ${pid}`);

@@ -12,7 +12,10 @@ export interface Sample {
   rssKb?: number;
   /** CPU time, user + system (see tools.ts). */
   cpuMs?: number;
-  /** `scale` only: CPU time (user + system) the destination registry spent during the run. */
+  /**
+   * `scale` and the cold runs: CPU time (user + system) the destination registry spent during the
+   * run.
+   */
   registryCpuMs?: number;
   /**
    * `scale` only: CPU time of the bench's own process during the run: the token server the
@@ -174,6 +177,23 @@ export function evaluateTargets(
     target(
       "small cold: registry engine / floor (curl), for reference",
       ratio(small("bananna registry"), small("floor (curl)")),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
+    ),
+  );
+  const smallDst = (tool: string) =>
+    median(find(cases, "small cold", tool), (s) => s.registryCpuMs);
+  const dstCpu = smallDst("bananna registry");
+  t.push(
+    target(
+      "small cold: destination registry CPU, registry engine (defaults)",
+      dstCpu,
+      { limit: Infinity, unit: "ms", direction: "<=", info: true },
+    ),
+  );
+  t.push(
+    target(
+      "small cold: destination registry CPU, registry engine / skopeo sync",
+      ratio(dstCpu, smallDst("skopeo sync")),
       { limit: Infinity, unit: "x", direction: "<=", info: true },
     ),
   );
@@ -374,20 +394,30 @@ function scaleTargets(cases: CaseResult[], cores?: number): TargetResult[] {
  * A/B of one scenario (`--baseline`): the current tree's time over the baseline's, from the
  * statistic of each side's runs, with the ratio of each round's pair (run i of both, which ran one
  * after the other) as the detail: the pairs show how far the noise of the machine reaches. With
- * CPU times (user + system), their ratio too: the load stretches it far less than wall time.
+ * CPU times (user + system), their ratio too: the load stretches it far less than wall time; and
+ * the destination registry's CPU where the scenario measured it (cold runs, `scale`).
  */
 export function baselineTarget(
   name: string,
   current: number[],
   baseline: number[],
   cpu?: { current: number[]; baseline: number[] },
+  registryCpu?: { current: number[]; baseline: number[] },
 ): TargetResult {
   const value = ratio(stats(current)[statistic], stats(baseline)[statistic]);
   const pairs = current.slice(0, baseline.length).map((c, i) => c / baseline[i]);
-  const cpuRatio = cpu && ratio(stats(cpu.current).median, stats(cpu.baseline).median);
+  const medians = (of?: { current: number[]; baseline: number[] }) =>
+    of?.current.length && of.baseline.length
+      ? ratio(stats(of.current).median, stats(of.baseline).median)
+      : undefined;
+  const cpuRatio = medians(cpu);
+  const registryRatio = medians(registryCpu);
   const detail = [
     ...(pairs.length ? [`per round ${pairs.map((p) => p.toFixed(2)).join(", ")}`] : []),
     ...(cpuRatio === undefined ? [] : [`CPU ${cpuRatio.toFixed(2)}x`]),
+    ...(registryRatio === undefined ? [] : [
+      `destination registry CPU ${registryRatio.toFixed(2)}x`,
+    ]),
   ].join("; ");
   return {
     ...target(name, value, { limit: Infinity, unit: "x", direction: "<=", info: true }),
@@ -409,13 +439,18 @@ export function baselineTargets(cases: CaseResult[]): TargetResult[] {
     const current = find(cases, c.scenario, "bananna registry") ??
       cases.find((x) => x.scenario === c.scenario && baselineOf(x.tool) === undefined);
     if (!current) continue;
-    const cpu = (samples: Sample[]) =>
-      samples.map((s) => s.cpuMs).filter((v): v is number => v !== undefined);
+    const cpu = (samples: Sample[], of: (s: Sample) => number | undefined = (s) => s.cpuMs) =>
+      samples.map(of).filter((v): v is number => v !== undefined);
+    const registry = (s: Sample) => s.registryCpuMs;
     out.push(baselineTarget(
       `${c.scenario}: current / baseline ${short} (time)`,
       current.samples.map(ms),
       c.samples.map(ms),
       { current: cpu(current.samples), baseline: cpu(c.samples) },
+      {
+        current: cpu(current.samples, registry),
+        baseline: cpu(c.samples, registry),
+      },
     ));
   }
   return out;

@@ -22,6 +22,11 @@ Deno.test("baselineTarget: current over baseline from the medians, each round's 
   assert.equal(t.status, "info");
   assert.equal(t.unit, "x");
   assert.equal(t.detail, "per round 1.10, 0.90, 1.25");
+  const withCpu = baselineTarget("x", [100], [100], { current: [90], baseline: [100] }, {
+    current: [3000],
+    baseline: [4000],
+  });
+  assert.equal(withCpu.detail, "per round 1.00; CPU 0.90x; destination registry CPU 0.75x");
   const slower = baselineTarget("x", [200, 220, 210], [100, 110, 105]);
   assert.equal(slower.value, 2);
   assert.equal(baselineTarget("none", [], [100]).status, "n/a");
