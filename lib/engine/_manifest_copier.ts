@@ -9,8 +9,8 @@
  * repository; otherwise the source GET streams into the destination upload. A destination that
  * has shown it mounts a blob into the repository that holds it (`mountsInPlace`) is asked with the
  * upload's POST instead (`?mount=<digest>&from=<the destination repository>`, the source
- * repository on the same registry): a 201 is "there already", a 202 the upload session. Blob and child work is
- * shared by every copy of the engine (`_shared_work.ts`). A manifest PUT answered with
+ * repository on the same registry): a 201 is "there already", a 202 the upload session. Blob and
+ * child work is shared by every copy of the engine (`_shared_work.ts`). A manifest PUT answered with
  * BLOB_UNKNOWN re-checks the manifest's blobs or children once, then PUTs again before failing.
  *
  * @module

@@ -2,8 +2,8 @@
  * Paths below /v2/ for the registry client and the blob upload, built only from checked parts: a
  * repository of the reference grammar, then `manifests/<tag|digest>`, `blobs/<digest>`,
  * `blobs/uploads/` (with a mount's query), `tags/list` or `referrers/<digest>`; and the token scope
- * of a repository. Anything else throws IMAGE_MANIFEST_INVALID
- * before a request is made, so no value from a registry or a config can steer a request elsewhere.
+ * of a repository. Anything else throws IMAGE_MANIFEST_INVALID before a request is made, so no
+ * value from a registry or a config can steer a request elsewhere.
  *
  * @module
  */
