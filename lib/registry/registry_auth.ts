@@ -61,6 +61,9 @@ export const SCOPES_PER_TOKEN = 10;
 /** A token request for several scopes failed: each waiting request asks for its own scope. */
 class BatchRefused extends Error {}
 
+/** The token server answered a token request with an error status (the status says which). */
+export class TokenRequestError extends RegistryError {}
+
 /**
  * The `Authorization` value for Basic credentials: `user:password` as UTF-8, then base64 (as
  * docker and distribution do), so a password outside Latin-1 works.
@@ -368,7 +371,7 @@ export class RegistryAuth {
     if (!res.ok) {
       const entries = parseErrorBody(await readCapped(res));
       const detail = entries.map((e) => e.message).filter(Boolean).join("; ");
-      throw new RegistryError(
+      throw new TokenRequestError(
         res.status === 401 || res.status === 403 ? "LOGIN_FAILED" : "IMAGE_PULL_FAILED",
         `token request to ${redactUrl(bearer.realm)} answered ${res.status}${
           detail ? `: ${detail}` : ""

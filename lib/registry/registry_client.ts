@@ -29,7 +29,7 @@ import { getReferrers, type ReferrersOptions } from "./_referrers_get.ts";
 import { BlobUploader, type RegistryCall } from "./blob_upload.ts";
 import { digestLike, MANIFEST_ACCEPT, parseManifest, sha256Digest } from "./manifest.ts";
 import { apiHost, validDigest } from "./reference.ts";
-import { RegistryAuth } from "./registry_auth.ts";
+import { RegistryAuth, TokenRequestError } from "./registry_auth.ts";
 import { errorFromResponse, readBodyCapped, RegistryError } from "./registry_error.ts";
 import { type HttpLimits, type HttpRequest, HttpTransport, limitsOf } from "./http_transport.ts";
 import type {
@@ -143,21 +143,38 @@ export class RegistryClient implements ImageStore {
   /**
    * Check that the credentials work for `repository` with `actions` (a missing repository is
    * fine). Throws RegistryError LOGIN_FAILED when the registry refuses them.
+   *
+   * A token server that refuses the repository itself, not the credentials (a 4xx other than 401
+   * and 403: Quay answers 405 for a repository that holds no container images or a disabled
+   * namespace, 400 for a name it does not take), is not a failed login: the credentials are then
+   * checked with a token for no repository (`GET /v2/`), and that repository's own requests meet
+   * the refusal.
    */
   async checkAccess(
     repository: string,
     actions: ("pull" | "push")[],
     signal?: AbortSignal,
   ): Promise<void> {
-    const res = await this.#call({
-      method: "GET",
-      path: `${repositoryPath(repository, "tags/list")}?n=1`,
-      repository,
-      write: actions.includes("push"),
-      signal,
-      ok: [200, 404],
-    });
-    await res.body?.cancel();
+    try {
+      const res = await this.#call({
+        method: "GET",
+        path: `${repositoryPath(repository, "tags/list")}?n=1`,
+        repository,
+        write: actions.includes("push"),
+        signal,
+        ok: [200, 404],
+      });
+      await res.body?.cancel();
+    } catch (error) {
+      const status = error instanceof TokenRequestError ? error.status : 0;
+      if (status < 400 || status >= 500 || status === 401 || status === 403) throw error;
+      const url = new URL(`${this.#base}/v2/`);
+      const res = await this.#auth.send({ method: "GET", url, signal }, []);
+      if (res.status !== 200) {
+        throw await errorFromResponse(res, { method: "GET", url, write: this.#destination });
+      }
+      await res.body?.cancel();
+    }
   }
 
   /**

@@ -2,7 +2,8 @@
  * `main.ts mirror` into a token-auth destination (as Quay is): the plan's destination
  * repositories are asked of the token server ten to a request, and a repository the token server
  * refuses (Quay's 405 for a repository that holds no container images, token_server.ts) fails
- * alone while the others are mirrored as before.
+ * alone while the others are mirrored as before, also when it is the repository the login check
+ * reads.
  */
 import assert from "node:assert/strict";
 import { mirror, registryConfig } from "../support/e2e_kit.ts";
@@ -60,19 +61,28 @@ Deno.test({
         );
       });
 
-      await t.step("a repository the token server refuses fails alone", async () => {
-        // First in the config: the login check reads the last image's repository.
-        const mixed = await run({ [`${src.host}/team/charts:1`]: { targets: ["dr"] }, ...images });
-        assert.equal(mixed.code, 1, mixed.stderr + mixed.stdout);
-        const byImage = new Map(mixed.report.entries.map((e) => [e.source, e]));
-        const charts = byImage.get(`${src.host}/team/charts:1`);
-        assert.equal(charts?.status, "failed");
-        assert.match(charts?.error ?? "", /405.*managing helm/);
-        for (const name of names) {
-          const entry = byImage.get(`${src.host}/team/${name}:1`);
-          assert.equal(entry?.status, "exists", `${name}: ${entry?.error}`);
-        }
-      });
+      const charts = { [`${src.host}/team/charts:1`]: { targets: ["dr"] } };
+      // First in the config, then last: the login check reads the last image's repository.
+      for (
+        const [where, config] of [["first", { ...charts, ...images }], ["last", {
+          ...images,
+          ...charts,
+        }]] as const
+      ) {
+        await t.step(`a repository the token server refuses fails alone (${where})`, async () => {
+          const mixed = await run(config);
+          assert.equal(mixed.code, 1, mixed.stderr + mixed.stdout);
+          assert.doesNotMatch(mixed.stdout + mixed.stderr, /LOGIN_FAILED/);
+          const byImage = new Map(mixed.report.entries.map((e) => [e.source, e]));
+          const entry = byImage.get(`${src.host}/team/charts:1`);
+          assert.equal(entry?.status, "failed");
+          assert.match(entry?.error ?? "", /405.*managing helm/);
+          for (const name of names) {
+            const other = byImage.get(`${src.host}/team/${name}:1`);
+            assert.equal(other?.status, "exists", `${name}: ${other?.error}`);
+          }
+        });
+      }
     } finally {
       await Deno.remove(dir, { recursive: true });
     }
