@@ -41,7 +41,6 @@ import type {
 } from "./image_store.ts";
 import {
   blobPath,
-  checkedDigest,
   manifestPath,
   mountPath,
   repositoryPath,
