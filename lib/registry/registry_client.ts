@@ -39,13 +39,7 @@ import type {
   UploadOptions,
   UploadOutcome,
 } from "./image_store.ts";
-import {
-  blobPath,
-  manifestPath,
-  mountPath,
-  repositoryPath,
-  scopeOf,
-} from "./registry_paths.ts";
+import { blobPath, manifestPath, mountPath, repositoryPath, scopeOf } from "./registry_paths.ts";
 
 /** Options for {@link RegistryClient}. */
 export interface RegistryClientOptions extends HttpLimits {
