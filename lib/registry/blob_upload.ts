@@ -183,12 +183,29 @@ export class BlobUploader {
     }, this.#retryPolicy(options.signal));
   }
 
-  /** POST for a session; null when the registry mounted the blob (201) instead. */
-  async #start(
+  /**
+   * Mount a blob from `from` (another repository of the registry, or `repository` itself): true
+   * when the registry did (201); a session it opened instead (202) is deleted at once.
+   */
+  async mount(
+    repository: string,
+    digest: string,
+    from: string,
+    signal?: AbortSignal,
+  ): Promise<boolean> {
+    const post = await this.#post(repository, digest, { mountFrom: from, signal });
+    if (post.status === 201) return true;
+    const location = post.headers.get("location");
+    if (location) await this.cancel(repository, this.#resolveUrl(location));
+    return false;
+  }
+
+  /** The POST that opens a session, with a mount when `mountFrom` is set (201: mounted). */
+  async #post(
     repository: string,
     digest: string,
     options: { signal?: AbortSignal; mountFrom?: string },
-  ): Promise<{ url: URL; minChunk: number } | null> {
+  ): Promise<Response> {
     const from = options.mountFrom;
     const post = await this.#send({
       method: "POST",
@@ -203,6 +220,16 @@ export class BlobUploader {
       ok: from ? [201, 202] : [202],
     });
     await post.body?.cancel();
+    return post;
+  }
+
+  /** POST for a session; null when the registry mounted the blob (201) instead. */
+  async #start(
+    repository: string,
+    digest: string,
+    options: { signal?: AbortSignal; mountFrom?: string },
+  ): Promise<{ url: URL; minChunk: number } | null> {
+    const post = await this.#post(repository, digest, options);
     if (post.status === 201) return null;
     const location = post.headers.get("location");
     if (!location) {

@@ -39,7 +39,7 @@ import type {
   UploadOptions,
   UploadOutcome,
 } from "./image_store.ts";
-import { blobPath, manifestPath, mountPath, repositoryPath, scopeOf } from "./registry_paths.ts";
+import { blobPath, manifestPath, repositoryPath, scopeOf } from "./registry_paths.ts";
 
 /** Options for {@link RegistryClient}. */
 export interface RegistryClientOptions extends HttpLimits {
@@ -85,8 +85,8 @@ export class RegistryClient implements ImageStore {
   #maxRetryWaitMs: number;
   #onRetry?: (error: unknown, retry: number, delayMs: number) => void;
   #uploader: BlobUploader;
-  /** The mount of the first uploaded blob into its own repository (see blobUpload). */
-  #mountProbe: Promise<void> | null = null;
+  /** The first uploaded blob was mounted into its own repository once (see blobUpload). */
+  #mountProbed = false;
   /** That mount answered 201. */
   #mountsInPlace = false;
   #maxManifestBytes: number;
@@ -338,21 +338,8 @@ export class RegistryClient implements ImageStore {
     from: string,
     signal?: AbortSignal,
   ): Promise<boolean> {
-    const res = await this.#call({
-      method: "POST",
-      path: mountPath(repository, digest, from),
-      repository,
-      extraScopes: from === repository ? undefined : [scopeOf(from, false)],
-      write: true,
-      signal,
-      ok: [201, 202],
-    });
-    await res.body?.cancel();
-    if (res.status === 201) return true;
-    // 202: the registry opened an upload session instead; close it (gotcha 12).
-    const location = res.headers.get("location");
-    if (location) await this.#uploader.cancel(repository, this.#resolve(location));
-    return false;
+    // A 202 opened an upload session instead: the uploader deletes it (gotcha 12).
+    return this.#uploader.mount(repository, digest, from, signal);
   }
 
   /**
@@ -375,12 +362,15 @@ export class RegistryClient implements ImageStore {
     options: UploadOptions = {},
   ): Promise<UploadOutcome> {
     const outcome = await this.#uploader.upload(repository, { blob, open, ...options });
-    if (outcome === "uploaded" && !this.#mountProbe) {
-      this.#mountProbe = this.blobMount(repository, blob.digest, repository, options.signal)
-        .then((mounted) => {
-          this.#mountsInPlace = mounted;
-        }, () => {});
-      await this.#mountProbe;
+    if (outcome === "uploaded" && !this.#mountProbed) {
+      this.#mountProbed = true;
+      this.#mountsInPlace = await this.blobMount(
+        repository,
+        blob.digest,
+        repository,
+        options.signal,
+      )
+        .catch(() => false);
     }
     return outcome;
   }
