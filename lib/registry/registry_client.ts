@@ -332,7 +332,7 @@ export class RegistryClient implements ImageStore {
   }
 
   /** Mount a blob from another repository of the same registry. True when mounted. */
-  async blobMount(
+  blobMount(
     repository: string,
     digest: string,
     from: string,
