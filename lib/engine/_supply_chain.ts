@@ -45,6 +45,7 @@ import {
   parseReferrersIndex,
   readReferrersApi,
   type ReferrerDescriptor,
+  type ReferrersApiSupport,
   type ReferrersIndex,
   referrersTag,
 } from "../signatures/referrers.ts";
@@ -63,9 +64,6 @@ const MAX_REFERRERS = 1000;
 /** Levels of "a signature of a carried artifact" followed below the image's own digests. */
 const MAX_DEPTH = 3;
 
-/** Does a registry host serve the referrers API? Asked once per host and run. */
-export type ReferrersSupport = Map<string, boolean>;
-
 /** What {@link SupplyChain} works with. */
 export interface SupplyChainOptions {
   src: ArtifactStore;
@@ -75,7 +73,7 @@ export interface SupplyChainOptions {
   /** The engine's copier between the two repositories. */
   copier: ManifestCopier;
   /** The engine's per-host answers about the referrers API. */
-  support: ReferrersSupport;
+  support: ReferrersApiSupport;
   /**
    * The source repository's tags (listed once per run), or null when the listing failed: a
    * cosign or fallback tag not listed is not HEADed.

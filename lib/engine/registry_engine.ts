@@ -29,7 +29,8 @@ import { parseManifest } from "../registry/manifest.ts";
 import { listedParts, ManifestCopier } from "./_manifest_copier.ts";
 import { PlatformCopy } from "./_platform_copy.ts";
 import { SharedWork } from "./_shared_work.ts";
-import { type ReferrersSupport, SupplyChain } from "./_supply_chain.ts";
+import { SupplyChain } from "./_supply_chain.ts";
+import { ReferrersApiSupport } from "../signatures/referrers.ts";
 import type {
   CopyRequest,
   CopyResult,
@@ -64,7 +65,7 @@ export class RegistryEngine implements Engine {
   #shared = new SharedWork();
   /** Destination hosts that refused a sparse index this run (later copies fail at once). */
   #sparseRefused = new Set<string>();
-  #referrersSupport: ReferrersSupport = new Map();
+  #referrersSupport = new ReferrersApiSupport();
   #sourceTags = new Map<string, Promise<ReadonlySet<string> | null>>();
   #memo?: SupplyChainMemo;
 

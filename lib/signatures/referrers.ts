@@ -62,7 +62,41 @@ export interface ListReferrersOptions {
    * Per host, does it serve the referrers API? Read first (false: the API is not asked again, the
    * fallback tag is the answer) and set from the answer, so a run asks each host once.
    */
-  apiSupport?: Map<string, boolean>;
+  apiSupport?: ReferrersApiSupport;
+}
+
+/**
+ * Per host, does it serve the referrers API? Learned from the host's first answer, so a run asks
+ * each host once: while that first question is out, the questions about other digests of the
+ * same host wait for its answer instead of asking too (a host without the API gets one request,
+ * not one per image in flight). A first question that fails teaches nothing: the next one asks.
+ */
+export class ReferrersApiSupport {
+  #known = new Map<string, boolean>();
+  /** The host's first question while it is out; settles (never rejects) after `#known` is set. */
+  #asking = new Map<string, Promise<void>>();
+
+  /** What `host` answered: true (it serves the API), false, or undefined (not known yet). */
+  get(host: string): boolean | undefined {
+    return this.#known.get(host);
+  }
+
+  /**
+   * `question` asked of `host` (null: no API), unless the host is known to have none (null
+   * without asking); waits first for the host's first question while it is out.
+   */
+  async ask<T>(host: string, question: () => Promise<T | null>): Promise<T | null> {
+    for (let asking; !this.#known.has(host) && (asking = this.#asking.get(host));) await asking;
+    if (this.#known.get(host) === false) return null;
+    if (this.#known.has(host)) return await question();
+    const answer = question();
+    this.#asking.set(
+      host,
+      answer.then((a) => void this.#known.set(host, a !== null), () => {})
+        .finally(() => this.#asking.delete(host)),
+    );
+    return await answer;
+  }
 }
 
 /**
@@ -141,7 +175,22 @@ export async function readReferrersApi(
   options: ListReferrersOptions = {},
 ): Promise<ReferrerDescriptor[] | null> {
   const { apiSupport, ...request } = options;
-  if (apiSupport?.get(client.host) === false) return null;
+  if (apiSupport) {
+    return await apiSupport.ask(
+      client.host,
+      () => askReferrersApi(client, repository, digest, request),
+    );
+  }
+  return await askReferrersApi(client, repository, digest, request);
+}
+
+/** {@link readReferrersApi}'s request. */
+async function askReferrersApi(
+  client: ArtifactStore,
+  repository: string,
+  digest: string,
+  request: Omit<ListReferrersOptions, "apiSupport">,
+): Promise<ReferrerDescriptor[] | null> {
   const where = `${client.host}/${repository} referrers of ${digest}`;
   const descriptors: ReferrerDescriptor[] = [];
   const pages = await client.referrersGet(repository, digest, {
@@ -159,7 +208,6 @@ export async function readReferrersApi(
       for (const d of listed) descriptors.push(d);
     },
   });
-  apiSupport?.set(client.host, pages !== null);
   return pages === null ? null : descriptors;
 }
 

@@ -14,8 +14,10 @@ import {
   listReferrers,
   mergeReferrersIndex,
   parseReferrersIndex,
+  readReferrersApi,
   type ReferrerDescriptor,
   referrerDescriptor,
+  ReferrersApiSupport,
   type ReferrersIndex,
   referrersTag,
 } from "../../lib/signatures/referrers.ts";
@@ -53,7 +55,7 @@ const ONLY_SBOM = `{"schemaVersion":2,"mediaType":"${INDEX}","manifests":[` +
   `{"mediaType":"${MANIFEST}","digest":"${SBOM_REF.digest}","size":512,"artifactType":"${SPDX}"}]}`;
 
 /** A loopback HTTP server answering every request with `answer(request)`; records `METHOD path?query`. */
-function startDouble(answer: (url: URL) => Response) {
+function startDouble(answer: (url: URL) => Response | Promise<Response>) {
   const requests: string[] = [];
   const server = Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, (req) => {
     const url = new URL(req.url);
@@ -255,6 +257,66 @@ Deno.test("listReferrers() falls back to the sha256-<hex> tag when the API answe
       `GET /v2/app/manifests/${SUBJECT_TAG}`,
     ]);
   }
+});
+
+Deno.test("readReferrersApi() asks a host once while its first answer is out: the others wait for it", async (t) => {
+  const digests = Array.from({ length: 8 }, (_, i) => `sha256:${String(i + 1).repeat(64)}`);
+  const cases = [
+    { name: "without the API (404): one request for all", status: 404, requests: 1 },
+    { name: "with the API (200): the others ask after the first answer", status: 200, requests: 8 },
+  ];
+  for (const c of cases) {
+    await t.step(c.name, async () => {
+      let release = () => {};
+      const gate = new Promise<void>((resolve) => release = resolve);
+      await using d = startDouble(async () => {
+        await gate;
+        return c.status === 404
+          ? new Response("404 page not found\n", {
+            status: 404,
+            headers: { "content-type": "text/plain" },
+          })
+          : indexAnswer(ONLY_SBOM);
+      });
+      const support = new ReferrersApiSupport();
+      const answers = Promise.all(
+        digests.map((digest) => readReferrersApi(d.client, "app", digest, { apiSupport: support })),
+      );
+      const asked = [
+        ...await (async () => {
+          try {
+            while (d.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+            // Time for the other questions to go out if they were going to, before the first answer.
+            await new Promise((r) => setTimeout(r, 150));
+            return d.requests;
+          } finally {
+            release();
+          }
+        })(),
+      ];
+      const got = await answers;
+      assert.deepEqual(asked, [`GET /v2/app/referrers/${digests[0]}`]);
+      assert.equal(d.requests.length, c.requests);
+      assert.equal(support.get(d.host), c.status === 200);
+      assert.deepEqual(got, digests.map(() => (c.status === 200 ? [SBOM_REF] : null)));
+      // Known now: a host without the API is not asked again, one with it is asked per digest.
+      await readReferrersApi(d.client, "app", digests[0], { apiSupport: support });
+      assert.equal(d.requests.length, c.requests + (c.status === 200 ? 1 : 0));
+    });
+  }
+  await t.step(
+    "a first question that fails teaches nothing: each waiting one asks in turn",
+    async () => {
+      await using d = startDouble(() => new Response("boom", { status: 500 }));
+      const support = new ReferrersApiSupport();
+      const answers = await Promise.allSettled(
+        digests.map((digest) => readReferrersApi(d.client, "app", digest, { apiSupport: support })),
+      );
+      assert.ok(answers.every((a) => a.status === "rejected" && a.reason instanceof MirrorError));
+      assert.equal(d.requests.length, digests.length);
+      assert.equal(support.get(d.host), undefined);
+    },
+  );
 });
 
 Deno.test("listReferrers() fails on a 500 from the referrers endpoint instead of taking it for 'no API'", async () => {
