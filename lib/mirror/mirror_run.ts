@@ -232,7 +232,7 @@ class MirrorRun implements AsyncDisposable {
       new Set(repositories.map((r) => r.key)),
       signal,
     );
-    const planned = buildPlan(
+    const plan = await buildPlan(
       config,
       probe,
       {
@@ -250,15 +250,9 @@ class MirrorRun implements AsyncDisposable {
           ((task) => brokenTargets.has(task.target) ? undefined : prefetch.read(task)),
       },
     );
-    // The signature code (cosign, sigstore bundles, referrers: 7 modules) loads while the plan's
-    // first reads are out, not at the start (no request waits for it) nor after the plan (the run
-    // would wait for it). A dry run or a plan that fails leaves it unused.
-    const signatureCode = import("./verify_signatures.ts");
-    signatureCode.catch(() => {});
-    const plan = await planned;
     for (const q of plan.quotas ?? []) logger.log(CODES[q.code].level, q.code, "Plan", q.message);
     if (dryRun) return await this.#dryRunReport(plan, startedAt);
-    const outcome = await this.#run(plan, engine, logins, signatureCode, prefetch);
+    const outcome = await this.#run(plan, engine, logins, prefetch);
     this.#results = outcome.results;
     const unsigned = unsignedSummary(outcome.results, op);
     if (unsigned) logger.log("INFO", "IMAGE_UNSIGNED", OP, unsigned); // normal under copy
@@ -363,14 +357,15 @@ class MirrorRun implements AsyncDisposable {
     plan: MirrorPlan,
     engine: Engine,
     logins: Logins,
-    signatureCode: Promise<typeof import("./verify_signatures.ts")>,
     prefetch?: PlanPrefetch,
   ): Promise<RunOutcome> {
     const { config, signal } = this.#options;
     const op = config.operation;
     // A store with a supply-chain view of its own (a layout) gets an engine of its own for it.
     const chainEngine = this.#options.stores ? await this.#makeEngine("supplyChain") : engine;
-    const { SignatureVerifier } = await signatureCode;
+    // The signature code (cosign, sigstore bundles, referrers: 7 modules) loads here, once the
+    // plan is made: no request before it waits for it.
+    const { SignatureVerifier } = await import("./verify_signatures.ts");
     const verifier = new SignatureVerifier({
       // A layout source verifies with the layout's signatures (it is never contacted).
       clientFor: (host) => this.#copyStore(host, "image"),
