@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { pushTestImage } from "../support/images.ts";
-import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { refusedPort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 import { startStatusServer } from "../support/status_server.ts";
 import { mirror } from "../support/e2e_kit.ts";
 
@@ -45,7 +45,7 @@ Deno.test({
     await using forbidden = startStatusServer(() => 403);
     await using missing = startStatusServer(() => 404);
     await using broken = startStatusServer(() => 503);
-    const closed = `127.0.0.1:${freePort()}`;
+    const closed = `127.0.0.1:${await refusedPort()}`;
     await pushTestImage(src, "team/a:1", { kind: "oci", seed: 81 });
     await pushTestImage(src, "team/b:1", { kind: "oci", seed: 82 });
     const login = { username: "mirror", password: "${SITE_PASSWORD}" };

@@ -10,7 +10,7 @@ import { ROOT } from "../support/cli.ts";
 import { mirror, registryTarget, startDestination, writes } from "../support/e2e_kit.ts";
 import { pushTestImage, skopeoInspectRaw } from "../support/images.ts";
 import { type QuayRepo, quayTarget, startQuayDouble } from "../support/quay_double.ts";
-import { freePort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
+import { refusedPort, registryBinaryAvailable, startRegistry } from "../support/registry.ts";
 
 const skip = registryBinaryAvailable() ? "" : " (ignored: docker-registry is not installed)";
 
@@ -164,7 +164,7 @@ Deno.test({
     await pushTestImage(src, "team/a:1", { kind: "oci", seed: 21 });
     await pushTestImage(src, "team/b:1", { kind: "oci", seed: 22 });
     await pushTestImage(src, "team/c:1", { kind: "oci", seed: 23 });
-    const deadPort = freePort();
+    const deadPort = await refusedPort();
     const images = {
       [`${src.host}/team/a:1`]: { targets: ["good"] },
       [`${src.host}/team/b:1`]: { targets: ["good"] },

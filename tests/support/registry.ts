@@ -79,6 +79,24 @@ export function freePort(): number {
   return port;
 }
 
+/**
+ * A loopback port nobody listens on for the whole test: below 1024, where no part of the tests
+ * binds (registries and doubles take ephemeral ports), not one fetch refuses to ask (the Fetch
+ * standard's bad ports, such as 9 and 113), and checked to refuse a connection now. A port from
+ * {@link freePort} is free only until the next part started takes it.
+ */
+export async function refusedPort(): Promise<number> {
+  for (const port of [47, 71, 222, 999]) {
+    try {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      conn.close();
+    } catch (error) {
+      if (error instanceof Deno.errors.ConnectionRefused) return port;
+    }
+  }
+  throw new Error("no port below 1024 refuses connections on 127.0.0.1");
+}
+
 /** Run a command, throw with its stderr on failure. */
 export async function run(
   cmd: string,
