@@ -282,18 +282,15 @@ Deno.test("readReferrersApi() asks a host once while its first answer is out: th
       const answers = Promise.all(
         digests.map((digest) => readReferrersApi(d.client, "app", digest, { apiSupport: support })),
       );
-      const asked = [
-        ...await (async () => {
-          try {
-            while (d.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
-            // Time for the other questions to go out if they were going to, before the first answer.
-            await new Promise((r) => setTimeout(r, 150));
-            return d.requests;
-          } finally {
-            release();
-          }
-        })(),
-      ];
+      let asked: string[] = [];
+      try {
+        while (d.requests.length === 0) await new Promise((r) => setTimeout(r, 5));
+        // Time for the other questions to go out if they were going to, before the first answer.
+        await new Promise((r) => setTimeout(r, 150));
+        asked = [...d.requests];
+      } finally {
+        release();
+      }
       const got = await answers;
       assert.deepEqual(asked, [`GET /v2/app/referrers/${digests[0]}`]);
       assert.equal(d.requests.length, c.requests);
