@@ -39,6 +39,7 @@ import {
   environment,
   evaluateTargets,
   formatTable,
+  HEAD_FLOOR_FETCH,
   NOOP_NO_LATEST,
   NOOP_NO_SIGNATURES,
   type Sample,
@@ -56,6 +57,7 @@ import {
   runDockerLoop,
   runFloor,
   runHeadFloor,
+  runHeadFloorFetch,
   runListFloor,
   type RunResult,
   runSkopeoSync,
@@ -532,6 +534,13 @@ function contenders(src: TestRegistry, corpus: Corpus, which: string[]): Contend
       run: (dest) => runHeadFloor({ src, dest, corpus, workDir, parallel: 16 }),
     },
     {
+      // The same HEADs with Deno's fetch: what this runtime alone costs a no-op.
+      tool: HEAD_FLOOR_FETCH,
+      sameDigest: true,
+      fill: registryRun({ denoFlags: [] }),
+      run: (dest) => runHeadFloorFetch({ src, dest, corpus, workDir, parallel: 16 }),
+    },
+    {
       tool: "floor (curl)",
       sameDigest: false,
       run: (dest) =>
@@ -619,6 +628,7 @@ async function main(): Promise<string> {
           "bananna docker",
           "skopeo sync",
           "floor (HEAD)",
+          HEAD_FLOOR_FETCH,
         ]),
         docker,
       );

@@ -50,6 +50,8 @@ export type Scenario =
 export const NOOP_NO_SIGNATURES = "bananna registry (signatures skip)";
 /** The `many` no-op with `updateLatest: false` (what reconciling `latest` costs a no-op). */
 export const NOOP_NO_LATEST = "bananna registry (updateLatest false)";
+/** The `many` no-op's HEADs made with Deno's fetch alone (the runtime's share of a no-op). */
+export const HEAD_FLOOR_FETCH = "floor (HEAD, Deno fetch)";
 
 /** The `big` contender under a 50 MiB/s bandwidth limit. */
 export const BW_LIMITED = "bananna registry (50 MiB/s)";
@@ -218,6 +220,21 @@ export function evaluateTargets(
       "many no-op: registry engine (defaults) / floor (HEAD, curl)",
       ratio(median(registry, ms), median(many("floor (HEAD)"), ms)),
       { limit: 1.3, unit: "x", direction: "<=" },
+    ),
+  );
+  const fetchFloor = many(HEAD_FLOOR_FETCH);
+  t.push(
+    target(
+      "many no-op: the same HEADs with Deno's fetch alone / floor (HEAD, curl), for reference",
+      ratio(median(fetchFloor, ms), median(many("floor (HEAD)"), ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
+    ),
+  );
+  t.push(
+    target(
+      "many no-op: registry engine (defaults) / the same HEADs with Deno's fetch alone, for reference",
+      ratio(median(registry, ms), median(fetchFloor, ms)),
+      { limit: Infinity, unit: "x", direction: "<=", info: true },
     ),
   );
   t.push(

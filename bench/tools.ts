@@ -333,18 +333,15 @@ xargs -P "$PARALLEL" -n 3 bash -c 'copy "$@"' _ < "$LIST"
 export async function runHeadFloor(
   options: FloorOptions,
 ): Promise<RunResult> {
-  const { src, dest, corpus, workDir } = options;
-  const accept = MANIFEST_ACCEPT;
-  const urls = (base: string, repo: (r: string) => string) =>
-    corpus.images.map((i) => `url = "${base}/v2/${repo(i.repository)}/manifests/${i.tag}"\n`)
-      .join("");
+  const { dest, workDir } = options;
+  const heads = headFloorUrls(options);
   const srcList = `${workDir}/head-floor-src.txt`;
   const dstList = `${workDir}/head-floor-dst.txt`;
-  await Deno.writeTextFile(srcList, urls(src.url, (r) => r));
+  await Deno.writeTextFile(srcList, heads.source.map((url) => `url = "${url}"\n`).join(""));
   await Deno.writeTextFile(
     dstList,
     `user = "${dest.username}:${dest.password}"\n` +
-      urls(dest.url, (r) => `${NAMESPACE}/${r.split("/").pop()}`),
+      heads.destination.map((url) => `url = "${url}"\n`).join(""),
   );
   const curl = `curl -sSf --head --parallel --parallel-max "$PARALLEL" -H "Accept: $ACCEPT"`;
   const script = `set -euo pipefail
@@ -358,12 +355,56 @@ wait $a; wait $b
     workDir,
     env: {
       ...baseEnv(),
-      ACCEPT: accept,
+      ACCEPT: MANIFEST_ACCEPT,
       SRC_LIST: srcList,
       DST_LIST: dstList,
       PARALLEL: String(options.parallel),
     },
   });
+}
+
+/**
+ * The same HEADs as {@link runHeadFloor}, made with Deno's fetch (bench/head_floor_fetch.ts, this
+ * tree's V8 flags): the runtime's own share of a no-op, with nothing of bananna-bot's around it.
+ */
+export async function runHeadFloorFetch(options: FloorOptions): Promise<RunResult> {
+  const { dest, workDir } = options;
+  const heads = headFloorUrls(options);
+  const srcList = `${workDir}/head-floor-fetch-src.txt`;
+  const dstList = `${workDir}/head-floor-fetch-dst.txt`;
+  await Deno.writeTextFile(srcList, heads.source.join("\n") + "\n");
+  await Deno.writeTextFile(dstList, heads.destination.join("\n") + "\n");
+  return await timed("deno", [
+    "run",
+    "--frozen",
+    ...shippedV8Flags(),
+    `--allow-net=${options.src.host},${dest.host}`,
+    `--allow-read=${workDir}`,
+    "--allow-env=ACCEPT,BENCH_DEST_USER,BENCH_DEST_PASSWORD",
+    "bench/head_floor_fetch.ts",
+    String(options.parallel),
+    srcList,
+    dstList,
+  ], {
+    workDir,
+    env: {
+      ...baseEnv(),
+      ACCEPT: MANIFEST_ACCEPT,
+      BENCH_DEST_USER: dest.username ?? "",
+      BENCH_DEST_PASSWORD: dest.password ?? "",
+    },
+  });
+}
+
+/** The manifest URLs of the HEAD floors: each source tag, and where each landed in `dest`. */
+function headFloorUrls(options: FloorOptions): { source: string[]; destination: string[] } {
+  const { src, dest, corpus } = options;
+  return {
+    source: corpus.images.map((i) => `${src.url}/v2/${i.repository}/manifests/${i.tag}`),
+    destination: corpus.images.map((i) =>
+      `${dest.url}/v2/${NAMESPACE}/${i.repository.split("/").pop()}/manifests/${i.tag}`
+    ),
+  };
 }
 
 /**
