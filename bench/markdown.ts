@@ -13,7 +13,7 @@
  *
  * @module
  */
-import { type CaseResult, stats, type TargetResult } from "./table.ts";
+import { type CaseResult, formatTargetValue, stats, type TargetResult } from "./table.ts";
 
 interface Results {
   date: string;
@@ -66,13 +66,7 @@ export function markdown(r: Results): string {
   out.push("", row(["target", "measured", "limit", "result"]), row(["---", "---", "---", "---"]));
   for (const t of r.targets) {
     if (t.status === "n/a") continue;
-    const value = t.value === undefined
-      ? "-"
-      : t.unit === "x"
-      ? `${t.value.toFixed(2)}x`
-      : `${
-        t.value.toFixed(t.unit === "MB" || t.unit === "ms" || t.unit === "GETs" ? 0 : 2)
-      } ${t.unit}`;
+    const value = formatTargetValue(t);
     const limit = t.info ? "-" : `${t.direction} ${t.limit}${t.unit === "x" ? "x" : ` ${t.unit}`}`;
     const result = t.status === "PASS" ? "met" : t.status === "MISS" ? "**missed**" : t.status;
     out.push(row([t.name, value, limit, t.detail ? `${result} (${t.detail})` : result]));

@@ -523,6 +523,21 @@ function pad(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n");
 }
 
+/**
+ * A target's value as the tables print it: two decimals (whole numbers for MB, ms and GETs), and
+ * more where that rounding would land on the limit and hide which side of it the value is on
+ * (0.3528x against 0.35x prints 0.353x, not a missed 0.35x).
+ */
+export function formatTargetValue(t: TargetResult): string {
+  if (t.value === undefined) return "-";
+  let digits = t.unit === "GETs" || t.unit === "MB" || t.unit === "ms" ? 0 : 2;
+  while (
+    !t.info && digits < 6 && t.value !== t.limit && Number(t.value.toFixed(digits)) === t.limit
+  ) digits++;
+  const text = t.value.toFixed(digits);
+  return t.unit === "x" ? `${text}x` : `${text} ${t.unit}`;
+}
+
 /** The table printed at the end of a run. */
 export function formatTable(cases: CaseResult[], targets: TargetResult[]): string {
   const rows = [[
@@ -559,16 +574,9 @@ export function formatTable(cases: CaseResult[], targets: TargetResult[]): strin
   }
   const targetRows = [["target", "value", "limit", "result", "detail"]];
   for (const t of targets) {
-    const value = t.value === undefined
-      ? "-"
-      : t.unit === "x"
-      ? `${t.value.toFixed(2)}x`
-      : `${
-        t.value.toFixed(t.unit === "GETs" || t.unit === "MB" || t.unit === "ms" ? 0 : 2)
-      } ${t.unit}`;
     targetRows.push([
       t.name,
-      value,
+      formatTargetValue(t),
       t.info ? "-" : `${t.direction} ${t.limit}${t.unit === "x" ? "x" : " " + t.unit}`,
       t.status,
       t.detail ?? "",

@@ -7,7 +7,13 @@
  */
 import assert from "node:assert/strict";
 import type { Corpus } from "../../bench/corpora.ts";
-import { type CaseResult, evaluateTargets, HEAD_FLOOR_FETCH } from "../../bench/table.ts";
+import {
+  type CaseResult,
+  evaluateTargets,
+  formatTargetValue,
+  HEAD_FLOOR_FETCH,
+  type TargetResult,
+} from "../../bench/table.ts";
 import { NAMESPACE, runHeadFloor, runHeadFloorFetch } from "../../bench/tools.ts";
 import { pushTestImage } from "../support/images.ts";
 import { startRegistry } from "../support/registry.ts";
@@ -99,4 +105,17 @@ Deno.test("head floors: the fetch floor's rows are reference ratios of the media
   );
   assert.equal(ours?.value, 1400 / 1000);
   assert.equal(ours?.status, "info");
+});
+
+Deno.test("formatTargetValue: more digits only where two would land on the limit", () => {
+  const t = (value: number, limit: number, unit: TargetResult["unit"] = "x", info = false) =>
+    formatTargetValue({ name: "t", value, limit, unit, direction: "<=", status: "info", info });
+  assert.equal(t(0.3528, 0.35), "0.353x");
+  assert.equal(t(0.3496, 0.35), "0.3496x");
+  assert.equal(t(0.35, 0.35), "0.35x");
+  assert.equal(t(0.3412, 0.35), "0.34x");
+  assert.equal(t(120.4, 120, "ms"), "120.4 ms");
+  assert.equal(t(98, 120, "ms"), "98 ms");
+  assert.equal(t(1.1949, 1, "ms/task"), "1.19 ms/task");
+  assert.equal(t(0.3528, Infinity, "x", true), "0.35x");
 });
