@@ -59,8 +59,8 @@ export interface ListReferrersOptions {
   artifactType?: string;
   signal?: AbortSignal;
   /**
-   * Per host, does it serve the referrers API? Read first (false: the API is not asked again, the
-   * fallback tag is the answer) and set from the answer, so a run asks each host once.
+   * The run's answers about the referrers API per host ({@link ReferrersApiSupport}): a host known
+   * to lack it is not asked again (the fallback tag is the answer).
    */
   apiSupport?: ReferrersApiSupport;
 }

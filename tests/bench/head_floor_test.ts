@@ -30,9 +30,8 @@ Deno.test("head floors: curl and Deno fetch make the same HEADs, and fail on a m
   for (const [i, image] of images.entries()) {
     const options = { kind: image.kind, seed: 9100 + i, layers: 1, layerSize: 256 };
     await pushTestImage(src, `${image.repository}:${image.tag}`, options);
-    await pushTestImage(dest, `${NAMESPACE}/${image.repository.split("/").pop()}:${image.tag}`, {
-      ...options,
-    });
+    const landed = `${NAMESPACE}/${image.repository.split("/").pop()}:${image.tag}`;
+    await pushTestImage(dest, landed, options);
   }
   const corpus: Corpus = { name: "many", images, blobs: [], bytes: 0 };
   const workDir = await Deno.makeTempDir({ prefix: "bb-head-floor-" });
