@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkConfig, expandEnv, loadConfig } from "../../lib/config/load_config.ts";
+import { checkConfig, expandEnv, loadConfig, logOpenError } from "../../lib/config/load_config.ts";
 import { formatPath } from "../../lib/config/parse_config_text.ts";
 import { selectImages } from "../../lib/cli/mirror_command.ts";
 import { ConfigError, type ConfigProblem } from "../../lib/errors.ts";
@@ -59,6 +59,34 @@ Deno.test("loadConfig() resolves defaults, schemes, relative paths and destinati
       "node-exporter-mirror",
     ]);
     assert.throws(() => selectImages(config.images, ["redis*"]), /matched no image/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("logOpenError(): a log that became a folder after validation is a ConfigError naming it", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(
+      `${dir}/c.yaml`,
+      "registries:\n  r: { url: 'localhost:5000', namespace: m, kind: registry }\nimages:\n  'a/b:1': { targets: [r] }\n",
+    );
+    const config = await loadConfig("c.yaml", { env: {}, cwd: dir });
+    await Deno.mkdir(`${config.log.dir}/${config.log.file}`, { recursive: true });
+    const opened = await Deno.open(`${config.log.dir}/${config.log.file}`, {
+      append: true,
+      create: true,
+    }).catch((error) => error);
+    const error = logOpenError(config, opened);
+    assert.ok(error instanceof ConfigError, String(error));
+    assert.equal(error.file, `${dir}/c.yaml`);
+    assert.equal(error.problems[0].path, "log");
+    assert.match(
+      error.problems[0].message,
+      /^cannot open the log \/.*\/bananna-bot\.log: Is a directory/,
+    );
+    const bug = new TypeError("not a file-system error");
+    assert.equal(logOpenError(config, bug), bug, "anything else keeps its stack");
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

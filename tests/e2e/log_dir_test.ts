@@ -1,8 +1,8 @@
 /**
  * `main.ts mirror` and the log location: missing parents of `log.dir` are created (like
- * `mkdir -p`); a log that cannot be opened even so (`log.file` names a folder) is exit 2 naming
- * the setting, not an internal error. (A log dir that is a file, under a file or not writable is
- * a validate error: tests/e2e/validate_test.ts.)
+ * `mkdir -p`); a log file that cannot be opened (`log.file` names a folder) is exit 2 naming the
+ * setting, before the run starts, not an internal error. (The other log dir and log file
+ * problems are validate errors too: tests/e2e/validate_test.ts.)
  */
 import assert from "node:assert/strict";
 import { runCli } from "../support/cli.ts";
@@ -47,7 +47,7 @@ Deno.test("mirror with a log it cannot open is exit 2 naming log, no internal er
       timeoutMs: 30_000,
     });
     assert.equal(run.code, 2, run.stderr);
-    assert.match(run.stderr, /error: log: cannot open the log \/.*\/logs\/sub: Is a directory/);
+    assert.match(run.stderr, /error: log\.file: \/.*\/logs\/sub is a folder/);
     assert.match(run.stderr, /c\.yaml: 1 problem\(s\).*\[CONFIG_INVALID\]/);
     assert.doesNotMatch(run.stderr, /internal error|^\s+at /m);
   } finally {

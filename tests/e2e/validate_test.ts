@@ -426,6 +426,20 @@ Deno.test("a password outside Latin-1 is accepted by validate and masked in its 
  * A folder nobody can write to, made honestly: mode bits for a user; for root (which passes mode
  * bits) the immutable attribute (`chattr +i`), cleared again by `release`. Null when neither works.
  */
+/** Make `path` a file nobody may append to (chmod for a user, chattr +i for root); its undo. */
+async function readOnlyFile(path: string): Promise<(() => Promise<void>) | null> {
+  await Deno.writeTextFile(path, "");
+  if (Deno.uid() !== 0) {
+    await Deno.chmod(path, 0o400);
+    return () => Deno.chmod(path, 0o600);
+  }
+  const chattr = async (flag: string) =>
+    (await new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" })
+      .output().catch(() => ({ success: false }))).success;
+  if (!(await chattr("+i"))) return null;
+  return async () => void (await chattr("-i"));
+}
+
 async function readOnlyDir(
   scratch: string,
 ): Promise<{ path: string; release: () => Promise<void> } | null> {
@@ -517,6 +531,34 @@ Deno.test("bad input is exit 2 with the config path and the offending path, fast
         /error: log\.dir: cannot create the log dir \/.*\/logfile\/a\/b: \/.*\/logfile is a file, not a folder/,
     },
     {
+      name: "a log file that is a folder",
+      text: async (dir) => {
+        await Deno.mkdir(`${dir}/logs/sub`, { recursive: true });
+        return config(registry, image, "log: { dir: ./logs, file: sub }");
+      },
+      pattern: /error: log\.file: \/.*\/logs\/sub is a folder: log\.file must name the log file/,
+    },
+    {
+      name: "a log file that is a symbolic link",
+      text: async (dir) => {
+        await Deno.mkdir(`${dir}/logs`);
+        await Deno.symlink("../gone/x.log", `${dir}/logs/x.log`);
+        return config(registry, image, "log: { dir: ./logs, file: x.log }");
+      },
+      pattern: /error: log\.file: \/.*\/logs\/x\.log is a symbolic link/,
+    },
+    {
+      name: "a log file that cannot be written",
+      text: async (dir, cleanup) => {
+        await Deno.mkdir(`${dir}/logs`);
+        const ro = await readOnlyFile(`${dir}/logs/x.log`);
+        if (ro === null) return null;
+        cleanup(ro);
+        return config(registry, image, "log: { dir: ./logs, file: x.log }");
+      },
+      pattern: /error: log\.file: cannot append to the log \/.*\/logs\/x\.log: permission denied/,
+    },
+    {
       name: "a log dir that cannot be written",
       text: async (dir, cleanup) => {
         const ro = await readOnlyDir(dir);
@@ -534,6 +576,7 @@ Deno.test("bad input is exit 2 with the config path and the offending path, fast
   await Deno.remove(probe, { recursive: true });
   for (const row of rows) {
     const ignore = row.name.includes("cannot be written") && readOnly === null;
+    // (chattr +i works on a file wherever it works on a folder.)
     await t.step({
       name: `${row.name}${ignore ? " (ignored: no way to make a read-only folder here)" : ""}`,
       ignore,
