@@ -70,7 +70,8 @@ function report(error: unknown, io: Io): number {
   if (error instanceof ConfigError) {
     for (const p of error.problems) say(`error: ${p.path ? `${p.path}: ` : ""}${p.message}`);
     say(
-      `${error.file}: ${error.problems.length} problem(s); run "bananna-bot validate" for details [CONFIG_INVALID]`,
+      // The subcommand, not a program name: it follows `deno task`, the binary or the container.
+      `${error.file}: ${error.problems.length} problem(s); "validate --config ${error.file}" lists them with any warnings [CONFIG_INVALID]`,
     );
     return 2;
   }

@@ -48,7 +48,10 @@ Deno.test("mirror with a log it cannot open is exit 2 naming log, no internal er
     });
     assert.equal(run.code, 2, run.stderr);
     assert.match(run.stderr, /error: log\.file: \/.*\/logs\/sub is a folder/);
-    assert.match(run.stderr, /c\.yaml: 1 problem\(s\).*\[CONFIG_INVALID\]/);
+    assert.match(
+      run.stderr,
+      /\/c\.yaml: 1 problem\(s\); "validate --config \/\S+\/c\.yaml" lists them.*\[CONFIG_INVALID\]/,
+    );
     assert.doesNotMatch(run.stderr, /internal error|^\s+at /m);
   } finally {
     await Deno.remove(dir, { recursive: true });
