@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { type Command, parseArgs } from "./lib/cli/args.ts";
+import { type Command, COMMAND_OPTIONS, parseArgs } from "./lib/cli/args.ts";
 import type { Io } from "./lib/cli/io.ts";
 import { ConfigError, MirrorError, UsageError } from "./lib/errors.ts";
 import { Secrets } from "./lib/log/redact.ts";
@@ -18,7 +18,9 @@ export async function main(args: string[], io: Io): Promise<number> {
     command = parseArgs(args);
   } catch (error) {
     if (error instanceof UsageError) {
-      io.stderr(`bananna-bot: ${error.message}\nRun "bananna-bot --help" for usage.\n`);
+      // Subcommands only: the program is `deno task`, the binary or the container's entrypoint.
+      const asked = Object.hasOwn(COMMAND_OPTIONS, args[0] ?? "") ? `${args[0]} --help` : "--help";
+      io.stderr(`bananna-bot: ${error.message}\n"${asked}" shows the usage.\n`);
       return 2;
     }
     throw error;
@@ -69,10 +71,11 @@ function report(error: unknown, io: Io): number {
   }
   if (error instanceof ConfigError) {
     for (const p of error.problems) say(`error: ${p.path ? `${p.path}: ` : ""}${p.message}`);
-    say(
-      // The subcommand, not a program name: it follows `deno task`, the binary or the container.
-      `${error.file}: ${error.problems.length} problem(s); "validate --config ${error.file}" lists them with any warnings [CONFIG_INVALID]`,
-    );
+    // A config that was read (its problems have paths) gets the validate command to run.
+    const hint = error.problems.some((p) => p.path)
+      ? `; "validate --config ${error.file}" lists them with any warnings`
+      : "";
+    say(`${error.file}: ${error.problems.length} problem(s)${hint} [CONFIG_INVALID]`);
     return 2;
   }
   if (error instanceof MirrorError) {

@@ -273,6 +273,14 @@ Deno.test("validate honours BANANNA_BOT_CONFIG and names a missing file", async 
   });
   assert.equal(run.code, 2);
   assert.match(run.stderr, /config file not found: \/nonexistent\/bb\.yaml \(pass --config PATH/);
+  // mirror says the same; validate has nothing to add about a file that is not there.
+  const mirror = await runCli(["mirror", "--non-interactive"], {
+    cwd: "/tmp",
+    env: { BANANNA_BOT_CONFIG: "/nonexistent/bb.yaml" },
+  });
+  assert.equal(mirror.code, 2);
+  assert.match(mirror.stderr, /config file not found: \/nonexistent\/bb\.yaml/);
+  assert.match(mirror.stderr, /^\/nonexistent\/bb\.yaml: 1 problem\(s\) \[CONFIG_INVALID\]$/m);
 });
 
 Deno.test("--help, --version and usage errors", async (t) => {
@@ -294,6 +302,11 @@ Deno.test("--help, --version and usage errors", async (t) => {
     const run = await runCli(["mirror", "--dry-runn"]);
     assert.equal(run.code, 2);
     assert.match(run.stderr, /--dry-runn/);
+    // The subcommand's help, typeable after `deno task`, the binary or the container alike.
+    assert.match(run.stderr, /^"mirror --help" shows the usage\.$/m);
+    const unknown = await runCli(["mirrror"]);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command "mirrror".*\n"--help" shows the usage\.$/m);
   });
   await t.step("no command is exit 2", async () => {
     const run = await runCli([]);
