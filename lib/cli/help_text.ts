@@ -25,6 +25,7 @@ export const MAIN_HELP =
 
 Usage:
   bananna-bot <command> [options]
+  deno task <command> [options]      (from a clone: the same commands and options)
 
 Commands:
   mirror     mirror every image in the config (plan, copy what is new, move latest, report)

@@ -298,6 +298,10 @@ Deno.test("--help, --version and usage errors", async (t) => {
       assert.match(run.stdout, /Exit codes:|--config/);
     });
   }
+  await t.step("--help names the deno task form a clone runs", async () => {
+    const run = await runCli(["--help"]);
+    assert.match(run.stdout, /^ {2}deno task <command> \[options\] +\(from a clone/m);
+  });
   await t.step("an unknown flag is exit 2 naming the flag", async () => {
     const run = await runCli(["mirror", "--dry-runn"]);
     assert.equal(run.code, 2);
