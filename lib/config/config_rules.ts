@@ -1,7 +1,7 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, a log dir that is not a writable folder (or cannot be created) or a log file that cannot be appended to, and warnings (docker engine without a platform or with a bandwidth limit, insecure remote hosts, passwords
+ * name rules, a log dir that is not a writable folder (or cannot be created) or a log file that cannot be appended to, and warnings (docker engine without a platform or with a bandwidth limit, a log file that is a symbolic link, insecure remote hosts, passwords
  * written into a YAML file).
  *
  * @module
@@ -73,7 +73,7 @@ export async function checkRules(
     );
   }
   await checkLogDir(config.log.dir, err);
-  await checkLogFile(config.log, err);
+  await checkLogFile(config.log, { err, warn });
   checkPlatforms(data, err, warn);
   checkDockerEngine(data, warn);
   return problems;
@@ -397,20 +397,22 @@ async function checkLogDir(dir: string, err: (path: string, message: string) => 
 }
 
 /**
- * The log file, where it exists already, must be a file the run can append to, and no symbolic
- * link (the run refuses to write through one). Opened for appending and closed at once: nothing is
- * written or created. A missing or unreachable file is log.dir's concern.
+ * The log file, where it exists already, must be a file the run can append to; a symbolic link
+ * there is a warning (the run refuses it as MIRROR_UNSAFE_PATH). Opened for appending and closed
+ * at once: nothing is written or created. A missing or unreachable file is log.dir's concern.
  */
-async function checkLogFile(
-  log: { dir: string; file: string },
-  err: (path: string, message: string) => void,
-): Promise<void> {
+async function checkLogFile(log: { dir: string; file: string }, say: Say): Promise<void> {
+  const { err, warn } = say;
   const at = "log.file";
   const path = `${log.dir}/${log.file}`;
   const info = await Deno.lstat(path).catch(() => null);
   if (!info) return;
   if (info.isSymlink) {
-    err(at, `${path} is a symbolic link: the run never writes through a link in its log dir`);
+    // Not a config mistake but a planted link: the run refuses it with its own code.
+    warn(
+      at,
+      `${path} is a symbolic link: the run will refuse to write through it (MIRROR_UNSAFE_PATH)`,
+    );
   } else if (!info.isFile) {
     err(
       at,

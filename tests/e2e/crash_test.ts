@@ -243,6 +243,17 @@ Deno.test("no file of the log dir is written through a planted symbolic link", a
           await closedPortConfig(dir);
           await Deno.mkdir(`${dir}/logs`);
           await Deno.symlink(outside, `${dir}/logs/${name}`);
+          if (name === "bananna-bot.log") {
+            // validate sees the log file and warns; the run's refusal has the code.
+            const check = await runCli(["validate", "--config", `${dir}/config.yaml`], {
+              cwd: dir,
+            });
+            assert.equal(check.code, 0, check.stderr);
+            assert.match(
+              check.stderr,
+              /warning: log\.file: \/.*\/logs\/bananna-bot\.log is a symbolic link: the run will refuse/,
+            );
+          }
           const run = await mirror(dir);
           assert.notEqual(run.code, 0);
           assert.match(run.stderr, /\[MIRROR_UNSAFE_PATH\]/);
