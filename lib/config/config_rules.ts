@@ -1,8 +1,9 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, a log dir that is not a writable folder (or cannot be created) or a log file that cannot be appended to, and warnings (docker engine without a platform or with a bandwidth limit, a log file that is a symbolic link, insecure remote hosts, passwords
- * written into a YAML file).
+ * name rules, a log dir that is not a writable folder (or cannot be created), a log file that
+ * cannot be appended to, and warnings (docker engine without a platform or with a bandwidth limit,
+ * a log file that is a symbolic link, insecure remote hosts, passwords written into a YAML file).
  *
  * @module
  */
