@@ -1,14 +1,14 @@
 /**
  * Cross-field rules that a schema cannot express: unknown targets, placeholders left in,
  * two sources mapped to one destination, unreadable CA files, Quay without an API token, Quay's
- * name rules, a log dir that is not a writable folder (or cannot be created), a log file that
- * cannot be appended to, and warnings (docker engine without a platform or with a bandwidth limit,
- * a log file that is a symbolic link, insecure remote hosts, passwords written into a YAML file).
+ * name rules, the log dir and log file (log_rules.ts), and warnings (docker engine without a
+ * platform or with a bandwidth limit, insecure remote hosts, passwords written into a YAML file).
  *
  * @module
  */
 import type { ConfigProblem } from "../errors.ts";
 import { FileInputError, readFileCapped } from "../safe_file.ts";
+import { checkLog } from "./log_rules.ts";
 
 /** Bytes a CA file may have (a bundle of a few hundred certificates). */
 const MAX_PEM_BYTES = 1024 * 1024;
@@ -73,8 +73,7 @@ export async function checkRules(
         : "placeholder left in: replace it with the real value",
     );
   }
-  await checkLogDir(config.log.dir, err);
-  await checkLogFile(config.log, { err, warn });
+  await checkLog(config.log, { err, warn });
   checkPlatforms(data, err, warn);
   checkDockerEngine(data, warn);
   return problems;
@@ -346,97 +345,6 @@ async function checkReadable(
       : String(error);
     err(at, `cannot read CA file ${path}: ${why}`);
   }
-}
-
-/**
- * The log dir must be a writable folder, or creatable: a missing dir and missing parents are
- * created by the run (like `mkdir -p`), so the nearest existing ancestor must be a writable
- * folder. Writability is tried, not read from mode bits (root passes those): a probe file is
- * created and removed at once.
- */
-async function checkLogDir(dir: string, err: (path: string, message: string) => void) {
-  const at = "log.dir";
-  let current = dir;
-  for (let i = 0; i < 4096; i++) {
-    let info: Deno.FileInfo;
-    try {
-      info = await Deno.stat(current);
-    } catch (error) {
-      const parent = current.replace(/\/+[^/]*\/*$/, "") || "/";
-      const missing = error instanceof Deno.errors.NotFound ||
-        error instanceof Deno.errors.NotADirectory;
-      if (missing && parent !== current) {
-        current = parent;
-        continue;
-      }
-      if (error instanceof Deno.errors.NotCapable) return;
-      err(at, `cannot use ${dir} as the log dir: ${reason(error)}`);
-      return;
-    }
-    if (!info.isDirectory) {
-      err(
-        at,
-        current === dir
-          ? `${dir} is not a folder: log.dir must name a folder for the log, the lock and the reports`
-          : `cannot create the log dir ${dir}: ${current} is a file, not a folder`,
-      );
-      return;
-    }
-    try {
-      await Deno.remove(await Deno.makeTempFile({ dir: current, prefix: ".bananna-bot-probe-" }));
-    } catch (error) {
-      if (error instanceof Deno.errors.NotCapable) return;
-      err(
-        at,
-        current === dir
-          ? `the log dir ${dir} is not writable: ${reason(error)}`
-          : `cannot create the log dir ${dir}: ${current} is not writable: ${reason(error)}`,
-      );
-    }
-    return;
-  }
-}
-
-/**
- * The log file, where it exists already, must be a file the run can append to; a symbolic link
- * there is a warning (the run refuses it as MIRROR_UNSAFE_PATH). Opened for appending and closed
- * at once: nothing is written or created. A missing or unreachable file is log.dir's concern.
- */
-async function checkLogFile(log: { dir: string; file: string }, say: Say): Promise<void> {
-  const { err, warn } = say;
-  const at = "log.file";
-  const path = `${log.dir}/${log.file}`;
-  const info = await Deno.lstat(path).catch(() => null);
-  if (!info) return;
-  if (info.isSymlink) {
-    // Not a config mistake but a planted link: the run refuses it with its own code.
-    warn(
-      at,
-      `${path} is a symbolic link: the run will refuse to write through it (MIRROR_UNSAFE_PATH)`,
-    );
-  } else if (!info.isFile) {
-    err(
-      at,
-      `${path} is ${
-        info.isDirectory ? "a folder" : "not a regular file"
-      }: log.file must name the log file in log.dir`,
-    );
-  } else {
-    try {
-      (await Deno.open(path, { append: true })).close();
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotCapable)) {
-        err(at, `cannot append to the log ${path}: ${reason(error)}`);
-      }
-    }
-  }
-}
-
-function reason(error: unknown): string {
-  if (error instanceof Deno.errors.PermissionDenied) return "permission denied";
-  return error instanceof Error
-    ? error.message.replace(/\s*\(os error \d+\).*$/, "")
-    : String(error);
 }
 
 /** What {@link knownTargets} reports with. */
