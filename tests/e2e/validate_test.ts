@@ -443,6 +443,12 @@ Deno.test("a password outside Latin-1 is accepted by validate and masked in its 
  * A folder nobody can write to, made honestly: mode bits for a user; for root (which passes mode
  * bits) the immutable attribute (`chattr +i`), cleared again by `release`. Null when neither works.
  */
+/** `chattr FLAG path`: did it work? (Not every file system has the immutable flag.) */
+async function chattr(flag: string, path: string): Promise<boolean> {
+  const run = new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" });
+  return (await run.output().catch(() => ({ success: false }))).success;
+}
+
 /** Make `path` a file nobody may append to (chmod for a user, chattr +i for root); its undo. */
 async function readOnlyFile(path: string): Promise<(() => Promise<void>) | null> {
   await Deno.writeTextFile(path, "");
@@ -450,11 +456,8 @@ async function readOnlyFile(path: string): Promise<(() => Promise<void>) | null>
     await Deno.chmod(path, 0o400);
     return () => Deno.chmod(path, 0o600);
   }
-  const chattr = async (flag: string) =>
-    (await new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" })
-      .output().catch(() => ({ success: false }))).success;
-  if (!(await chattr("+i"))) return null;
-  return async () => void (await chattr("-i"));
+  if (!(await chattr("+i", path))) return null;
+  return async () => void (await chattr("-i", path));
 }
 
 async function readOnlyDir(
@@ -466,11 +469,8 @@ async function readOnlyDir(
     return { path, release: () => Deno.chmod(path, 0o700) };
   }
   await Deno.mkdir(path);
-  const chattr = async (flag: string) =>
-    (await new Deno.Command("chattr", { args: [flag, path], stdout: "null", stderr: "null" })
-      .output().catch(() => ({ success: false }))).success;
-  if (!(await chattr("+i"))) return null;
-  return { path, release: async () => void (await chattr("-i")) };
+  if (!(await chattr("+i", path))) return null;
+  return { path, release: async () => void (await chattr("-i", path)) };
 }
 
 Deno.test("bad input is exit 2 with the config path and the offending path, fast, never an internal error", async (t) => {
