@@ -8,7 +8,7 @@
  */
 import type { ConfigProblem } from "../errors.ts";
 import { FileInputError, readFileCapped } from "../safe_file.ts";
-import { checkLog } from "./log_rules.ts";
+import { checkLog, type Say } from "./log_rules.ts";
 
 /** Bytes a CA file may have (a bundle of a few hundred certificates). */
 const MAX_PEM_BYTES = 1024 * 1024;
@@ -77,12 +77,6 @@ export async function checkRules(
   checkPlatforms(data, err, warn);
   checkDockerEngine(data, warn);
   return problems;
-}
-
-/** Where a rule reports: an error, or a warning. */
-interface Say {
-  err: (path: string, message: string) => void;
-  warn: (path: string, message: string) => void;
 }
 
 /** Each registry: placeholders, namespace grammar, Quay's API token, credentials, http, CA files. */

@@ -6,8 +6,9 @@
  *
  * @module
  */
-/** Where a rule reports: an error, or a warning (config_rules.ts passes its own). */
-interface Say {
+
+/** Where a rule reports: an error, or a warning (config_rules.ts's rules take it too). */
+export interface Say {
   err: (path: string, message: string) => void;
   warn: (path: string, message: string) => void;
 }
